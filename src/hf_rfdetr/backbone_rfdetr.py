@@ -1,0 +1,208 @@
+"""Stage 1: the DINOv2 encoder with windowed attention.
+
+pixel_values (B, C, H, W) -> patch embedding + interpolated position embedding -> blocks that alternate windowed
+and global self-attention -> the hidden states after the blocks named by `out_feature_indexes`, layer-normed, as
+feature maps (B, backbone_hidden_size, H / patch_size, W / patch_size).
+
+Windowing splits the patch grid into `num_windows x num_windows` row-major windows that become extra batch
+entries (B * num_windows**2, 1 + tokens per window, C), each with its own copy of the CLS token. A global block
+views that tensor as (B, num_windows**2 * (1 + tokens per window), C), so it also attends across the CLS copies.
+"""
+
+from __future__ import annotations
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+from transformers.activations import ACT2FN
+
+from .configuration_rfdetr import RFDetrConfig
+
+try:  # transformers >= 4.53: lets `gradient_checkpointing_enable()` reach the encoder blocks
+    from transformers.modeling_layers import GradientCheckpointingLayer
+except ImportError:  # pragma: no cover
+    GradientCheckpointingLayer = nn.Module
+
+
+class RFDetrPatchEmbeddings(nn.Module):
+    """(B, C, H, W) -> (B, H/p * W/p, hidden) with one strided convolution."""
+
+    def __init__(self, config: RFDetrConfig) -> None:
+        super().__init__()
+        self.num_channels = config.num_channels
+        self.projection = nn.Conv2d(
+            config.num_channels, config.backbone_hidden_size, kernel_size=config.patch_size, stride=config.patch_size
+        )
+
+    def forward(self, pixel_values: torch.Tensor) -> torch.Tensor:
+        return self.projection(pixel_values).flatten(2).transpose(1, 2)
+
+
+class RFDetrEmbeddings(nn.Module):
+    """Patch embedding, CLS token and the learned position embedding (interpolated to the input grid)."""
+
+    def __init__(self, config: RFDetrConfig) -> None:
+        super().__init__()
+        hidden = config.backbone_hidden_size
+        self.patch_size = config.patch_size
+        self.num_windows = config.num_windows
+        self.cls_token = nn.Parameter(torch.zeros(1, 1, hidden))
+        # Kept for checkpoint compatibility with DINOv2 / the original (masked image modelling); unused here.
+        self.mask_token = nn.Parameter(torch.zeros(1, hidden))
+        self.position_embeddings = nn.Parameter(torch.zeros(1, config.positional_encoding_size**2 + 1, hidden))
+        self.patch_embeddings = RFDetrPatchEmbeddings(config)
+
+    def interpolate_pos_encoding(self, height: int, width: int) -> torch.Tensor:
+        """The position embedding for a (height, width) patch grid: (1, 1 + height * width, hidden).
+
+        Bicubic with antialiasing, computed in float32, as DINOv2 and the original do; the stored grid is used as is
+        when it already has the requested (square) size.
+        """
+        grid = self.position_embeddings.shape[1] - 1
+        side = int(grid**0.5)
+        if height == width == side:
+            return self.position_embeddings
+        cls_pos, patch_pos = self.position_embeddings[:, :1], self.position_embeddings[:, 1:]
+        patch_pos = patch_pos.reshape(1, side, side, -1).permute(0, 3, 1, 2)
+        patch_pos = F.interpolate(
+            patch_pos.float(), size=(height, width), mode="bicubic", align_corners=False, antialias=True
+        ).to(patch_pos.dtype)
+        patch_pos = patch_pos.permute(0, 2, 3, 1).reshape(1, height * width, -1)
+        return torch.cat((cls_pos, patch_pos), dim=1)
+
+    def forward(self, pixel_values: torch.Tensor) -> torch.Tensor:
+        """(B, C, H, W) -> windowed tokens (B * num_windows**2, 1 + H/p * W/p / num_windows**2, hidden)."""
+        batch_size = pixel_values.shape[0]
+        height, width = pixel_values.shape[-2] // self.patch_size, pixel_values.shape[-1] // self.patch_size
+        patches = self.patch_embeddings(pixel_values.to(self.patch_embeddings.projection.weight.dtype))
+        tokens = torch.cat((self.cls_token.expand(batch_size, -1, -1), patches), dim=1)
+        tokens = tokens + self.interpolate_pos_encoding(height, width)
+        if self.num_windows == 1:
+            return tokens
+        return window_partition(tokens, height, width, self.num_windows)
+
+
+def window_partition(tokens: torch.Tensor, height: int, width: int, num_windows: int) -> torch.Tensor:
+    """(B, 1 + height * width, C) -> (B * num_windows**2, 1 + height * width / num_windows**2, C), row-major windows,
+    each window with its own copy of the CLS token."""
+    batch_size, _, channels = tokens.shape
+    cls_token, patches = tokens[:, :1], tokens[:, 1:]
+    win_h, win_w = height // num_windows, width // num_windows
+    patches = patches.reshape(batch_size, num_windows, win_h, num_windows, win_w, channels)
+    patches = patches.permute(0, 1, 3, 2, 4, 5).reshape(batch_size * num_windows**2, win_h * win_w, channels)
+    cls_token = cls_token.repeat_interleave(num_windows**2, dim=0)
+    return torch.cat((cls_token, patches), dim=1)
+
+
+def window_unpartition(tokens: torch.Tensor, height: int, width: int, num_windows: int) -> torch.Tensor:
+    """Windowed patch tokens without CLS (B * num_windows**2, height * width / num_windows**2, C) -> (B, C, H, W)."""
+    channels = tokens.shape[-1]
+    win_h, win_w = height // num_windows, width // num_windows
+    tokens = tokens.reshape(-1, num_windows, num_windows, win_h, win_w, channels)
+    return tokens.permute(0, 5, 1, 3, 2, 4).reshape(-1, channels, height, width)
+
+
+class RFDetrSelfAttention(nn.Module):
+    """Multi-head self-attention with a fused qkv projection, through `scaled_dot_product_attention`."""
+
+    def __init__(self, config: RFDetrConfig) -> None:
+        super().__init__()
+        self.num_heads = config.backbone_num_attention_heads
+        self.qkv = nn.Linear(config.backbone_hidden_size, 3 * config.backbone_hidden_size)
+        self.proj = nn.Linear(config.backbone_hidden_size, config.backbone_hidden_size)
+
+    def forward(self, hidden_states: torch.Tensor) -> torch.Tensor:
+        """(N, T, C) -> (N, T, C)."""
+        batch_size, length, channels = hidden_states.shape
+        qkv = self.qkv(hidden_states).reshape(batch_size, length, 3, self.num_heads, channels // self.num_heads)
+        query, key, value = qkv.permute(2, 0, 3, 1, 4).unbind(0)
+        attended = F.scaled_dot_product_attention(query, key, value)
+        return self.proj(attended.transpose(1, 2).reshape(batch_size, length, channels))
+
+
+class RFDetrMLP(nn.Module):
+    """The ViT feed-forward block: Linear -> activation -> Linear."""
+
+    def __init__(self, config: RFDetrConfig) -> None:
+        super().__init__()
+        hidden = config.backbone_hidden_size
+        self.fc1 = nn.Linear(hidden, hidden * config.backbone_mlp_ratio)
+        self.activation = ACT2FN[config.backbone_hidden_act]
+        self.fc2 = nn.Linear(hidden * config.backbone_mlp_ratio, hidden)
+
+    def forward(self, hidden_states: torch.Tensor) -> torch.Tensor:
+        return self.fc2(self.activation(self.fc1(hidden_states)))
+
+
+def drop_path(hidden_states: torch.Tensor, drop_prob: float, training: bool) -> torch.Tensor:
+    """Stochastic depth: drop the residual branch per sample with probability `drop_prob` while training."""
+    if drop_prob == 0.0 or not training:
+        return hidden_states
+    keep = 1.0 - drop_prob
+    mask = hidden_states.new_empty((hidden_states.shape[0],) + (1,) * (hidden_states.ndim - 1)).bernoulli_(keep)
+    return hidden_states * mask / keep
+
+
+class RFDetrEncoderLayer(GradientCheckpointingLayer):
+    """A pre-norm DINOv2 block with layer scale; attention is windowed or global (over all windows of an image)."""
+
+    def __init__(self, config: RFDetrConfig, drop_path_rate: float) -> None:
+        super().__init__()
+        hidden = config.backbone_hidden_size
+        self.num_windows = config.num_windows
+        self.drop_path_rate = drop_path_rate
+        self.norm1 = nn.LayerNorm(hidden, eps=config.backbone_layer_norm_eps)
+        self.attention = RFDetrSelfAttention(config)
+        self.layer_scale1 = nn.Parameter(torch.full((hidden,), config.backbone_layerscale_value))
+        self.norm2 = nn.LayerNorm(hidden, eps=config.backbone_layer_norm_eps)
+        self.mlp = RFDetrMLP(config)
+        self.layer_scale2 = nn.Parameter(torch.full((hidden,), config.backbone_layerscale_value))
+
+    def forward(self, hidden_states: torch.Tensor, global_attention: bool = False) -> torch.Tensor:
+        """(B * num_windows**2, T, C) -> same shape; a global block attends over (B, num_windows**2 * T, C)."""
+        attention_input = self.norm1(hidden_states)
+        if global_attention and self.num_windows > 1:
+            windows, length, channels = hidden_states.shape
+            images = windows // self.num_windows**2
+            attended = self.attention(attention_input.reshape(images, -1, channels)).reshape(windows, length, channels)
+        else:
+            attended = self.attention(attention_input)
+        hidden_states = hidden_states + drop_path(attended * self.layer_scale1, self.drop_path_rate, self.training)
+        feed_forward = self.mlp(self.norm2(hidden_states)) * self.layer_scale2
+        return hidden_states + drop_path(feed_forward, self.drop_path_rate, self.training)
+
+
+class RFDetrBackbone(nn.Module):
+    """The windowed DINOv2 encoder: pixel_values (B, C, H, W) -> one feature map per `out_feature_indexes` entry,
+    each (B, backbone_hidden_size, H / patch_size, W / patch_size)."""
+
+    def __init__(self, config: RFDetrConfig) -> None:
+        super().__init__()
+        self.config = config
+        self.embeddings = RFDetrEmbeddings(config)
+        rates = torch.linspace(0, config.drop_path_rate, config.backbone_num_hidden_layers).tolist()
+        self.layers = nn.ModuleList(RFDetrEncoderLayer(config, rate) for rate in rates)
+        self.layernorm = nn.LayerNorm(config.backbone_hidden_size, eps=config.backbone_layer_norm_eps)
+        # A tap `k` is the state after block k-1. The tapped block positions (0-based, as in the original) use
+        # global attention; the others are windowed.
+        self.global_attention_blocks = frozenset(config.out_feature_indexes)
+        self.num_blocks_run = config.out_feature_indexes[-1]
+        self.out_feature_indexes = tuple(config.out_feature_indexes)
+
+    def forward(self, pixel_values: torch.Tensor) -> list[torch.Tensor]:
+        height = pixel_values.shape[-2] // self.config.patch_size
+        width = pixel_values.shape[-1] // self.config.patch_size
+        hidden_states = self.embeddings(pixel_values)
+        feature_maps = []
+        for index, layer in enumerate(self.layers[: self.num_blocks_run]):
+            hidden_states = layer(hidden_states, index in self.global_attention_blocks)
+            if index + 1 in self.out_feature_indexes:
+                feature_maps.append(self._to_feature_map(hidden_states, height, width))
+        return feature_maps
+
+    def _to_feature_map(self, hidden_states: torch.Tensor, height: int, width: int) -> torch.Tensor:
+        """Windowed tokens (B * nw**2, 1 + T, C) -> layer-normed patch features (B, C, height, width)."""
+        patches = self.layernorm(hidden_states)[:, 1:]
+        if self.config.num_windows == 1:
+            return patches.transpose(1, 2).reshape(patches.shape[0], -1, height, width)
+        return window_unpartition(patches, height, width, self.config.num_windows)

@@ -1,0 +1,274 @@
+"""RF-DETR configuration and the named variants of the original `rfdetr` package (1.11.2)."""
+
+from __future__ import annotations
+
+import copy
+from typing import Any
+
+from transformers import PretrainedConfig
+
+from .coco_classes import COCO_ID2LABEL
+
+# Every detection variant of `rfdetr/config.py`, field for field (see `RFDetrConfig.from_variant`).
+_SMALL_BACKBONE = {"backbone_hidden_size": 384, "backbone_num_attention_heads": 6}
+_BASE_BACKBONE = {"backbone_hidden_size": 768, "backbone_num_attention_heads": 12}
+_PATCH16 = {"patch_size": 16, "num_windows": 2, "out_feature_indexes": [3, 6, 9, 12]}
+_PATCH14 = {"patch_size": 14, "num_windows": 4, "out_feature_indexes": [2, 5, 8, 11]}
+
+VARIANTS: dict[str, dict[str, Any]] = {
+    "nano": {**_SMALL_BACKBONE, **_PATCH16, "resolution": 384, "positional_encoding_size": 24, "decoder_layers": 2},
+    "small": {**_SMALL_BACKBONE, **_PATCH16, "resolution": 512, "positional_encoding_size": 32, "decoder_layers": 3},
+    "medium": {**_SMALL_BACKBONE, **_PATCH16, "resolution": 576, "positional_encoding_size": 36, "decoder_layers": 4},
+    "large": {**_SMALL_BACKBONE, **_PATCH16, "resolution": 704, "positional_encoding_size": 44, "decoder_layers": 4},
+    "base": {**_SMALL_BACKBONE, **_PATCH14, "resolution": 560, "positional_encoding_size": 37, "decoder_layers": 3},
+    "large-legacy": {
+        **_BASE_BACKBONE,
+        **_PATCH14,
+        "resolution": 560,
+        "positional_encoding_size": 37,
+        "decoder_layers": 3,
+        "d_model": 384,
+        "decoder_self_attention_heads": 12,
+        "decoder_cross_attention_heads": 24,
+        "decoder_n_points": 4,
+        "projector_scale": ["P3", "P5"],
+    },
+}
+#: Other spellings users bring from the original package.
+VARIANT_ALIASES = {
+    "rfdetrnano": "nano",
+    "rfdetrsmall": "small",
+    "rfdetrmedium": "medium",
+    "rfdetrlarge": "large",
+    "large-2026": "large",
+    "rfdetrbase": "base",
+    "rfdetrlargedeprecated": "large-legacy",
+    "large-deprecated": "large-legacy",
+    "legacy-large": "large-legacy",
+}
+#: Variants whose position-embedding grid is DINOv2's pretrained 37x37, kept when the resolution changes.
+_FIXED_POSITIONAL_ENCODING = {"base", "large-legacy"}
+_PROJECTOR_LEVELS = ("P3", "P4", "P5")
+
+
+class RFDetrConfig(PretrainedConfig):
+    r"""Configuration of an RF-DETR detector ([`RFDetrForObjectDetection`]).
+
+    The defaults are the Nano variant; `RFDetrConfig.from_variant(name)` gives every detection variant of the
+    original `rfdetr` package. Logits have `num_labels` slots (`len(id2label)`); without labels the config takes the
+    91 COCO-id slots of the original COCO checkpoints.
+
+    Args:
+        variant (`str`, *optional*): name of the variant the config was made from (informational).
+        backbone_hidden_size, backbone_num_hidden_layers, backbone_num_attention_heads, backbone_mlp_ratio,
+        backbone_hidden_act, backbone_layer_norm_eps, backbone_layerscale_value: the DINOv2 encoder.
+        drop_path_rate (`float`): stochastic depth in the encoder blocks.
+        num_channels (`int`): input channels.
+        patch_size (`int`): ViT patch size.
+        num_windows (`int`): windows per side in the windowed-attention blocks (1 disables windowing).
+        positional_encoding_size (`int`): side of the learned position-embedding grid, interpolated to the input.
+        out_feature_indexes (`list[int]`): 1-based encoder stages tapped for the projector; the blocks at these
+            0-based positions (and those after the last tap) use global attention, the others windowed attention.
+        resolution (`int`): the square training / inference resolution; must be divisible by
+            `patch_size * num_windows`.
+        projector_scale (`list[str]`): pyramid levels built by the projector, a sorted subset of P3, P4, P5.
+        projector_num_blocks (`int`): bottlenecks in each C2f block.
+        projector_layer_norm_eps (`float`): epsilon of the channel LayerNorms of the projector.
+        d_model (`int`): decoder width.
+        decoder_layers, decoder_self_attention_heads, decoder_cross_attention_heads, decoder_n_points,
+        decoder_ffn_dim, decoder_activation_function: the LW-DETR decoder.
+        dropout (`float`): dropout in the decoder (0 in the original).
+        layer_norm_eps (`float`): epsilon of the decoder and two-stage LayerNorms.
+        num_queries (`int`): object queries per group.
+        group_detr (`int`): Group DETR query groups used in training (one group at inference).
+        init_std (`float`): standard deviation of the truncated-normal initialisation.
+        initializer_bias_prior_prob (`float`): prior probability that sets the classification bias.
+    """
+
+    model_type = "rfdetr"
+
+    def __init__(
+        self,
+        variant: str | None = None,
+        backbone_hidden_size: int = 384,
+        backbone_num_hidden_layers: int = 12,
+        backbone_num_attention_heads: int = 6,
+        backbone_mlp_ratio: int = 4,
+        backbone_hidden_act: str = "gelu",
+        backbone_layer_norm_eps: float = 1e-6,
+        backbone_layerscale_value: float = 1.0,
+        drop_path_rate: float = 0.0,
+        num_channels: int = 3,
+        patch_size: int = 16,
+        num_windows: int = 2,
+        positional_encoding_size: int = 24,
+        out_feature_indexes: list[int] | tuple[int, ...] = (3, 6, 9, 12),
+        resolution: int = 384,
+        projector_scale: list[str] | tuple[str, ...] = ("P4",),
+        projector_num_blocks: int = 3,
+        projector_layer_norm_eps: float = 1e-6,
+        d_model: int = 256,
+        decoder_layers: int = 2,
+        decoder_self_attention_heads: int = 8,
+        decoder_cross_attention_heads: int = 16,
+        decoder_n_points: int = 2,
+        decoder_ffn_dim: int = 2048,
+        decoder_activation_function: str = "relu",
+        dropout: float = 0.0,
+        layer_norm_eps: float = 1e-5,
+        num_queries: int = 300,
+        group_detr: int = 13,
+        init_std: float = 0.02,
+        initializer_bias_prior_prob: float = 0.01,
+        **kwargs: Any,
+    ) -> None:
+        if "id2label" not in kwargs and "num_labels" not in kwargs:
+            kwargs["id2label"] = dict(COCO_ID2LABEL)
+        self.variant = variant
+        self.backbone_hidden_size = backbone_hidden_size
+        self.backbone_num_hidden_layers = backbone_num_hidden_layers
+        self.backbone_num_attention_heads = backbone_num_attention_heads
+        self.backbone_mlp_ratio = backbone_mlp_ratio
+        self.backbone_hidden_act = backbone_hidden_act
+        self.backbone_layer_norm_eps = backbone_layer_norm_eps
+        self.backbone_layerscale_value = backbone_layerscale_value
+        self.drop_path_rate = drop_path_rate
+        self.num_channels = num_channels
+        self.patch_size = patch_size
+        self.num_windows = num_windows
+        self.positional_encoding_size = positional_encoding_size
+        self.out_feature_indexes = list(out_feature_indexes)
+        self.resolution = resolution
+        self.projector_scale = list(projector_scale)
+        self.projector_num_blocks = projector_num_blocks
+        self.projector_layer_norm_eps = projector_layer_norm_eps
+        self.d_model = d_model
+        self.decoder_layers = decoder_layers
+        self.decoder_self_attention_heads = decoder_self_attention_heads
+        self.decoder_cross_attention_heads = decoder_cross_attention_heads
+        self.decoder_n_points = decoder_n_points
+        self.decoder_ffn_dim = decoder_ffn_dim
+        self.decoder_activation_function = decoder_activation_function
+        self.dropout = dropout
+        self.layer_norm_eps = layer_norm_eps
+        self.num_queries = num_queries
+        self.group_detr = group_detr
+        self.init_std = init_std
+        self.initializer_bias_prior_prob = initializer_bias_prior_prob
+        super().__init__(**kwargs)
+        self.validate()
+
+    # transformers reads these generic names (pipelines, Trainer, Optimum).
+    @property
+    def hidden_size(self) -> int:
+        return self.d_model
+
+    @property
+    def num_attention_heads(self) -> int:
+        return self.decoder_self_attention_heads
+
+    @property
+    def num_feature_levels(self) -> int:
+        return len(self.projector_scale)
+
+    @property
+    def block_size(self) -> int:
+        """Input height and width must be multiples of this (`patch_size * num_windows`)."""
+        return self.patch_size * self.num_windows
+
+    def validate(self) -> None:
+        """Raise `ValueError` naming the field when the configuration cannot describe a working model."""
+        if self.variant is not None and self.variant not in VARIANTS:
+            raise ValueError(f"variant={self.variant!r} is unknown; expected one of {sorted(VARIANTS)} or None")
+        for name in (
+            "backbone_hidden_size",
+            "backbone_num_hidden_layers",
+            "backbone_num_attention_heads",
+            "num_channels",
+            "patch_size",
+            "num_windows",
+            "positional_encoding_size",
+            "resolution",
+            "projector_num_blocks",
+            "d_model",
+            "decoder_layers",
+            "decoder_self_attention_heads",
+            "decoder_cross_attention_heads",
+            "decoder_n_points",
+            "decoder_ffn_dim",
+            "num_queries",
+            "group_detr",
+        ):
+            value = getattr(self, name)
+            if not isinstance(value, int) or isinstance(value, bool) or value < 1:
+                raise ValueError(f"{name}={value!r} must be a positive integer")
+        if self.resolution % self.block_size:
+            raise ValueError(
+                f"resolution={self.resolution} must be divisible by patch_size * num_windows = "
+                f"{self.patch_size} * {self.num_windows} = {self.block_size}; allowed values are multiples of "
+                f"{self.block_size}, e.g. {max(1, self.resolution // self.block_size) * self.block_size}"
+            )
+        indexes = self.out_feature_indexes
+        if (
+            not indexes
+            or sorted(set(indexes)) != indexes
+            or indexes[0] < 1
+            or indexes[-1] > self.backbone_num_hidden_layers
+        ):
+            raise ValueError(
+                f"out_feature_indexes={indexes} must be a non-empty, strictly increasing list of encoder stages in "
+                f"1..{self.backbone_num_hidden_layers} (backbone_num_hidden_layers)"
+            )
+        if not self.projector_scale or any(level not in _PROJECTOR_LEVELS for level in self.projector_scale):
+            raise ValueError(
+                f"projector_scale={self.projector_scale} must be a non-empty subset of {_PROJECTOR_LEVELS}"
+            )
+        if sorted(set(self.projector_scale)) != self.projector_scale:
+            raise ValueError(f"projector_scale={self.projector_scale} must be sorted ascending without repeats")
+        for size, heads, name in (
+            (self.backbone_hidden_size, self.backbone_num_attention_heads, "backbone_num_attention_heads"),
+            (self.d_model, self.decoder_self_attention_heads, "decoder_self_attention_heads"),
+            (self.d_model, self.decoder_cross_attention_heads, "decoder_cross_attention_heads"),
+        ):
+            if size % heads:
+                raise ValueError(f"{name}={heads} must divide the width it splits ({size})")
+        if self.decoder_activation_function not in ("relu", "gelu", "silu"):
+            raise ValueError(
+                f"decoder_activation_function={self.decoder_activation_function!r}; allowed: 'relu', 'gelu', 'silu'"
+            )
+        if not 0.0 <= self.dropout < 1.0 or not 0.0 <= self.drop_path_rate < 1.0:
+            raise ValueError(f"dropout={self.dropout} and drop_path_rate={self.drop_path_rate} must be in [0, 1)")
+
+    @classmethod
+    def variant_names(cls) -> list[str]:
+        return sorted(VARIANTS)
+
+    @classmethod
+    def from_variant(cls, name: str, **overrides: Any) -> RFDetrConfig:
+        """The configuration of a named variant of the original package, with optional overrides.
+
+        Args:
+            name: one of `nano`, `small`, `medium`, `base`, `large` (the 2026 704-px model), `large-legacy` (the
+                DINOv2-base Large), or an original class name such as `RFDETRBase`.
+            overrides: any config field. A new `resolution` rescales `positional_encoding_size` to
+                `resolution // patch_size`, as the original does, except for `base` and `large-legacy`, whose
+                37x37 grid is DINOv2's.
+        """
+        key = name.lower().replace("_", "-")
+        key = VARIANT_ALIASES.get(key, VARIANT_ALIASES.get(key.replace("-", ""), key))
+        if key not in VARIANTS:
+            raise ValueError(f"Unknown RF-DETR variant {name!r}; expected one of {sorted(VARIANTS)}")
+        values = copy.deepcopy(VARIANTS[key])
+        if (
+            "resolution" in overrides
+            and "positional_encoding_size" not in overrides
+            and key not in _FIXED_POSITIONAL_ENCODING
+        ):
+            values["positional_encoding_size"] = overrides["resolution"] // overrides.get(
+                "patch_size", values["patch_size"]
+            )
+        values.update(overrides)
+        return cls(variant=key, **values)
+
+
+__all__ = ["RFDetrConfig", "VARIANTS"]

@@ -1,0 +1,293 @@
+"""Stage 3: two-stage query selection and the LW-DETR decoder with multi-scale deformable cross-attention.
+
+Shapes: memory (B, S, d_model) is the projector's maps flattened (S = sum of h_l * w_l); queries (B, Q, d_model)
+with Q = num_queries (x group_detr while training); reference boxes (B, Q, 4) normalised cxcywh.
+"""
+
+from __future__ import annotations
+
+import math
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from .configuration_rfdetr import RFDetrConfig
+
+
+class RFDetrMLPHead(nn.Module):
+    """A stack of Linear layers with ReLU between them: (..., input_dim) -> (..., output_dim)."""
+
+    def __init__(
+        self, input_dim: int, hidden_dim: int, output_dim: int, num_layers: int, zero_init_output: bool = False
+    ) -> None:
+        super().__init__()
+        dims = [input_dim] + [hidden_dim] * (num_layers - 1) + [output_dim]
+        self.layers = nn.ModuleList(nn.Linear(d_in, d_out) for d_in, d_out in zip(dims[:-1], dims[1:]))
+        self.zero_init_output = zero_init_output
+
+    def forward(self, hidden_states: torch.Tensor) -> torch.Tensor:
+        for layer in self.layers[:-1]:
+            hidden_states = F.relu(layer(hidden_states))
+        return self.layers[-1](hidden_states)
+
+
+class RFDetrGroupedLinear(nn.Module):
+    """`num_groups` independent Linear layers applied in one batched matmul: (G, ..., in) -> (G, ..., out).
+
+    Group DETR gives every query group its own two-stage heads; at inference only group 0 runs.
+    """
+
+    def __init__(self, num_groups: int, in_features: int, out_features: int, bias_prior_prob: float | None = None):
+        super().__init__()
+        self.weight = nn.Parameter(torch.empty(num_groups, out_features, in_features))
+        self.bias = nn.Parameter(torch.zeros(num_groups, out_features))
+        #: when set, the bias starts at the logit of this probability (classification heads).
+        self.bias_prior_prob = bias_prior_prob
+
+    def forward(self, hidden_states: torch.Tensor) -> torch.Tensor:
+        groups = hidden_states.shape[0]
+        flat = hidden_states.reshape(groups, -1, hidden_states.shape[-1])
+        out = torch.baddbmm(self.bias[:groups, None], flat, self.weight[:groups].transpose(1, 2))
+        return out.reshape(*hidden_states.shape[:-1], out.shape[-1])
+
+
+class RFDetrGroupedLayerNorm(nn.Module):
+    """`num_groups` LayerNorms sharing the normalisation pass: (G, ..., C) -> (G, ..., C)."""
+
+    def __init__(self, num_groups: int, channels: int, eps: float) -> None:
+        super().__init__()
+        self.weight = nn.Parameter(torch.ones(num_groups, channels))
+        self.bias = nn.Parameter(torch.zeros(num_groups, channels))
+        self.eps = eps
+
+    def forward(self, hidden_states: torch.Tensor) -> torch.Tensor:
+        groups = hidden_states.shape[0]
+        shape = (groups,) + (1,) * (hidden_states.ndim - 2) + (hidden_states.shape[-1],)
+        normed = F.layer_norm(hidden_states, hidden_states.shape[-1:], eps=self.eps)
+        return normed * self.weight[:groups].reshape(shape) + self.bias[:groups].reshape(shape)
+
+
+class RFDetrGroupedMLPHead(nn.Module):
+    """Per-group MLP heads (ReLU between layers), batched over the leading group dimension."""
+
+    def __init__(self, num_groups: int, input_dim: int, hidden_dim: int, output_dim: int, num_layers: int) -> None:
+        super().__init__()
+        dims = [input_dim] + [hidden_dim] * (num_layers - 1) + [output_dim]
+        self.layers = nn.ModuleList(
+            RFDetrGroupedLinear(num_groups, d_in, d_out) for d_in, d_out in zip(dims[:-1], dims[1:])
+        )
+        self.zero_init_output = True
+
+    def forward(self, hidden_states: torch.Tensor) -> torch.Tensor:
+        for layer in self.layers[:-1]:
+            hidden_states = F.relu(layer(hidden_states))
+        return self.layers[-1](hidden_states)
+
+
+def apply_box_delta(delta: torch.Tensor, reference: torch.Tensor) -> torch.Tensor:
+    """Box reparameterisation: cxcy = d_xy * ref_wh + ref_cxcy, wh = exp(d_wh) * ref_wh. (..., 4) -> (..., 4)."""
+    center = delta[..., :2] * reference[..., 2:] + reference[..., :2]
+    size = delta[..., 2:].exp() * reference[..., 2:]
+    return torch.cat((center, size), dim=-1)
+
+
+def box_sine_embedding(boxes: torch.Tensor, dim: int) -> torch.Tensor:
+    """Sine embedding of (..., 4) cxcywh boxes in the order y, x, w, h: (..., 4 * dim), temperature 10000."""
+    dim_t = torch.arange(dim, dtype=boxes.dtype, device=boxes.device)
+    dim_t = 10000 ** (2 * torch.div(dim_t, 2, rounding_mode="floor") / dim)
+    coords = boxes[..., [1, 0, 2, 3]] * (2 * math.pi)
+    angles = coords[..., None] / dim_t
+    embedding = torch.stack((angles[..., 0::2].sin(), angles[..., 1::2].cos()), dim=-1).flatten(-2)
+    return embedding.flatten(-2)
+
+
+def encoder_proposals(
+    memory: torch.Tensor, spatial_shapes: list[tuple[int, int]], padding_mask: torch.Tensor | None
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """Anchor boxes for two-stage selection, one per memory position.
+
+    Returns the memory with invalid positions zeroed (B, S, C) and proposals (B, S, 4) cxcywh: centres at the cell
+    centres of each level (normalised by the valid, unpadded extent), sizes 0.05 * 2**level; proposals outside
+    (0.01, 0.99) or on padding are invalid and zero.
+    """
+    batch_size = memory.shape[0]
+    proposals, start = [], 0
+    for level, (height, width) in enumerate(spatial_shapes):
+        grid_y, grid_x = torch.meshgrid(
+            torch.arange(height, dtype=torch.float32, device=memory.device),
+            torch.arange(width, dtype=torch.float32, device=memory.device),
+            indexing="ij",
+        )
+        grid = torch.stack((grid_x, grid_y), dim=-1)[None] + 0.5  # 1, h, w, 2
+        if padding_mask is None:
+            scale = torch.tensor([width, height], dtype=torch.float32, device=memory.device).reshape(1, 1, 1, 2)
+        else:
+            level_mask = padding_mask[:, start : start + height * width].reshape(batch_size, height, width)
+            valid = torch.stack(((~level_mask[:, 0, :]).sum(1), (~level_mask[:, :, 0]).sum(1)), dim=-1)
+            scale = valid.float().reshape(batch_size, 1, 1, 2)
+        centers = (grid / scale).flatten(1, 2)
+        sizes = torch.full_like(centers, 0.05 * 2.0**level)
+        proposals.append(torch.cat((centers, sizes), dim=-1).expand(batch_size, -1, -1))
+        start += height * width
+    proposals = torch.cat(proposals, dim=1)
+    invalid = ~((proposals > 0.01) & (proposals < 0.99)).all(-1, keepdim=True)
+    if padding_mask is not None:
+        invalid = invalid | padding_mask[..., None]
+    return memory.masked_fill(invalid, 0.0), proposals.masked_fill(invalid, 0.0).to(memory.dtype)
+
+
+class RFDetrMultiscaleDeformableAttention(nn.Module):
+    """Multi-scale deformable attention with box references (Deformable DETR, LW-DETR variant).
+
+    Each query samples `n_points` locations per head and level around its reference box
+    (location = ref_cxcy + offset / n_points * ref_wh * 0.5) with bilinear `grid_sample`, and mixes them with softmax
+    weights over levels x points.
+    """
+
+    def __init__(self, d_model: int, n_levels: int, n_heads: int, n_points: int) -> None:
+        super().__init__()
+        self.d_model, self.n_levels, self.n_heads, self.n_points = d_model, n_levels, n_heads, n_points
+        self.sampling_offsets = nn.Linear(d_model, n_heads * n_levels * n_points * 2)
+        self.attention_weights = nn.Linear(d_model, n_heads * n_levels * n_points)
+        self.value_proj = nn.Linear(d_model, d_model)
+        self.output_proj = nn.Linear(d_model, d_model)
+
+    def forward(
+        self,
+        query: torch.Tensor,
+        reference_boxes: torch.Tensor,
+        memory: torch.Tensor,
+        spatial_shapes: list[tuple[int, int]],
+        padding_mask: torch.Tensor | None = None,
+    ) -> torch.Tensor:
+        """query (B, Q, C), reference_boxes (B, Q, 1 or n_levels, 4), memory (B, S, C) -> (B, Q, C)."""
+        batch_size, num_queries, _ = query.shape
+        heads, levels, points = self.n_heads, self.n_levels, self.n_points
+        head_dim = self.d_model // heads
+        value = self.value_proj(memory)
+        if padding_mask is not None:
+            value = value.masked_fill(padding_mask[..., None], 0.0)
+        # (B * heads, head_dim, S): one grid_sample batch entry per image and head.
+        value = value.reshape(batch_size, -1, heads, head_dim).permute(0, 2, 3, 1).flatten(0, 1)
+
+        offsets = self.sampling_offsets(query).view(batch_size, num_queries, heads, levels, points, 2)
+        weights = self.attention_weights(query).view(batch_size, num_queries, heads, levels * points).softmax(-1)
+        boxes = reference_boxes[:, :, None, :, None, :]
+        locations = boxes[..., :2] + offsets / points * boxes[..., 2:] * 0.5
+        # grid_sample wants (B * heads, Q, levels * points, 2) in [-1, 1].
+        grids = (2 * locations - 1).permute(0, 2, 1, 3, 4, 5).flatten(0, 1)
+
+        sampled, start = [], 0
+        for level, (height, width) in enumerate(spatial_shapes):
+            level_value = value[..., start : start + height * width].unflatten(-1, (height, width))
+            sampled.append(
+                F.grid_sample(
+                    level_value, grids[:, :, level], mode="bilinear", padding_mode="zeros", align_corners=False
+                )
+            )
+            start += height * width
+        # (B * heads, head_dim, Q, levels * points)
+        sampled = sampled[0] if levels == 1 else torch.cat(sampled, dim=-1)
+        weights = weights.transpose(1, 2).flatten(0, 1)[:, None]  # (B * heads, 1, Q, levels * points)
+        output = (sampled * weights).sum(-1)  # (B * heads, head_dim, Q)
+        output = output.reshape(batch_size, heads * head_dim, num_queries).transpose(1, 2)
+        return self.output_proj(output)
+
+
+class RFDetrGroupSelfAttention(nn.Module):
+    """Self-attention among queries of the same Group DETR group (q = k = tgt + pos, v = tgt), via SDPA."""
+
+    def __init__(self, d_model: int, num_heads: int, dropout: float) -> None:
+        super().__init__()
+        self.num_heads = num_heads
+        self.dropout = dropout
+        self.qk_proj = nn.Linear(d_model, 2 * d_model)
+        self.v_proj = nn.Linear(d_model, d_model)
+        self.out_proj = nn.Linear(d_model, d_model)
+
+    def forward(self, hidden_states: torch.Tensor, position: torch.Tensor, num_groups: int) -> torch.Tensor:
+        """hidden_states, position (B, G * Q, C) -> (B, G * Q, C); attention never crosses groups."""
+        batch_size, length, channels = hidden_states.shape
+        head_dim = channels // self.num_heads
+        grouped = (batch_size * num_groups, length // num_groups, self.num_heads, head_dim)
+        query, key = self.qk_proj(hidden_states + position).reshape(*grouped[:2], 2, *grouped[2:]).unbind(2)
+        value = self.v_proj(hidden_states).reshape(grouped)
+        attended = F.scaled_dot_product_attention(
+            query.transpose(1, 2),
+            key.transpose(1, 2),
+            value.transpose(1, 2),
+            dropout_p=self.dropout if self.training else 0.0,
+        )
+        return self.out_proj(attended.transpose(1, 2).reshape(batch_size, length, channels))
+
+
+class RFDetrDecoderLayer(nn.Module):
+    """Post-norm decoder layer: group self-attention, deformable cross-attention, feed-forward."""
+
+    def __init__(self, config: RFDetrConfig) -> None:
+        super().__init__()
+        d_model, eps = config.d_model, config.layer_norm_eps
+        self.dropout = config.dropout
+        self.self_attn = RFDetrGroupSelfAttention(d_model, config.decoder_self_attention_heads, config.dropout)
+        self.self_attn_norm = nn.LayerNorm(d_model, eps=eps)
+        self.cross_attn = RFDetrMultiscaleDeformableAttention(
+            d_model, config.num_feature_levels, config.decoder_cross_attention_heads, config.decoder_n_points
+        )
+        self.cross_attn_norm = nn.LayerNorm(d_model, eps=eps)
+        self.fc1 = nn.Linear(d_model, config.decoder_ffn_dim)
+        self.activation = {"relu": F.relu, "gelu": F.gelu, "silu": F.silu}[config.decoder_activation_function]
+        self.fc2 = nn.Linear(config.decoder_ffn_dim, d_model)
+        self.ffn_norm = nn.LayerNorm(d_model, eps=eps)
+
+    def forward(
+        self,
+        hidden_states: torch.Tensor,
+        query_pos: torch.Tensor,
+        reference_boxes: torch.Tensor,
+        memory: torch.Tensor,
+        spatial_shapes: list[tuple[int, int]],
+        padding_mask: torch.Tensor | None,
+        num_groups: int,
+    ) -> torch.Tensor:
+        """(B, Q, C) -> (B, Q, C)."""
+        attended = self.self_attn(hidden_states, query_pos, num_groups)
+        hidden_states = self.self_attn_norm(hidden_states + self._dropout(attended))
+        attended = self.cross_attn(hidden_states + query_pos, reference_boxes, memory, spatial_shapes, padding_mask)
+        hidden_states = self.cross_attn_norm(hidden_states + self._dropout(attended))
+        feed_forward = self.fc2(self._dropout(self.activation(self.fc1(hidden_states))))
+        return self.ffn_norm(hidden_states + self._dropout(feed_forward))
+
+    def _dropout(self, hidden_states: torch.Tensor) -> torch.Tensor:
+        return F.dropout(hidden_states, self.dropout, self.training)
+
+
+class RFDetrDecoder(nn.Module):
+    """The decoder stack with lite reference refinement: the query position embedding is computed once from the
+    reference boxes, which stay fixed across layers. Returns every layer's normed output (L, B, Q, C)."""
+
+    def __init__(self, config: RFDetrConfig) -> None:
+        super().__init__()
+        self.layers = nn.ModuleList(RFDetrDecoderLayer(config) for _ in range(config.decoder_layers))
+        self.norm = nn.LayerNorm(config.d_model, eps=config.layer_norm_eps)
+        self.ref_point_head = RFDetrMLPHead(2 * config.d_model, config.d_model, config.d_model, 2)
+        self.sine_dim = config.d_model // 2
+
+    def forward(
+        self,
+        queries: torch.Tensor,
+        reference_boxes: torch.Tensor,
+        memory: torch.Tensor,
+        spatial_shapes: list[tuple[int, int]],
+        padding_mask: torch.Tensor | None,
+        num_groups: int,
+    ) -> torch.Tensor:
+        """queries (B, Q, C), reference_boxes (B, Q, levels, 4) scaled to the valid extent -> (L, B, Q, C)."""
+        query_pos = self.ref_point_head(box_sine_embedding(reference_boxes[:, :, 0], self.sine_dim))
+        hidden_states, intermediate = queries, []
+        for layer in self.layers:
+            hidden_states = layer(
+                hidden_states, query_pos, reference_boxes, memory, spatial_shapes, padding_mask, num_groups
+            )
+            intermediate.append(self.norm(hidden_states))
+        return torch.stack(intermediate)

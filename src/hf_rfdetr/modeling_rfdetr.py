@@ -1,0 +1,339 @@
+"""RF-DETR as a transformers model: RFDetrModel (backbone -> projector -> two-stage selection -> decoder) and
+RFDetrForObjectDetection (class and box heads on top).
+
+pixel_values (B, C, H, W), H and W multiples of `config.block_size`
+  -> RFDetrBackbone: windowed DINOv2, one (B, C_vit, H/p, W/p) map per tap
+  -> RFDetrMultiScaleProjector: one (B, d_model, h_l, w_l) map per pyramid level
+  -> two-stage selection: the top `num_queries` memory positions per group become reference boxes
+  -> RFDetrDecoder: (L, B, Q, d_model)
+  -> heads: logits (B, Q, num_labels), pred_boxes (B, Q, 4) normalised cxcywh
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+from transformers import PreTrainedModel
+from transformers.utils import ModelOutput
+
+from .backbone_rfdetr import RFDetrBackbone, RFDetrEmbeddings, RFDetrEncoderLayer, RFDetrMLP, RFDetrSelfAttention
+from .configuration_rfdetr import RFDetrConfig
+from .decoder_rfdetr import (
+    RFDetrDecoder,
+    RFDetrGroupedLayerNorm,
+    RFDetrGroupedLinear,
+    RFDetrGroupedMLPHead,
+    RFDetrMLPHead,
+    RFDetrMultiscaleDeformableAttention,
+    apply_box_delta,
+    encoder_proposals,
+)
+from .projector_rfdetr import RFDetrChannelLayerNorm, RFDetrMultiScaleProjector
+
+
+@dataclass
+class RFDetrModelOutput(ModelOutput):
+    """Outputs of [`RFDetrModel`].
+
+    Args:
+        last_hidden_state: (B, Q, d_model) the last decoder layer's output.
+        intermediate_hidden_states: (L, B, Q, d_model) every decoder layer's normed output.
+        reference_boxes: (B, Q, 4) the decoder's reference boxes, normalised cxcywh.
+        enc_logits: (B, G * K, num_labels) two-stage class logits of the selected proposals (G groups).
+        enc_pred_boxes: (B, G * K, 4) two-stage boxes of the selected proposals.
+    """
+
+    last_hidden_state: torch.FloatTensor | None = None
+    intermediate_hidden_states: torch.FloatTensor | None = None
+    reference_boxes: torch.FloatTensor | None = None
+    enc_logits: torch.FloatTensor | None = None
+    enc_pred_boxes: torch.FloatTensor | None = None
+
+
+@dataclass
+class RFDetrObjectDetectionOutput(ModelOutput):
+    """Outputs of [`RFDetrForObjectDetection`].
+
+    Args:
+        loss: total training loss, when `labels` are given.
+        loss_dict: the individual loss terms.
+        logits: (B, Q, num_labels) class logits of the last decoder layer (sigmoid gives scores).
+        pred_boxes: (B, Q, 4) normalised cxcywh boxes of the last decoder layer.
+        auxiliary_outputs: `logits` and `pred_boxes` of the earlier decoder layers (training only).
+        enc_logits, enc_pred_boxes: two-stage proposals, see [`RFDetrModelOutput`].
+        last_hidden_state, intermediate_hidden_states: decoder states, see [`RFDetrModelOutput`].
+    """
+
+    loss: torch.FloatTensor | None = None
+    loss_dict: dict | None = None
+    logits: torch.FloatTensor | None = None
+    pred_boxes: torch.FloatTensor | None = None
+    auxiliary_outputs: list[dict] | None = None
+    enc_logits: torch.FloatTensor | None = None
+    enc_pred_boxes: torch.FloatTensor | None = None
+    last_hidden_state: torch.FloatTensor | None = None
+    intermediate_hidden_states: torch.FloatTensor | None = None
+
+
+def _guarded(initializer):
+    """Wrap a `torch.nn.init` function so that it leaves tensors transformers already loaded untouched."""
+
+    def initialize(tensor: torch.Tensor, *args, **kwargs) -> torch.Tensor:
+        if getattr(tensor, "_is_hf_initialized", False):
+            return tensor
+        with torch.no_grad():
+            return initializer(tensor, *args, **kwargs)
+
+    return initialize
+
+
+_zeros = _guarded(nn.init.zeros_)
+_ones = _guarded(nn.init.ones_)
+_constant = _guarded(nn.init.constant_)
+_normal = _guarded(nn.init.normal_)
+_trunc_normal = _guarded(nn.init.trunc_normal_)
+_xavier_uniform = _guarded(nn.init.xavier_uniform_)
+_uniform = _guarded(nn.init.uniform_)
+_kaiming_normal = _guarded(nn.init.kaiming_normal_)
+_copy = _guarded(lambda tensor, source: tensor.copy_(source))
+
+
+def _deformable_offset_bias(attention: RFDetrMultiscaleDeformableAttention) -> torch.Tensor:
+    """Initial sampling offsets: each head looks in its own direction, point i at distance i + 1."""
+    thetas = torch.arange(attention.n_heads, dtype=torch.float32) * (2.0 * math.pi / attention.n_heads)
+    directions = torch.stack((thetas.cos(), thetas.sin()), dim=-1)
+    directions = directions / directions.abs().max(-1, keepdim=True).values
+    distance = torch.arange(1, attention.n_points + 1, dtype=torch.float32)[:, None]
+    grid = directions[:, None, None, :] * distance[None, None, :, :]
+    return grid.expand(attention.n_heads, attention.n_levels, attention.n_points, 2).flatten()
+
+
+class RFDetrPreTrainedModel(PreTrainedModel):
+    config_class = RFDetrConfig
+    base_model_prefix = "model"
+    main_input_name = "pixel_values"
+    supports_gradient_checkpointing = True
+    _no_split_modules = ["RFDetrEncoderLayer", "RFDetrDecoderLayer"]
+
+    def _init_weights(self, module: nn.Module) -> None:
+        """Initialise one module (children are visited before their parents, so parents may refine)."""
+        std = self.config.init_std
+        prior_bias = -math.log((1 - self.config.initializer_bias_prior_prob) / self.config.initializer_bias_prior_prob)
+        if isinstance(module, nn.Linear):
+            _xavier_uniform(module.weight)
+            if module.bias is not None:
+                _zeros(module.bias)
+        elif isinstance(module, (nn.Conv2d, nn.ConvTranspose2d)):
+            _kaiming_normal(module.weight, mode="fan_out", nonlinearity="relu")
+            if module.bias is not None:
+                _zeros(module.bias)
+        elif isinstance(module, (nn.LayerNorm, RFDetrChannelLayerNorm, RFDetrGroupedLayerNorm)):
+            _ones(module.weight)
+            _zeros(module.bias)
+        elif isinstance(module, RFDetrGroupedLinear):
+            bound = math.sqrt(6.0 / (module.weight.shape[1] + module.weight.shape[2]))
+            _uniform(module.weight, -bound, bound)
+            if module.bias_prior_prob is None:
+                _zeros(module.bias)
+            else:
+                _constant(module.bias, -math.log((1 - module.bias_prior_prob) / module.bias_prior_prob))
+        elif isinstance(module, (RFDetrSelfAttention, RFDetrMLP)):
+            # DINOv2 initialises its blocks with a truncated normal.
+            for linear in module.children():
+                if isinstance(linear, nn.Linear):
+                    _trunc_normal(linear.weight, std=std)
+        elif isinstance(module, RFDetrEmbeddings):
+            _trunc_normal(module.cls_token, std=std)
+            _trunc_normal(module.position_embeddings, std=std)
+            _zeros(module.mask_token)
+            _trunc_normal(module.patch_embeddings.projection.weight, std=std)
+        elif isinstance(module, RFDetrEncoderLayer):
+            _constant(module.layer_scale1, self.config.backbone_layerscale_value)
+            _constant(module.layer_scale2, self.config.backbone_layerscale_value)
+        elif isinstance(module, RFDetrMultiscaleDeformableAttention):
+            _zeros(module.sampling_offsets.weight)
+            _copy(module.sampling_offsets.bias, _deformable_offset_bias(module))
+            _zeros(module.attention_weights.weight)
+            _zeros(module.attention_weights.bias)
+        elif isinstance(module, (RFDetrMLPHead, RFDetrGroupedMLPHead)) and module.zero_init_output:
+            # Box heads start at the reference box (zero delta).
+            _zeros(module.layers[-1].weight)
+            _zeros(module.layers[-1].bias)
+        elif isinstance(module, RFDetrModel):
+            _normal(module.query_feat.weight, std=1.0)
+            _zeros(module.refpoint_embed.weight)
+        elif isinstance(module, RFDetrForObjectDetection):
+            _constant(module.class_embed.bias, prior_bias)
+
+
+class RFDetrModel(RFDetrPreTrainedModel):
+    """Backbone, projector, two-stage query selection and decoder; returns decoder states and reference boxes."""
+
+    def __init__(self, config: RFDetrConfig) -> None:
+        super().__init__(config)
+        groups, d_model = config.group_detr, config.d_model
+        self.backbone = RFDetrBackbone(config)
+        self.projector = RFDetrMultiScaleProjector(config)
+        # Two-stage heads, one per Group DETR group.
+        self.enc_output = RFDetrGroupedLinear(groups, d_model, d_model)
+        self.enc_output_norm = RFDetrGroupedLayerNorm(groups, d_model, config.layer_norm_eps)
+        self.enc_out_class_embed = RFDetrGroupedLinear(
+            groups, d_model, config.num_labels, bias_prior_prob=config.initializer_bias_prior_prob
+        )
+        self.enc_out_bbox_embed = RFDetrGroupedMLPHead(groups, d_model, d_model, 4, 3)
+        # Learned content queries and reference-box deltas, `num_queries` per group.
+        self.query_feat = nn.Embedding(config.num_queries * groups, d_model)
+        self.refpoint_embed = nn.Embedding(config.num_queries * groups, 4)
+        self.decoder = RFDetrDecoder(config)
+        self.post_init()
+
+    def check_inputs(self, pixel_values: torch.Tensor, pixel_mask: torch.Tensor | None) -> None:
+        """Raise `ValueError` naming the problem when the inputs cannot go through the model."""
+        block = self.config.block_size
+        if not isinstance(pixel_values, torch.Tensor) or pixel_values.ndim != 4:
+            shape = tuple(pixel_values.shape) if isinstance(pixel_values, torch.Tensor) else type(pixel_values)
+            raise ValueError(f"pixel_values must be a 4-D tensor (batch, channels, height, width); got {shape}")
+        if not pixel_values.is_floating_point():
+            raise ValueError(f"pixel_values must be a float tensor (normalised image); got dtype {pixel_values.dtype}")
+        batch_size, channels, height, width = pixel_values.shape
+        if channels != self.config.num_channels:
+            raise ValueError(
+                f"pixel_values has {channels} channels at dim 1 but config.num_channels is {self.config.num_channels}; "
+                "expected shape (batch, channels, height, width)"
+            )
+        if height < block or width < block or height % block or width % block:
+            raise ValueError(
+                f"pixel_values height and width must be positive multiples of the block size "
+                f"patch_size * num_windows = {block}; got {height}x{width}. Resize or pad the image "
+                "(RFDetrImageProcessor does this)"
+            )
+        if pixel_mask is not None and tuple(pixel_mask.shape) != (batch_size, height, width):
+            raise ValueError(
+                f"pixel_mask must have shape (batch, height, width) = {(batch_size, height, width)}; "
+                f"got {tuple(pixel_mask.shape)}"
+            )
+
+    def forward(
+        self, pixel_values: torch.Tensor, pixel_mask: torch.Tensor | None = None, **kwargs
+    ) -> RFDetrModelOutput:
+        """pixel_values (B, C, H, W); pixel_mask (B, H, W), 1 on image pixels and 0 on padding (optional)."""
+        self.check_inputs(pixel_values, pixel_mask)
+        feature_maps = self.projector(self.backbone(pixel_values))
+        spatial_shapes = [tuple(feature_map.shape[-2:]) for feature_map in feature_maps]
+        memory = torch.cat([feature_map.flatten(2).transpose(1, 2) for feature_map in feature_maps], dim=1)
+        padding_mask, valid_ratios = _level_padding(pixel_mask, spatial_shapes)
+
+        num_groups = self.config.group_detr if self.training else 1
+        enc_logits, enc_boxes = self.select_proposals(memory, spatial_shapes, padding_mask, num_groups)
+
+        batch_size, num_queries = memory.shape[0], self.config.num_queries * num_groups
+        queries = self.query_feat.weight[:num_queries].expand(batch_size, -1, -1)
+        reference_boxes = self.refpoint_embed.weight[:num_queries].expand(batch_size, -1, -1)
+        selected = enc_boxes.shape[1]
+        refined = apply_box_delta(reference_boxes[:, :selected], enc_boxes.detach())
+        reference_boxes = torch.cat((refined, reference_boxes[:, selected:]), dim=1)
+
+        sampling_boxes = reference_boxes[:, :, None]
+        if valid_ratios is not None:
+            sampling_boxes = sampling_boxes * torch.cat((valid_ratios, valid_ratios), dim=-1)[:, None]
+        hidden_states = self.decoder(queries, sampling_boxes, memory, spatial_shapes, padding_mask, num_groups)
+        return RFDetrModelOutput(
+            last_hidden_state=hidden_states[-1],
+            intermediate_hidden_states=hidden_states,
+            reference_boxes=reference_boxes,
+            enc_logits=enc_logits,
+            enc_pred_boxes=enc_boxes,
+        )
+
+    def select_proposals(
+        self,
+        memory: torch.Tensor,
+        spatial_shapes: list[tuple[int, int]],
+        padding_mask: torch.Tensor | None,
+        num_groups: int,
+    ) -> tuple[torch.Tensor, torch.Tensor]:
+        """Two-stage selection, every group at once: memory (B, S, C) -> logits (B, G * K, num_labels) and boxes
+        (B, G * K, 4) of the K = min(num_queries, S) positions with the highest class score in each group."""
+        memory, proposals = encoder_proposals(memory, spatial_shapes, padding_mask)
+        batch_size, length, channels = memory.shape
+        hidden = self.enc_output_norm(self.enc_output(memory.expand(num_groups, -1, -1, -1)))  # G, B, S, C
+        logits = self.enc_out_class_embed(hidden)
+        top = min(self.config.num_queries, length)
+        indices = logits.max(-1).values.topk(top, dim=-1).indices[..., None]  # G, B, K, 1
+        hidden = hidden.gather(2, indices.expand(-1, -1, -1, channels))
+        logits = logits.gather(2, indices.expand(-1, -1, -1, logits.shape[-1]))
+        proposals = proposals.expand(num_groups, -1, -1, -1).gather(2, indices.expand(-1, -1, -1, 4))
+        boxes = apply_box_delta(self.enc_out_bbox_embed(hidden), proposals)
+
+        def merge_groups(tensor: torch.Tensor) -> torch.Tensor:  # (G, B, K, D) -> (B, G * K, D), group 0 first
+            return tensor.transpose(0, 1).reshape(batch_size, num_groups * top, tensor.shape[-1])
+
+        return merge_groups(logits), merge_groups(boxes)
+
+
+def _level_padding(
+    pixel_mask: torch.Tensor | None, spatial_shapes: list[tuple[int, int]]
+) -> tuple[torch.Tensor | None, torch.Tensor | None]:
+    """pixel_mask (B, H, W) -> padding mask over the flattened memory (B, S), True on padding, and the valid
+    fraction of every level (B, levels, 2) as (width, height). (None, None) without a mask."""
+    if pixel_mask is None:
+        return None, None
+    masks = [F.interpolate(pixel_mask[None].float(), size=shape, mode="nearest")[0] < 0.5 for shape in spatial_shapes]
+    valid_ratios = torch.stack(
+        [
+            torch.stack(((~mask[:, 0, :]).sum(1) / mask.shape[2], (~mask[:, :, 0]).sum(1) / mask.shape[1]), dim=-1)
+            for mask in masks
+        ],
+        dim=1,
+    )
+    return torch.cat([mask.flatten(1) for mask in masks], dim=1), valid_ratios
+
+
+class RFDetrForObjectDetection(RFDetrPreTrainedModel):
+    """RF-DETR with its class and box heads: pixel_values -> logits (B, Q, num_labels), pred_boxes (B, Q, 4)."""
+
+    def __init__(self, config: RFDetrConfig) -> None:
+        super().__init__(config)
+        self.model = RFDetrModel(config)
+        self.class_embed = nn.Linear(config.d_model, config.num_labels)
+        self.bbox_embed = RFDetrMLPHead(config.d_model, config.d_model, 4, 3, zero_init_output=True)
+        self.post_init()
+
+    def forward(
+        self,
+        pixel_values: torch.Tensor,
+        pixel_mask: torch.Tensor | None = None,
+        return_dict: bool | None = None,
+        **kwargs,
+    ) -> RFDetrObjectDetectionOutput:
+        """pixel_values (B, C, H, W) normalised images; pixel_mask (B, H, W) with 1 on real pixels (optional).
+
+        In training mode every Group DETR group runs (Q = num_queries * group_detr) and `auxiliary_outputs` holds the
+        earlier decoder layers; in eval mode one group runs and only the last layer goes through the heads.
+        """
+        outputs = self.model(pixel_values, pixel_mask)
+        hidden_states = outputs.intermediate_hidden_states
+        if not self.training:
+            hidden_states = hidden_states[-1:]
+        logits = self.class_embed(hidden_states)
+        boxes = apply_box_delta(self.bbox_embed(hidden_states), outputs.reference_boxes)
+        auxiliary_outputs = None
+        if self.training:
+            auxiliary_outputs = [{"logits": lg, "pred_boxes": bx} for lg, bx in zip(logits[:-1], boxes[:-1])]
+        output = RFDetrObjectDetectionOutput(
+            logits=logits[-1],
+            pred_boxes=boxes[-1],
+            auxiliary_outputs=auxiliary_outputs,
+            enc_logits=outputs.enc_logits,
+            enc_pred_boxes=outputs.enc_pred_boxes,
+            last_hidden_state=outputs.last_hidden_state,
+            intermediate_hidden_states=outputs.intermediate_hidden_states,
+        )
+        return output if return_dict is not False else output.to_tuple()
+
+
+__all__ = ["RFDetrModel", "RFDetrForObjectDetection", "RFDetrPreTrainedModel"]
