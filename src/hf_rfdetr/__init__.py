@@ -1,8 +1,60 @@
-"""hf_rfdetr: RF-DETR as a Hugging Face transformers model."""
+"""hf_rfdetr: RF-DETR as a Hugging Face transformers model.
+
+Importing the package registers `RFDetrConfig` (model_type "rfdetr"), `RFDetrModel`, `RFDetrForObjectDetection` and
+`RFDetrImageProcessor` with transformers' Auto classes, and marks them for `trust_remote_code` so that a saved
+folder carries the code it needs (`auto_map` + the module files).
+"""
+
+from transformers import AutoConfig, AutoImageProcessor, AutoModel, AutoModelForObjectDetection
+from transformers.models.auto import modeling_auto
 
 from .coco_classes import COCO_CLASSES, COCO_ID2LABEL
 from .configuration_rfdetr import VARIANTS, RFDetrConfig
+from .image_processing_rfdetr import RFDetrImageProcessor
 from .modeling_rfdetr import RFDetrForObjectDetection, RFDetrModel, RFDetrPreTrainedModel
+
+
+def _register() -> None:
+    AutoConfig.register(RFDetrConfig.model_type, RFDetrConfig, exist_ok=True)
+    AutoModel.register(RFDetrConfig, RFDetrModel, exist_ok=True)
+    AutoModelForObjectDetection.register(RFDetrConfig, RFDetrForObjectDetection, exist_ok=True)
+    # The object-detection pipeline checks the model against the names table only (not registered classes).
+    modeling_auto.MODEL_FOR_OBJECT_DETECTION_MAPPING_NAMES.setdefault(
+        RFDetrConfig.model_type, RFDetrForObjectDetection.__name__
+    )
+    try:  # transformers 5.x: one class per backend; ours is torch-based and serves both
+        AutoImageProcessor.register(
+            RFDetrConfig,
+            image_processor_classes={"torchvision": RFDetrImageProcessor, "pil": RFDetrImageProcessor},
+            exist_ok=True,
+        )
+    except TypeError:  # transformers 4.57
+        AutoImageProcessor.register(RFDetrConfig, slow_image_processor_class=RFDetrImageProcessor, exist_ok=True)
+    _register_no_video_processor()
+    RFDetrConfig.register_for_auto_class()
+    RFDetrModel.register_for_auto_class("AutoModel")
+    RFDetrForObjectDetection.register_for_auto_class("AutoModelForObjectDetection")
+    RFDetrImageProcessor.register_for_auto_class("AutoImageProcessor")
+
+
+def _register_no_video_processor() -> None:
+    """Tell transformers 5.x that RF-DETR has no video processor.
+
+    Its pipelines also try to load a video processor, which they derive from the `AutoImageProcessor` entry of a
+    saved folder's `auto_map`; with no local class registered, that asks the user to trust remote code that does not
+    exist. Registering "no class" for our config makes the optional load fail quietly instead.
+    """
+    try:
+        from transformers import AutoVideoProcessor
+    except ImportError:  # pragma: no cover - transformers without video processors
+        return
+    try:
+        AutoVideoProcessor.register(RFDetrConfig, video_processor_classes={"torchvision": None}, exist_ok=True)
+    except TypeError:  # transformers 4.57 has no per-backend registry and no such lookup in its pipelines
+        pass
+
+
+_register()
 
 __all__ = [
     "COCO_CLASSES",
@@ -10,6 +62,7 @@ __all__ = [
     "VARIANTS",
     "RFDetrConfig",
     "RFDetrForObjectDetection",
+    "RFDetrImageProcessor",
     "RFDetrModel",
     "RFDetrPreTrainedModel",
 ]

@@ -46,7 +46,9 @@ class RFDetrConvNormAct(nn.Module):
         self.activation = nn.SiLU() if activation == "silu" else nn.ReLU()
 
     def forward(self, hidden_states: torch.Tensor) -> torch.Tensor:
-        return self.activation(self.norm(self.conv(hidden_states)))
+        # The channel LayerNorm leaves a permuted layout; a contiguous input keeps the convolution kernel (and its
+        # rounding) the same as the original's.
+        return self.activation(self.norm(self.conv(hidden_states.contiguous())))
 
 
 class RFDetrBottleneck(nn.Module):

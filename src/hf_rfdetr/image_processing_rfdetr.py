@@ -1,0 +1,691 @@
+"""Image processor for RF-DETR: pre-processing of images (and COCO annotations) and post-processing of detections."""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Mapping, Sequence
+from typing import Any, TypedDict
+
+import numpy as np
+import torch
+from PIL import Image
+from torchvision.transforms import InterpolationMode
+from torchvision.transforms.v2 import functional as tvf
+from transformers.image_processing_utils import BaseImageProcessor, BatchFeature
+from transformers.utils import logging
+
+logger = logging.get_logger(__name__)
+
+IMAGENET_MEAN = [0.485, 0.456, 0.406]
+IMAGENET_STD = [0.229, 0.224, 0.225]
+_OPTION_NAMES = (
+    "do_resize",
+    "size",
+    "keep_aspect_ratio",
+    "size_divisor",
+    "do_rescale",
+    "rescale_factor",
+    "do_normalize",
+    "image_mean",
+    "image_std",
+)
+
+
+class RFDetrImageProcessorKwargs(TypedDict, total=False):
+    """Keyword arguments accepted by [`RFDetrImageProcessor`] (its constructor and `preprocess` overrides)."""
+
+    do_resize: bool
+    size: dict[str, int]
+    keep_aspect_ratio: bool
+    size_divisor: int
+    do_rescale: bool
+    rescale_factor: float
+    do_normalize: bool
+    image_mean: list[float]
+    image_std: list[float]
+    num_top_queries: int
+
+
+class RFDetrImageProcessor(BaseImageProcessor):
+    r"""Image processor for RF-DETR object detection.
+
+    Pre-processing follows the original `rfdetr` `RFDETR.predict` path exactly (default, `keep_aspect_ratio=False`):
+    the image is converted to an RGB `(3, H, W)` float32 tensor in `[0, 1]` (uint8 divided by 255), resized on that
+    float tensor with `torchvision` bilinear interpolation and `antialias=False` to `size` (the aspect ratio is
+    squashed, as in `predict`), then normalised with `image_mean` / `image_std`. This is the inference resize of
+    `predict`, not the antialiased resize of the original training augmentations.
+
+    With `keep_aspect_ratio=True` (or `do_resize=False`) the longer side is resized to `max(size)` keeping the aspect
+    ratio (or the image keeps its size), and every image is zero-padded bottom/right after normalisation to a common
+    size that is a multiple of `size_divisor`; `pixel_mask` marks the real pixels.
+
+    Post-processing ([`~RFDetrImageProcessor.post_process_object_detection`]) follows the original `PostProcess`:
+    sigmoid scores, top-k over all (query, class) pairs with a stable descending sort, boxes scaled and clamped to the
+    target size, then a strict `score > threshold` filter as in `predict`.
+
+    Args:
+        do_resize (`bool`, defaults to `True`): resize the images.
+        size (`dict[str, int]`, defaults to `{"height": 560, "width": 560}`): output size of the square (squash)
+            resize; with `keep_aspect_ratio=True` the longer side is resized to `max(height, width)`.
+        keep_aspect_ratio (`bool`, defaults to `False`): keep the aspect ratio and pad instead of squashing.
+        size_divisor (`int`, defaults to 56): block size `patch_size * num_windows` of the backbone; the network
+            input height and width must be multiples of it.
+        do_rescale (`bool`, defaults to `True`): scale uint8 images by `rescale_factor` (float images are taken as
+            already in `[0, 1]` and checked).
+        rescale_factor (`float`, defaults to `1/255`): scale of uint8 images.
+        do_normalize (`bool`, defaults to `True`): normalise with `image_mean` and `image_std`.
+        image_mean (`list[float]`, defaults to the ImageNet mean): per-channel mean.
+        image_std (`list[float]`, defaults to the ImageNet std): per-channel standard deviation.
+        num_top_queries (`int`, defaults to 300): default number of (query, class) pairs kept by post-processing.
+    """
+
+    model_input_names = ["pixel_values", "pixel_mask"]
+    valid_kwargs = RFDetrImageProcessorKwargs
+
+    def __init__(
+        self,
+        do_resize: bool = True,
+        size: dict[str, int] | int | Sequence[int] | None = None,
+        keep_aspect_ratio: bool = False,
+        size_divisor: int = 56,
+        do_rescale: bool = True,
+        rescale_factor: float = 1 / 255,
+        do_normalize: bool = True,
+        image_mean: Sequence[float] | None = None,
+        image_std: Sequence[float] | None = None,
+        num_top_queries: int = 300,
+        **kwargs: Any,
+    ) -> None:
+        super().__init__(**kwargs)
+        self.do_resize = bool(do_resize)
+        self.size = _size_dict({"height": 560, "width": 560} if size is None else size)
+        self.keep_aspect_ratio = bool(keep_aspect_ratio)
+        self.size_divisor = _positive_int(size_divisor, "size_divisor")
+        self.do_rescale = bool(do_rescale)
+        self.rescale_factor = float(rescale_factor)
+        self.do_normalize = bool(do_normalize)
+        self.image_mean = _three_floats(IMAGENET_MEAN if image_mean is None else image_mean, "image_mean")
+        self.image_std = _three_floats(IMAGENET_STD if image_std is None else image_std, "image_std")
+        self.num_top_queries = _positive_int(num_top_queries, "num_top_queries")
+
+    @classmethod
+    def from_config(cls, config: Any, **kwargs: Any) -> RFDetrImageProcessor:
+        """Build the processor matching an `RFDetrConfig`-like object.
+
+        Uses `config.resolution` for a square `size`, `config.patch_size * config.num_windows` for `size_divisor` and,
+        when present, `config.num_select` / `config.num_top_queries` for `num_top_queries`. `kwargs` override.
+        """
+        options: dict[str, Any] = {
+            "size": {"height": int(config.resolution), "width": int(config.resolution)},
+            "size_divisor": int(config.patch_size) * int(getattr(config, "num_windows", 1)),
+        }
+        for name in ("num_select", "num_top_queries"):
+            if getattr(config, name, None) is not None:
+                options["num_top_queries"] = int(getattr(config, name))
+        options.update(kwargs)
+        return cls(**options)
+
+    def __call__(
+        self,
+        images: Any,
+        annotations: dict[str, Any] | list[dict[str, Any]] | None = None,
+        return_tensors: str | None = None,
+        **kwargs: Any,
+    ) -> BatchFeature:
+        """Same as [`~RFDetrImageProcessor.preprocess`]."""
+        return self.preprocess(images, annotations=annotations, return_tensors=return_tensors, **kwargs)
+
+    def preprocess(
+        self,
+        images: Any,
+        annotations: dict[str, Any] | list[dict[str, Any]] | None = None,
+        return_tensors: str | None = None,
+        **kwargs: Any,
+    ) -> BatchFeature:
+        """Turn one image or a list of images (and optional COCO annotations) into model inputs.
+
+        Args:
+            images: a PIL image (any mode, converted to RGB), a numpy array or torch tensor of shape `(H, W)`,
+                `(H, W, C)` or `(C, H, W)` with `C` in {1, 3, 4} (gray is replicated, alpha dropped), uint8 or float in
+                `[0, 1]`; or a list of those (sizes may differ).
+            annotations: for training, one COCO-style dict per image: `{"image_id": int, "annotations": [{"bbox":
+                [x, y, w, h], "category_id": int, "iscrowd": 0 | 1, ...}, ...]}` with boxes in original-image pixels.
+            return_tensors: `None` or `"pt"` (torch tensors) or `"np"` (numpy arrays).
+            **kwargs: per-call overrides of the constructor options (`do_resize`, `size`, `keep_aspect_ratio`,
+                `size_divisor`, `do_rescale`, `rescale_factor`, `do_normalize`, `image_mean`, `image_std`).
+
+        Returns:
+            `BatchFeature` with `pixel_values` `(B, 3, H, W)` float32 and `pixel_mask` `(B, H, W)` int64 (1 on image
+            pixels, 0 on padding), plus `labels` (a list of `B` dicts of tensors) when `annotations` is given:
+            `class_labels` `(N,)` int64, `boxes` `(N, 4)` float32 normalised `(cx, cy, w, h)`, `image_id` `(1,)`,
+            `area` `(N,)` float32 (box area in `pixel_values` pixels), `iscrowd` `(N,)` int64, `orig_size` and `size`
+            `(2,)` int64 `(height, width)` of the input image and of `pixel_values`.
+
+        Raises:
+            ValueError: on an invalid image (rank, channels, empty or smaller than 2x2, float values outside
+                `[0, 1]`), an inconsistent `size` / `size_divisor`, or malformed annotations.
+        """
+        options = self._resolve_options(kwargs)
+        image_list = list(images) if isinstance(images, (list, tuple)) else [images]
+        if not image_list:
+            raise ValueError("`images` is empty: expected an image or a non-empty list of images.")
+        tensors = [_to_rgb_float(image, index, options) for index, image in enumerate(image_list)]
+        orig_sizes = [(int(t.shape[1]), int(t.shape[2])) for t in tensors]
+        pixel_values, pixel_mask = self._resize_normalize_batch(tensors, options)
+        data: dict[str, Any] = {"pixel_values": pixel_values, "pixel_mask": pixel_mask}
+        if annotations is not None:
+            data["labels"] = _prepare_targets(annotations, orig_sizes, pixel_mask)
+        return _to_batch_feature(data, return_tensors)
+
+    def _resolve_options(self, overrides: dict[str, Any]) -> dict[str, Any]:
+        """Merge per-call overrides into the stored options and validate them."""
+        unknown = sorted(set(overrides) - set(_OPTION_NAMES))
+        if unknown:
+            raise TypeError(f"Unexpected preprocess argument(s) {unknown}; valid overrides are {list(_OPTION_NAMES)}.")
+        options = {name: overrides.get(name, getattr(self, name)) for name in _OPTION_NAMES}
+        options["size"] = _size_dict(options["size"])
+        options["size_divisor"] = _positive_int(options["size_divisor"], "size_divisor")
+        options["image_mean"] = _three_floats(options["image_mean"], "image_mean")
+        options["image_std"] = _three_floats(options["image_std"], "image_std")
+        if not float(options["rescale_factor"]) > 0:
+            raise ValueError(f"`rescale_factor` must be positive, got {options['rescale_factor']!r}.")
+        if any(value == 0 for value in options["image_std"]):
+            raise ValueError(f"`image_std` must not contain zeros, got {options['image_std']}.")
+        if options["do_resize"] and not options["keep_aspect_ratio"]:
+            _check_square_size(options["size"], options["size_divisor"])
+        return options
+
+    def _resize_normalize_batch(
+        self, images: list[torch.Tensor], options: dict[str, Any]
+    ) -> tuple[torch.Tensor, torch.Tensor]:
+        """Resize, normalise and batch `(3, H_i, W_i)` images into `(B, 3, H, W)` values and a `(B, H, W)` mask."""
+        size = options["size"]
+        if options["do_resize"] and not options["keep_aspect_ratio"]:
+            target = (size["height"], size["width"])
+            resized = [_resize(image, target) for image in images]
+            batch = _normalize(torch.stack(resized), options)
+            mask = torch.ones((batch.shape[0], batch.shape[2], batch.shape[3]), dtype=torch.int64)
+            return batch, mask
+        if options["do_resize"]:
+            longest = max(size["height"], size["width"])
+            images = [_resize(image, _aspect_size(image.shape[1], image.shape[2], longest)) for image in images]
+        return _pad_batch([_normalize(image, options) for image in images], options["size_divisor"])
+
+    def post_process_object_detection(
+        self,
+        outputs: Any,
+        threshold: float = 0.5,
+        target_sizes: torch.Tensor | Sequence[Sequence[int]] | None = None,
+        top_k: int | None = None,
+    ) -> list[dict[str, torch.Tensor]]:
+        """Convert raw model outputs into per-image detections, like the original `rfdetr` `PostProcess` + `predict`.
+
+        Args:
+            outputs: model output with `logits` `(B, Q, C)` and `pred_boxes` `(B, Q, 4)` (normalised cx, cy, w, h),
+                as attributes or mapping keys (`pred_logits` is accepted for `logits`).
+            threshold: keep detections with `score > threshold` (strict, as `predict`).
+            target_sizes: `(B, 2)` tensor or list of `(height, width)` per image; boxes are scaled to it and clamped to
+                `[0, width]` / `[0, height]`. `None` keeps normalised boxes (clamped to `[0, 1]`).
+            top_k: number of (query, class) pairs selected before thresholding; defaults to `num_top_queries`.
+
+        Returns:
+            One dict per image with `scores` `(K,)` float, `labels` `(K,)` int64 and `boxes` `(K, 4)` absolute
+            `(x0, y0, x1, y1)`, sorted by descending score (ties: lower flattened query*C+class index first).
+        """
+        logits, pred_boxes = _prediction_tensors(outputs)
+        batch_size, num_queries, num_classes = logits.shape
+        sizes = _target_size_tensor(target_sizes, batch_size, pred_boxes.device)
+        k = min(self.num_top_queries if top_k is None else int(top_k), num_queries * num_classes)
+        if k < 0:
+            raise ValueError(f"`top_k` must be non-negative, got {top_k}.")
+        probs = logits.float().sigmoid().reshape(batch_size, num_queries * num_classes)
+        order = torch.argsort(probs, dim=1, descending=True, stable=True)[:, :k]
+        scores = probs.gather(1, order)
+        labels = order % num_classes
+        queries = torch.div(order, num_classes, rounding_mode="floor")
+        boxes = _cxcywh_to_xyxy(pred_boxes.float()).gather(1, queries.unsqueeze(-1).expand(-1, -1, 4))
+        scale = sizes[:, [1, 0, 1, 0]].unsqueeze(1)
+        boxes = torch.minimum((boxes * scale).clamp_min(0.0), scale)
+        keep = scores > threshold
+        return [{"scores": s[m], "labels": lab[m], "boxes": b[m]} for s, lab, b, m in zip(scores, labels, boxes, keep)]
+
+
+# ----------------------------------------------------------------------------------------------------------------------
+# Option helpers
+# ----------------------------------------------------------------------------------------------------------------------
+
+
+def _positive_int(value: Any, name: str) -> int:
+    """Return `value` as an int, raising `ValueError` unless it is a positive integer."""
+    if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or value <= 0:
+        raise ValueError(f"`{name}` must be a positive integer, got {value!r}.")
+    return int(value)
+
+
+def _size_dict(size: Any) -> dict[str, int]:
+    """Normalise `size` (an int, a `(height, width)` pair or a dict) to `{"height": h, "width": w}`."""
+    if isinstance(size, Mapping):
+        if set(size) != {"height", "width"}:
+            raise ValueError(f"`size` must have exactly the keys 'height' and 'width', got {dict(size)}.")
+        height, width = size["height"], size["width"]
+    elif isinstance(size, (int, np.integer)) and not isinstance(size, bool):
+        height = width = size
+    elif isinstance(size, Sequence) and len(size) == 2:
+        height, width = size
+    else:
+        raise ValueError(f"`size` must be an int, a (height, width) pair or a dict, got {size!r}.")
+    return {"height": _positive_int(height, "size['height']"), "width": _positive_int(width, "size['width']")}
+
+
+def _three_floats(values: Any, name: str) -> list[float]:
+    """Return a per-channel statistic as a list of 3 floats (a scalar is broadcast)."""
+    if isinstance(values, (int, float)):
+        values = [values] * 3
+    values = [float(v) for v in values]
+    if len(values) != 3:
+        raise ValueError(f"`{name}` must have 3 values (RGB), got {values}.")
+    return values
+
+
+def _check_square_size(size: dict[str, int], size_divisor: int) -> None:
+    """Raise `ValueError` unless both sides of `size` are multiples of `size_divisor`."""
+    if size["height"] % size_divisor or size["width"] % size_divisor:
+        raise ValueError(
+            f"`size` {size} must be divisible by `size_divisor`={size_divisor} (patch_size * num_windows) in both "
+            "height and width; choose a multiple of it or use keep_aspect_ratio=True (which pads)."
+        )
+
+
+# ----------------------------------------------------------------------------------------------------------------------
+# Image conversion
+# ----------------------------------------------------------------------------------------------------------------------
+
+
+def _to_rgb_float(image: Any, index: int, options: dict[str, Any]) -> torch.Tensor:
+    """Convert one input image into a validated `(3, H, W)` float32 tensor (in `[0, 1]` when rescaling)."""
+    tensor, channels_last = _raw_tensor(image, index)
+    chw = _to_chw(tensor, index, channels_last)
+    _check_spatial_size(chw, index)
+    chw = _to_three_channels(chw, index)
+    return _to_float(chw, index, options["do_rescale"], options["rescale_factor"])
+
+
+def _raw_tensor(image: Any, index: int) -> tuple[torch.Tensor, bool | None]:
+    """Return the pixels of `image` as a CPU tensor and whether they are known to be channels-last (PIL)."""
+    if isinstance(image, Image.Image):
+        rgb = image if image.mode == "RGB" else image.convert("RGB")
+        return torch.from_numpy(np.array(rgb, dtype=np.uint8)), True
+    if isinstance(image, np.ndarray):
+        return torch.from_numpy(np.array(image, copy=True)), None
+    if isinstance(image, torch.Tensor):
+        return image.detach().cpu(), None
+    raise ValueError(
+        f"Image {index}: unsupported type {type(image).__name__}; expected a PIL image, numpy array or torch tensor."
+    )
+
+
+def _to_chw(tensor: torch.Tensor, index: int, channels_last: bool | None) -> torch.Tensor:
+    """Return a `(C, H, W)` view of a `(H, W)`, `(H, W, C)` or `(C, H, W)` tensor (layout guessed if unknown).
+
+    Channels-first is assumed when the first dim is 1, 3 or 4 and the last is not; otherwise channels-last.
+    """
+    if tensor.ndim == 2:
+        return tensor.unsqueeze(0)
+    if tensor.ndim != 3:
+        raise ValueError(
+            f"Image {index}: expected a 2-D (H, W) or 3-D (H, W, C) / (C, H, W) image, got shape "
+            f"{tuple(tensor.shape)} ({tensor.ndim}-D). Pass a list of images for a batch."
+        )
+    valid = (1, 3, 4)
+    if channels_last is None:
+        if tensor.shape[0] not in valid and tensor.shape[-1] not in valid:
+            raise ValueError(
+                f"Image {index}: expected 1 (gray), 3 (RGB) or 4 (RGBA) channels in the first (C, H, W) or last "
+                f"(H, W, C) dimension, got shape {tuple(tensor.shape)}."
+            )
+        channels_last = not (tensor.shape[0] in valid and tensor.shape[-1] not in valid)
+    return tensor.permute(2, 0, 1) if channels_last else tensor
+
+
+def _check_spatial_size(chw: torch.Tensor, index: int) -> None:
+    """Raise `ValueError` for an empty image or one smaller than 2x2."""
+    height, width = int(chw.shape[1]), int(chw.shape[2])
+    if height == 0 or width == 0:
+        raise ValueError(f"Image {index}: empty image (height={height}, width={width}).")
+    if height < 2 or width < 2:
+        raise ValueError(f"Image {index}: image of {height}x{width} pixels is smaller than the minimum 2x2.")
+
+
+def _to_three_channels(chw: torch.Tensor, index: int) -> torch.Tensor:
+    """Replicate a gray channel to RGB, drop an alpha channel; `(C, H, W)` -> `(3, H, W)`."""
+    channels = int(chw.shape[0])
+    if channels == 1:
+        return chw.expand(3, -1, -1)
+    if channels == 3:
+        return chw
+    if channels == 4:
+        return chw[:3]
+    raise ValueError(
+        f"Image {index}: expected 1 (gray), 3 (RGB) or 4 (RGBA) channels, got {channels} "
+        f"(shape {tuple(chw.shape)} read as (C, H, W))."
+    )
+
+
+def _to_float(chw: torch.Tensor, index: int, do_rescale: bool, rescale_factor: float) -> torch.Tensor:
+    """Convert a `(3, H, W)` uint8 or float tensor to contiguous float32; uint8 is divided by `1 / rescale_factor`.
+
+    Dividing by 255 (rather than multiplying by 1/255) reproduces the original's rounding bit for bit. Float input is
+    taken as already scaled and must lie in `[0, 1]` when `do_rescale` is on.
+    """
+    if chw.dtype == torch.uint8:
+        values = chw.to(torch.float32, memory_format=torch.contiguous_format)
+        if do_rescale:
+            values = values.div_(torch.tensor(1.0 / rescale_factor, dtype=torch.float32))
+        return values
+    if not chw.is_floating_point():
+        raise ValueError(
+            f"Image {index}: unsupported dtype {chw.dtype}; pass uint8 (0-255) or float (0-1) pixels, or a PIL image."
+        )
+    values = chw.to(torch.float32, memory_format=torch.contiguous_format)
+    if do_rescale:
+        _check_unit_range(values, index)
+    return values
+
+
+def _check_unit_range(values: torch.Tensor, index: int) -> None:
+    """Raise `ValueError` if a float image has non-finite values or values outside `[0, 1]`."""
+    if not torch.isfinite(values).all():
+        raise ValueError(f"Image {index}: float image contains NaN or infinite values.")
+    if (values > 1).any():
+        raise ValueError(
+            f"Image {index}: float image has pixel values above 1 (max {values.max().item():.4g}); float images must "
+            "be scaled to [0, 1] (pass uint8 for 0-255 data)."
+        )
+    if (values < 0).any():
+        raise ValueError(
+            f"Image {index}: float image has pixel values below 0 (min {values.min().item():.4g}); float images must "
+            "be scaled to [0, 1]."
+        )
+
+
+# ----------------------------------------------------------------------------------------------------------------------
+# Resize, normalise, pad
+# ----------------------------------------------------------------------------------------------------------------------
+
+
+def _resize(image: torch.Tensor, size: tuple[int, int]) -> torch.Tensor:
+    """Bilinear resize of a float `(3, H, W)` tensor to `(3, *size)` without antialiasing (as `rfdetr` `predict`)."""
+    return tvf.resize(image, [int(size[0]), int(size[1])], interpolation=InterpolationMode.BILINEAR, antialias=False)
+
+
+def _aspect_size(height: int, width: int, longest: int) -> tuple[int, int]:
+    """Size `(h, w)` with the longer side equal to `longest` and the aspect ratio kept (other side rounded, >= 1)."""
+    if height >= width:
+        return longest, max(1, math.floor(width * longest / height + 0.5))
+    return max(1, math.floor(height * longest / width + 0.5)), longest
+
+
+def _normalize(images: torch.Tensor, options: dict[str, Any]) -> torch.Tensor:
+    """`(x - mean) / std` per channel of a `(..., 3, H, W)` tensor when `do_normalize` is on."""
+    if not options["do_normalize"]:
+        return images
+    mean = torch.tensor(options["image_mean"], dtype=images.dtype).view(-1, 1, 1)
+    std = torch.tensor(options["image_std"], dtype=images.dtype).view(-1, 1, 1)
+    return (images - mean) / std
+
+
+def _pad_batch(images: list[torch.Tensor], size_divisor: int) -> tuple[torch.Tensor, torch.Tensor]:
+    """Zero-pad `(3, H_i, W_i)` images bottom/right to a common size that is a multiple of `size_divisor`.
+
+    Returns `(B, 3, H, W)` values and a `(B, H, W)` int64 mask that is 1 on image pixels and 0 on padding.
+    """
+    height = _round_up(max(int(image.shape[1]) for image in images), size_divisor)
+    width = _round_up(max(int(image.shape[2]) for image in images), size_divisor)
+    batch = torch.zeros((len(images), 3, height, width), dtype=torch.float32)
+    mask = torch.zeros((len(images), height, width), dtype=torch.int64)
+    for i, image in enumerate(images):
+        batch[i, :, : image.shape[1], : image.shape[2]] = image
+        mask[i, : image.shape[1], : image.shape[2]] = 1
+    return batch, mask
+
+
+def _round_up(value: int, multiple: int) -> int:
+    """Smallest multiple of `multiple` that is >= `value`."""
+    return -(-value // multiple) * multiple
+
+
+# ----------------------------------------------------------------------------------------------------------------------
+# Annotations
+# ----------------------------------------------------------------------------------------------------------------------
+
+
+def _prepare_targets(
+    annotations: Any, orig_sizes: list[tuple[int, int]], pixel_mask: torch.Tensor
+) -> list[dict[str, torch.Tensor]]:
+    """Build one training target per image from COCO-style `annotations` (one dict per image)."""
+    annotation_list = [annotations] if isinstance(annotations, Mapping) else list(annotations)
+    if len(annotation_list) != len(orig_sizes):
+        raise ValueError(
+            f"Got {len(annotation_list)} annotation dict(s) for {len(orig_sizes)} image(s); pass exactly one "
+            "{'image_id': ..., 'annotations': [...]} per image."
+        )
+    padded_size = (int(pixel_mask.shape[1]), int(pixel_mask.shape[2]))
+    return [
+        _prepare_target(annotation, index, orig_size, _unpadded_size(pixel_mask[index]), padded_size)
+        for index, (annotation, orig_size) in enumerate(zip(annotation_list, orig_sizes))
+    ]
+
+
+def _unpadded_size(mask: torch.Tensor) -> tuple[int, int]:
+    """`(h, w)` of the image region of a `(H, W)` pixel mask (the top-left block of ones)."""
+    return int(mask[:, 0].sum()), int(mask[0, :].sum())
+
+
+def _prepare_target(
+    annotation: Any,
+    index: int,
+    orig_size: tuple[int, int],
+    resized_size: tuple[int, int],
+    padded_size: tuple[int, int],
+) -> dict[str, torch.Tensor]:
+    """Convert one image's COCO annotation dict into tensors (boxes normalised cx, cy, w, h of the image)."""
+    image_id, objects = _image_annotation_fields(annotation, index)
+    height, width = orig_size
+    boxes, classes, counts = [], [], {"crowd": 0, "degenerate": 0, "clipped": 0}
+    for j, obj in enumerate(objects):
+        bbox, category_id, is_crowd = _parse_object(obj, image_id, j)
+        if is_crowd:
+            counts["crowd"] += 1
+            continue
+        clipped = _clip_xywh(bbox, height, width)
+        if clipped is None:
+            counts["degenerate"] += 1
+            continue
+        counts["clipped"] += int(clipped != _xyxy(bbox))
+        boxes.append(clipped)
+        classes.append(category_id)
+    _report_counts(image_id, counts)
+    return _target_tensors(image_id, boxes, classes, orig_size, resized_size, padded_size)
+
+
+def _image_annotation_fields(annotation: Any, index: int) -> tuple[int, list[Any]]:
+    """Return `(image_id, objects)` of one image's annotation dict, validating its structure."""
+    if not isinstance(annotation, Mapping) or "image_id" not in annotation or "annotations" not in annotation:
+        raise ValueError(
+            f"Annotation for image {index} must be a dict with 'image_id' and 'annotations' keys, got "
+            f"{type(annotation).__name__} {list(annotation) if isinstance(annotation, Mapping) else ''}."
+        )
+    objects = annotation["annotations"]
+    if not isinstance(objects, (list, tuple)):
+        raise ValueError(f"image_id {annotation['image_id']}: 'annotations' must be a list of object dicts.")
+    return int(annotation["image_id"]), list(objects)
+
+
+def _parse_object(obj: Any, image_id: int, j: int) -> tuple[tuple[float, float, float, float], int, bool]:
+    """Validate one COCO object; return its `(x, y, w, h)` bbox, category id and crowd flag."""
+    where = f"image_id {image_id}, annotation {j}"
+    if not isinstance(obj, Mapping):
+        raise ValueError(f"{where}: expected a dict, got {type(obj).__name__}.")
+    for key in ("bbox", "category_id"):
+        if key not in obj:
+            raise ValueError(f"{where}: missing '{key}'.")
+    bbox = obj["bbox"]
+    if (
+        not isinstance(bbox, (list, tuple, np.ndarray, torch.Tensor))
+        or len(bbox) != 4
+        or not all(_is_number(v) for v in bbox)
+    ):
+        raise ValueError(f"{where}: 'bbox' must be 4 finite numbers [x, y, width, height], got {bbox!r}.")
+    category_id = obj["category_id"]
+    if not _is_number(category_id) or float(category_id) != int(category_id):
+        raise ValueError(f"{where}: 'category_id' must be an integer, got {category_id!r}.")
+    x, y, w, h = (float(v) for v in bbox)
+    return (x, y, w, h), int(category_id), bool(obj.get("iscrowd", 0))
+
+
+def _is_number(value: Any) -> bool:
+    """True for a finite real number (Python, numpy or 0-d torch scalar), False for bools and anything else."""
+    if isinstance(value, torch.Tensor):
+        value = value.item() if value.numel() == 1 else None
+    if isinstance(value, (bool, np.bool_)) or not isinstance(value, (int, float, np.integer, np.floating)):
+        return False
+    return math.isfinite(float(value))
+
+
+def _xyxy(bbox: tuple[float, float, float, float]) -> tuple[float, float, float, float]:
+    """`(x, y, w, h)` -> `(x0, y0, x1, y1)`."""
+    x, y, w, h = bbox
+    return x, y, x + w, y + h
+
+
+def _clip_xywh(
+    bbox: tuple[float, float, float, float], height: int, width: int
+) -> tuple[float, float, float, float] | None:
+    """Clip an `(x, y, w, h)` box to the image; return it as `(x0, y0, x1, y1)`, or `None` if it has no area left."""
+    x0, y0, x1, y1 = _xyxy(bbox)
+    x0, x1 = min(max(x0, 0.0), width), min(max(x1, 0.0), width)
+    y0, y1 = min(max(y0, 0.0), height), min(max(y1, 0.0), height)
+    if x1 <= x0 or y1 <= y0:
+        return None
+    return x0, y0, x1, y1
+
+
+def _report_counts(image_id: int, counts: dict[str, int]) -> None:
+    """Log a warning with the number of dropped / clipped boxes of one image, if any."""
+    if any(counts.values()):
+        logger.warning(
+            f"image_id {image_id}: dropped {counts['crowd']} crowd annotation(s) (iscrowd=1), dropped "
+            f"{counts['degenerate']} box(es) with zero width or height after clipping, clipped "
+            f"{counts['clipped']} box(es) to the image."
+        )
+
+
+def _target_tensors(
+    image_id: int,
+    boxes_xyxy: list[tuple[float, float, float, float]],
+    classes: list[int],
+    orig_size: tuple[int, int],
+    resized_size: tuple[int, int],
+    padded_size: tuple[int, int],
+) -> dict[str, torch.Tensor]:
+    """Assemble the target dict; boxes `(N, 4)` normalised cxcywh, `area` in resized-image pixels."""
+    height, width = orig_size
+    xyxy = torch.tensor(boxes_xyxy, dtype=torch.float64).reshape(-1, 4)
+    cxcywh = torch.stack(
+        [
+            (xyxy[:, 0] + xyxy[:, 2]) / 2 / width,
+            (xyxy[:, 1] + xyxy[:, 3]) / 2 / height,
+            (xyxy[:, 2] - xyxy[:, 0]) / width,
+            (xyxy[:, 3] - xyxy[:, 1]) / height,
+        ],
+        dim=-1,
+    )
+    area = cxcywh[:, 2] * resized_size[1] * cxcywh[:, 3] * resized_size[0]
+    return {
+        "class_labels": torch.tensor(classes, dtype=torch.int64),
+        "boxes": cxcywh.to(torch.float32),
+        "image_id": torch.tensor([image_id], dtype=torch.int64),
+        "area": area.to(torch.float32),
+        "iscrowd": torch.zeros(len(classes), dtype=torch.int64),
+        "orig_size": torch.tensor(orig_size, dtype=torch.int64),
+        "size": torch.tensor(padded_size, dtype=torch.int64),
+    }
+
+
+def _to_batch_feature(data: dict[str, Any], return_tensors: str | None) -> BatchFeature:
+    """Wrap torch outputs in a `BatchFeature`, converting to numpy for `return_tensors="np"`."""
+    if return_tensors is None or return_tensors == "pt":
+        return BatchFeature(data=data)
+    if return_tensors == "np":
+        return BatchFeature(data=_to_numpy(data))
+    raise ValueError(f"`return_tensors` must be None, 'pt' or 'np', got {return_tensors!r}.")
+
+
+def _to_numpy(value: Any) -> Any:
+    """Recursively convert tensors (in dicts / lists) to numpy arrays."""
+    if isinstance(value, torch.Tensor):
+        return value.numpy()
+    if isinstance(value, dict):
+        return {key: _to_numpy(item) for key, item in value.items()}
+    if isinstance(value, list):
+        return [_to_numpy(item) for item in value]
+    return value
+
+
+# ----------------------------------------------------------------------------------------------------------------------
+# Post-processing
+# ----------------------------------------------------------------------------------------------------------------------
+
+
+def _prediction_tensors(outputs: Any) -> tuple[torch.Tensor, torch.Tensor]:
+    """Return `(logits (B, Q, C), pred_boxes (B, Q, 4))` from a model output object or mapping."""
+    logits = _get_field(outputs, "logits")
+    if logits is None:
+        logits = _get_field(outputs, "pred_logits")
+    pred_boxes = _get_field(outputs, "pred_boxes")
+    if logits is None or pred_boxes is None:
+        raise ValueError("`outputs` must provide `logits` (B, Q, C) and `pred_boxes` (B, Q, 4).")
+    if logits.ndim != 3 or pred_boxes.ndim != 3 or pred_boxes.shape[-1] != 4:
+        raise ValueError(
+            f"Expected logits (B, Q, C) and pred_boxes (B, Q, 4), got {tuple(logits.shape)} and "
+            f"{tuple(pred_boxes.shape)}."
+        )
+    if logits.shape[:2] != pred_boxes.shape[:2]:
+        raise ValueError(f"logits {tuple(logits.shape)} and pred_boxes {tuple(pred_boxes.shape)} disagree on (B, Q).")
+    return logits, pred_boxes
+
+
+def _get_field(outputs: Any, name: str) -> torch.Tensor | None:
+    """Attribute `name` of `outputs`, else its mapping entry, else `None`."""
+    value = getattr(outputs, name, None)
+    if value is None and isinstance(outputs, Mapping):
+        value = outputs.get(name)
+    return value
+
+
+def _target_size_tensor(
+    target_sizes: torch.Tensor | Sequence[Sequence[int]] | None, batch_size: int, device: torch.device
+) -> torch.Tensor:
+    """`(B, 2)` float32 `(height, width)` per image; all ones (normalised boxes) when `target_sizes` is None."""
+    if target_sizes is None:
+        return torch.ones((batch_size, 2), dtype=torch.float32, device=device)
+    if len(target_sizes) != batch_size:
+        raise ValueError(
+            f"Got {len(target_sizes)} target sizes for a batch of {batch_size}; pass one (height, width) per image."
+        )
+    sizes = torch.as_tensor(
+        [[float(v) for v in size] for size in target_sizes]
+        if not isinstance(target_sizes, torch.Tensor)
+        else target_sizes,
+        dtype=torch.float32,
+    ).to(device)
+    if sizes.shape != (batch_size, 2):
+        raise ValueError(f"`target_sizes` must have shape (batch_size, 2), got {tuple(sizes.shape)}.")
+    return sizes
+
+
+def _cxcywh_to_xyxy(boxes: torch.Tensor) -> torch.Tensor:
+    """`(..., 4)` (cx, cy, w, h) -> (x0, y0, x1, y1); negative w/h count as 0, as in the original."""
+    cx, cy, w, h = boxes.unbind(-1)
+    half_w, half_h = 0.5 * w.clamp(min=0.0), 0.5 * h.clamp(min=0.0)
+    return torch.stack([cx - half_w, cy - half_h, cx + half_w, cy + half_h], dim=-1)
