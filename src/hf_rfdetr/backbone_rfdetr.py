@@ -47,8 +47,9 @@ class RFDetrEmbeddings(nn.Module):
         self.patch_size = config.patch_size
         self.num_windows = config.num_windows
         self.cls_token = nn.Parameter(torch.zeros(1, 1, hidden))
-        # Kept for checkpoint compatibility with DINOv2 / the original (masked image modelling); unused here.
-        self.mask_token = nn.Parameter(torch.zeros(1, hidden))
+        # Kept for checkpoint compatibility with DINOv2 / the original (masked image modelling). Unused, so frozen:
+        # a trainable parameter without gradients breaks DistributedDataParallel.
+        self.mask_token = nn.Parameter(torch.zeros(1, hidden), requires_grad=False)
         self.position_embeddings = nn.Parameter(torch.zeros(1, config.positional_encoding_size**2 + 1, hidden))
         self.patch_embeddings = RFDetrPatchEmbeddings(config)
 
@@ -110,6 +111,7 @@ class RFDetrSelfAttention(nn.Module):
         self.num_heads = config.backbone_num_attention_heads
         self.qkv = nn.Linear(config.backbone_hidden_size, 3 * config.backbone_hidden_size)
         self.proj = nn.Linear(config.backbone_hidden_size, config.backbone_hidden_size)
+        self.qkv.init_mode = self.proj.init_mode = "trunc_normal"  # DINOv2's initialisation
 
     def forward(self, hidden_states: torch.Tensor) -> torch.Tensor:
         """(N, T, C) -> (N, T, C)."""
@@ -129,6 +131,7 @@ class RFDetrMLP(nn.Module):
         self.fc1 = nn.Linear(hidden, hidden * config.backbone_mlp_ratio)
         self.activation = ACT2FN[config.backbone_hidden_act]
         self.fc2 = nn.Linear(hidden * config.backbone_mlp_ratio, hidden)
+        self.fc1.init_mode = self.fc2.init_mode = "trunc_normal"  # DINOv2's initialisation
 
     def forward(self, hidden_states: torch.Tensor) -> torch.Tensor:
         return self.fc2(self.activation(self.fc1(hidden_states)))

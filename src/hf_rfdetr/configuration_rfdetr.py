@@ -156,6 +156,8 @@ class RFDetrConfig(PretrainedConfig):
         self.init_std = init_std
         self.initializer_bias_prior_prob = initializer_bias_prior_prob
         super().__init__(**kwargs)
+        if not getattr(self, "label2id", None):  # transformers 5 leaves it unset when only id2label is given
+            self.label2id = {label: index for index, label in self.id2label.items()}
         self.validate()
 
     # transformers reads these generic names (pipelines, Trainer, Optimum).

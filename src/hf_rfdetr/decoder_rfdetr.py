@@ -24,7 +24,8 @@ class RFDetrMLPHead(nn.Module):
         super().__init__()
         dims = [input_dim] + [hidden_dim] * (num_layers - 1) + [output_dim]
         self.layers = nn.ModuleList(nn.Linear(d_in, d_out) for d_in, d_out in zip(dims[:-1], dims[1:]))
-        self.zero_init_output = zero_init_output
+        if zero_init_output:  # box heads start at the reference box (zero delta)
+            self.layers[-1].init_mode = "zeros"
 
     def forward(self, hidden_states: torch.Tensor) -> torch.Tensor:
         for layer in self.layers[:-1]:
@@ -38,12 +39,12 @@ class RFDetrGroupedLinear(nn.Module):
     Group DETR gives every query group its own two-stage heads; at inference only group 0 runs.
     """
 
-    def __init__(self, num_groups: int, in_features: int, out_features: int, bias_prior_prob: float | None = None):
+    def __init__(self, num_groups: int, in_features: int, out_features: int, init_mode: str | None = None) -> None:
         super().__init__()
         self.weight = nn.Parameter(torch.empty(num_groups, out_features, in_features))
         self.bias = nn.Parameter(torch.zeros(num_groups, out_features))
-        #: when set, the bias starts at the logit of this probability (classification heads).
-        self.bias_prior_prob = bias_prior_prob
+        #: "zeros" (box deltas), "prior" (classification bias at the prior probability) or None (Xavier).
+        self.init_mode = init_mode
 
     def forward(self, hidden_states: torch.Tensor) -> torch.Tensor:
         groups = hidden_states.shape[0]
@@ -81,7 +82,7 @@ class RFDetrGroupedMLPHead(nn.Module):
         self.layers = nn.ModuleList(
             RFDetrGroupedLinear(num_groups, d_in, d_out) for d_in, d_out in zip(dims[:-1], dims[1:])
         )
-        self.zero_init_output = True
+        self.layers[-1].init_mode = "zeros"  # box heads start at the proposal (zero delta)
 
     def forward(self, hidden_states: torch.Tensor) -> torch.Tensor:
         for layer in self.layers[:-1]:
@@ -153,7 +154,10 @@ class RFDetrMultiscaleDeformableAttention(nn.Module):
         super().__init__()
         self.d_model, self.n_levels, self.n_heads, self.n_points = d_model, n_levels, n_heads, n_points
         self.sampling_offsets = nn.Linear(d_model, n_heads * n_levels * n_points * 2)
+        self.sampling_offsets.init_mode = "deformable_offsets"
+        self.sampling_offsets.heads_levels_points = (n_heads, n_levels, n_points)
         self.attention_weights = nn.Linear(d_model, n_heads * n_levels * n_points)
+        self.attention_weights.init_mode = "zeros"
         self.value_proj = nn.Linear(d_model, d_model)
         self.output_proj = nn.Linear(d_model, d_model)
 

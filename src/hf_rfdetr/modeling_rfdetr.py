@@ -20,7 +20,7 @@ from torch import nn
 from transformers import PreTrainedModel
 from transformers.utils import ModelOutput
 
-from .backbone_rfdetr import RFDetrBackbone, RFDetrEmbeddings, RFDetrEncoderLayer, RFDetrMLP, RFDetrSelfAttention
+from .backbone_rfdetr import RFDetrBackbone, RFDetrEmbeddings, RFDetrEncoderLayer
 from .configuration_rfdetr import RFDetrConfig
 from .decoder_rfdetr import (
     RFDetrDecoder,
@@ -28,7 +28,6 @@ from .decoder_rfdetr import (
     RFDetrGroupedLinear,
     RFDetrGroupedMLPHead,
     RFDetrMLPHead,
-    RFDetrMultiscaleDeformableAttention,
     apply_box_delta,
     encoder_proposals,
 )
@@ -102,14 +101,15 @@ _kaiming_normal = _guarded(nn.init.kaiming_normal_)
 _copy = _guarded(lambda tensor, source: tensor.copy_(source))
 
 
-def _deformable_offset_bias(attention: RFDetrMultiscaleDeformableAttention) -> torch.Tensor:
+def _deformable_offset_bias(heads_levels_points: tuple[int, int, int]) -> torch.Tensor:
     """Initial sampling offsets: each head looks in its own direction, point i at distance i + 1."""
-    thetas = torch.arange(attention.n_heads, dtype=torch.float32) * (2.0 * math.pi / attention.n_heads)
+    heads, levels, points = heads_levels_points
+    thetas = torch.arange(heads, dtype=torch.float32) * (2.0 * math.pi / heads)
     directions = torch.stack((thetas.cos(), thetas.sin()), dim=-1)
     directions = directions / directions.abs().max(-1, keepdim=True).values
-    distance = torch.arange(1, attention.n_points + 1, dtype=torch.float32)[:, None]
+    distance = torch.arange(1, points + 1, dtype=torch.float32)[:, None]
     grid = directions[:, None, None, :] * distance[None, None, :, :]
-    return grid.expand(attention.n_heads, attention.n_levels, attention.n_points, 2).flatten()
+    return grid.expand(heads, levels, points, 2).flatten()
 
 
 class RFDetrPreTrainedModel(PreTrainedModel):
@@ -120,12 +120,31 @@ class RFDetrPreTrainedModel(PreTrainedModel):
     _no_split_modules = ["RFDetrEncoderLayer", "RFDetrDecoderLayer"]
 
     def _init_weights(self, module: nn.Module) -> None:
-        """Initialise one module (children are visited before their parents, so parents may refine)."""
+        """Initialise the parameters a module owns directly.
+
+        transformers 5 calls this only for modules with parameters of their own (for custom-code models), so the
+        special cases are tagged by their creators on the module that owns the weights (`init_mode`).
+        """
         std = self.config.init_std
-        prior_bias = -math.log((1 - self.config.initializer_bias_prior_prob) / self.config.initializer_bias_prior_prob)
-        if isinstance(module, nn.Linear):
-            _xavier_uniform(module.weight)
-            if module.bias is not None:
+        mode = getattr(module, "init_mode", None)
+        if isinstance(module, (nn.Linear, RFDetrGroupedLinear)):
+            if mode in ("zeros", "deformable_offsets"):
+                _zeros(module.weight)
+            elif mode == "trunc_normal":
+                _trunc_normal(module.weight, std=std)
+            elif isinstance(module, nn.Linear):
+                _xavier_uniform(module.weight)
+            else:  # Xavier for each group's (out, in) matrix
+                bound = math.sqrt(6.0 / (module.weight.shape[1] + module.weight.shape[2]))
+                _uniform(module.weight, -bound, bound)
+            if mode == "prior":
+                _constant(
+                    module.bias,
+                    -math.log((1 - self.config.initializer_bias_prior_prob) / self.config.initializer_bias_prior_prob),
+                )
+            elif mode == "deformable_offsets":
+                _copy(module.bias, _deformable_offset_bias(module.heads_levels_points))
+            elif module.bias is not None:
                 _zeros(module.bias)
         elif isinstance(module, (nn.Conv2d, nn.ConvTranspose2d)):
             _kaiming_normal(module.weight, mode="fan_out", nonlinearity="relu")
@@ -134,40 +153,18 @@ class RFDetrPreTrainedModel(PreTrainedModel):
         elif isinstance(module, (nn.LayerNorm, RFDetrChannelLayerNorm, RFDetrGroupedLayerNorm)):
             _ones(module.weight)
             _zeros(module.bias)
-        elif isinstance(module, RFDetrGroupedLinear):
-            bound = math.sqrt(6.0 / (module.weight.shape[1] + module.weight.shape[2]))
-            _uniform(module.weight, -bound, bound)
-            if module.bias_prior_prob is None:
-                _zeros(module.bias)
+        elif isinstance(module, nn.Embedding):
+            if mode == "zeros":
+                _zeros(module.weight)
             else:
-                _constant(module.bias, -math.log((1 - module.bias_prior_prob) / module.bias_prior_prob))
-        elif isinstance(module, (RFDetrSelfAttention, RFDetrMLP)):
-            # DINOv2 initialises its blocks with a truncated normal.
-            for linear in module.children():
-                if isinstance(linear, nn.Linear):
-                    _trunc_normal(linear.weight, std=std)
+                _normal(module.weight, std=1.0)
         elif isinstance(module, RFDetrEmbeddings):
             _trunc_normal(module.cls_token, std=std)
             _trunc_normal(module.position_embeddings, std=std)
             _zeros(module.mask_token)
-            _trunc_normal(module.patch_embeddings.projection.weight, std=std)
         elif isinstance(module, RFDetrEncoderLayer):
             _constant(module.layer_scale1, self.config.backbone_layerscale_value)
             _constant(module.layer_scale2, self.config.backbone_layerscale_value)
-        elif isinstance(module, RFDetrMultiscaleDeformableAttention):
-            _zeros(module.sampling_offsets.weight)
-            _copy(module.sampling_offsets.bias, _deformable_offset_bias(module))
-            _zeros(module.attention_weights.weight)
-            _zeros(module.attention_weights.bias)
-        elif isinstance(module, (RFDetrMLPHead, RFDetrGroupedMLPHead)) and module.zero_init_output:
-            # Box heads start at the reference box (zero delta).
-            _zeros(module.layers[-1].weight)
-            _zeros(module.layers[-1].bias)
-        elif isinstance(module, RFDetrModel):
-            _normal(module.query_feat.weight, std=1.0)
-            _zeros(module.refpoint_embed.weight)
-        elif isinstance(module, RFDetrForObjectDetection):
-            _constant(module.class_embed.bias, prior_bias)
 
 
 class RFDetrModel(RFDetrPreTrainedModel):
@@ -181,13 +178,12 @@ class RFDetrModel(RFDetrPreTrainedModel):
         # Two-stage heads, one per Group DETR group.
         self.enc_output = RFDetrGroupedLinear(groups, d_model, d_model)
         self.enc_output_norm = RFDetrGroupedLayerNorm(groups, d_model, config.layer_norm_eps)
-        self.enc_out_class_embed = RFDetrGroupedLinear(
-            groups, d_model, config.num_labels, bias_prior_prob=config.initializer_bias_prior_prob
-        )
+        self.enc_out_class_embed = RFDetrGroupedLinear(groups, d_model, config.num_labels, init_mode="prior")
         self.enc_out_bbox_embed = RFDetrGroupedMLPHead(groups, d_model, d_model, 4, 3)
         # Learned content queries and reference-box deltas, `num_queries` per group.
         self.query_feat = nn.Embedding(config.num_queries * groups, d_model)
         self.refpoint_embed = nn.Embedding(config.num_queries * groups, 4)
+        self.refpoint_embed.init_mode = "zeros"  # no delta on the two-stage boxes
         self.decoder = RFDetrDecoder(config)
         self.post_init()
 
@@ -300,6 +296,7 @@ class RFDetrForObjectDetection(RFDetrPreTrainedModel):
         super().__init__(config)
         self.model = RFDetrModel(config)
         self.class_embed = nn.Linear(config.d_model, config.num_labels)
+        self.class_embed.init_mode = "prior"
         self.bbox_embed = RFDetrMLPHead(config.d_model, config.d_model, 4, 3, zero_init_output=True)
         self.post_init()
 
