@@ -1,0 +1,127 @@
+"""Auto classes, the object-detection pipeline and loading a saved folder as remote code."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+import textwrap
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+from PIL import Image
+from transformers import AutoConfig, AutoImageProcessor, AutoModel, AutoModelForObjectDetection, pipeline
+
+from hf_rfdetr import RFDetrConfig, RFDetrForObjectDetection, RFDetrImageProcessor, RFDetrModel
+
+from .conftest import perturb_, tiny_config
+
+
+def _scene(height: int = 90, width: int = 120, seed: int = 0) -> Image.Image:
+    rng = np.random.default_rng(seed)
+    array = np.full((height, width, 3), 40, dtype=np.uint8)
+    array[20:60, 30:80] = rng.integers(150, 255, size=3, dtype=np.uint8)
+    return Image.fromarray(array)
+
+
+@pytest.fixture
+def saved_folder(tmp_path: Path) -> Path:
+    """A perturbed tiny model and its processor, saved as a Hub-style folder."""
+    config = tiny_config()
+    torch.manual_seed(0)
+    model = perturb_(RFDetrForObjectDetection(config), seed=1, scale=0.2)
+    with torch.no_grad():
+        model.class_embed.bias.fill_(1.5)  # scores around 0.5 instead of the 0.01 prior: some pass the threshold
+    model.save_pretrained(tmp_path)
+    RFDetrImageProcessor.from_config(config).save_pretrained(tmp_path)
+    return tmp_path
+
+
+def test_auto_classes_resolve_to_ours(saved_folder: Path) -> None:
+    assert type(AutoConfig.for_model("rfdetr")) is RFDetrConfig
+    assert type(AutoModel.from_config(tiny_config())) is RFDetrModel
+    assert type(AutoModelForObjectDetection.from_config(tiny_config())) is RFDetrForObjectDetection
+    assert type(AutoModelForObjectDetection.from_pretrained(saved_folder)) is RFDetrForObjectDetection
+    processor = AutoImageProcessor.from_pretrained(saved_folder)
+    assert type(processor) is RFDetrImageProcessor
+    assert processor.size == {"height": 64, "width": 64} and processor.size_divisor == 16
+
+
+def test_saved_folder_carries_the_code(saved_folder: Path) -> None:
+    config = json.loads((saved_folder / "config.json").read_text())
+    assert config["model_type"] == "rfdetr"
+    assert config["auto_map"]["AutoModelForObjectDetection"] == "modeling_rfdetr.RFDetrForObjectDetection"
+    processor = json.loads((saved_folder / "preprocessor_config.json").read_text())
+    assert processor["auto_map"]["AutoImageProcessor"] == "image_processing_rfdetr.RFDetrImageProcessor"
+    for module in ("modeling_rfdetr", "backbone_rfdetr", "projector_rfdetr", "decoder_rfdetr", "configuration_rfdetr"):
+        assert (saved_folder / f"{module}.py").exists(), module
+
+
+def _manual_detections(folder: Path, image: Image.Image, threshold: float) -> dict:
+    processor = RFDetrImageProcessor.from_pretrained(folder)
+    model = RFDetrForObjectDetection.from_pretrained(folder).eval()
+    with torch.no_grad():
+        outputs = model(**processor(image, return_tensors="pt"))
+    return processor.post_process_object_detection(outputs, threshold, [(image.height, image.width)])[0]
+
+
+def test_pipeline_returns_labels_scores_and_boxes(saved_folder: Path, monkeypatch) -> None:
+    monkeypatch.setattr("builtins.input", lambda *a: pytest.fail("the pipeline asked to trust remote code"))
+    detector = pipeline("object-detection", model=str(saved_folder), threshold=0.5)
+    image = _scene()
+    detections = detector(image)
+    expected = _manual_detections(saved_folder, image, 0.5)
+    assert len(detections) == len(expected["scores"]) > 0
+    names = RFDetrConfig.from_pretrained(saved_folder).id2label
+    for found, score, label, box in zip(detections, expected["scores"], expected["labels"], expected["boxes"]):
+        assert found["label"] == names[int(label)]
+        assert found["score"] == pytest.approx(float(score), abs=1e-6) and found["score"] > 0.5
+        corners = [found["box"][key] for key in ("xmin", "ymin", "xmax", "ymax")]
+        assert corners == [int(v) for v in box.tolist()]
+        assert 0 <= corners[0] <= corners[2] <= image.width and 0 <= corners[1] <= corners[3] <= image.height
+
+
+def test_pipeline_takes_batches_of_mixed_sizes(saved_folder: Path) -> None:
+    detector = pipeline("object-detection", model=str(saved_folder), threshold=0.3)
+    images = [_scene(90, 120, seed=1), _scene(200, 64, seed=2)]
+    batched = detector(images)
+    assert [len(r) for r in batched] == [len(detector(image)) for image in images]
+    assert all(d["box"]["xmax"] <= 64 for d in batched[1])
+
+
+def test_remote_code_loads_without_the_package(saved_folder: Path, tmp_path: Path) -> None:
+    """`trust_remote_code=True` in a process where `hf_rfdetr` cannot be imported gives the same outputs."""
+    pixel_values = torch.randn(2, 3, 64, 64, generator=torch.Generator().manual_seed(3))
+    torch.save(pixel_values, tmp_path / "pixels.pt")
+    with torch.no_grad():
+        expected = RFDetrForObjectDetection.from_pretrained(saved_folder).eval()(pixel_values)
+    script = textwrap.dedent(
+        f"""
+        import sys
+        sys.modules["hf_rfdetr"] = None  # any import of the package now fails
+        import torch
+        from transformers import AutoImageProcessor, AutoModelForObjectDetection, pipeline
+        model = AutoModelForObjectDetection.from_pretrained({str(saved_folder)!r}, trust_remote_code=True).eval()
+        processor = AutoImageProcessor.from_pretrained({str(saved_folder)!r}, trust_remote_code=True)
+        assert type(model).__module__.startswith("transformers_modules"), type(model).__module__
+        with torch.no_grad():
+            out = model(torch.load({str(tmp_path / "pixels.pt")!r}))
+        torch.save({{"logits": out.logits, "pred_boxes": out.pred_boxes}}, {str(tmp_path / "out.pt")!r})
+        detector = pipeline("object-detection", model=model, image_processor=processor)
+        from PIL import Image
+        print("detections", len(detector(Image.new("RGB", (50, 40)), threshold=0.0)))
+        """
+    )
+    env = {key: value for key, value in os.environ.items() if key != "PYTHONPATH"}
+    env.update(HF_MODULES_CACHE=str(tmp_path / "modules"), HF_HUB_OFFLINE="1")
+    result = subprocess.run(
+        [sys.executable, "-c", script], cwd=tmp_path, env=env, capture_output=True, text=True, timeout=300
+    )
+    assert result.returncode == 0, result.stderr[-3000:]
+    assert "detections 60" in result.stdout  # threshold 0 keeps all 20 queries x 3 labels
+    actual = torch.load(tmp_path / "out.pt")
+    assert (actual["logits"] - expected.logits).abs().max() <= 1e-6
+    assert (actual["pred_boxes"] - expected.pred_boxes).abs().max() <= 1e-6
