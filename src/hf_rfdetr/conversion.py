@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import re
 from collections import defaultdict
+from pathlib import Path
 
 import torch
 
@@ -113,4 +114,280 @@ def load_original_state_dict(model: torch.nn.Module, state_dict: dict[str, torch
     model.load_state_dict(converted, strict=True)
 
 
-__all__ = ["convert_original_state_dict", "load_original_state_dict", "RFDetrConfig"]
+# ----------------------------------------------------------------------------------------------------------------------
+# Whole checkpoints: `.pth` file -> RFDetrConfig + weights -> a Hugging Face folder
+# ----------------------------------------------------------------------------------------------------------------------
+
+#: `args` fields of the original -> RFDetrConfig fields.
+_ARG_FIELDS = {
+    "patch_size": "patch_size",
+    "num_windows": "num_windows",
+    "out_feature_indexes": "out_feature_indexes",
+    "resolution": "resolution",
+    "positional_encoding_size": "positional_encoding_size",
+    "dec_layers": "decoder_layers",
+    "hidden_dim": "d_model",
+    "sa_nheads": "decoder_self_attention_heads",
+    "ca_nheads": "decoder_cross_attention_heads",
+    "dec_n_points": "decoder_n_points",
+    "num_queries": "num_queries",
+    "group_detr": "group_detr",
+    "projector_scale": "projector_scale",
+    "dim_feedforward": "decoder_ffn_dim",
+}
+#: Architecture switches of the original that this port implements only in their default (True / False) state.
+_REQUIRED_FLAGS = {"two_stage": True, "bbox_reparam": True, "lite_refpoint_refine": True, "layer_norm": True}
+_UNSUPPORTED_FLAGS = {
+    "segmentation_head": "segmentation checkpoints",
+    "use_grouppose_keypoints": "keypoint checkpoints",
+    "dual_projector": "dual-projector checkpoints",
+    "backbone_lora": "LoRA backbones (merge the adapters before converting)",
+}
+_ENCODER_WIDTH = {"dinov2_windowed_small": 384, "dinov2_windowed_base": 768}
+_MODEL_NAME_VARIANT = {
+    "RFDETRNano": "nano",
+    "RFDETRSmall": "small",
+    "RFDETRMedium": "medium",
+    "RFDETRBase": "base",
+    "RFDETRLarge": "large",
+    "RFDETRLargeDeprecated": "large-legacy",
+}
+
+
+class CheckpointError(ValueError):
+    """An original checkpoint cannot be converted; the message says why and what to do."""
+
+
+def load_checkpoint(path: str | Path, trust: bool = False) -> dict:
+    """Read an original `.pth` checkpoint.
+
+    Uses `torch.load(weights_only=True)`, allowing the `argparse.Namespace` / `SimpleNamespace` that hold the
+    training arguments of older checkpoints. Files that need arbitrary unpickling are refused unless `trust=True`
+    (only for files you produced yourself: unpickling can run code).
+    """
+    import argparse
+    import pickle
+    import types
+    import warnings
+
+    path = Path(path)
+    if not path.is_file():
+        raise CheckpointError(f"checkpoint {str(path)!r} does not exist or is not a file")
+    try:
+        with torch.serialization.safe_globals([argparse.Namespace, types.SimpleNamespace]):
+            checkpoint = torch.load(path, map_location="cpu", weights_only=True)
+    except (RuntimeError, pickle.UnpicklingError, EOFError, ValueError) as error:
+        if not trust:
+            raise CheckpointError(
+                f"{str(path)!r} cannot be read with torch.load(weights_only=True): {str(error).splitlines()[0]}\n"
+                "It is truncated, not a PyTorch checkpoint, or holds Python objects beyond tensors and namespaces. "
+                "If you produced it yourself and trust it, pass --trust-checkpoint (full unpickling can run code)."
+            ) from error
+        warnings.warn(f"Loading {str(path)!r} with weights_only=False (full unpickling)", UserWarning, stacklevel=2)
+        checkpoint = torch.load(path, map_location="cpu", weights_only=False)
+    if (
+        isinstance(checkpoint, dict)
+        and "model" not in checkpoint
+        and all(isinstance(v, torch.Tensor) for v in checkpoint.values())
+    ):
+        checkpoint = {"model": checkpoint}  # a bare state dict
+    if not isinstance(checkpoint, dict) or not isinstance(checkpoint.get("model"), dict):
+        raise CheckpointError(f"{str(path)!r} has no 'model' state dict; keys: {list(checkpoint)[:10]}")
+    return checkpoint
+
+
+def _args(checkpoint: dict) -> dict:
+    args = checkpoint.get("args")
+    if args is None:
+        return {}
+    return dict(args) if isinstance(args, dict) else dict(vars(args))
+
+
+def _variant_from_weights(state_dict: dict[str, torch.Tensor]) -> str:
+    """The named variant whose architecture fits the weights (patch size, widths, decoder depth, position grid)."""
+    from .configuration_rfdetr import VARIANTS
+
+    projection = state_dict[_BACKBONE_KEY + "embeddings.patch_embeddings.projection.weight"]
+    grid = int(round((state_dict[_BACKBONE_KEY + "embeddings.position_embeddings"].shape[1] - 1) ** 0.5))
+    layers = len({k.split(".")[3] for k in state_dict if k.startswith("transformer.decoder.layers.")})
+    levels = len({k.split(".")[3] for k in state_dict if k.startswith("backbone.0.projector.stages.")})
+    candidates = [
+        name
+        for name, values in VARIANTS.items()
+        if values["patch_size"] == projection.shape[-1]
+        and values["backbone_hidden_size"] == projection.shape[0]
+        and values["decoder_layers"] == layers
+        and len(values.get("projector_scale", ["P4"])) == levels
+    ]
+    exact = [name for name in candidates if VARIANTS[name]["positional_encoding_size"] == grid]
+    if exact or candidates:
+        return (exact or candidates)[0]
+    raise CheckpointError(
+        f"no known variant has patch size {projection.shape[-1]}, width {projection.shape[0]} and {layers} decoder "
+        "layers; pass --variant and check the checkpoint"
+    )
+
+
+_BACKBONE_KEY = "backbone.0.encoder.encoder."
+
+
+def config_from_checkpoint(checkpoint: dict, variant: str | None = None, weights: str = "model") -> RFDetrConfig:
+    """The RFDetrConfig of an original checkpoint: its saved `args` over the named variant's defaults, the class
+    count from the weights, and the class names when the checkpoint has them (else COCO's for 91 slots)."""
+    from .coco_classes import COCO_ID2LABEL
+
+    args, state_dict = _args(checkpoint), checkpoint[weights]
+    for flag, required in _REQUIRED_FLAGS.items():
+        if flag in args and bool(args[flag]) != required:
+            raise CheckpointError(f"checkpoint args.{flag}={args[flag]}: only {flag}={required} is supported")
+    for flag, what in _UNSUPPORTED_FLAGS.items():
+        if args.get(flag):
+            raise CheckpointError(f"checkpoint args.{flag}=True: {what} are not supported by this converter yet")
+    variant = (
+        variant or _MODEL_NAME_VARIANT.get(checkpoint.get("model_name") or "") or _variant_from_weights(state_dict)
+    )
+    overrides = {ours: args[theirs] for theirs, ours in _ARG_FIELDS.items() if args.get(theirs) is not None}
+    if args.get("encoder") in _ENCODER_WIDTH:
+        overrides["backbone_hidden_size"] = _ENCODER_WIDTH[args["encoder"]]
+        overrides["backbone_num_attention_heads"] = _ENCODER_WIDTH[args["encoder"]] // 64
+    grid = int(round((state_dict[_BACKBONE_KEY + "embeddings.position_embeddings"].shape[1] - 1) ** 0.5))
+    overrides.setdefault("positional_encoding_size", grid)
+    num_slots = state_dict["class_embed.bias"].shape[0]
+    names = [n for n in (args.get("class_names") or checkpoint.get("class_names") or []) if isinstance(n, str)]
+    if names:
+        id2label = {i: names[i] if i < len(names) else "N/A" for i in range(num_slots)}
+    elif num_slots == len(COCO_ID2LABEL):
+        id2label = dict(COCO_ID2LABEL)
+    else:
+        id2label = {i: f"class_{i}" for i in range(num_slots)}
+    overrides["id2label"] = id2label
+    overrides["label2id"] = {}
+    for index, name in id2label.items():
+        overrides["label2id"].setdefault(name, index)
+    try:
+        return RFDetrConfig.from_variant(variant, **overrides)
+    except ValueError as error:
+        raise CheckpointError(f"checkpoint arguments do not form a valid configuration: {error}") from error
+
+
+def verify_against_original(
+    model: torch.nn.Module, checkpoint: dict, config: RFDetrConfig, weights: str = "model", atol: float = 1e-4
+) -> dict[str, float]:
+    """Run the original `rfdetr` model with the same weights next to ours and raise if they disagree.
+
+    Needs the original package (`pip install rfdetr==1.11.2`); nothing is downloaded. Compares logits and boxes on
+    a batch of two images (the bundled demo picture and a flipped copy) preprocessed by our image processor.
+    """
+    import logging
+    import os
+
+    os.environ.setdefault("HF_HUB_OFFLINE", "1")
+    logging.getLogger("rf-detr").setLevel(logging.ERROR)
+    try:
+        from rfdetr import config as reference_configs
+        from rfdetr.models import build_model_from_config
+    except ImportError as error:
+        raise CheckpointError("--verify needs the original package: pip install rfdetr==1.11.2") from error
+
+    from .image_processing_rfdetr import RFDetrImageProcessor
+
+    class_name = {v: k for k, v in _MODEL_NAME_VARIANT.items()}[config.variant] + "Config"
+    reference_config = getattr(reference_configs, class_name)(
+        device="cpu",
+        resolution=config.resolution,
+        positional_encoding_size=config.positional_encoding_size,
+        num_classes=config.num_labels - 1,
+        num_queries=config.num_queries,
+        group_detr=config.group_detr,
+    )
+    reference = build_model_from_config(reference_config).eval()
+    reference.load_state_dict(checkpoint[weights], strict=True)
+    image = _verification_image()
+    processor = RFDetrImageProcessor.from_config(config)
+    pixel_values = processor([image, image.transpose(0)], return_tensors="pt")["pixel_values"]
+    model.eval()
+    with torch.no_grad():
+        expected, actual = reference(pixel_values), model(pixel_values)
+    deltas = {
+        "logits": (expected["pred_logits"] - actual.logits).abs().max().item(),
+        "pred_boxes": (expected["pred_boxes"] - actual.pred_boxes).abs().max().item(),
+    }
+    if max(deltas.values()) > atol:
+        raise CheckpointError(f"converted model disagrees with the original: max |delta| {deltas} > {atol}")
+    return deltas
+
+
+def _verification_image():
+    from PIL import Image
+
+    asset = Path(__file__).parent / "assets" / "demo.jpg"
+    if asset.exists():
+        return Image.open(asset).convert("RGB")
+    generator = torch.Generator().manual_seed(0)
+    return Image.fromarray((torch.rand(480, 640, 3, generator=generator) * 255).byte().numpy())
+
+
+def convert_checkpoint(
+    checkpoint_path: str | Path,
+    output_dir: str | Path,
+    variant: str | None = None,
+    weights: str = "model",
+    verify: bool = False,
+    push_to_hub: str | None = None,
+    trust: bool = False,
+) -> Path:
+    """Convert an original `rfdetr` `.pth` checkpoint into a Hugging Face folder.
+
+    Writes `config.json`, `model.safetensors`, `preprocessor_config.json`, the remote-code files and a model card
+    (`README.md`) to `output_dir`; with `verify`, first checks the outputs against the original package; with
+    `push_to_hub`, uploads the folder to that Hub repository.
+
+    Args:
+        weights: `"model"` (the regular weights) or `"ema"` (the EMA weights of training checkpoints).
+    """
+    from .image_processing_rfdetr import RFDetrImageProcessor
+    from .model_card import render_model_card
+    from .modeling_rfdetr import RFDetrForObjectDetection
+
+    checkpoint = load_checkpoint(checkpoint_path, trust=trust)
+    key = {"model": "model", "ema": "ema_model"}.get(weights)
+    if key is None:
+        raise CheckpointError(f"weights={weights!r}; expected 'model' or 'ema'")
+    if not isinstance(checkpoint.get(key), dict):
+        raise CheckpointError(f"{str(checkpoint_path)!r} has no {key!r} weights; entries: {sorted(checkpoint)}")
+    config = config_from_checkpoint(checkpoint, variant, weights=key)
+    model = RFDetrForObjectDetection(config).eval()
+    try:
+        load_original_state_dict(model, checkpoint[key])
+    except (ValueError, KeyError) as error:
+        raise CheckpointError(f"{str(checkpoint_path)!r} does not match variant {config.variant!r}: {error}") from error
+    if verify:
+        verify_against_original(model, checkpoint, config, weights=key)
+    output_dir = Path(output_dir)
+    model.save_pretrained(output_dir)
+    RFDetrImageProcessor.from_config(config).save_pretrained(output_dir)
+    card = render_model_card(
+        config,
+        sum(p.numel() for p in model.parameters()),
+        repo_id=push_to_hub or output_dir.name,
+        source=f"converted from the original rfdetr checkpoint `{Path(checkpoint_path).name}` ({weights} weights)",
+    )
+    (output_dir / "README.md").write_text(card)
+    if push_to_hub:
+        from huggingface_hub import HfApi
+
+        api = HfApi()
+        api.create_repo(push_to_hub, exist_ok=True)
+        api.upload_folder(folder_path=str(output_dir), repo_id=push_to_hub, commit_message="Convert RF-DETR checkpoint")
+    return output_dir
+
+
+__all__ = [
+    "CheckpointError",
+    "config_from_checkpoint",
+    "convert_checkpoint",
+    "convert_original_state_dict",
+    "load_checkpoint",
+    "load_original_state_dict",
+    "verify_against_original",
+]

@@ -1,0 +1,234 @@
+"""Converting original rfdetr `.pth` checkpoints: `hf-rfdetr convert` / `conversion/convert_rfdetr_to_hf.py`."""
+
+from __future__ import annotations
+
+import argparse
+import json
+from pathlib import Path
+
+import pytest
+import torch
+from transformers import AutoImageProcessor, AutoModelForObjectDetection
+
+from hf_rfdetr import COCO_ID2LABEL
+from hf_rfdetr.cli import main
+from hf_rfdetr.conversion import CheckpointError, convert_checkpoint, load_checkpoint
+
+from .conftest import perturb_, reference_model
+
+NANO_ARGS = dict(
+    encoder="dinov2_windowed_small",
+    patch_size=16,
+    num_windows=2,
+    out_feature_indexes=[3, 6, 9, 12],
+    resolution=384,
+    positional_encoding_size=24,
+    dec_layers=2,
+    hidden_dim=256,
+    sa_nheads=8,
+    ca_nheads=16,
+    dec_n_points=2,
+    num_queries=300,
+    group_detr=13,
+    projector_scale=["P4"],
+    num_classes=90,
+    two_stage=True,
+    bbox_reparam=True,
+    lite_refpoint_refine=True,
+    layer_norm=True,
+    segmentation_head=False,
+    lr=1e-4,
+)
+
+
+@pytest.fixture(scope="module")
+def legacy_checkpoint(tmp_path_factory) -> Path:
+    """A training checkpoint as the pre-2026 engine wrote it: Namespace args, optimizer state, EMA weights."""
+    model = dict(reference_model("nano").state_dict())
+    model["class_embed.bias"] = model["class_embed.bias"] + 4.0  # confident enough for detections at threshold 0.5
+    ema = {k: v + 0.01 * torch.randn_like(v) if v.is_floating_point() else v for k, v in model.items()}
+    path = tmp_path_factory.mktemp("ckpt") / "checkpoint.pth"
+    payload = {"model": model, "ema_model": ema, "optimizer": {}, "epoch": 3, "args": argparse.Namespace(**NANO_ARGS)}
+    torch.save(payload, path)
+    return path
+
+
+def _reference_outputs(state_dict: dict, pixel_values: torch.Tensor, **config) -> dict:
+    from rfdetr.config import RFDETRNanoConfig
+    from rfdetr.models import build_model_from_config
+
+    reference = build_model_from_config(RFDETRNanoConfig(device="cpu", **config)).eval()
+    reference.load_state_dict(state_dict)
+    with torch.no_grad():
+        return reference(pixel_values)
+
+
+def _assert_same_detections(ours: dict, original: dict) -> None:
+    """Each detection has a partner with the same label, score within 1e-4 and box within 1e-3 px (scores closer
+    than float noise may come out in either order)."""
+    unmatched = list(range(len(original["scores"])))
+    for label, score, box in zip(ours["labels"], ours["scores"], ours["boxes"]):
+        partner = next(
+            i
+            for i in unmatched
+            if original["labels"][i] == label
+            and abs(original["scores"][i] - score) <= 1e-4
+            and (original["boxes"][i] - box).abs().max() <= 1e-3
+        )
+        unmatched.remove(partner)
+
+
+def _converted_outputs(folder: Path, pixel_values: torch.Tensor):
+    model = AutoModelForObjectDetection.from_pretrained(folder).eval()
+    with torch.no_grad():
+        return model(pixel_values)
+
+
+@pytest.mark.reference
+def test_convert_verify_and_load(legacy_checkpoint: Path, tmp_path: Path) -> None:
+    from rfdetr.models.postprocess import PostProcess
+
+    from hf_rfdetr.conversion import _verification_image
+
+    out = convert_checkpoint(legacy_checkpoint, tmp_path / "nano", verify=True)
+    for name in ("config.json", "model.safetensors", "preprocessor_config.json", "README.md", "modeling_rfdetr.py"):
+        assert (out / name).exists(), name
+    config = json.loads((out / "config.json").read_text())
+    assert config["variant"] == "nano" and len(config["id2label"]) == 91 and config["id2label"]["1"] == "person"
+    processor = AutoImageProcessor.from_pretrained(out)
+    image = _verification_image()
+    pixel_values = processor([image, image.rotate(180)], return_tensors="pt")["pixel_values"]
+    checkpoint = torch.load(legacy_checkpoint, weights_only=False)
+    expected = _reference_outputs(checkpoint["model"], pixel_values)
+    actual = _converted_outputs(out, pixel_values)
+    assert (actual.logits - expected["pred_logits"]).abs().max() <= 1e-4
+    assert (actual.pred_boxes - expected["pred_boxes"]).abs().max() <= 1e-4
+    # The same detections at the default threshold as the original's PostProcess + predict's strict `> 0.5`.
+    sizes = [(image.height, image.width)] * 2
+    ours = processor.post_process_object_detection(actual, 0.5, sizes)
+    theirs = PostProcess(num_select=300)(expected, torch.tensor(sizes))
+    for mine, original in zip(ours, theirs):
+        keep = original["scores"] > 0.5
+        assert len(mine["scores"]) == int(keep.sum()) > 5
+        _assert_same_detections(mine, {key: value[keep] for key, value in original.items()})
+    card = (out / "README.md").read_text()
+    assert "pipeline_tag: object-detection" in card and "30,467,298" in card and "checkpoint.pth" in card
+
+
+@pytest.mark.reference
+def test_ema_weights_are_selectable(legacy_checkpoint: Path, tmp_path: Path) -> None:
+    pixel_values = torch.randn(1, 3, 384, 384, generator=torch.Generator().manual_seed(0))
+    checkpoint = torch.load(legacy_checkpoint, weights_only=False)
+    ema = _converted_outputs(convert_checkpoint(legacy_checkpoint, tmp_path / "ema", weights="ema"), pixel_values)
+    regular = _converted_outputs(convert_checkpoint(legacy_checkpoint, tmp_path / "regular"), pixel_values)
+    expected = _reference_outputs(checkpoint["ema_model"], pixel_values)
+    assert (ema.logits - expected["pred_logits"]).abs().max() <= 1e-4
+    assert (ema.logits - regular.logits).abs().max() > 1e-2
+
+
+@pytest.mark.reference
+def test_fine_tuned_checkpoint_keeps_its_class_names(tmp_path: Path) -> None:
+    """A newer checkpoint (dict args with class_names, model_name) fine-tuned on 3 classes: 4 slots, all named."""
+    from rfdetr.config import RFDETRNanoConfig
+    from rfdetr.models import build_model_from_config
+
+    torch.manual_seed(1)
+    model = perturb_(build_model_from_config(RFDETRNanoConfig(device="cpu", num_classes=3)), seed=1)
+    args = {**NANO_ARGS, "num_classes": 3, "class_names": ["apple", "banana", "cherry"]}
+    path = tmp_path / "checkpoint_best_total.pth"
+    torch.save({"model": model.state_dict(), "args": args, "model_name": "RFDETRNano"}, path)
+    out = convert_checkpoint(path, tmp_path / "fruit", verify=True)
+    config = json.loads((out / "config.json").read_text())
+    assert config["id2label"] == {"0": "apple", "1": "banana", "2": "cherry", "3": "N/A"}
+    assert config["label2id"]["cherry"] == 2
+
+
+@pytest.mark.reference
+def test_bare_state_dict_infers_the_variant(tmp_path: Path) -> None:
+    path = tmp_path / "rf-detr-base.pth"
+    torch.save({"model": reference_model("base").state_dict()}, path)
+    assert main(["convert", str(path), str(tmp_path / "base")]) == 0
+    config = json.loads((tmp_path / "base" / "config.json").read_text())
+    assert (config["variant"], config["resolution"], config["positional_encoding_size"]) == ("base", 560, 37)
+    assert {int(k): v for k, v in config["id2label"].items()} == COCO_ID2LABEL
+
+
+@pytest.mark.reference
+def test_wrong_variant_is_a_clear_error(legacy_checkpoint: Path, tmp_path: Path, capsys) -> None:
+    checkpoint = torch.load(legacy_checkpoint, weights_only=False)
+    bare = tmp_path / "nano.pth"
+    torch.save({"model": checkpoint["model"]}, bare)
+    assert main(["convert", str(bare), str(tmp_path / "out"), "--variant", "large-legacy"]) == 1
+    error = capsys.readouterr().err
+    assert "does not match variant 'large-legacy'" in error and "mismatched" in error
+    assert not (tmp_path / "out").exists()
+
+
+@pytest.mark.reference
+def test_verify_fails_loudly_on_a_wrong_conversion(legacy_checkpoint: Path, tmp_path: Path, monkeypatch) -> None:
+    import hf_rfdetr.conversion as conversion
+
+    convert = conversion.convert_original_state_dict
+
+    def broken(state_dict):
+        converted = convert(state_dict)
+        converted["model.decoder.layers.0.fc1.weight"] = converted["model.decoder.layers.0.fc1.weight"] * 1.1
+        return converted
+
+    monkeypatch.setattr(conversion, "convert_original_state_dict", broken)
+    with pytest.raises(CheckpointError, match=r"disagrees with the original: max \|delta\|"):
+        convert_checkpoint(legacy_checkpoint, tmp_path / "out", verify=True)
+
+
+@pytest.mark.reference
+def test_push_to_hub_uploads_the_folder(legacy_checkpoint: Path, tmp_path: Path, monkeypatch) -> None:
+    calls = []
+
+    class RecordingApi:
+        def create_repo(self, repo_id, exist_ok=False, **kwargs):
+            calls.append(("create_repo", repo_id, exist_ok))
+
+        def upload_folder(self, folder_path, repo_id, **kwargs):
+            calls.append(("upload_folder", repo_id, sorted(p.name for p in Path(folder_path).iterdir())))
+
+    monkeypatch.setattr("huggingface_hub.HfApi", RecordingApi)
+    convert_checkpoint(legacy_checkpoint, tmp_path / "out", push_to_hub="org/rf-detr-nano")
+    assert calls[0] == ("create_repo", "org/rf-detr-nano", True)
+    uploaded = calls[1][2]
+    assert calls[1][1] == "org/rf-detr-nano"
+    for name in ("README.md", "config.json", "model.safetensors", "preprocessor_config.json", "modeling_rfdetr.py"):
+        assert name in uploaded
+    assert 'model="org/rf-detr-nano"' in (tmp_path / "out" / "README.md").read_text()
+
+
+def test_unreadable_files_are_named(tmp_path: Path, capsys) -> None:
+    truncated = tmp_path / "truncated.pth"
+    torch.save({"model": {"w": torch.zeros(1000)}}, truncated)
+    truncated.write_bytes(truncated.read_bytes()[:200])
+    assert main(["convert", str(truncated), str(tmp_path / "out")]) == 1
+    assert "truncated.pth' cannot be read with torch.load(weights_only=True)" in capsys.readouterr().err
+    with pytest.raises(CheckpointError, match="does not exist"):
+        load_checkpoint(tmp_path / "missing.pth")
+    with pytest.raises(CheckpointError, match="has no 'model' state dict"):
+        torch.save({"epoch": 1}, tmp_path / "no_model.pth")
+        load_checkpoint(tmp_path / "no_model.pth")
+
+
+class _Custom:  # an arbitrary pickled object: refused by weights_only loading
+    pass
+
+
+def test_arbitrary_pickles_need_explicit_trust(tmp_path: Path) -> None:
+    path = tmp_path / "custom.pth"
+    torch.save({"model": {"w": torch.zeros(1)}, "extra": _Custom()}, path)
+    with pytest.raises(CheckpointError, match="--trust-checkpoint"):
+        load_checkpoint(path)
+    with pytest.warns(UserWarning, match="weights_only=False"):
+        assert "extra" in load_checkpoint(path, trust=True)
+
+
+def test_cli_help(capsys) -> None:
+    with pytest.raises(SystemExit) as exit_info:
+        main(["convert", "--help"])
+    assert exit_info.value.code == 0
+    assert "--push-to-hub REPO" in capsys.readouterr().out
