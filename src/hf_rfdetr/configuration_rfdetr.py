@@ -83,6 +83,11 @@ class RFDetrConfig(PretrainedConfig):
         group_detr (`int`): Group DETR query groups used in training (one group at inference).
         init_std (`float`): standard deviation of the truncated-normal initialisation.
         initializer_bias_prior_prob (`float`): prior probability that sets the classification bias.
+        auxiliary_loss (`bool`): also supervise every earlier decoder layer and the two-stage proposals.
+        class_cost, bbox_cost, giou_cost (`float`): weights of the focal, L1 and GIoU matching costs.
+        class_loss_coefficient, bbox_loss_coefficient, giou_loss_coefficient (`float`): weights of the IA-BCE,
+            L1 and GIoU losses.
+        focal_alpha (`float`): alpha of the focal matching cost and exponent of the IA-BCE quality target.
     """
 
     model_type = "rfdetr"
@@ -120,6 +125,14 @@ class RFDetrConfig(PretrainedConfig):
         group_detr: int = 13,
         init_std: float = 0.02,
         initializer_bias_prior_prob: float = 0.01,
+        auxiliary_loss: bool = True,
+        class_cost: float = 2.0,
+        bbox_cost: float = 5.0,
+        giou_cost: float = 2.0,
+        class_loss_coefficient: float = 1.0,
+        bbox_loss_coefficient: float = 5.0,
+        giou_loss_coefficient: float = 2.0,
+        focal_alpha: float = 0.25,
         **kwargs: Any,
     ) -> None:
         if "id2label" not in kwargs and "num_labels" not in kwargs:
@@ -155,6 +168,14 @@ class RFDetrConfig(PretrainedConfig):
         self.group_detr = group_detr
         self.init_std = init_std
         self.initializer_bias_prior_prob = initializer_bias_prior_prob
+        self.auxiliary_loss = auxiliary_loss
+        self.class_cost = class_cost
+        self.bbox_cost = bbox_cost
+        self.giou_cost = giou_cost
+        self.class_loss_coefficient = class_loss_coefficient
+        self.bbox_loss_coefficient = bbox_loss_coefficient
+        self.giou_loss_coefficient = giou_loss_coefficient
+        self.focal_alpha = focal_alpha
         super().__init__(**kwargs)
         if not getattr(self, "label2id", None):  # transformers 5 leaves it unset when only id2label is given
             self.label2id = {label: index for index, label in self.id2label.items()}

@@ -31,6 +31,7 @@ from .decoder_rfdetr import (
     apply_box_delta,
     encoder_proposals,
 )
+from .loss_rfdetr import RFDetrLoss, check_labels
 from .projector_rfdetr import RFDetrChannelLayerNorm, RFDetrMultiScaleProjector
 
 
@@ -298,30 +299,46 @@ class RFDetrForObjectDetection(RFDetrPreTrainedModel):
         self.class_embed = nn.Linear(config.d_model, config.num_labels)
         self.class_embed.init_mode = "prior"
         self.bbox_embed = RFDetrMLPHead(config.d_model, config.d_model, 4, 3, zero_init_output=True)
+        # The project's criterion, called explicitly (transformers' `loss_function` lookup would pick another loss).
+        self.criterion = RFDetrLoss(config)
         self.post_init()
 
     def forward(
         self,
         pixel_values: torch.Tensor,
         pixel_mask: torch.Tensor | None = None,
+        labels: list[dict[str, torch.Tensor]] | None = None,
         return_dict: bool | None = None,
         **kwargs,
     ) -> RFDetrObjectDetectionOutput:
-        """pixel_values (B, C, H, W) normalised images; pixel_mask (B, H, W) with 1 on real pixels (optional).
+        """pixel_values (B, C, H, W) normalised images; pixel_mask (B, H, W) with 1 on real pixels (optional);
+        labels: one dict per image with `class_labels` (N,) and `boxes` (N, 4) normalised cxcywh (optional).
 
-        In training mode every Group DETR group runs (Q = num_queries * group_detr) and `auxiliary_outputs` holds the
-        earlier decoder layers; in eval mode one group runs and only the last layer goes through the heads.
+        In training mode every Group DETR group runs (Q = num_queries * group_detr); in eval mode one group. The
+        earlier decoder layers go through the heads (`auxiliary_outputs`) in training or when `labels` are given.
         """
         outputs = self.model(pixel_values, pixel_mask)
         hidden_states = outputs.intermediate_hidden_states
-        if not self.training:
+        with_auxiliary = self.training or labels is not None
+        if not with_auxiliary:
             hidden_states = hidden_states[-1:]
         logits = self.class_embed(hidden_states)
         boxes = apply_box_delta(self.bbox_embed(hidden_states), outputs.reference_boxes)
         auxiliary_outputs = None
-        if self.training:
+        if with_auxiliary:
             auxiliary_outputs = [{"logits": lg, "pred_boxes": bx} for lg, bx in zip(logits[:-1], boxes[:-1])]
+        loss = loss_dict = None
+        if labels is not None:
+            check_labels(labels, pixel_values.shape[0], self.config.num_labels)
+            layers = {"": (logits[-1], boxes[-1])}
+            if self.config.auxiliary_loss:
+                layers.update({f"_{i}": (lg, bx) for i, (lg, bx) in enumerate(zip(logits[:-1], boxes[:-1]))})
+                layers["_enc"] = (outputs.enc_logits, outputs.enc_pred_boxes)
+            num_groups = self.config.group_detr if self.training else 1
+            loss, loss_dict = self.criterion(layers, labels, num_groups)
         output = RFDetrObjectDetectionOutput(
+            loss=loss,
+            loss_dict=loss_dict,
             logits=logits[-1],
             pred_boxes=boxes[-1],
             auxiliary_outputs=auxiliary_outputs,
