@@ -1,0 +1,89 @@
+"""Exponential moving average of the weights as a `TrainerCallback` (the original's ModelEma).
+
+After every `update_interval`-th optimizer step: ema = d * ema + (1 - d) * weights with
+d = decay * (1 - exp(-updates / tau)), `updates` counting from 1 (so early updates follow the weights closely).
+Every Trainer checkpoint gets an `ema/` folder (config.json + model.safetensors, loadable with `from_pretrained`
+and holding the update count) and resuming restores it.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import os
+from contextlib import contextmanager
+from pathlib import Path
+
+import torch
+from safetensors.torch import load_file, save_file
+from transformers import TrainerCallback
+
+EMA_FOLDER = "ema"
+
+
+class RFDetrEMACallback(TrainerCallback):
+    def __init__(self, decay: float = 0.993, tau: float = 100.0, update_interval: int = 1) -> None:
+        self.decay, self.tau, self.update_interval = decay, tau, max(1, int(update_interval))
+        self.shadow: dict[str, torch.Tensor] | None = None
+        self.updates = 1
+
+    def current_decay(self) -> float:
+        return self.decay * (1 - math.exp(-self.updates / self.tau)) if self.tau > 0 else self.decay
+
+    def on_train_begin(self, args, state, control, model=None, **kwargs):
+        self.shadow = {k: v.detach().clone() for k, v in model.state_dict().items() if v.is_floating_point()}
+        self.updates = 1
+        if state.global_step > 0:  # resuming: the checkpoint we resume from holds the average
+            folder = Path(args.output_dir) / f"checkpoint-{state.global_step}" / EMA_FOLDER
+            if not (folder / "model.safetensors").exists():
+                raise FileNotFoundError(f"resuming with EMA but {folder / 'model.safetensors'} is missing")
+            self.load(folder, model.device if hasattr(model, "device") else None)
+
+    @torch.no_grad()
+    def update(self, model: torch.nn.Module) -> None:
+        decay = self.current_decay()
+        state = model.state_dict()
+        averaged = list(self.shadow.values())
+        current = [state[name].detach() for name in self.shadow]
+        torch._foreach_mul_(averaged, decay)
+        torch._foreach_add_(averaged, current, alpha=1.0 - decay)
+        self.updates += 1
+
+    def on_step_end(self, args, state, control, model=None, **kwargs):
+        if self.shadow is not None and state.global_step % self.update_interval == 0:
+            self.update(model)
+
+    def on_save(self, args, state, control, model=None, **kwargs):
+        if self.shadow is not None and state.is_world_process_zero:
+            self.save(Path(args.output_dir) / f"checkpoint-{state.global_step}" / EMA_FOLDER, model)
+
+    def save(self, folder: str | os.PathLike, model: torch.nn.Module) -> None:
+        """Write the averaged weights as a model folder (`from_pretrained` loads it)."""
+        folder = Path(folder)
+        folder.mkdir(parents=True, exist_ok=True)
+        state = {k: v.detach().cpu().contiguous() for k, v in model.state_dict().items()}
+        state.update({k: v.detach().cpu().contiguous() for k, v in self.shadow.items()})
+        save_file(state, folder / "model.safetensors", metadata={"format": "pt", "ema_updates": str(self.updates)})
+        model.config.save_pretrained(folder)
+        (folder / "ema_state.json").write_text(
+            json.dumps({"updates": self.updates, "decay": self.decay, "tau": self.tau})
+        )
+
+    def load(self, folder: str | os.PathLike, device: torch.device | None = None) -> None:
+        folder = Path(folder)
+        weights = load_file(folder / "model.safetensors", device=str(device) if device is not None else "cpu")
+        missing = set(self.shadow) - set(weights)
+        if missing:
+            raise ValueError(f"{folder / 'model.safetensors'} lacks EMA weights for {sorted(missing)[:5]}")
+        self.shadow = {name: weights[name].to(self.shadow[name].dtype) for name in self.shadow}
+        self.updates = json.loads((folder / "ema_state.json").read_text())["updates"]
+
+    @contextmanager
+    def swapped_in(self, model: torch.nn.Module):
+        """Temporarily put the averaged weights into `model` (for evaluation or export)."""
+        backup = {k: v.detach().clone() for k, v in model.state_dict().items() if k in self.shadow}
+        model.load_state_dict(self.shadow, strict=False)
+        try:
+            yield model
+        finally:
+            model.load_state_dict(backup, strict=False)
