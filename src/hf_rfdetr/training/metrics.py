@@ -1,0 +1,86 @@
+"""COCO detection metrics with pycocotools, for evaluation and as the Trainer's `compute_metrics`."""
+
+from __future__ import annotations
+
+import contextlib
+import io
+
+import numpy as np
+import torch
+
+_STATS = ("map", "map_50", "map_75", "map_small", "map_medium", "map_large")
+_RECALLS = ("mar_1", "mar_10", "mar_100", "mar_small", "mar_medium", "mar_large")
+
+
+def _absolute_xywh(boxes: torch.Tensor, size: tuple[int, int]) -> np.ndarray:
+    """Normalised cxcywh (N, 4) -> absolute xywh in an image of (height, width)."""
+    height, width = size
+    boxes = boxes.detach().float().cpu() * torch.tensor([width, height, width, height])
+    return torch.cat([boxes[:, :2] - boxes[:, 2:] / 2, boxes[:, 2:]], dim=1).numpy()
+
+
+def coco_metrics(
+    predictions: list[dict[str, torch.Tensor]],
+    targets: list[dict[str, torch.Tensor]],
+    id2label: dict[int, str] | None = None,
+) -> dict[str, float]:
+    """COCO mAP of detections against ground truth, as pycocotools computes it (100 detections per image).
+
+    Args:
+        predictions: per image `scores` (K,), `labels` (K,), `boxes` (K, 4) absolute xyxy in the original image.
+        targets: per image `class_labels` (N,), `boxes` (N, 4) normalised cxcywh and `orig_size` (height, width).
+            Ground-truth areas are box areas in the original image.
+        id2label: adds per-class AP as `map_<label>`.
+
+    Returns:
+        map, map_50, map_75, map_small, map_medium, map_large, mar_1, mar_10, mar_100, mar_small, mar_medium,
+        mar_large (and per-class AP), -1 where COCO has nothing to measure.
+    """
+    from pycocotools.coco import COCO
+    from pycocotools.cocoeval import COCOeval
+
+    if len(predictions) != len(targets):
+        raise ValueError(f"{len(predictions)} predictions for {len(targets)} targets")
+    images, annotations, detections = [], [], []
+    for image_id, (prediction, target) in enumerate(zip(predictions, targets)):
+        height, width = (int(v) for v in target["orig_size"])
+        images.append({"id": image_id, "height": height, "width": width})
+        for label, box in zip(target["class_labels"].tolist(), _absolute_xywh(target["boxes"], (height, width))):
+            annotations.append(
+                {
+                    "id": len(annotations) + 1,
+                    "image_id": image_id,
+                    "category_id": int(label),
+                    "bbox": box.tolist(),
+                    "area": float(box[2] * box[3]),
+                    "iscrowd": 0,
+                }
+            )
+        boxes = prediction["boxes"].detach().float().cpu()
+        for score, label, box in zip(prediction["scores"].tolist(), prediction["labels"].tolist(), boxes.tolist()):
+            x0, y0, x1, y1 = box
+            detections.append(
+                {"image_id": image_id, "category_id": int(label), "bbox": [x0, y0, x1 - x0, y1 - y0], "score": score}
+            )
+    categories = sorted(
+        set(id2label or {}) | {a["category_id"] for a in annotations} | {d["category_id"] for d in detections}
+    )
+    ground_truth = COCO()
+    ground_truth.dataset = {"images": images, "annotations": annotations, "categories": [{"id": c} for c in categories]}
+    with contextlib.redirect_stdout(io.StringIO()):
+        ground_truth.createIndex()
+        if not detections or not annotations:
+            return {name: (0.0 if annotations else -1.0) for name in _STATS + _RECALLS}
+        evaluation = COCOeval(ground_truth, ground_truth.loadRes(detections), iouType="bbox")
+        evaluation.evaluate()
+        evaluation.accumulate()
+        evaluation.summarize()
+    metrics = {name: float(value) for name, value in zip(_STATS + _RECALLS, evaluation.stats)}
+    if id2label:
+        precision = evaluation.eval["precision"]  # (iou thresholds, recall, categories, areas, max detections)
+        for index, category in enumerate(evaluation.params.catIds):
+            if category in id2label:
+                values = precision[:, :, index, 0, -1]
+                values = values[values > -1]
+                metrics[f"map_{id2label[category]}"] = float(values.mean()) if values.size else -1.0
+    return metrics
