@@ -1,12 +1,22 @@
 """Fine-tuning RF-DETR with the Hugging Face Trainer: the original recipe's optimizer groups, EMA and COCO metrics."""
 
+from .data import DatasetError, id2label_from_dataset, load_coco_folder, prepare_dataset
 from .ema import RFDetrEMACallback
 from .metrics import coco_metrics
 from .optim import LearningRates, parameter_groups, parameter_settings
 from .trainer import CocoEvaluator, RFDetrTrainer
+from .transforms import RFDetrDataCollator, apply_transforms, build_transforms, training_scales
 
 __all__ = [
     "CocoEvaluator",
+    "DatasetError",
+    "RFDetrDataCollator",
+    "apply_transforms",
+    "build_transforms",
+    "id2label_from_dataset",
+    "load_coco_folder",
+    "prepare_dataset",
+    "training_scales",
     "LearningRates",
     "RFDetrEMACallback",
     "RFDetrTrainer",

@@ -1,0 +1,709 @@
+"""Detection datasets for fine-tuning: Roboflow/COCO folders and Hub detection datasets in one `datasets` layout.
+
+Every loader here returns the standard Hub object-detection layout (as `cppe-5`), one row per image:
+
+- `image_id` (`int64`), `image` (`datasets.Image`, decoded lazily from its file), `width`, `height` (`int32`),
+- `objects`: per image, lists `id` (`int64`), `area` (`float32`), `bbox` (`float32` COCO `[x, y, w, h]` in absolute
+  pixels), `category` (`datasets.ClassLabel`, contiguous `0..K-1`) and `iscrowd` (`int8`).
+
+`hf_rfdetr.training.transforms` turns such a dataset into model inputs on the fly.
+"""
+
+from __future__ import annotations
+
+import copy
+import json
+import logging
+import math
+import os
+from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Literal
+
+import datasets
+from PIL import Image
+
+logger = logging.getLogger(__name__)
+
+#: Name of the COCO annotation file inside every split folder of a Roboflow export.
+ANNOTATION_FILE = "_annotations.coco.json"
+#: Canonical split name -> folder names tried, in order.
+SPLIT_FOLDERS: dict[str, tuple[str, ...]] = {"train": ("train",), "validation": ("valid", "val"), "test": ("test",)}
+_SPLIT_ALIASES = {
+    "train": "train",
+    "valid": "validation",
+    "val": "validation",
+    "validation": "validation",
+    "test": "test",
+}
+_EXIF_ORIENTATION = 0x0112
+_MAX_LISTED_IDS = 5
+
+ImageCheck = Literal["none", "header", "full"]
+
+
+class DatasetError(ValueError):
+    """A dataset on disk or in memory that cannot be used for training; the message names the file and the entry."""
+
+
+@dataclass
+class SplitSummary:
+    """What `load_coco_folder` read from one split and what it had to fix.
+
+    Box counts are in annotations; ids list (up to 5) example annotation ids per kind of fix.
+    """
+
+    split: str
+    annotation_file: str
+    images: int = 0
+    annotations: int = 0
+    boxes: int = 0
+    crowd: int = 0
+    images_without_boxes: int = 0
+    clipped: list[int] = field(default_factory=list)
+    dropped_degenerate: list[int] = field(default_factory=list)
+    dropped_outside: list[int] = field(default_factory=list)
+    exif_rotated: list[str] = field(default_factory=list)
+
+    def as_dict(self) -> dict[str, Any]:
+        """Counts only: `{"images": ..., "clipped": 3, ...}`."""
+        values = {key: value for key, value in vars(self).items() if key not in ("split", "annotation_file")}
+        return {key: len(value) if isinstance(value, list) else value for key, value in values.items()}
+
+    def fix_message(self) -> str | None:
+        """One warning line with the clip/drop counts, or `None` when nothing was fixed."""
+        parts = []
+        for ids, what in (
+            (self.clipped, "box(es) extending outside their image were clipped to the image"),
+            (self.dropped_degenerate, "box(es) with zero or negative width/height were dropped"),
+            (self.dropped_outside, "box(es) lying entirely outside their image were dropped"),
+        ):
+            if ids:
+                parts.append(f"{len(ids)} {what} (annotation ids {_id_list(ids)})")
+        if not parts:
+            return None
+        return f"{self.annotation_file} [{self.split}]: " + "; ".join(parts) + f" (of {self.annotations} annotations)"
+
+
+def _id_list(ids: Sequence[Any]) -> str:
+    shown = ", ".join(str(i) for i in ids[:_MAX_LISTED_IDS])
+    return shown + (", ..." if len(ids) > _MAX_LISTED_IDS else "")
+
+
+# ----------------------------------------------------------------------------------------------------------------------
+# Features
+# ----------------------------------------------------------------------------------------------------------------------
+
+
+def _list_feature(feature: Any, length: int = -1) -> Any:
+    """`datasets.List` (datasets >= 4) or `datasets.Sequence` (3.x) of `feature`."""
+    list_class = getattr(datasets, "List", None)
+    if list_class is None:  # pragma: no cover - datasets 3.x
+        return datasets.Sequence(feature, length=length)
+    return list_class(feature, length=length)
+
+
+def detection_features(names: Sequence[str]) -> datasets.Features:
+    """The features of the Hub detection layout with `category` a `ClassLabel` over `names`."""
+    return datasets.Features(
+        {
+            "image_id": datasets.Value("int64"),
+            "image": datasets.Image(),
+            "width": datasets.Value("int32"),
+            "height": datasets.Value("int32"),
+            "objects": {
+                "id": _list_feature(datasets.Value("int64")),
+                "area": _list_feature(datasets.Value("float32")),
+                "bbox": _list_feature(_list_feature(datasets.Value("float32"), length=4)),
+                "category": _list_feature(datasets.ClassLabel(names=list(names))),
+                "iscrowd": _list_feature(datasets.Value("int8")),
+            },
+        }
+    )
+
+
+def object_fields(features: datasets.Features) -> dict[str, Any]:
+    """The per-object sub-features of the `objects` column (dict-of-lists or list-of-structs layout)."""
+    objects = features["objects"]
+    if isinstance(objects, dict):
+        return {key: getattr(value, "feature", value) for key, value in objects.items()}
+    inner = getattr(objects, "feature", None)
+    if isinstance(inner, dict):
+        return dict(inner)
+    raise DatasetError(f"Column 'objects' must be a list of objects or a dict of per-object lists; got {objects}.")
+
+
+def object_columns(objects: Any) -> dict[str, list[Any]]:
+    """One row's `objects` as a dict of per-object lists, whether it is stored as dict-of-lists or list-of-dicts."""
+    if isinstance(objects, Mapping):
+        return {key: list(value) for key, value in objects.items()}
+    rows = list(objects or [])
+    keys = {key for row in rows for key in row}
+    return {key: [row.get(key) for row in rows] for key in keys}
+
+
+def id2label_from_dataset(dataset: datasets.Dataset | datasets.DatasetDict) -> dict[int, str]:
+    """`{label: name}` from the `ClassLabel` of `objects.category` (the first split of a `DatasetDict`).
+
+    Raises:
+        DatasetError: when the category is not a `ClassLabel` (pass the dataset through `prepare_dataset` first).
+    """
+    split = next(iter(dataset.values())) if isinstance(dataset, datasets.DatasetDict) else dataset
+    category = object_fields(split.features).get("category")
+    if not isinstance(category, datasets.ClassLabel):
+        raise DatasetError(
+            f"objects.category is {category!r}, not a datasets.ClassLabel; call prepare_dataset(dataset, "
+            "id2label=...) to attach class names."
+        )
+    return dict(enumerate(category.names))
+
+
+# ----------------------------------------------------------------------------------------------------------------------
+# Roboflow / COCO folders
+# ----------------------------------------------------------------------------------------------------------------------
+
+
+def load_coco_folder(
+    path: str | os.PathLike[str],
+    splits: Sequence[str] | None = None,
+    *,
+    check_images: ImageCheck = "header",
+    return_summary: bool = False,
+) -> datasets.DatasetDict | tuple[datasets.DatasetDict, dict[str, SplitSummary]]:
+    """Load a Roboflow-style COCO export (`path/{train,valid,test}/_annotations.coco.json` + images) as a DatasetDict.
+
+    Splits come out as `train`, `validation` (folder `valid`, or `val`) and `test`, in the layout of this module's
+    docstring. Image files are checked at load time according to `check_images`: `"header"` (default) opens each file
+    with PIL, compares its size with the JSON's `width`/`height` and runs `Image.verify()` (cheap; catches missing,
+    non-image and corrupt-header files, but not a truncated JPEG body); `"full"` decodes every image (slower, catches
+    truncation at load time); `"none"` only checks that the files exist. Whatever is not caught here fails when the
+    transforms of `hf_rfdetr.training.transforms` decode the image, with the file named in the error.
+
+    Categories: labels `0..K-1` are assigned to the categories listed in the train split's `categories`, sorted by id,
+    and `objects.category` is a `ClassLabel` of their names. Roboflow exports list a "superclass" first (e.g. id 0
+    `"objects"`, supercategory `"none"`, the `supercategory` of every real class) that no annotation uses; like the
+    original (`datasets/coco.py`, `filter_parent_categories`) we leave such an unannotated grouping category out, so a
+    dataset of K classes gives exactly K labels. Other splits must list the same id -> name pairs as train (a subset
+    is fine); an annotation whose `category_id` is not in its file's `categories` is an error.
+
+    Bad data raises `DatasetError` naming the file and entry: missing split folder or annotation file, malformed JSON,
+    missing keys, an image file that is missing or unreadable (or whose size disagrees with the JSON), an annotation
+    pointing to an unknown image or category, a malformed `bbox`. Fixable boxes are fixed, counted and reported with
+    one `logging` warning per split: boxes partly outside the image are clipped to it, boxes with zero/negative
+    width or height and boxes entirely outside the image are dropped. Crowd annotations (`iscrowd=1`) are kept in
+    `objects` (the transforms leave them out of the training targets, as the original does). EXIF orientation is
+    ignored, as the original does (its decoder does not rotate); images carrying one are reported.
+
+    Args:
+        path: the dataset root.
+        splits: which splits to load (`"train"`, `"valid"`/`"val"`/`"validation"`, `"test"`); `None` loads those
+            present, and requires `train`.
+        check_images: `"header"`, `"full"` or `"none"` (see above).
+        return_summary: also return `{split: SplitSummary}` with the counts (they are logged at INFO level anyway).
+
+    Returns:
+        The `DatasetDict` (and the summaries when `return_summary=True`).
+    """
+    if check_images not in ("none", "header", "full"):
+        raise ValueError(f"check_images must be 'none', 'header' or 'full', got {check_images!r}")
+    root = Path(path)
+    if not root.is_dir():
+        raise DatasetError(f"Dataset folder {root} does not exist (expected {root}/train/{ANNOTATION_FILE}).")
+    folders = _split_folders(root, splits)
+    files = {split: folder / ANNOTATION_FILE for split, folder in folders.items()}
+    documents = {split: _read_annotation_file(file) for split, file in files.items()}
+    categories = {split: _categories(documents[split], files[split]) for split in documents}
+    reference, reference_document = _reference_split(root, documents, categories, files)
+    dropped = _unannotated_parents([*documents.values(), reference_document])
+    cat2label, names = _label_mapping(categories, files, reference, dropped)
+    result, summaries = {}, {}
+    for split, document in documents.items():
+        summary = SplitSummary(split=split, annotation_file=str(files[split]))
+        columns = _split_columns(document, files[split], categories[split], cat2label, check_images, summary)
+        result[split] = datasets.Dataset.from_dict(columns, features=detection_features(names))
+        _report(summary)
+        summaries[split] = summary
+    dataset_dict = datasets.DatasetDict(result)
+    return (dataset_dict, summaries) if return_summary else dataset_dict
+
+
+def _split_folders(root: Path, splits: Sequence[str] | None) -> dict[str, Path]:
+    """Canonical split name -> existing folder; raises naming the expected path of a missing one."""
+    if splits is None:
+        wanted = ["train"] + [name for name in ("validation", "test") if _find_folder(root, name) is not None]
+    else:
+        unknown = [name for name in splits if name not in _SPLIT_ALIASES]
+        if unknown:
+            raise ValueError(f"Unknown split name(s) {unknown}; expected some of {sorted(_SPLIT_ALIASES)}")
+        wanted = list(dict.fromkeys(_SPLIT_ALIASES[name] for name in splits))
+    folders = {}
+    for name in wanted:
+        folder = _find_folder(root, name)
+        if folder is None:
+            expected = " or ".join(str(root / candidate / ANNOTATION_FILE) for candidate in SPLIT_FOLDERS[name])
+            raise DatasetError(f"Missing split '{name}': expected {expected}.")
+        folders[name] = folder
+    return folders
+
+
+def _find_folder(root: Path, split: str) -> Path | None:
+    """The first existing folder for a canonical split name, or `None`."""
+    present = [root / candidate for candidate in SPLIT_FOLDERS[split] if (root / candidate).is_dir()]
+    if len(present) > 1:
+        logger.warning("Both %s exist; using %s for the %s split.", " and ".join(map(str, present)), present[0], split)
+    return present[0] if present else None
+
+
+def _read_annotation_file(file: Path) -> dict[str, Any]:
+    """Parse a COCO JSON file and check its top-level structure."""
+    if not file.is_file():
+        raise DatasetError(f"Missing annotation file {file}.")
+    try:
+        with open(file, encoding="utf-8") as handle:
+            document = json.load(handle)
+    except json.JSONDecodeError as error:
+        raise DatasetError(
+            f"{file} is not valid JSON: {error.msg} at line {error.lineno}, column {error.colno}."
+        ) from error
+    except (OSError, UnicodeDecodeError) as error:
+        raise DatasetError(f"Cannot read annotation file {file}: {error}") from error
+    if not isinstance(document, dict):
+        raise DatasetError(f"{file}: expected a JSON object with 'images', 'annotations', 'categories'.")
+    for key in ("images", "annotations", "categories"):
+        if not isinstance(document.get(key), list):
+            found = "missing" if key not in document else f"a {type(document[key]).__name__}"
+            raise DatasetError(f"{file}: '{key}' must be a list, but it is {found}.")
+    return document
+
+
+def _categories(document: dict[str, Any], file: Path) -> dict[int, str]:
+    """`{category id: name}` of one annotation file, sorted by id."""
+    categories: dict[int, str] = {}
+    for index, category in enumerate(document["categories"]):
+        if not isinstance(category, dict) or not _is_int(category.get("id")) or "name" not in category:
+            raise DatasetError(f"{file}: categories[{index}] needs an integer 'id' and a 'name'; got {category!r}.")
+        category_id = int(category["id"])
+        if category_id in categories:
+            raise DatasetError(f"{file}: category id {category_id} is listed twice in 'categories'.")
+        categories[category_id] = str(category["name"])
+    return dict(sorted(categories.items()))
+
+
+def _reference_split(
+    root: Path, documents: dict[str, dict[str, Any]], categories: dict[str, dict[int, str]], files: dict[str, Path]
+) -> tuple[str, dict[str, Any]]:
+    """The split whose categories define the labels and its document: train, read from disk when it exists but was
+    not requested."""
+    if "train" in documents:
+        return "train", documents["train"]
+    if (root / "train" / ANNOTATION_FILE).is_file():
+        files["train"] = root / "train" / ANNOTATION_FILE
+        document = _read_annotation_file(files["train"])
+        categories["train"] = _categories(document, files["train"])
+        return "train", document
+    reference = next(iter(categories))
+    logger.warning("No train split in %s: class labels follow the categories of %s.", root, files[reference])
+    return reference, documents[reference]
+
+
+def _unannotated_parents(documents: Iterable[dict[str, Any]]) -> set[int]:
+    """Ids of grouping categories to leave out: named as another category's `supercategory` and without any
+    annotation in the loaded splits (Roboflow's synthetic root class), as the original's `filter_parent_categories`.
+    A flat category list (no category groups others) gives none."""
+    documents = list(documents)
+    annotated = {a.get("category_id") for d in documents for a in d["annotations"] if isinstance(a, dict)}
+    dropped = set()
+    for document in documents:
+        categories = [c for c in document["categories"] if isinstance(c, dict)]
+        parents = {c.get("supercategory") for c in categories if c.get("supercategory") != c.get("name")}
+        dropped |= {int(c["id"]) for c in categories if c.get("name") in parents and c["id"] not in annotated}
+    return dropped
+
+
+def _label_mapping(
+    categories: dict[str, dict[int, str]], files: dict[str, Path], reference: str, dropped: set[int]
+) -> tuple[dict[int, int], list[str]]:
+    """`cat2label` and class names from the reference (train) split without the `dropped` grouping categories; the
+    other splits must agree with it."""
+    base = categories[reference]
+    if not base:
+        raise DatasetError(f"{files[reference]}: 'categories' is empty.")
+    for split, split_categories in categories.items():
+        for category_id, name in split_categories.items():
+            if base.get(category_id) != name:
+                expected = "absent" if category_id not in base else f"named {base[category_id]!r}"
+                raise DatasetError(
+                    f"{files[split]}: category id {category_id} ({name!r}) disagrees with {files[reference]}, where "
+                    f"it is {expected}; every split must use the same categories."
+                )
+    kept = {category_id: name for category_id, name in base.items() if category_id not in dropped} or base
+    return {category_id: label for label, category_id in enumerate(kept)}, _unique_names(kept)
+
+
+def _unique_names(categories: dict[int, str]) -> list[str]:
+    """Category names in id order; a repeated name gets its id appended (a `ClassLabel` needs unique names)."""
+    names = list(categories.values())
+    repeated = {name for name in names if names.count(name) > 1}
+    if repeated:
+        logger.warning("Category names %s are repeated; appending the category id to make them unique.", repeated)
+    return [f"{name}_{cid}" if name in repeated else name for cid, name in categories.items()]
+
+
+def _split_columns(
+    document: dict[str, Any],
+    file: Path,
+    categories: dict[int, str],
+    cat2label: dict[int, int],
+    check_images: ImageCheck,
+    summary: SplitSummary,
+) -> dict[str, list[Any]]:
+    """The columns of one split (images in file order, each with its cleaned objects)."""
+    images = _image_records(document["images"], file, check_images, summary)
+    objects = {image_id: _empty_objects() for image_id in images}
+    for index, annotation in enumerate(document["annotations"]):
+        _add_annotation(annotation, index, file, images, categories, cat2label, objects, summary)
+    summary.images = len(images)
+    summary.annotations = len(document["annotations"])
+    summary.images_without_boxes = sum(not row["bbox"] for row in objects.values())
+    return {
+        "image_id": list(images),
+        "image": [record["path"] for record in images.values()],
+        "width": [record["width"] for record in images.values()],
+        "height": [record["height"] for record in images.values()],
+        "objects": list(objects.values()),
+    }
+
+
+def _empty_objects() -> dict[str, list[Any]]:
+    return {"id": [], "area": [], "bbox": [], "category": [], "iscrowd": []}
+
+
+def _image_records(
+    entries: list[Any], file: Path, check_images: ImageCheck, summary: SplitSummary
+) -> dict[int, dict[str, Any]]:
+    """`{image id: {"path", "width", "height"}}`, each image checked according to `check_images`."""
+    records: dict[int, dict[str, Any]] = {}
+    for index, entry in enumerate(entries):
+        if not isinstance(entry, dict) or not _is_int(entry.get("id")) or not isinstance(entry.get("file_name"), str):
+            raise DatasetError(f"{file}: images[{index}] needs an integer 'id' and a 'file_name'; got {entry!r}.")
+        image_id = int(entry["id"])
+        if image_id in records:
+            raise DatasetError(f"{file}: image id {image_id} is listed twice in 'images'.")
+        width, height = entry.get("width"), entry.get("height")
+        if not (_is_int(width) and _is_int(height) and int(width) > 0 and int(height) > 0):
+            raise DatasetError(f"{file}: image id {image_id} needs positive integer 'width' and 'height'.")
+        image_path = file.parent / entry["file_name"]
+        where = f"{file}: image id {image_id} ({image_path})"
+        _check_image(image_path, (int(width), int(height)), where, check_images, summary)
+        records[image_id] = {"path": str(image_path), "width": int(width), "height": int(height)}
+    return records
+
+
+def _check_image(path: Path, size: tuple[int, int], where: str, mode: ImageCheck, summary: SplitSummary) -> None:
+    """Raise `DatasetError` (naming `where`) if the image file is missing, unreadable or of another size."""
+    if not path.is_file():
+        raise DatasetError(f"{where}: image file not found.")
+    if mode == "none":
+        return
+    try:
+        with Image.open(path) as image:
+            actual = image.size
+            if image.getexif().get(_EXIF_ORIENTATION, 1) != 1:
+                summary.exif_rotated.append(path.name)
+            image.verify()
+        if mode == "full":
+            with Image.open(path) as image:
+                image.load()
+    except (OSError, SyntaxError, ValueError, Image.DecompressionBombError) as error:
+        raise DatasetError(f"{where}: cannot read the image file: {error}") from error
+    if actual != size:
+        raise DatasetError(
+            f"{where}: the file is {actual[0]}x{actual[1]} pixels but the annotation file says {size[0]}x{size[1]} "
+            "(width x height); the boxes would not match the image."
+        )
+
+
+def _add_annotation(
+    annotation: Any,
+    index: int,
+    file: Path,
+    images: dict[int, dict[str, Any]],
+    categories: dict[int, str],
+    cat2label: dict[int, int],
+    objects: dict[int, dict[str, list[Any]]],
+    summary: SplitSummary,
+) -> None:
+    """Validate one COCO annotation and append its (clipped) box to its image's objects, or count it as dropped."""
+    if not isinstance(annotation, dict) or not _is_int(annotation.get("id")):
+        raise DatasetError(f"{file}: annotations[{index}] needs an integer 'id'; got {annotation!r}.")
+    annotation_id = annotation["id"]
+    where = f"{file}: annotation id {annotation_id}"
+    image_id = annotation.get("image_id")
+    if not _is_int(image_id) or int(image_id) not in images:
+        raise DatasetError(f"{where} refers to image_id {image_id!r}, which is not in 'images'.")
+    image = images[int(image_id)]
+    where += f" (image id {image_id}, {Path(image['path']).name})"
+    category_id = annotation.get("category_id")
+    if not _is_int(category_id) or int(category_id) not in categories:
+        raise DatasetError(
+            f"{where} has category_id {category_id!r}, which is not in 'categories' (ids {sorted(categories)})."
+        )
+    box = _clean_box(annotation.get("bbox"), image["width"], image["height"], where)
+    status = _box_status(annotation.get("bbox"), box)
+    if status is not None:
+        getattr(summary, status).append(annotation_id)
+    if box is None:
+        return
+    row = objects[int(image_id)]
+    row["id"].append(int(annotation_id))
+    area = annotation.get("area")
+    row["area"].append(float(area) if _is_finite(area) and area > 0 else box[2] * box[3])
+    row["bbox"].append(list(box))
+    row["category"].append(cat2label[int(category_id)])
+    row["iscrowd"].append(int(bool(annotation.get("iscrowd", 0))))
+    summary.boxes += 1
+    summary.crowd += row["iscrowd"][-1]
+
+
+def _clean_box(bbox: Any, width: int, height: int, where: str) -> tuple[float, float, float, float] | None:
+    """COCO `[x, y, w, h]` clipped to the image, or `None` when no area is left; raises on a malformed bbox."""
+    if not isinstance(bbox, (list, tuple)) or len(bbox) != 4 or not all(_is_finite(value) for value in bbox):
+        raise DatasetError(f"{where}: 'bbox' must be 4 finite numbers [x, y, width, height]; got {bbox!r}.")
+    x, y, w, h = (float(value) for value in bbox)
+    if w <= 0 or h <= 0:
+        return None
+    x0, y0 = min(max(x, 0.0), width), min(max(y, 0.0), height)
+    x1, y1 = min(max(x + w, 0.0), width), min(max(y + h, 0.0), height)
+    if x1 <= x0 or y1 <= y0:
+        return None
+    return x0, y0, x1 - x0, y1 - y0
+
+
+def _box_status(bbox: list[float], cleaned: tuple[float, float, float, float] | None) -> str | None:
+    """Which `SplitSummary` list a box goes to (`None` when it was kept unchanged)."""
+    if cleaned is None:
+        return "dropped_degenerate" if bbox[2] <= 0 or bbox[3] <= 0 else "dropped_outside"
+    return None if tuple(float(v) for v in bbox) == cleaned else "clipped"
+
+
+def _report(summary: SplitSummary) -> None:
+    """Log the per-split counts (INFO) and one warning for clipped/dropped boxes and EXIF-rotated images."""
+    logger.info("Loaded the %s split from %s: %s", summary.split, summary.annotation_file, summary.as_dict())
+    message = summary.fix_message()
+    if message:
+        logger.warning(message)
+    if summary.exif_rotated:
+        logger.warning(
+            "%s: %d image(s) carry an EXIF orientation (e.g. %s); it is ignored, as in the original rfdetr, so the "
+            "boxes are taken in the stored pixel frame.",
+            summary.annotation_file,
+            len(summary.exif_rotated),
+            _id_list(summary.exif_rotated),
+        )
+
+
+def _is_int(value: Any) -> bool:
+    """True for an integer (or an integral float), False for bools and anything else."""
+    if isinstance(value, bool) or not isinstance(value, (int, float)):
+        return False
+    return math.isfinite(value) and float(value) == int(value)
+
+
+def _is_finite(value: Any) -> bool:
+    return not isinstance(value, bool) and isinstance(value, (int, float)) and math.isfinite(value)
+
+
+# ----------------------------------------------------------------------------------------------------------------------
+# Datasets already in the Hub detection layout
+# ----------------------------------------------------------------------------------------------------------------------
+
+
+def prepare_dataset(
+    dataset_or_dict: datasets.Dataset | datasets.DatasetDict,
+    *,
+    id2label: Mapping[int, str] | None = None,
+    bbox_format: Literal["xywh", "xyxy"] = "xywh",
+) -> datasets.Dataset | datasets.DatasetDict:
+    """Check a dataset in the Hub detection layout (e.g. `cppe-5`) and bring it to this module's layout.
+
+    Required: an `image` column (`datasets.Image`, or file paths as strings, which are cast to it) and an `objects`
+    column with `bbox` and `category` per object, stored as a dict of lists or a list of dicts. Optional: `image_id`
+    (added as the row index when absent), `width`/`height`, `objects.iscrowd`. `category` is either a `ClassLabel`
+    or integers `0..K-1`; integers are cast to a `ClassLabel` named by `id2label` (or `"0"`, `"1"`, ... with a
+    warning when not given).
+
+    Boxes are not modified here, but boxes with zero or negative width/height, and (where `width`/`height` are
+    present) boxes partly or entirely outside the image are counted and reported with one warning per split: the
+    transforms clip boxes to the image and leave out those without area.
+
+    Args:
+        dataset_or_dict: a `Dataset` or a `DatasetDict` (every split is checked, with one class list).
+        id2label: class names for integer categories, keys `0..K-1`.
+        bbox_format: `"xywh"` (COCO, default) or `"xyxy"` (as `detection-datasets/*`); `xyxy` boxes are converted.
+
+    Returns:
+        The dataset (dict) with `objects.category` a `ClassLabel`, `image` a `datasets.Image`, `image_id` present
+        and `objects.bbox` in COCO `xywh`.
+
+    Raises:
+        DatasetError: naming the split and the missing or malformed column.
+    """
+    if bbox_format not in ("xywh", "xyxy"):
+        raise ValueError(f"bbox_format must be 'xywh' or 'xyxy', got {bbox_format!r}")
+    if isinstance(dataset_or_dict, datasets.DatasetDict):
+        splits = dict(dataset_or_dict)
+    elif isinstance(dataset_or_dict, datasets.Dataset):
+        splits = {"dataset": dataset_or_dict}
+    else:
+        raise DatasetError(f"Expected a datasets.Dataset or DatasetDict, got {type(dataset_or_dict).__name__}.")
+    for name, split in splits.items():
+        _check_columns(split, name)
+    names = _class_names(splits, id2label)
+    prepared = {name: _prepare_split(split, name, names, bbox_format) for name, split in splits.items()}
+    if isinstance(dataset_or_dict, datasets.DatasetDict):
+        return datasets.DatasetDict(prepared)
+    return prepared["dataset"]
+
+
+def _check_columns(dataset: datasets.Dataset, split: str) -> None:
+    """Raise `DatasetError` naming the first missing column or object field."""
+    columns = list(dataset.column_names)
+    layout = "expected the Hub detection layout: image, objects = {bbox, category} (optional: image_id, width, height)"
+    for column in ("image", "objects"):
+        if column not in columns:
+            raise DatasetError(f"Dataset split '{split}' has no column '{column}' (columns: {columns}); {layout}.")
+    fields = object_fields(dataset.features)
+    for name in ("bbox", "category"):
+        if name not in fields:
+            raise DatasetError(
+                f"Dataset split '{split}': column 'objects' has no field '{name}' (fields: {sorted(fields)}); {layout}."
+            )
+    image = dataset.features["image"]
+    if not isinstance(image, datasets.Image) and getattr(image, "dtype", None) != "string":
+        raise DatasetError(
+            f"Dataset split '{split}': column 'image' must be a datasets.Image or file paths; got {image}."
+        )
+
+
+def _class_names(splits: dict[str, datasets.Dataset], id2label: Mapping[int, str] | None) -> list[str]:
+    """One class list for all splits: `id2label`, else the first `ClassLabel`, else `"0".."K-1"` (warned)."""
+    labels = [object_fields(split.features)["category"] for split in splits.values()]
+    class_labels = [label.names for label in labels if isinstance(label, datasets.ClassLabel)]
+    if id2label is not None:
+        keys = sorted(int(key) for key in id2label)
+        if keys != list(range(len(keys))):
+            raise DatasetError(f"id2label keys must be 0..K-1, got {keys}.")
+        names = [str(id2label[key]) for key in range(len(keys))]
+    elif class_labels:
+        names = list(class_labels[0])
+    else:
+        count = 1 + max((_max_category(split) for split in splits.values()), default=-1)
+        names = [str(label) for label in range(count)]
+        logger.warning("objects.category has no class names; using %s. Pass id2label= to name them.", names)
+    for found in class_labels:
+        if list(found) != names:
+            raise DatasetError(f"Splits disagree on the class names: {list(found)} vs {names}.")
+    return names
+
+
+def _max_category(dataset: datasets.Dataset) -> int:
+    """Largest integer category of a split (-1 when it has no objects)."""
+    largest = -1
+    for objects in dataset.select_columns(["objects"])["objects"]:
+        largest = max([largest, *(int(c) for c in object_columns(objects).get("category", []))])
+    return largest
+
+
+def _prepare_split(dataset: datasets.Dataset, split: str, names: list[str], bbox_format: str) -> datasets.Dataset:
+    """Cast image/category, add `image_id`, convert `xyxy` boxes, and report boxes the transforms will fix."""
+    features = copy.deepcopy(dataset.features)
+    features["image"] = features["image"] if isinstance(features["image"], datasets.Image) else datasets.Image()
+    _set_category_feature(features, datasets.ClassLabel(names=names))
+    if features != dataset.features:
+        _check_category_range(dataset, split, len(names))
+        dataset = dataset.cast(features)
+    if "image_id" not in dataset.column_names:
+        dataset = dataset.add_column("image_id", list(range(len(dataset))))
+    if bbox_format == "xyxy":
+        dataset = dataset.map(_xyxy_to_xywh_batch, input_columns=["objects"], batched=True, features=dataset.features)
+    _report_hub_boxes(dataset, split)
+    return dataset
+
+
+def _set_category_feature(features: datasets.Features, class_label: datasets.ClassLabel) -> None:
+    """Replace the feature of `objects.category` in place, keeping the objects layout."""
+    objects = features["objects"]
+    if isinstance(objects, dict):
+        category = objects["category"]
+        objects["category"] = _list_feature(class_label) if hasattr(category, "feature") else class_label
+    else:
+        objects.feature["category"] = class_label
+
+
+def _check_category_range(dataset: datasets.Dataset, split: str, count: int) -> None:
+    """Raise `DatasetError` naming the row when an integer category is outside `0..count-1`."""
+    for row, objects in enumerate(dataset.select_columns(["objects"])["objects"]):
+        bad = [c for c in object_columns(objects).get("category", []) if not 0 <= int(c) < count]
+        if bad:
+            raise DatasetError(f"Dataset split '{split}', row {row}: categories {bad} are outside 0..{count - 1}.")
+
+
+def _xyxy_to_xywh_batch(objects_batch: list[Any]) -> dict[str, list[Any]]:
+    """`datasets.map` function converting `objects.bbox` from `[x0, y0, x1, y1]` to `[x, y, w, h]`."""
+    converted = []
+    for objects in objects_batch:
+        columns = object_columns(objects)
+        columns["bbox"] = [[x0, y0, x1 - x0, y1 - y0] for x0, y0, x1, y1 in columns["bbox"]]
+        converted.append(columns if isinstance(objects, Mapping) else _rows(columns))
+    return {"objects": converted}
+
+
+def _rows(columns: dict[str, list[Any]]) -> list[dict[str, Any]]:
+    keys = list(columns)
+    return [dict(zip(keys, values)) for values in zip(*(columns[key] for key in keys))]
+
+
+def _report_hub_boxes(dataset: datasets.Dataset, split: str) -> None:
+    """Warn once per split with the number of boxes the transforms will clip or leave out."""
+    sized = {"width", "height"} <= set(dataset.column_names)
+    columns = ["objects", "width", "height"] if sized else ["objects"]
+    counts = {"degenerate": 0, "outside": 0, "clipped": 0}
+    for row in dataset.select_columns(columns):
+        size = (row["width"], row["height"]) if sized else None
+        for bbox in object_columns(row["objects"]).get("bbox", []):
+            _count_hub_box(bbox, size, counts)
+    if any(counts.values()):
+        logger.warning(
+            "Dataset split '%s': %d box(es) with zero or negative width/height and %d box(es) entirely outside their "
+            "image will be left out of the targets, %d box(es) partly outside their image will be clipped to it.",
+            split,
+            counts["degenerate"],
+            counts["outside"],
+            counts["clipped"],
+        )
+
+
+def _count_hub_box(bbox: Iterable[float], size: tuple[int, int] | None, counts: dict[str, int]) -> None:
+    x, y, w, h = (float(value) for value in bbox)
+    if not w > 0 or not h > 0:
+        counts["degenerate"] += 1
+    elif size is not None:
+        width, height = size
+        if x >= width or y >= height or x + w <= 0 or y + h <= 0:
+            counts["outside"] += 1
+        elif x < 0 or y < 0 or x + w > width or y + h > height:
+            counts["clipped"] += 1
+
+
+__all__ = [
+    "ANNOTATION_FILE",
+    "DatasetError",
+    "SplitSummary",
+    "detection_features",
+    "id2label_from_dataset",
+    "load_coco_folder",
+    "object_columns",
+    "object_fields",
+    "prepare_dataset",
+]

@@ -1,0 +1,650 @@
+"""Fine-tuning data: COCO folder loading, bad-data errors, Hub layout, transforms (vs the original) and collator."""
+
+from __future__ import annotations
+
+import json
+import logging
+import pickle
+import warnings
+from collections.abc import Callable
+from pathlib import Path
+
+import datasets
+import pytest
+import torch
+import torch.nn.functional as nnf
+from PIL import Image
+from torchvision.transforms import v2
+
+from hf_rfdetr import RFDetrForObjectDetection, RFDetrImageProcessor
+from hf_rfdetr.training.data import (
+    ANNOTATION_FILE,
+    DatasetError,
+    id2label_from_dataset,
+    load_coco_folder,
+    prepare_dataset,
+)
+from hf_rfdetr.training.transforms import (
+    MULTI_SCALE_KEY,
+    DetectionTransform,
+    RandomSquareCrop,
+    RFDetrDataCollator,
+    apply_transforms,
+    build_transforms,
+    multi_scale_scales,
+    training_scales,
+)
+
+from .conftest import tiny_config
+from .synthetic_coco import SUPERCLASS, class_names, write_synthetic_coco
+
+DATA_LOGGER = "hf_rfdetr.training.data"
+IMAGE_SIZE = (48, 64)  # (height, width): non-square, so that (h, w) order mistakes show
+TINY_MAX_SCALE = 144  # max(multi_scale_scales(64, 16)) for tiny_config()
+
+
+@pytest.fixture(scope="module")
+def folder(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    return write_synthetic_coco(
+        tmp_path_factory.mktemp("coco") / "shapes", num_train=12, num_valid=4, num_test=2, image_size=IMAGE_SIZE
+    )
+
+
+@pytest.fixture(scope="module")
+def dataset(folder: Path) -> datasets.DatasetDict:
+    return load_coco_folder(folder)
+
+
+def small_folder(tmp_path: Path, **kwargs) -> Path:
+    return write_synthetic_coco(tmp_path / "data", num_train=4, num_valid=2, image_size=IMAGE_SIZE, **kwargs)
+
+
+def edit_json(root: Path, split: str, edit: Callable[[dict], None]) -> Path:
+    """Apply `edit` to a split's COCO document in place; returns the file."""
+    file = root / split / ANNOTATION_FILE
+    document = json.loads(file.read_text())
+    edit(document)
+    file.write_text(json.dumps(document))
+    return file
+
+
+def coco_document(root: Path, split: str) -> dict:
+    return json.loads((root / split / ANNOTATION_FILE).read_text())
+
+
+def coco_annotations(objects: dict) -> list[dict]:
+    """A Hub-layout row's objects as COCO annotation dicts (category ids = labels)."""
+    boxes, categories = objects["bbox"], objects["category"]
+    return [{"bbox": b, "category_id": c, "iscrowd": 0, "area": b[2] * b[3]} for b, c in zip(boxes, categories)]
+
+
+def reference_coco():
+    """The original package's dataset helpers (skips without it)."""
+    pytest.importorskip("rfdetr")
+    logging.getLogger("rf-detr").setLevel(logging.ERROR)
+    from rfdetr.datasets import coco
+
+    return coco
+
+
+# ----------------------------------------------------------------------------------------------------------------------
+# Synthetic data and loading
+# ----------------------------------------------------------------------------------------------------------------------
+
+
+def test_synthetic_writer_is_deterministic_and_roboflow_like(tmp_path: Path) -> None:
+    first = write_synthetic_coco(tmp_path / "a", num_train=6, num_valid=0, seed=3)
+    second = write_synthetic_coco(tmp_path / "b", num_train=6, num_valid=0, seed=3)
+    document = coco_document(first, "train")
+    assert document == coco_document(second, "train")
+    assert (first / "train" / "train_00000.jpg").read_bytes() == (second / "train" / "train_00000.jpg").read_bytes()
+    assert not (first / "valid").exists()
+    assert document["categories"][0] == {"id": 0, "name": SUPERCLASS, "supercategory": "none"}
+    assert [c["name"] for c in document["categories"][1:]] == class_names(3)
+    used = {annotation["category_id"] for annotation in document["annotations"]}
+    assert 0 not in used and used <= {1, 2, 3}
+    per_image = [sum(a["image_id"] == image["id"] for a in document["annotations"]) for image in document["images"]]
+    assert 1 <= min(per_image) and max(per_image) <= 4
+
+
+def test_load_coco_folder_splits_columns_and_class_names(folder: Path, dataset: datasets.DatasetDict) -> None:
+    assert set(dataset) == {"train", "validation", "test"}
+    assert {name: split.num_rows for name, split in dataset.items()} == {"train": 12, "validation": 4, "test": 2}
+    assert dataset["train"].column_names == ["image_id", "image", "width", "height", "objects"]
+    features = dataset["train"].features
+    assert isinstance(features["image"], datasets.Image)
+    category = features["objects"]["category"].feature
+    assert isinstance(category, datasets.ClassLabel)
+    # Roboflow's unannotated superclass (id 0, the supercategory of every class) is left out: 3 classes, 3 labels.
+    assert category.names == class_names(3)
+    assert id2label_from_dataset(dataset) == dict(enumerate(class_names(3)))
+    row = dataset["train"][0]
+    assert isinstance(row["image"], Image.Image) and row["image"].size == (IMAGE_SIZE[1], IMAGE_SIZE[0])
+    assert (row["height"], row["width"]) == IMAGE_SIZE
+
+
+def test_boxes_and_categories_round_trip(folder: Path, dataset: datasets.DatasetDict) -> None:
+    for split, name in (("train", "train"), ("valid", "validation")):
+        document = coco_document(folder, split)
+        rows = {row["image_id"]: row for row in dataset[name]}
+        assert set(rows) == {image["id"] for image in document["images"]}
+        for annotation in document["annotations"]:
+            objects = rows[annotation["image_id"]]["objects"]
+            index = objects["id"].index(annotation["id"])
+            assert objects["bbox"][index] == pytest.approx(annotation["bbox"])
+            assert objects["area"][index] == pytest.approx(annotation["area"])
+            assert objects["category"][index] == annotation["category_id"] - 1  # ids 1..3 -> labels 0..2
+            assert objects["iscrowd"][index] == 0
+
+
+def test_grouping_categories_are_kept_when_annotated_or_flat(tmp_path: Path) -> None:
+    root = small_folder(tmp_path)
+
+    def flatten(document: dict) -> None:  # no category groups others: nothing is a parent
+        for category in document["categories"]:
+            category["supercategory"] = "none"
+
+    for split in ("train", "valid"):
+        edit_json(root, split, flatten)
+    assert id2label_from_dataset(load_coco_folder(root)) == dict(enumerate([SUPERCLASS, *class_names(3)]))
+
+    root = small_folder(tmp_path / "annotated")
+
+    def annotate_parent(document: dict) -> None:  # the grouping category has a box of its own: a real class
+        document["annotations"][0]["category_id"] = 0
+
+    edit_json(root, "train", annotate_parent)
+    assert id2label_from_dataset(load_coco_folder(root))[0] == SUPERCLASS
+
+
+def test_sparse_category_ids_map_to_contiguous_labels_in_id_order(tmp_path: Path) -> None:
+    root = small_folder(tmp_path)
+    new_ids = {0: 7, 1: 42, 2: 3, 3: 19}  # file order is not id order
+
+    def remap(document: dict) -> None:
+        for category in document["categories"]:
+            category["id"] = new_ids[category["id"]]
+        for annotation in document["annotations"]:
+            annotation["category_id"] = new_ids[annotation["category_id"]]
+
+    for split in ("train", "valid"):
+        edit_json(root, split, remap)
+    loaded = load_coco_folder(root)
+    names_by_id = {new_ids[k + 1]: name for k, name in enumerate(class_names(3))}
+    sorted_ids = sorted(names_by_id)
+    assert id2label_from_dataset(loaded) == {label: names_by_id[cid] for label, cid in enumerate(sorted_ids)}
+    document = coco_document(root, "train")
+    rows = {row["image_id"]: row["objects"] for row in loaded["train"]}
+    for annotation in document["annotations"]:
+        objects = rows[annotation["image_id"]]
+        label = objects["category"][objects["id"].index(annotation["id"])]
+        assert sorted_ids[label] == annotation["category_id"]
+
+
+def test_split_selection_and_val_folder_name(tmp_path: Path) -> None:
+    root = small_folder(tmp_path)
+    (root / "valid").rename(root / "val")
+    loaded = load_coco_folder(root, splits=["train", "val"])
+    assert set(loaded) == {"train", "validation"} and loaded["validation"].num_rows == 2
+    assert set(load_coco_folder(root)) == {"train", "validation"}
+    edit_json(root, "val", lambda document: document["categories"].pop(0))  # lists a subset: no superclass
+    valid_only = load_coco_folder(root, splits=["valid"])
+    assert set(valid_only) == {"validation"}
+    assert id2label_from_dataset(valid_only) == id2label_from_dataset(loaded)  # labels still follow train
+    with pytest.raises(DatasetError, match=f"{root / 'test' / ANNOTATION_FILE}"):
+        load_coco_folder(root, splits=["train", "test"])
+    with pytest.raises(ValueError, match="Unknown split"):
+        load_coco_folder(root, splits=["training"])
+
+
+def test_summary_counts(tmp_path: Path) -> None:
+    root = small_folder(tmp_path)
+    loaded, summaries = load_coco_folder(root, return_summary=True)
+    document = coco_document(root, "train")
+    counts = summaries["train"].as_dict()
+    assert counts["images"] == 4 and counts["annotations"] == counts["boxes"] == len(document["annotations"])
+    assert counts["clipped"] == counts["dropped_degenerate"] == counts["dropped_outside"] == 0
+    assert summaries["validation"].as_dict()["images"] == loaded["validation"].num_rows
+
+
+# ----------------------------------------------------------------------------------------------------------------------
+# Bad data
+# ----------------------------------------------------------------------------------------------------------------------
+
+
+def test_missing_train_split_names_the_expected_file(tmp_path: Path) -> None:
+    root = small_folder(tmp_path)
+    (root / "train" / ANNOTATION_FILE).rename(root / "train" / "other.json")
+    with pytest.raises(DatasetError, match="Missing annotation file .*train/_annotations.coco.json"):
+        load_coco_folder(root)
+    (root / "train").rename(root / "training")
+    with pytest.raises(DatasetError, match=f"Missing split 'train': expected {root / 'train' / ANNOTATION_FILE}"):
+        load_coco_folder(root)
+    with pytest.raises(DatasetError, match="does not exist"):
+        load_coco_folder(tmp_path / "nowhere")
+
+
+def test_malformed_json_names_file_and_position(tmp_path: Path) -> None:
+    root = small_folder(tmp_path)
+    file = root / "valid" / ANNOTATION_FILE
+    file.write_text('{"images": [], "annotations": [,]}')
+    with pytest.raises(DatasetError, match=rf"{file} is not valid JSON: .* line 1, column"):
+        load_coco_folder(root)
+    file.write_text('{"images": [], "annotations": []}')
+    with pytest.raises(DatasetError, match=rf"{file}: 'categories' must be a list, but it is missing"):
+        load_coco_folder(root)
+
+
+@pytest.mark.parametrize("damage", ["missing", "garbage"])
+def test_missing_or_unreadable_image_names_the_file(tmp_path: Path, damage: str) -> None:
+    root = small_folder(tmp_path)
+    image = root / "train" / "train_00002.jpg"
+    if damage == "missing":
+        image.unlink()
+    else:
+        image.write_bytes(b"this is not a JPEG")
+    message = "image file not found" if damage == "missing" else "cannot read the image file"
+    with pytest.raises(DatasetError, match=rf"image id 2 \({image}\): {message}"):
+        load_coco_folder(root)
+
+
+def test_truncated_image_fails_at_decode_time_or_with_full_check(tmp_path: Path) -> None:
+    root = small_folder(tmp_path)
+    image = root / "train" / "train_00001.jpg"
+    image.write_bytes(image.read_bytes()[: image.stat().st_size // 2])
+    with pytest.raises(
+        DatasetError, match=rf"image id 1 \({image}\): cannot read the image file: image file is truncated"
+    ):
+        load_coco_folder(root, check_images="full")
+    loaded = load_coco_folder(root)  # the header check cannot see a truncated body
+    transformed = apply_transforms(loaded, tiny_config())
+    transformed["train"][0]
+    with pytest.raises(DatasetError, match=rf"Cannot decode image {image} \(image_id 1\)"):
+        transformed["train"][1]
+
+
+def test_image_size_disagreeing_with_json_is_an_error(tmp_path: Path) -> None:
+    root = small_folder(tmp_path)
+    edit_json(root, "valid", lambda document: document["images"][1].update(width=65))
+    with pytest.raises(DatasetError, match=r"image id 1 .*valid_00001.jpg.*64x48 pixels .* says 65x48"):
+        load_coco_folder(root)
+
+
+def test_unknown_category_names_annotation_and_image(tmp_path: Path) -> None:
+    root = small_folder(tmp_path)
+    document = coco_document(root, "train")
+    annotation = document["annotations"][3]
+    file = edit_json(root, "train", lambda doc: doc["annotations"][3].update(category_id=99))
+    expected = (
+        rf"{file}: annotation id {annotation['id']} \(image id {annotation['image_id']}, "
+        rf"train_{annotation['image_id']:05d}.jpg\) has category_id 99, which is not in 'categories'"
+    )
+    with pytest.raises(DatasetError, match=expected):
+        load_coco_folder(root)
+
+
+def test_annotation_of_unknown_image_and_malformed_bbox(tmp_path: Path) -> None:
+    root = small_folder(tmp_path)
+    first_id = coco_document(root, "train")["annotations"][0]["id"]
+    edit_json(root, "train", lambda doc: doc["annotations"][0].update(image_id=1234))
+    with pytest.raises(DatasetError, match=f"annotation id {first_id} refers to image_id 1234"):
+        load_coco_folder(root)
+    edit_json(root, "train", lambda doc: doc["annotations"][0].update(image_id=0, bbox=[1, 2, "3", 4]))
+    with pytest.raises(DatasetError, match=f"annotation id {first_id} .*'bbox' must be 4 finite numbers"):
+        load_coco_folder(root)
+
+
+def test_splits_must_agree_on_categories(tmp_path: Path) -> None:
+    root = small_folder(tmp_path)
+    file = edit_json(root, "valid", lambda document: document["categories"][2].update(name="purple-circle"))
+    with pytest.raises(DatasetError, match=rf"{file}: category id 2 \('purple-circle'\) disagrees with .*train"):
+        load_coco_folder(root)
+
+
+def test_out_of_image_and_degenerate_boxes_are_clipped_or_dropped_and_reported(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    root = small_folder(tmp_path)
+    height, width = IMAGE_SIZE
+    fixes = {0: [-5.0, 10.0, 20.0, 10.0], 1: [30.0, 40.0, 50.0, 20.0], 2: [5.0, 5.0, 0.0, 8.0]}
+    fixes |= {3: [5.0, 5.0, 8.0, -2.0], 4: [width + 1.0, 3.0, 5.0, 5.0]}
+
+    def damage(document: dict) -> None:
+        for index, bbox in fixes.items():
+            document["annotations"][index].update(bbox=bbox, image_id=0)
+
+    edit_json(root, "train", damage)
+    document = coco_document(root, "train")
+    ids = [document["annotations"][index]["id"] for index in range(5)]
+    with caplog.at_level(logging.WARNING, logger=DATA_LOGGER):
+        loaded, summaries = load_coco_folder(root, return_summary=True)
+    warnings_ = [record.getMessage() for record in caplog.records if record.levelno == logging.WARNING]
+    assert len(warnings_) == 1, warnings_
+    assert (
+        f"2 box(es) extending outside their image were clipped to the image (annotation ids {ids[0]}, {ids[1]})"
+        in (warnings_[0])
+    )
+    assert (
+        f"2 box(es) with zero or negative width/height were dropped (annotation ids {ids[2]}, {ids[3]})"
+        in (warnings_[0])
+    )
+    assert f"1 box(es) lying entirely outside their image were dropped (annotation ids {ids[4]})" in warnings_[0]
+    counts = summaries["train"].as_dict()
+    assert (counts["clipped"], counts["dropped_degenerate"], counts["dropped_outside"]) == (2, 2, 1)
+    assert counts["boxes"] == counts["annotations"] - 3
+    objects = loaded["train"][0]["objects"]
+    assert objects["bbox"][objects["id"].index(ids[0])] == pytest.approx([0.0, 10.0, 15.0, 10.0])
+    assert objects["bbox"][objects["id"].index(ids[1])] == pytest.approx([30.0, 40.0, 34.0, 8.0])
+    assert not set(ids[2:]) & set(objects["id"])
+
+
+# ----------------------------------------------------------------------------------------------------------------------
+# Hub detection layout
+# ----------------------------------------------------------------------------------------------------------------------
+
+
+def hub_dataset(layout: str = "columns", bbox_format: str = "xywh") -> datasets.Dataset:
+    """Two images in the cppe-5 style (dict of lists) or list-of-dicts style, integer categories, no image_id."""
+    images = [Image.new("RGB", (40, 30), (200, 200, 200)), Image.new("RGB", (32, 32), (10, 10, 10))]
+    boxes = [[[2.0, 3.0, 10.0, 5.0], [20.0, 10.0, 30.0, 25.0]], [[0.0, 0.0, 32.0, 32.0]]]
+    if bbox_format == "xyxy":
+        boxes = [[[x, y, x + w, y + h] for x, y, w, h in row] for row in boxes]
+    categories = [[2, 0], [1]]
+    bbox_feature = datasets.List(datasets.Value("float32"), length=4)
+    if layout == "columns":
+        objects = [{"bbox": b, "category": c} for b, c in zip(boxes, categories)]
+        objects_feature = {"bbox": datasets.List(bbox_feature), "category": datasets.List(datasets.Value("int64"))}
+    else:
+        objects = [[{"bbox": box, "category": cat} for box, cat in zip(b, c)] for b, c in zip(boxes, categories)]
+        objects_feature = datasets.List({"bbox": bbox_feature, "category": datasets.Value("int64")})
+    features = datasets.Features(
+        {"image": datasets.Image(), "width": datasets.Value("int32"), "height": datasets.Value("int32")}
+        | {"objects": objects_feature}
+    )
+    return datasets.Dataset.from_dict(
+        {"image": images, "width": [40, 32], "height": [30, 32], "objects": objects}, features=features
+    )
+
+
+@pytest.mark.parametrize(("layout", "bbox_format"), [("columns", "xywh"), ("rows", "xyxy")])
+def test_hub_layout_dataset_is_accepted(layout: str, bbox_format: str) -> None:
+    names = {0: "cat", 1: "dog", 2: "bird"}
+    prepared = prepare_dataset(
+        datasets.DatasetDict(
+            {"train": hub_dataset(layout, bbox_format), "validation": hub_dataset(layout, bbox_format)}
+        ),
+        id2label=names,
+        bbox_format=bbox_format,
+    )
+    assert id2label_from_dataset(prepared) == names
+    assert prepared["train"]["image_id"] == [0, 1]
+    first = prepared["train"][0]["objects"]
+    boxes = first["bbox"] if layout == "columns" else [obj["bbox"] for obj in first]
+    assert boxes == [[2.0, 3.0, 10.0, 5.0], [20.0, 10.0, 30.0, 25.0]]
+    sample = apply_transforms(prepared, tiny_config(id2label=names))["validation"][0]
+    assert sample["pixel_values"].shape == (3, 64, 64)
+    assert sample["labels"]["class_labels"].tolist() == [2, 0]
+    # the second box sticks out of the 40x30 image: clipped to x in [20, 40], y in [10, 30]
+    expected = torch.tensor([[7 / 40, 5.5 / 30, 10 / 40, 5 / 30], [30 / 40, 20 / 30, 20 / 40, 20 / 30]])
+    torch.testing.assert_close(sample["labels"]["boxes"], expected)
+
+
+def test_hub_layout_reports_boxes_the_transforms_fix_and_infers_names(caplog: pytest.LogCaptureFixture) -> None:
+    with caplog.at_level(logging.WARNING, logger=DATA_LOGGER):
+        prepared = prepare_dataset(hub_dataset())
+    messages = " ".join(record.getMessage() for record in caplog.records)
+    assert "using ['0', '1', '2']" in messages
+    assert "1 box(es) partly outside their image will be clipped" in messages
+    assert isinstance(prepared, datasets.Dataset)
+    assert id2label_from_dataset(prepared) == {0: "0", 1: "1", 2: "2"}
+
+
+def test_hub_layout_missing_column_is_named() -> None:
+    no_objects = datasets.Dataset.from_dict({"image": [Image.new("RGB", (8, 8))], "labels": [[1]]})
+    with pytest.raises(DatasetError, match=r"split 'train' has no column 'objects' \(columns: \['image', 'labels'\]\)"):
+        prepare_dataset(datasets.DatasetDict({"train": no_objects}))
+    no_bbox = datasets.Dataset.from_dict(
+        {"image": [Image.new("RGB", (8, 8))], "objects": [{"boxes": [], "category": []}]}
+    )
+    with pytest.raises(DatasetError, match="column 'objects' has no field 'bbox'"):
+        prepare_dataset(no_bbox)
+    bad_category = hub_dataset().select([0]).map(lambda row: {"objects": {**row["objects"], "category": [7, 0]}})
+    with pytest.raises(DatasetError, match=r"categories \[7\] are outside 0..2"):
+        prepare_dataset(bad_category, id2label={0: "a", 1: "b", 2: "c"})
+    with pytest.raises(DatasetError, match="not a datasets.ClassLabel"):
+        id2label_from_dataset(hub_dataset())
+
+
+# ----------------------------------------------------------------------------------------------------------------------
+# Scales and training transform
+# ----------------------------------------------------------------------------------------------------------------------
+
+
+@pytest.mark.reference
+@pytest.mark.parametrize(("resolution", "patch_size", "num_windows"), [(384, 16, 2), (560, 14, 4), (64, 8, 2)])
+@pytest.mark.parametrize("expanded", [True, False])
+def test_multi_scale_scales_match_the_original(resolution: int, patch_size: int, num_windows: int, expanded: bool):
+    ours = multi_scale_scales(resolution, patch_size * num_windows, expanded)
+    assert all(scale % (patch_size * num_windows) == 0 and scale > 0 for scale in ours)
+    assert ours == reference_coco().compute_multi_scale_scales(resolution, expanded, patch_size, num_windows)
+
+
+def test_multi_scale_scales_values() -> None:
+    assert multi_scale_scales(384, 32) == list(range(224, 545, 32))
+    assert multi_scale_scales(560, 56) == list(range(280, 841, 56))
+    assert multi_scale_scales(384, 32, expanded=False) == list(range(288, 513, 32))
+    assert training_scales(tiny_config()) == list(range(32, 145, 16))  # 0 and 16 px (under two blocks) are dropped
+
+
+def test_training_transform_shapes_and_boxes(dataset: datasets.DatasetDict) -> None:
+    transformed = apply_transforms(dataset, tiny_config())["train"]
+    torch.manual_seed(0)
+    dropped = 0
+    for _ in range(3):
+        for index in range(len(transformed)):
+            sample, row = transformed[index], dataset["train"][index]
+            labels = sample["labels"]
+            assert sample["pixel_values"].shape == (3, TINY_MAX_SCALE, TINY_MAX_SCALE)
+            assert sample["pixel_values"].dtype == torch.float32
+            assert labels["class_labels"].dtype == torch.int64 and labels["boxes"].dtype == torch.float32
+            boxes = labels["boxes"]
+            assert boxes.shape == (len(labels["class_labels"]), 4)
+            assert ((boxes >= 0) & (boxes <= 1)).all() and (boxes[:, 2:] > 0).all()
+            assert (boxes[:, :2] - boxes[:, 2:] / 2 >= -1e-6).all() and (
+                boxes[:, :2] + boxes[:, 2:] / 2 <= 1 + 1e-6
+            ).all()
+            assert set(labels["class_labels"].tolist()) <= set(row["objects"]["category"])
+            assert labels["image_id"].tolist() == [row["image_id"]]
+            assert labels["orig_size"].tolist() == list(IMAGE_SIZE)
+            assert labels["size"].tolist() == [TINY_MAX_SCALE, TINY_MAX_SCALE]
+            assert labels[MULTI_SCALE_KEY] is True
+            dropped += len(row["objects"]["bbox"]) - len(boxes)
+    assert dropped > 0  # the crop branch drops boxes that leave the crop
+
+
+@pytest.mark.reference
+def test_training_transform_equals_the_original_under_the_same_seed(dataset: datasets.DatasetDict) -> None:
+    coco = reference_coco()
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        original = coco.make_coco_transforms_square_div_64(
+            "train", 64, multi_scale=True, expanded_scales=True, skip_random_resize=True, patch_size=8, num_windows=2
+        )
+    ours = build_transforms(tiny_config(), train=True)
+    for seed in range(24):
+        row = dataset["train"][seed % 12]
+        target = {"image_id": row["image_id"], "annotations": coco_annotations(row["objects"])}
+        image, target = coco.ConvertCoco()(row["image"].convert("RGB"), target)
+        torch.manual_seed(seed)
+        expected_pixels, expected = original(image, target)
+        torch.manual_seed(seed)
+        pixels, labels = ours.transform_example(row["image"], row["objects"], row["image_id"])
+        assert torch.equal(pixels, expected_pixels)
+        assert torch.equal(labels["class_labels"], expected["labels"])
+        torch.testing.assert_close(labels["boxes"], expected["boxes"], atol=1e-6, rtol=0)
+
+
+def test_forced_flip_mirrors_image_and_box_centres(dataset: datasets.DatasetDict) -> None:
+    config = tiny_config()
+    plain = build_transforms(config, train=True, scale_jitter=False, hflip_prob=0.0)
+    flipped = build_transforms(config, train=True, scale_jitter=False, hflip_prob=1.0)
+    for row in dataset["train"].select(range(4)):
+        pixels, labels = plain.transform_example(row["image"], row["objects"], row["image_id"])
+        mirror_pixels, mirror = flipped.transform_example(row["image"], row["objects"], row["image_id"])
+        assert torch.equal(mirror_pixels, pixels.flip(-1))
+        torch.testing.assert_close(mirror["boxes"][:, 0], 1 - labels["boxes"][:, 0], atol=1e-6, rtol=0)
+        torch.testing.assert_close(mirror["boxes"][:, 1:], labels["boxes"][:, 1:], atol=1e-6, rtol=0)
+        assert torch.equal(mirror["class_labels"], labels["class_labels"])
+
+
+def test_square_crop_keeps_only_the_boxes_inside_the_crop() -> None:
+    image = Image.new("RGB", (640, 500))
+    boxes = [[0, 0, 40, 40], [600, 460, 40, 40], [300, 230, 40, 40], [380, 0, 200, 30]]
+    objects = {"bbox": boxes, "category": [0, 1, 2, 3]}
+    crop = RandomSquareCrop()
+    transform = DetectionTransform(v2.Compose([crop, v2.ToImage()]))
+    seen_drop = seen_clip = False
+    for seed in range(12):
+        torch.manual_seed(seed)
+        window = crop.make_params([image])
+        torch.manual_seed(seed)
+        pixels, labels = transform.transform_example(image, objects, 0)
+        top, left, side = window["top"], window["left"], window["height"]
+        assert 384 <= side <= 500 and pixels.shape == (3, side, side)
+        expected_classes, expected_boxes = [], []
+        for label, (x, y, w, h) in enumerate(boxes):
+            x0, y0 = max(x - left, 0), max(y - top, 0)
+            x1, y1 = min(x + w - left, side), min(y + h - top, side)
+            if x1 > x0 and y1 > y0:
+                expected_classes.append(label)
+                expected_boxes.append([(x0 + x1) / 2 / side, (y0 + y1) / 2 / side, (x1 - x0) / side, (y1 - y0) / side])
+                seen_clip |= (x1 - x0, y1 - y0) != (w, h)
+        seen_drop |= len(expected_classes) < len(boxes)
+        assert labels["class_labels"].tolist() == expected_classes
+        torch.testing.assert_close(labels["boxes"], torch.tensor(expected_boxes).reshape(-1, 4), atol=1e-6, rtol=0)
+    assert seen_drop and seen_clip
+
+
+def test_crowd_objects_are_left_out_of_targets() -> None:
+    objects = {"bbox": [[1, 1, 10, 10], [5, 5, 10, 10]], "category": [1, 2], "iscrowd": [1, 0]}
+    _, labels = build_transforms(tiny_config(), train=False).transform_example(Image.new("RGB", (32, 32)), objects, 5)
+    assert labels["class_labels"].tolist() == [2] and labels["iscrowd"].tolist() == [0]
+
+
+# ----------------------------------------------------------------------------------------------------------------------
+# Evaluation transform
+# ----------------------------------------------------------------------------------------------------------------------
+
+
+@pytest.mark.reference
+def test_eval_transform_equals_the_original(dataset: datasets.DatasetDict) -> None:
+    coco = reference_coco()
+    original = coco.make_coco_transforms_square_div_64("val", 64, patch_size=8, num_windows=2)
+    ours = build_transforms(tiny_config(), train=False)
+    for row in dataset["validation"]:
+        pixels, labels = ours.transform_example(row["image"], row["objects"], row["image_id"])
+        assert pixels.shape == (3, 64, 64) and MULTI_SCALE_KEY not in labels
+        target = {"image_id": row["image_id"], "annotations": coco_annotations(row["objects"])}
+        expected_pixels, expected = original(*coco.ConvertCoco()(row["image"].convert("RGB"), target))
+        assert torch.equal(pixels, expected_pixels)  # the original's eval resize: bilinear, antialiased PIL resize
+        assert torch.equal(labels["class_labels"], expected["labels"])
+        torch.testing.assert_close(labels["boxes"], expected["boxes"], atol=1e-6, rtol=0)
+
+
+def test_eval_transform_versus_image_processor(dataset: datasets.DatasetDict) -> None:
+    config = tiny_config()
+    ours = build_transforms(config, train=False)
+    processor = RFDetrImageProcessor.from_config(config)
+    row = dataset["validation"][0]
+    pixels, labels = ours.transform_example(row["image"], row["objects"], row["image_id"])
+    annotations = {"image_id": row["image_id"], "annotations": coco_annotations(row["objects"])}
+    processed = processor(row["image"], annotations=annotations, return_tensors="pt")
+    torch.testing.assert_close(labels["boxes"], processed["labels"][0]["boxes"], atol=1e-6, rtol=0)
+    # The processor follows predict (float tensor resize, antialias=False), the original's eval transform resizes the
+    # uint8 PIL image with antialiasing: upsampling differs by PIL's uint8 rounding, downsampling by the antialiasing...
+    assert 0 < (pixels - processed["pixel_values"][0]).abs().max() < 0.05
+    large = row["image"].resize((128, 96))
+    downsampled, _ = ours.transform_example(large, {"bbox": [], "category": []}, 0)
+    assert (downsampled - processor(large, return_tensors="pt")["pixel_values"][0]).abs().max() > 0.1
+    # ...and agree (same normalisation constants) when no resize happens.
+    same_size = row["image"].resize((64, 64))
+    no_resize, _ = ours.transform_example(same_size, {"bbox": [], "category": []}, 0)
+    expected = processor(same_size, return_tensors="pt")["pixel_values"][0]
+    torch.testing.assert_close(no_resize, expected, atol=1e-5, rtol=0)
+
+
+# ----------------------------------------------------------------------------------------------------------------------
+# Collator and model
+# ----------------------------------------------------------------------------------------------------------------------
+
+
+def test_collator_draws_one_reproducible_scale_per_training_batch(dataset: datasets.DatasetDict) -> None:
+    config = tiny_config()
+    transformed = apply_transforms(dataset, config)
+    samples = [transformed["train"][index] for index in range(3)]
+    collator = RFDetrDataCollator.from_config(config, seed=7)
+    scales = training_scales(config)
+    drawn = []
+    for _ in range(6):
+        batch = collator(samples)
+        size = batch["pixel_values"].shape[-1]
+        drawn.append(size)
+        assert batch["pixel_values"].shape == (3, 3, size, size) and size in scales
+        expected = torch.stack([s["pixel_values"] for s in samples])
+        if size != TINY_MAX_SCALE:
+            expected = nnf.interpolate(expected, size=(size, size), mode="bilinear", align_corners=False)
+        torch.testing.assert_close(batch["pixel_values"], expected, atol=0, rtol=0)
+        for target, sample in zip(batch["labels"], samples):
+            assert MULTI_SCALE_KEY not in target and target["size"].tolist() == [size, size]
+            assert torch.equal(target["boxes"], sample["labels"]["boxes"])
+        assert MULTI_SCALE_KEY in samples[0]["labels"]  # the collator does not modify its inputs
+    assert len(set(drawn)) > 1
+    again = RFDetrDataCollator(scales, seed=7)
+    assert [again(samples)["pixel_values"].shape[-1] for _ in range(6)] == drawn
+    restored = pickle.loads(pickle.dumps(again))
+    assert [restored.draw_scale() for _ in range(5)] == [again.draw_scale() for _ in range(5)]
+    other = RFDetrDataCollator(scales, seed=8)
+    assert [other.draw_scale() for _ in range(12)] != [
+        RFDetrDataCollator(scales, seed=7).draw_scale() for _ in range(12)
+    ]
+
+
+def test_collator_leaves_evaluation_batches_alone(dataset: datasets.DatasetDict) -> None:
+    config = tiny_config()
+    transformed = apply_transforms(dataset, config)["validation"]
+    samples = [transformed[index] for index in range(4)]
+    batch = RFDetrDataCollator.from_config(config)(samples)
+    assert batch["pixel_values"].shape == (4, 3, 64, 64)
+    assert torch.equal(batch["pixel_values"], torch.stack([s["pixel_values"] for s in samples]))
+    assert isinstance(batch["labels"], list) and len(batch["labels"]) == 4
+    with pytest.raises(ValueError, match="one shape"):
+        RFDetrDataCollator()([samples[0], {**samples[1], "pixel_values": torch.zeros(3, 32, 32)}])
+
+
+def test_collated_training_batch_gives_a_finite_loss(dataset: datasets.DatasetDict) -> None:
+    config = tiny_config(id2label=id2label_from_dataset(dataset))
+    transformed = apply_transforms(dataset, config)["train"]
+    loader = torch.utils.data.DataLoader(transformed, batch_size=4, collate_fn=RFDetrDataCollator.from_config(config))
+    batch = next(iter(loader))
+    torch.manual_seed(0)
+    model = RFDetrForObjectDetection(config).train()
+    outputs = model(**batch)
+    assert torch.isfinite(outputs.loss)
+    outputs.loss.backward()
+    assert all(torch.isfinite(p.grad).all() for p in model.parameters() if p.grad is not None)
+
+
+def test_collator_in_dataloader_workers_is_reproducible(dataset: datasets.DatasetDict) -> None:
+    config = tiny_config()
+    transformed = apply_transforms(dataset, config)["train"]
+    collator = RFDetrDataCollator.from_config(config, seed=1)
+
+    def scales_of_two_epochs() -> list[list[int]]:
+        torch.manual_seed(0)
+        loader = torch.utils.data.DataLoader(transformed, batch_size=2, num_workers=2, collate_fn=collator)
+        return [[batch["pixel_values"].shape[-1] for batch in loader] for _ in range(2)]
+
+    first = scales_of_two_epochs()
+    assert first == scales_of_two_epochs()
+    assert set(first[0] + first[1]) <= set(training_scales(config))
+    assert first[0] != first[1]  # workers reseed from torch's per-epoch worker seeds
