@@ -14,6 +14,14 @@ from .image_processing_rfdetr import RFDetrImageProcessor
 from .modeling_rfdetr import RFDetrForObjectDetection, RFDetrModel, RFDetrPreTrainedModel
 
 
+def fine_tune(*args, **kwargs):
+    """Fine-tune RF-DETR with the original recipe on the HF Trainer; see `hf_rfdetr.training.fine_tune`
+    (needs the `train` extra: accelerate, datasets, pycocotools, scipy)."""
+    from .training import fine_tune as run
+
+    return run(*args, **kwargs)
+
+
 def _register() -> None:
     AutoConfig.register(RFDetrConfig.model_type, RFDetrConfig, exist_ok=True)
     AutoModel.register(RFDetrConfig, RFDetrModel, exist_ok=True)
@@ -65,4 +73,5 @@ __all__ = [
     "RFDetrImageProcessor",
     "RFDetrModel",
     "RFDetrPreTrainedModel",
+    "fine_tune",
 ]

@@ -2,6 +2,7 @@
 
 from .data import DatasetError, id2label_from_dataset, load_coco_folder, prepare_dataset
 from .ema import RFDetrEMACallback
+from .fine_tune import fine_tune
 from .metrics import coco_metrics
 from .optim import LearningRates, parameter_groups, parameter_settings
 from .trainer import CocoEvaluator, RFDetrTrainer
@@ -21,6 +22,7 @@ __all__ = [
     "RFDetrEMACallback",
     "RFDetrTrainer",
     "coco_metrics",
+    "fine_tune",
     "parameter_groups",
     "parameter_settings",
 ]

@@ -1,0 +1,180 @@
+"""`fine_tune(...)`: the original `model.train(dataset_dir=...)` in one call, on the Hugging Face Trainer."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import datasets
+from transformers import AutoModelForObjectDetection, EarlyStoppingCallback, TrainerCallback, TrainingArguments
+
+from ..configuration_rfdetr import VARIANTS, RFDetrConfig
+from ..image_processing_rfdetr import RFDetrImageProcessor
+from ..modeling_rfdetr import RFDetrForObjectDetection
+from .data import id2label_from_dataset, load_coco_folder, prepare_dataset
+from .ema import RFDetrEMACallback
+from .optim import LearningRates
+from .trainer import CocoEvaluator, RFDetrTrainer
+from .transforms import RFDetrDataCollator, apply_transforms
+
+
+class CheckpointIntervalCallback(TrainerCallback):
+    """Keep an epoch-end checkpoint only every `interval` epochs (and at the end)."""
+
+    def __init__(self, interval: int) -> None:
+        self.interval = max(1, int(interval))
+
+    def on_epoch_end(self, args, state, control, **kwargs):
+        epoch = round(state.epoch or 0)
+        if epoch % self.interval and epoch < args.num_train_epochs:
+            control.should_save = False
+        return control
+
+
+def _load_model(
+    model: str | os.PathLike | RFDetrForObjectDetection, id2label: dict[int, str], resolution: int | None
+) -> RFDetrForObjectDetection:
+    """A variant name (random initialisation), a Hub id / local folder (its weights; class heads re-initialised when
+    the labels differ) or a model object, with the dataset's labels."""
+    label2id = {name: index for index, name in id2label.items()}
+    overrides = {"resolution": resolution} if resolution else {}
+    if isinstance(model, RFDetrForObjectDetection):
+        if model.config.num_labels != len(id2label):
+            raise ValueError(
+                f"the model has {model.config.num_labels} labels but the dataset has {len(id2label)}; pass its "
+                "name or folder instead, so the class heads can be re-initialised for the dataset"
+            )
+        model.config.id2label, model.config.label2id = dict(id2label), label2id
+    elif str(model).lower() in VARIANTS:
+        model = RFDetrForObjectDetection(
+            RFDetrConfig.from_variant(str(model), id2label=id2label, label2id=label2id, **overrides)
+        )
+        overrides = {}
+    else:
+        model = AutoModelForObjectDetection.from_pretrained(
+            model, id2label=id2label, label2id=label2id, ignore_mismatched_sizes=True
+        )
+    if overrides:  # a new resolution: the position embeddings interpolate to it
+        model.config.resolution = overrides["resolution"]
+        model.config.validate()
+    return model
+
+
+def _report_to(tensorboard: bool, wandb: bool, project: str | None) -> list[str]:
+    targets = []
+    if tensorboard:
+        targets.append("tensorboard")
+    if wandb:
+        if project:
+            os.environ["WANDB_PROJECT"] = project
+        targets.append("wandb")
+    return targets
+
+
+def fine_tune(
+    model: str | os.PathLike | RFDetrForObjectDetection = "base",
+    dataset_dir: str | os.PathLike | None = None,
+    *,
+    dataset: datasets.DatasetDict | None = None,
+    epochs: int = 100,
+    batch_size: int = 4,
+    grad_accum_steps: int = 4,
+    lr: float = 1e-4,
+    lr_encoder: float = 1.5e-4,
+    resolution: int | None = None,
+    weight_decay: float = 1e-4,
+    device: str | None = None,
+    use_ema: bool = True,
+    gradient_checkpointing: bool = False,
+    checkpoint_interval: int = 10,
+    resume: str | os.PathLike | bool | None = None,
+    tensorboard: bool = True,
+    wandb: bool = False,
+    project: str | None = None,
+    run: str | None = None,
+    early_stopping: bool = False,
+    early_stopping_patience: int = 10,
+    early_stopping_min_delta: float = 0.001,
+    early_stopping_use_ema: bool = False,
+    output_dir: str | os.PathLike = "output",
+    num_workers: int = 2,
+    seed: int = 42,
+    **training_arguments,
+) -> RFDetrTrainer:
+    """Fine-tune RF-DETR on a COCO folder (`dataset_dir` with `train/ valid/ [test/]`, each holding
+    `_annotations.coco.json`) or a `datasets.DatasetDict` in the Hub detection layout, with the original recipe.
+
+    Parameters follow the original `model.train(...)`: `epochs`, `batch_size` x `grad_accum_steps` (the original
+    recommends a total of 16), `lr`, `lr_encoder` (DINOv2 encoder, with layer-wise decay), `resolution` (a multiple of
+    patch_size x num_windows), `weight_decay`, `device` ("cpu", "cuda", ...; default: what is available), `use_ema`,
+    `gradient_checkpointing`, `checkpoint_interval` (epochs between kept checkpoints), `resume` (a checkpoint folder
+    of `output_dir`, or True for the last one), `tensorboard`, `wandb` with `project` / `run`, `early_stopping`
+    (on validation mAP, of the EMA weights with `early_stopping_use_ema`; checkpoints are then kept every epoch so the
+    best can be restored), `output_dir`. Extra keyword arguments go to `TrainingArguments`.
+
+    `model` is a variant name (random initialisation), a Hub id or folder (its weights; class heads re-initialised
+    for the dataset's labels) or an `RFDetrForObjectDetection`. The final model and its image processor are saved in
+    `output_dir` (and the EMA weights in `output_dir/ema`). Returns the trainer (`trainer.model`, `trainer.state`).
+    """
+    if (dataset_dir is None) == (dataset is None):
+        raise ValueError("pass exactly one of dataset_dir (a COCO folder) or dataset (a datasets.DatasetDict)")
+    splits = load_coco_folder(dataset_dir) if dataset_dir is not None else prepare_dataset(dataset)
+    if "train" not in splits:
+        raise ValueError(f"the dataset needs a 'train' split; it has {sorted(splits)}")
+    id2label = id2label_from_dataset(splits)
+    model = _load_model(model, id2label, resolution)
+    transformed = apply_transforms(splits, model.config)
+    evaluation = "validation" in transformed
+    metric = "eval_ema_map" if early_stopping_use_ema and use_ema else "eval_map"
+    args = TrainingArguments(
+        output_dir=str(output_dir),
+        num_train_epochs=epochs,
+        per_device_train_batch_size=batch_size,
+        per_device_eval_batch_size=batch_size,
+        gradient_accumulation_steps=grad_accum_steps,
+        learning_rate=lr,
+        weight_decay=weight_decay,
+        max_grad_norm=0.1,
+        lr_scheduler_type="constant",
+        eval_strategy="epoch" if evaluation else "no",
+        save_strategy="epoch",
+        logging_strategy="epoch",
+        load_best_model_at_end=early_stopping and evaluation,
+        metric_for_best_model=metric if evaluation else None,
+        greater_is_better=True,
+        gradient_checkpointing=gradient_checkpointing,
+        report_to=_report_to(tensorboard, wandb, project),
+        run_name=run,
+        use_cpu=device == "cpu",
+        dataloader_num_workers=num_workers,
+        remove_unused_columns=False,
+        seed=seed,
+        **training_arguments,
+    )
+    if device not in (None, "cpu"):
+        model.to(device)
+    callbacks = [] if early_stopping else [CheckpointIntervalCallback(checkpoint_interval)]
+    if early_stopping:
+        if not evaluation:
+            raise ValueError("early_stopping needs a validation split (valid/ folder) to measure mAP on")
+        callbacks.append(EarlyStoppingCallback(early_stopping_patience, early_stopping_min_delta))
+    ema = RFDetrEMACallback(decay=0.993, tau=100) if use_ema else None
+    trainer = RFDetrTrainer(
+        model=model,
+        args=args,
+        train_dataset=transformed["train"],
+        eval_dataset=transformed.get("validation"),
+        data_collator=RFDetrDataCollator.from_config(model.config, seed=seed),
+        compute_metrics=CocoEvaluator(id2label),
+        learning_rates=LearningRates(lr=lr, lr_encoder=lr_encoder, weight_decay=weight_decay),
+        ema=ema,
+        callbacks=callbacks,
+    )
+    trainer.train(resume_from_checkpoint=str(resume) if isinstance(resume, (str, Path)) else resume)
+    processor = RFDetrImageProcessor.from_config(model.config)
+    trainer.save_model(str(output_dir))
+    processor.save_pretrained(str(output_dir))
+    if ema is not None and trainer.is_world_process_zero():
+        ema.save(Path(output_dir) / "ema", trainer.model)
+        processor.save_pretrained(str(Path(output_dir) / "ema"))
+    return trainer

@@ -1,0 +1,104 @@
+"""`fine_tune(...)` end to end on a synthetic COCO folder: outputs, EMA, metrics, resume, early stopping, errors."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+import torch
+
+from hf_rfdetr import RFDetrForObjectDetection, RFDetrImageProcessor, fine_tune
+from hf_rfdetr.training import load_coco_folder
+
+from .conftest import tiny_config
+from .synthetic_coco import class_names, write_synthetic_coco
+
+COMMON = dict(batch_size=4, grad_accum_steps=1, device="cpu", tensorboard=False, num_workers=0, lr=1e-3)
+
+
+@pytest.fixture(scope="module")
+def dataset_dir(tmp_path_factory) -> Path:
+    return write_synthetic_coco(
+        tmp_path_factory.mktemp("coco") / "shapes", num_train=8, num_valid=4, image_size=(64, 64)
+    )
+
+
+@pytest.fixture
+def tiny_folder(tmp_path: Path) -> Path:
+    torch.manual_seed(0)
+    config = tiny_config()
+    RFDetrForObjectDetection(config).save_pretrained(tmp_path / "tiny")
+    RFDetrImageProcessor.from_config(config).save_pretrained(tmp_path / "tiny")
+    return tmp_path / "tiny"
+
+
+def test_fine_tune_writes_model_ema_and_metrics(dataset_dir: Path, tiny_folder: Path, tmp_path: Path) -> None:
+    output = tmp_path / "run"
+    trainer = fine_tune(tiny_folder, dataset_dir, epochs=2, checkpoint_interval=2, output_dir=output, **COMMON)
+    config = json.loads((output / "config.json").read_text())
+    assert list(config["id2label"].values()) == class_names(3)  # the dataset's classes, no superclass
+    for name in ("model.safetensors", "preprocessor_config.json", "ema/model.safetensors", "ema/config.json"):
+        assert (output / name).exists(), name
+    assert sorted(p.name for p in output.glob("checkpoint-*")) == ["checkpoint-4"]  # only every 2nd epoch kept
+    evaluations = [entry for entry in trainer.state.log_history if "eval_map" in entry]
+    assert len(evaluations) == 2 and all(
+        "eval_ema_map" in entry and "eval_map_red-rectangle" in entry for entry in evaluations
+    )
+    assert trainer.state.global_step == 4
+    assert RFDetrForObjectDetection.from_pretrained(output / "ema").config.id2label == trainer.model.config.id2label
+
+
+def test_resume_continues_from_the_last_checkpoint(dataset_dir: Path, tiny_folder: Path, tmp_path: Path) -> None:
+    output = tmp_path / "run"
+    fine_tune(tiny_folder, dataset_dir, epochs=1, checkpoint_interval=1, output_dir=output, **COMMON)
+    resumed = fine_tune(
+        tiny_folder, dataset_dir, epochs=2, checkpoint_interval=1, output_dir=output, resume=True, **COMMON
+    )
+    assert resumed.state.global_step == 4 and round(resumed.state.epoch) == 2
+    steps = [entry["step"] for entry in resumed.state.log_history if "loss" in entry]
+    assert steps == [2, 4]  # the first epoch's log comes from the checkpoint, the second was trained now
+
+
+def test_early_stopping_on_ema_map(dataset_dir: Path, tiny_folder: Path, tmp_path: Path) -> None:
+    trainer = fine_tune(
+        tiny_folder,
+        dataset_dir,
+        epochs=6,
+        early_stopping=True,
+        early_stopping_patience=1,
+        early_stopping_min_delta=2.0,  # no mAP can improve by 2: stop after the second evaluation
+        early_stopping_use_ema=True,
+        output_dir=tmp_path / "run",
+        **COMMON,
+    )
+    assert trainer.args.metric_for_best_model == "eval_ema_map"
+    assert round(trainer.state.epoch) == 2 < 6
+
+
+def test_datasets_dataset_without_ema(dataset_dir: Path, tiny_folder: Path, tmp_path: Path) -> None:
+    splits = load_coco_folder(dataset_dir)
+    trainer = fine_tune(
+        tiny_folder, dataset=splits, epochs=1, resolution=96, use_ema=False, output_dir=tmp_path / "run", **COMMON
+    )
+    assert trainer.model.config.resolution == 96 and trainer.model.config.num_labels == 3
+    assert not (tmp_path / "run" / "ema").exists()
+    assert not any("eval_ema_map" in entry for entry in trainer.state.log_history)
+
+
+def test_variant_names_start_from_the_variant_with_the_dataset_labels() -> None:
+    from hf_rfdetr.training.fine_tune import _load_model
+
+    model = _load_model("nano", {0: "apple", 1: "pear"}, resolution=448)
+    assert model.config.variant == "nano" and model.config.resolution == 448
+    assert model.config.positional_encoding_size == 28 and model.class_embed.out_features == 2
+
+
+def test_bad_arguments_are_explained(dataset_dir: Path, tmp_path: Path) -> None:
+    with pytest.raises(ValueError, match="exactly one of dataset_dir"):
+        fine_tune("nano", output_dir=tmp_path)
+    model = RFDetrForObjectDetection(tiny_config(id2label={0: "a", 1: "b"}))
+    with pytest.raises(ValueError, match="the model has 2 labels but the dataset has 3"):
+        fine_tune(model, dataset_dir, output_dir=tmp_path, **COMMON)
+    with pytest.raises(ValueError, match="resolution=70 must be divisible"):
+        fine_tune("nano", dataset_dir, resolution=70, output_dir=tmp_path, **COMMON)
