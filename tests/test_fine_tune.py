@@ -102,3 +102,16 @@ def test_bad_arguments_are_explained(dataset_dir: Path, tmp_path: Path) -> None:
         fine_tune(model, dataset_dir, output_dir=tmp_path, **COMMON)
     with pytest.raises(ValueError, match="resolution=70 must be divisible"):
         fine_tune("nano", dataset_dir, resolution=70, output_dir=tmp_path, **COMMON)
+
+
+def test_cli_train(dataset_dir: Path, tiny_folder: Path, tmp_path: Path, capsys) -> None:
+    from hf_rfdetr.cli import main
+
+    arguments = ["train", "--dataset-dir", str(dataset_dir), "--model", str(tiny_folder), "--output-dir", str(tmp_path)]
+    arguments += ["--epochs", "1", "--batch-size", "4", "--grad-accum-steps", "1", "--device", "cpu"]
+    assert main([*arguments, "--num-workers", "0", "--no-tensorboard", "--no-ema", "--lr", "1e-3"]) == 0
+    out = capsys.readouterr().out
+    assert "validation mAP" in out and f"saved the fine-tuned model to {tmp_path}" in out
+    assert (tmp_path / "model.safetensors").exists()
+    assert main(["train", "--dataset-dir", str(tmp_path / "missing")]) == 1
+    assert "missing" in capsys.readouterr().err
