@@ -10,7 +10,6 @@ from hf_rfdetr import RFDetrConfig, RFDetrForObjectDetection
 from .conftest import REFERENCE_CONFIG_CLASSES, converted_model, reference_model
 
 pytestmark = pytest.mark.reference
-rfdetr = pytest.importorskip("rfdetr", reason="parity tests need the reference package: pip install -e '.[test]'")
 
 FAST = ["nano", "base"]
 SLOW = [pytest.param(v, marks=pytest.mark.slow) for v in ("small", "medium", "large", "large-legacy")]

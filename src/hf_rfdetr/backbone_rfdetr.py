@@ -183,7 +183,8 @@ class RFDetrBackbone(nn.Module):
         super().__init__()
         self.config = config
         self.embeddings = RFDetrEmbeddings(config)
-        rates = torch.linspace(0, config.drop_path_rate, config.backbone_num_hidden_layers).tolist()
+        depth = config.backbone_num_hidden_layers
+        rates = [config.drop_path_rate * index / max(1, depth - 1) for index in range(depth)]  # stochastic depth ramp
         self.layers = nn.ModuleList(RFDetrEncoderLayer(config, rate) for rate in rates)
         self.layernorm = nn.LayerNorm(config.backbone_hidden_size, eps=config.backbone_layer_norm_eps)
         # A tap `k` is the state after block k-1. The tapped block positions (0-based, as in the original) use
