@@ -111,6 +111,15 @@ def test_every_trainable_parameter_gets_a_gradient(tiny_model: RFDetrForObjectDe
     assert not tiny_model.model.backbone.embeddings.mask_token.requires_grad
 
 
+def test_blocks_after_the_last_tap_are_frozen() -> None:
+    from hf_rfdetr import RFDetrConfig
+
+    model = RFDetrForObjectDetection(RFDetrConfig.from_variant("base"))  # taps 2, 5, 8, 11: block 11 never runs
+    frozen = {name.split(".")[3] for name, p in model.named_parameters() if not p.requires_grad and ".layers." in name}
+    assert frozen == {"11"}
+    assert all(p.requires_grad for p in model.model.backbone.layers[10].parameters())
+
+
 def test_gradient_checkpointing_gives_the_same_gradients(tiny_model: RFDetrForObjectDetection) -> None:
     pixel_values = _pixels()
     expected = _gradients(tiny_model, pixel_values)

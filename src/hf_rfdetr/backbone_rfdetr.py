@@ -192,6 +192,10 @@ class RFDetrBackbone(nn.Module):
         self.global_attention_blocks = frozenset(config.out_feature_indexes)
         self.num_blocks_run = config.out_feature_indexes[-1]
         self.out_feature_indexes = tuple(config.out_feature_indexes)
+        # Blocks after the last tap (Base's block 11) never run: kept for checkpoint compatibility, frozen so that
+        # DistributedDataParallel sees no trainable parameter without a gradient.
+        for layer in self.layers[self.num_blocks_run :]:
+            layer.requires_grad_(False)
 
     def forward(self, pixel_values: torch.Tensor) -> list[torch.Tensor]:
         height = pixel_values.shape[-2] // self.config.patch_size
