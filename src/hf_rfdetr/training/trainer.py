@@ -3,6 +3,7 @@ to the regular ones, and COCO metrics."""
 
 from __future__ import annotations
 
+import functools
 from dataclasses import replace
 from types import SimpleNamespace
 
@@ -32,13 +33,18 @@ class CocoEvaluator:
         self.id2label, self.top_k = id2label, top_k
 
     def __call__(self, evaluation: EvalPrediction) -> dict[str, float]:
+        """Predictions: per batch `(logits, pred_boxes)`; label_ids: per batch a list of target dicts with
+        `class_labels`, normalised cxcywh `boxes` and `orig_size`."""
         from ..image_processing_rfdetr import RFDetrImageProcessor
 
         processor = RFDetrImageProcessor()
         predictions, targets = [], []
-        for (logits, boxes, *_), labels in zip(evaluation.predictions, evaluation.label_ids):
+        for batch, labels in zip(evaluation.predictions, evaluation.label_ids):
+            # (logits, pred_boxes) of one batch; gathered from several processes: (logits, boxes, logits, boxes, ...)
+            logits = torch.cat([torch.as_tensor(part) for part in batch[0::2]])
+            boxes = torch.cat([torch.as_tensor(part) for part in batch[1::2]])
             labels = [{key: torch.as_tensor(value) for key, value in label.items()} for label in labels]
-            outputs = SimpleNamespace(logits=torch.as_tensor(logits), pred_boxes=torch.as_tensor(boxes))
+            outputs = SimpleNamespace(logits=logits, pred_boxes=boxes)
             sizes = [tuple(int(v) for v in label["orig_size"]) for label in labels]
             predictions += processor.post_process_object_detection(outputs, 0.0, sizes, top_k=self.top_k)
             targets += labels
@@ -63,7 +69,17 @@ class RFDetrTrainer(Trainer):
         super().__init__(*args, callbacks=callbacks, **kwargs)
         self.learning_rates = learning_rates or LearningRates()
         self.ema = ema
-        self.args.eval_do_concat_batches = False
+        self.args.eval_do_concat_batches = False  # detection targets differ in length: keep batches apart
+
+    @property
+    def gather_function(self):
+        """Evaluation outputs and targets are gathered across processes as objects: targets differ in length between
+        images, which tensor gathering (padding along dim 1) cannot align."""
+        return functools.partial(self.accelerator.gather_for_metrics, use_gather_object=True)
+
+    @gather_function.setter
+    def gather_function(self, value) -> None:
+        """Ignored: transformers assigns the tensor gather at start-up and again after every evaluation loop."""
 
     def create_optimizer(self, *args, **kwargs):
         if self.optimizer is None:
