@@ -115,3 +115,15 @@ def test_cli_train(dataset_dir: Path, tiny_folder: Path, tmp_path: Path, capsys)
     assert (tmp_path / "model.safetensors").exists()
     assert main(["train", "--dataset-dir", str(tmp_path / "missing")]) == 1
     assert "missing" in capsys.readouterr().err
+
+
+def test_tensorboard_and_wandb_reporting(dataset_dir: Path, tiny_folder: Path, tmp_path: Path, monkeypatch) -> None:
+    from hf_rfdetr.training.fine_tune import _report_to
+
+    monkeypatch.delenv("WANDB_PROJECT", raising=False)
+    assert _report_to(True, True, "shapes") == ["tensorboard", "wandb"]
+    assert __import__("os").environ["WANDB_PROJECT"] == "shapes"
+    options = {**COMMON, "tensorboard": True}
+    fine_tune(tiny_folder, dataset_dir, epochs=1, use_ema=False, output_dir=tmp_path / "run", **options)
+    events = list(tmp_path.rglob("events.out.tfevents.*"))
+    assert events, "TensorBoard wrote no event file"
