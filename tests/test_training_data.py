@@ -22,8 +22,8 @@ from hf_rfdetr.training.data import (
     DatasetError,
     id2label_from_dataset,
     load_coco_folder,
-    prepare_dataset,
 )
+from hf_rfdetr.training.hub_data import prepare_dataset
 from hf_rfdetr.training.transforms import (
     MULTI_SCALE_KEY,
     DetectionTransform,

@@ -1,8 +1,9 @@
 """Fine-tuning RF-DETR with the Hugging Face Trainer: the original recipe's optimizer groups, EMA and COCO metrics."""
 
-from .data import DatasetError, id2label_from_dataset, load_coco_folder, prepare_dataset
+from .data import DatasetError, id2label_from_dataset, load_coco_folder
 from .ema import RFDetrEMACallback
 from .fine_tune import fine_tune
+from .hub_data import prepare_dataset
 from .metrics import coco_metrics
 from .optim import LearningRates, parameter_groups, parameter_settings
 from .trainer import CocoEvaluator, RFDetrTrainer

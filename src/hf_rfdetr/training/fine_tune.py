@@ -11,8 +11,9 @@ from transformers import AutoModelForObjectDetection, EarlyStoppingCallback, Tra
 from ..configuration_rfdetr import VARIANTS, RFDetrConfig
 from ..image_processing_rfdetr import RFDetrImageProcessor
 from ..modeling_rfdetr import RFDetrForObjectDetection
-from .data import id2label_from_dataset, load_coco_folder, prepare_dataset
+from .data import id2label_from_dataset, load_coco_folder
 from .ema import RFDetrEMACallback
+from .hub_data import prepare_dataset
 from .optim import LearningRates
 from .trainer import CocoEvaluator, RFDetrTrainer
 from .transforms import RFDetrDataCollator, apply_transforms

@@ -1,0 +1,198 @@
+"""Datasets already in the Hub's detection layout (`objects` with `bbox` and `category`) -> the layout
+`load_coco_folder` produces, with the same checks and reports."""
+
+from __future__ import annotations
+
+import copy
+from collections.abc import Iterable, Mapping
+from typing import Any, Literal
+
+import datasets
+
+from .data import (
+    DatasetError,
+    _list_feature,
+    logger,
+    object_columns,
+    object_fields,
+)
+
+
+def prepare_dataset(
+    dataset_or_dict: datasets.Dataset | datasets.DatasetDict,
+    *,
+    id2label: Mapping[int, str] | None = None,
+    bbox_format: Literal["xywh", "xyxy"] = "xywh",
+) -> datasets.Dataset | datasets.DatasetDict:
+    """Check a dataset in the Hub detection layout (e.g. `cppe-5`) and bring it to this module's layout.
+
+    Required: an `image` column (`datasets.Image`, or file paths as strings, which are cast to it) and an `objects`
+    column with `bbox` and `category` per object, stored as a dict of lists or a list of dicts. Optional: `image_id`
+    (added as the row index when absent), `width`/`height`, `objects.iscrowd`. `category` is either a `ClassLabel`
+    or integers `0..K-1`; integers are cast to a `ClassLabel` named by `id2label` (or `"0"`, `"1"`, ... with a
+    warning when not given).
+
+    Boxes are not modified here, but boxes with zero or negative width/height, and (where `width`/`height` are
+    present) boxes partly or entirely outside the image are counted and reported with one warning per split: the
+    transforms clip boxes to the image and leave out those without area.
+
+    Args:
+        dataset_or_dict: a `Dataset` or a `DatasetDict` (every split is checked, with one class list).
+        id2label: class names for integer categories, keys `0..K-1`.
+        bbox_format: `"xywh"` (COCO, default) or `"xyxy"` (as `detection-datasets/*`); `xyxy` boxes are converted.
+
+    Returns:
+        The dataset (dict) with `objects.category` a `ClassLabel`, `image` a `datasets.Image`, `image_id` present
+        and `objects.bbox` in COCO `xywh`.
+
+    Raises:
+        DatasetError: naming the split and the missing or malformed column.
+    """
+    if bbox_format not in ("xywh", "xyxy"):
+        raise ValueError(f"bbox_format must be 'xywh' or 'xyxy', got {bbox_format!r}")
+    if isinstance(dataset_or_dict, datasets.DatasetDict):
+        splits = dict(dataset_or_dict)
+    elif isinstance(dataset_or_dict, datasets.Dataset):
+        splits = {"dataset": dataset_or_dict}
+    else:
+        raise DatasetError(f"Expected a datasets.Dataset or DatasetDict, got {type(dataset_or_dict).__name__}.")
+    for name, split in splits.items():
+        _check_columns(split, name)
+    names = _class_names(splits, id2label)
+    prepared = {name: _prepare_split(split, name, names, bbox_format) for name, split in splits.items()}
+    if isinstance(dataset_or_dict, datasets.DatasetDict):
+        return datasets.DatasetDict(prepared)
+    return prepared["dataset"]
+
+
+def _check_columns(dataset: datasets.Dataset, split: str) -> None:
+    """Raise `DatasetError` naming the first missing column or object field."""
+    columns = list(dataset.column_names)
+    layout = "expected the Hub detection layout: image, objects = {bbox, category} (optional: image_id, width, height)"
+    for column in ("image", "objects"):
+        if column not in columns:
+            raise DatasetError(f"Dataset split '{split}' has no column '{column}' (columns: {columns}); {layout}.")
+    fields = object_fields(dataset.features)
+    for name in ("bbox", "category"):
+        if name not in fields:
+            raise DatasetError(
+                f"Dataset split '{split}': column 'objects' has no field '{name}' (fields: {sorted(fields)}); {layout}."
+            )
+    image = dataset.features["image"]
+    if not isinstance(image, datasets.Image) and getattr(image, "dtype", None) != "string":
+        raise DatasetError(
+            f"Dataset split '{split}': column 'image' must be a datasets.Image or file paths; got {image}."
+        )
+
+
+def _class_names(splits: dict[str, datasets.Dataset], id2label: Mapping[int, str] | None) -> list[str]:
+    """One class list for all splits: `id2label`, else the first `ClassLabel`, else `"0".."K-1"` (warned)."""
+    labels = [object_fields(split.features)["category"] for split in splits.values()]
+    class_labels = [label.names for label in labels if isinstance(label, datasets.ClassLabel)]
+    if id2label is not None:
+        keys = sorted(int(key) for key in id2label)
+        if keys != list(range(len(keys))):
+            raise DatasetError(f"id2label keys must be 0..K-1, got {keys}.")
+        names = [str(id2label[key]) for key in range(len(keys))]
+    elif class_labels:
+        names = list(class_labels[0])
+    else:
+        count = 1 + max((_max_category(split) for split in splits.values()), default=-1)
+        names = [str(label) for label in range(count)]
+        logger.warning("objects.category has no class names; using %s. Pass id2label= to name them.", names)
+    for found in class_labels:
+        if list(found) != names:
+            raise DatasetError(f"Splits disagree on the class names: {list(found)} vs {names}.")
+    return names
+
+
+def _max_category(dataset: datasets.Dataset) -> int:
+    """Largest integer category of a split (-1 when it has no objects)."""
+    largest = -1
+    for objects in dataset.select_columns(["objects"])["objects"]:
+        largest = max([largest, *(int(c) for c in object_columns(objects).get("category", []))])
+    return largest
+
+
+def _prepare_split(dataset: datasets.Dataset, split: str, names: list[str], bbox_format: str) -> datasets.Dataset:
+    """Cast image/category, add `image_id`, convert `xyxy` boxes, and report boxes the transforms will fix."""
+    features = copy.deepcopy(dataset.features)
+    features["image"] = features["image"] if isinstance(features["image"], datasets.Image) else datasets.Image()
+    _set_category_feature(features, datasets.ClassLabel(names=names))
+    if features != dataset.features:
+        _check_category_range(dataset, split, len(names))
+        dataset = dataset.cast(features)
+    if "image_id" not in dataset.column_names:
+        dataset = dataset.add_column("image_id", list(range(len(dataset))))
+    if bbox_format == "xyxy":
+        dataset = dataset.map(_xyxy_to_xywh_batch, input_columns=["objects"], batched=True, features=dataset.features)
+    _report_hub_boxes(dataset, split)
+    return dataset
+
+
+def _set_category_feature(features: datasets.Features, class_label: datasets.ClassLabel) -> None:
+    """Replace the feature of `objects.category` in place, keeping the objects layout."""
+    objects = features["objects"]
+    if isinstance(objects, dict):
+        category = objects["category"]
+        objects["category"] = _list_feature(class_label) if hasattr(category, "feature") else class_label
+    else:
+        objects.feature["category"] = class_label
+
+
+def _check_category_range(dataset: datasets.Dataset, split: str, count: int) -> None:
+    """Raise `DatasetError` naming the row when an integer category is outside `0..count-1`."""
+    for row, objects in enumerate(dataset.select_columns(["objects"])["objects"]):
+        bad = [c for c in object_columns(objects).get("category", []) if not 0 <= int(c) < count]
+        if bad:
+            raise DatasetError(f"Dataset split '{split}', row {row}: categories {bad} are outside 0..{count - 1}.")
+
+
+def _xyxy_to_xywh_batch(objects_batch: list[Any]) -> dict[str, list[Any]]:
+    """`datasets.map` function converting `objects.bbox` from `[x0, y0, x1, y1]` to `[x, y, w, h]`."""
+    converted = []
+    for objects in objects_batch:
+        columns = object_columns(objects)
+        columns["bbox"] = [[x0, y0, x1 - x0, y1 - y0] for x0, y0, x1, y1 in columns["bbox"]]
+        converted.append(columns if isinstance(objects, Mapping) else _rows(columns))
+    return {"objects": converted}
+
+
+def _rows(columns: dict[str, list[Any]]) -> list[dict[str, Any]]:
+    keys = list(columns)
+    return [dict(zip(keys, values)) for values in zip(*(columns[key] for key in keys))]
+
+
+def _report_hub_boxes(dataset: datasets.Dataset, split: str) -> None:
+    """Warn once per split with the number of boxes the transforms will clip or leave out."""
+    sized = {"width", "height"} <= set(dataset.column_names)
+    columns = ["objects", "width", "height"] if sized else ["objects"]
+    counts = {"degenerate": 0, "outside": 0, "clipped": 0}
+    for row in dataset.select_columns(columns):
+        size = (row["width"], row["height"]) if sized else None
+        for bbox in object_columns(row["objects"]).get("bbox", []):
+            _count_hub_box(bbox, size, counts)
+    if any(counts.values()):
+        logger.warning(
+            "Dataset split '%s': %d box(es) with zero or negative width/height and %d box(es) entirely outside their "
+            "image will be left out of the targets, %d box(es) partly outside their image will be clipped to it.",
+            split,
+            counts["degenerate"],
+            counts["outside"],
+            counts["clipped"],
+        )
+
+
+def _count_hub_box(bbox: Iterable[float], size: tuple[int, int] | None, counts: dict[str, int]) -> None:
+    x, y, w, h = (float(value) for value in bbox)
+    if not w > 0 or not h > 0:
+        counts["degenerate"] += 1
+    elif size is not None:
+        width, height = size
+        if x >= width or y >= height or x + w <= 0 or y + h <= 0:
+            counts["outside"] += 1
+        elif x < 0 or y < 0 or x + w > width or y + h > height:
+            counts["clipped"] += 1
+
+
+__all__ = ["prepare_dataset"]
