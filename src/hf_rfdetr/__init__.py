@@ -3,7 +3,13 @@
 Importing the package registers `RFDetrConfig` (model_type "rfdetr"), `RFDetrModel`, `RFDetrForObjectDetection` and
 `RFDetrImageProcessor` with transformers' Auto classes, and marks them for `trust_remote_code` so that a saved
 folder carries the code it needs (`auto_map` + the module files).
+
+The rest of the public API (the `rfdetr`-style facade, video inference, ONNX export and runtime, Hub upload) is
+imported on first use, so that `import hf_rfdetr` needs neither their optional dependencies nor their import time.
 """
+
+import importlib
+from typing import Any
 
 from transformers import AutoConfig, AutoImageProcessor, AutoModel, AutoModelForObjectDetection
 from transformers.models.auto import modeling_auto
@@ -20,6 +26,22 @@ def fine_tune(*args, **kwargs):
     from .training import fine_tune as run
 
     return run(*args, **kwargs)
+
+
+#: Public names imported on first access: name -> module (relative to this package).
+_LAZY_NAMES: dict[str, str] = {}
+
+
+def __getattr__(name: str) -> Any:
+    if name not in _LAZY_NAMES:
+        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+    value = getattr(importlib.import_module(_LAZY_NAMES[name], __name__), name)
+    globals()[name] = value
+    return value
+
+
+def __dir__() -> list[str]:
+    return sorted([*globals(), *_LAZY_NAMES])
 
 
 def _register() -> None:
@@ -74,4 +96,5 @@ __all__ = [
     "RFDetrModel",
     "RFDetrPreTrainedModel",
     "fine_tune",
+    *_LAZY_NAMES,
 ]

@@ -1,0 +1,85 @@
+"""`hf-rfdetr train`: fine-tune on a COCO folder with the original recipe."""
+
+from __future__ import annotations
+
+import argparse
+
+ORDER = 20
+
+
+def register(subparsers: argparse._SubParsersAction) -> None:
+    parser = subparsers.add_parser(
+        "train",
+        help="fine-tune on a COCO folder (train/ valid/ [test/] with _annotations.coco.json)",
+        description="Fine-tune RF-DETR with the original recipe on the Hugging Face Trainer.",
+    )
+    parser.add_argument("--dataset-dir", required=True, help="COCO folder with train/ valid/ [test/]")
+    parser.add_argument("--model", default="base", help="variant name, Hub id or local folder (default: base)")
+    parser.add_argument("--output-dir", default="output", help="where checkpoints and the final model go")
+    for name, kind, default, text in (
+        ("epochs", int, 100, "passes over the training set"),
+        ("batch-size", int, 4, "images per device and step"),
+        ("grad-accum-steps", int, 4, "steps accumulated per update (total batch = batch size x this x devices)"),
+        ("lr", float, 1e-4, "learning rate (decoder: x0.7)"),
+        ("lr-encoder", float, 1.5e-4, "learning rate of the DINOv2 encoder (with layer-wise decay)"),
+        ("resolution", int, None, "input size, a multiple of patch_size x num_windows (default: the model's)"),
+        ("weight-decay", float, 1e-4, "AdamW weight decay"),
+        ("checkpoint-interval", int, 10, "epochs between kept checkpoints"),
+        ("early-stopping-patience", int, 10, "evaluations without improvement before stopping"),
+        ("early-stopping-min-delta", float, 0.001, "mAP gain that counts as an improvement"),
+        ("num-workers", int, 2, "data loading processes"),
+        ("seed", int, 42, "random seed"),
+    ):
+        parser.add_argument(f"--{name}", type=kind, default=default, help=f"{text} (default: {default})")
+    parser.add_argument("--device", help="cpu, cuda, ... (default: what is available)")
+    parser.add_argument("--resume", help="checkpoint folder to continue from, or 'last'")
+    parser.add_argument("--project", help="Weights & Biases project")
+    parser.add_argument("--run", help="run name")
+    for flag, text in (
+        ("no-ema", "do not keep an exponential moving average of the weights"),
+        ("gradient-checkpointing", "recompute activations in the backward pass to save memory"),
+        ("no-tensorboard", "do not log to TensorBoard"),
+        ("wandb", "log to Weights & Biases"),
+        ("early-stopping", "stop when validation mAP stops improving"),
+        ("early-stopping-use-ema", "watch the EMA weights' mAP for early stopping"),
+    ):
+        parser.add_argument(f"--{flag}", action="store_true", help=text)
+    parser.set_defaults(run_command=run)
+
+
+def run(args: argparse.Namespace) -> int:
+    from ..training import fine_tune
+
+    trainer = fine_tune(
+        args.model,
+        args.dataset_dir,
+        epochs=args.epochs,
+        batch_size=args.batch_size,
+        grad_accum_steps=args.grad_accum_steps,
+        lr=args.lr,
+        lr_encoder=args.lr_encoder,
+        resolution=args.resolution,
+        weight_decay=args.weight_decay,
+        device=args.device,
+        use_ema=not args.no_ema,
+        gradient_checkpointing=args.gradient_checkpointing,
+        checkpoint_interval=args.checkpoint_interval,
+        resume=True if args.resume == "last" else args.resume,
+        tensorboard=not args.no_tensorboard,
+        wandb=args.wandb,
+        project=args.project,
+        run=args.run,
+        early_stopping=args.early_stopping,
+        early_stopping_patience=args.early_stopping_patience,
+        early_stopping_min_delta=args.early_stopping_min_delta,
+        early_stopping_use_ema=args.early_stopping_use_ema,
+        output_dir=args.output_dir,
+        num_workers=args.num_workers,
+        seed=args.seed,
+    )
+    evaluations = [entry for entry in trainer.state.log_history if "eval_map" in entry]
+    if evaluations:
+        last = evaluations[-1]
+        print(f"validation mAP {last['eval_map']:.4f}, mAP50 {last['eval_map_50']:.4f} (epoch {last['epoch']:.0f})")
+    print(f"saved the fine-tuned model to {args.output_dir}")
+    return 0
