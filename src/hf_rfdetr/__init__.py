@@ -29,7 +29,14 @@ def fine_tune(*args, **kwargs):
 
 
 #: Public names imported on first access: name -> module (relative to this package).
-_LAZY_NAMES: dict[str, str] = {}
+_LAZY_NAMES: dict[str, str] = {
+    **dict.fromkeys(["RFDETR", "RFDETRNano", "RFDETRSmall", "RFDETRMedium", "RFDETRBase", "RFDETRLarge"], ".facade"),
+    "process_video": ".video",
+    "draw_detections": ".annotate",
+    "push_to_hub": ".hub",
+    "export_onnx": ".onnx",
+    "RFDetrOnnxModel": ".onnx",
+}
 
 
 def __getattr__(name: str) -> Any:
