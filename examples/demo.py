@@ -18,78 +18,18 @@ import sys
 import tempfile
 from collections.abc import Sequence
 from pathlib import Path
-from typing import Any
 
 import torch
-from PIL import Image, ImageDraw, ImageFont
+from PIL import Image
 from transformers import AutoConfig, AutoImageProcessor, Pipeline, pipeline
 from transformers.utils import logging as transformers_logging
 
 import hf_rfdetr
 from hf_rfdetr import RFDetrConfig, RFDetrForObjectDetection, RFDetrImageProcessor
+from hf_rfdetr.annotate import PALETTE, draw_detections  # noqa: F401  (PALETTE: re-exported for the tests)
 
 DEFAULT_IMAGE = Path(hf_rfdetr.__file__).parent / "assets" / "demo.jpg"
 RANDOM_MODEL_TOP_K = 10
-#: Box colours, given to labels in order of first appearance (best detection first).
-PALETTE = [
-    (230, 25, 75),
-    (60, 180, 75),
-    (255, 225, 25),
-    (0, 130, 200),
-    (245, 130, 48),
-    (145, 30, 180),
-    (70, 240, 240),
-    (240, 50, 230),
-    (210, 245, 60),
-    (250, 190, 212),
-    (0, 128, 128),
-    (170, 110, 40),
-]
-
-Detection = dict[str, Any]  # the pipeline's {"score": float, "label": str, "box": {"xmin", "ymin", "xmax", "ymax"}}
-
-
-def label_colors(detections: Sequence[Detection]) -> dict[str, tuple[int, int, int]]:
-    """One palette colour per label, in order of first appearance among the detections sorted by score."""
-    colors: dict[str, tuple[int, int, int]] = {}
-    for detection in sorted(detections, key=lambda d: -d["score"]):
-        colors.setdefault(detection["label"], PALETTE[len(colors) % len(PALETTE)])
-    return colors
-
-
-def draw_detections(image: Image.Image, detections: Sequence[Detection]) -> Image.Image:
-    """Return an RGB copy of `image` with each detection's box outline and a "label score" caption.
-
-    Boxes are drawn from the lowest score to the highest, so the best detection ends on top. Corners are clamped to
-    the image (the outline lies inside the box); the caption sits above the box, or inside it at the top edge.
-    """
-    canvas = image.convert("RGB")
-    draw = ImageDraw.Draw(canvas)
-    line_width = max(2, round(min(canvas.size) / 240))
-    font = _font(max(12, round(min(canvas.size) / 32)))
-    colors = label_colors(detections)
-    right, bottom = canvas.width - 1, canvas.height - 1
-    for detection in sorted(detections, key=lambda d: d["score"]):
-        box = detection["box"]
-        x0, x1 = (min(max(int(box[key]), 0), right) for key in ("xmin", "xmax"))
-        y0, y1 = (min(max(int(box[key]), 0), bottom) for key in ("ymin", "ymax"))
-        color = colors[detection["label"]]
-        draw.rectangle((x0, y0, max(x0, x1), max(y0, y1)), outline=color, width=line_width)
-        caption = f"{detection['label']} {detection['score']:.2f}"
-        left, top, text_right, text_bottom = draw.textbbox((0, 0), caption, font=font)
-        text_width, text_height = text_right - left + 4, text_bottom - top + 4
-        caption_y = y0 - text_height if y0 >= text_height else y0
-        draw.rectangle((x0, caption_y, x0 + text_width, caption_y + text_height), fill=color)
-        text_color = (0, 0, 0) if sum(color) > 382 else (255, 255, 255)
-        draw.text((x0 + 2 - left, caption_y + 2 - top), caption, fill=text_color, font=font)
-    return canvas
-
-
-def _font(size: int) -> ImageFont.ImageFont | ImageFont.FreeTypeFont:
-    try:
-        return ImageFont.load_default(size=size)
-    except TypeError:  # Pillow < 10.1: a fixed-size bitmap font
-        return ImageFont.load_default()
 
 
 def random_nano(folder: Path, seed: int = 0) -> None:
