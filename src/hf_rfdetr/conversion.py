@@ -366,19 +366,15 @@ def convert_checkpoint(
     output_dir = Path(output_dir)
     model.save_pretrained(output_dir)
     RFDetrImageProcessor.from_config(config).save_pretrained(output_dir)
+    source = f"converted from the original rfdetr checkpoint `{Path(checkpoint_path).name}` ({weights} weights)"
     card = render_model_card(
-        config,
-        sum(p.numel() for p in model.parameters()),
-        repo_id=push_to_hub or output_dir.name,
-        source=f"converted from the original rfdetr checkpoint `{Path(checkpoint_path).name}` ({weights} weights)",
+        config, sum(p.numel() for p in model.parameters()), repo_id=push_to_hub or output_dir.name, source=source
     )
-    (output_dir / "README.md").write_text(card)
+    (output_dir / "README.md").write_text(card, encoding="utf-8")
     if push_to_hub:
-        from huggingface_hub import HfApi
+        from .hub import push_to_hub as upload
 
-        api = HfApi()
-        api.create_repo(push_to_hub, exist_ok=True)
-        api.upload_folder(folder_path=str(output_dir), repo_id=push_to_hub, commit_message="Convert RF-DETR checkpoint")
+        upload(output_dir, push_to_hub, source=source, commit_message="Convert RF-DETR checkpoint")
     return output_dir
 
 

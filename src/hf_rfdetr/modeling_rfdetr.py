@@ -11,8 +11,11 @@ pixel_values (B, C, H, W), H and W multiples of `config.block_size`
 
 from __future__ import annotations
 
+import importlib
+import json
 import math
 from dataclasses import dataclass
+from pathlib import Path
 
 import torch
 import torch.nn.functional as F
@@ -166,6 +169,33 @@ class RFDetrPreTrainedModel(PreTrainedModel):
         elif isinstance(module, RFDetrEncoderLayer):
             _constant(module.layer_scale1, self.config.backbone_layerscale_value)
             _constant(module.layer_scale2, self.config.backbone_layerscale_value)
+
+    def _upload_modified_files(self, working_dir, repo_id: str, *args, **kwargs):
+        """`push_to_hub` hook: replace transformers' generic README.md by the RF-DETR model card before uploading.
+
+        transformers (4.57 and 5.x) writes the saved files and a README.md into `working_dir`, then calls this to
+        upload them. The card is rendered by `hf_rfdetr.model_card` when the package is installed (not under
+        `trust_remote_code` alone), and only when the README.md is transformers' generic card or one the generator
+        wrote: a card the user wrote on the Hub is kept.
+        """
+        try:  # an absolute import by name: the remote-code copy of this file must not depend on model_card.py
+            model_card = importlib.import_module("hf_rfdetr.model_card")
+        except ImportError:
+            model_card = None
+        readme = Path(working_dir) / "README.md"
+        existing = readme.read_text(encoding="utf-8") if readme.is_file() else ""
+        if model_card is not None and model_card.is_generated_card(existing):
+            config_file = Path(working_dir) / "config.json"
+            remote_code = config_file.is_file() and "auto_map" in json.loads(config_file.read_text())
+            card = model_card.render_model_card(
+                self.config,
+                sum(parameter.numel() for parameter in self.parameters()),
+                repo_id=repo_id,
+                source="uploaded with `model.push_to_hub`",
+                remote_code=remote_code,
+            )
+            readme.write_text(card, encoding="utf-8")
+        return super()._upload_modified_files(working_dir, repo_id, *args, **kwargs)
 
 
 class RFDetrModel(RFDetrPreTrainedModel):
