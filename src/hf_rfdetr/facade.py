@@ -1,0 +1,513 @@
+"""The `rfdetr` front door: `RFDETRBase().predict(image)` and friends, on top of the Hugging Face classes.
+
+For people switching from the original package, these classes keep its names and calls:
+
+    >>> from hf_rfdetr import RFDETRBase
+    >>> model = RFDETRBase(pretrain_weights="rf-detr-base.pth")  # or a Hub id, or a saved folder
+    >>> detections = model.predict("photo.jpg", threshold=0.5)  # supervision.Detections
+    >>> model.train(dataset_dir="dataset", epochs=10, batch_size=4, grad_accum_steps=4, lr=1e-4, output_dir="out")
+    >>> model.export()  # ONNX, to ./output
+
+Each object wraps a regular `RFDetrForObjectDetection` (`.model`) and `RFDetrImageProcessor` (`.processor`);
+nothing here changes the model, and everything the facade does can be done with those two directly.
+
+`pretrain_weights` is a Hub repository id, a local folder saved with `save_pretrained`, or an original `rfdetr`
+checkpoint file (`.pth` / `.pt`, converted in memory with `hf_rfdetr.conversion`). Without it the original
+downloads its COCO weights; this package has no published COCO checkpoint and downloads nothing, so it loads the
+original's file name for the variant (`rf-detr-base.pth`, ...) when that file is in the current folder, as the
+original does, and otherwise builds a randomly initialised model with the 91 COCO label slots and warns that its
+detections are meaningless.
+"""
+
+from __future__ import annotations
+
+import os
+import tempfile
+import warnings
+from collections.abc import Sequence
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+from urllib.parse import urlparse
+
+import numpy as np
+import torch
+from PIL import Image, UnidentifiedImageError
+from transformers import AutoModelForObjectDetection
+from transformers.image_utils import load_image
+
+from .configuration_rfdetr import RFDetrConfig
+from .image_processing_rfdetr import RFDetrImageProcessor
+from .modeling_rfdetr import RFDetrForObjectDetection
+
+if TYPE_CHECKING:
+    import supervision as sv
+
+__all__ = ["RFDETR", "RFDETRBase", "RFDETRLarge", "RFDETRMedium", "RFDETRNano", "RFDETRSmall", "ImageInput"]
+
+#: What `predict` accepts for one image (a list of them is a batch).
+ImageInput = str | os.PathLike | Image.Image | np.ndarray | torch.Tensor
+
+#: The file each variant of the original package downloads when `pretrain_weights` is not given.
+ORIGINAL_WEIGHTS = {
+    "nano": "rf-detr-nano.pth",
+    "small": "rf-detr-small.pth",
+    "medium": "rf-detr-medium.pth",
+    "base": "rf-detr-base.pth",
+    "large": "rf-detr-large-2026.pth",
+}
+_CHECKPOINT_SUFFIXES = (".pth", ".pt", ".ckpt")
+_URL_SCHEMES = ("http", "https")
+
+
+class RFDETR:
+    """An RF-DETR detector with the original package's interface (`predict`, `train`, `export`).
+
+    Args:
+        pretrain_weights: a Hub repository id, a local folder written by `save_pretrained` (or by `hf-rfdetr convert`
+            / `fine_tune`), or an original `rfdetr` checkpoint (`.pth`, converted in memory). `None`: the original's
+            file for the variant if it is in the current folder, else random weights (with a warning).
+        resolution: input size in pixels (square), a multiple of `patch_size * num_windows` (56 for Base, 32 for the
+            others); default the model's. Position embeddings are interpolated for a new resolution.
+        num_classes: number of classes. With `pretrain_weights` whose class count differs, the class heads are
+            re-initialised (as the original does); without weights, the model gets exactly this many labels.
+        class_names: names of the classes (their count sets `num_classes`); default the checkpoint's names.
+        device: "cpu", "cuda", "cuda:1", ... (default: CUDA when available, else CPU).
+        config: an `RFDetrConfig` to build a randomly initialised model from (instead of the class's variant).
+        **overrides: other `RFDetrConfig` fields for a randomly initialised model (e.g. `num_queries=100`).
+
+    Attributes:
+        model: the `RFDetrForObjectDetection` (eval mode, on `device`).
+        processor: the `RFDetrImageProcessor` matching it.
+    """
+
+    #: Named variant built when no weights are given (see `RFDetrConfig.from_variant`).
+    variant: str = "base"
+
+    def __init__(
+        self,
+        pretrain_weights: str | os.PathLike | None = None,
+        *,
+        resolution: int | None = None,
+        num_classes: int | None = None,
+        class_names: Sequence[str] | None = None,
+        device: str | torch.device | None = None,
+        config: RFDetrConfig | None = None,
+        **overrides: Any,
+    ) -> None:
+        id2label = _id2label(num_classes, class_names)
+        self.device = torch.device(device) if device is not None else _default_device()
+        if pretrain_weights is None and config is None:
+            default = Path(ORIGINAL_WEIGHTS.get(self.variant, ""))
+            pretrain_weights = default if default.suffix and default.is_file() else None
+        if pretrain_weights is not None:
+            if config is not None or overrides:
+                raise ValueError(
+                    f"config / {sorted(overrides)} describe a new model and cannot be combined with "
+                    f"pretrain_weights={str(pretrain_weights)!r}"
+                )
+            model, processor = _load_pretrained(pretrain_weights, id2label)
+        else:
+            model, processor = self._random_model(config, id2label, overrides)
+        if resolution is not None and resolution != model.config.resolution:
+            model.config.resolution = int(resolution)
+            model.config.validate()
+            processor.size = {"height": int(resolution), "width": int(resolution)}
+        self.model: RFDetrForObjectDetection = model.to(self.device).eval()
+        self.processor: RFDetrImageProcessor = processor
+        self._optimized: torch.nn.Module | None = None
+        self._autocast: torch.dtype | None = None
+
+    def _random_model(
+        self, config: RFDetrConfig | None, id2label: dict[int, str] | None, overrides: dict[str, Any]
+    ) -> tuple[RFDetrForObjectDetection, RFDetrImageProcessor]:
+        """A randomly initialised model of `config` or of the class's variant (with `overrides` and labels)."""
+        labels = {"id2label": id2label, "label2id": {name: i for i, name in id2label.items()}} if id2label else {}
+        if config is None:
+            config = RFDetrConfig.from_variant(self.variant, **labels, **overrides)
+            file = ORIGINAL_WEIGHTS.get(self.variant, "an original .pth")
+            warnings.warn(
+                f"{type(self).__name__}() without pretrain_weights: this package publishes no COCO checkpoint and "
+                f"downloads nothing, and {file} is not in the current folder, so the model has RANDOM weights and "
+                f"its detections are meaningless. Pass pretrain_weights= a Hub id, a saved folder or an original "
+                f"rfdetr checkpoint (e.g. {file}, converted on the fly), or train it with .train(...).",
+                UserWarning,
+                stacklevel=3,
+            )
+        elif labels:
+            config = RFDetrConfig.from_dict({**config.to_dict(), **labels})
+        return RFDetrForObjectDetection(config), RFDetrImageProcessor.from_config(config)
+
+    # ------------------------------------------------------------------------------------------------------------------
+    # Properties
+    # ------------------------------------------------------------------------------------------------------------------
+
+    @property
+    def class_names(self) -> list[str]:
+        """The label names in logit-slot order (`class_id` indexes this list; COCO models: "N/A" for unused ids)."""
+        id2label = self.model.config.id2label
+        return [id2label[i] for i in range(self.model.config.num_labels)]
+
+    @property
+    def resolution(self) -> int:
+        """Input size in pixels (square) that images are resized to."""
+        return int(self.model.config.resolution)
+
+    # ------------------------------------------------------------------------------------------------------------------
+    # Inference
+    # ------------------------------------------------------------------------------------------------------------------
+
+    def predict(
+        self, images: ImageInput | Sequence[ImageInput], threshold: float = 0.5
+    ) -> sv.Detections | list[sv.Detections]:
+        """Detect objects in one image or a list of images (a list runs as one batch, in one forward pass).
+
+        Args:
+            images: a file path, an http(s) URL, a PIL image, a numpy array `(H, W, 3)` RGB uint8 (or float in
+                `[0, 1]`), a torch tensor `(3, H, W)` float in `[0, 1]`, or a list of these (sizes may differ).
+                For OpenCV / supervision frames (BGR) pass `frame[:, :, ::-1]`.
+            threshold: keep detections whose score is above this.
+
+        Returns:
+            `supervision.Detections` for one image, a list of them (one per image) for a list: `xyxy` `(N, 4)` in
+            pixels of the original image, `confidence` `(N,)`, `class_id` `(N,)` (the model's label index; COCO
+            category id for COCO checkpoints, so `COCO_CLASSES[class_id]` names it) and `data["class_name"]` `(N,)`.
+            Sorted by descending confidence. These are `processor.post_process_object_detection`'s results.
+
+        Raises:
+            FileNotFoundError: a path that does not exist. OSError: a URL that cannot be fetched (offline).
+            ValueError: an array / tensor of the wrong shape, dtype or range, an unreadable file, an empty list.
+            TypeError: an input of another type.
+        """
+        single = not isinstance(images, (list, tuple))
+        items = [images] if single else list(images)
+        if not items:
+            raise ValueError("predict() got an empty list of images")
+        loaded = [_load_input(item, index) for index, item in enumerate(items)]
+        sizes = [_height_width(image) for image in loaded]
+        outputs = self._forward(self.processor(loaded, return_tensors="pt"))
+        results = self.processor.post_process_object_detection(outputs, threshold=threshold, target_sizes=sizes)
+        detections = [self._detections(result) for result in results]
+        return detections[0] if single else detections
+
+    def _forward(self, inputs: Any) -> Any:
+        """Run the (optimised, if any) model on processor outputs; returns the model output."""
+        pixel_values = inputs["pixel_values"].to(self.device)
+        pixel_mask = inputs["pixel_mask"].to(self.device)
+        autocast = torch.autocast(self.device.type, dtype=self._autocast, enabled=self._autocast is not None)
+        with torch.inference_mode(), autocast:
+            if self._optimized is not None:
+                return self._optimized(pixel_values, pixel_mask)
+            return self.model(pixel_values=pixel_values, pixel_mask=pixel_mask)
+
+    def _detections(self, result: dict[str, torch.Tensor]) -> sv.Detections:
+        """One post-processed result (`scores`, `labels`, `boxes`) as `supervision.Detections`."""
+        import supervision as sv
+
+        class_id = result["labels"].cpu().numpy().astype(int)
+        names = self.model.config.id2label
+        return sv.Detections(
+            xyxy=result["boxes"].float().cpu().numpy().reshape(-1, 4),
+            confidence=result["scores"].float().cpu().numpy(),
+            class_id=class_id,
+            data={"class_name": np.array([names[int(i)] for i in class_id], dtype=str)},
+        )
+
+    def optimize_for_inference(
+        self, compile: bool = True, batch_size: int = 1, dtype: torch.dtype | str = torch.float32
+    ) -> None:
+        """Run `predict` in `dtype` and, with `compile`, through `torch.compile`.
+
+        A `dtype` other than float32 (`torch.float16`, `torch.bfloat16` or their names) runs the forward under
+        `torch.autocast`: the weights stay float32 (the box refinement needs it), matrix products run in `dtype`.
+        The original traces the model with TorchScript for a fixed `batch_size`; `torch.compile` specialises on the
+        shapes it sees instead (`batch_size` is accepted for compatibility and unused). `remove_optimized_model()`
+        goes back to float32 eager execution. For deployment outside PyTorch use `export()` (ONNX).
+        """
+        del batch_size
+        if isinstance(dtype, str):
+            dtype = getattr(torch, dtype, None)
+        if not isinstance(dtype, torch.dtype) or not dtype.is_floating_point:
+            raise ValueError(f"dtype must be a floating-point torch dtype such as torch.float16, got {dtype!r}")
+        self._autocast = None if dtype == torch.float32 else dtype
+        forward = _PixelsOnly(self.model)
+        self._optimized = torch.compile(forward) if compile else forward
+
+    def remove_optimized_model(self) -> None:
+        """Undo `optimize_for_inference`: float32, eager execution."""
+        self._optimized = None
+        self._autocast = None
+
+    # ------------------------------------------------------------------------------------------------------------------
+    # Training, export, saving
+    # ------------------------------------------------------------------------------------------------------------------
+
+    def train(self, dataset_dir: str | os.PathLike | None = None, **kwargs: Any) -> Any:
+        """Fine-tune on a COCO folder with the original recipe: `hf_rfdetr.fine_tune` with this model as the start.
+
+        Takes `fine_tune`'s keyword arguments, which follow the original `model.train(...)`: `epochs`, `batch_size`,
+        `grad_accum_steps`, `lr`, `lr_encoder`, `resolution`, `weight_decay`, `device` (default: this object's),
+        `use_ema`, `gradient_checkpointing`, `checkpoint_interval`, `resume`, `tensorboard`, `wandb`, `project`,
+        `run`, `early_stopping`, `early_stopping_patience`, `early_stopping_min_delta`, `early_stopping_use_ema`,
+        `output_dir` (default "output"), or `dataset=` (a `datasets.DatasetDict`) instead of `dataset_dir`.
+
+        The class heads are re-initialised for the dataset's labels when they differ from the model's. Afterwards
+        this object holds the model `fine_tune` saved in `output_dir`: the regular (non-EMA) weights at the end of
+        training, or the best checkpoint by validation mAP with `early_stopping` (as the original 1.11 keeps its
+        trained module). The EMA weights are saved in `output_dir/ema`; load them with
+        `RFDETR(pretrain_weights="OUTPUT_DIR/ema")`. Returns the `transformers.Trainer`.
+        """
+        from .training import fine_tune
+
+        kwargs.setdefault("device", None if self.device.type == "cuda" else self.device.type)
+        self.remove_optimized_model()
+        with tempfile.TemporaryDirectory(prefix="rfdetr-start-") as start:
+            self.model.save_pretrained(start)  # a folder: fine_tune re-initialises the class heads if labels differ
+            trainer = fine_tune(start, dataset_dir, **kwargs)
+        output_dir = Path(kwargs.get("output_dir", "output"))
+        self.model = trainer.model.to(self.device).eval()
+        self.processor = RFDetrImageProcessor.from_pretrained(output_dir)
+        return trainer
+
+    def export(self, output_dir: str | os.PathLike = "output", **kwargs: Any) -> Path:
+        """Export to ONNX in `output_dir` (default "output", as the original): `hf_rfdetr.export_onnx(self.model,
+        output_dir, image_processor=self.processor, **kwargs)` (options: `opset`, `fp16`, `quantize`, `validate`,
+        ...; needs the `onnx` extra). Returns the folder holding `model.onnx`."""
+        try:
+            from .onnx import export_onnx
+        except ImportError as error:
+            raise ImportError(f"ONNX export needs the onnx extra: pip install 'hf-rfdetr[onnx]' ({error})") from error
+        self.remove_optimized_model()
+        return export_onnx(self.model, output_dir, image_processor=self.processor, **kwargs)
+
+    def save_pretrained(self, folder: str | os.PathLike) -> Path:
+        """Save the model and its image processor to `folder` (loadable with `pretrain_weights=folder`, the Auto
+        classes and the `object-detection` pipeline). Returns the folder."""
+        self.model.save_pretrained(folder)
+        self.processor.save_pretrained(folder)
+        return Path(folder)
+
+    def __repr__(self) -> str:
+        config = self.model.config
+        return (
+            f"{type(self).__name__}(variant={config.variant!r}, resolution={config.resolution}, "
+            f"num_labels={config.num_labels}, device={str(self.device)!r})"
+        )
+
+
+class RFDETRNano(RFDETR):
+    """RF-DETR Nano (384 px); see `RFDETR`."""
+
+    variant = "nano"
+
+
+class RFDETRSmall(RFDETR):
+    """RF-DETR Small (512 px); see `RFDETR`."""
+
+    variant = "small"
+
+
+class RFDETRMedium(RFDETR):
+    """RF-DETR Medium (576 px); see `RFDETR`."""
+
+    variant = "medium"
+
+
+class RFDETRBase(RFDETR):
+    """RF-DETR Base (560 px, DINOv2 patch 14); see `RFDETR`."""
+
+    variant = "base"
+
+
+class RFDETRLarge(RFDETR):
+    """RF-DETR Large (704 px; the original's `RFDETRLarge` since 1.4); see `RFDETR`."""
+
+    variant = "large"
+
+
+class _PixelsOnly(torch.nn.Module):
+    """`model(pixel_values, pixel_mask)` returning `(logits, pred_boxes)`: a tensor-only forward to compile."""
+
+    def __init__(self, model: RFDetrForObjectDetection) -> None:
+        super().__init__()
+        self.model = model
+
+    def forward(self, pixel_values: torch.Tensor, pixel_mask: torch.Tensor) -> dict[str, torch.Tensor]:
+        outputs = self.model(pixel_values=pixel_values, pixel_mask=pixel_mask)
+        return {"logits": outputs.logits, "pred_boxes": outputs.pred_boxes}
+
+
+# ----------------------------------------------------------------------------------------------------------------------
+# Loading
+# ----------------------------------------------------------------------------------------------------------------------
+
+
+def _default_device() -> torch.device:
+    return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+
+
+def _id2label(num_classes: int | None, class_names: Sequence[str] | None) -> dict[int, str] | None:
+    """Labels asked for by `num_classes` / `class_names` (`None`: keep the checkpoint's)."""
+    if class_names is not None:
+        names = [str(name) for name in class_names]
+        if num_classes is not None and num_classes != len(names):
+            raise ValueError(f"num_classes={num_classes} but {len(names)} class_names were given")
+        if not names or len(set(names)) != len(names):
+            raise ValueError(f"class_names must be non-empty and unique, got {names}")
+        return dict(enumerate(names))
+    if num_classes is None:
+        return None
+    if isinstance(num_classes, bool) or not isinstance(num_classes, int) or num_classes < 1:
+        raise ValueError(f"num_classes must be a positive integer, got {num_classes!r}")
+    return {i: f"class_{i}" for i in range(num_classes)}
+
+
+def _load_pretrained(
+    weights: str | os.PathLike, id2label: dict[int, str] | None
+) -> tuple[RFDetrForObjectDetection, RFDetrImageProcessor]:
+    """Model and processor from a folder, an original checkpoint file or a Hub id (see `RFDETR`)."""
+    path = Path(weights)
+    if path.is_dir():
+        return _from_folder_or_hub(str(path), id2label)
+    if path.is_file():
+        return _from_original_checkpoint(path, id2label)
+    text = str(weights)
+    if path.suffix in _CHECKPOINT_SUFFIXES or text.startswith((".", "/", "~")) or text.count("/") > 1:
+        raise FileNotFoundError(f"pretrain_weights {text!r} does not exist")  # a path, not a Hub id "org/name"
+    try:
+        return _from_folder_or_hub(text, id2label)
+    except OSError as error:
+        raise OSError(
+            f"pretrain_weights {text!r} is not a local folder or file, and loading it from the Hugging Face Hub "
+            f"failed (offline, private or misspelled?): {str(error).splitlines()[0]}"
+        ) from error
+
+
+def _from_folder_or_hub(
+    name: str, id2label: dict[int, str] | None
+) -> tuple[RFDetrForObjectDetection, RFDetrImageProcessor]:
+    labels = {"id2label": id2label, "label2id": {v: k for k, v in id2label.items()}} if id2label else {}
+    model = AutoModelForObjectDetection.from_pretrained(name, ignore_mismatched_sizes=bool(labels), **labels)
+    if not isinstance(model, RFDetrForObjectDetection):
+        raise ValueError(
+            f"{name!r} holds a {type(model).__name__}, not an RF-DETR model of this package; convert it first "
+            "(hf-rfdetr convert, or conversion/convert_transformers_to_hf.py for transformers' rf_detr)"
+        )
+    try:
+        processor = RFDetrImageProcessor.from_pretrained(name)
+    except OSError:  # weights and config only: the processor follows from the config
+        processor = RFDetrImageProcessor.from_config(model.config)
+    return model, processor
+
+
+def _from_original_checkpoint(
+    path: Path, id2label: dict[int, str] | None
+) -> tuple[RFDetrForObjectDetection, RFDetrImageProcessor]:
+    """Convert an original `rfdetr` checkpoint in memory (its regular `model` weights)."""
+    from .conversion import config_from_checkpoint, convert_original_state_dict, load_checkpoint
+
+    checkpoint = load_checkpoint(path)
+    config = config_from_checkpoint(checkpoint)
+    state_dict = convert_original_state_dict(checkpoint["model"])
+    if id2label is not None and len(id2label) != config.num_labels:
+        # as the original: a different class count re-initialises the class heads
+        config = RFDetrConfig.from_dict(
+            {**config.to_dict(), "id2label": id2label, "label2id": {v: k for k, v in id2label.items()}}
+        )
+    elif id2label is not None:
+        config.id2label, config.label2id = dict(id2label), {v: k for k, v in id2label.items()}
+    model = RFDetrForObjectDetection(config)
+    expected = model.state_dict()
+    kept = {k: v for k, v in state_dict.items() if k in expected and expected[k].shape == v.shape}
+    missing = set(expected) - set(kept)
+    if any(not _is_class_head(key) for key in missing) or set(state_dict) - set(expected):
+        from .conversion import load_original_state_dict
+
+        load_original_state_dict(model, checkpoint["model"])  # raises, naming the keys that do not fit
+    model.load_state_dict(kept, strict=False)
+    return model, RFDetrImageProcessor.from_config(config)
+
+
+def _is_class_head(key: str) -> bool:
+    return key.startswith("class_embed.") or key.startswith("model.enc_out_class_embed.")
+
+
+# ----------------------------------------------------------------------------------------------------------------------
+# Inputs
+# ----------------------------------------------------------------------------------------------------------------------
+
+
+def _load_input(image: Any, index: int) -> Image.Image | np.ndarray | torch.Tensor:
+    """Validate one `predict` input and turn paths and URLs into RGB PIL images."""
+    if isinstance(image, (str, os.PathLike)):
+        return _open_image(os.fspath(image), index)
+    if isinstance(image, Image.Image):
+        return image if image.mode == "RGB" else image.convert("RGB")
+    if isinstance(image, np.ndarray):
+        return _check_array(image, index)
+    if isinstance(image, torch.Tensor):
+        return _check_tensor(image, index)
+    raise TypeError(
+        f"image {index}: unsupported type {type(image).__name__}; expected a file path, an http(s) URL, a PIL image, "
+        "an (H, W, 3) RGB numpy array or a (3, H, W) torch tensor in [0, 1]"
+    )
+
+
+def _open_image(source: str, index: int) -> Image.Image:
+    if urlparse(source).scheme in _URL_SCHEMES:
+        try:
+            return load_image(source).convert("RGB")
+        except Exception as error:  # requests / httpx errors, timeouts, non-image content
+            raise OSError(
+                f"image {index}: could not fetch {source} ({type(error).__name__}: {error}); check the URL and the "
+                "network connection, or download the image and pass its path"
+            ) from error
+    path = Path(source)
+    if not path.is_file():
+        raise FileNotFoundError(f"image {index}: {source!r} does not exist or is not a file")
+    try:
+        with Image.open(path) as opened:
+            return opened.convert("RGB")
+    except (UnidentifiedImageError, OSError) as error:
+        raise ValueError(f"image {index}: {source!r} is not an image Pillow can read ({error})") from error
+
+
+def _check_array(array: np.ndarray, index: int) -> np.ndarray:
+    """An `(H, W, 3)` RGB array, uint8 or float in `[0, 1]` (returned as a contiguous copy if strided)."""
+    if array.ndim != 3 or array.shape[2] != 3:
+        raise ValueError(
+            f"image {index}: numpy arrays must be RGB images of shape (H, W, 3), got shape {array.shape}"
+            + (" (for a batch pass a list of images)" if array.ndim == 4 else "")
+        )
+    if array.dtype == np.uint8:
+        return np.ascontiguousarray(array)
+    if not np.issubdtype(array.dtype, np.floating):
+        raise ValueError(f"image {index}: numpy arrays must be uint8 (0-255) or float in [0, 1], got {array.dtype}")
+    if not np.isfinite(array).all() or array.min() < 0 or array.max() > 1:
+        raise ValueError(
+            f"image {index}: float arrays must hold values in [0, 1], got [{array.min():.4g}, {array.max():.4g}] "
+            "(pass uint8 for 0-255 pixels)"
+        )
+    return np.ascontiguousarray(array)
+
+
+def _check_tensor(tensor: torch.Tensor, index: int) -> torch.Tensor:
+    """A `(3, H, W)` float tensor in `[0, 1]`."""
+    if tensor.ndim != 3 or tensor.shape[0] != 3:
+        raise ValueError(
+            f"image {index}: tensors must have shape (3, H, W) (RGB, channels first), got {tuple(tensor.shape)}"
+            + (" (for a batch pass a list of images)" if tensor.ndim == 4 else "")
+        )
+    if not tensor.is_floating_point():
+        raise ValueError(f"image {index}: tensors must be float with values in [0, 1], got dtype {tensor.dtype}")
+    low, high = tensor.min().item(), tensor.max().item()
+    if not (0 <= low and high <= 1):
+        raise ValueError(f"image {index}: tensor values must lie in [0, 1], got [{low:.4g}, {high:.4g}]")
+    return tensor
+
+
+def _height_width(image: Image.Image | np.ndarray | torch.Tensor) -> tuple[int, int]:
+    if isinstance(image, Image.Image):
+        return image.height, image.width
+    if isinstance(image, np.ndarray):
+        return int(image.shape[0]), int(image.shape[1])
+    return int(image.shape[1]), int(image.shape[2])

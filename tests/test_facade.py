@@ -1,0 +1,336 @@
+"""The `rfdetr`-style facade: loading, `predict` on every input kind, batching, errors, train, export, optimise."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+from PIL import Image
+
+import hf_rfdetr
+from hf_rfdetr import COCO_CLASSES, RFDETR, RFDETRBase, RFDetrForObjectDetection, RFDetrImageProcessor, RFDETRNano
+
+from .conftest import perturb_, tiny_config
+from .synthetic_coco import class_names, write_synthetic_coco
+
+sv = pytest.importorskip("supervision")
+
+
+def save_tiny(folder: Path, seed: int = 0, **overrides) -> Path:
+    """A perturbed tiny model and its processor saved to `folder` (class bias raised: scores spread over (0, 1))."""
+    config = tiny_config(**overrides)
+    torch.manual_seed(seed)
+    model = perturb_(RFDetrForObjectDetection(config), seed=seed)
+    with torch.no_grad():
+        model.class_embed.bias.add_(3.0)
+    model.save_pretrained(folder)
+    RFDetrImageProcessor.from_config(config).save_pretrained(folder)
+    return folder
+
+
+@pytest.fixture(scope="module")
+def tiny_folder(tmp_path_factory) -> Path:
+    return save_tiny(tmp_path_factory.mktemp("facade") / "tiny")
+
+
+@pytest.fixture(scope="module")
+def detector(tiny_folder: Path) -> RFDETR:
+    return RFDETR(pretrain_weights=tiny_folder, device="cpu")
+
+
+def random_image(height: int, width: int, seed: int) -> np.ndarray:
+    return np.random.default_rng(seed).integers(0, 256, (height, width, 3), dtype=np.uint8)
+
+
+def by_hand(detector: RFDETR, images: list[Image.Image], threshold: float) -> list[dict[str, torch.Tensor]]:
+    """The model and processor run directly, as the README's Auto-class snippet does."""
+    model = RFDetrForObjectDetection.from_pretrained(detector_folder(detector)).eval()
+    processor = RFDetrImageProcessor.from_pretrained(detector_folder(detector))
+    with torch.no_grad():
+        outputs = model(**processor(images, return_tensors="pt"))
+    sizes = [(image.height, image.width) for image in images]
+    return processor.post_process_object_detection(outputs, threshold=threshold, target_sizes=sizes)
+
+
+def detector_folder(detector: RFDETR) -> str:
+    return detector.model.name_or_path
+
+
+def assert_same(detections, expected: dict[str, torch.Tensor], names: dict[int, str]) -> None:
+    assert isinstance(detections, sv.Detections)
+    assert len(detections) == len(expected["scores"]) > 0
+    np.testing.assert_allclose(detections.xyxy, expected["boxes"].numpy(), atol=1e-4)
+    np.testing.assert_allclose(detections.confidence, expected["scores"].numpy(), atol=1e-6)
+    np.testing.assert_array_equal(detections.class_id, expected["labels"].numpy())
+    assert list(detections.data["class_name"]) == [names[int(i)] for i in expected["labels"]]
+
+
+def test_predict_equals_the_post_processed_model_output(detector: RFDETR, tiny_folder: Path) -> None:
+    image = Image.fromarray(random_image(48, 80, seed=1))
+    expected = by_hand(detector, [image], threshold=0.3)[0]
+    detections = detector.predict(image, threshold=0.3)
+    assert_same(detections, expected, detector.model.config.id2label)
+    assert detections.xyxy.max() <= 80 and detections.xyxy[:, [1, 3]].max() <= 48  # pixels of the original image
+    assert detector.class_names == ["cat", "dog", "bird"] and detector.resolution == 64
+
+
+def test_every_input_kind_gives_the_same_detections(detector: RFDETR, tmp_path: Path) -> None:
+    array = random_image(40, 56, seed=2)
+    path = tmp_path / "image.png"
+    Image.fromarray(array).save(path)
+    reference = detector.predict(Image.fromarray(array), threshold=0.3)
+    assert len(reference) > 0
+    inputs = {
+        "path": str(path),
+        "pathlib": path,
+        "numpy": array,
+        "numpy-bgr-view": array[:, :, ::-1].copy()[:, :, ::-1],  # negative strides, as frame[:, :, ::-1]
+        "float-numpy": array.astype(np.float32) / 255,
+        "tensor": torch.from_numpy(array).permute(2, 0, 1).float() / 255,
+        "rgba": Image.fromarray(array).convert("RGBA"),
+    }
+    for kind, image in inputs.items():
+        detections = detector.predict(image, threshold=0.3)
+        np.testing.assert_allclose(detections.xyxy, reference.xyxy, atol=1e-3, err_msg=kind)
+        np.testing.assert_array_equal(detections.class_id, reference.class_id, err_msg=kind)
+
+
+def test_a_list_is_one_batch_equal_to_one_by_one(detector: RFDETR, monkeypatch) -> None:
+    images = [random_image(40, 56, seed=3), Image.fromarray(random_image(72, 30, seed=4)), random_image(64, 64, 5)]
+    single = [detector.predict(image, threshold=0.2) for image in images]
+    calls = []
+    forward = detector.model.forward
+    monkeypatch.setattr(detector.model, "forward", lambda **kw: calls.append(kw["pixel_values"].shape) or forward(**kw))
+    batched = detector.predict(images, threshold=0.2)
+    assert calls == [(3, 3, 64, 64)]  # one forward pass for the three images
+    assert isinstance(batched, list) and len(batched) == 3
+    for one, many in zip(single, batched):
+        np.testing.assert_allclose(many.xyxy, one.xyxy, atol=1e-4)
+        np.testing.assert_allclose(many.confidence, one.confidence, atol=1e-5)
+    assert isinstance(detector.predict([images[0]]), list)  # a list of one stays a list
+
+
+def test_batch_equals_the_model_run_by_hand(detector: RFDETR) -> None:
+    images = [Image.fromarray(random_image(50, 70, seed=6)), Image.fromarray(random_image(64, 33, seed=7))]
+    expected = by_hand(detector, images, threshold=0.25)
+    for detections, result in zip(detector.predict(images, threshold=0.25), expected):
+        assert_same(detections, result, detector.model.config.id2label)
+
+
+def test_urls_are_fetched_and_offline_errors_name_them(detector: RFDETR, monkeypatch) -> None:
+    import hf_rfdetr.facade as facade
+
+    image = Image.fromarray(random_image(40, 56, seed=8))
+    fetched = []
+    monkeypatch.setattr(facade, "load_image", lambda url: fetched.append(url) or image)
+    detections = detector.predict("https://example.com/dog.jpeg", threshold=0.3)
+    assert fetched == ["https://example.com/dog.jpeg"]
+    np.testing.assert_allclose(detections.xyxy, detector.predict(image, threshold=0.3).xyxy)
+
+    def offline(url):
+        raise ConnectionError("Failed to resolve 'example.com'")
+
+    monkeypatch.setattr(facade, "load_image", offline)
+    with pytest.raises(OSError, match=r"could not fetch https://example.com/dog.jpeg \(ConnectionError"):
+        detector.predict(["https://example.com/dog.jpeg"])
+
+
+@pytest.mark.parametrize(
+    ("image", "message"),
+    [
+        (np.zeros((3, 40, 40), np.uint8), r"image 0: numpy arrays must be RGB images of shape \(H, W, 3\)"),
+        (np.zeros((2, 40, 40, 3), np.uint8), "for a batch pass a list"),
+        (np.zeros((40, 40, 3), np.int64), "must be uint8 .* got int64"),
+        (np.full((40, 40, 3), 2.0, np.float32), r"float arrays must hold values in \[0, 1\]"),
+        (torch.zeros(40, 40, 3), r"tensors must have shape \(3, H, W\)"),
+        (torch.zeros(3, 40, 40, dtype=torch.uint8), "tensors must be float"),
+        (torch.full((3, 40, 40), 255.0), r"tensor values must lie in \[0, 1\], got \[255"),
+    ],
+)
+def test_bad_arrays_are_explained(detector: RFDETR, image, message: str) -> None:
+    with pytest.raises(ValueError, match=message):
+        detector.predict(image)
+
+
+def test_bad_files_and_types_are_explained(detector: RFDETR, tmp_path: Path) -> None:
+    with pytest.raises(FileNotFoundError, match="image 1: '.*missing.jpg' does not exist"):
+        detector.predict([random_image(40, 40, 0), str(tmp_path / "missing.jpg")])
+    (tmp_path / "notes.jpg").write_text("not an image")
+    with pytest.raises(ValueError, match="notes.jpg' is not an image Pillow can read"):
+        detector.predict(tmp_path / "notes.jpg")
+    with pytest.raises(TypeError, match="unsupported type int"):
+        detector.predict(3)
+    with pytest.raises(ValueError, match="empty list"):
+        detector.predict([])
+
+
+def test_coco_slot_models_name_detections_with_coco_classes(tmp_path: Path) -> None:
+    from hf_rfdetr import COCO_ID2LABEL
+
+    folder = save_tiny(tmp_path / "coco", id2label=dict(COCO_ID2LABEL))
+    detections = RFDETR(pretrain_weights=folder, device="cpu").predict(random_image(48, 48, 9), threshold=0.0)
+    assert len(detections) > 0
+    for class_id, name in zip(detections.class_id, detections.data["class_name"]):
+        assert name == COCO_CLASSES.get(int(class_id), "N/A")  # COCO category ids: COCO_CLASSES[class_id] names them
+    known = [int(i) for i in detections.class_id if int(i) in COCO_CLASSES]
+    assert known and [COCO_CLASSES[i] for i in known]  # the reference README's lookup works
+
+
+def test_supervision_annotators_take_the_detections(detector: RFDETR) -> None:
+    image = Image.fromarray(random_image(48, 64, seed=10))
+    detections = detector.predict(image, threshold=0.3)
+    labels = [
+        f"{name} {confidence:.2f}" for name, confidence in zip(detections.data["class_name"], detections.confidence)
+    ]
+    annotated = sv.BoxAnnotator().annotate(image.copy(), detections)
+    annotated = sv.LabelAnnotator().annotate(annotated, detections, labels)
+    assert annotated.size == image.size and np.asarray(annotated).tolist() != np.asarray(image).tolist()
+
+
+def test_without_weights_a_random_model_with_a_clear_warning(tmp_path: Path, monkeypatch) -> None:
+    monkeypatch.chdir(tmp_path)  # no rf-detr-nano.pth here
+    with pytest.warns(
+        UserWarning, match=r"RFDETRNano\(\) without pretrain_weights: .*RANDOM weights.*rf-detr-nano.pth"
+    ):
+        model = RFDETRNano(device="cpu", num_queries=30)
+    assert model.model.config.variant == "nano" and model.model.config.num_labels == 91
+    assert model.model.config.num_queries == 30 and model.resolution == 384
+    assert model.processor.size == {"height": 384, "width": 384}
+    with pytest.warns(UserWarning):
+        model = RFDETRBase(device="cpu", resolution=448, class_names=["apple", "pear"])
+    assert model.class_names == ["apple", "pear"] and model.processor.size["height"] == 448
+    assert model.model.config.positional_encoding_size == 37  # Base keeps DINOv2's grid and interpolates
+
+
+def test_loading_options_and_errors(tiny_folder: Path, tmp_path: Path) -> None:
+    resized = RFDETR(pretrain_weights=tiny_folder, resolution=96, device="cpu")
+    assert resized.resolution == 96 and resized.processor.size == {"height": 96, "width": 96}
+    assert len(resized.predict(random_image(50, 50, 11), threshold=0.0)) > 0
+    relabelled = RFDETR(pretrain_weights=tiny_folder, class_names=["a", "b"], device="cpu")
+    assert relabelled.class_names == ["a", "b"] and relabelled.model.class_embed.out_features == 2
+    original = RFDETR(pretrain_weights=tiny_folder, device="cpu").model.state_dict()
+    kept = relabelled.model.state_dict()
+    assert torch.equal(
+        kept["model.backbone.embeddings.patch_embeddings.projection.weight"],
+        original["model.backbone.embeddings.patch_embeddings.projection.weight"],
+    )
+    with pytest.raises(FileNotFoundError, match="pretrain_weights '.*missing.pth' does not exist"):
+        RFDETR(pretrain_weights=tmp_path / "missing.pth")
+    with pytest.raises(OSError, match="'nobody/no-such-model' is not a local folder or file.*Hub"):
+        RFDETR(pretrain_weights="nobody/no-such-model")
+    with pytest.raises(ValueError, match="cannot be combined with pretrain_weights"):
+        RFDETR(pretrain_weights=tiny_folder, num_queries=10)
+    with pytest.raises(ValueError, match="num_classes=3 but 2 class_names"):
+        RFDETR(pretrain_weights=tiny_folder, num_classes=3, class_names=["a", "b"])
+    with pytest.raises(ValueError, match="resolution"):
+        RFDETR(pretrain_weights=tiny_folder, resolution=70)
+
+
+def test_lazy_public_names_are_the_facade_classes() -> None:
+    import hf_rfdetr.facade as facade
+
+    for name in ("RFDETR", "RFDETRNano", "RFDETRSmall", "RFDETRMedium", "RFDETRBase", "RFDETRLarge"):
+        assert getattr(hf_rfdetr, name) is getattr(facade, name)
+        assert issubclass(getattr(hf_rfdetr, name), RFDETR)
+    assert {cls.variant for cls in RFDETR.__subclasses__()} == {"nano", "small", "medium", "base", "large"}
+
+
+def test_optimize_for_inference(detector: RFDETR, monkeypatch) -> None:
+    image = random_image(48, 64, seed=12)
+    reference = detector.predict(image, threshold=0.3)
+    compiled = []
+    monkeypatch.setattr(torch, "compile", lambda module: compiled.append(module) or module)
+    detector.optimize_for_inference()  # compile=True: torch.compile on a tensor-only forward
+    try:
+        assert len(compiled) == 1
+        np.testing.assert_allclose(detector.predict(image, threshold=0.3).xyxy, reference.xyxy, atol=1e-4)
+        detector.optimize_for_inference(compile=False, dtype="bfloat16")
+        low = detector.predict(image, threshold=0.3)
+        assert abs(len(low) - len(reference)) <= 2 and next(detector.model.parameters()).dtype == torch.float32
+        with pytest.raises(ValueError, match="floating-point torch dtype"):
+            detector.optimize_for_inference(dtype="int8")
+    finally:
+        detector.remove_optimized_model()
+    np.testing.assert_allclose(detector.predict(image, threshold=0.3).xyxy, reference.xyxy, atol=1e-5)
+
+
+def test_train_fine_tunes_and_keeps_the_trained_model(tiny_folder: Path, tmp_path: Path) -> None:
+    dataset = write_synthetic_coco(tmp_path / "shapes", num_train=4, num_valid=2, image_size=(64, 64))
+    model = RFDETR(pretrain_weights=tiny_folder, device="cpu")  # "cat", "dog", "bird": heads re-initialised
+    before = model.model.state_dict()["model.backbone.embeddings.patch_embeddings.projection.weight"].clone()
+    output = tmp_path / "run"
+    trainer = model.train(
+        dataset_dir=dataset,
+        epochs=1,
+        batch_size=2,
+        grad_accum_steps=1,
+        lr=1e-3,
+        output_dir=output,
+        tensorboard=False,
+        num_workers=0,
+    )
+    assert trainer.state.global_step == 2
+    assert model.class_names == class_names(3) and model.model is trainer.model and not model.model.training
+    saved = RFDetrForObjectDetection.from_pretrained(output).state_dict()
+    for key, value in model.model.state_dict().items():  # the facade holds the saved (regular) weights
+        assert torch.equal(value, saved[key]), key
+    assert not torch.equal(saved["model.backbone.embeddings.patch_embeddings.projection.weight"], before)
+    assert (output / "ema" / "model.safetensors").exists()
+    assert json.loads((output / "preprocessor_config.json").read_text())["size"] == {"height": 64, "width": 64}
+    detections = model.predict(random_image(64, 64, 13), threshold=0.0)
+    assert set(detections.data["class_name"]) <= set(class_names(3))
+
+
+def test_export_calls_export_onnx(detector: RFDETR, tmp_path: Path, monkeypatch) -> None:
+    """The facade's part only (the exporter itself is tested with hf_rfdetr.onnx)."""
+    import sys
+    import types
+
+    calls = []
+
+    def export_onnx(model, output_dir, *, image_processor=None, **kwargs):
+        calls.append((model, output_dir, image_processor, kwargs))
+        return Path(output_dir)
+
+    monkeypatch.setitem(sys.modules, "hf_rfdetr.onnx", types.SimpleNamespace(export_onnx=export_onnx))
+    assert detector.export(tmp_path / "onnx", opset=18) == tmp_path / "onnx"
+    assert calls == [(detector.model, tmp_path / "onnx", detector.processor, {"opset": 18})]
+    monkeypatch.chdir(tmp_path)
+    detector.export()
+    assert calls[-1][1] == "output"
+
+
+@pytest.mark.reference
+def test_original_checkpoint_is_converted_on_the_fly(tmp_path: Path, monkeypatch) -> None:
+    from .conftest import reference_model
+    from .test_conversion import _reference_outputs
+
+    state_dict = reference_model("nano").state_dict()
+    path = tmp_path / "rf-detr-nano.pth"
+    torch.save({"model": state_dict, "args": {"resolution": 384}}, path)
+    model = RFDETR(pretrain_weights=path, device="cpu")
+    assert model.model.config.variant == "nano" and model.model.config.num_labels == 91
+    image = Image.fromarray(random_image(120, 160, seed=14))
+    pixel_values = model.processor(image, return_tensors="pt")["pixel_values"]
+    original = _reference_outputs(state_dict, pixel_values)
+    expected = model.processor.post_process_object_detection(
+        {"logits": original["pred_logits"], "pred_boxes": original["pred_boxes"]},
+        threshold=0.0,
+        target_sizes=[(120, 160)],
+    )[0]
+    detections = model.predict(image, threshold=0.0)
+    np.testing.assert_allclose(detections.xyxy[:50], expected["boxes"][:50].numpy(), atol=1e-2)
+    np.testing.assert_array_equal(detections.class_id[:50], expected["labels"][:50].numpy())
+    assert list(detections.data["class_name"][:5]) == [COCO_CLASSES.get(int(i), "N/A") for i in detections.class_id[:5]]
+
+    monkeypatch.chdir(tmp_path)  # as the original: the variant's default file in the current folder is used
+    default = RFDETRNano(device="cpu")
+    np.testing.assert_allclose(default.predict(image, threshold=0.0).xyxy, detections.xyxy, atol=1e-5)
+
+    two = RFDETR(pretrain_weights=path, class_names=["a", "b"], device="cpu")  # heads re-initialised
+    assert two.model.class_embed.out_features == 2
+    key = "model.decoder.layers.0.fc1.weight"
+    assert torch.equal(two.model.state_dict()[key], model.model.state_dict()[key])
