@@ -1,0 +1,160 @@
+"""`hf-rfdetr predict`: detect objects in images, folders and videos; write annotated copies and detections.json."""
+
+from __future__ import annotations
+
+import argparse
+import json
+from pathlib import Path
+from typing import Any
+
+ORDER = 10
+
+IMAGE_SUFFIXES = {".jpg", ".jpeg", ".png", ".bmp", ".webp", ".tif", ".tiff", ".gif"}
+VIDEO_SUFFIXES = {".mp4", ".avi", ".mov", ".mkv", ".webm", ".m4v", ".mpg", ".mpeg", ".wmv"}
+
+
+def register(subparsers: argparse._SubParsersAction) -> None:
+    parser = subparsers.add_parser(
+        "predict",
+        help="detect objects in images, folders and videos; write annotated copies and detections.json",
+        description=(
+            "Run RF-DETR on images, folders of images and videos. Writes an annotated copy of each input to "
+            "--output-dir (images keep their format, videos become .mp4) and every detection to "
+            "OUTPUT_DIR/detections.json (boxes as [x0, y0, x1, y1] in pixels of the input)."
+        ),
+    )
+    parser.add_argument("inputs", nargs="+", metavar="INPUT", help="image or video files, or folders of images")
+    parser.add_argument(
+        "--model", required=True, help="Hub repository id, local folder, or original rfdetr .pth checkpoint"
+    )
+    parser.add_argument("--output-dir", required=True, type=Path, help="where annotated files and detections.json go")
+    parser.add_argument("--threshold", type=float, default=0.5, help="keep detections scoring above this (0.5)")
+    parser.add_argument("--batch-size", type=int, default=8, help="images per forward pass (default: 8)")
+    parser.add_argument("--videos", action="store_true", help="also process the videos found in INPUT folders")
+    parser.add_argument("--max-frames", type=int, help="process at most this many frames of each video")
+    parser.add_argument("--device", help="cpu, cuda, ... (default: CUDA when available)")
+    parser.add_argument("--no-progress", action="store_true", help="do not show progress bars")
+    parser.set_defaults(run_command=run)
+
+
+def collect_inputs(inputs: list[str], videos_in_folders: bool = False) -> tuple[list[Path], list[Path]]:
+    """`(images, videos)` named by `inputs`: files by their suffix (unknown suffixes are tried as images), folders
+    by their image files (and video files with `videos_in_folders`), sorted, recursively. Raises
+    `FileNotFoundError` naming a missing input and `ValueError` when nothing is found."""
+    images: list[Path] = []
+    videos: list[Path] = []
+    for text in inputs:
+        path = Path(text)
+        if path.is_dir():
+            files = sorted(p for p in path.rglob("*") if p.is_file() and not p.name.startswith("."))
+            images += [p for p in files if p.suffix.lower() in IMAGE_SUFFIXES]
+            videos += [p for p in files if videos_in_folders and p.suffix.lower() in VIDEO_SUFFIXES]
+        elif path.is_file():
+            (videos if path.suffix.lower() in VIDEO_SUFFIXES else images).append(path)
+        else:
+            raise FileNotFoundError(f"input {text!r} does not exist")
+    if not images and not videos:
+        kinds = "images or videos" if videos_in_folders else "images (add --videos for videos in folders)"
+        raise ValueError(f"found no {kinds} in {', '.join(inputs)}")
+    return images, videos
+
+
+def run(args: argparse.Namespace) -> int:
+    if args.batch_size < 1:
+        raise ValueError(f"--batch-size must be at least 1, got {args.batch_size}")
+    if args.max_frames is not None and args.max_frames < 1:
+        raise ValueError(f"--max-frames must be at least 1, got {args.max_frames}")
+    images, videos = collect_inputs(args.inputs, args.videos)
+    if args.no_progress:
+        from transformers.utils import logging as transformers_logging
+
+        transformers_logging.disable_progress_bar()
+    from ..facade import RFDETR
+
+    model = RFDETR(pretrain_weights=args.model, device=args.device)
+    args.output_dir.mkdir(parents=True, exist_ok=True)
+    names = _OutputNames(args.output_dir)
+    report: dict[str, Any] = {"model": args.model, "threshold": args.threshold, "images": [], "videos": []}
+    report["images"] = _predict_images(model, images, names, args)
+    report["videos"] = [_predict_video(model, video, names, args) for video in videos]
+    (args.output_dir / "detections.json").write_text(json.dumps(report, indent=2) + "\n")
+    found = sum(len(entry["detections"]) for entry in report["images"])
+    print(
+        f"{len(images)} image(s) ({found} detections) and {len(videos)} video(s) -> {args.output_dir} "
+        f"(annotated copies and detections.json)"
+    )
+    return 0
+
+
+def _predict_images(model: Any, images: list[Path], names: _OutputNames, args: argparse.Namespace) -> list[dict]:
+    """Annotate and describe `images`, `args.batch_size` per forward pass."""
+    from PIL import Image
+    from tqdm.auto import tqdm
+
+    from ..annotate import draw_detections
+
+    entries = []
+    with tqdm(total=len(images), unit="image", desc="images", disable=args.no_progress or not images) as bar:
+        for start in range(0, len(images), args.batch_size):
+            batch = images[start : start + args.batch_size]
+            for path, detections in zip(batch, model.predict([str(p) for p in batch], threshold=args.threshold)):
+                found = detection_dicts(detections)
+                with Image.open(path) as opened:
+                    image = opened.convert("RGB")
+                output = names.next(path, path.suffix if path.suffix.lower() in IMAGE_SUFFIXES else ".png")
+                draw_detections(image, found).save(output)
+                entries.append(
+                    {"input": str(path), "output": str(output), "width": image.width, "height": image.height}
+                    | {"detections": found}
+                )
+            bar.update(len(batch))
+    return entries
+
+
+def _predict_video(model: Any, video: Path, names: _OutputNames, args: argparse.Namespace) -> dict:
+    """Annotate one video into an .mp4 and return its per-frame detections."""
+    from ..video import frame_callback, process_video
+
+    frames: list[list[dict]] = []
+    output = names.next(video, ".mp4")
+    callback = frame_callback(
+        model, args.threshold, on_detections=lambda _, found: frames.append(detection_dicts(found))
+    )
+    stats = process_video(
+        video, callback=callback, output=output, max_frames=args.max_frames, progress=not args.no_progress
+    )
+    print(f"{video}: {stats.frames} frames in {stats.seconds:.1f} s ({stats.fps:.1f} frames/s) -> {output}")
+    return {"input": str(video), "output": str(output), "frames": stats.frames, "fps": round(stats.fps, 2)} | {
+        "detections": frames
+    }
+
+
+def detection_dicts(detections: Any) -> list[dict]:
+    """`supervision.Detections` -> `[{"label", "class_id", "score", "box": [x0, y0, x1, y1]}]` (JSON-ready)."""
+    return [
+        {
+            "label": str(name),
+            "class_id": int(class_id),
+            "score": round(float(score), 5),
+            "box": [round(float(v), 2) for v in box],
+        }
+        for box, score, class_id, name in zip(
+            detections.xyxy, detections.confidence, detections.class_id, detections.data["class_name"]
+        )
+    ]
+
+
+class _OutputNames:
+    """Output paths in one folder: the input's stem with a new suffix, `-1`, `-2`, ... when a name repeats."""
+
+    def __init__(self, folder: Path) -> None:
+        self.folder = folder
+        self.used: set[str] = set()
+
+    def next(self, source: Path, suffix: str) -> Path:
+        name, count = f"{source.stem}{suffix}", 0
+        while name in self.used:
+            count += 1
+            name = f"{source.stem}-{count}{suffix}"
+        self.used.add(name)
+        return self.folder / name

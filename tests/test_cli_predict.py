@@ -1,0 +1,126 @@
+"""`hf-rfdetr predict`: images, folders and videos in; annotated copies and detections.json out; shell errors."""
+
+from __future__ import annotations
+
+import json
+import re
+from pathlib import Path
+
+import numpy as np
+import pytest
+from PIL import Image
+
+from hf_rfdetr import RFDETR
+from hf_rfdetr.cli import build_parser, main
+from hf_rfdetr.video import iter_frames
+
+from .test_facade import random_image, save_tiny
+from .test_video import write_video
+
+pytest.importorskip("supervision")
+
+
+@pytest.fixture(scope="module")
+def model_folder(tmp_path_factory) -> Path:
+    return save_tiny(tmp_path_factory.mktemp("cli") / "tiny")
+
+
+@pytest.fixture
+def inputs(tmp_path: Path) -> Path:
+    folder = tmp_path / "inputs"
+    (folder / "nested").mkdir(parents=True)
+    Image.fromarray(random_image(48, 64, seed=1)).save(folder / "a.png")
+    Image.fromarray(random_image(70, 40, seed=2)).save(folder / "nested" / "b.jpg")
+    Image.fromarray(random_image(32, 32, seed=3)).save(tmp_path / "a.png")  # same name as inputs/a.png
+    (folder / "notes.txt").write_text("ignored")
+    write_video(folder / "clip.mp4", frames=5)
+    return folder
+
+
+def test_images_folders_and_videos(model_folder: Path, inputs: Path, tmp_path: Path, capsys) -> None:
+    out = tmp_path / "out"
+    arguments = [
+        "predict",
+        "--model",
+        str(model_folder),
+        str(inputs),
+        str(tmp_path / "a.png"),
+        "--output-dir",
+        str(out),
+    ]
+    assert main([*arguments, "--threshold", "0.3", "--batch-size", "2", "--videos", "--no-progress"]) == 0
+    report = json.loads((out / "detections.json").read_text())
+    assert report["threshold"] == 0.3 and report["model"] == str(model_folder)
+    assert [entry["input"] for entry in report["images"]] == [
+        str(inputs / "a.png"),
+        str(inputs / "nested" / "b.jpg"),
+        str(tmp_path / "a.png"),
+    ]
+    assert [Path(entry["output"]).name for entry in report["images"]] == ["a.png", "b.jpg", "a-1.png"]
+    detector = RFDETR(pretrain_weights=model_folder, device="cpu")
+    for entry in report["images"]:
+        expected = detector.predict(entry["input"], threshold=0.3)
+        assert len(entry["detections"]) == len(expected) > 0
+        np.testing.assert_allclose([d["box"] for d in entry["detections"]], expected.xyxy, atol=0.01)
+        assert [d["label"] for d in entry["detections"]] == list(expected.data["class_name"])
+        assert [d["class_id"] for d in entry["detections"]] == expected.class_id.tolist()
+        with Image.open(entry["output"]) as annotated, Image.open(entry["input"]) as original:
+            assert annotated.size == original.size == (entry["width"], entry["height"])
+    (video,) = report["videos"]
+    assert video["input"] == str(inputs / "clip.mp4") and video["frames"] == 5 and len(video["detections"]) == 5
+    assert len(list(iter_frames(video["output"]))) == 5 and video["output"] == str(out / "clip.mp4")
+    first = next(iter_frames(inputs / "clip.mp4"))
+    expected = detector.predict(np.ascontiguousarray(first[:, :, ::-1]), threshold=0.3)
+    np.testing.assert_allclose([d["box"] for d in video["detections"][0]], expected.xyxy, atol=0.01)
+    printed = capsys.readouterr().out
+    assert "3 image(s)" in printed and "1 video(s)" in printed and "frames/s" in printed
+
+
+def test_folders_skip_videos_unless_asked(model_folder: Path, inputs: Path, tmp_path: Path) -> None:
+    out = tmp_path / "out"
+    assert main(["predict", "--model", str(model_folder), str(inputs), "--output-dir", str(out), "--no-progress"]) == 0
+    report = json.loads((out / "detections.json").read_text())
+    assert len(report["images"]) == 2 and report["videos"] == [] and not (out / "clip.mp4").exists()
+    assert (
+        main(
+            [
+                "predict",
+                "--model",
+                str(model_folder),
+                str(inputs / "clip.mp4"),
+                "--output-dir",
+                str(out),
+                "--max-frames",
+                "2",
+            ]
+        )
+        == 0
+    )
+    assert json.loads((out / "detections.json").read_text())["videos"][0]["frames"] == 2
+
+
+@pytest.mark.parametrize(
+    ("arguments", "message"),
+    [
+        (["{tmp}/missing.jpg"], "input '.*missing.jpg' does not exist"),
+        (["{tmp}/empty"], "found no images"),
+        (["{tmp}/notes.jpg"], "notes.jpg' is not an image Pillow can read"),
+        (["{tmp}/a.png", "--batch-size", "0"], "--batch-size must be at least 1"),
+        (["{tmp}/a.png", "--model", "{tmp}/no-model"], "pretrain_weights '.*no-model' does not exist"),
+    ],
+)
+def test_errors_are_one_line_and_exit_1(model_folder: Path, tmp_path: Path, capsys, arguments, message) -> None:
+    (tmp_path / "empty").mkdir()
+    (tmp_path / "notes.jpg").write_text("text")
+    Image.fromarray(random_image(32, 32, seed=4)).save(tmp_path / "a.png")
+    argv = ["predict", "--model", str(model_folder), "--output-dir", str(tmp_path / "out")]
+    argv += [argument.format(tmp=tmp_path) for argument in arguments]
+    assert main(argv) == 1
+    err = capsys.readouterr().err
+    assert err.splitlines()[-1].startswith("hf-rfdetr predict: error: ") and "Traceback" not in err
+    assert re.search(message, err.splitlines()[-1]), err
+
+
+def test_predict_is_listed_first_in_help() -> None:
+    text = build_parser().format_help()
+    assert "predict" in text and text.index("predict") < text.index("train")
