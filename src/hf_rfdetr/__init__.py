@@ -9,6 +9,7 @@ imported on first use, so that `import hf_rfdetr` needs neither their optional d
 """
 
 import importlib
+import importlib.util
 from typing import Any
 
 from transformers import AutoConfig, AutoImageProcessor, AutoModel, AutoModelForObjectDetection
@@ -55,9 +56,10 @@ def _register() -> None:
     AutoConfig.register(RFDetrConfig.model_type, RFDetrConfig, exist_ok=True)
     AutoModel.register(RFDetrConfig, RFDetrModel, exist_ok=True)
     AutoModelForObjectDetection.register(RFDetrConfig, RFDetrForObjectDetection, exist_ok=True)
-    # The object-detection pipeline checks the model against the names table only (not registered classes).
+    # The object-detection pipeline checks the model's class name against this names table only (not registered
+    # classes); the onnxruntime runner serves the pipeline too.
     modeling_auto.MODEL_FOR_OBJECT_DETECTION_MAPPING_NAMES.setdefault(
-        RFDetrConfig.model_type, RFDetrForObjectDetection.__name__
+        RFDetrConfig.model_type, (RFDetrForObjectDetection.__name__, "RFDetrOnnxModel")
     )
     try:  # transformers 5.x: one class per backend; ours is torch-based and serves both
         AutoImageProcessor.register(
@@ -68,6 +70,7 @@ def _register() -> None:
     except TypeError:  # transformers 4.57
         AutoImageProcessor.register(RFDetrConfig, slow_image_processor_class=RFDetrImageProcessor, exist_ok=True)
     _register_no_video_processor()
+    _register_optimum()
     RFDetrConfig.register_for_auto_class()
     RFDetrModel.register_for_auto_class("AutoModel")
     RFDetrForObjectDetection.register_for_auto_class("AutoModelForObjectDetection")
@@ -89,6 +92,17 @@ def _register_no_video_processor() -> None:
         AutoVideoProcessor.register(RFDetrConfig, video_processor_classes={"torchvision": None}, exist_ok=True)
     except TypeError:  # transformers 4.57 has no per-backend registry and no such lookup in its pipelines
         pass
+
+
+def _register_optimum() -> None:
+    """Register RF-DETR's ONNX config with Optimum's `TasksManager`, when `optimum-onnx` is installed and usable."""
+    if importlib.util.find_spec("optimum") is None:
+        return
+    try:
+        from .onnx.optimum import register_optimum
+    except Exception:  # no optimum-onnx, or one that refuses this transformers: export_onnx uses torch.onnx then
+        return
+    register_optimum()
 
 
 _register()

@@ -91,7 +91,7 @@ def window_partition(tokens: torch.Tensor, height: int, width: int, num_windows:
     win_h, win_w = height // num_windows, width // num_windows
     patches = patches.reshape(batch_size, num_windows, win_h, num_windows, win_w, channels)
     patches = patches.permute(0, 1, 3, 2, 4, 5).reshape(batch_size * num_windows**2, win_h * win_w, channels)
-    cls_token = cls_token.repeat_interleave(num_windows**2, dim=0)
+    cls_token = cls_token[:, None].expand(-1, num_windows**2, -1, -1).reshape(-1, 1, channels)
     return torch.cat((cls_token, patches), dim=1)
 
 

@@ -67,9 +67,9 @@ class RFDetrGroupedLayerNorm(nn.Module):
     def forward(self, hidden_states: torch.Tensor) -> torch.Tensor:
         groups = hidden_states.shape[0]
         if groups == 1:  # inference: exactly `nn.LayerNorm` on group 0
-            return F.layer_norm(hidden_states, hidden_states.shape[-1:], self.weight[0], self.bias[0], self.eps)
+            return F.layer_norm(hidden_states, self.weight.shape[-1:], self.weight[0], self.bias[0], self.eps)
         shape = (groups,) + (1,) * (hidden_states.ndim - 2) + (hidden_states.shape[-1],)
-        normed = F.layer_norm(hidden_states, hidden_states.shape[-1:], eps=self.eps)
+        normed = F.layer_norm(hidden_states, self.weight.shape[-1:], eps=self.eps)
         return normed * self.weight[:groups].reshape(shape) + self.bias[:groups].reshape(shape)
 
 

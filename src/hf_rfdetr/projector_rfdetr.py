@@ -28,7 +28,7 @@ class RFDetrChannelLayerNorm(nn.Module):
 
     def forward(self, hidden_states: torch.Tensor) -> torch.Tensor:
         hidden_states = hidden_states.permute(0, 2, 3, 1)
-        hidden_states = F.layer_norm(hidden_states, hidden_states.shape[-1:], self.weight, self.bias, self.eps)
+        hidden_states = F.layer_norm(hidden_states, self.weight.shape, self.weight, self.bias, self.eps)
         return hidden_states.permute(0, 3, 1, 2)
 
 

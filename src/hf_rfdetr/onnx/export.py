@@ -1,0 +1,343 @@
+"""ONNX export of `RFDetrForObjectDetection`: the inference graph, through Optimum or `torch.onnx` directly.
+
+The exported graph takes `pixel_values` (batch, 3, H, W), float32, with a dynamic batch size and the fixed (H, W) of
+the export resolution, and returns `logits` (batch, num_queries, num_labels) and `pred_boxes` (batch, num_queries, 4),
+normalised (cx, cy, w, h): exactly what `RFDetrImageProcessor.post_process_object_detection` reads. It is the
+eval-mode model: one query group (the 12 training-only Group DETR groups and their two-stage heads are not in it),
+no auxiliary or two-stage outputs.
+
+Two exporters produce it:
+
+- **Optimum** (`optimum-onnx`, which needs transformers < 4.58): `import hf_rfdetr` registers `RFDetrOnnxConfig`
+  with Optimum's `TasksManager` (see `hf_rfdetr.onnx.optimum`), and `export_onnx` calls `main_export`.
+- **torch.onnx** (any transformers version): the same TorchScript-based exporter that Optimum uses, with the same
+  input and output names, dynamic axes, opset and export-time patch.
+
+The export-time patch (`inference_graph`): the backbone's position embedding is bicubically interpolated with
+anti-aliasing when the patch grid differs from the stored one (Base, Large-legacy, non-native resolutions), an
+operator that ONNX cannot express. Its value only depends on the (fixed) input size, so it is computed once, in
+PyTorch, and enters the graph as a constant.
+"""
+
+from __future__ import annotations
+
+import copy
+import json
+import logging
+import tempfile
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+
+import torch
+from torch import nn
+
+from ..configuration_rfdetr import RFDetrConfig
+from ..image_processing_rfdetr import RFDetrImageProcessor
+from ..modeling_rfdetr import RFDetrForObjectDetection
+
+logger = logging.getLogger(__name__)
+
+ONNX_FILE = "model.onnx"
+QUANTIZED_FILE = "model_quantized.onnx"
+REPORT_FILE = "export_report.json"
+INPUTS = {"pixel_values": {0: "batch_size"}}
+OUTPUTS = {"logits": {0: "batch_size"}, "pred_boxes": {0: "batch_size"}}
+DEFAULT_OPSET = 17
+#: GridSample (deformable attention) exists from opset 16.
+MIN_OPSET = 16
+BACKENDS = ("auto", "optimum", "torch")
+
+
+@dataclass
+class ExportReport:
+    """What `export_onnx` did; also written to `export_report.json` beside the model."""
+
+    backend: str
+    backend_reason: str
+    opset: int
+    input_size: tuple[int, int]
+    files: list[str]
+    fp16: bool = False
+    #: Per file: max |ORT - PyTorch| of logits and pred_boxes at each validated batch size.
+    validation: dict[str, dict[str, float]] = field(default_factory=dict)
+
+
+def export_input_size(config: RFDetrConfig, resolution: int | tuple[int, int] | None = None) -> tuple[int, int]:
+    """The (height, width) to export at: `resolution` (default `config.resolution`), checked against the block size."""
+    height, width = (resolution, resolution) if isinstance(resolution, int) else resolution or (config.resolution,) * 2
+    for name, value in (("height", height), ("width", width)):
+        if value <= 0 or value % config.block_size:
+            raise ValueError(
+                f"cannot export at {name} {value}: the input size must be a positive multiple of the block size "
+                f"{config.block_size} (patch_size {config.patch_size} x num_windows {config.num_windows}); "
+                f"for example {max(1, round(value / config.block_size)) * config.block_size}"
+            )
+    return height, width
+
+
+@contextmanager
+def inference_graph(model: RFDetrForObjectDetection, height: int, width: int) -> Iterator[RFDetrForObjectDetection]:
+    """Put `model` in the state it is exported in, for inputs of (height, width), and restore it afterwards.
+
+    Eval mode (one query group); the position embedding for the (height / patch, width / patch) grid computed once
+    in PyTorch (bicubic with anti-aliasing has no ONNX form), so that the exporter records it as a constant.
+    """
+    embeddings = model.model.backbone.embeddings
+    grid = (height // model.config.patch_size, width // model.config.patch_size)
+    was_training = model.training
+    model.eval()
+    with torch.no_grad():
+        position_embeddings = embeddings.interpolate_pos_encoding(*grid).detach().clone()
+
+    def fixed_position_embeddings(grid_height: int, grid_width: int) -> torch.Tensor:
+        if (grid_height, grid_width) != grid:
+            raise ValueError(
+                f"the model is being exported for a {grid[0]} x {grid[1]} patch grid ({height} x {width} pixels) "
+                f"but was called with a {grid_height} x {grid_width} grid"
+            )
+        return position_embeddings
+
+    embeddings.interpolate_pos_encoding = fixed_position_embeddings
+    try:
+        yield model
+    finally:
+        del embeddings.interpolate_pos_encoding
+        model.train(was_training)
+
+
+class RFDetrOnnxGraph(nn.Module):
+    """The exported computation: pixel_values (B, 3, H, W) -> (logits (B, Q, num_labels), pred_boxes (B, Q, 4))."""
+
+    def __init__(self, model: RFDetrForObjectDetection) -> None:
+        super().__init__()
+        self.model = model
+
+    def forward(self, pixel_values: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        outputs = self.model(pixel_values=pixel_values)
+        return outputs.logits, outputs.pred_boxes
+
+
+def optimum_status() -> tuple[bool, str]:
+    """Whether Optimum's ONNX exporter can be used here, and why (not)."""
+    try:
+        import optimum.exporters.onnx  # noqa: F401
+    except Exception as error:  # ImportError, or optimum-onnx refusing this transformers version
+        import transformers
+
+        return False, (
+            f"optimum-onnx is not usable with transformers {transformers.__version__} "
+            f"({type(error).__name__}: {str(error).splitlines()[0] if str(error) else error!r}); it needs "
+            "transformers < 4.58 (pip install 'hf-rfdetr[onnx]')"
+        )
+    return True, "optimum-onnx is installed"
+
+
+def export_onnx(
+    model: RFDetrForObjectDetection | str | Path,
+    output_dir: str | Path,
+    *,
+    image_processor: RFDetrImageProcessor | None = None,
+    resolution: int | tuple[int, int] | None = None,
+    opset: int = DEFAULT_OPSET,
+    fp16: bool = False,
+    quantize: bool = False,
+    validate: bool = False,
+    atol: float = 1e-4,
+    backend: str = "auto",
+    device: str | torch.device = "cpu",
+) -> Path:
+    """Export an RF-DETR detector to `output_dir/model.onnx`, with its config and image processor beside it.
+
+    Args:
+        model: the model, or a Hub id / local folder to load it from.
+        output_dir: folder to write (created): `model.onnx`, `config.json`, `preprocessor_config.json`,
+            `export_report.json`, and `model_quantized.onnx` with `quantize=True`.
+        image_processor: saved beside the model (default: the folder's, or one derived from the config).
+        resolution: export input size, an int or (height, width), multiples of `config.block_size` (default:
+            `config.resolution`). The batch size stays dynamic.
+        opset: ONNX opset, at least 16 (GridSample).
+        fp16: convert the graph to float16 for GPUs (inputs and outputs stay float32).
+        quantize: also write `model_quantized.onnx`, dynamically int8-quantised for CPUs by onnxruntime.
+        validate: run every written file in onnxruntime (CPU) at batch sizes 1 and 3 and compare with PyTorch; the
+            float32 graph must agree to `atol`, otherwise `ValueError`. The differences go into the report.
+        backend: "optimum", "torch" or "auto" (Optimum when it can be imported, else torch.onnx). Which one ran,
+            and why, is logged and recorded in the report.
+        device: where to trace the model.
+
+    Returns:
+        `output_dir` as a `Path`.
+    """
+    if backend not in BACKENDS:
+        raise ValueError(f"backend must be one of {BACKENDS}, got {backend!r}")
+    if opset < MIN_OPSET:
+        raise ValueError(f"opset {opset} is too old: RF-DETR's deformable attention needs GridSample (opset >= 16)")
+    model, image_processor = _load(model, image_processor)
+    height, width = export_input_size(model.config, resolution)
+    output_dir = Path(output_dir)
+    output_dir.mkdir(parents=True, exist_ok=True)
+    use_optimum, reason = _choose_backend(backend)
+    onnx_path = output_dir / ONNX_FILE
+    model = model.to(device)
+    if use_optimum:
+        logger.warning("exporting with Optimum (optimum.exporters.onnx.main_export); %s", reason)
+        _export_with_optimum(model, image_processor, output_dir, height, width, opset, device)
+    else:
+        logger.warning("exporting with torch.onnx (TorchScript exporter, as Optimum uses): %s", reason)
+        _export_with_torch(model, onnx_path, height, width, opset, device)
+    _save_companions(model, image_processor, output_dir, height, width)
+    files = [ONNX_FILE]
+    if quantize:  # from the float32 graph
+        _quantize_dynamic(onnx_path, output_dir / QUANTIZED_FILE)
+        files.append(QUANTIZED_FILE)
+    if fp16:
+        _convert_to_fp16(onnx_path)
+    report = ExportReport(
+        backend="optimum" if use_optimum else "torch",
+        backend_reason=reason,
+        opset=opset,
+        input_size=(height, width),
+        files=files,
+        fp16=fp16,
+    )
+    if validate:
+        report.validation = _validate(model, output_dir, files, height, width, atol, fp16)
+    (output_dir / REPORT_FILE).write_text(json.dumps(asdict(report), indent=2) + "\n")
+    return output_dir
+
+
+def _load(
+    model: RFDetrForObjectDetection | str | Path, image_processor: RFDetrImageProcessor | None
+) -> tuple[RFDetrForObjectDetection, RFDetrImageProcessor]:
+    if isinstance(model, (str, Path)):
+        source = str(model)
+        model = RFDetrForObjectDetection.from_pretrained(source)
+        if image_processor is None:
+            try:
+                image_processor = RFDetrImageProcessor.from_pretrained(source)
+            except OSError:  # a folder with weights and config only
+                image_processor = None
+    if not isinstance(model, RFDetrForObjectDetection):
+        raise TypeError(f"expected an RFDetrForObjectDetection, a Hub id or a folder, got {type(model).__name__}")
+    return model, image_processor or RFDetrImageProcessor.from_config(model.config)
+
+
+def _choose_backend(backend: str) -> tuple[bool, str]:
+    available, reason = optimum_status()
+    if backend == "optimum" and not available:
+        raise ValueError(f"backend='optimum' was asked for, but {reason}; use backend='torch' or 'auto'")
+    if backend == "torch":
+        return False, "backend='torch' was asked for"
+    if not available:
+        return False, reason
+    return True, reason
+
+
+def _export_with_torch(
+    model: RFDetrForObjectDetection, path: Path, height: int, width: int, opset: int, device: str | torch.device
+) -> None:
+    # Batch 2 when tracing, as Optimum's dummy inputs: batch-dependent shapes must stay symbolic.
+    dummy = torch.rand(2, model.config.num_channels, height, width, device=device)
+    with inference_graph(model, height, width), torch.no_grad():
+        torch.onnx.export(
+            RFDetrOnnxGraph(model).eval(),
+            (dummy,),
+            str(path),
+            dynamo=False,
+            opset_version=opset,
+            input_names=list(INPUTS),
+            output_names=list(OUTPUTS),
+            dynamic_axes={**INPUTS, **OUTPUTS},
+            do_constant_folding=True,
+        )
+
+
+def _export_with_optimum(
+    model: RFDetrForObjectDetection,
+    image_processor: RFDetrImageProcessor,
+    output_dir: Path,
+    height: int,
+    width: int,
+    opset: int,
+    device: str | torch.device,
+) -> None:
+    from optimum.exporters.onnx import main_export
+
+    from .optimum import register_optimum
+
+    register_optimum()
+    with tempfile.TemporaryDirectory() as scratch:
+        _save_companions(model, image_processor, Path(scratch), height, width)
+        model.save_pretrained(scratch)
+        main_export(
+            scratch,
+            output=output_dir,
+            task="object-detection",
+            opset=opset,
+            device=str(device),
+            library_name="transformers",
+            do_validation=False,  # export_onnx(validate=True) compares, the same way for both backends
+        )
+
+
+def _save_companions(
+    model: RFDetrForObjectDetection, image_processor: RFDetrImageProcessor, folder: Path, height: int, width: int
+) -> None:
+    """config.json and preprocessor_config.json for an export at (height, width)."""
+    config = copy.deepcopy(model.config)
+    if height == width:
+        config.resolution = height
+    config.save_pretrained(folder)
+    processor = RFDetrImageProcessor.from_dict(image_processor.to_dict())
+    processor.size = {"height": height, "width": width}
+    processor.save_pretrained(folder)
+
+
+def _convert_to_fp16(path: Path) -> None:
+    """Rewrite `path` in float16 (onnxruntime's converter), keeping float32 inputs and outputs."""
+    import onnx
+    from onnxruntime.transformers.float16 import convert_float_to_float16
+
+    onnx.save(convert_float_to_float16(onnx.load(str(path)), keep_io_types=True), str(path))
+
+
+def _quantize_dynamic(source: Path, target: Path) -> None:
+    """Dynamic int8 quantisation of the weights (activations quantised at run time), for CPUs."""
+    from onnxruntime.quantization import QuantType, quantize_dynamic
+
+    quantize_dynamic(str(source), str(target), weight_type=QuantType.QInt8)
+
+
+def _validate(
+    model: RFDetrForObjectDetection,
+    folder: Path,
+    files: list[str],
+    height: int,
+    width: int,
+    atol: float,
+    fp16: bool,
+) -> dict[str, dict[str, float]]:
+    """Max |ORT - PyTorch| per file and output at batch sizes 1 and 3; the float32 graph must be within `atol`."""
+    from .runtime import RFDetrOnnxModel
+
+    generator = torch.Generator().manual_seed(0)
+    model = model.float().eval()
+    results: dict[str, dict[str, float]] = {}
+    for file_name in files:
+        onnx_model = RFDetrOnnxModel.from_pretrained(folder, file_name=file_name)
+        differences = {}
+        for batch_size in (1, 3):
+            pixel_values = torch.rand(batch_size, model.config.num_channels, height, width, generator=generator)
+            with torch.no_grad():
+                expected = model(pixel_values=pixel_values.to(model.device))
+            actual = onnx_model(pixel_values=pixel_values)
+            for name in OUTPUTS:
+                difference = (actual[name] - expected[name].cpu()).abs().max().item()
+                differences[f"{name}@batch{batch_size}"] = difference
+        results[file_name] = differences
+        exact = file_name == ONNX_FILE and not fp16
+        worst = max(differences.values())
+        if exact and worst > atol:
+            raise ValueError(f"{folder / file_name}: onnxruntime differs from PyTorch by {worst:.2e} > atol {atol}")
+    return results

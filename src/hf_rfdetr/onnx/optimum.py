@@ -1,0 +1,82 @@
+"""RF-DETR in Optimum's ONNX exporter (`optimum-onnx`, transformers < 4.58).
+
+`register_optimum()` (called by `import hf_rfdetr` when `optimum.exporters.onnx` is installed) registers
+`RFDetrOnnxConfig` for model_type "rfdetr" and the "object-detection" task with Optimum's `TasksManager`. After that,
+in the same Python process, `optimum.exporters.onnx.main_export(folder, output, task="object-detection")` exports a
+saved RF-DETR like any model Optimum knows.
+
+Optimum has no plugin mechanism for third-party model types (its `onnx_export_from_model` refuses an unknown
+model_type without `custom_onnx_configs`, and `optimum-cli` imports no other package), so the command line goes
+through our entry point, which registers the config and then runs Optimum's own CLI unchanged:
+
+    python -m hf_rfdetr.onnx.optimum_cli export onnx --model FOLDER --task object-detection OUTPUT
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from optimum.exporters.onnx.config import VisionOnnxConfig
+from optimum.exporters.onnx.model_patcher import ModelPatcher
+from optimum.exporters.tasks import TasksManager
+from optimum.utils import NormalizedVisionConfig
+
+from ..configuration_rfdetr import RFDetrConfig
+from .export import DEFAULT_OPSET, INPUTS, OUTPUTS, inference_graph
+
+TASK = "object-detection"
+
+
+class RFDetrModelPatcher(ModelPatcher):
+    """Optimum's patcher plus ours: eval mode and the position embedding precomputed for the export size."""
+
+    def __enter__(self) -> None:
+        resolution = self._model.config.resolution
+        self._inference_graph = inference_graph(self._model, resolution, resolution)
+        self._inference_graph.__enter__()
+        super().__enter__()
+
+    def __exit__(self, *exc_info: Any) -> None:
+        super().__exit__(*exc_info)
+        self._inference_graph.__exit__(*exc_info)
+
+
+class RFDetrOnnxConfig(VisionOnnxConfig):
+    """pixel_values (batch, 3, resolution, resolution) -> logits, pred_boxes; dynamic batch."""
+
+    NORMALIZED_CONFIG_CLASS = NormalizedVisionConfig.with_args(image_size="resolution", allow_new=True)
+    DEFAULT_ONNX_OPSET = DEFAULT_OPSET
+    ATOL_FOR_VALIDATION = 1e-4
+    _MODEL_PATCHER = RFDetrModelPatcher
+
+    @property
+    def inputs(self) -> dict[str, dict[int, str]]:
+        return {name: dict(axes) for name, axes in INPUTS.items()}
+
+    @property
+    def outputs(self) -> dict[str, dict[int, str]]:
+        return {name: dict(axes) for name, axes in OUTPUTS.items()}
+
+
+def register_optimum() -> None:
+    """Register `RFDetrOnnxConfig` with Optimum's `TasksManager` (idempotent).
+
+    Optimum also tells a model's library from its class's module name ("transformers..." -> transformers), which
+    fails for classes that live in `hf_rfdetr`: they are transformers models, and are reported as such.
+    """
+    register = TasksManager.create_register("onnx", overwrite_existing=True)
+    register(RFDetrConfig.model_type, TASK, library_name="transformers")(RFDetrOnnxConfig)
+    infer_library = TasksManager._infer_library_from_model_or_model_class
+    if not getattr(infer_library, "knows_hf_rfdetr", False):
+        TasksManager._infer_library_from_model_or_model_class = _library_of_hf_rfdetr_classes(infer_library)
+
+
+def _library_of_hf_rfdetr_classes(infer_library: Any) -> classmethod:
+    def infer(cls: type, model: Any = None, model_class: type | None = None) -> str:
+        target = model_class if model_class is not None else type(model)
+        if target.__module__.split(".")[0] == __name__.split(".")[0]:
+            return "transformers"
+        return infer_library(model=model, model_class=model_class)
+
+    infer.knows_hf_rfdetr = True
+    return classmethod(infer)

@@ -1,0 +1,155 @@
+"""Run an exported RF-DETR in onnxruntime with the PyTorch model's interface.
+
+`RFDetrOnnxModel.from_pretrained(folder)` loads `folder/model.onnx` (written by `hf_rfdetr.export_onnx`, Optimum or
+`hf-rfdetr export`) and its `config.json`. Calling it with `pixel_values` returns an `RFDetrObjectDetectionOutput`
+(`logits`, `pred_boxes` as torch tensors), so `RFDetrImageProcessor.post_process_object_detection` and
+`pipeline("object-detection", model=onnx_model, image_processor=processor)` work unchanged.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+from torch import nn
+
+from ..configuration_rfdetr import RFDetrConfig
+from ..modeling_rfdetr import RFDetrObjectDetectionOutput
+
+ONNX_FILE = "model.onnx"
+_PROVIDERS = {"cpu": "CPUExecutionProvider", "cuda": "CUDAExecutionProvider"}
+
+
+class RFDetrOnnxModel(nn.Module):
+    """An onnxruntime session over an exported RF-DETR: pixel_values (B, 3, H, W) -> logits, pred_boxes.
+
+    It is an `nn.Module` without parameters only so that code written for PyTorch models (pipelines, `.eval()`,
+    `.to(device)`) accepts it; the computation happens in onnxruntime.
+
+    Attributes:
+        config: the model's `RFDetrConfig` (labels in `config.id2label`).
+        session: the `onnxruntime.InferenceSession`.
+        input_size: the (height, width) the graph was exported for; the batch size is free.
+    """
+
+    main_input_name = "pixel_values"
+
+    def __init__(self, session: Any, config: RFDetrConfig, path: Path) -> None:
+        super().__init__()
+        self.session = session
+        self.config = config
+        self.path = path
+        pixel_input = session.get_inputs()[0]
+        if pixel_input.name != self.main_input_name:
+            raise ValueError(f"{path}: the graph's input is {pixel_input.name!r}, expected 'pixel_values'")
+        self.input_size = tuple(pixel_input.shape[2:])
+        self.output_names = [output.name for output in session.get_outputs()]
+        for name in ("logits", "pred_boxes"):
+            if name not in self.output_names:
+                raise ValueError(f"{path}: the graph has no {name!r} output (outputs: {self.output_names})")
+
+    @classmethod
+    def from_pretrained(
+        cls,
+        folder: str | Path,
+        file_name: str = ONNX_FILE,
+        provider: str | None = None,
+        session_options: Any = None,
+    ) -> RFDetrOnnxModel:
+        """Load `folder/file_name` and `folder/config.json`.
+
+        Args:
+            folder: a folder written by the export (a Hub repository id is downloaded first).
+            file_name: the graph to run, e.g. `model_quantized.onnx`.
+            provider: onnxruntime execution provider (default: CPUExecutionProvider).
+            session_options: an `onnxruntime.SessionOptions` (threads, graph optimisation level, ...).
+        """
+        import onnxruntime
+
+        folder = _local_folder(folder, file_name)
+        path = folder / file_name
+        if not path.is_file():
+            found = sorted(p.name for p in folder.glob("*.onnx"))
+            raise FileNotFoundError(
+                f"no {file_name} in {folder} (ONNX files there: {', '.join(found) or 'none'}); "
+                "export one with hf_rfdetr.export_onnx(model, folder) or `hf-rfdetr export`"
+            )
+        if not (folder / "config.json").is_file():
+            raise FileNotFoundError(f"no config.json beside {path}: the labels and model settings are read from it")
+        config = RFDetrConfig.from_pretrained(folder)
+        providers = [provider or _PROVIDERS["cpu"]]
+        session = onnxruntime.InferenceSession(str(path), sess_options=session_options, providers=providers)
+        return cls(session, config, path)
+
+    # -- the parts of the PreTrainedModel interface that pipelines use ------------------------------------------
+    @property
+    def device(self) -> torch.device:
+        return torch.device("cuda" if self.session.get_providers()[0] == _PROVIDERS["cuda"] else "cpu")
+
+    @property
+    def dtype(self) -> torch.dtype:
+        return torch.float32
+
+    def to(self, device: str | torch.device) -> RFDetrOnnxModel:
+        """Choose the execution provider: "cpu" or "cuda" (onnxruntime-gpu)."""
+        device = torch.device(device)
+        if device.type not in _PROVIDERS:
+            raise ValueError(f"RFDetrOnnxModel runs on 'cpu' or 'cuda', not {device}")
+        if device != self.device:
+            self.session.set_providers([_PROVIDERS[device.type]])
+        return self
+
+    def can_generate(self) -> bool:
+        return False
+
+    # -- inference -------------------------------------------------------------------------------------------------
+    def forward(
+        self, pixel_values: torch.Tensor | np.ndarray, pixel_mask: torch.Tensor | None = None, **kwargs: Any
+    ) -> RFDetrObjectDetectionOutput:
+        """pixel_values (B, 3, H, W) at the exported (H, W) -> logits (B, Q, num_labels), pred_boxes (B, Q, 4)."""
+        if kwargs.get("labels") is not None:
+            raise ValueError("RFDetrOnnxModel runs inference only: it cannot compute a loss from `labels`")
+        if pixel_mask is not None and not bool(torch.as_tensor(pixel_mask).all()):
+            raise ValueError(
+                "the ONNX graph takes no pixel_mask: it was exported for unpadded, fixed-size inputs; use the image "
+                "processor without keep_aspect_ratio"
+            )
+        inputs = self._check_pixel_values(pixel_values)
+        outputs = dict(zip(self.output_names, self.session.run(None, {self.main_input_name: inputs})))
+        return RFDetrObjectDetectionOutput(
+            logits=torch.from_numpy(outputs["logits"]).float(), pred_boxes=torch.from_numpy(outputs["pred_boxes"])
+        )
+
+    def _check_pixel_values(self, pixel_values: torch.Tensor | np.ndarray) -> np.ndarray:
+        array = pixel_values.detach().cpu().numpy() if isinstance(pixel_values, torch.Tensor) else pixel_values
+        array = np.asarray(array)
+        expected = f"(batch, {self.config.num_channels}, {self.input_size[0]}, {self.input_size[1]})"
+        if array.ndim != 4 or array.shape[1] != self.config.num_channels or tuple(array.shape[2:]) != self.input_size:
+            raise ValueError(
+                f"pixel_values has shape {tuple(array.shape)}, but {self.path.name} was exported for {expected}; "
+                "preprocess with the RFDetrImageProcessor saved beside it (or re-export at this size)"
+            )
+        if not np.issubdtype(array.dtype, np.floating):
+            raise ValueError(f"pixel_values must be floating point (normalised), got {array.dtype}")
+        return np.ascontiguousarray(array, dtype=np.float32)
+
+    def __repr__(self) -> str:
+        return f"RFDetrOnnxModel({self.path}, input_size={self.input_size}, providers={self.session.get_providers()})"
+
+
+def _local_folder(folder: str | Path, file_name: str) -> Path:
+    """`folder` itself when it exists locally, else the snapshot of the Hub repository of that name."""
+    if Path(folder).is_dir():
+        return Path(folder)
+    if Path(folder).suffix == ".onnx":
+        raise ValueError(f"pass the folder that holds the model, not the file: {folder}")
+    from huggingface_hub import snapshot_download
+
+    try:
+        return Path(snapshot_download(str(folder), allow_patterns=[file_name, "*.json"]))
+    except Exception as error:
+        raise FileNotFoundError(
+            f"{folder} is not a local folder and could not be fetched from the Hub: {error}"
+        ) from error
