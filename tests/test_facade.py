@@ -334,3 +334,16 @@ def test_original_checkpoint_is_converted_on_the_fly(tmp_path: Path, monkeypatch
     assert two.model.class_embed.out_features == 2
     key = "model.decoder.layers.0.fc1.weight"
     assert torch.equal(two.model.state_dict()[key], model.model.state_dict()[key])
+
+
+def test_export_writes_an_onnx_model_that_detects_the_same(detector: RFDETR, tmp_path: Path) -> None:
+    pytest.importorskip("onnxruntime")
+    from hf_rfdetr.onnx import RFDetrOnnxModel
+
+    folder = detector.export(tmp_path / "onnx", validate=True)
+    assert (folder / "model.onnx").is_file() and (folder / "preprocessor_config.json").is_file()
+    onnx_model = RFDetrOnnxModel.from_pretrained(folder)
+    image = Image.fromarray(random_image(48, 80, seed=15))
+    outputs = onnx_model(**detector.processor(image, return_tensors="pt"))
+    expected = detector.processor.post_process_object_detection(outputs, threshold=0.3, target_sizes=[(48, 80)])[0]
+    assert_same(detector.predict(image, threshold=0.3), expected, detector.model.config.id2label)
