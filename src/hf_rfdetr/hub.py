@@ -14,6 +14,7 @@ import torch
 from .image_processing_rfdetr import RFDetrImageProcessor
 from .model_card import (
     Evaluation,
+    card_fields,
     describe_source,
     is_generated_card,
     load_evaluation_file,
@@ -78,14 +79,15 @@ def save_for_hub(
     if existing is not None and existing.is_file() and not is_generated_card(existing.read_text(encoding="utf-8")):
         shutil.copyfile(existing, output_dir / "README.md")  # a card the user wrote: upload it as it is
         return output_dir
+    previous = card_fields(existing) if existing is not None else {}
     card = render_model_card(
         model.config,
         sum(parameter.numel() for parameter in model.parameters()),
         repo_id=repo_id,
-        source=source or describe_source(folder),
-        dataset=dataset,
+        source=source or previous.get("source") or describe_source(folder),
+        dataset=dataset or previous.get("dataset"),
         evaluations=_evaluations(metrics, folder),
-        training=training,
+        training=training or previous.get("training"),
         remote_code=include_code,
     )
     (output_dir / "README.md").write_text(card, encoding="utf-8")

@@ -346,7 +346,7 @@ def model_card_for_folder(
         folder: a folder with `config.json` (as `save_pretrained`, `fine_tune` or the converter write it).
         repo_id: the Hub repository the snippets load (default: the folder's name).
         metrics: a dict of COCO metrics or a list of `Evaluation`s, replacing what the folder holds.
-        remote_code: whether the snippets use `trust_remote_code` (default: whether `config.json` has an `auto_map`).
+        remote_code: whether the snippets use `trust_remote_code` (default: `carries_code(folder)`).
     """
     folder = Path(folder)
     config_file = folder / "config.json"
@@ -354,7 +354,8 @@ def model_card_for_folder(
         raise FileNotFoundError(f"{str(folder)!r} has no config.json: not a saved model folder")
     config = RFDetrConfig.from_pretrained(folder)
     if remote_code is None:
-        remote_code = "auto_map" in json.loads(config_file.read_text())
+        remote_code = carries_code(folder)
+    previous = card_fields(folder / "README.md")
     if metrics is None:
         evaluations = read_evaluations(folder)
     elif isinstance(metrics, dict):
@@ -365,12 +366,46 @@ def model_card_for_folder(
         config,
         count_parameters(config),
         repo_id=repo_id or folder.resolve().name,
-        source=source or describe_source(folder),
-        dataset=dataset,
+        source=source or previous.get("source") or describe_source(folder),
+        dataset=dataset or previous.get("dataset"),
         evaluations=evaluations,
-        training=training,
+        training=training or previous.get("training"),
         remote_code=remote_code,
     )
+
+
+def carries_code(folder: str | os.PathLike) -> bool:
+    """Whether `config.json` has an `auto_map` whose modules are all in the folder (`trust_remote_code` works)."""
+    folder = Path(folder)
+    auto_map = {}
+    for name in ("config.json", "preprocessor_config.json"):
+        if (folder / name).is_file():
+            auto_map.update(json.loads((folder / name).read_text()).get("auto_map") or {})
+    references = [r for value in auto_map.values() for r in (value if isinstance(value, list) else [value]) if r]
+    modules = {str(reference).split("--")[-1].rsplit(".", 1)[0] for reference in references}
+    return bool(auto_map) and all((folder / f"{module}.py").is_file() for module in modules)
+
+
+def card_fields(readme: str | os.PathLike) -> dict[str, str]:
+    """`source`, `dataset` and `training` of a card this generator wrote (empty for other or missing files), so that
+    refreshing a card (a new repository id, new metrics) keeps what only its first writer knew."""
+    path = Path(readme)
+    text = path.read_text(encoding="utf-8") if path.is_file() else ""
+    if GENERATED_MARKER not in text:
+        return {}
+    fields = {}
+    source = re.search(r"^\| source \| (.+) \|$", text, flags=re.MULTILINE)
+    if source:
+        fields["source"] = source.group(1)
+    training = re.search(r"^## Training\n\n((?:- .*\n)+)", text, flags=re.MULTILINE)
+    for line in training.group(1).splitlines() if training else []:
+        if line.startswith("- dataset: "):
+            value = line[len("- dataset: ") :]
+            link = re.match(r"\[([^\]]+)\]\(", value)
+            fields["dataset"] = link.group(1) if link else value.strip("`")
+        else:
+            fields["training"] = line[2:]
+    return fields
 
 
 def describe_source(folder: str | os.PathLike | None) -> str:
@@ -398,6 +433,8 @@ def is_generated_card(text: str) -> bool:
 __all__ = [
     "Evaluation",
     "TEMPLATE_PATH",
+    "card_fields",
+    "carries_code",
     "count_parameters",
     "describe_source",
     "evaluation_from_log_history",

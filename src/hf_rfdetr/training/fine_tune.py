@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import os
 from pathlib import Path
 
@@ -119,6 +120,7 @@ def fine_tune(
     """
     if (dataset_dir is None) == (dataset is None):
         raise ValueError("pass exactly one of dataset_dir (a COCO folder) or dataset (a datasets.DatasetDict)")
+    source_name = str(model) if isinstance(model, (str, os.PathLike)) else None
     splits = load_coco_folder(dataset_dir) if dataset_dir is not None else prepare_dataset(dataset)
     if "train" not in splits:
         raise ValueError(f"the dataset needs a 'train' split; it has {sorted(splits)}")
@@ -178,4 +180,48 @@ def fine_tune(
     if ema is not None and trainer.is_world_process_zero():
         ema.save(Path(output_dir) / "ema", trainer.model)
         processor.save_pretrained(str(Path(output_dir) / "ema"))
+    trainer.save_state()
+    if trainer.is_world_process_zero():
+        summary = _training_summary(
+            source_name, dataset_dir, splits, trainer, batch_size, grad_accum_steps, lr, lr_encoder
+        )
+        _write_results_and_card(trainer, Path(output_dir), "eval_", summary)
+        if ema is not None:
+            _write_results_and_card(trainer, Path(output_dir) / "ema", "eval_ema_", summary + "; EMA of the weights")
     return trainer
+
+
+def _training_summary(
+    model_name: str | None,
+    dataset_dir: str | os.PathLike | None,
+    splits: datasets.DatasetDict,
+    trainer: RFDetrTrainer,
+    batch_size: int,
+    grad_accum_steps: int,
+    lr: float,
+    lr_encoder: float,
+) -> str:
+    """One line for the model card: what was trained on what, how long and with which settings."""
+    data = f"the COCO folder `{Path(dataset_dir).name}`" if dataset_dir is not None else "a `datasets` dataset"
+    start = f" from `{model_name}`" if model_name else ""
+    return (
+        f"fine-tuned with `hf_rfdetr.fine_tune`{start} on {data} ({len(splits['train'])} training images) for "
+        f"{trainer.state.epoch or 0:g} epochs, batch {batch_size} x {grad_accum_steps} accumulation steps per device, "
+        f"lr {lr:g} (encoder {lr_encoder:g}), resolution {trainer.model.config.resolution}"
+    )
+
+
+def _write_results_and_card(trainer: RFDetrTrainer, folder: Path, prefix: str, training: str) -> None:
+    """`eval_results.json` with the metrics of the weights saved in `folder` (when they were evaluated), and the
+    model card `README.md` (the metrics of `load_best_model_at_end` runs are those of the best checkpoint)."""
+    from ..model_card import evaluation_from_log_history, write_model_card
+
+    step = trainer.state.global_step
+    best = trainer.state.best_model_checkpoint
+    if prefix == "eval_" and trainer.args.load_best_model_at_end and best:
+        step = int(str(best).rsplit("-", 1)[-1])
+    evaluation = evaluation_from_log_history(trainer.state.log_history, prefix, step=step, source="eval_results.json")
+    if evaluation is not None:
+        results = {"epoch": evaluation.epoch, **{f"eval_{key}": value for key, value in evaluation.metrics.items()}}
+        (folder / "eval_results.json").write_text(json.dumps(results, indent=2, sort_keys=True) + "\n")
+    write_model_card(folder, str(folder), training=training, source="fine-tuned with `hf_rfdetr.fine_tune`")
