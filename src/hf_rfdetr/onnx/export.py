@@ -25,6 +25,7 @@ import copy
 import json
 import logging
 import tempfile
+import warnings
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import asdict, dataclass, field
@@ -158,7 +159,7 @@ def export_onnx(
         resolution: export input size, an int or (height, width), multiples of `config.block_size` (default:
             `config.resolution`). The batch size stays dynamic.
         opset: ONNX opset, at least 16 (GridSample).
-        fp16: convert the graph to float16 for GPUs (inputs and outputs stay float32).
+        fp16: export the float16 model (weights, inputs and outputs in float16), for GPUs.
         quantize: also write `model_quantized.onnx`, dynamically int8-quantised for CPUs by onnxruntime.
         validate: run every written file in onnxruntime (CPU) at batch sizes 1 and 3 and compare with PyTorch; the
             float32 graph must agree to `atol`, otherwise `ValueError`. The differences go into the report.
@@ -173,26 +174,26 @@ def export_onnx(
         raise ValueError(f"backend must be one of {BACKENDS}, got {backend!r}")
     if opset < MIN_OPSET:
         raise ValueError(f"opset {opset} is too old: RF-DETR's deformable attention needs GridSample (opset >= 16)")
+    if fp16 and quantize:
+        raise ValueError("fp16 (GPUs) and quantize (int8, CPUs) are separate targets: export them to two folders")
     model, image_processor = _load(model, image_processor)
     height, width = export_input_size(model.config, resolution)
     output_dir = Path(output_dir)
     output_dir.mkdir(parents=True, exist_ok=True)
-    use_optimum, reason = _choose_backend(backend)
+    use_optimum, reason = _choose_backend(backend, square=height == width)
     onnx_path = output_dir / ONNX_FILE
-    model = model.to(device)
     if use_optimum:
         logger.warning("exporting with Optimum (optimum.exporters.onnx.main_export); %s", reason)
-        _export_with_optimum(model, image_processor, output_dir, height, width, opset, device)
+        _export_with_optimum(model, image_processor, output_dir, height, width, opset, device, fp16)
     else:
         logger.warning("exporting with torch.onnx (TorchScript exporter, as Optimum uses): %s", reason)
-        _export_with_torch(model, onnx_path, height, width, opset, device)
+        dtype = torch.float16 if fp16 else torch.float32
+        _export_with_torch(copy.deepcopy(model).to(device, dtype), onnx_path, height, width, opset)
     _save_companions(model, image_processor, output_dir, height, width)
     files = [ONNX_FILE]
-    if quantize:  # from the float32 graph
+    if quantize:
         _quantize_dynamic(onnx_path, output_dir / QUANTIZED_FILE)
         files.append(QUANTIZED_FILE)
-    if fp16:
-        _convert_to_fp16(onnx_path)
     report = ExportReport(
         backend="optimum" if use_optimum else "torch",
         backend_reason=reason,
@@ -223,23 +224,27 @@ def _load(
     return model, image_processor or RFDetrImageProcessor.from_config(model.config)
 
 
-def _choose_backend(backend: str) -> tuple[bool, str]:
+def _choose_backend(backend: str, square: bool) -> tuple[bool, str]:
     available, reason = optimum_status()
     if backend == "optimum" and not available:
         raise ValueError(f"backend='optimum' was asked for, but {reason}; use backend='torch' or 'auto'")
     if backend == "torch":
         return False, "backend='torch' was asked for"
+    if not square:  # Optimum's dummy inputs come from the config's one `resolution`
+        if backend == "optimum":
+            raise ValueError("Optimum exports square inputs only (config.resolution); use backend='torch'")
+        return False, "non-square export sizes go through torch.onnx (Optimum's inputs are square)"
     if not available:
         return False, reason
     return True, reason
 
 
-def _export_with_torch(
-    model: RFDetrForObjectDetection, path: Path, height: int, width: int, opset: int, device: str | torch.device
-) -> None:
+def _export_with_torch(model: RFDetrForObjectDetection, path: Path, height: int, width: int, opset: int) -> None:
     # Batch 2 when tracing, as Optimum's dummy inputs: batch-dependent shapes must stay symbolic.
-    dummy = torch.rand(2, model.config.num_channels, height, width, device=device)
-    with inference_graph(model, height, width), torch.no_grad():
+    dummy = torch.rand(2, model.config.num_channels, height, width, device=model.device, dtype=model.dtype)
+    with inference_graph(model, height, width), torch.no_grad(), warnings.catch_warnings():
+        # Shape-derived Python values (fixed image size, one query group) are constants of the graph, as intended.
+        warnings.simplefilter("ignore", torch.jit.TracerWarning)
         torch.onnx.export(
             RFDetrOnnxGraph(model).eval(),
             (dummy,),
@@ -261,6 +266,7 @@ def _export_with_optimum(
     width: int,
     opset: int,
     device: str | torch.device,
+    fp16: bool,
 ) -> None:
     from optimum.exporters.onnx import main_export
 
@@ -268,14 +274,15 @@ def _export_with_optimum(
 
     register_optimum()
     with tempfile.TemporaryDirectory() as scratch:
-        _save_companions(model, image_processor, Path(scratch), height, width)
         model.save_pretrained(scratch)
+        _save_companions(model, image_processor, Path(scratch), height, width)  # the export size in config.json
         main_export(
             scratch,
             output=output_dir,
             task="object-detection",
             opset=opset,
             device=str(device),
+            dtype="fp16" if fp16 else "fp32",
             library_name="transformers",
             do_validation=False,  # export_onnx(validate=True) compares, the same way for both backends
         )
@@ -292,14 +299,6 @@ def _save_companions(
     processor = RFDetrImageProcessor.from_dict(image_processor.to_dict())
     processor.size = {"height": height, "width": width}
     processor.save_pretrained(folder)
-
-
-def _convert_to_fp16(path: Path) -> None:
-    """Rewrite `path` in float16 (onnxruntime's converter), keeping float32 inputs and outputs."""
-    import onnx
-    from onnxruntime.transformers.float16 import convert_float_to_float16
-
-    onnx.save(convert_float_to_float16(onnx.load(str(path)), keep_io_types=True), str(path))
 
 
 def _quantize_dynamic(source: Path, target: Path) -> None:
@@ -322,7 +321,7 @@ def _validate(
     from .runtime import RFDetrOnnxModel
 
     generator = torch.Generator().manual_seed(0)
-    model = model.float().eval()
+    model = model.eval()
     results: dict[str, dict[str, float]] = {}
     for file_name in files:
         onnx_model = RFDetrOnnxModel.from_pretrained(folder, file_name=file_name)

@@ -45,6 +45,7 @@ class RFDetrOnnxModel(nn.Module):
         if pixel_input.name != self.main_input_name:
             raise ValueError(f"{path}: the graph's input is {pixel_input.name!r}, expected 'pixel_values'")
         self.input_size = tuple(pixel_input.shape[2:])
+        self.input_dtype = np.float16 if pixel_input.type == "tensor(float16)" else np.float32
         self.output_names = [output.name for output in session.get_outputs()]
         for name in ("logits", "pred_boxes"):
             if name not in self.output_names:
@@ -90,7 +91,8 @@ class RFDetrOnnxModel(nn.Module):
 
     @property
     def dtype(self) -> torch.dtype:
-        return torch.float32
+        """The graph's float type (float16 for an `fp16=True` export)."""
+        return torch.float16 if self.input_dtype == np.float16 else torch.float32
 
     def to(self, device: str | torch.device) -> RFDetrOnnxModel:
         """Choose the execution provider: "cpu" or "cuda" (onnxruntime-gpu)."""
@@ -108,7 +110,10 @@ class RFDetrOnnxModel(nn.Module):
     def forward(
         self, pixel_values: torch.Tensor | np.ndarray, pixel_mask: torch.Tensor | None = None, **kwargs: Any
     ) -> RFDetrObjectDetectionOutput:
-        """pixel_values (B, 3, H, W) at the exported (H, W) -> logits (B, Q, num_labels), pred_boxes (B, Q, 4)."""
+        """pixel_values (B, 3, H, W) at the exported (H, W) -> logits (B, Q, num_labels), pred_boxes (B, Q, 4).
+
+        Inputs are cast to the graph's float type; outputs are float32 torch tensors on the CPU.
+        """
         if kwargs.get("labels") is not None:
             raise ValueError("RFDetrOnnxModel runs inference only: it cannot compute a loss from `labels`")
         if pixel_mask is not None and not bool(torch.as_tensor(pixel_mask).all()):
@@ -119,7 +124,8 @@ class RFDetrOnnxModel(nn.Module):
         inputs = self._check_pixel_values(pixel_values)
         outputs = dict(zip(self.output_names, self.session.run(None, {self.main_input_name: inputs})))
         return RFDetrObjectDetectionOutput(
-            logits=torch.from_numpy(outputs["logits"]).float(), pred_boxes=torch.from_numpy(outputs["pred_boxes"])
+            logits=torch.from_numpy(outputs["logits"]).float(),
+            pred_boxes=torch.from_numpy(outputs["pred_boxes"]).float(),
         )
 
     def _check_pixel_values(self, pixel_values: torch.Tensor | np.ndarray) -> np.ndarray:
@@ -133,7 +139,7 @@ class RFDetrOnnxModel(nn.Module):
             )
         if not np.issubdtype(array.dtype, np.floating):
             raise ValueError(f"pixel_values must be floating point (normalised), got {array.dtype}")
-        return np.ascontiguousarray(array, dtype=np.float32)
+        return np.ascontiguousarray(array, dtype=self.input_dtype)
 
     def __repr__(self) -> str:
         return f"RFDetrOnnxModel({self.path}, input_size={self.input_size}, providers={self.session.get_providers()})"

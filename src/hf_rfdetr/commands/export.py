@@ -1,0 +1,55 @@
+"""`hf-rfdetr export`: ONNX export through Optimum (transformers < 4.58) or torch.onnx, checked in onnxruntime."""
+
+from __future__ import annotations
+
+import argparse
+import json
+
+ORDER = 40
+
+
+def register(subparsers: argparse._SubParsersAction) -> None:
+    parser = subparsers.add_parser(
+        "export",
+        help="export a model to ONNX (model.onnx + config + image processor) and optionally validate it",
+        description="Export RF-DETR to ONNX with a dynamic batch size: pixel_values -> logits, pred_boxes. Optimum "
+        "runs when it can be imported (pip install 'hf-rfdetr[onnx]', transformers 4.57), torch.onnx otherwise; "
+        "the output says which. Run the result with hf_rfdetr.RFDetrOnnxModel.from_pretrained(OUTPUT).",
+    )
+    parser.add_argument("model", help="Hub repository id or local folder of the model")
+    parser.add_argument("output", help="folder to write")
+    parser.add_argument("--resolution", type=int, help="input size, a multiple of the block size (default: model's)")
+    parser.add_argument("--opset", type=int, default=17, help="ONNX opset, at least 16 (default: 17)")
+    parser.add_argument("--fp16", action="store_true", help="convert the graph to float16 (for GPUs)")
+    parser.add_argument("--quantize", action="store_true", help="also write model_quantized.onnx (int8, for CPUs)")
+    parser.add_argument("--validate", action="store_true", help="compare onnxruntime with PyTorch (batch 1 and 3)")
+    parser.add_argument("--atol", type=float, default=1e-4, help="float32 tolerance of --validate (default: 1e-4)")
+    parser.add_argument("--backend", choices=("auto", "optimum", "torch"), default="auto", help="exporter to use")
+    parser.add_argument("--device", default="cpu", help="device to trace on (default: cpu)")
+    parser.set_defaults(run_command=run)
+
+
+def run(args: argparse.Namespace) -> int:
+    from ..onnx import export_onnx
+    from ..onnx.export import REPORT_FILE
+
+    folder = export_onnx(
+        args.model,
+        args.output,
+        resolution=args.resolution,
+        opset=args.opset,
+        fp16=args.fp16,
+        quantize=args.quantize,
+        validate=args.validate,
+        atol=args.atol,
+        backend=args.backend,
+        device=args.device,
+    )
+    report = json.loads((folder / REPORT_FILE).read_text())
+    height, width = report["input_size"]
+    print(f"exported with {report['backend']} ({report['backend_reason']}), opset {report['opset']}")
+    print(f"input pixel_values (batch, 3, {height}, {width}); wrote {', '.join(report['files'])} to {folder}")
+    for file_name, differences in report["validation"].items():
+        worst = ", ".join(f"{name} {value:.1e}" for name, value in differences.items())
+        print(f"validated {file_name}: max |onnxruntime - PyTorch|: {worst}")
+    return 0

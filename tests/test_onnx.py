@@ -1,0 +1,332 @@
+"""ONNX export and onnxruntime inference: outputs equal PyTorch's, the graph is the one-group inference graph, the
+runner plugs into post-processing and the pipeline, and bad input gets a clear error.
+
+Tests marked `optimum` need Optimum's exporter (`hf-rfdetr[onnx]`, transformers 4.57); scripts/test.sh runs them
+in its transformers 4.57 environment and deselects them in the transformers 5 one.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import onnx
+import pytest
+import torch
+from onnx import numpy_helper
+from PIL import Image
+from transformers import pipeline
+
+from hf_rfdetr import RFDetrConfig, RFDetrForObjectDetection, RFDetrImageProcessor, RFDetrOnnxModel, export_onnx
+from hf_rfdetr.cli import main
+from hf_rfdetr.onnx import optimum_status
+
+from .conftest import perturb_, tiny_config
+
+ATOL = 1e-4
+
+
+def _tiny_model(seed: int = 0, **overrides) -> RFDetrForObjectDetection:
+    # positional_encoding_size 6 on an 8 x 8 patch grid: the interpolated position embedding is exported too.
+    values = dict(positional_encoding_size=6, group_detr=13) | overrides
+    torch.manual_seed(seed)
+    return perturb_(RFDetrForObjectDetection(tiny_config(**values)), seed).eval()
+
+
+@pytest.fixture(scope="module")
+def tiny_export(tmp_path_factory: pytest.TempPathFactory) -> tuple[RFDetrForObjectDetection, Path]:
+    model = _tiny_model()
+    folder = export_onnx(model, tmp_path_factory.mktemp("tiny-onnx"), validate=True, quantize=True)
+    return model, folder
+
+
+def _max_differences(model: RFDetrForObjectDetection, onnx_model: RFDetrOnnxModel, pixel_values: torch.Tensor):
+    with torch.no_grad():
+        expected = model(pixel_values=pixel_values)
+    actual = onnx_model(pixel_values=pixel_values)
+    assert actual.logits.shape == expected.logits.shape and actual.pred_boxes.shape == expected.pred_boxes.shape
+    return (
+        (actual.logits - expected.logits).abs().max().item(),
+        (actual.pred_boxes - expected.pred_boxes).abs().max().item(),
+    )
+
+
+def _graph_tensors(path: Path) -> list[np.ndarray]:
+    """Every weight of the graph: initializers and Constant nodes."""
+    graph = onnx.load(str(path)).graph
+    tensors = [numpy_helper.to_array(initializer) for initializer in graph.initializer]
+    for node in graph.node:
+        tensors += [
+            numpy_helper.to_array(a.t) for a in node.attribute if node.op_type == "Constant" and a.name == "value"
+        ]
+    return tensors
+
+
+def _op_types(path: Path) -> list[str]:
+    return [node.op_type for node in onnx.load(str(path)).graph.node]
+
+
+# ---------------------------------------------------------------------------------------------- outputs and graph
+@pytest.mark.parametrize("seed", [0, 1])
+@pytest.mark.parametrize("batch_size", [1, 3])
+def test_onnxruntime_equals_pytorch(tiny_export, seed: int, batch_size: int) -> None:
+    model, folder = tiny_export
+    onnx_model = RFDetrOnnxModel.from_pretrained(folder)
+    pixel_values = torch.randn(batch_size, 3, 64, 64, generator=torch.Generator().manual_seed(seed))
+    logits_difference, boxes_difference = _max_differences(model, onnx_model, pixel_values)
+    assert logits_difference <= ATOL and boxes_difference <= ATOL
+
+
+def test_export_at_native_grid_and_other_resolution(tmp_path: Path) -> None:
+    """The stored position grid used as is (8 x 8 at 64 px), exports at 96 px (12 x 12) and 64 x 96 (interpolated)."""
+    model = _tiny_model(seed=2, positional_encoding_size=8)
+    for resolution in (64, 96):
+        folder = export_onnx(model, tmp_path / str(resolution), resolution=resolution)
+        onnx_model = RFDetrOnnxModel.from_pretrained(folder)
+        assert onnx_model.input_size == (resolution, resolution)
+        assert RFDetrImageProcessor.from_pretrained(folder).size == {"height": resolution, "width": resolution}
+        pixel_values = torch.randn(2, 3, resolution, resolution, generator=torch.Generator().manual_seed(resolution))
+        assert max(_max_differences(model, onnx_model, pixel_values)) <= ATOL
+    assert model.config.resolution == 64  # exporting at another size leaves the model alone
+    folder = export_onnx(model, tmp_path / "wide", resolution=(64, 96))
+    assert json.loads((folder / "export_report.json").read_text())["backend"] == "torch"
+    pixel_values = torch.randn(3, 3, 64, 96, generator=torch.Generator().manual_seed(1))
+    assert max(_max_differences(model, RFDetrOnnxModel.from_pretrained(folder), pixel_values)) <= ATOL
+
+
+def test_graph_holds_one_query_group(tiny_export) -> None:
+    """Inference uses group 0 of 13: its 20 queries are in the graph, the 12 training-only groups are not."""
+    model, folder = tiny_export
+    config = model.config
+    tensors = _graph_tensors(folder / "model.onnx")
+    shapes = [tuple(tensor.shape) for tensor in tensors]
+    assert (config.num_queries, config.d_model) in shapes  # query features of one group
+    assert (config.num_queries, 4) in shapes  # reference points of one group
+    all_groups = config.num_queries * config.group_detr
+    assert not any(all_groups in shape for shape in shapes)
+    assert not any(shape[:1] == (config.group_detr,) and len(shape) > 1 for shape in shapes)  # stacked group heads
+    graph_weights = sum(tensor.size for tensor in tensors)
+    training_only = (config.group_detr - 1) * config.num_queries * (config.d_model + 4)
+    assert graph_weights < sum(p.numel() for p in model.parameters()) - training_only
+
+
+def test_export_report_and_folder(tiny_export) -> None:
+    model, folder = tiny_export
+    report = json.loads((folder / "export_report.json").read_text())
+    available, reason = optimum_status()
+    assert report["backend"] == ("optimum" if available else "torch")
+    assert report["backend_reason"] == reason
+    assert report["opset"] == 17 and report["input_size"] == [64, 64]
+    assert report["files"] == ["model.onnx", "model_quantized.onnx"]
+    assert max(report["validation"]["model.onnx"].values()) <= ATOL
+    assert set(report["validation"]["model.onnx"]) == {
+        f"{o}@batch{b}" for o in ("logits", "pred_boxes") for b in (1, 3)
+    }
+    assert RFDetrConfig.from_pretrained(folder).id2label == model.config.id2label
+    assert onnx.load(str(folder / "model.onnx")).opset_import[0].version == 17
+    graph = onnx.load(str(folder / "model.onnx")).graph
+    assert [i.name for i in graph.input] == ["pixel_values"] and [o.name for o in graph.output] == [
+        "logits",
+        "pred_boxes",
+    ]
+    assert graph.input[0].type.tensor_type.shape.dim[0].dim_param == "batch_size"
+
+
+def test_post_processed_detections_identical(tiny_export) -> None:
+    model, folder = tiny_export
+    processor = RFDetrImageProcessor.from_pretrained(folder)
+    onnx_model = RFDetrOnnxModel.from_pretrained(folder)
+    images = [
+        Image.fromarray(np.random.default_rng(i).integers(0, 255, (50 + 9 * i, 70, 3), dtype=np.uint8))
+        for i in range(2)
+    ]
+    inputs = processor(images, return_tensors="pt")
+    sizes = [(image.height, image.width) for image in images]
+    with torch.no_grad():
+        expected = processor.post_process_object_detection(model(**inputs), 0.0, sizes, top_k=10)
+    actual = processor.post_process_object_detection(onnx_model(**inputs), 0.0, sizes, top_k=10)
+    for ours, theirs in zip(actual, expected):
+        assert len(theirs["scores"]) == 10
+        assert torch.equal(ours["labels"], theirs["labels"])
+        torch.testing.assert_close(ours["scores"], theirs["scores"], atol=ATOL, rtol=0)
+        torch.testing.assert_close(ours["boxes"], theirs["boxes"], atol=1e-3, rtol=0)
+
+
+def test_pipeline_runs_the_onnx_model(tiny_export) -> None:
+    model, folder = tiny_export
+    processor = RFDetrImageProcessor.from_pretrained(folder)
+    image = Image.fromarray(np.random.default_rng(5).integers(0, 255, (60, 80, 3), dtype=np.uint8))
+    with_onnx = pipeline("object-detection", model=RFDetrOnnxModel.from_pretrained(folder), image_processor=processor)
+    with_torch = pipeline("object-detection", model=model, image_processor=processor)
+    ours, theirs = with_onnx(image, threshold=0.1), with_torch(image, threshold=0.1)
+    assert len(theirs) > 3 and [d["label"] for d in ours] == [d["label"] for d in theirs]
+    boxes = [[d["box"][k] for k in ("xmin", "ymin", "xmax", "ymax")] for d in (*ours, *theirs)]
+    assert np.abs(np.subtract(boxes[: len(ours)], boxes[len(ours) :])).max() <= 1  # integer pixels after rounding
+    assert np.allclose([d["score"] for d in ours], [d["score"] for d in theirs], atol=ATOL)
+
+
+def test_quantized_and_fp16_graphs(tiny_export, tmp_path: Path) -> None:
+    """int8: quantised weights, same interface. fp16: the float16 model (as Optimum's dtype="fp16"), close outputs."""
+    model, folder = tiny_export
+    quantized = RFDetrOnnxModel.from_pretrained(folder, file_name="model_quantized.onnx")
+    graph = onnx.load(str(folder / "model_quantized.onnx")).graph
+    assert any(node.op_type in ("DynamicQuantizeLinear", "MatMulInteger") for node in graph.node)
+    pixel_values = torch.randn(2, 3, 64, 64, generator=torch.Generator().manual_seed(3))
+    assert quantized(pixel_values=pixel_values).logits.shape == (2, model.config.num_queries, model.config.num_labels)
+
+    fp16_folder = export_onnx(model, tmp_path / "fp16", fp16=True, validate=True)
+    weights = [i for i in onnx.load(str(fp16_folder / "model.onnx")).graph.initializer if len(i.dims) > 1]
+    assert weights and all(i.data_type == onnx.TensorProto.FLOAT16 for i in weights)
+    fp16_model = RFDetrOnnxModel.from_pretrained(fp16_folder)
+    assert fp16_model.session.get_inputs()[0].type == "tensor(float16)" and fp16_model.dtype == torch.float16
+    single = pixel_values[:1]
+    with torch.no_grad():
+        expected = model(pixel_values=single)
+    # Compare the best-scoring queries: float16 rounding may reorder near-tied proposals further down.
+    scores = fp16_model(pixel_values=single).logits.sigmoid().flatten().topk(5).values
+    assert scores.dtype == torch.float32  # float16 inputs and outputs are converted by the runner
+    torch.testing.assert_close(scores, expected.logits.sigmoid().flatten().topk(5).values, atol=5e-3, rtol=0)
+    with pytest.raises(ValueError, match="separate targets"):
+        export_onnx(model, tmp_path / "both", fp16=True, quantize=True)
+
+
+# ------------------------------------------------------------------------------------------------------ bad input
+def test_export_rejects_bad_settings(tmp_path: Path) -> None:
+    model = _tiny_model()
+    with pytest.raises(
+        ValueError,
+        match=r"height 60: .* multiple of the block size 16 \(patch_size 8 x num_windows 2\); for example 64",
+    ):
+        export_onnx(model, tmp_path / "a", resolution=60)
+    with pytest.raises(ValueError, match="opset 15 is too old"):
+        export_onnx(model, tmp_path / "b", opset=15)
+    with pytest.raises(ValueError, match="backend must be one of"):
+        export_onnx(model, tmp_path / "c", backend="tensorrt")
+    if not optimum_status()[0]:
+        with pytest.raises(ValueError, match="backend='optimum' was asked for, but optimum-onnx is not usable"):
+            export_onnx(model, tmp_path / "d", backend="optimum")
+
+
+def test_runner_errors_name_the_problem(tiny_export, tmp_path: Path) -> None:
+    _, folder = tiny_export
+    with pytest.raises(FileNotFoundError, match=r"no model\.onnx in .*ONNX files there: none"):
+        RFDetrOnnxModel.from_pretrained(tmp_path)
+    with pytest.raises(FileNotFoundError, match=r"no model_fp16\.onnx in .*model\.onnx, model_quantized\.onnx"):
+        RFDetrOnnxModel.from_pretrained(folder, file_name="model_fp16.onnx")
+    onnx_model = RFDetrOnnxModel.from_pretrained(folder)
+    with pytest.raises(ValueError, match=r"shape \(1, 3, 96, 96\).*exported for \(batch, 3, 64, 64\)"):
+        onnx_model(pixel_values=torch.zeros(1, 3, 96, 96))
+    with pytest.raises(ValueError, match=r"shape \(3, 64, 64\)"):
+        onnx_model(pixel_values=torch.zeros(3, 64, 64))
+    with pytest.raises(ValueError, match="must be floating point"):
+        onnx_model(pixel_values=np.zeros((1, 3, 64, 64), dtype=np.uint8))
+    mask = torch.ones(1, 64, 64, dtype=torch.long)
+    mask[:, :, 40:] = 0
+    with pytest.raises(ValueError, match="takes no pixel_mask"):
+        onnx_model(pixel_values=torch.zeros(1, 3, 64, 64), pixel_mask=mask)
+    assert onnx_model(pixel_values=torch.zeros(1, 3, 64, 64), pixel_mask=torch.ones(1, 64, 64)).logits.shape[0] == 1
+
+
+# ------------------------------------------------------------------------------------------------------------ CLI
+def test_cli_export(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    model = _tiny_model(seed=4)
+    model.save_pretrained(tmp_path / "model")
+    assert main(["export", str(tmp_path / "model"), str(tmp_path / "onnx"), "--validate", "--backend", "torch"]) == 0
+    printed = capsys.readouterr().out
+    assert "exported with torch (backend='torch' was asked for), opset 17" in printed
+    assert "input pixel_values (batch, 3, 64, 64); wrote model.onnx" in printed
+    assert "validated model.onnx: max |onnxruntime - PyTorch|: logits@batch1" in printed
+    pixel_values = torch.rand(1, 3, 64, 64)
+    assert max(_max_differences(model, RFDetrOnnxModel.from_pretrained(tmp_path / "onnx"), pixel_values)) <= ATOL
+
+    assert main(["export", str(tmp_path / "model"), str(tmp_path / "bad"), "--resolution", "70"]) == 1
+    assert "hf-rfdetr export: error: cannot export at height 70" in capsys.readouterr().err
+
+
+# ----------------------------------------------------------------------------------------------- real model sizes
+@pytest.mark.slow
+@pytest.mark.parametrize("variant", ["nano", "base"])
+def test_nano_and_base_export_match_pytorch(variant: str, tmp_path: Path) -> None:
+    """Random, perturbed weights; Base interpolates its 37 x 37 position grid to 40 x 40 (a constant in the graph)."""
+    config = RFDetrConfig.from_variant(variant)
+    torch.manual_seed(0)
+    model = perturb_(RFDetrForObjectDetection(config), seed=0).eval()
+    folder = export_onnx(model, tmp_path, validate=True)
+    validation = json.loads((folder / "export_report.json").read_text())["validation"]["model.onnx"]
+    assert max(validation.values()) <= ATOL  # batch 1 and 3, checked by the export itself
+    onnx_model = RFDetrOnnxModel.from_pretrained(folder)
+    size = config.resolution
+    pixel_values = torch.randn(3, 3, size, size, generator=torch.Generator().manual_seed(7))
+    assert max(_max_differences(model, onnx_model, pixel_values)) <= ATOL
+    shapes = {tuple(t.shape) for t in _graph_tensors(folder / "model.onnx")}
+    assert (config.num_queries, config.d_model) in shapes
+    assert not any(config.num_queries * config.group_detr in shape for shape in shapes)
+
+
+# -------------------------------------------------------------------------------------------------------- Optimum
+def _saved_tiny(folder: Path, seed: int = 6) -> RFDetrForObjectDetection:
+    model = _tiny_model(seed=seed)
+    model.save_pretrained(folder)
+    RFDetrImageProcessor.from_config(model.config).save_pretrained(folder)
+    return model
+
+
+@pytest.mark.optimum
+def test_optimum_main_export_of_a_saved_folder(tmp_path: Path) -> None:
+    from optimum.exporters.onnx import main_export
+
+    model = _saved_tiny(tmp_path / "model")
+    main_export(str(tmp_path / "model"), output=tmp_path / "onnx", task="object-detection")
+    onnx_model = RFDetrOnnxModel.from_pretrained(tmp_path / "onnx")
+    for batch_size in (1, 3):
+        pixel_values = torch.randn(batch_size, 3, 64, 64, generator=torch.Generator().manual_seed(batch_size))
+        assert max(_max_differences(model, onnx_model, pixel_values)) <= ATOL
+
+
+@pytest.mark.optimum
+def test_optimum_and_torch_backends_write_the_same_graph(tmp_path: Path) -> None:
+    model = _tiny_model(seed=8)
+    with_optimum = export_onnx(model, tmp_path / "optimum", backend="optimum")
+    with_torch = export_onnx(model, tmp_path / "torch", backend="torch")
+    assert json.loads((with_optimum / "export_report.json").read_text())["backend"] == "optimum"
+    assert _op_types(with_optimum / "model.onnx") == _op_types(with_torch / "model.onnx")
+    pixel_values = torch.randn(2, 3, 64, 64, generator=torch.Generator().manual_seed(8))
+    first = RFDetrOnnxModel.from_pretrained(with_optimum)(pixel_values=pixel_values)
+    second = RFDetrOnnxModel.from_pretrained(with_torch)(pixel_values=pixel_values)
+    assert torch.equal(first.logits, second.logits) and torch.equal(first.pred_boxes, second.pred_boxes)
+
+
+@pytest.mark.optimum
+def test_optimum_cli_entry_point(tmp_path: Path) -> None:
+    """`python -m hf_rfdetr.onnx.optimum_cli` takes optimum-cli's arguments; plain optimum-cli knows no RF-DETR."""
+    model = _saved_tiny(tmp_path / "model", seed=9)
+    arguments = ["export", "onnx", "--model", str(tmp_path / "model"), "--task", "object-detection"]
+    environment = {**os.environ, "OMP_NUM_THREADS": "1"}
+    result = subprocess.run(
+        [sys.executable, "-m", "hf_rfdetr.onnx.optimum_cli", *arguments, str(tmp_path / "onnx")],
+        capture_output=True,
+        text=True,
+        env=environment,
+    )
+    assert result.returncode == 0, result.stderr[-3000:]
+    pixel_values = torch.randn(2, 3, 64, 64, generator=torch.Generator().manual_seed(9))
+    assert max(_max_differences(model, RFDetrOnnxModel.from_pretrained(tmp_path / "onnx"), pixel_values)) <= ATOL
+
+    plain = subprocess.run(
+        [
+            sys.executable,
+            "-c",
+            "from optimum.commands.optimum_cli import main; main()",
+            *arguments,
+            "--trust-remote-code",
+            str(tmp_path / "plain"),
+        ],
+        capture_output=True,
+        text=True,
+        env=environment,
+    )
+    assert plain.returncode != 0 and "custom or unsupported architecture" in plain.stderr
