@@ -25,11 +25,11 @@ class _BoxesWithSizes(_Boxes):
 def _trainer(tmp_path: Path, **arguments) -> RFDetrTrainer:
     torch.manual_seed(0)
     model = RFDetrForObjectDetection(tiny_config())
+    arguments = {"per_device_eval_batch_size": 4} | arguments
     args = TrainingArguments(
         output_dir=str(tmp_path),
         max_steps=8,
         per_device_train_batch_size=2,
-        per_device_eval_batch_size=4,
         learning_rate=1e-3,
         weight_decay=1e-4,
         eval_strategy="steps",
@@ -85,4 +85,26 @@ def test_evaluator_needs_original_sizes(missing: str) -> None:
     logits, boxes = torch.zeros(1, 5, 3).numpy(), torch.full((1, 5, 4), 0.5).numpy()
     label = {"class_labels": torch.tensor([0]).numpy(), "boxes": torch.tensor([[0.5, 0.5, 0.2, 0.2]]).numpy()}
     with pytest.raises(KeyError, match=missing):
-        CocoEvaluator()(EvalPrediction(predictions=[(logits, boxes)], label_ids=[[label]]))
+        CocoEvaluator()(EvalPrediction(predictions=[[(logits[0], boxes[0])]], label_ids=[[label]]))
+
+
+class _RecordingEvaluator(CocoEvaluator):
+    """Keeps what the evaluation loop handed over."""
+
+    def __call__(self, evaluation) -> dict[str, float]:
+        self.batches = [
+            (len(batch), len(labels)) for batch, labels in zip(evaluation.predictions, evaluation.label_ids)
+        ]
+        return super().__call__(evaluation)
+
+
+@pytest.mark.parametrize("eval_batch_size", [3, 5])
+def test_evaluation_sees_every_image_when_the_last_batch_is_short(tmp_path: Path, eval_batch_size: int) -> None:
+    """8 images in batches of 3 (or 5): the short last batch keeps its predictions and targets, nothing repeated."""
+    trainer = _trainer(tmp_path, per_device_eval_batch_size=eval_batch_size, metric_for_best_model="eval_map")
+    trainer.compute_metrics = evaluator = _RecordingEvaluator(id2label=trainer.model.config.id2label)
+    metrics = trainer.evaluate()
+    assert sum(images for images, _ in evaluator.batches) == 8
+    assert all(images == targets for images, targets in evaluator.batches)
+    assert evaluator.batches[-1][0] == 8 % eval_batch_size
+    assert "eval_map" in metrics and "eval_ema_map" not in metrics  # no EMA weights before training

@@ -6,6 +6,7 @@ from __future__ import annotations
 import functools
 from dataclasses import replace
 from types import SimpleNamespace
+from typing import Any
 
 import torch
 from transformers import EvalPrediction, Trainer
@@ -33,22 +34,29 @@ class CocoEvaluator:
         self.id2label, self.top_k = id2label, top_k
 
     def __call__(self, evaluation: EvalPrediction) -> dict[str, float]:
-        """Predictions: per batch `(logits, pred_boxes)`; label_ids: per batch a list of target dicts with
-        `class_labels`, normalised cxcywh `boxes` and `orig_size`."""
+        """Predictions: per batch a list of per-image `(logits, pred_boxes)`; label_ids: per batch a list of target
+        dicts with `class_labels`, normalised cxcywh `boxes` and `orig_size` (see `RFDetrTrainer.gather_function`)."""
         from ..image_processing_rfdetr import RFDetrImageProcessor
 
         processor = RFDetrImageProcessor()
         predictions, targets = [], []
         for batch, labels in zip(evaluation.predictions, evaluation.label_ids):
-            # (logits, pred_boxes) of one batch; gathered from several processes: (logits, boxes, logits, boxes, ...)
-            logits = torch.cat([torch.as_tensor(part) for part in batch[0::2]])
-            boxes = torch.cat([torch.as_tensor(part) for part in batch[1::2]])
+            logits = torch.stack([torch.as_tensor(image_logits) for image_logits, _ in batch])
+            boxes = torch.stack([torch.as_tensor(image_boxes) for _, image_boxes in batch])
             labels = [{key: torch.as_tensor(value) for key, value in label.items()} for label in labels]
             outputs = SimpleNamespace(logits=logits, pred_boxes=boxes)
             sizes = [tuple(int(v) for v in label["orig_size"]) for label in labels]
             predictions += processor.post_process_object_detection(outputs, 0.0, sizes, top_k=self.top_k)
             targets += labels
         return coco_metrics(predictions, targets, self.id2label)
+
+
+def _gather_per_image(accelerator: Any, data: Any) -> Any:
+    """Gather one evaluation batch as objects. Predictions `(logits (B, Q, C), pred_boxes (B, Q, 4))` become a list
+    of B per-image tuples first; targets already are a list of B dicts; the loss is a (B,) tensor."""
+    if isinstance(data, (tuple, list)) and data and all(isinstance(part, torch.Tensor) for part in data):
+        data = list(zip(*data))
+    return accelerator.gather_for_metrics(data, use_gather_object=True)
 
 
 class RFDetrTrainer(Trainer):
@@ -73,9 +81,11 @@ class RFDetrTrainer(Trainer):
 
     @property
     def gather_function(self):
-        """Evaluation outputs and targets are gathered across processes as objects: targets differ in length between
-        images, which tensor gathering (padding along dim 1) cannot align."""
-        return functools.partial(self.accelerator.gather_for_metrics, use_gather_object=True)
+        """Evaluation outputs and targets are gathered across processes as lists of per-image objects: targets differ
+        in length between images, which tensor gathering (padding along dim 1) cannot align, and a per-image list is
+        what `gather_for_metrics` truncates correctly at the end of the dataset (it drops the samples that were
+        repeated to even out the last batch)."""
+        return functools.partial(_gather_per_image, self.accelerator)
 
     @gather_function.setter
     def gather_function(self, value) -> None:
