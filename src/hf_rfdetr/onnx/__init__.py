@@ -6,7 +6,15 @@
   when `optimum-onnx` is installed (it needs transformers < 4.58).
 """
 
-from .export import ExportReport, export_input_size, export_onnx, inference_graph, optimum_status
+from .export import ExportReport, compare_outputs, export_input_size, export_onnx, inference_graph, optimum_status
 from .runtime import RFDetrOnnxModel
 
-__all__ = ["ExportReport", "RFDetrOnnxModel", "export_input_size", "export_onnx", "inference_graph", "optimum_status"]
+__all__ = [
+    "ExportReport",
+    "RFDetrOnnxModel",
+    "compare_outputs",
+    "export_input_size",
+    "export_onnx",
+    "inference_graph",
+    "optimum_status",
+]

@@ -30,6 +30,7 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
+from typing import Any
 
 import torch
 from torch import nn
@@ -317,7 +318,8 @@ def _validate(
     atol: float,
     fp16: bool,
 ) -> dict[str, dict[str, float]]:
-    """Max |ORT - PyTorch| per file and output at batch sizes 1 and 3; the float32 graph must be within `atol`."""
+    """Max |ORT - PyTorch| per file and output at batch sizes 1 and 3 (see `compare_outputs`). The float32 graph
+    must be within `atol`, unless the input's two-stage ranking has a near-tie (then a warning says so)."""
     from .runtime import RFDetrOnnxModel
 
     generator = torch.Generator().manual_seed(0)
@@ -330,13 +332,43 @@ def _validate(
             pixel_values = torch.rand(batch_size, model.config.num_channels, height, width, generator=generator)
             with torch.no_grad():
                 expected = model(pixel_values=pixel_values.to(model.device))
-            actual = onnx_model(pixel_values=pixel_values)
-            for name in OUTPUTS:
-                difference = (actual[name] - expected[name].cpu()).abs().max().item()
-                differences[f"{name}@batch{batch_size}"] = difference
+            comparison = compare_outputs(expected, onnx_model(pixel_values=pixel_values))
+            differences.update({f"{name}@batch{batch_size}": value for name, value in comparison.items()})
+            worst = max(comparison["logits"], comparison["pred_boxes"])
+            if file_name != ONNX_FILE or fp16 or worst <= atol:
+                continue
+            message = f"{folder / file_name}: onnxruntime differs from PyTorch by {worst:.2e} > atol {atol}"
+            if comparison["proposal_score_gap"] >= TIE_GAP:
+                raise ValueError(message)
+            logger.warning(
+                "%s at batch %d, where two two-stage proposal scores are %.1e apart (relative): rounding can rank them the "
+                "other way round, which moves both to other queries (typical of untrained weights)",
+                message,
+                batch_size,
+                comparison["proposal_score_gap"],
+            )
         results[file_name] = differences
-        exact = file_name == ONNX_FILE and not fp16
-        worst = max(differences.values())
-        if exact and worst > atol:
-            raise ValueError(f"{folder / file_name}: onnxruntime differs from PyTorch by {worst:.2e} > atol {atol}")
     return results
+
+
+#: Proposal scores closer than this (relative to the largest) may be ranked differently by two correct runtimes.
+TIE_GAP = 1e-5
+
+
+def compare_outputs(expected: Any, actual: Any) -> dict[str, float]:
+    """Max |actual - expected| of `logits` and `pred_boxes`, query by query, and `proposal_score_gap`: the smallest
+    difference between the ranked two-stage scores (max class logit) of the selected proposals in `expected`,
+    relative to the largest score.
+
+    The two-stage selection ranks proposals with `topk`; each rank has its own learned query embedding. Two scores
+    within rounding of each other (a gap below `TIE_GAP`, common with untrained weights) may be ranked the other way
+    round by another runtime, which changes those queries' outputs by O(1) while every operation agrees to 1e-6.
+    """
+    ranked = expected["enc_logits"].float().amax(dim=-1) if expected.get("enc_logits") is not None else None
+    gap = float("inf")
+    if ranked is not None and ranked.shape[1] > 1:
+        gap = ((ranked[:, :-1] - ranked[:, 1:]).abs().min() / ranked.abs().max().clamp(min=1e-12)).item()
+    return {
+        name: (actual[name].float().cpu() - expected[name].float().cpu()).abs().max().item()
+        for name in ("logits", "pred_boxes")
+    } | {"proposal_score_gap": gap}
