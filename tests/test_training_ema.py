@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import math
 from pathlib import Path
 
@@ -78,6 +79,10 @@ def test_trainer_saves_and_resumes_the_average(tmp_path: Path) -> None:
     ema_model = RFDetrForObjectDetection.from_pretrained(checkpoint / "ema")
     torch.testing.assert_close(ema_model.class_embed.weight, straight.shadow["class_embed.weight"])
     assert (ema_model.class_embed.weight - model.class_embed.weight).abs().max() > 1e-5  # the average lags
+    # The folder carries the code its auto_map names, as the regular checkpoint does (trust_remote_code loading).
+    config = json.loads((checkpoint / "ema" / "config.json").read_text())
+    assert config["auto_map"]["AutoModelForObjectDetection"].startswith("modeling_rfdetr.")
+    assert {p.name for p in (checkpoint / "ema").glob("*.py")} >= {"modeling_rfdetr.py", "configuration_rfdetr.py"}
 
     # Stop after step 3, resume from checkpoint-3: the average continues exactly.
     resumed = RFDetrEMACallback(decay=0.9, tau=2)

@@ -17,6 +17,7 @@ from pathlib import Path
 import torch
 from safetensors.torch import load_file, save_file
 from transformers import TrainerCallback
+from transformers.dynamic_module_utils import custom_object_save
 
 EMA_FOLDER = "ema"
 
@@ -65,6 +66,8 @@ class RFDetrEMACallback(TrainerCallback):
         state.update({k: v.detach().cpu().contiguous() for k, v in self.shadow.items()})
         save_file(state, folder / "model.safetensors", metadata={"format": "pt", "ema_updates": str(self.updates)})
         model.config.save_pretrained(folder)
+        if getattr(model, "_auto_class", None) is not None:  # the code files its config's auto_map names
+            custom_object_save(model, folder, config=model.config)
         (folder / "ema_state.json").write_text(
             json.dumps({"updates": self.updates, "decay": self.decay, "tau": self.tau})
         )
