@@ -17,8 +17,6 @@ from hf_rfdetr.video import iter_frames
 from .test_facade import random_image, save_tiny
 from .test_video import write_video
 
-pytest.importorskip("supervision")
-
 
 @pytest.fixture(scope="module")
 def model_folder(tmp_path_factory) -> Path:

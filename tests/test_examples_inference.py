@@ -18,7 +18,6 @@ from hf_rfdetr.video import iter_frames
 from .test_facade import random_image, save_tiny
 from .test_video import write_video
 
-pytest.importorskip("supervision")
 EXAMPLES = Path(__file__).resolve().parents[1] / "examples"
 
 

@@ -7,6 +7,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+import supervision as sv
 import torch
 from PIL import Image
 
@@ -15,8 +16,6 @@ from hf_rfdetr import COCO_CLASSES, RFDETR, RFDETRBase, RFDetrForObjectDetection
 
 from .conftest import perturb_, tiny_config
 from .synthetic_coco import class_names, write_synthetic_coco
-
-sv = pytest.importorskip("supervision")
 
 
 def save_tiny(folder: Path, seed: int = 0, **overrides) -> Path:
@@ -337,7 +336,6 @@ def test_original_checkpoint_is_converted_on_the_fly(tmp_path: Path, monkeypatch
 
 
 def test_export_writes_an_onnx_model_that_detects_the_same(detector: RFDETR, tmp_path: Path) -> None:
-    pytest.importorskip("onnxruntime")
     from hf_rfdetr.onnx import RFDetrOnnxModel
 
     folder = detector.export(tmp_path / "onnx", validate=True)

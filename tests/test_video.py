@@ -6,14 +6,13 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+import supervision as sv
 
 import hf_rfdetr
 from hf_rfdetr import RFDETR
 from hf_rfdetr.video import VideoStats, _backend, iter_frames, open_capture, parse_source, process_video
 
 from .test_facade import save_tiny
-
-sv = pytest.importorskip("supervision")
 
 
 def write_video(path: Path, frames: int = 6, size: tuple[int, int] = (64, 96), fps: float = 12.0) -> Path:

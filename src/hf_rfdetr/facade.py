@@ -402,33 +402,19 @@ def _from_folder_or_hub(
 def _from_original_checkpoint(
     path: Path, id2label: dict[int, str] | None
 ) -> tuple[RFDetrForObjectDetection, RFDetrImageProcessor]:
-    """Convert an original `rfdetr` checkpoint in memory (its regular `model` weights)."""
-    from .conversion import config_from_checkpoint, convert_original_state_dict, load_checkpoint
+    """Convert an original `rfdetr` checkpoint in memory (its regular `model` weights). New labels go through the
+    same `from_pretrained(..., ignore_mismatched_sizes=True)` as a folder: a different class count re-initialises
+    the class heads, as the original does."""
+    from .conversion import config_from_checkpoint, load_checkpoint, load_original_state_dict
 
     checkpoint = load_checkpoint(path)
-    config = config_from_checkpoint(checkpoint)
-    state_dict = convert_original_state_dict(checkpoint["model"])
-    if id2label is not None and len(id2label) != config.num_labels:
-        # as the original: a different class count re-initialises the class heads
-        config = RFDetrConfig.from_dict(
-            {**config.to_dict(), "id2label": id2label, "label2id": {v: k for k, v in id2label.items()}}
-        )
-    elif id2label is not None:
-        config.id2label, config.label2id = dict(id2label), {v: k for k, v in id2label.items()}
-    model = RFDetrForObjectDetection(config)
-    expected = model.state_dict()
-    kept = {k: v for k, v in state_dict.items() if k in expected and expected[k].shape == v.shape}
-    missing = set(expected) - set(kept)
-    if any(not _is_class_head(key) for key in missing) or set(state_dict) - set(expected):
-        from .conversion import load_original_state_dict
-
-        load_original_state_dict(model, checkpoint["model"])  # raises, naming the keys that do not fit
-    model.load_state_dict(kept, strict=False)
-    return model, RFDetrImageProcessor.from_config(config)
-
-
-def _is_class_head(key: str) -> bool:
-    return key.startswith("class_embed.") or key.startswith("model.enc_out_class_embed.")
+    model = RFDetrForObjectDetection(config_from_checkpoint(checkpoint))
+    load_original_state_dict(model, checkpoint["model"])  # raises, naming the keys that do not fit
+    if id2label is None:
+        return model, RFDetrImageProcessor.from_config(model.config)
+    with tempfile.TemporaryDirectory() as folder:
+        model.save_pretrained(folder)
+        return _from_folder_or_hub(folder, id2label)
 
 
 # ----------------------------------------------------------------------------------------------------------------------
