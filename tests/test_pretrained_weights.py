@@ -193,11 +193,12 @@ def test_facade_auto_classes_and_cli_by_name(online: Served, model, tmp_path: Pa
     image().save(tmp_path / "photo.png")
     assert main(["convert", "nano", str(tmp_path / "out")]) == 0
     assert json.loads((tmp_path / "out" / "config.json").read_text())["variant"] == "nano"
-    assert (
-        main(["predict", "--model", "nano", str(tmp_path / "photo.png"), "--output-dir", "pred", "--no-progress"]) == 0
-    )
+    threshold = float(np.median(expected.confidence))
+    command = ["predict", "--model", "nano", str(tmp_path / "photo.png"), "--output-dir", "pred", "--no-progress"]
+    assert main([*command, "--threshold", str(threshold)]) == 0
     found = json.loads((tmp_path / "pred" / "detections.json").read_text())["images"][0]["detections"]
-    assert len(found) == int((expected.confidence > 0.5).sum())
+    assert len(found) == int((expected.confidence > threshold).sum()) > 0
+    assert [d["class_id"] for d in found] == expected.class_id[: len(found)].tolist()
     assert online.requests == 1, "everything after the first download reads the cache"
 
 
