@@ -189,17 +189,17 @@ def test_supervision_annotators_take_the_detections(detector: RFDETR) -> None:
     assert annotated.size == image.size and np.asarray(annotated).tolist() != np.asarray(image).tolist()
 
 
-def test_without_weights_a_random_model_with_a_clear_warning(tmp_path: Path, monkeypatch) -> None:
+def test_a_new_architecture_or_none_gives_a_random_model_with_a_clear_warning(tmp_path: Path, monkeypatch) -> None:
+    """Without pretrain_weights the COCO checkpoint is loaded (tests/test_pretrained_weights.py); fields that change
+    the architecture, or pretrain_weights=None (as in the original), give random weights and say so."""
     monkeypatch.chdir(tmp_path)  # no rf-detr-nano.pth here
-    with pytest.warns(
-        UserWarning, match=r"RFDETRNano\(\) without pretrain_weights: .*RANDOM weights.*rf-detr-nano.pth"
-    ):
+    with pytest.warns(UserWarning, match=r"RFDETRNano\(\): num_queries describe\(s\) a new architecture.*RANDOM"):
         model = RFDETRNano(device="cpu", num_queries=30)
     assert model.model.config.variant == "nano" and model.model.config.num_labels == 91
     assert model.model.config.num_queries == 30 and model.resolution == 384
     assert model.processor.size == {"height": 384, "width": 384}
-    with pytest.warns(UserWarning):
-        model = RFDETRBase(device="cpu", resolution=448, class_names=["apple", "pear"])
+    with pytest.warns(UserWarning, match=r"RFDETRBase\(\): pretrain_weights=None, so .*rf-detr-base.pth.*RANDOM"):
+        model = RFDETRBase(None, device="cpu", resolution=448, class_names=["apple", "pear"])
     assert model.class_names == ["apple", "pear"] and model.processor.size["height"] == 448
     assert model.model.config.positional_encoding_size == 37  # Base keeps DINOv2's grid and interpolates
 
@@ -231,10 +231,20 @@ def test_loading_options_and_errors(tiny_folder: Path, tmp_path: Path) -> None:
 def test_lazy_public_names_are_the_facade_classes() -> None:
     import hf_rfdetr.facade as facade
 
-    for name in ("RFDETR", "RFDETRNano", "RFDETRSmall", "RFDETRMedium", "RFDETRBase", "RFDETRLarge"):
+    names = (
+        "RFDETR",
+        "RFDETRNano",
+        "RFDETRSmall",
+        "RFDETRMedium",
+        "RFDETRBase",
+        "RFDETRLarge",
+        "RFDETRLargeDeprecated",
+    )
+    for name in names:
         assert getattr(hf_rfdetr, name) is getattr(facade, name)
         assert issubclass(getattr(hf_rfdetr, name), RFDETR)
-    assert {cls.variant for cls in RFDETR.__subclasses__()} == {"nano", "small", "medium", "base", "large"}
+    variants = {cls.variant for cls in RFDETR.__subclasses__()}
+    assert variants == {"nano", "small", "medium", "base", "large", "large-legacy"}
 
 
 def test_optimize_for_inference(detector: RFDETR, monkeypatch) -> None:

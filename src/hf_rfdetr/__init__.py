@@ -31,7 +31,11 @@ def fine_tune(*args, **kwargs):
 
 #: Public names imported on first access: name -> module (relative to this package).
 _LAZY_NAMES: dict[str, str] = {
-    **dict.fromkeys(["RFDETR", "RFDETRNano", "RFDETRSmall", "RFDETRMedium", "RFDETRBase", "RFDETRLarge"], ".facade"),
+    **dict.fromkeys(
+        ["RFDETR", "RFDETRNano", "RFDETRSmall", "RFDETRMedium", "RFDETRBase", "RFDETRLarge", "RFDETRLargeDeprecated"],
+        ".facade",
+    ),
+    "pretrained": ".pretrained_weights",
     "process_video": ".video",
     "draw_detections": ".annotate",
     "push_to_hub": ".hub",

@@ -11,12 +11,13 @@ For people switching from the original package, these classes keep its names and
 Each object wraps a regular `RFDetrForObjectDetection` (`.model`) and `RFDetrImageProcessor` (`.processor`);
 nothing here changes the model, and everything the facade does can be done with those two directly.
 
-`pretrain_weights` is a Hub repository id, a local folder saved with `save_pretrained`, or an original `rfdetr`
-checkpoint file (`.pth` / `.pt`, converted in memory with `hf_rfdetr.conversion`). Without it the original
-downloads its COCO weights; this package has no published COCO checkpoint and downloads nothing, so it loads the
-original's file name for the variant (`rf-detr-base.pth`, ...) when that file is in the current folder, as the
-original does, and otherwise builds a randomly initialised model with the 91 COCO label slots and warns that its
-detections are meaningless.
+`pretrain_weights` is a checkpoint name ("base", "rf-detr-base.pth", ...: `hf_rfdetr.pretrained`), a Hub repository
+id, a local folder saved with `save_pretrained` (or holding transformers' own `rf_detr` model, converted on load), or
+an original `rfdetr` checkpoint file (`.pth` / `.pt`, converted in memory with `hf_rfdetr.conversion`). Without it,
+as in the original, the variant's COCO checkpoint is used: the original's file name for the variant
+(`rf-detr-base.pth`, ...) when that file is in the current folder, else the original's published checkpoint,
+downloaded once (md5-checked), converted and cached as safetensors (`hf_rfdetr.pretrained_weights`).
+`pretrain_weights=None` builds a randomly initialised model, as the original's does.
 """
 
 from __future__ import annotations
@@ -38,34 +39,50 @@ from transformers.image_utils import load_image
 from .configuration_rfdetr import RFDetrConfig
 from .image_processing_rfdetr import RFDetrImageProcessor
 from .modeling_rfdetr import RFDetrForObjectDetection
+from .pretrained_weights import CHECKPOINTS, as_rfdetr_checkpoint, pretrained, resolve_name
 
 if TYPE_CHECKING:
     import supervision as sv
 
-__all__ = ["RFDETR", "RFDETRBase", "RFDETRLarge", "RFDETRMedium", "RFDETRNano", "RFDETRSmall", "ImageInput"]
+__all__ = [
+    "RFDETR",
+    "RFDETRBase",
+    "RFDETRLarge",
+    "RFDETRLargeDeprecated",
+    "RFDETRMedium",
+    "RFDETRNano",
+    "RFDETRSmall",
+    "ImageInput",
+]
 
 #: What `predict` accepts for one image (a list of them is a batch).
 ImageInput = str | os.PathLike | Image.Image | np.ndarray | torch.Tensor
 
 #: The file each variant of the original package downloads when `pretrain_weights` is not given.
-ORIGINAL_WEIGHTS = {
-    "nano": "rf-detr-nano.pth",
-    "small": "rf-detr-small.pth",
-    "medium": "rf-detr-medium.pth",
-    "base": "rf-detr-base.pth",
-    "large": "rf-detr-large-2026.pth",
-}
+ORIGINAL_WEIGHTS = {name: checkpoint.filename for name, checkpoint in CHECKPOINTS.items()}
 _CHECKPOINT_SUFFIXES = (".pth", ".pt", ".ckpt")
 _URL_SCHEMES = ("http", "https")
+
+
+class _VariantCheckpoint:
+    """The default of `pretrain_weights`: the variant's COCO checkpoint (as the original's `pretrain_weights` default)."""
+
+    def __repr__(self) -> str:
+        return "<the variant's COCO checkpoint>"
+
+
+VARIANT_CHECKPOINT = _VariantCheckpoint()
 
 
 class RFDETR:
     """An RF-DETR detector with the original package's interface (`predict`, `train`, `export`).
 
     Args:
-        pretrain_weights: a Hub repository id, a local folder written by `save_pretrained` (or by `hf-rfdetr convert`
-            / `fine_tune`), or an original `rfdetr` checkpoint (`.pth`, converted in memory). `None`: the original's
-            file for the variant if it is in the current folder, else random weights (with a warning).
+        pretrain_weights: a checkpoint name (`hf_rfdetr.pretrained_weights.CHECKPOINTS`: "base", "rf-detr-base.pth",
+            ...), a Hub repository id, a local folder written by `save_pretrained` (or by `hf-rfdetr convert` /
+            `fine_tune`; a folder or repository of transformers' own `rf_detr` model is converted on load), or an
+            original `rfdetr` checkpoint (`.pth`, converted in memory). Default: the variant's COCO checkpoint (its
+            original file in the current folder, else downloaded once and cached). `None`: random weights.
         resolution: input size in pixels (square), a multiple of `patch_size * num_windows` (56 for Base, 32 for the
             others); default the model's. Position embeddings are interpolated for a new resolution.
         num_classes: number of classes. With `pretrain_weights` whose class count differs, the class heads are
@@ -85,7 +102,7 @@ class RFDETR:
 
     def __init__(
         self,
-        pretrain_weights: str | os.PathLike | None = None,
+        pretrain_weights: str | os.PathLike | None | _VariantCheckpoint = VARIANT_CHECKPOINT,
         *,
         resolution: int | None = None,
         num_classes: int | None = None,
@@ -96,9 +113,8 @@ class RFDETR:
     ) -> None:
         id2label = _id2label(num_classes, class_names)
         self.device = torch.device(device) if device is not None else _default_device()
-        if pretrain_weights is None and config is None:
-            default = Path(ORIGINAL_WEIGHTS.get(self.variant, ""))
-            pretrain_weights = default if default.suffix and default.is_file() else None
+        if pretrain_weights is VARIANT_CHECKPOINT:  # the COCO checkpoint, unless a new architecture is described
+            pretrain_weights = None if config is not None or overrides else self._variant_checkpoint()
         if pretrain_weights is not None:
             if config is not None or overrides:
                 raise ValueError(
@@ -117,19 +133,28 @@ class RFDETR:
         self._optimized: torch.nn.Module | None = None
         self._autocast: torch.dtype | None = None
 
+    def _variant_checkpoint(self) -> str:
+        """The original's file for the variant in the current folder (as the original reads it), else its name."""
+        default = Path(ORIGINAL_WEIGHTS.get(self.variant, ""))
+        return str(default) if default.suffix and default.is_file() else self.variant
+
     def _random_model(
         self, config: RFDetrConfig | None, id2label: dict[int, str] | None, overrides: dict[str, Any]
     ) -> tuple[RFDetrForObjectDetection, RFDetrImageProcessor]:
         """A randomly initialised model of `config` or of the class's variant (with `overrides` and labels)."""
         labels = {"id2label": id2label, "label2id": {name: i for i, name in id2label.items()}} if id2label else {}
         if config is None:
+            reason = (
+                f"{', '.join(sorted(overrides))} describe(s) a new architecture"
+                if overrides
+                else "pretrain_weights=None"
+            )
             config = RFDetrConfig.from_variant(self.variant, **labels, **overrides)
             file = ORIGINAL_WEIGHTS.get(self.variant, "an original .pth")
             warnings.warn(
-                f"{type(self).__name__}() without pretrain_weights: this package publishes no COCO checkpoint and "
-                f"downloads nothing, and {file} is not in the current folder, so the model has RANDOM weights and "
-                f"its detections are meaningless. Pass pretrain_weights= a Hub id, a saved folder or an original "
-                f"rfdetr checkpoint (e.g. {file}, converted on the fly), or train it with .train(...).",
+                f"{type(self).__name__}(): {reason}, so the COCO checkpoint ({file}) is not loaded and the model has "
+                "RANDOM weights: its detections are meaningless until you train it with .train(...). Leave "
+                "pretrain_weights out for the COCO weights, or pass a checkpoint name, Hub id, folder or .pth.",
                 UserWarning,
                 stacklevel=3,
             )
@@ -324,6 +349,12 @@ class RFDETRLarge(RFDETR):
     variant = "large"
 
 
+class RFDETRLargeDeprecated(RFDETR):
+    """RF-DETR Large before 1.4 (DINOv2-B, 560 px; the original's `RFDETRLargeDeprecated`); see `RFDETR`."""
+
+    variant = "large-legacy"
+
+
 class _PixelsOnly(torch.nn.Module):
     """`model(pixel_values, pixel_mask)` returning `(logits, pred_boxes)`: a tensor-only forward to compile."""
 
@@ -364,15 +395,22 @@ def _id2label(num_classes: int | None, class_names: Sequence[str] | None) -> dic
 def _load_pretrained(
     weights: str | os.PathLike, id2label: dict[int, str] | None
 ) -> tuple[RFDetrForObjectDetection, RFDetrImageProcessor]:
-    """Model and processor from a folder, an original checkpoint file or a Hub id (see `RFDETR`)."""
+    """Model and processor from a checkpoint name, a folder, an original checkpoint file or a Hub id (see `RFDETR`)."""
     path = Path(weights)
     if path.is_dir():
         return _from_folder_or_hub(str(path), id2label)
     if path.is_file():
         return _from_original_checkpoint(path, id2label)
     text = str(weights)
-    if path.suffix in _CHECKPOINT_SUFFIXES or text.startswith((".", "/", "~")) or text.count("/") > 1:
-        raise FileNotFoundError(f"pretrain_weights {text!r} does not exist")  # a path, not a Hub id "org/name"
+    if text.startswith((".", "/", "~")) or text.count("/") > 1:  # a path, not a Hub id "org/name"
+        raise FileNotFoundError(f"pretrain_weights {text!r} does not exist")
+    if path.suffix in _CHECKPOINT_SUFFIXES and resolve_name(text) is None:
+        raise FileNotFoundError(
+            f"pretrain_weights {text!r} does not exist (the original's checkpoints by name: {', '.join(ORIGINAL_WEIGHTS.values())})"
+        )
+    resolved = pretrained(text)  # a name: the cached COCO folder; an unknown name: ValueError listing the names
+    if resolved != text:
+        return _from_folder_or_hub(resolved, id2label)
     try:
         return _from_folder_or_hub(text, id2label)
     except OSError as error:
@@ -385,12 +423,13 @@ def _load_pretrained(
 def _from_folder_or_hub(
     name: str, id2label: dict[int, str] | None
 ) -> tuple[RFDetrForObjectDetection, RFDetrImageProcessor]:
+    name = as_rfdetr_checkpoint(name)  # transformers' own rf_detr: converted into a cached folder of ours
     labels = {"id2label": id2label, "label2id": {v: k for k, v in id2label.items()}} if id2label else {}
     model = AutoModelForObjectDetection.from_pretrained(name, ignore_mismatched_sizes=bool(labels), **labels)
     if not isinstance(model, RFDetrForObjectDetection):
         raise ValueError(
-            f"{name!r} holds a {type(model).__name__}, not an RF-DETR model of this package; convert it first "
-            "(hf-rfdetr convert, or conversion/convert_transformers_to_hf.py for transformers' rf_detr)"
+            f"{name!r} holds a {type(model).__name__}, not an RF-DETR model of this package or of transformers; "
+            "convert it first (hf-rfdetr convert)"
         )
     try:
         processor = RFDetrImageProcessor.from_pretrained(name)

@@ -333,6 +333,22 @@ class RFDetrForObjectDetection(RFDetrPreTrainedModel):
         self.criterion = RFDetrLoss(config)
         self.post_init()
 
+    @classmethod
+    def from_pretrained(cls, pretrained_model_name_or_path, *args, **kwargs):
+        """`PreTrainedModel.from_pretrained`; a folder or Hub repository of transformers' own RF-DETR (model_type
+        "rf_detr") is first converted into a cached folder of this package (`hf_rfdetr.pretrained_weights`,
+        transformers 5.x), keeping its labels. Saving the result writes this package's format."""
+        if pretrained_model_name_or_path is not None and kwargs.get("config") is None:
+            try:  # by name: the remote-code copy of this file loads without the package (and converts nothing)
+                weights = importlib.import_module("hf_rfdetr.pretrained_weights")
+            except ImportError:
+                weights = None
+            if weights is not None:
+                pretrained_model_name_or_path = weights.as_rfdetr_checkpoint(
+                    str(pretrained_model_name_or_path), revision=kwargs.get("revision"), token=kwargs.get("token")
+                )
+        return super().from_pretrained(pretrained_model_name_or_path, *args, **kwargs)
+
     def forward(
         self,
         pixel_values: torch.Tensor,

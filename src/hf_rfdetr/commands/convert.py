@@ -1,4 +1,5 @@
-"""`hf-rfdetr convert`: an original rfdetr .pth checkpoint to a Hugging Face folder."""
+"""`hf-rfdetr convert`: an original rfdetr .pth checkpoint (or one of the original's COCO checkpoints by name) to a
+Hugging Face folder."""
 
 from __future__ import annotations
 
@@ -14,7 +15,11 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         description="Convert an original rfdetr checkpoint (.pth) into a folder with config.json, model.safetensors, "
         "preprocessor_config.json, the model code and a model card.",
     )
-    parser.add_argument("checkpoint", help="path to the original .pth checkpoint")
+    parser.add_argument(
+        "checkpoint",
+        help="path to the original .pth checkpoint, or a name of the original's COCO checkpoints (nano, small, medium, "
+        "base, large, large-legacy: downloaded once, md5-checked, cached)",
+    )
     parser.add_argument("output", help="folder to write")
     parser.add_argument(
         "--variant",
@@ -34,8 +39,14 @@ def register(subparsers: argparse._SubParsersAction) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from ..conversion import convert_checkpoint
+    from pathlib import Path
 
+    from ..conversion import convert_checkpoint
+    from ..pretrained_weights import resolve_name
+
+    name = None if Path(args.checkpoint).exists() else resolve_name(args.checkpoint)
+    if name is not None:
+        return _run_named(name, args)
     folder = convert_checkpoint(
         args.checkpoint,
         args.output,
@@ -46,4 +57,29 @@ def run(args: argparse.Namespace) -> int:
         trust=args.trust_checkpoint,
     )
     print(f"wrote {folder}" + (" (verified against rfdetr)" if args.verify else ""))
+    return 0
+
+
+def _run_named(name: str, args: argparse.Namespace) -> int:
+    """Copy the cached conversion of the original's COCO checkpoint `name` (`--verify`: convert its .pth again, next to
+    the original package)."""
+    import shutil
+
+    from ..conversion import convert_checkpoint
+    from ..pretrained_weights import coco_checkpoint, download_original
+
+    if args.verify or args.weights != "model" or args.variant:
+        folder = convert_checkpoint(
+            download_original(name), args.output, variant=args.variant or name, weights=args.weights, verify=args.verify
+        )
+    else:
+        folder = shutil.copytree(coco_checkpoint(name), args.output, dirs_exist_ok=True)
+    if args.push_to_hub:
+        from ..hub import push_to_hub
+
+        push_to_hub(folder, args.push_to_hub, source=f"converted from the original rfdetr COCO checkpoint {name!r}")
+    print(
+        f"wrote {folder} (the original's {name} COCO checkpoint)"
+        + (" (verified against rfdetr)" if args.verify else "")
+    )
     return 0

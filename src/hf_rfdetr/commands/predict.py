@@ -25,7 +25,10 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     )
     parser.add_argument("inputs", nargs="+", metavar="INPUT", help="image or video files, or folders of images")
     parser.add_argument(
-        "--model", required=True, help="Hub repository id, local folder, or original rfdetr .pth checkpoint"
+        "--model",
+        required=True,
+        help="a COCO checkpoint name (nano, small, medium, base, large, large-legacy: downloaded once and cached), a "
+        "Hub repository id, a local folder (ours or transformers' rf_detr), or an original rfdetr .pth checkpoint",
     )
     parser.add_argument("--output-dir", required=True, type=Path, help="where annotated files and detections.json go")
     parser.add_argument("--threshold", type=float, default=0.5, help="keep detections scoring above this (0.5)")
