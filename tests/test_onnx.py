@@ -26,6 +26,14 @@ from hf_rfdetr.cli import main
 from hf_rfdetr.demo_assets import DEMO_IMAGE
 from hf_rfdetr.onnx import compare_outputs, optimum_status
 from hf_rfdetr.onnx.export import TIE_GAP
+from hf_rfdetr.onnx.quantization import (
+    FLOAT_MODULES,
+    float_module_names,
+    match_detections,
+    node_scope,
+    nodes_of_modules,
+    quantize_dynamic_int8,
+)
 
 from .conftest import perturb_, tiny_config
 
@@ -194,6 +202,105 @@ def test_quantized_and_fp16_graphs(tiny_export, tmp_path: Path) -> None:
     torch.testing.assert_close(scores, expected.logits.sigmoid().flatten().topk(5).values, atol=5e-3, rtol=0)
     with pytest.raises(ValueError, match="separate targets"):
         export_onnx(model, tmp_path / "both", fp16=True, quantize=True)
+
+
+def test_int8_graph_keeps_the_sensitive_layers_float(tiny_export) -> None:
+    """Every weight node of FLOAT_MODULES stays a float32 MatMul / Conv in model_quantized.onnx (whichever exporter
+    named the nodes), the report lists them, and the backbone's linear layers are int8."""
+    model, folder = tiny_export
+    report = json.loads((folder / "export_report.json").read_text())
+    assert report["float_modules"] == list(FLOAT_MODULES)
+    graph = onnx.load(str(folder / "model_quantized.onnx")).graph
+    nodes = {node.name: node for node in graph.node}
+    initializers = {tensor.name: tensor for tensor in graph.initializer}
+    float_nodes = report["float_nodes"]
+    for name in float_nodes:
+        assert nodes[name].op_type in ("MatMul", "Conv", "Gemm") and f"{name}_quant" not in nodes, name
+        weight = initializers[nodes[name].input[1]]
+        assert weight.data_type == onnx.TensorProto.FLOAT and len(weight.dims) >= 2, name
+    scopes = [node_scope(name) for name in float_nodes]
+    # Each kind of sensitive layer is there: heads, two-stage heads, reference points, sampling, projector.
+    kinds = ("class_embed", "bbox_embed.layers.2", "enc_out_class_embed", "enc_out_bbox_embed.layers.0", "enc_output")
+    kinds += ("ref_point_head.layers.0", "cross_attn.sampling_offsets", "cross_attn.attention_weights", "conv")
+    for kind in kinds:
+        assert any(scope.endswith(kind) for scope in scopes), kind
+    matrices = [
+        n for n in float_module_names(model) if getattr(model.get_submodule(n), "weight", torch.ones(1)).ndim > 1
+    ]
+    assert len(float_nodes) == len(matrices)  # one node per weight matrix (eval graph: one query group)
+    quantized = [node.name for node in graph.node if node.op_type == "MatMulInteger"]
+    backbone = [name for name in quantized if "/backbone/" in name]
+    assert len(backbone) == 4 * model.config.backbone_num_hidden_layers  # qkv, proj, fc1, fc2 of every block
+    assert not any(node_scope(name.removesuffix("_quant")) in scopes for name in quantized)
+
+
+def test_float_nodes_are_found_by_module_name(tiny_export, tmp_path: Path) -> None:
+    """torch.onnx prefixes the scopes with its wrapper (`/model/model/...`), Optimum does not (`/model/...`); both
+    match. A graph whose names do not follow the modules is refused instead of being quantised whole."""
+    model, folder = tiny_export
+    graph = onnx.helper.make_graph(
+        [
+            onnx.helper.make_node("MatMul", ["x", "w"], ["a"], name="/model/class_embed/MatMul"),
+            onnx.helper.make_node("MatMul", ["x", "w"], ["b"], name="/class_embed/MatMul"),
+            onnx.helper.make_node("MatMul", ["x", "w"], ["c"], name="/model/model/decoder/layers.1/fc1/MatMul"),
+            onnx.helper.make_node("Conv", ["x", "w"], ["d"], name="/model/projector/levels.0/c2f/cv1/conv/Conv"),
+            onnx.helper.make_node("Add", ["x", "w"], ["e"], name="/class_embed/Add"),
+            onnx.helper.make_node("MatMul", ["x", "w"], ["f"], name="/model/enc_out_class_embed/MatMul"),
+        ],
+        "g",
+        [],
+        [],
+    )
+    assert node_scope("/model/model/decoder/layers.0/fc1/MatMul") == "model.model.decoder.layers.0.fc1"
+    found = nodes_of_modules(graph, ["class_embed", "model.projector.levels.0.c2f.cv1.conv"])
+    assert found == ["/model/class_embed/MatMul", "/class_embed/MatMul", "/model/projector/levels.0/c2f/cv1/conv/Conv"]
+
+    renamed = onnx.load(str(folder / "model.onnx"))
+    for index, node in enumerate(renamed.graph.node):
+        node.name = f"node_{index}"
+    onnx.save(renamed, str(tmp_path / "renamed.onnx"))
+    with pytest.raises(
+        ValueError, match=r"no MatMul/Conv/Gemm node is named after the module\(s\) \['model\.projector"
+    ):
+        quantize_dynamic_int8(tmp_path / "renamed.onnx", tmp_path / "int8.onnx", model)
+    assert not (tmp_path / "int8.onnx").exists()
+
+
+def _detection(label: str, score: float, box: tuple[float, float, float, float]) -> dict:
+    return {"label": label, "score": score, "box": dict(zip(("xmin", "ymin", "xmax", "ymax"), box))}
+
+
+def test_match_detections_pairs_by_class_and_overlap() -> None:
+    expected = [
+        _detection("cat", 0.90, (0, 0, 100, 100)),
+        _detection("dog", 0.70, (200, 200, 300, 300)),
+        _detection("dog", 0.48, (202, 200, 300, 302)),  # near-duplicate below the threshold
+        _detection("cat", 0.52, (400, 0, 500, 100)),  # within the margin: its int8 partner may fall below 0.5
+    ]
+    close = [
+        _detection("cat", 0.88, (1, 0, 100, 101)),
+        _detection("dog", 0.47, (202, 200, 300, 301)),
+        _detection("dog", 0.72, (200, 201, 300, 300)),
+        _detection("cat", 0.47, (400, 0, 500, 100)),
+    ]
+    match = match_detections(expected, close, threshold=0.5, margin=0.05, iou_threshold=0.7, score_tolerance=0.1)
+    assert match.ok and len(match.pairs) == 4 and match.problems() == []
+    assert match.max_score_drift == pytest.approx(0.05)
+    dogs = {e["score"]: a["score"] for e, a, _ in match.pairs if e["label"] == "dog"}
+    assert dogs == {0.70: 0.72, 0.48: 0.47}  # duplicates are paired by score, not by list order
+
+    # The int8 failure of issue 10: the near-duplicate rises from 0.48 to 0.64.
+    duplicate = [*close[:1], _detection("dog", 0.64, (202, 200, 300, 301)), *close[2:]]
+    match = match_detections(expected, duplicate, threshold=0.5)
+    assert not match.ok and match.problems() == ["score drift: dog 0.480 (202, 200, 300, 302) -> 0.640"]
+    wrong_class = [_detection("dog", 0.9, (0, 0, 100, 100)), *close[1:]]
+    match = match_detections(expected, wrong_class, threshold=0.5)
+    assert [d["label"] for d in match.missing] == ["cat"] and [d["label"] for d in match.extra] == ["dog"]
+    shifted = [_detection("cat", 0.9, (30, 0, 130, 100)), *close[1:]]  # IoU 0.54
+    match = match_detections(expected, shifted, threshold=0.5)
+    assert len(match.missing) == len(match.extra) == 1 and "missing: cat 0.900 (0, 0, 100, 100)" in match.problems()
+    assert match_detections([], [], threshold=0.5).ok
+    assert match_detections(expected, [], threshold=0.5).missing == expected[:2]
 
 
 # ------------------------------------------------------------------------------------------------------ bad input

@@ -21,7 +21,11 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     parser.add_argument("--resolution", type=int, help="input size, a multiple of the block size (default: model's)")
     parser.add_argument("--opset", type=int, default=17, help="ONNX opset, at least 16 (default: 17)")
     parser.add_argument("--fp16", action="store_true", help="convert the graph to float16 (for GPUs)")
-    parser.add_argument("--quantize", action="store_true", help="also write model_quantized.onnx (int8, for CPUs)")
+    parser.add_argument(
+        "--quantize",
+        action="store_true",
+        help="also write model_quantized.onnx (int8 for CPUs; heads and sampling layers stay float32)",
+    )
     parser.add_argument("--validate", action="store_true", help="compare onnxruntime with PyTorch (batch 1 and 3)")
     parser.add_argument("--atol", type=float, default=1e-4, help="float32 tolerance of --validate (default: 1e-4)")
     parser.add_argument("--backend", choices=("auto", "optimum", "torch"), default="auto", help="exporter to use")

@@ -13,6 +13,9 @@ Two exporters produce it:
 - **torch.onnx** (any transformers version): the same TorchScript-based exporter that Optimum uses, with the same
   input and output names, dynamic axes, opset and export-time patch.
 
+`quantize=True` adds `model_quantized.onnx`, onnxruntime's dynamic int8 quantisation with the layers whose error
+changes the detections left in float32 (see `hf_rfdetr.onnx.quantization`).
+
 The export-time patch (`inference_graph`): the backbone's position embedding is bicubically interpolated with
 anti-aliasing when the patch grid differs from the stored one (Base, Large-legacy, non-native resolutions), an
 operator that ONNX cannot express. Its value only depends on the (fixed) input size, so it is computed once, in
@@ -38,6 +41,7 @@ from torch import nn
 from ..configuration_rfdetr import RFDetrConfig
 from ..image_processing_rfdetr import RFDetrImageProcessor
 from ..modeling_rfdetr import RFDetrForObjectDetection
+from .quantization import FLOAT_MODULES, quantize_dynamic_int8
 
 logger = logging.getLogger(__name__)
 
@@ -62,6 +66,10 @@ class ExportReport:
     input_size: tuple[int, int]
     files: list[str]
     fp16: bool = False
+    #: With `quantize=True`: the module-name patterns kept in float32 in `model_quantized.onnx`, and the weight nodes
+    #: (MatMul / Conv / Gemm) they matched, which the int8 graph leaves unquantised.
+    float_modules: list[str] = field(default_factory=list)
+    float_nodes: list[str] = field(default_factory=list)
     #: Per file: max |ORT - PyTorch| of logits and pred_boxes at each validated batch size.
     validation: dict[str, dict[str, float]] = field(default_factory=dict)
 
@@ -161,7 +169,11 @@ def export_onnx(
             `config.resolution`). The batch size stays dynamic.
         opset: ONNX opset, at least 16 (GridSample).
         fp16: export the float16 model (weights, inputs and outputs in float16), for GPUs.
-        quantize: also write `model_quantized.onnx`, dynamically int8-quantised for CPUs by onnxruntime.
+        quantize: also write `model_quantized.onnx`, dynamically int8-quantised for CPUs by onnxruntime: the
+            backbone's linear layers and the decoder's projections in int8; the layers whose int8 error changes
+            which detections pass the threshold (`hf_rfdetr.onnx.quantization.FLOAT_MODULES`: the projector's
+            convolutions, the two-stage and final class / box heads, the reference-point head, the deformable
+            attention's sampling offsets and attention weights) stay float32. The report lists those nodes.
         validate: run every written file in onnxruntime (CPU) at batch sizes 1 and 3 and compare with PyTorch; the
             float32 graph must agree to `atol`, otherwise `ValueError`. The differences go into the report.
         backend: "optimum", "torch" or "auto" (Optimum when it can be imported, else torch.onnx). Which one ran,
@@ -191,20 +203,20 @@ def export_onnx(
         dtype = torch.float16 if fp16 else torch.float32
         _export_with_torch(copy.deepcopy(model).to(device, dtype), onnx_path, height, width, opset)
     _save_companions(model, image_processor, output_dir, height, width)
-    files = [ONNX_FILE]
-    if quantize:
-        _quantize_dynamic(onnx_path, output_dir / QUANTIZED_FILE)
-        files.append(QUANTIZED_FILE)
     report = ExportReport(
         backend="optimum" if use_optimum else "torch",
         backend_reason=reason,
         opset=opset,
         input_size=(height, width),
-        files=files,
+        files=[ONNX_FILE],
         fp16=fp16,
     )
+    if quantize:
+        report.float_nodes = quantize_dynamic_int8(onnx_path, output_dir / QUANTIZED_FILE, model, FLOAT_MODULES)
+        report.float_modules = list(FLOAT_MODULES)
+        report.files.append(QUANTIZED_FILE)
     if validate:
-        report.validation = _validate(model, output_dir, files, height, width, atol, fp16)
+        report.validation = _validate(model, output_dir, report.files, height, width, atol, fp16)
     (output_dir / REPORT_FILE).write_text(json.dumps(asdict(report), indent=2) + "\n")
     return output_dir
 
@@ -300,13 +312,6 @@ def _save_companions(
     processor = RFDetrImageProcessor.from_dict(image_processor.to_dict())
     processor.size = {"height": height, "width": width}
     processor.save_pretrained(folder)
-
-
-def _quantize_dynamic(source: Path, target: Path) -> None:
-    """Dynamic int8 quantisation of the weights (activations quantised at run time), for CPUs."""
-    from onnxruntime.quantization import QuantType, quantize_dynamic
-
-    quantize_dynamic(str(source), str(target), weight_type=QuantType.QInt8)
 
 
 def _validate(
