@@ -21,6 +21,7 @@ from pathlib import Path
 from typing import Any, Literal
 
 import datasets
+import numpy as np
 from PIL import Image
 
 logger = logging.getLogger(__name__)
@@ -38,6 +39,8 @@ _SPLIT_ALIASES = {
 }
 _EXIF_ORIENTATION = 0x0112
 _MAX_LISTED_IDS = 5
+#: The smallest positive float32: boxes are stored as float32, so a width or height below it would become 0.
+_FLOAT32_TINY = float(np.finfo(np.float32).smallest_subnormal)
 
 ImageCheck = Literal["none", "header", "full"]
 
@@ -482,11 +485,11 @@ def _clean_box(bbox: Any, width: int, height: int, where: str) -> tuple[float, f
     if not isinstance(bbox, (list, tuple)) or len(bbox) != 4 or not all(_is_finite(value) for value in bbox):
         raise DatasetError(f"{where}: 'bbox' must be 4 finite numbers [x, y, width, height]; got {bbox!r}.")
     x, y, w, h = (float(value) for value in bbox)
-    if w <= 0 or h <= 0:
+    if w < _FLOAT32_TINY or h < _FLOAT32_TINY:  # also a positive size that float32 storage would turn into 0
         return None
     x0, y0 = min(max(x, 0.0), width), min(max(y, 0.0), height)
     x1, y1 = min(max(x + w, 0.0), width), min(max(y + h, 0.0), height)
-    if x1 <= x0 or y1 <= y0:
+    if x1 - x0 < _FLOAT32_TINY or y1 - y0 < _FLOAT32_TINY:
         return None
     return x0, y0, x1 - x0, y1 - y0
 
@@ -494,7 +497,7 @@ def _clean_box(bbox: Any, width: int, height: int, where: str) -> tuple[float, f
 def _box_status(bbox: list[float], cleaned: tuple[float, float, float, float] | None) -> str | None:
     """Which `SplitSummary` list a box goes to (`None` when it was kept unchanged)."""
     if cleaned is None:
-        return "dropped_degenerate" if bbox[2] <= 0 or bbox[3] <= 0 else "dropped_outside"
+        return "dropped_degenerate" if min(bbox[2], bbox[3]) < _FLOAT32_TINY else "dropped_outside"
     return None if tuple(float(v) for v in bbox) == cleaned else "clipped"
 
 
