@@ -16,10 +16,11 @@ import torch.nn.functional as nnf
 from PIL import Image
 from torchvision.transforms import v2
 
-from hf_rfdetr import RFDetrForObjectDetection, RFDetrImageProcessor
+from hf_rfdetr import RFDetrForObjectDetection, RFDetrImageProcessor, fine_tune
 from hf_rfdetr.training.data import (
     ANNOTATION_FILE,
     DatasetError,
+    check_training_data,
     id2label_from_dataset,
     load_coco_folder,
 )
@@ -336,6 +337,106 @@ def test_out_of_image_and_degenerate_boxes_are_clipped_or_dropped_and_reported(
     assert objects["bbox"][objects["id"].index(ids[0])] == pytest.approx([0.0, 10.0, 15.0, 10.0])
     assert objects["bbox"][objects["id"].index(ids[1])] == pytest.approx([30.0, 40.0, 34.0, 8.0])
     assert not set(ids[2:]) & set(objects["id"])
+
+
+@pytest.mark.parametrize(
+    ("value", "accepted"), [(0, 0), (1, 1), (0.0, 0), (True, 1), ("0", None), ("1", None), (2, None), (None, None)]
+)
+def test_iscrowd_must_be_0_or_1(tmp_path: Path, value: object, accepted: int | None) -> None:
+    """`"iscrowd": "0"` was read as a crowd box (a non-empty string is truthy) and silently left out of training."""
+    root = small_folder(tmp_path)
+    annotation = coco_document(root, "train")["annotations"][0]
+    file = edit_json(root, "train", lambda document: document["annotations"][0].update(iscrowd=value))
+    if accepted is None:
+        expected = rf"{file}: annotation id {annotation['id']} .*'iscrowd' must be the integer 0 or 1; got {value!r}"
+        with pytest.raises(DatasetError, match=expected):
+            load_coco_folder(root)
+        return
+    objects = load_coco_folder(root)["train"][annotation["image_id"]]["objects"]
+    assert objects["iscrowd"][objects["id"].index(annotation["id"])] == accepted
+
+
+def test_hub_layout_iscrowd_must_be_integers() -> None:
+    as_strings = hub_dataset().map(
+        lambda row: {"objects": {**row["objects"], "iscrowd": ["0"] * len(row["objects"]["bbox"])}}
+    )
+    with pytest.raises(DatasetError, match=r"objects.iscrowd must hold the integers 0 and 1; its feature is .*string"):
+        prepare_dataset(as_strings)
+    twos = hub_dataset().map(lambda row: {"objects": {**row["objects"], "iscrowd": [2] * len(row["objects"]["bbox"])}})
+    with pytest.raises(DatasetError, match=r"split 'dataset', row 0: objects.iscrowd \[2, 2\] are not 0 or 1"):
+        prepare_dataset(twos)
+
+
+def _no_images(document: dict) -> None:
+    document["images"], document["annotations"] = [], []
+
+
+def _no_annotations(document: dict) -> None:
+    document["annotations"] = []
+
+
+def _all_degenerate(document: dict) -> None:
+    for index, annotation in enumerate(document["annotations"]):
+        annotation["bbox"][2 + index % 2] = -(index % 3)  # zero or negative width or height
+
+
+def _all_crowd_or_outside(document: dict) -> None:
+    for index, annotation in enumerate(document["annotations"]):
+        annotation.update(iscrowd=1) if index % 2 else annotation.update(bbox=[500, 500, 5, 5])
+
+
+@pytest.mark.parametrize(
+    ("folder_name", "edit", "message"),
+    [
+        ("valid", _no_images, r"The validation split \({file}\) has no images: there is nothing to compute the "),
+        ("train", _no_images, r"The train split \({file}\) has no images: there is nothing to train on"),
+        ("train", _no_annotations, r"The train split \({file}\) has 4 image\(s\) but no annotations at all"),
+        ("valid", _no_annotations, r"The validation split \({file}\) has 2 image\(s\) but no annotations at all"),
+        (
+            "train",
+            _all_degenerate,
+            r"train split \({file}\) has {n} annotation\(s\) but not one usable box to train "
+            r"on: {n} with zero, negative or non-finite width/height, 0 entirely outside their image, 0 crowd",
+        ),
+        (
+            "train",
+            _all_crowd_or_outside,
+            r"has {n} annotation\(s\) but not one usable box to train on: 0 with zero, "
+            r"negative or non-finite width/height, {rest} entirely outside their image, {half} crowd",
+        ),
+    ],
+)
+def test_splits_that_cannot_be_trained_or_measured_on_are_refused_before_training(
+    tmp_path: Path, folder_name: str, edit: Callable[[dict], None], message: str
+) -> None:
+    """An empty `valid/` crashed after a whole epoch (`KeyError: ... 'eval_map' not found`) and saved nothing; an
+    empty train split failed inside the sampler, and one without usable boxes trained on empty targets."""
+    root = small_folder(tmp_path)
+    count = len(coco_document(root, folder_name)["annotations"])
+    file = edit_json(root, folder_name, edit)
+    expected = message.format(file=file, n=count, half=count // 2, rest=count - count // 2)
+    splits, summaries = load_coco_folder(root, return_summary=True)  # loading alone is fine (e.g. a test split)
+    with pytest.raises(DatasetError, match=expected):
+        check_training_data(splits, summaries=summaries)
+    with pytest.raises(ValueError, match=expected):  # fine_tune checks before it builds the model
+        fine_tune("not-a-model-it-is-never-loaded", root, output_dir=tmp_path / "out", device="cpu")
+    assert not (tmp_path / "out").exists()
+
+
+def test_check_training_data_counts_and_names_hub_splits() -> None:
+    prepared = prepare_dataset(datasets.DatasetDict({"train": hub_dataset()}), id2label={0: "a", 1: "b", 2: "c"})
+    counts = check_training_data(prepared)
+    assert (counts["train"].images, counts["train"].objects, counts["train"].usable) == (2, 3, 3)
+    degenerate = hub_dataset().map(
+        lambda row: {"objects": {**row["objects"], "bbox": [[1, 1, 0, 4]] * len(row["objects"]["bbox"])}}
+    )
+    prepared = prepare_dataset(
+        datasets.DatasetDict({"train": hub_dataset(), "validation": degenerate}), id2label={0: "a", 1: "b", 2: "c"}
+    )
+    with pytest.raises(DatasetError, match=r"The validation split has 3 annotation\(s\) but not one usable box"):
+        check_training_data(prepared)
+    with pytest.raises(DatasetError, match=r"needs a 'train' split to train on; it has \['validation'\]"):
+        check_training_data(datasets.DatasetDict({"validation": prepared["validation"]}))
 
 
 # ----------------------------------------------------------------------------------------------------------------------

@@ -162,8 +162,10 @@ class RFDetrImageProcessor(BaseImageProcessor):
             `(2,)` int64 `(height, width)` of the input image and of `pixel_values`.
 
         Raises:
-            ValueError: on an invalid image (rank, channels, empty or smaller than 2x2, float values outside
-                `[0, 1]`), an inconsistent `size` / `size_divisor`, or malformed annotations.
+            ValueError: on an invalid image (rank, channels, empty or smaller than 2x2, NaN or infinite values, float
+                values outside `[0, 1]`), an inconsistent `size` / `size_divisor`, non-finite `rescale_factor` /
+                `image_mean` / `image_std` (or ones that make the float32 pixel values overflow), or malformed
+                annotations (including an `iscrowd` other than 0 or 1).
         """
         options = self._resolve_options(kwargs)
         image_list = list(images) if isinstance(images, (list, tuple)) else [images]
@@ -172,6 +174,12 @@ class RFDetrImageProcessor(BaseImageProcessor):
         tensors = [_to_rgb_float(image, index, options) for index, image in enumerate(image_list)]
         orig_sizes = [(int(t.shape[1]), int(t.shape[2])) for t in tensors]
         pixel_values, pixel_mask = self._resize_normalize_batch(tensors, options)
+        if not torch.isfinite(pixel_values).all():
+            raise ValueError(
+                "Pixel values are not finite after rescaling and normalisation in float32: check the image values, "
+                f"`rescale_factor`={options['rescale_factor']!r}, `image_mean`={options['image_mean']} and "
+                f"`image_std`={options['image_std']}."
+            )
         data: dict[str, Any] = {"pixel_values": pixel_values, "pixel_mask": pixel_mask}
         if annotations is not None:
             data["labels"] = _prepare_targets(annotations, orig_sizes, pixel_mask)
@@ -187,8 +195,11 @@ class RFDetrImageProcessor(BaseImageProcessor):
         options["size_divisor"] = _positive_int(options["size_divisor"], "size_divisor")
         options["image_mean"] = _three_floats(options["image_mean"], "image_mean")
         options["image_std"] = _three_floats(options["image_std"], "image_std")
-        if not float(options["rescale_factor"]) > 0:
-            raise ValueError(f"`rescale_factor` must be positive, got {options['rescale_factor']!r}.")
+        if not (math.isfinite(float(options["rescale_factor"])) and float(options["rescale_factor"]) > 0):
+            raise ValueError(f"`rescale_factor` must be a finite positive number, got {options['rescale_factor']!r}.")
+        for name in ("image_mean", "image_std"):
+            if not all(math.isfinite(value) for value in options[name]):
+                raise ValueError(f"`{name}` must be finite numbers, got {options[name]}.")
         if any(value == 0 for value in options["image_std"]):
             raise ValueError(f"`image_std` must not contain zeros, got {options['image_std']}.")
         if options["do_resize"] and not options["keep_aspect_ratio"]:
@@ -387,15 +398,15 @@ def _to_float(chw: torch.Tensor, index: int, do_rescale: bool, rescale_factor: f
             f"Image {index}: unsupported dtype {chw.dtype}; pass uint8 (0-255) or float (0-1) pixels, or a PIL image."
         )
     values = chw.to(torch.float32, memory_format=torch.contiguous_format)
+    if not torch.isfinite(values).all():  # also without rescaling: NaN would flow silently into the model
+        raise ValueError(f"Image {index}: float image contains NaN or infinite values.")
     if do_rescale:
         _check_unit_range(values, index)
     return values
 
 
 def _check_unit_range(values: torch.Tensor, index: int) -> None:
-    """Raise `ValueError` if a float image has non-finite values or values outside `[0, 1]`."""
-    if not torch.isfinite(values).all():
-        raise ValueError(f"Image {index}: float image contains NaN or infinite values.")
+    """Raise `ValueError` if a (finite) float image has values outside `[0, 1]`."""
     if (values > 1).any():
         raise ValueError(
             f"Image {index}: float image has pixel values above 1 (max {values.max().item():.4g}); float images must "
@@ -539,8 +550,11 @@ def _parse_object(obj: Any, image_id: int, j: int) -> tuple[tuple[float, float, 
     category_id = obj["category_id"]
     if not _is_number(category_id) or float(category_id) != int(category_id):
         raise ValueError(f"{where}: 'category_id' must be an integer, got {category_id!r}.")
+    is_crowd = obj.get("iscrowd", 0)
+    if not isinstance(is_crowd, (bool, np.bool_)) and (not _is_number(is_crowd) or float(is_crowd) not in (0.0, 1.0)):
+        raise ValueError(f"{where}: 'iscrowd' must be the integer 0 or 1, got {is_crowd!r}.")
     x, y, w, h = (float(v) for v in bbox)
-    return (x, y, w, h), int(category_id), bool(obj.get("iscrowd", 0))
+    return (x, y, w, h), int(category_id), bool(is_crowd)
 
 
 def _is_number(value: Any) -> bool:

@@ -1,6 +1,6 @@
 """Fine-tuning RF-DETR with the Hugging Face Trainer: the original recipe's optimizer groups, EMA and COCO metrics."""
 
-from .data import DatasetError, id2label_from_dataset, load_coco_folder
+from .data import DatasetError, check_training_data, id2label_from_dataset, load_coco_folder
 from .ema import RFDetrEMACallback
 from .fine_tune import fine_tune
 from .hub_data import prepare_dataset
@@ -15,6 +15,7 @@ __all__ = [
     "RFDetrDataCollator",
     "apply_transforms",
     "build_transforms",
+    "check_training_data",
     "id2label_from_dataset",
     "load_coco_folder",
     "prepare_dataset",

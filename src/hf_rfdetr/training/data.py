@@ -21,6 +21,7 @@ from pathlib import Path
 from typing import Any, Literal
 
 import datasets
+import numpy as np
 from PIL import Image
 
 logger = logging.getLogger(__name__)
@@ -38,6 +39,8 @@ _SPLIT_ALIASES = {
 }
 _EXIF_ORIENTATION = 0x0112
 _MAX_LISTED_IDS = 5
+#: The smallest positive float32: boxes are stored as float32, so a width or height below it would become 0.
+_FLOAT32_TINY = float(np.finfo(np.float32).smallest_subnormal)
 
 ImageCheck = Literal["none", "header", "full"]
 
@@ -448,6 +451,7 @@ def _add_annotation(
         raise DatasetError(
             f"{where} has category_id {category_id!r}, which is not in 'categories' (ids {sorted(categories)})."
         )
+    is_crowd = _crowd_flag(annotation, where)
     box = _clean_box(annotation.get("bbox"), image["width"], image["height"], where)
     status = _box_status(annotation.get("bbox"), box)
     if status is not None:
@@ -460,9 +464,20 @@ def _add_annotation(
     row["area"].append(float(area) if _is_finite(area) and area > 0 else box[2] * box[3])
     row["bbox"].append(list(box))
     row["category"].append(cat2label[int(category_id)])
-    row["iscrowd"].append(int(bool(annotation.get("iscrowd", 0))))
+    row["iscrowd"].append(is_crowd)
     summary.boxes += 1
     summary.crowd += row["iscrowd"][-1]
+
+
+def _crowd_flag(annotation: dict[str, Any], where: str) -> int:
+    """The annotation's `iscrowd` as 0 or 1 (0 when absent); anything but the integers 0 and 1 (or `false`/`true`) is
+    an error, so that `"0"` (a string, truthy in Python) is not taken for a crowd box and silently left out."""
+    if "iscrowd" not in annotation:
+        return 0
+    value = annotation["iscrowd"]
+    if isinstance(value, bool) or (_is_int(value) and int(value) in (0, 1)):
+        return int(value)
+    raise DatasetError(f"{where}: 'iscrowd' must be the integer 0 or 1; got {value!r} ({type(value).__name__}).")
 
 
 def _clean_box(bbox: Any, width: int, height: int, where: str) -> tuple[float, float, float, float] | None:
@@ -470,11 +485,11 @@ def _clean_box(bbox: Any, width: int, height: int, where: str) -> tuple[float, f
     if not isinstance(bbox, (list, tuple)) or len(bbox) != 4 or not all(_is_finite(value) for value in bbox):
         raise DatasetError(f"{where}: 'bbox' must be 4 finite numbers [x, y, width, height]; got {bbox!r}.")
     x, y, w, h = (float(value) for value in bbox)
-    if w <= 0 or h <= 0:
+    if w < _FLOAT32_TINY or h < _FLOAT32_TINY:  # also a positive size that float32 storage would turn into 0
         return None
     x0, y0 = min(max(x, 0.0), width), min(max(y, 0.0), height)
     x1, y1 = min(max(x + w, 0.0), width), min(max(y + h, 0.0), height)
-    if x1 <= x0 or y1 <= y0:
+    if x1 - x0 < _FLOAT32_TINY or y1 - y0 < _FLOAT32_TINY:
         return None
     return x0, y0, x1 - x0, y1 - y0
 
@@ -482,7 +497,7 @@ def _clean_box(bbox: Any, width: int, height: int, where: str) -> tuple[float, f
 def _box_status(bbox: list[float], cleaned: tuple[float, float, float, float] | None) -> str | None:
     """Which `SplitSummary` list a box goes to (`None` when it was kept unchanged)."""
     if cleaned is None:
-        return "dropped_degenerate" if bbox[2] <= 0 or bbox[3] <= 0 else "dropped_outside"
+        return "dropped_degenerate" if min(bbox[2], bbox[3]) < _FLOAT32_TINY else "dropped_outside"
     return None if tuple(float(v) for v in bbox) == cleaned else "clipped"
 
 
@@ -514,17 +529,132 @@ def _is_finite(value: Any) -> bool:
 
 
 # ----------------------------------------------------------------------------------------------------------------------
+# Checks before training
+# ----------------------------------------------------------------------------------------------------------------------
+
+#: Splits that training reads (and must be able to learn from or measure on).
+TRAINING_SPLITS = ("train", "validation")
+
+
+@dataclass
+class BoxCounts:
+    """What the boxes of one split amount to for training: `usable` boxes become targets, the others do not."""
+
+    images: int = 0
+    objects: int = 0
+    usable: int = 0
+    crowd: int = 0
+    degenerate: int = 0
+    outside: int = 0
+
+    def add(self, objects: Any, size: tuple[int, int] | None) -> None:
+        """Count one row's `objects`; `size` is its `(width, height)` when known (boxes outside it are not usable)."""
+        columns = object_columns(objects)
+        boxes = columns.get("bbox") or []
+        crowd = columns.get("iscrowd") or [0] * len(boxes)
+        self.images += 1
+        self.objects += len(boxes)
+        for bbox, is_crowd in zip(boxes, crowd):
+            kind = "crowd" if is_crowd else _box_kind(bbox, size)
+            setattr(self, kind, getattr(self, kind) + 1)
+
+
+def _box_kind(bbox: Sequence[float], size: tuple[int, int] | None) -> str:
+    """`"usable"`, `"degenerate"` (no positive finite width/height) or `"outside"` (no overlap with the image)."""
+    x, y, w, h = (float(value) for value in bbox)
+    if not (math.isfinite(x) and math.isfinite(y) and math.isfinite(w) and math.isfinite(h) and w > 0 and h > 0):
+        return "degenerate"
+    if size is not None and (x >= size[0] or y >= size[1] or x + w <= 0 or y + h <= 0):
+        return "outside"
+    return "usable"
+
+
+def split_box_counts(dataset: datasets.Dataset) -> BoxCounts:
+    """`BoxCounts` of a dataset in the Hub detection layout (reads only `objects`, `width`, `height`: no images)."""
+    sized = {"width", "height"} <= set(dataset.column_names)
+    counts = BoxCounts()
+    for row in dataset.select_columns(["objects", "width", "height"] if sized else ["objects"]):
+        counts.add(row["objects"], (row["width"], row["height"]) if sized else None)
+    return counts
+
+
+def check_training_data(
+    dataset: datasets.DatasetDict,
+    *,
+    sources: Mapping[str, str] | None = None,
+    summaries: Mapping[str, SplitSummary] | None = None,
+) -> dict[str, BoxCounts]:
+    """Check, before the first training step, that the `train` split can be learnt from and that a `validation`
+    split (when present) can be measured on.
+
+    `train` must exist and hold at least one image and at least one usable box (not crowd, positive width and height,
+    overlapping its image); `validation`, when present, the same. Without this check an empty `valid/` folder crashes
+    after a whole epoch (`KeyError: 'eval_map'`) and saves nothing, and a split whose boxes are all degenerate trains
+    on empty targets.
+
+    Args:
+        dataset: splits in the Hub detection layout (`load_coco_folder` or `prepare_dataset` output).
+        sources: `{split: where it came from}` for the messages (e.g. its annotation file); default: the split name.
+        summaries: `load_coco_folder`'s summaries, to count the boxes it dropped while loading.
+
+    Returns:
+        `{split: BoxCounts}` of the checked splits.
+
+    Raises:
+        DatasetError (a `ValueError`): naming the split, where it came from and what is missing.
+    """
+    if not isinstance(dataset, datasets.DatasetDict):
+        raise DatasetError(f"Expected a datasets.DatasetDict with a 'train' split, got {type(dataset).__name__}.")
+    if "train" not in dataset:
+        raise DatasetError(f"The dataset needs a 'train' split to train on; it has {sorted(dataset)}.")
+    counts = {}
+    for split in TRAINING_SPLITS:
+        if split in dataset:
+            counts[split] = split_box_counts(dataset[split])
+            summary = (summaries or {}).get(split)
+            where = (sources or {}).get(split) or (summary.annotation_file if summary else None)
+            _check_split_counts(split, where, counts[split], summary)
+    return counts
+
+
+def _check_split_counts(split: str, where: str | None, counts: BoxCounts, summary: SplitSummary | None) -> None:
+    """Raise `DatasetError` when a split has no images or no usable box."""
+    name = f"The {split} split" + (f" ({where})" if where else "")
+    purpose = "to train on" if split == "train" else "to compute the validation mAP on"
+    fix = "add images to it" if split == "train" else "add images to it, or remove it to train without evaluation"
+    if counts.images == 0:
+        raise DatasetError(f"{name} has no images: there is nothing {purpose}; {fix}.")
+    if counts.usable:
+        return
+    dropped_degenerate = len(summary.dropped_degenerate) if summary else 0
+    dropped_outside = len(summary.dropped_outside) if summary else 0
+    annotations = counts.objects + dropped_degenerate + dropped_outside
+    if annotations == 0:
+        raise DatasetError(
+            f"{name} has {counts.images} image(s) but no annotations at all: there are no boxes {purpose}."
+        )
+    raise DatasetError(
+        f"{name} has {annotations} annotation(s) but not one usable box {purpose}: "
+        f"{counts.degenerate + dropped_degenerate} with zero, negative or non-finite width/height, "
+        f"{counts.outside + dropped_outside} entirely outside their image, {counts.crowd} crowd (iscrowd=1)."
+    )
+
+
+# ----------------------------------------------------------------------------------------------------------------------
 # Datasets already in the Hub detection layout
 # ----------------------------------------------------------------------------------------------------------------------
 
 
 __all__ = [
     "ANNOTATION_FILE",
+    "BoxCounts",
     "DatasetError",
     "SplitSummary",
+    "check_training_data",
     "detection_features",
     "id2label_from_dataset",
     "load_coco_folder",
     "object_columns",
     "object_fields",
+    "split_box_counts",
 ]

@@ -12,7 +12,7 @@ from transformers import AutoModelForObjectDetection, EarlyStoppingCallback, Tra
 from ..configuration_rfdetr import VARIANTS, RFDetrConfig
 from ..image_processing_rfdetr import RFDetrImageProcessor
 from ..modeling_rfdetr import RFDetrForObjectDetection
-from .data import id2label_from_dataset, load_coco_folder
+from .data import check_training_data, id2label_from_dataset, load_coco_folder
 from .ema import RFDetrEMACallback
 from .hub_data import prepare_dataset
 from .optim import LearningRates
@@ -121,9 +121,11 @@ def fine_tune(
     if (dataset_dir is None) == (dataset is None):
         raise ValueError("pass exactly one of dataset_dir (a COCO folder) or dataset (a datasets.DatasetDict)")
     source_name = str(model) if isinstance(model, (str, os.PathLike)) else None
-    splits = load_coco_folder(dataset_dir) if dataset_dir is not None else prepare_dataset(dataset)
-    if "train" not in splits:
-        raise ValueError(f"the dataset needs a 'train' split; it has {sorted(splits)}")
+    if dataset_dir is not None:
+        splits, summaries = load_coco_folder(dataset_dir, return_summary=True)
+    else:
+        splits, summaries = prepare_dataset(dataset), None
+    check_training_data(splits, summaries=summaries)  # before the model is built and the first step is taken
     id2label = id2label_from_dataset(splits)
     model = _load_model(model, id2label, resolution)
     transformed = apply_transforms(splits, model.config)

@@ -65,6 +65,9 @@ def prepare_dataset(
     return prepared["dataset"]
 
 
+_CROWD_DTYPES = {"bool", "int8", "int16", "int32", "int64", "uint8", "uint16", "uint32", "uint64"}
+
+
 def _check_columns(dataset: datasets.Dataset, split: str) -> None:
     """Raise `DatasetError` naming the first missing column or object field."""
     columns = list(dataset.column_names)
@@ -78,6 +81,12 @@ def _check_columns(dataset: datasets.Dataset, split: str) -> None:
             raise DatasetError(
                 f"Dataset split '{split}': column 'objects' has no field '{name}' (fields: {sorted(fields)}); {layout}."
             )
+    crowd = fields.get("iscrowd")
+    if crowd is not None and getattr(crowd, "dtype", None) not in _CROWD_DTYPES:
+        raise DatasetError(
+            f"Dataset split '{split}': objects.iscrowd must hold the integers 0 and 1; its feature is {crowd} (a "
+            "string '0' would read as a crowd box and be left out of training). Cast it to an integer type."
+        )
     image = dataset.features["image"]
     if not isinstance(image, datasets.Image) and getattr(image, "dtype", None) != "string":
         raise DatasetError(
@@ -168,9 +177,13 @@ def _report_hub_boxes(dataset: datasets.Dataset, split: str) -> None:
     sized = {"width", "height"} <= set(dataset.column_names)
     columns = ["objects", "width", "height"] if sized else ["objects"]
     counts = {"degenerate": 0, "outside": 0, "clipped": 0}
-    for row in dataset.select_columns(columns):
+    for index, row in enumerate(dataset.select_columns(columns)):
         size = (row["width"], row["height"]) if sized else None
-        for bbox in object_columns(row["objects"]).get("bbox", []):
+        objects = object_columns(row["objects"])
+        bad_crowd = [value for value in objects.get("iscrowd") or [] if value not in (0, 1)]
+        if bad_crowd:
+            raise DatasetError(f"Dataset split '{split}', row {index}: objects.iscrowd {bad_crowd} are not 0 or 1.")
+        for bbox in objects.get("bbox", []):
             _count_hub_box(bbox, size, counts)
     if any(counts.values()):
         logger.warning(
