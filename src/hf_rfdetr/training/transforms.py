@@ -394,6 +394,19 @@ class RFDetrDataCollator:
             self._generators[key] = torch.Generator().manual_seed(seed)
         return self._generators[key]
 
+    def state_dict(self) -> dict[str, Any]:
+        """The random state (`seed` and the generators' states, keyed by worker seed or None for the main process),
+        saved in every checkpoint by `RFDetrTrainer` so that a resumed run draws the scales it would have drawn."""
+        return {"seed": self.seed, "generators": {key: gen.get_state() for key, gen in self._generators.items()}}
+
+    def load_state_dict(self, state: Mapping[str, Any]) -> None:
+        """Restore what `state_dict` returned."""
+        generators = {}
+        for key, generator_state in state["generators"].items():
+            generators[key] = torch.Generator()
+            generators[key].set_state(torch.as_tensor(generator_state, dtype=torch.uint8))
+        self.seed, self._generators = int(state["seed"]), generators
+
     def __getstate__(self) -> dict[str, Any]:
         state = dict(self.__dict__)
         # bytes, not tensors: worker processes started with "spawn" would receive tensors through shared memory
