@@ -118,38 +118,40 @@ def remove_checkpoint(folder: str | os.PathLike) -> None:
     shutil.rmtree(folder, ignore_errors=True)
 
 
-def last_complete_checkpoint(output_dir: str | os.PathLike) -> Path | None:
-    """The newest complete checkpoint of `output_dir`; logs a warning naming each newer, incomplete one skipped."""
-    checkpoints = list_checkpoints(output_dir)
-    for folder in reversed(checkpoints):
+def last_complete_checkpoint(output_dir: str | os.PathLike) -> tuple[Path | None, list[tuple[Path, str]]]:
+    """The newest complete checkpoint of `output_dir` (None if there is none), and the newer, incomplete ones it
+    skipped, each with the reason."""
+    skipped = []
+    for folder in reversed(list_checkpoints(output_dir)):
         reason = incompleteness(folder)
         if reason is None:
-            return folder
-        logger.warning("Skipping the incomplete checkpoint %s: %s.", folder, reason)
-    return None
+            return folder, skipped
+        skipped.append((folder, reason))
+    return None, skipped
 
 
 def resolve_checkpoint(resume: str | os.PathLike | bool | None, output_dir: str | os.PathLike) -> str | None:
-    """The checkpoint folder to resume from: None for no resume, the newest complete one of `output_dir` for True,
-    or the given folder after checking it is complete. Raises `ValueError` / `FileNotFoundError` explaining why not."""
+    """The checkpoint folder to resume from: None for no resume, the newest complete one of `output_dir` for True
+    (logging a warning that names each incomplete one skipped), or the given folder after checking it is complete.
+    Raises `ValueError` / `FileNotFoundError` explaining why not."""
     if resume is None or resume is False:
         return None
     if resume is True:
-        found = last_complete_checkpoint(output_dir)
+        found, skipped = last_complete_checkpoint(output_dir)
         if found is None:
-            incomplete = [folder.name for folder in list_checkpoints(output_dir)]
-            detail = f" (only incomplete ones: {', '.join(incomplete)})" if incomplete else ""
+            detail = f" (only incomplete ones: {', '.join(folder.name for folder, _ in skipped)})" if skipped else ""
             raise ValueError(f"resume=True but {output_dir} holds no complete checkpoint to resume from{detail}")
-        logger.info("Resuming from %s, the newest complete checkpoint of %s.", found, output_dir)
+        for folder, reason in skipped:
+            logger.warning("Resuming from %s: skipped the incomplete checkpoint %s, as %s.", found, folder, reason)
         return str(found)
     folder = Path(resume)
     if not folder.is_dir():
         raise FileNotFoundError(f"cannot resume from {folder}: no such checkpoint folder")
     reason = incompleteness(folder)
     if reason is not None:
-        newest = last_complete_checkpoint(folder.parent)
+        newest, _ = last_complete_checkpoint(folder.parent)
         hint = f"; the newest complete checkpoint there is {newest}" if newest else ""
-        raise ValueError(f"cannot resume from {folder}: it is not a complete checkpoint, {reason}{hint}")
+        raise ValueError(f"cannot resume from {folder}: it is not a complete checkpoint, as {reason}{hint}")
     return str(folder)
 
 

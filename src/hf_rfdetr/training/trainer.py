@@ -14,7 +14,7 @@ import torch
 from transformers import EvalPrediction, Trainer
 from transformers.trainer_utils import PREFIX_CHECKPOINT_DIR
 
-from .checkpoints import mark_complete, mark_incomplete, resolve_checkpoint, rotate_checkpoints
+from .checkpoints import mark_complete, remove_checkpoint, resolve_checkpoint, rotate_checkpoints
 from .ema import EMA_FOLDER, RFDetrEMACallback
 from .metrics import coco_metrics
 from .optim import LearningRates, parameter_groups
@@ -119,11 +119,12 @@ class RFDetrTrainer(Trainer):
 
     def _save_checkpoint(self, model, trial) -> None:
         """`Trainer._save_checkpoint` (private; its use is pinned by tests/test_training_resume.py), made crash-safe:
-        un-mark the folder, save as the Trainer does (without its rotation), add the EMA weights and the collator's
+        remove what a previous save left in the folder (un-marking it first), save as the Trainer does (without its rotation), add the EMA weights and the collator's
         random state, then mark the folder complete and only then rotate."""
         folder = Path(self._get_output_dir(trial=trial)) / f"{PREFIX_CHECKPOINT_DIR}-{self.state.global_step}"
-        if self.args.should_save:
-            mark_incomplete(folder)
+        if self.args.should_save and folder.exists():  # left by an interrupted save, or by an abandoned run
+            remove_checkpoint(folder)
+        self.accelerator.wait_for_everyone()
         limit, self.args.save_total_limit = self.args.save_total_limit, None
         try:
             super()._save_checkpoint(model, trial)

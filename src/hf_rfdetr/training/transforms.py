@@ -347,7 +347,9 @@ class RFDetrDataCollator:
 
     Scales are drawn from a `torch.Generator` seeded with `seed`, so runs are reproducible. In a DataLoader worker the
     generator is seeded with `seed + worker_info.seed` (the worker seed torch derives from the main process RNG), so
-    workers and epochs draw different sequences that are still reproducible under a fixed global seed.
+    workers and epochs draw different sequences that are still reproducible under a fixed global seed. `state_dict()` /
+    `load_state_dict()` carry the generators' states through `RFDetrTrainer` checkpoints, so a resumed run draws the
+    scales the uninterrupted run would have drawn.
 
     Returns (`__call__`): `{"pixel_values": (B, 3, S, S) float32, "labels": list of B dicts}`.
     """
