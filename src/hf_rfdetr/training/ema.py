@@ -3,7 +3,8 @@
 After every `update_interval`-th optimizer step: ema = d * ema + (1 - d) * weights with
 d = decay * (1 - exp(-updates / tau)), `updates` counting from 1 (so early updates follow the weights closely).
 Every Trainer checkpoint gets an `ema/` folder (config.json + model.safetensors, loadable with `from_pretrained`
-and holding the update count) and resuming restores it.
+and holding the update count) and resuming restores it. With `RFDetrTrainer` the folder is written inside the
+checkpoint save, before the checkpoint is marked complete (see `checkpoints.py`); with a plain `Trainer`, in `on_save`.
 """
 
 from __future__ import annotations
@@ -27,6 +28,11 @@ class RFDetrEMACallback(TrainerCallback):
         self.decay, self.tau, self.update_interval = decay, tau, max(1, int(update_interval))
         self.shadow: dict[str, torch.Tensor] | None = None
         self.updates = 1
+        #: Where `on_train_begin` reads the average when resuming (set by `RFDetrTrainer.train`); by default
+        #: `output_dir/checkpoint-{global_step}/ema`.
+        self.resume_from: Path | None = None
+        #: Whether `on_save` writes the average (`RFDetrTrainer` turns this off: it writes it in its checkpoint save).
+        self.save_on_checkpoint = True
 
     def current_decay(self) -> float:
         return self.decay * (1 - math.exp(-self.updates / self.tau)) if self.tau > 0 else self.decay
@@ -35,7 +41,7 @@ class RFDetrEMACallback(TrainerCallback):
         self.shadow = {k: v.detach().clone() for k, v in model.state_dict().items() if v.is_floating_point()}
         self.updates = 1
         if state.global_step > 0:  # resuming: the checkpoint we resume from holds the average
-            folder = Path(args.output_dir) / f"checkpoint-{state.global_step}" / EMA_FOLDER
+            folder = self.resume_from or Path(args.output_dir) / f"checkpoint-{state.global_step}" / EMA_FOLDER
             if not (folder / "model.safetensors").exists():
                 raise FileNotFoundError(f"resuming with EMA but {folder / 'model.safetensors'} is missing")
             self.load(folder, model.device if hasattr(model, "device") else None)
@@ -55,7 +61,7 @@ class RFDetrEMACallback(TrainerCallback):
             self.update(model)
 
     def on_save(self, args, state, control, model=None, **kwargs):
-        if self.shadow is not None and state.is_world_process_zero:
+        if self.save_on_checkpoint and self.shadow is not None and state.is_world_process_zero:
             self.save(Path(args.output_dir) / f"checkpoint-{state.global_step}" / EMA_FOLDER, model)
 
     def save(self, folder: str | os.PathLike, model: torch.nn.Module) -> None:

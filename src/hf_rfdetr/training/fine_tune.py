@@ -110,7 +110,8 @@ def fine_tune(
     recommends a total of 16), `lr`, `lr_encoder` (DINOv2 encoder, with layer-wise decay), `resolution` (a multiple of
     patch_size x num_windows), `weight_decay`, `device` ("cpu", "cuda", ...; default: what is available), `use_ema`,
     `gradient_checkpointing`, `checkpoint_interval` (epochs between kept checkpoints), `resume` (a checkpoint folder
-    of `output_dir`, or True for the last one), `tensorboard`, `wandb` with `project` / `run`, `early_stopping`
+    of `output_dir`, or True for the newest complete one: a checkpoint whose save was interrupted is skipped, with a
+    warning naming it; the resumed run continues exactly as an uninterrupted one with the same `seed`), `tensorboard`, `wandb` with `project` / `run`, `early_stopping`
     (on validation mAP, of the EMA weights with `early_stopping_use_ema`; checkpoints are then kept every epoch so the
     best can be restored), `output_dir`. Extra keyword arguments go to `TrainingArguments`.
 

@@ -1,19 +1,26 @@
 """A thin `transformers.Trainer` subclass with the original recipe: its optimizer groups, EMA weights evaluated next
-to the regular ones, and COCO metrics."""
+to the regular ones, COCO metrics, and checkpoints that survive a kill (marked complete last, resumed exactly)."""
 
 from __future__ import annotations
 
 import functools
+import os
 from dataclasses import replace
+from pathlib import Path
 from types import SimpleNamespace
 from typing import Any
 
 import torch
 from transformers import EvalPrediction, Trainer
+from transformers.trainer_utils import PREFIX_CHECKPOINT_DIR
 
-from .ema import RFDetrEMACallback
+from .checkpoints import mark_complete, remove_checkpoint, resolve_checkpoint, rotate_checkpoints
+from .ema import EMA_FOLDER, RFDetrEMACallback
 from .metrics import coco_metrics
 from .optim import LearningRates, parameter_groups
+
+#: File of a checkpoint holding the data collator's random state (`state_dict()`), one per process when distributed.
+COLLATOR_STATE = "collator_state.pt"
 
 #: Output fields that are not predictions (kept out of the evaluation loop's gathering).
 IGNORED_OUTPUTS = [
@@ -66,6 +73,13 @@ class RFDetrTrainer(Trainer):
         learning_rates: the original's lr knobs; `lr` and `weight_decay` come from `TrainingArguments`
             (`learning_rate`, `weight_decay`), `lr_encoder`, `lr_vit_layer_decay`, `lr_component_decay` from here.
         ema: an `RFDetrEMACallback`; its weights are evaluated too, as `eval_ema_*` metrics.
+
+    Checkpoints: each `checkpoint-N/` also holds the EMA weights (`ema/`) and the random state of the data collator
+    (`collator_state.pt`, when the collator has `state_dict` / `load_state_dict`, as `RFDetrDataCollator`), next to
+    the Trainer's own `rng_state.pth` (python, numpy, torch), so that a resumed run continues exactly as an
+    uninterrupted one. `checkpoint_complete.json` is written last; `train(resume_from_checkpoint=True)` resumes from
+    the newest complete checkpoint (naming the incomplete ones it skipped), and `save_total_limit` only ever deletes
+    complete checkpoints older than the one just completed.
     """
 
     def __init__(
@@ -77,7 +91,54 @@ class RFDetrTrainer(Trainer):
         super().__init__(*args, callbacks=callbacks, **kwargs)
         self.learning_rates = learning_rates or LearningRates()
         self.ema = ema
+        if ema is not None:
+            ema.save_on_checkpoint = False  # written by `_save_checkpoint`, before the checkpoint is marked complete
         self.args.eval_do_concat_batches = False  # detection targets differ in length: keep batches apart
+
+    def train(self, resume_from_checkpoint: str | os.PathLike | bool | None = None, *args, **kwargs):
+        """`Trainer.train`, resuming (`True`: from the newest complete checkpoint of `output_dir`; a folder: after
+        checking it is complete) with the EMA weights and the data collator's random state of the checkpoint."""
+        checkpoint = resolve_checkpoint(resume_from_checkpoint, self.args.output_dir)
+        if self.ema is not None:
+            self.ema.resume_from = Path(checkpoint) / EMA_FOLDER if checkpoint else None
+        if checkpoint:
+            self._load_collator_state(checkpoint)
+        return super().train(checkpoint, *args, **kwargs)
+
+    def _collator_state_file(self, folder: str | os.PathLike) -> Path:
+        suffix = f"_{self.args.process_index}" if self.args.world_size > 1 else ""
+        return Path(folder) / COLLATOR_STATE.replace(".pt", f"{suffix}.pt")
+
+    def _load_collator_state(self, checkpoint: str | os.PathLike) -> None:
+        if not hasattr(self.data_collator, "load_state_dict"):
+            return
+        path = self._collator_state_file(checkpoint)
+        if not path.is_file():
+            raise FileNotFoundError(f"cannot resume exactly: {path} (the data collator's random state) is missing")
+        self.data_collator.load_state_dict(torch.load(path, weights_only=True))
+
+    def _save_checkpoint(self, model, trial) -> None:
+        """`Trainer._save_checkpoint` (private; its use is pinned by tests/test_training_resume.py), made crash-safe:
+        remove what a previous save left in the folder (un-marking it first), save as the Trainer does (without its rotation), add the EMA weights and the collator's
+        random state, then mark the folder complete and only then rotate."""
+        folder = Path(self._get_output_dir(trial=trial)) / f"{PREFIX_CHECKPOINT_DIR}-{self.state.global_step}"
+        if self.args.should_save and folder.exists():  # left by an interrupted save, or by an abandoned run
+            remove_checkpoint(folder)
+        self.accelerator.wait_for_everyone()
+        limit, self.args.save_total_limit = self.args.save_total_limit, None
+        try:
+            super()._save_checkpoint(model, trial)
+        finally:
+            self.args.save_total_limit = limit
+        if hasattr(self.data_collator, "state_dict"):
+            folder.mkdir(parents=True, exist_ok=True)
+            torch.save(self.data_collator.state_dict(), self._collator_state_file(folder))
+        if self.ema is not None and self.ema.shadow is not None and self.is_world_process_zero():
+            self.ema.save(folder / EMA_FOLDER, self.model)
+        self.accelerator.wait_for_everyone()
+        if self.args.should_save:
+            mark_complete(folder, self.state.global_step)
+            rotate_checkpoints(folder.parent, limit, folder, self.state.best_model_checkpoint)
 
     @property
     def gather_function(self):

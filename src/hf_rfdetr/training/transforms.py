@@ -347,7 +347,9 @@ class RFDetrDataCollator:
 
     Scales are drawn from a `torch.Generator` seeded with `seed`, so runs are reproducible. In a DataLoader worker the
     generator is seeded with `seed + worker_info.seed` (the worker seed torch derives from the main process RNG), so
-    workers and epochs draw different sequences that are still reproducible under a fixed global seed.
+    workers and epochs draw different sequences that are still reproducible under a fixed global seed. `state_dict()` /
+    `load_state_dict()` carry the generators' states through `RFDetrTrainer` checkpoints, so a resumed run draws the
+    scales the uninterrupted run would have drawn.
 
     Returns (`__call__`): `{"pixel_values": (B, 3, S, S) float32, "labels": list of B dicts}`.
     """
@@ -393,6 +395,19 @@ class RFDetrDataCollator:
             seed = self.seed if worker is None else (self.seed + worker.seed) % (2**63)
             self._generators[key] = torch.Generator().manual_seed(seed)
         return self._generators[key]
+
+    def state_dict(self) -> dict[str, Any]:
+        """The random state (`seed` and the generators' states, keyed by worker seed or None for the main process),
+        saved in every checkpoint by `RFDetrTrainer` so that a resumed run draws the scales it would have drawn."""
+        return {"seed": self.seed, "generators": {key: gen.get_state() for key, gen in self._generators.items()}}
+
+    def load_state_dict(self, state: Mapping[str, Any]) -> None:
+        """Restore what `state_dict` returned."""
+        generators = {}
+        for key, generator_state in state["generators"].items():
+            generators[key] = torch.Generator()
+            generators[key].set_state(torch.as_tensor(generator_state, dtype=torch.uint8))
+        self.seed, self._generators = int(state["seed"]), generators
 
     def __getstate__(self) -> dict[str, Any]:
         state = dict(self.__dict__)

@@ -1,0 +1,283 @@
+"""Training survives faults exactly: checkpoints are marked complete last, resume takes the newest complete one, and a
+run killed with SIGKILL (after a checkpoint, or in the middle of a save) and resumed ends with the same weights, EMA
+weights and metrics as an uninterrupted run."""
+
+from __future__ import annotations
+
+import inspect
+import json
+import os
+import shutil
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+import torch
+from safetensors.torch import load_file
+from transformers import Trainer
+
+from hf_rfdetr import RFDetrForObjectDetection, RFDetrImageProcessor, fine_tune
+from hf_rfdetr.training import RFDetrDataCollator, RFDetrTrainer
+from hf_rfdetr.training.checkpoints import (
+    COMPLETE_MARKER,
+    incompleteness,
+    is_complete,
+    mark_complete,
+    resolve_checkpoint,
+    rotate_checkpoints,
+)
+
+from .conftest import tiny_config
+from .synthetic_coco import write_synthetic_coco
+
+WORKER = Path(__file__).with_name("resume_worker.py")
+EPOCHS = 2  # 8 images in batches of 4: checkpoint-2 after the first epoch, checkpoint-4 after the second
+TOLERANCE = 1e-6
+
+
+# ----------------------------------------------------------------------------------------------------------------------
+# Checkpoint folders: marker, resume choice, rotation
+# ----------------------------------------------------------------------------------------------------------------------
+
+
+def _checkpoint(root: Path, step: int, complete: bool = True) -> Path:
+    folder = root / f"checkpoint-{step}"
+    (folder / "ema").mkdir(parents=True)
+    (folder / "model.safetensors").write_bytes(b"weights" * step)
+    (folder / "ema" / "ema_state.json").write_text("{}")
+    if complete:
+        mark_complete(folder, step)
+    return folder
+
+
+def test_the_marker_lists_every_file_and_catches_later_damage(tmp_path: Path) -> None:
+    folder = _checkpoint(tmp_path, 2)
+    assert json.loads((folder / COMPLETE_MARKER).read_text()) == {
+        "global_step": 2,
+        "files": {"ema/ema_state.json": 2, "model.safetensors": 14},
+    }
+    assert is_complete(folder)
+    (folder / "model.safetensors").write_bytes(b"half")  # overwritten after it was marked
+    assert incompleteness(folder) == f"model.safetensors has 4 bytes, its {COMPLETE_MARKER} lists 14"
+    (folder / "ema" / "ema_state.json").unlink()  # half deleted
+    assert incompleteness(folder) == f"ema/ema_state.json, listed in its {COMPLETE_MARKER}, is missing"
+    assert "has no checkpoint_complete.json" in incompleteness(_checkpoint(tmp_path, 4, complete=False))
+
+
+def test_resume_true_takes_the_newest_complete_checkpoint_and_names_the_skipped_ones(tmp_path: Path, caplog) -> None:
+    _checkpoint(tmp_path, 2)
+    _checkpoint(tmp_path, 4)
+    _checkpoint(tmp_path, 6, complete=False)
+    with caplog.at_level("WARNING", logger="hf_rfdetr.training.checkpoints"):
+        assert resolve_checkpoint(True, tmp_path) == str(tmp_path / "checkpoint-4")
+    assert caplog.messages == [
+        f"Resuming from {tmp_path / 'checkpoint-4'}: skipped the incomplete checkpoint {tmp_path / 'checkpoint-6'}, as "
+        f"it has no {COMPLETE_MARKER} (its save was interrupted, or another trainer wrote it)."
+    ]
+    assert resolve_checkpoint(tmp_path / "checkpoint-2", tmp_path) == str(tmp_path / "checkpoint-2")
+    assert resolve_checkpoint(None, tmp_path) is None and resolve_checkpoint(False, tmp_path) is None
+    with pytest.raises(ValueError, match="checkpoint-6: it is not a complete checkpoint, as it has no .* the newest "):
+        resolve_checkpoint(tmp_path / "checkpoint-6", tmp_path)
+    with pytest.raises(FileNotFoundError, match="no such checkpoint folder"):
+        resolve_checkpoint(tmp_path / "checkpoint-8", tmp_path)
+
+
+def test_resume_true_without_a_complete_checkpoint_says_so(tmp_path: Path) -> None:
+    with pytest.raises(ValueError, match="holds no complete checkpoint to resume from$"):
+        resolve_checkpoint(True, tmp_path)
+    _checkpoint(tmp_path, 2, complete=False)
+    with pytest.raises(
+        ValueError, match=r"no complete checkpoint to resume from \(only incomplete ones: checkpoint-2\)"
+    ):
+        resolve_checkpoint(True, tmp_path)
+
+
+def test_rotation_counts_only_complete_checkpoints_and_keeps_the_newest_and_the_best(tmp_path: Path) -> None:
+    for step in (2, 4, 6):
+        _checkpoint(tmp_path, step)
+    _checkpoint(tmp_path, 7, complete=False)  # an interrupted save of an earlier run: never resumable
+    _checkpoint(tmp_path, 10, complete=False)  # a later step, not reached yet by this run
+    current = _checkpoint(tmp_path, 8)
+    deleted = rotate_checkpoints(tmp_path, 1, current, best=tmp_path / "checkpoint-4")
+    assert sorted(path.name for path in deleted) == ["checkpoint-2", "checkpoint-6", "checkpoint-7"]
+    assert sorted(path.name for path in tmp_path.iterdir()) == ["checkpoint-10", "checkpoint-4", "checkpoint-8"]
+    assert rotate_checkpoints(tmp_path, None, current) == []  # no limit: complete checkpoints are all kept
+
+
+def test_the_trainer_methods_this_relies_on_exist() -> None:
+    """`RFDetrTrainer` overrides the private `Trainer._save_checkpoint(model, trial)` (transformers 4.57 and 5.x) and
+    calls the private `_get_output_dir(trial=...)`; the public `train` takes `resume_from_checkpoint` first."""
+    assert list(inspect.signature(Trainer._save_checkpoint).parameters) == ["self", "model", "trial"]
+    assert "trial" in inspect.signature(Trainer._get_output_dir).parameters
+    assert list(inspect.signature(Trainer.train).parameters)[1] == "resume_from_checkpoint"
+    assert RFDetrTrainer._save_checkpoint is not Trainer._save_checkpoint
+
+
+def test_the_collator_state_continues_the_scale_draws() -> None:
+    collator = RFDetrDataCollator([32, 48, 64, 80, 96], seed=7)
+    [collator.draw_scale() for _ in range(5)]
+    state = collator.state_dict()
+    expected = [collator.draw_scale() for _ in range(20)]
+    restored = RFDetrDataCollator([32, 48, 64, 80, 96], seed=0)  # a fresh one, as a resumed run builds
+    restored.load_state_dict(state)
+    assert [restored.draw_scale() for _ in range(20)] == expected
+    assert restored.seed == 7
+
+
+# ----------------------------------------------------------------------------------------------------------------------
+# Real runs
+# ----------------------------------------------------------------------------------------------------------------------
+
+
+@pytest.fixture(scope="module")
+def inputs(tmp_path_factory) -> tuple[Path, Path]:
+    """A synthetic COCO folder (8 train, 4 valid images) and a tiny model folder."""
+    root = tmp_path_factory.mktemp("resume")
+    dataset = write_synthetic_coco(root / "shapes", num_train=8, num_valid=4, image_size=(64, 64))
+    torch.manual_seed(0)
+    config = tiny_config()
+    RFDetrForObjectDetection(config).save_pretrained(root / "tiny")
+    RFDetrImageProcessor.from_config(config).save_pretrained(root / "tiny")
+    return dataset, root / "tiny"
+
+
+def _command(inputs: tuple[Path, Path], output: Path, resume: bool) -> list[str]:
+    return [sys.executable, str(WORKER), str(inputs[0]), str(inputs[1]), str(output), str(EPOCHS), str(int(resume))]
+
+
+def _run(inputs: tuple[Path, Path], output: Path, resume: bool = False) -> str:
+    """Train (or resume) to the end in a subprocess; returns its stderr."""
+    done = subprocess.run(_command(inputs, output, resume), capture_output=True, text=True, timeout=600)
+    assert done.returncode == 0, done.stderr[-3000:]
+    return done.stderr
+
+
+def _run_and_kill(inputs: tuple[Path, Path], output: Path, pause: str) -> None:
+    """Start a run that stops at `pause` (see resume_worker.py), wait until it is there, SIGKILL it."""
+    signal_file = output.parent / f"{output.name}.paused"
+    env = {**os.environ, "RESUME_TEST_PAUSE": pause, "RESUME_TEST_SIGNAL": str(signal_file)}
+    log = (output.parent / f"{output.name}.log").open("w")
+    process = subprocess.Popen(_command(inputs, output, False), env=env, stdout=log, stderr=subprocess.STDOUT)
+    try:
+        deadline = time.monotonic() + 300
+        while not signal_file.exists():
+            assert process.poll() is None, f"the run ended before {pause}: {log.name}"
+            assert time.monotonic() < deadline, f"the run did not reach {pause} in 300 s"
+            time.sleep(0.05)
+        os.kill(process.pid, signal.SIGKILL)
+        assert process.wait(timeout=60) == -signal.SIGKILL
+    finally:
+        if process.poll() is None:
+            process.kill()
+        log.close()
+    assert not (output / "model.safetensors").exists()  # it never got to the end
+
+
+@pytest.fixture(scope="module")
+def uninterrupted(inputs: tuple[Path, Path], tmp_path_factory) -> Path:
+    output = tmp_path_factory.mktemp("uninterrupted") / "run"
+    _run(inputs, output)
+    return output
+
+
+def _final_metrics(output: Path) -> list[dict[str, float]]:
+    """The logged losses and evaluation metrics (without timings, and without the summary of the last `train` call,
+    whose mean loss covers only the steps that call trained)."""
+    history = json.loads((output / "trainer_state.json").read_text())["log_history"]
+    skip = ("runtime", "per_second", "train_loss", "total_flos")
+    return [{k: v for k, v in entry.items() if not any(part in k for part in skip)} for entry in history]
+
+
+def _assert_same_run(expected: Path, actual: Path) -> None:
+    for name in ("model.safetensors", "ema/model.safetensors"):
+        reference, resumed = load_file(expected / name), load_file(actual / name)
+        assert reference.keys() == resumed.keys()
+        worst = max((reference[key].double() - resumed[key].double()).abs().max().item() for key in reference)
+        assert worst <= TOLERANCE, f"{name}: max |delta| {worst:.3e} between the uninterrupted and resumed runs"
+    reference_logs, resumed_logs = _final_metrics(expected), _final_metrics(actual)
+    assert len(reference_logs) == len(resumed_logs) == 2 * EPOCHS + 1  # per epoch: training loss, evaluation
+    for reference, resumed in zip(reference_logs, resumed_logs):
+        assert reference.keys() == resumed.keys()
+        for key, value in reference.items():
+            assert abs(value - resumed[key]) <= TOLERANCE, (key, value, resumed[key])
+    assert any("eval_ema_map" in entry for entry in resumed_logs)
+
+
+@pytest.mark.slow
+def test_sigkill_after_the_first_checkpoint_then_resume_equals_an_uninterrupted_run(
+    inputs: tuple[Path, Path], uninterrupted: Path, tmp_path: Path
+) -> None:
+    output = tmp_path / "run"
+    _run_and_kill(inputs, output, "complete:2")
+    assert is_complete(output / "checkpoint-2") and not (output / "checkpoint-4").exists()
+    _run(inputs, output, resume=True)
+    _assert_same_run(uninterrupted, output)
+
+
+@pytest.mark.slow
+def test_sigkill_during_a_save_keeps_the_previous_checkpoint_and_resume_skips_the_broken_one(
+    inputs: tuple[Path, Path], uninterrupted: Path, tmp_path: Path
+) -> None:
+    """Killed inside the EMA save of checkpoint-4 (`ema/model.safetensors` written, `ema/ema_state.json` not): the
+    folder is incomplete, checkpoint-2 survives `save_total_limit=1`, and resume=True continues from it."""
+    output = tmp_path / "run"
+    _run_and_kill(inputs, output, "ema:4")
+    broken = output / "checkpoint-4"
+    assert (broken / "ema" / "model.safetensors").exists() and not (broken / "ema" / "ema_state.json").exists()
+    assert not is_complete(broken) and is_complete(output / "checkpoint-2")
+    stderr = _run(inputs, output, resume=True)
+    assert f"Resuming from {output / 'checkpoint-2'}: skipped the incomplete checkpoint {broken}" in stderr
+    _assert_same_run(uninterrupted, output)
+
+
+class _Interrupted(Exception):
+    pass
+
+
+@pytest.mark.parametrize("point", ["save_model", "_save_rng_state", "ema", "mark_complete"])
+def test_an_interrupted_save_at_any_point_leaves_an_incomplete_checkpoint(
+    inputs: tuple[Path, Path], tmp_path: Path, monkeypatch, point: str
+) -> None:
+    """In process, an exception at each stage of the save of checkpoint-4 stands for a kill there: checkpoint-4 is
+    never complete, checkpoint-2 stays complete, and resume=True picks checkpoint-2 (then re-saves checkpoint-4)."""
+    import hf_rfdetr.training.trainer as trainer_module
+
+    def interrupt(original):
+        def wrapper(*args, **kwargs):
+            folder = next(Path(a) for a in (*args, *kwargs.values()) if isinstance(a, (str, Path)))
+            if "checkpoint-4" in folder.parts:
+                raise _Interrupted(point)
+            return original(*args, **kwargs)
+
+        return wrapper
+
+    if point == "ema":
+        monkeypatch.setattr(trainer_module.RFDetrEMACallback, "save", interrupt(trainer_module.RFDetrEMACallback.save))
+    elif point == "mark_complete":
+        monkeypatch.setattr(trainer_module, "mark_complete", interrupt(trainer_module.mark_complete))
+    else:
+        monkeypatch.setattr(Trainer, point, interrupt(getattr(Trainer, point)))
+    options = dict(epochs=EPOCHS, output_dir=tmp_path, batch_size=4, grad_accum_steps=1, device="cpu")
+    options |= dict(tensorboard=False, num_workers=0, checkpoint_interval=1, save_total_limit=1)
+    with pytest.raises(_Interrupted):
+        fine_tune(inputs[1], inputs[0], **options)
+    assert is_complete(tmp_path / "checkpoint-2") and not is_complete(tmp_path / "checkpoint-4")
+    assert resolve_checkpoint(True, tmp_path) == str(tmp_path / "checkpoint-2")
+    monkeypatch.undo()
+    trainer = fine_tune(inputs[1], inputs[0], resume=True, **options)
+    assert trainer.state.global_step == 4 and (tmp_path / "model.safetensors").exists()
+
+
+@pytest.mark.slow
+def test_resume_with_dataloader_workers_is_exact(inputs: tuple[Path, Path], tmp_path: Path) -> None:
+    """With num_workers=2 each worker seeds its collator generator and augmentations from the worker seed, which the
+    restored global RNG determines: a run resumed from its epoch-1 checkpoint equals the uninterrupted run."""
+    options = dict(epochs=EPOCHS, batch_size=4, grad_accum_steps=1, device="cpu", tensorboard=False, lr=1e-3)
+    options |= dict(num_workers=2, checkpoint_interval=1, disable_tqdm=True)
+    fine_tune(inputs[1], inputs[0], output_dir=tmp_path / "straight", **options)
+    shutil.copytree(tmp_path / "straight" / "checkpoint-2", tmp_path / "resumed" / "checkpoint-2")
+    fine_tune(inputs[1], inputs[0], output_dir=tmp_path / "resumed", resume=True, **options)
+    _assert_same_run(tmp_path / "straight", tmp_path / "resumed")
