@@ -20,8 +20,9 @@ Arrays and tensors follow one layout and dtype rule, `to_chw`:
 - A 3-D shape whose only channel-sized dimension (1, 3 or 4) is on the other side is read that way (a `(3, H, W)`
   numpy array, an `(H, W, 3)` tensor: there is one possible reading). A tensor whose first dimension is 1, 3 or 4 is
   always channels-first, even when its last dimension is too (a `(3, H, 4)` tensor is a 4-pixel-wide RGB image). A
-  numpy array with 1, 3 or 4 in both its first and last dimensions (e.g. `(3, 100, 4)`) is genuinely ambiguous and
-  refused with a message naming the shape.
+  numpy array with 3 or 4 in both its first and last dimensions (e.g. `(3, 100, 4)`: 3 x 100 RGBA or 100 x 4 RGB)
+  is genuinely ambiguous and refused with a message naming the shape; with a 1 there (e.g. `(1, 20, 3)`) it is
+  read channels-last, as numpy arrays are (and refused as smaller than 2x2 when it is).
 - dtypes: `uint8` (0-255); `uint16` (0-65535, scaled to 8 bits as 16-bit files are); `bool` (False black, True
   white); floats (`float16`, `bfloat16`, `float32`, `float64`) in `[0, 1]`. Other dtypes are refused.
 """
@@ -50,11 +51,28 @@ __all__ = [
     "to_rgb",
 ]
 
+_DEFAULT_MAX_IMAGE_PIXELS = 2 * 89_478_485
+
+
+def _limit_from_environment(default: int | None = _DEFAULT_MAX_IMAGE_PIXELS) -> int | None:
+    """`HF_RFDETR_MAX_IMAGE_PIXELS` as a pixel limit (`0`, `none` or empty: no limit), else `default`."""
+    text = os.environ.get("HF_RFDETR_MAX_IMAGE_PIXELS")
+    if text is None:
+        return default
+    if text.strip().lower() in ("", "0", "none"):
+        return None
+    try:
+        return int(text)
+    except ValueError:
+        raise ValueError(f"HF_RFDETR_MAX_IMAGE_PIXELS must be an integer or 'none', got {text!r}") from None
+
+
 #: Largest image, in pixels (width x height), that `load_image` decodes; `None` disables the check. The default is
-#: Pillow's own hard limit (twice `PIL.Image.MAX_IMAGE_PIXELS`, about 179 megapixels): set
-#: `hf_rfdetr.image_io.MAX_IMAGE_PIXELS` (and, above that default, `PIL.Image.MAX_IMAGE_PIXELS`) to change it, or
-#: the `HF_RFDETR_MAX_IMAGE_PIXELS` environment variable (`0` or `none`: no limit).
-MAX_IMAGE_PIXELS: int | None = 2 * 89_478_485
+#: Pillow's own hard limit (twice `PIL.Image.MAX_IMAGE_PIXELS`, about 179 megapixels), or the
+#: `HF_RFDETR_MAX_IMAGE_PIXELS` environment variable when it is set at import (`0` or `none`: no limit). Assign
+#: `hf_rfdetr.image_io.MAX_IMAGE_PIXELS` to change it at run time (above the default, raise
+#: `PIL.Image.MAX_IMAGE_PIXELS` too, or Pillow refuses the file itself), or pass `max_pixels=` to `load_image`.
+MAX_IMAGE_PIXELS: int | None = _limit_from_environment()
 
 _URL_SCHEMES = ("http://", "https://")
 _EXIF_ORIENTATION = 0x0112
@@ -91,8 +109,7 @@ def load_image(
 
     Args:
         source: a file path, an http(s) URL, encoded bytes, a binary file object, or a PIL image.
-        max_pixels: refuse images with more pixels than this (`None`: no limit); default `MAX_IMAGE_PIXELS` (or
-            the `HF_RFDETR_MAX_IMAGE_PIXELS` environment variable).
+        max_pixels: refuse images with more pixels than this (`None`: no limit); default `MAX_IMAGE_PIXELS`.
         name: how to name the image in errors (default: the path or URL, or "image bytes").
         timeout: seconds to wait for a URL (default 30).
 
@@ -173,18 +190,8 @@ def _fetch(url: str, timeout: float | None = None) -> bytes:
 
 
 def _pixel_limit(max_pixels: int | None | str) -> int | None:
-    """The pixel limit in force: `max_pixels`, else the environment variable, else `MAX_IMAGE_PIXELS`."""
-    if max_pixels != "default":
-        return max_pixels  # type: ignore[return-value]
-    text = os.environ.get("HF_RFDETR_MAX_IMAGE_PIXELS")
-    if text is None:
-        return MAX_IMAGE_PIXELS
-    if text.strip().lower() in ("", "0", "none"):
-        return None
-    try:
-        return int(text)
-    except ValueError:
-        raise ValueError(f"HF_RFDETR_MAX_IMAGE_PIXELS must be an integer or 'none', got {text!r}") from None
+    """The pixel limit in force: `max_pixels`, or `MAX_IMAGE_PIXELS` for "default"."""
+    return MAX_IMAGE_PIXELS if max_pixels == "default" else max_pixels  # type: ignore[return-value]
 
 
 def check_pixel_limit(size: tuple[int, int], max_pixels: int | None | str = "default", name: str = "image") -> None:
@@ -317,7 +324,7 @@ def _layout(tensor: torch.Tensor, where: str, channels_first: bool) -> torch.Ten
             f"{where}: expected 1 (gray), 3 (RGB) or 4 (RGBA) channels in the first (C, H, W) or last (H, W, C) "
             f"dimension, got shape {shape}."
         )
-    if first and last and not channels_first:
+    if first and last and not channels_first and min(shape) >= 2:  # both readings are images of 2x2 or more
         raise ValueError(
             f"{where}: numpy array of shape {shape} is ambiguous: it reads as {shape[0]}x{shape[1]} pixels with "
             f"{shape[2]} channels (H, W, C) or as {shape[1]}x{shape[2]} pixels with {shape[0]} channels (C, H, W). "
