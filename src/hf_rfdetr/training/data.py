@@ -23,7 +23,7 @@ from typing import Any, Literal
 import datasets
 from PIL import Image
 
-from ..image_io import check_pixel_limit, displayed_size, load_image
+from ..image_io import ImageReadError, check_pixel_limit, displayed_size, load_image
 
 logger = logging.getLogger(__name__)
 
@@ -423,7 +423,8 @@ def _check_image(path: Path, size: tuple[int, int], where: str, mode: ImageCheck
         if mode == "full":
             load_image(path)
     except (OSError, SyntaxError, ValueError, Image.DecompressionBombError) as error:
-        raise DatasetError(f"{where}: cannot read the image file: {error}") from error
+        reason = error.__cause__ if isinstance(error, ImageReadError) and error.__cause__ else error  # named once
+        raise DatasetError(f"{where}: cannot read the image file: {reason}") from error
     if actual != size:
         rotated = (
             f" It is stored {stored[0]}x{stored[1]} with an EXIF orientation that displays it {actual[0]}x{actual[1]};"
