@@ -106,6 +106,9 @@ def test_exif_rotated_photo_is_read_upright(files) -> None:
         assert stored.size == (HEIGHT, WIDTH)  # stored sideways
     assert load_image(files["rotated"]).size == (WIDTH, HEIGHT)
     assert image_io.displayed_size(Image.open(files["rotated"])) == (WIDTH, HEIGHT)
+    from hf_rfdetr.annotate import draw_detections
+
+    assert draw_detections(Image.open(files["rotated"]), []).size == (WIDTH, HEIGHT)  # drawn in the displayed frame
 
 
 def test_exif_rotated_photo_every_path_finds_the_six_objects(
