@@ -293,6 +293,16 @@ def test_pipeline_with_an_empty_list(detector) -> None:
     assert detector([]) == []
 
 
+def test_pipeline_still_reads_base64_strings(files, detector) -> None:
+    import base64
+
+    encoded = base64.b64encode(files["rotated"].read_bytes()).decode()
+    expected = detector(str(files["rotated"]))
+    assert detector(encoded) == expected and detector(f"data:image/jpeg;base64,{encoded}") == expected
+    with pytest.raises(FileNotFoundError, match="missing.jpg' does not exist"):
+        detector(str(files["rotated"].parent / "missing.jpg"))
+
+
 def test_pixel_limit(files, detector, facade: RFDETR, processor, tmp_path: Path, monkeypatch) -> None:
     path = files["grey8"]
     monkeypatch.setattr(image_io, "MAX_IMAGE_PIXELS", 1000)

@@ -10,6 +10,8 @@ returns `[]` for an empty list. For every other model it behaves exactly as tran
 
 from __future__ import annotations
 
+import base64
+import binascii
 import os
 from typing import Any
 
@@ -48,12 +50,27 @@ class RFDetrObjectDetectionPipeline(ObjectDetectionPipeline):
 
 
 def _read(image: Any, timeout: float | None) -> Any:
-    """`load_image` for the sources it reads (paths, URLs, bytes, PIL images); anything else is left to transformers."""
+    """`load_image` for the sources it reads (paths, URLs, base64 strings as transformers takes them, bytes, PIL
+    images); anything else is left to transformers (which refuses it)."""
     from PIL import Image
 
+    if isinstance(image, str) and not image.startswith(("http://", "https://")) and not os.path.isfile(image):
+        data = _base64_bytes(image)
+        if data is not None:
+            return load_image(data, name="base64 image")
     if isinstance(image, str | os.PathLike | bytes | Image.Image):
         return load_image(image, timeout=timeout)
     return image
+
+
+def _base64_bytes(text: str) -> bytes | None:
+    """The bytes of a base64 string (optionally a `data:image/...;base64,` URL), or None if it is not one."""
+    if text.startswith("data:image/"):
+        text = text.split(",", 1)[-1]
+    try:
+        return base64.b64decode(text, validate=True)
+    except (binascii.Error, ValueError):
+        return None
 
 
 def register_pipeline() -> None:
