@@ -251,7 +251,7 @@ def _decode(image: Image.Image, name: str) -> None:
         image.load()
     except (OSError, SyntaxError, ValueError, EOFError) as error:
         filename = getattr(image, "filename", "") or ""
-        label = f"{name} ({filename!r})" if filename and str(filename) not in name else name
+        label = f"{name}: {str(filename)!r}" if filename and str(filename) not in name else name
         raise ImageReadError(f"{label} cannot be decoded as an image ({type(error).__name__}: {error})") from error
 
 
