@@ -102,7 +102,6 @@ def test_folders_skip_videos_unless_asked(model_folder: Path, inputs: Path, tmp_
     [
         (["{tmp}/missing.jpg"], "input '.*missing.jpg' does not exist"),
         (["{tmp}/empty"], "found no images"),
-        (["{tmp}/notes.jpg"], "notes.jpg' is not an image Pillow can read"),
         (["{tmp}/a.png", "--batch-size", "0"], "--batch-size must be at least 1"),
         (["{tmp}/a.png", "--model", "{tmp}/no-model"], "pretrain_weights '.*no-model' does not exist"),
     ],
@@ -117,6 +116,24 @@ def test_errors_are_one_line_and_exit_1(model_folder: Path, tmp_path: Path, caps
     err = capsys.readouterr().err
     assert err.splitlines()[-1].startswith("hf-rfdetr predict: error: ") and "Traceback" not in err
     assert re.search(message, err.splitlines()[-1]), err
+
+
+def test_unreadable_inputs_are_listed_and_the_rest_processed(model_folder: Path, tmp_path: Path, capsys) -> None:
+    (tmp_path / "notes.jpg").write_text("text")
+    Image.fromarray(random_image(32, 32, seed=4)).save(tmp_path / "a.png")
+    out = tmp_path / "out"
+    argv = ["predict", "--model", str(model_folder), str(tmp_path / "notes.jpg"), str(tmp_path / "a.png")]
+    assert main([*argv, "--output-dir", str(out), "--no-progress"]) == 1
+    report = json.loads((out / "detections.json").read_text())
+    assert [entry["input"] for entry in report["images"]] == [str(tmp_path / "a.png")] and (out / "a.png").is_file()
+    (error,) = report["errors"]
+    assert (
+        error["input"] == str(tmp_path / "notes.jpg") and "notes.jpg' is not an image Pillow can read" in error["error"]
+    )
+    captured = capsys.readouterr()
+    assert "1 image(s)" in captured.out and "Traceback" not in captured.err
+    assert "hf-rfdetr predict: error: could not read 1 of 2 input(s)" in captured.err
+    assert "notes.jpg' is not an image Pillow can read" in captured.err.splitlines()[-1]
 
 
 def test_predict_is_listed_first_in_help() -> None:

@@ -120,36 +120,43 @@ def test_batch_equals_the_model_run_by_hand(detector: RFDETR) -> None:
 
 
 def test_urls_are_fetched_and_offline_errors_name_them(detector: RFDETR, monkeypatch) -> None:
-    import hf_rfdetr.facade as facade
+    import io
+    import urllib.error
+
+    import hf_rfdetr.image_io as image_io
 
     image = Image.fromarray(random_image(40, 56, seed=8))
+    encoded = io.BytesIO()
+    image.save(encoded, format="PNG")
     fetched = []
-    monkeypatch.setattr(facade, "load_image", lambda url: fetched.append(url) or image)
+    monkeypatch.setattr(image_io, "_fetch", lambda url, timeout=None: fetched.append(url) or encoded.getvalue())
     detections = detector.predict("https://example.com/dog.jpeg", threshold=0.3)
     assert fetched == ["https://example.com/dog.jpeg"]
     np.testing.assert_allclose(detections.xyxy, detector.predict(image, threshold=0.3).xyxy)
 
-    def offline(url):
-        raise ConnectionError("Failed to resolve 'example.com'")
+    def offline(url, timeout=None):
+        raise urllib.error.URLError("Failed to resolve 'example.com'")
 
-    monkeypatch.setattr(facade, "load_image", offline)
-    with pytest.raises(OSError, match=r"could not fetch https://example.com/dog.jpeg \(ConnectionError"):
+    monkeypatch.undo()
+    monkeypatch.setattr(image_io.urllib.request, "urlopen", offline)
+    with pytest.raises(OSError, match=r"could not fetch https://example.com/dog.jpeg \(URLError"):
         detector.predict(["https://example.com/dog.jpeg"])
 
 
 @pytest.mark.parametrize(
     ("image", "message"),
     [
-        (np.zeros((3, 40, 40), np.uint8), r"image 0: numpy arrays must be RGB images of shape \(H, W, 3\)"),
-        (np.zeros((2, 40, 40, 3), np.uint8), "for a batch pass a list"),
-        (np.zeros((40, 40, 3), np.int64), "must be uint8 .* got int64"),
-        (np.full((40, 40, 3), 2.0, np.float32), r"float arrays must hold values in \[0, 1\]"),
-        (torch.zeros(40, 40, 3), r"tensors must have shape \(3, H, W\)"),
-        (torch.zeros(3, 40, 40, dtype=torch.uint8), "tensors must be float"),
-        (torch.full((3, 40, 40), 255.0), r"tensor values must lie in \[0, 1\], got \[255"),
+        (np.zeros((3, 40, 4), np.uint8), r"image 0: numpy array of shape \(3, 40, 4\) is ambiguous"),
+        (np.zeros((2, 40, 40, 3), np.uint8), "Pass a list of images for a batch"),
+        (np.zeros((40, 40, 3), np.int64), "unsupported dtype int64; pass uint8"),
+        (np.full((40, 40, 3), 2.0, np.float32), r"Image 0: float image has pixel values above 1"),
+        (torch.zeros(40, 40, 2), r"image 0: expected 1 \(gray\), 3 \(RGB\) or 4 \(RGBA\) channels"),
+        (torch.zeros(3, 40, 40, dtype=torch.int32), "unsupported dtype torch.int32"),
+        (torch.full((3, 40, 40), 255.0), r"float image has pixel values above 1 \(max 255\)"),
     ],
 )
 def test_bad_arrays_are_explained(detector: RFDETR, image, message: str) -> None:
+    """One rule for arrays and tensors, `hf_rfdetr.image_io.to_chw`, shared with the processor."""
     with pytest.raises(ValueError, match=message):
         detector.predict(image)
 

@@ -332,12 +332,21 @@ def test_float_out_of_range_names_index() -> None:
         (np.zeros((1, 20, 3), dtype=np.uint8), r"Image 0: .*smaller than the minimum 2x2"),
         (np.zeros((0, 20, 3), dtype=np.uint8), r"Image 0: empty image"),
         (np.zeros((20, 20, 3), dtype=np.int32), r"Image 0: unsupported dtype"),
-        ("not an image", r"Image 0: unsupported type"),
+        (b"not an image", r"Image 0: unsupported type bytes"),
+        (np.zeros((3, 20, 4), dtype=np.uint8), r"Image 0: numpy array of shape \(3, 20, 4\) is ambiguous"),
     ],
 )
 def test_invalid_images(image: Any, message: str) -> None:
     with pytest.raises(ValueError, match=message):
         nano_processor()(image)
+
+
+def test_a_path_is_read_and_a_missing_one_named(tmp_path) -> None:
+    image = make_image(40, 30, seed=5)
+    Image.fromarray(image).save(tmp_path / "a.png")
+    assert torch.equal(pixels(nano_processor(), str(tmp_path / "a.png")), pixels(nano_processor(), image))
+    with pytest.raises(FileNotFoundError, match=r"Image 1: '.*missing.png' does not exist"):
+        nano_processor()([image, tmp_path / "missing.png"])
 
 
 def test_invalid_image_index_in_batch() -> None:

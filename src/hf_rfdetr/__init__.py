@@ -74,6 +74,7 @@ def _register() -> None:
     except TypeError:  # transformers 4.57
         AutoImageProcessor.register(RFDetrConfig, slow_image_processor_class=RFDetrImageProcessor, exist_ok=True)
     _register_no_video_processor()
+    _register_pipeline()
     _register_optimum()
     RFDetrConfig.register_for_auto_class()
     RFDetrModel.register_for_auto_class("AutoModel")
@@ -96,6 +97,14 @@ def _register_no_video_processor() -> None:
         AutoVideoProcessor.register(RFDetrConfig, video_processor_classes={"torchvision": None}, exist_ok=True)
     except TypeError:  # transformers 4.57 has no per-backend registry and no such lookup in its pipelines
         pass
+
+
+def _register_pipeline() -> None:
+    """`pipeline("object-detection")` reads images for RF-DETR models with `hf_rfdetr.image_io` (EXIF orientation,
+    16-bit scaling, pixel limit, file names in errors, `[]` for an empty list); other models are unaffected."""
+    from .pipeline_rfdetr import register_pipeline
+
+    register_pipeline()
 
 
 def _register_optimum() -> None:

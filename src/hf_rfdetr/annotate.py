@@ -15,6 +15,8 @@ from typing import Any
 
 from PIL import Image, ImageDraw, ImageFont
 
+from .image_io import to_rgb
+
 __all__ = ["PALETTE", "Detection", "box_corners", "draw_detections", "label_colors"]
 
 Color = tuple[int, int, int]
@@ -68,7 +70,9 @@ def draw_detections(
     """Return an RGB copy of `image` with each detection's box outline and a "label score" caption.
 
     Args:
-        image: any Pillow image (converted to RGB; the input is not modified).
+        image: any Pillow image, drawn as a viewer shows it (`hf_rfdetr.image_io.to_rgb`: EXIF orientation applied,
+            16-bit data scaled, converted to RGB), the frame every detector path reports boxes in; the input is not
+            modified.
         detections: mappings with `label`, `score` and `box` (see the module docstring), in image pixels.
         colors: label -> RGB colour; default `label_colors(detections)`. Labels missing from it get `PALETTE[0]`.
         line_width: outline width in pixels; default `max(2, round(min(width, height) / 240))`.
@@ -79,7 +83,8 @@ def draw_detections(
         (black or white text on the label colour) sits above the box, or inside it at the top edge when there is no
         room above.
     """
-    canvas = image.convert("RGB")
+    canvas = to_rgb(image)
+    canvas = canvas.copy() if canvas is image else canvas
     draw = ImageDraw.Draw(canvas)
     width = line_width if line_width is not None else max(2, round(min(canvas.size) / 240))
     font = _font(max(12, round(min(canvas.size) / 32)))

@@ -28,15 +28,14 @@ import warnings
 from collections.abc import Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
-from urllib.parse import urlparse
 
 import numpy as np
 import torch
-from PIL import Image, UnidentifiedImageError
+from PIL import Image
 from transformers import AutoModelForObjectDetection
-from transformers.image_utils import load_image
 
 from .configuration_rfdetr import RFDetrConfig
+from .image_io import load_image, to_chw
 from .image_processing_rfdetr import RFDetrImageProcessor
 from .modeling_rfdetr import RFDetrForObjectDetection
 from .pretrained_weights import CHECKPOINTS, as_rfdetr_checkpoint, pretrained, resolve_name
@@ -61,7 +60,6 @@ ImageInput = str | os.PathLike | Image.Image | np.ndarray | torch.Tensor
 #: The file each variant of the original package downloads when `pretrain_weights` is not given.
 ORIGINAL_WEIGHTS = {name: checkpoint.filename for name, checkpoint in CHECKPOINTS.items()}
 _CHECKPOINT_SUFFIXES = (".pth", ".pt", ".ckpt")
-_URL_SCHEMES = ("http", "https")
 
 
 class _VariantCheckpoint:
@@ -187,9 +185,11 @@ class RFDETR:
         """Detect objects in one image or a list of images (a list runs as one batch, in one forward pass).
 
         Args:
-            images: a file path, an http(s) URL, a PIL image, a numpy array `(H, W, 3)` RGB uint8 (or float in
-                `[0, 1]`), a torch tensor `(3, H, W)` float in `[0, 1]`, or a list of these (sizes may differ).
-                For OpenCV / supervision frames (BGR) pass `frame[:, :, ::-1]`.
+            images: a file path, an http(s) URL, a PIL image, a numpy array `(H, W, 3)` RGB, a torch tensor
+                `(3, H, W)`, or a list of these (sizes may differ). Files and PIL images are read as a viewer shows
+                them (EXIF orientation applied, 16-bit data scaled to 8 bits); arrays and tensors may be uint8,
+                uint16, bool or float in `[0, 1]`, grey or RGBA too, by the rule of `hf_rfdetr.image_io.to_chw`
+                (the processor's). For OpenCV / supervision frames (BGR) pass `frame[:, :, ::-1]`.
             threshold: keep detections whose score is above this.
 
         Returns:
@@ -200,7 +200,8 @@ class RFDETR:
 
         Raises:
             FileNotFoundError: a path that does not exist. OSError: a URL that cannot be fetched (offline).
-            ValueError: an array / tensor of the wrong shape, dtype or range, an unreadable file, an empty list.
+            ValueError: an array / tensor of the wrong shape, dtype or range, an unreadable or too large file
+                (`hf_rfdetr.image_io.ImageReadError`, naming it), an empty list.
             TypeError: an input of another type.
         """
         single = not isinstance(images, (list, tuple))
@@ -461,78 +462,16 @@ def _from_original_checkpoint(
 # ----------------------------------------------------------------------------------------------------------------------
 
 
-def _load_input(image: Any, index: int) -> Image.Image | np.ndarray | torch.Tensor:
-    """Validate one `predict` input and turn paths and URLs into RGB PIL images."""
+def _load_input(image: Any, index: int) -> Image.Image | torch.Tensor:
+    """One `predict` input as the processor will read it: files through `hf_rfdetr.image_io.load_image` (EXIF
+    orientation, 16-bit scaling, pixel limit, errors naming the file), arrays / tensors / PIL images through
+    `hf_rfdetr.image_io.to_chw` (one layout and dtype rule, shared with the processor)."""
     if isinstance(image, (str, os.PathLike)):
-        return _open_image(os.fspath(image), index)
-    if isinstance(image, Image.Image):
-        return image if image.mode == "RGB" else image.convert("RGB")
-    if isinstance(image, np.ndarray):
-        return _check_array(image, index)
-    if isinstance(image, torch.Tensor):
-        return _check_tensor(image, index)
-    raise TypeError(
-        f"image {index}: unsupported type {type(image).__name__}; expected a file path, an http(s) URL, a PIL image, "
-        "an (H, W, 3) RGB numpy array or a (3, H, W) torch tensor in [0, 1]"
-    )
+        return load_image(image, name=f"image {index}: {os.fspath(image)!r}")
+    return to_chw(image, f"image {index}")
 
 
-def _open_image(source: str, index: int) -> Image.Image:
-    if urlparse(source).scheme in _URL_SCHEMES:
-        try:
-            return load_image(source).convert("RGB")
-        except Exception as error:  # requests / httpx errors, timeouts, non-image content
-            raise OSError(
-                f"image {index}: could not fetch {source} ({type(error).__name__}: {error}); check the URL and the "
-                "network connection, or download the image and pass its path"
-            ) from error
-    path = Path(source)
-    if not path.is_file():
-        raise FileNotFoundError(f"image {index}: {source!r} does not exist or is not a file")
-    try:
-        with Image.open(path) as opened:
-            return opened.convert("RGB")
-    except (UnidentifiedImageError, OSError) as error:
-        raise ValueError(f"image {index}: {source!r} is not an image Pillow can read ({error})") from error
-
-
-def _check_array(array: np.ndarray, index: int) -> np.ndarray:
-    """An `(H, W, 3)` RGB array, uint8 or float in `[0, 1]` (returned as a contiguous copy if strided)."""
-    if array.ndim != 3 or array.shape[2] != 3:
-        raise ValueError(
-            f"image {index}: numpy arrays must be RGB images of shape (H, W, 3), got shape {array.shape}"
-            + (" (for a batch pass a list of images)" if array.ndim == 4 else "")
-        )
-    if array.dtype == np.uint8:
-        return np.ascontiguousarray(array)
-    if not np.issubdtype(array.dtype, np.floating):
-        raise ValueError(f"image {index}: numpy arrays must be uint8 (0-255) or float in [0, 1], got {array.dtype}")
-    if not np.isfinite(array).all() or array.min() < 0 or array.max() > 1:
-        raise ValueError(
-            f"image {index}: float arrays must hold values in [0, 1], got [{array.min():.4g}, {array.max():.4g}] "
-            "(pass uint8 for 0-255 pixels)"
-        )
-    return np.ascontiguousarray(array)
-
-
-def _check_tensor(tensor: torch.Tensor, index: int) -> torch.Tensor:
-    """A `(3, H, W)` float tensor in `[0, 1]`."""
-    if tensor.ndim != 3 or tensor.shape[0] != 3:
-        raise ValueError(
-            f"image {index}: tensors must have shape (3, H, W) (RGB, channels first), got {tuple(tensor.shape)}"
-            + (" (for a batch pass a list of images)" if tensor.ndim == 4 else "")
-        )
-    if not tensor.is_floating_point():
-        raise ValueError(f"image {index}: tensors must be float with values in [0, 1], got dtype {tensor.dtype}")
-    low, high = tensor.min().item(), tensor.max().item()
-    if not (0 <= low and high <= 1):
-        raise ValueError(f"image {index}: tensor values must lie in [0, 1], got [{low:.4g}, {high:.4g}]")
-    return tensor
-
-
-def _height_width(image: Image.Image | np.ndarray | torch.Tensor) -> tuple[int, int]:
+def _height_width(image: Image.Image | torch.Tensor) -> tuple[int, int]:
     if isinstance(image, Image.Image):
         return image.height, image.width
-    if isinstance(image, np.ndarray):
-        return int(image.shape[0]), int(image.shape[1])
     return int(image.shape[1]), int(image.shape[2])

@@ -3,16 +3,18 @@
 from __future__ import annotations
 
 import math
+import os
 from collections.abc import Mapping, Sequence
 from typing import Any, TypedDict
 
 import numpy as np
 import torch
-from PIL import Image
 from torchvision.transforms import InterpolationMode
 from torchvision.transforms.v2 import functional as tvf
 from transformers.image_processing_utils import BaseImageProcessor, BatchFeature
 from transformers.utils import logging
+
+from .image_io import load_image, to_chw
 
 logger = logging.get_logger(__name__)
 
@@ -145,9 +147,12 @@ class RFDetrImageProcessor(BaseImageProcessor):
         """Turn one image or a list of images (and optional COCO annotations) into model inputs.
 
         Args:
-            images: a PIL image (any mode, converted to RGB), a numpy array or torch tensor of shape `(H, W)`,
-                `(H, W, C)` or `(C, H, W)` with `C` in {1, 3, 4} (gray is replicated, alpha dropped), uint8 or float in
-                `[0, 1]`; or a list of those (sizes may differ).
+            images: a file path (read with EXIF orientation applied and 16-bit data scaled, see
+                `hf_rfdetr.image_io`), a PIL image (any mode: EXIF orientation applied, converted to 8-bit RGB), a
+                numpy array `(H, W)` / `(H, W, C)` or a torch tensor `(H, W)` / `(C, H, W)` with `C` in {1, 3, 4}
+                (gray is replicated, alpha dropped; the other layout only where it is the one possible reading, an
+                ambiguous numpy shape is refused), uint8, uint16, bool or float in `[0, 1]`; or a list of those
+                (sizes may differ).
             annotations: for training, one COCO-style dict per image: `{"image_id": int, "annotations": [{"bbox":
                 [x, y, w, h], "category_id": int, "iscrowd": 0 | 1, ...}, ...]}` with boxes in original-image pixels.
             return_tensors: `None` or `"pt"` (torch tensors) or `"np"` (numpy arrays).
@@ -162,10 +167,12 @@ class RFDetrImageProcessor(BaseImageProcessor):
             `(2,)` int64 `(height, width)` of the input image and of `pixel_values`.
 
         Raises:
-            ValueError: on an invalid image (rank, channels, empty or smaller than 2x2, NaN or infinite values, float
-                values outside `[0, 1]`), an inconsistent `size` / `size_divisor`, non-finite `rescale_factor` /
-                `image_mean` / `image_std` (or ones that make the float32 pixel values overflow), or malformed
-                annotations (including an `iscrowd` other than 0 or 1).
+            ValueError: on an invalid image (rank, channels, ambiguous layout, dtype, empty or smaller than 2x2, NaN or
+                infinite values, float values outside `[0, 1]`), an unreadable or too large file
+                (`hf_rfdetr.image_io.ImageReadError`, naming it), an inconsistent `size` / `size_divisor`, non-finite
+                `rescale_factor` / `image_mean` / `image_std` (or ones that make the float32 pixel values overflow),
+                or malformed annotations (including an `iscrowd` other than 0 or 1).
+            FileNotFoundError: a path that does not exist.
         """
         options = self._resolve_options(kwargs)
         image_list = list(images) if isinstance(images, (list, tuple)) else [images]
@@ -313,73 +320,19 @@ def _check_square_size(size: dict[str, int], size_divisor: int) -> None:
 
 
 def _to_rgb_float(image: Any, index: int, options: dict[str, Any]) -> torch.Tensor:
-    """Convert one input image into a validated `(3, H, W)` float32 tensor (in `[0, 1]` when rescaling)."""
-    tensor, channels_last = _raw_tensor(image, index)
-    chw = _to_chw(tensor, index, channels_last)
-    _check_spatial_size(chw, index)
-    chw = _to_three_channels(chw, index)
-    return _to_float(chw, index, options["do_rescale"], options["rescale_factor"])
+    """Convert one input image into a validated `(3, H, W)` float32 tensor (in `[0, 1]` when rescaling).
 
-
-def _raw_tensor(image: Any, index: int) -> tuple[torch.Tensor, bool | None]:
-    """Return the pixels of `image` as a CPU tensor and whether they are known to be channels-last (PIL)."""
-    if isinstance(image, Image.Image):
-        rgb = image if image.mode == "RGB" else image.convert("RGB")
-        return torch.from_numpy(np.array(rgb, dtype=np.uint8)), True
-    if isinstance(image, np.ndarray):
-        return torch.from_numpy(np.array(image, copy=True)), None
-    if isinstance(image, torch.Tensor):
-        return image.detach().cpu(), None
-    raise ValueError(
-        f"Image {index}: unsupported type {type(image).__name__}; expected a PIL image, numpy array or torch tensor."
-    )
-
-
-def _to_chw(tensor: torch.Tensor, index: int, channels_last: bool | None) -> torch.Tensor:
-    """Return a `(C, H, W)` view of a `(H, W)`, `(H, W, C)` or `(C, H, W)` tensor (layout guessed if unknown).
-
-    Channels-first is assumed when the first dim is 1, 3 or 4 and the last is not; otherwise channels-last.
+    Files are read by `hf_rfdetr.image_io.load_image` (EXIF orientation, 16-bit scaling, pixel limit, the file named
+    in errors); arrays, tensors and PIL images follow `hf_rfdetr.image_io.to_chw`'s layout and dtype rule.
     """
-    if tensor.ndim == 2:
-        return tensor.unsqueeze(0)
-    if tensor.ndim != 3:
-        raise ValueError(
-            f"Image {index}: expected a 2-D (H, W) or 3-D (H, W, C) / (C, H, W) image, got shape "
-            f"{tuple(tensor.shape)} ({tensor.ndim}-D). Pass a list of images for a batch."
-        )
-    valid = (1, 3, 4)
-    if channels_last is None:
-        if tensor.shape[0] not in valid and tensor.shape[-1] not in valid:
-            raise ValueError(
-                f"Image {index}: expected 1 (gray), 3 (RGB) or 4 (RGBA) channels in the first (C, H, W) or last "
-                f"(H, W, C) dimension, got shape {tuple(tensor.shape)}."
-            )
-        channels_last = not (tensor.shape[0] in valid and tensor.shape[-1] not in valid)
-    return tensor.permute(2, 0, 1) if channels_last else tensor
-
-
-def _check_spatial_size(chw: torch.Tensor, index: int) -> None:
-    """Raise `ValueError` for an empty image or one smaller than 2x2."""
-    height, width = int(chw.shape[1]), int(chw.shape[2])
-    if height == 0 or width == 0:
-        raise ValueError(f"Image {index}: empty image (height={height}, width={width}).")
-    if height < 2 or width < 2:
-        raise ValueError(f"Image {index}: image of {height}x{width} pixels is smaller than the minimum 2x2.")
-
-
-def _to_three_channels(chw: torch.Tensor, index: int) -> torch.Tensor:
-    """Replicate a gray channel to RGB, drop an alpha channel; `(C, H, W)` -> `(3, H, W)`."""
-    channels = int(chw.shape[0])
-    if channels == 1:
-        return chw.expand(3, -1, -1)
-    if channels == 3:
-        return chw
-    if channels == 4:
-        return chw[:3]
-    raise ValueError(
-        f"Image {index}: expected 1 (gray), 3 (RGB) or 4 (RGBA) channels, got {channels} "
-        f"(shape {tuple(chw.shape)} read as (C, H, W))."
-    )
+    where = f"Image {index}"
+    if isinstance(image, (str, os.PathLike)):
+        image = load_image(image, name=f"{where}: {os.fspath(image)!r}")
+    try:
+        chw = to_chw(image, where)
+    except TypeError as error:
+        raise ValueError(str(error)) from error
+    return _to_float(chw, index, options["do_rescale"], options["rescale_factor"])
 
 
 def _to_float(chw: torch.Tensor, index: int, do_rescale: bool, rescale_factor: float) -> torch.Tensor:

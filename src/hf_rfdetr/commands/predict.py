@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import sys
 from pathlib import Path
 from typing import Any
 
@@ -20,7 +21,9 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         description=(
             "Run RF-DETR on images, folders of images and videos. Writes an annotated copy of each input to "
             "--output-dir (images keep their format, videos become .mp4) and every detection to "
-            "OUTPUT_DIR/detections.json (boxes as [x0, y0, x1, y1] in pixels of the input)."
+            "OUTPUT_DIR/detections.json (boxes as [x0, y0, x1, y1] in pixels of the input as a viewer shows it, EXIF "
+            "orientation applied). Inputs that cannot be read are listed under 'errors' in detections.json and on "
+            "stderr, the others are processed, and the exit code is 1."
         ),
     )
     parser.add_argument("inputs", nargs="+", metavar="INPUT", help="image or video files, or folders of images")
@@ -78,32 +81,58 @@ def run(args: argparse.Namespace) -> int:
     args.output_dir.mkdir(parents=True, exist_ok=True)
     names = _OutputNames(args.output_dir)
     report: dict[str, Any] = {"model": args.model, "threshold": args.threshold, "images": [], "videos": []}
-    report["images"] = _predict_images(model, images, names, args)
-    report["videos"] = [_predict_video(model, video, names, args) for video in videos]
+    errors: list[dict[str, str]] = []
+    report["images"] = _predict_images(model, images, names, args, errors)
+    report["videos"] = [entry for video in videos if (entry := _predict_video(model, video, names, args, errors))]
+    report["errors"] = errors
     (args.output_dir / "detections.json").write_text(json.dumps(report, indent=2) + "\n")
     found = sum(len(entry["detections"]) for entry in report["images"])
     print(
-        f"{len(images)} image(s) ({found} detections) and {len(videos)} video(s) -> {args.output_dir} "
-        f"(annotated copies and detections.json)"
+        f"{len(report['images'])} image(s) ({found} detections) and {len(report['videos'])} video(s) -> "
+        f"{args.output_dir} (annotated copies and detections.json)"
     )
-    return 0
+    return _report_errors(errors, len(images) + len(videos), args.output_dir)
 
 
-def _predict_images(model: Any, images: list[Path], names: _OutputNames, args: argparse.Namespace) -> list[dict]:
-    """Annotate and describe `images`, `args.batch_size` per forward pass."""
-    from PIL import Image
+def _report_errors(errors: list[dict[str, str]], total: int, output_dir: Path) -> int:
+    """Print the inputs that could not be read (stderr); 1 when there are any, else 0."""
+    if not errors:
+        return 0
+    print(
+        f"hf-rfdetr predict: error: could not read {len(errors)} of {total} input(s); the others were processed "
+        f"(the errors are listed under 'errors' in {output_dir / 'detections.json'}):",
+        file=sys.stderr,
+    )
+    for error in errors:
+        print(f"  {error['error']}", file=sys.stderr)
+    return 1
+
+
+def _predict_images(
+    model: Any, images: list[Path], names: _OutputNames, args: argparse.Namespace, errors: list[dict[str, str]]
+) -> list[dict]:
+    """Annotate and describe `images`, `args.batch_size` per forward pass. Images are read as a viewer shows them
+    (`hf_rfdetr.image_io.load_image`: EXIF orientation, 16-bit scaling), so boxes, sizes and annotated copies are in
+    the displayed frame; files that cannot be read go to `errors` (`{"input", "error"}`) and the rest carry on."""
     from tqdm.auto import tqdm
 
     from ..annotate import draw_detections
+    from ..image_io import load_image
 
     entries = []
     with tqdm(total=len(images), unit="image", desc="images", disable=args.no_progress or not images) as bar:
         for start in range(0, len(images), args.batch_size):
             batch = images[start : start + args.batch_size]
-            for path, detections in zip(batch, model.predict([str(p) for p in batch], threshold=args.threshold)):
+            readable, pictures = [], []
+            for path in batch:
+                try:
+                    pictures.append(load_image(path))
+                    readable.append(path)
+                except (OSError, ValueError) as error:
+                    errors.append({"input": str(path), "error": str(error)})
+            found_lists = model.predict(pictures, threshold=args.threshold) if pictures else []
+            for path, image, detections in zip(readable, pictures, found_lists):
                 found = detection_dicts(detections)
-                with Image.open(path) as opened:
-                    image = opened.convert("RGB")
                 output = names.next(path, path.suffix if path.suffix.lower() in IMAGE_SUFFIXES else ".png")
                 draw_detections(image, found).save(output)
                 entries.append(
@@ -114,10 +143,18 @@ def _predict_images(model: Any, images: list[Path], names: _OutputNames, args: a
     return entries
 
 
-def _predict_video(model: Any, video: Path, names: _OutputNames, args: argparse.Namespace) -> dict:
-    """Annotate one video into an .mp4 and return its per-frame detections."""
-    from ..video import frame_callback, process_video
+def _predict_video(
+    model: Any, video: Path, names: _OutputNames, args: argparse.Namespace, errors: list[dict[str, str]]
+) -> dict | None:
+    """Annotate one video into an .mp4 and return its per-frame detections (None, and an entry in `errors`, when
+    the video cannot be opened)."""
+    from ..video import frame_callback, open_capture, process_video
 
+    try:
+        open_capture(video).release()
+    except (OSError, ValueError) as error:
+        errors.append({"input": str(video), "error": str(error)})
+        return None
     frames: list[list[dict]] = []
     output = names.next(video, ".mp4")
     callback = frame_callback(

@@ -24,6 +24,8 @@ import datasets
 import numpy as np
 from PIL import Image
 
+from ..image_io import ImageReadError, check_pixel_limit, displayed_size, load_image
+
 logger = logging.getLogger(__name__)
 
 #: Name of the COCO annotation file inside every split folder of a Roboflow export.
@@ -190,12 +192,15 @@ def load_coco_folder(
     is fine); an annotation whose `category_id` is not in its file's `categories` is an error.
 
     Bad data raises `DatasetError` naming the file and entry: missing split folder or annotation file, malformed JSON,
-    missing keys, an image file that is missing or unreadable (or whose size disagrees with the JSON), an annotation
+    missing keys, an image file that is missing, unreadable or over `hf_rfdetr.image_io.MAX_IMAGE_PIXELS` (or whose
+    displayed size disagrees with the JSON), an annotation
     pointing to an unknown image or category, a malformed `bbox`. Fixable boxes are fixed, counted and reported with
     one `logging` warning per split: boxes partly outside the image are clipped to it, boxes with zero/negative
     width or height and boxes entirely outside the image are dropped. Crowd annotations (`iscrowd=1`) are kept in
-    `objects` (the transforms leave them out of the training targets, as the original does). EXIF orientation is
-    ignored, as the original does (its decoder does not rotate); images carrying one are reported.
+    `objects` (the transforms leave them out of the training targets, as the original does). Images are read as
+    viewers show them (`hf_rfdetr.image_io`: EXIF orientation applied, 16-bit data scaled to 8 bits), and the JSON's
+    `width`/`height` and boxes are taken in that displayed frame, as annotation tools draw them (the original's
+    decoder ignores the orientation); images carrying one are reported.
 
     Args:
         path: the dataset root.
@@ -403,26 +408,38 @@ def _image_records(
 
 
 def _check_image(path: Path, size: tuple[int, int], where: str, mode: ImageCheck, summary: SplitSummary) -> None:
-    """Raise `DatasetError` (naming `where`) if the image file is missing, unreadable or of another size."""
+    """Raise `DatasetError` (naming `where`) if the image file is missing, unreadable, too large or of another size.
+
+    The size compared is the displayed one (EXIF orientation applied): the transforms read the image that way, and
+    COCO boxes are drawn on the image as annotation tools show it."""
     if not path.is_file():
         raise DatasetError(f"{where}: image file not found.")
     if mode == "none":
         return
     try:
+        with Image.open(path) as image:  # Pillow's verify() must come straight after open (PNG refuses otherwise)
+            image.verify()
         with Image.open(path) as image:
-            actual = image.size
+            stored, actual = image.size, displayed_size(image)
+            check_pixel_limit(stored, name=str(path))
             if image.getexif().get(_EXIF_ORIENTATION, 1) != 1:
                 summary.exif_rotated.append(path.name)
-            image.verify()
         if mode == "full":
-            with Image.open(path) as image:
-                image.load()
+            load_image(path)
     except (OSError, SyntaxError, ValueError, Image.DecompressionBombError) as error:
-        raise DatasetError(f"{where}: cannot read the image file: {error}") from error
+        reason = error.__cause__ if isinstance(error, ImageReadError) and error.__cause__ else error  # named once
+        raise DatasetError(f"{where}: cannot read the image file: {reason}") from error
     if actual != size:
+        rotated = (
+            f" It is stored {stored[0]}x{stored[1]} with an EXIF orientation that displays it {actual[0]}x{actual[1]};"
+            " images are read as displayed, so the annotation's size (and boxes) must be in that frame (or remove"
+            " the orientation tag if the boxes refer to the stored pixels)."
+            if stored == size
+            else ""
+        )
         raise DatasetError(
             f"{where}: the file is {actual[0]}x{actual[1]} pixels but the annotation file says {size[0]}x{size[1]} "
-            "(width x height); the boxes would not match the image."
+            f"(width x height); the boxes would not match the image.{rotated}"
         )
 
 
@@ -509,8 +526,9 @@ def _report(summary: SplitSummary) -> None:
         logger.warning(message)
     if summary.exif_rotated:
         logger.warning(
-            "%s: %d image(s) carry an EXIF orientation (e.g. %s); it is ignored, as in the original rfdetr, so the "
-            "boxes are taken in the stored pixel frame.",
+            "%s: %d image(s) carry an EXIF orientation (e.g. %s); they are read as viewers show them (rotated "
+            "upright), so their boxes and width/height are taken in that displayed frame (the original rfdetr "
+            "ignores the orientation).",
             summary.annotation_file,
             len(summary.exif_rotated),
             _id_list(summary.exif_rotated),

@@ -22,7 +22,6 @@ The RNG draws follow the original one for one (same `torch` calls in the same or
 
 from __future__ import annotations
 
-import io
 import logging
 import os
 from collections.abc import Mapping, Sequence
@@ -37,6 +36,7 @@ from torchvision.transforms import InterpolationMode, v2
 from torchvision.transforms.v2 import functional as F
 
 from ..configuration_rfdetr import RFDetrConfig
+from ..image_io import load_image
 from ..image_processing_rfdetr import IMAGENET_MEAN, IMAGENET_STD
 from .data import DatasetError, object_columns
 
@@ -185,21 +185,24 @@ def eval_pipeline(
 def decode_image(value: Any, image_id: Any = None) -> Image.Image:
     """An RGB PIL image from a decoded image, a `{"path", "bytes"}` dict (`datasets.Image(decode=False)`) or a path.
 
-    EXIF orientation is not applied (as the original's decoder). Raises `DatasetError` naming the file on failure.
+    Read as viewers show it, by `hf_rfdetr.image_io.load_image`: EXIF orientation applied (COCO boxes are drawn on
+    the displayed image), 16-bit data scaled to 8 bits, `MAX_IMAGE_PIXELS` enforced. Raises `DatasetError` naming
+    the file on failure.
     """
     if isinstance(value, Image.Image):
-        return value if value.mode == "RGB" else value.convert("RGB")
-    if isinstance(value, Mapping):
+        path, source = None, value
+    elif isinstance(value, Mapping):
         path, data = value.get("path"), value.get("bytes")
+        source = data if data else path
     elif isinstance(value, (str, os.PathLike)):
-        path, data = value, None
+        path, source = value, value
     else:
         raise DatasetError(f"image_id {image_id}: unsupported image value of type {type(value).__name__}.")
+    if source is None:
+        raise DatasetError(f"image_id {image_id}: the image has neither a path nor bytes.")
     try:
-        with Image.open(io.BytesIO(data) if data else path) as image:
-            image.load()
-            return image.convert("RGB")
-    except (OSError, SyntaxError, ValueError, Image.DecompressionBombError) as error:
+        return load_image(source, name=repr(str(path)) if path else "(embedded bytes)")
+    except (OSError, ValueError) as error:
         raise DatasetError(
             f"Cannot decode image {path or '(embedded bytes)'} (image_id {image_id}): {error}"
         ) from error

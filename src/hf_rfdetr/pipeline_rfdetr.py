@@ -1,0 +1,79 @@
+"""The object-detection pipeline, reading images for RF-DETR models with `hf_rfdetr.image_io.load_image`.
+
+transformers' `ObjectDetectionPipeline` decodes files itself (`transformers.image_utils.load_image`) before the
+image processor sees them: it applies the EXIF orientation, but Pillow's `convert("RGB")` clips 16-bit images to a
+white frame, decoding errors come out as Pillow's raw message without the file name, and `detector([])` raises
+`IndexError`. `import hf_rfdetr` makes `pipeline("object-detection", ...)` build this subclass; for RF-DETR models it
+reads images with the package's one image reader (what the processor, the facade, the CLI and training use), and it
+returns `[]` for an empty list. For every other model it behaves exactly as transformers' pipeline.
+"""
+
+from __future__ import annotations
+
+import base64
+import binascii
+import os
+from typing import Any
+
+from transformers.pipelines import PIPELINE_REGISTRY
+from transformers.pipelines.object_detection import ObjectDetectionPipeline
+
+from .configuration_rfdetr import RFDetrConfig
+from .image_io import load_image
+
+__all__ = ["RFDetrObjectDetectionPipeline", "register_pipeline"]
+
+_TASK = "object-detection"
+
+
+class RFDetrObjectDetectionPipeline(ObjectDetectionPipeline):
+    """`ObjectDetectionPipeline` reading images with `hf_rfdetr.image_io.load_image` for RF-DETR models.
+
+    For RF-DETR models: files, URLs and PIL images are read as a viewer shows them (EXIF orientation, 16-bit data
+    scaled to 8 bits), files over `hf_rfdetr.image_io.MAX_IMAGE_PIXELS` are refused, decoding errors name the file,
+    and an empty list gives an empty list. Other models get transformers' behaviour unchanged.
+    """
+
+    def _is_rfdetr(self) -> bool:
+        return getattr(getattr(self.model, "config", None), "model_type", None) == RFDetrConfig.model_type
+
+    def __call__(self, *args: Any, **kwargs: Any) -> Any:
+        inputs = args[0] if args else kwargs.get("inputs", kwargs.get("images"))
+        if self._is_rfdetr() and isinstance(inputs, (list, tuple)) and len(inputs) == 0:
+            return []
+        return super().__call__(*args, **kwargs)
+
+    def preprocess(self, image: Any, timeout: float | None = None) -> Any:
+        if self._is_rfdetr():
+            image = _read(image, timeout)
+        return super().preprocess(image, timeout=timeout)
+
+
+def _read(image: Any, timeout: float | None) -> Any:
+    """`load_image` for the sources it reads (paths, URLs, base64 strings as transformers takes them, bytes, PIL
+    images); anything else is left to transformers (which refuses it)."""
+    from PIL import Image
+
+    if isinstance(image, str) and not image.startswith(("http://", "https://")) and not os.path.isfile(image):
+        data = _base64_bytes(image)
+        if data is not None:
+            return load_image(data, name="base64 image")
+    if isinstance(image, str | os.PathLike | bytes | Image.Image):
+        return load_image(image, timeout=timeout)
+    return image
+
+
+def _base64_bytes(text: str) -> bytes | None:
+    """The bytes of a base64 string (optionally a `data:image/...;base64,` URL), or None if it is not one."""
+    if text.startswith("data:image/"):
+        text = text.split(",", 1)[-1]
+    try:
+        return base64.b64decode(text, validate=True)
+    except (binascii.Error, ValueError):
+        return None
+
+
+def register_pipeline() -> None:
+    """Make `pipeline("object-detection", ...)` build `RFDetrObjectDetectionPipeline` (same for non-RF-DETR models)."""
+    entry = PIPELINE_REGISTRY.supported_tasks[_TASK]
+    entry["impl"] = RFDetrObjectDetectionPipeline
