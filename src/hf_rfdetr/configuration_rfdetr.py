@@ -140,11 +140,10 @@ class RFDetrConfig(PretrainedConfig):
     ) -> None:
         if "id2label" not in kwargs and "num_labels" not in kwargs:
             kwargs["id2label"] = dict(COCO_ID2LABEL)
-        source = kwargs.get("name_or_path")  # set by AutoConfig.from_pretrained: the folder or Hub id read
         try:
             _check_id2label(kwargs.get("id2label"))
         except ValueError as error:
-            raise RFDetrConfigError(str(error), source) from None
+            raise RFDetrConfigError(str(error)) from None
         self.variant = variant
         self.backbone_hidden_size = backbone_hidden_size
         self.backbone_num_hidden_layers = backbone_num_hidden_layers
@@ -190,7 +189,7 @@ class RFDetrConfig(PretrainedConfig):
         try:
             self.validate()
         except ValueError as error:
-            raise RFDetrConfigError(str(error), source) from None
+            raise RFDetrConfigError(str(error)) from None
 
     @classmethod
     def from_pretrained(cls, pretrained_model_name_or_path: str | Path, **kwargs: Any) -> RFDetrConfig:
@@ -198,9 +197,16 @@ class RFDetrConfig(PretrainedConfig):
         try:
             return super().from_pretrained(pretrained_model_name_or_path, **kwargs)
         except RFDetrConfigError as error:
-            if error.source is not None:
-                raise
-            raise RFDetrConfigError(error.problem, str(pretrained_model_name_or_path)) from None
+            raise error.located(pretrained_model_name_or_path) from None
+
+    @classmethod
+    def from_dict(cls, config_dict: dict[str, Any], **kwargs: Any) -> RFDetrConfig:
+        """`PretrainedConfig.from_dict`; `AutoConfig.from_pretrained` passes the folder or Hub id it read as
+        `name_or_path`, which an `RFDetrConfigError` then names."""
+        try:
+            return super().from_dict(config_dict, **kwargs)
+        except RFDetrConfigError as error:
+            raise error.located(kwargs.get("name_or_path")) from None
 
     # transformers reads these generic names (pipelines, Trainer, Optimum).
     @property
@@ -327,6 +333,10 @@ class RFDetrConfigError(ValueError):
     def __init__(self, problem: str, source: str | None = None) -> None:
         self.problem, self.source = problem, source
         super().__init__(f"{_config_file(source)}: {problem}" if source else problem)
+
+    def located(self, source: str | Path | None) -> RFDetrConfigError:
+        """This error, naming the config file of `source` (a folder or Hub id) unless it already names one."""
+        return self if self.source is not None or not source else RFDetrConfigError(self.problem, str(source))
 
 
 def _config_file(source: str) -> str:
