@@ -80,7 +80,7 @@ def test_default_labels_are_the_coco_slots() -> None:
         ({"decoder_cross_attention_heads": 7}, r"decoder_cross_attention_heads=7 must divide"),
         ({"decoder_activation_function": "tanh"}, r"decoder_activation_function='tanh'; allowed"),
         ({"num_queries": 0}, r"num_queries=0 must be a positive integer"),
-        ({"patch_size": 14.0}, r"patch_size=14.0 must be a positive integer"),
+        ({"patch_size": 14.0}, r"patch_size=14.0 is of type float; expected int"),
         ({"dropout": 1.5}, r"dropout=1.5 .* must be in \[0, 1\)"),
         ({"variant": "giant"}, r"variant='giant' is unknown"),
     ],

@@ -168,14 +168,14 @@ def test_wrong_variant_is_a_clear_error(legacy_checkpoint: Path, tmp_path: Path,
 def test_verify_fails_loudly_on_a_wrong_conversion(legacy_checkpoint: Path, tmp_path: Path, monkeypatch) -> None:
     import hf_rfdetr.conversion as conversion
 
-    convert = conversion.convert_original_state_dict
+    convert = conversion._convert  # what convert_original_state_dict and load_original_state_dict run
 
     def broken(state_dict):
-        converted = convert(state_dict)
+        converted, unconverted, origins = convert(state_dict)
         converted["model.decoder.layers.0.fc1.weight"] = converted["model.decoder.layers.0.fc1.weight"] * 1.1
-        return converted
+        return converted, unconverted, origins
 
-    monkeypatch.setattr(conversion, "convert_original_state_dict", broken)
+    monkeypatch.setattr(conversion, "_convert", broken)
     with pytest.raises(CheckpointError, match=r"disagrees with the original: max \|delta\|"):
         convert_checkpoint(legacy_checkpoint, tmp_path / "out", verify=True)
 

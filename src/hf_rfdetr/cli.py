@@ -9,15 +9,24 @@ import sys
 
 from . import commands
 
+#: Errors caused by what the user gave (paths, files, values, missing extras): one line on stderr, exit code 1. Any
+#: other exception is a bug and keeps its traceback; `--debug` shows the traceback of these too.
+USER_ERRORS = (ValueError, OSError, ImportError)
+
 
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="hf-rfdetr", description="RF-DETR object detection with Hugging Face")
+    parser.add_argument("--debug", action="store_true", help="show the full traceback of errors")
     subparsers = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
     modules = [
         importlib.import_module(f"{commands.__name__}.{info.name}") for info in pkgutil.iter_modules(commands.__path__)
     ]
     for module in sorted(modules, key=lambda module: module.ORDER):
         module.register(subparsers)
+    for subparser in subparsers.choices.values():  # also after the command: `hf-rfdetr predict ... --debug`
+        subparser.add_argument(
+            "--debug", action="store_true", default=argparse.SUPPRESS, help="show the full traceback of errors"
+        )
     return parser
 
 
@@ -25,9 +34,22 @@ def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     try:
         return args.run_command(args)
-    except (ValueError, OSError) as error:  # bad input: say what is wrong, no traceback
-        print(f"hf-rfdetr {args.command}: error: {error}", file=sys.stderr)
+    except USER_ERRORS as error:
+        if args.debug:
+            raise
+        print(f"hf-rfdetr {args.command}: error: {one_line(error)} (--debug shows the traceback)", file=sys.stderr)
         return 1
+    except KeyboardInterrupt:
+        if args.debug:
+            raise
+        print(f"hf-rfdetr {args.command}: interrupted", file=sys.stderr)
+        return 130
+
+
+def one_line(error: BaseException) -> str:
+    """The error's message on one line (the lines of a multi-line message joined), or its type when it has none."""
+    text = " ".join(line.strip() for line in str(error).splitlines() if line.strip())
+    return text or type(error).__name__
 
 
 if __name__ == "__main__":

@@ -3,6 +3,9 @@
 from __future__ import annotations
 
 import copy
+import types
+import typing
+from pathlib import Path
 from typing import Any
 
 from transformers import PretrainedConfig
@@ -137,6 +140,10 @@ class RFDetrConfig(PretrainedConfig):
     ) -> None:
         if "id2label" not in kwargs and "num_labels" not in kwargs:
             kwargs["id2label"] = dict(COCO_ID2LABEL)
+        try:
+            _check_id2label(kwargs.get("id2label"))
+        except ValueError as error:
+            raise RFDetrConfigError(str(error)) from None
         self.variant = variant
         self.backbone_hidden_size = backbone_hidden_size
         self.backbone_num_hidden_layers = backbone_num_hidden_layers
@@ -150,9 +157,9 @@ class RFDetrConfig(PretrainedConfig):
         self.patch_size = patch_size
         self.num_windows = num_windows
         self.positional_encoding_size = positional_encoding_size
-        self.out_feature_indexes = list(out_feature_indexes)
+        self.out_feature_indexes = _as_list(out_feature_indexes)
         self.resolution = resolution
-        self.projector_scale = list(projector_scale)
+        self.projector_scale = _as_list(projector_scale)
         self.projector_num_blocks = projector_num_blocks
         self.projector_layer_norm_eps = projector_layer_norm_eps
         self.d_model = d_model
@@ -179,7 +186,27 @@ class RFDetrConfig(PretrainedConfig):
         super().__init__(**kwargs)
         if not getattr(self, "label2id", None):  # transformers 5 leaves it unset when only id2label is given
             self.label2id = {label: index for index, label in self.id2label.items()}
-        self.validate()
+        try:
+            self.validate()
+        except ValueError as error:
+            raise RFDetrConfigError(str(error)) from None
+
+    @classmethod
+    def from_pretrained(cls, pretrained_model_name_or_path: str | Path, **kwargs: Any) -> RFDetrConfig:
+        """`PretrainedConfig.from_pretrained`; an invalid value raises `RFDetrConfigError` naming the file."""
+        try:
+            return super().from_pretrained(pretrained_model_name_or_path, **kwargs)
+        except RFDetrConfigError as error:
+            raise error.located(pretrained_model_name_or_path) from None
+
+    @classmethod
+    def from_dict(cls, config_dict: dict[str, Any], **kwargs: Any) -> RFDetrConfig:
+        """`PretrainedConfig.from_dict`; `AutoConfig.from_pretrained` passes the folder or Hub id it read as
+        `name_or_path`, which an `RFDetrConfigError` then names."""
+        try:
+            return super().from_dict(config_dict, **kwargs)
+        except RFDetrConfigError as error:
+            raise error.located(kwargs.get("name_or_path")) from None
 
     # transformers reads these generic names (pipelines, Trainer, Optimum).
     @property
@@ -201,6 +228,11 @@ class RFDetrConfig(PretrainedConfig):
 
     def validate(self) -> None:
         """Raise `ValueError` naming the field when the configuration cannot describe a working model."""
+        for name, expected in _FIELD_TYPES.items():
+            _check_type(name, getattr(self, name), expected)
+        for name in ("backbone_layer_norm_eps", "projector_layer_norm_eps", "layer_norm_eps"):
+            if not getattr(self, name) > 0:
+                raise ValueError(f"{name}={getattr(self, name)!r} must be positive")
         if self.variant is not None and self.variant not in VARIANTS:
             raise ValueError(f"variant={self.variant!r} is unknown; expected one of {sorted(VARIANTS)} or None")
         for name in (
@@ -294,4 +326,83 @@ class RFDetrConfig(PretrainedConfig):
         return cls(variant=key, **values)
 
 
-__all__ = ["RFDetrConfig", "VARIANTS"]
+class RFDetrConfigError(ValueError):
+    """A configuration value that cannot describe a working model. The message names the field, its value and what is
+    expected, and, when the configuration was read from a folder or the Hub, the `config.json` it came from."""
+
+    def __init__(self, problem: str, source: str | None = None) -> None:
+        self.problem, self.source = problem, source
+        super().__init__(f"{_config_file(source)}: {problem}" if source else problem)
+
+    def located(self, source: str | Path | None) -> RFDetrConfigError:
+        """This error, naming the config file of `source` (a folder or Hub id) unless it already names one."""
+        return self if self.source is not None or not source else RFDetrConfigError(self.problem, str(source))
+
+
+def _config_file(source: str) -> str:
+    """The config file read for `source` (a folder, a JSON file or a Hub id), as the user should look for it."""
+    path = Path(source)
+    if path.is_dir():
+        return str(path / "config.json")
+    return source if path.is_file() else f"config.json of {source!r}"
+
+
+def _as_list(value: Any) -> Any:
+    """Lists and tuples as a list; anything else unchanged (for `validate` to name)."""
+    return list(value) if isinstance(value, (list, tuple)) else value
+
+
+def _matches(value: Any, expected: Any) -> bool:
+    """Whether `value` (as read from JSON or passed in Python) fits the type annotation `expected`. An int fits
+    `float`; a bool fits only `bool`."""
+    origin = typing.get_origin(expected)
+    if origin in (typing.Union, types.UnionType):
+        return any(_matches(value, option) for option in typing.get_args(expected))
+    if origin in (list, tuple):
+        return isinstance(value, (list, tuple)) and all(_matches(v, typing.get_args(expected)[0]) for v in value)
+    if expected is type(None):
+        return value is None
+    if isinstance(value, bool):
+        return expected is bool
+    if expected is float:
+        return isinstance(value, (int, float))
+    return isinstance(value, expected)
+
+
+def _type_name(expected: Any) -> str:
+    return expected.__name__ if isinstance(expected, type) else str(expected).replace("NoneType", "None")
+
+
+def _check_type(name: str, value: Any, expected: Any) -> None:
+    if not _matches(value, expected):
+        raise ValueError(f"{name}={value!r} is of type {type(value).__name__}; expected {_type_name(expected)}")
+
+
+def _check_id2label(id2label: Any) -> None:
+    """`id2label` must map the label indexes 0..K-1 (ints, or their decimal strings as in JSON) to names."""
+    if id2label is None:
+        return
+    if not isinstance(id2label, dict) or not id2label:
+        raise ValueError(f"id2label={id2label!r} must be a non-empty mapping of label index -> name")
+    keys = [key for key in id2label if not isinstance(key, bool)]
+    indexes = sorted(
+        int(key) for key in keys if isinstance(key, int) or (isinstance(key, str) and key.isascii() and key.isdigit())
+    )
+    if len(indexes) != len(id2label) or indexes != list(range(len(id2label))):
+        raise ValueError(
+            f"id2label keys {list(id2label)[:12]}{' ...' if len(id2label) > 12 else ''} must be the label indexes "
+            f"0..{len(id2label) - 1} (one per class-logit slot), each once"
+        )
+    names = [name for name in id2label.values() if not isinstance(name, str)]
+    if names:
+        raise ValueError(f"id2label values must be class names (strings); got {names[:5]!r}")
+
+
+#: Every field of `RFDetrConfig.__init__` -> its annotation, the type `validate` requires of it.
+_FIELD_TYPES: dict[str, Any] = {
+    name: hint
+    for name, hint in typing.get_type_hints(RFDetrConfig.__init__).items()
+    if name not in ("return", "kwargs")
+}
+
+__all__ = ["RFDetrConfig", "RFDetrConfigError", "VARIANTS"]

@@ -48,12 +48,13 @@ _GROUPED = re.compile(r"transformer\.(enc_output|enc_output_norm|enc_out_class_e
 _IGNORED = re.compile(r"(^|\.)_kp_active_mask$")
 
 
-def _rename(key: str) -> str:
+def _rename(key: str) -> str | None:
+    """Our name for an original key, or None when no rule converts it."""
     for pattern, replacement in _RENAMES:
         renamed, count = re.subn("^" + pattern, replacement, key)
         if count:
             return renamed
-    raise KeyError(f"no rule converts the original checkpoint key {key!r}")
+    return None
 
 
 def convert_original_state_dict(state_dict: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
@@ -62,10 +63,24 @@ def convert_original_state_dict(state_dict: dict[str, torch.Tensor]) -> dict[str
     The backbone's separate query/key/value projections are fused into `qkv`; the decoder self-attention's
     `in_proj` is split into the shared query/key projection and the value projection; the per-group two-stage
     modules (`enc_output.{g}`, ...) are stacked along a leading group dimension.
+
+    Raises:
+        CheckpointError: naming the original keys that no rule converts (or q/k/v projections missing partners).
     """
+    converted, unconverted, _ = _convert(state_dict)
+    if unconverted:
+        raise CheckpointError(f"no rule converts the original checkpoint keys {_some(unconverted)}")
+    return converted
+
+
+def _convert(state_dict: dict[str, torch.Tensor]) -> tuple[dict[str, torch.Tensor], list[str], dict[str, str]]:
+    """`convert_original_state_dict`, returning the original keys it could not convert instead of raising, and the
+    original key each renamed key came from."""
     converted: dict[str, torch.Tensor] = {}
+    unconverted: list[str] = []
+    origins: dict[str, str] = {}
     grouped: dict[str, dict[int, torch.Tensor]] = defaultdict(dict)
-    qkv_parts: dict[str, dict[str, torch.Tensor]] = defaultdict(dict)
+    qkv_parts: dict[str, dict[str, tuple[str, torch.Tensor]]] = defaultdict(dict)
     for key, tensor in state_dict.items():
         if _IGNORED.search(key):
             continue
@@ -75,10 +90,13 @@ def convert_original_state_dict(state_dict: dict[str, torch.Tensor]) -> dict[str
             grouped[f"model.{module}.{rest}"][int(group)] = tensor
             continue
         new_key = _rename(key)
+        if new_key is None:
+            unconverted.append(key)
+            continue
         attention = re.match(r"(.+\.attention)\.attention\.(query|key|value)\.(weight|bias)$", new_key)
         if attention:
             prefix, part, kind = attention.groups()
-            qkv_parts[f"{prefix}.qkv.{kind}"][part] = tensor
+            qkv_parts[f"{prefix}.qkv.{kind}"][part] = (key, tensor)
         elif new_key.endswith("self_attn.in_proj_weight") or new_key.endswith("self_attn.in_proj_bias"):
             prefix, kind = new_key.rsplit(".in_proj_", 1)
             width = tensor.shape[0] // 3
@@ -86,30 +104,50 @@ def convert_original_state_dict(state_dict: dict[str, torch.Tensor]) -> dict[str
             converted[f"{prefix}.v_proj.{kind}"] = tensor[2 * width :]
         else:
             converted[new_key] = tensor
+            origins[new_key] = key
     for key, parts in qkv_parts.items():
-        converted[key] = torch.cat([parts["query"], parts["key"], parts["value"]], dim=0)
+        if set(parts) == {"query", "key", "value"}:
+            converted[key] = torch.cat([parts[name][1] for name in ("query", "key", "value")], dim=0)
+        else:  # the fused weight is then missing; name the partial projections as unusable
+            unconverted += [
+                f"{original} (no {'/'.join(sorted({'query', 'key', 'value'} - set(parts)))})"
+                for original, _ in parts.values()
+            ]
     for key, groups in grouped.items():
         converted[key] = torch.stack([groups[g] for g in sorted(groups)])
-    return {key: tensor.contiguous() for key, tensor in converted.items()}
+    return {key: tensor.contiguous() for key, tensor in converted.items()}, unconverted, origins
+
+
+def _some(keys: list[str], limit: int = 10) -> str:
+    """Up to `limit` keys, and how many more."""
+    return f"{keys[:limit]}" + (f" and {len(keys) - limit} more" if len(keys) > limit else "")
 
 
 def load_original_state_dict(model: torch.nn.Module, state_dict: dict[str, torch.Tensor]) -> None:
-    """Load an original state dict into `model`, failing on any missing, unexpected or mis-shaped weight."""
-    converted = convert_original_state_dict(state_dict)
+    """Load an original state dict into `model`, failing on any missing, unexpected or mis-shaped weight.
+
+    Raises:
+        CheckpointError: naming the missing weights (this package's names), the unexpected ones (the checkpoint's
+            names) and the shape mismatches.
+    """
+    converted, unconverted, origins = _convert(state_dict)
     expected = model.state_dict()
     missing = sorted(set(expected) - set(converted))
-    unexpected = sorted(set(converted) - set(expected))
+    unexpected = unconverted + sorted(origins.get(key, key) for key in set(converted) - set(expected))
     mismatched = [
         f"{key}: checkpoint {tuple(converted[key].shape)} vs model {tuple(expected[key].shape)}"
         for key in sorted(set(expected) & set(converted))
         if converted[key].shape != expected[key].shape
     ]
     if missing or unexpected or mismatched:
-        raise ValueError(
+        problems = {
+            "missing from the checkpoint (this package's names)": missing,
+            "unexpected in the checkpoint (its names)": unexpected,
+            "mismatched shapes": mismatched,
+        }
+        raise CheckpointError(
             "The original checkpoint does not fit this configuration:\n"
-            f"  missing: {missing[:10]}{' ...' if len(missing) > 10 else ''}\n"
-            f"  unexpected: {unexpected[:10]}{' ...' if len(unexpected) > 10 else ''}\n"
-            f"  mismatched: {mismatched[:10]}"
+            + ";\n".join(f"  {what} ({len(keys)}): {_some(keys)}" for what, keys in problems.items() if keys)
         )
     model.load_state_dict(converted, strict=True)
 
@@ -229,6 +267,30 @@ def _variant_from_weights(state_dict: dict[str, torch.Tensor]) -> str:
 
 
 _BACKBONE_KEY = "backbone.0.encoder.encoder."
+#: Weights every original detection checkpoint has; the configuration is read from their shapes.
+_REQUIRED_KEYS = (
+    _BACKBONE_KEY + "embeddings.patch_embeddings.projection.weight",
+    _BACKBONE_KEY + "embeddings.position_embeddings",
+    "class_embed.bias",
+)
+
+
+def _require_original_keys(state_dict: dict[str, torch.Tensor]) -> None:
+    """Raise `CheckpointError` naming the missing keys when `state_dict` is not an original `LWDETR` state dict."""
+    missing = [key for key in _REQUIRED_KEYS if key not in state_dict]
+    if not missing:
+        return
+    found = list(state_dict)
+    hint = ""
+    if any(key.startswith(("model.backbone.", "model.decoder.")) for key in found):
+        hint = (
+            "; its keys are those of a Hugging Face model (this package's or transformers' rf_detr), not of the "
+            "original package: load such weights from a save_pretrained folder"
+        )
+    raise CheckpointError(
+        f"not an original rfdetr (LWDETR) state dict: missing {missing}; it has {len(found)} keys, e.g. "
+        f"{found[:5]}{hint}"
+    )
 
 
 def config_from_checkpoint(checkpoint: dict, variant: str | None = None, weights: str = "model") -> RFDetrConfig:
@@ -237,6 +299,7 @@ def config_from_checkpoint(checkpoint: dict, variant: str | None = None, weights
     from .coco_classes import COCO_ID2LABEL
 
     args, state_dict = _args(checkpoint), checkpoint[weights]
+    _require_original_keys(state_dict)
     for flag, required in _REQUIRED_FLAGS.items():
         if flag in args and bool(args[flag]) != required:
             raise CheckpointError(f"checkpoint args.{flag}={args[flag]}: only {flag}={required} is supported")
@@ -355,11 +418,14 @@ def convert_checkpoint(
         raise CheckpointError(f"weights={weights!r}; expected 'model' or 'ema'")
     if not isinstance(checkpoint.get(key), dict):
         raise CheckpointError(f"{str(checkpoint_path)!r} has no {key!r} weights; entries: {sorted(checkpoint)}")
-    config = config_from_checkpoint(checkpoint, variant, weights=key)
+    try:
+        config = config_from_checkpoint(checkpoint, variant, weights=key)
+    except CheckpointError as error:
+        raise CheckpointError(f"{str(checkpoint_path)!r}: {error}") from error
     model = RFDetrForObjectDetection(config).eval()
     try:
         load_original_state_dict(model, checkpoint[key])
-    except (ValueError, KeyError) as error:
+    except ValueError as error:
         raise CheckpointError(f"{str(checkpoint_path)!r} does not match variant {config.variant!r}: {error}") from error
     if verify:
         verify_against_original(model, checkpoint, config, weights=key)

@@ -445,11 +445,14 @@ def _from_original_checkpoint(
     """Convert an original `rfdetr` checkpoint in memory (its regular `model` weights). New labels go through the
     same `from_pretrained(..., ignore_mismatched_sizes=True)` as a folder: a different class count re-initialises
     the class heads, as the original does."""
-    from .conversion import config_from_checkpoint, load_checkpoint, load_original_state_dict
+    from .conversion import CheckpointError, config_from_checkpoint, load_checkpoint, load_original_state_dict
 
     checkpoint = load_checkpoint(path)
-    model = RFDetrForObjectDetection(config_from_checkpoint(checkpoint))
-    load_original_state_dict(model, checkpoint["model"])  # raises, naming the keys that do not fit
+    try:
+        model = RFDetrForObjectDetection(config_from_checkpoint(checkpoint))
+        load_original_state_dict(model, checkpoint["model"])  # raises, naming the keys that do not fit
+    except CheckpointError as error:
+        raise CheckpointError(f"pretrain_weights {str(path)!r}: {error}") from error
     if id2label is None:
         return model, RFDetrImageProcessor.from_config(model.config)
     with tempfile.TemporaryDirectory() as folder:

@@ -19,6 +19,7 @@ from pathlib import Path
 
 import torch
 import torch.nn.functional as F
+from safetensors import SafetensorError, safe_open
 from torch import nn
 from transformers import PreTrainedModel
 from transformers.utils import ModelOutput
@@ -103,6 +104,45 @@ _xavier_uniform = _guarded(nn.init.xavier_uniform_)
 _uniform = _guarded(nn.init.uniform_)
 _kaiming_normal = _guarded(nn.init.kaiming_normal_)
 _copy = _guarded(lambda tensor, source: tensor.copy_(source))
+
+
+def _damaged_weights_message(source: str | Path, kwargs: dict, error: Exception) -> str:
+    """Which `.safetensors` file of a folder (or of the Hub cache) safetensors cannot read, and what to do."""
+    subfolder = kwargs.get("subfolder") or ""
+    folder = Path(source) / subfolder
+    if folder.is_dir():
+        files, remedy = sorted(folder.glob("*.safetensors")), "save or copy it again"
+    else:
+        files, remedy = _cached_safetensors(str(source), subfolder, kwargs), "download it again (force_download=True)"
+    damaged = [f"{file} ({file.stat().st_size} bytes)" for file in files if not _safetensors_readable(file)]
+    where = ", ".join(damaged) or f"the .safetensors weights of {str(source)!r}"
+    return f"{where}: damaged or truncated, safetensors cannot read it ({error}); {remedy}"
+
+
+def _cached_safetensors(repo_id: str, subfolder: str, kwargs: dict) -> list[Path]:
+    """The Hub cache's copies of `model.safetensors` and of the shards its index names, for `repo_id`."""
+    from huggingface_hub import try_to_load_from_cache
+
+    def cached(name: str) -> Path | None:
+        found = try_to_load_from_cache(
+            repo_id, f"{subfolder}/{name}" if subfolder else name, kwargs.get("cache_dir"), kwargs.get("revision")
+        )
+        return Path(found) if isinstance(found, str) else None
+
+    index = cached("model.safetensors.index.json")
+    names = ["model.safetensors"]
+    if index is not None:
+        names += sorted(set(json.loads(index.read_text()).get("weight_map", {}).values()))
+    return [path for path in map(cached, names) if path is not None]
+
+
+def _safetensors_readable(file: Path) -> bool:
+    try:
+        with safe_open(str(file), framework="pt") as handle:
+            handle.keys()
+    except (SafetensorError, OSError):
+        return False
+    return True
 
 
 def _deformable_offset_bias(heads_levels_points: tuple[int, int, int]) -> torch.Tensor:
@@ -196,6 +236,16 @@ class RFDetrPreTrainedModel(PreTrainedModel):
             )
             readme.write_text(card, encoding="utf-8")
         return super()._upload_modified_files(working_dir, repo_id, *args, **kwargs)
+
+    @classmethod
+    def from_pretrained(cls, pretrained_model_name_or_path, *args, **kwargs):
+        """`PreTrainedModel.from_pretrained`. A damaged or truncated `.safetensors` file raises `OSError` naming the
+        file (safetensors' own `SafetensorError` names none); every loader (Auto classes, pipeline, the `RFDETR`
+        facade, the `hf-rfdetr` commands) comes through here."""
+        try:
+            return super().from_pretrained(pretrained_model_name_or_path, *args, **kwargs)
+        except SafetensorError as error:
+            raise OSError(_damaged_weights_message(pretrained_model_name_or_path, kwargs, error)) from error
 
 
 class RFDetrModel(RFDetrPreTrainedModel):
