@@ -183,6 +183,25 @@ def test_damaged_safetensors_in_the_hub_cache_are_named(saved_folder: Path, tmp_
         RFDetrForObjectDetection.from_pretrained("org/tiny", cache_dir=tmp_path / "cache", local_files_only=True)
 
 
+def test_facade_names_a_damaged_file_in_the_hub_cache(saved_folder: Path, tmp_path: Path, monkeypatch) -> None:
+    """The facade's "not a local folder ... (offline, private or misspelled?)" is for Hub ids that cannot be had: a
+    repository that is in the cache but damaged gets the loader's own message instead."""
+    snapshot = tmp_path / "cache" / "models--org--tiny" / "snapshots" / ("0" * 40)
+    _copy(saved_folder, snapshot)
+    (tmp_path / "cache" / "models--org--tiny" / "refs").mkdir()
+    (tmp_path / "cache" / "models--org--tiny" / "refs" / "main").write_text("0" * 40)
+    weights = _damage(snapshot, "truncated")
+    import transformers.utils.hub as transformers_hub
+    from huggingface_hub import constants
+
+    # the facade passes no cache_dir: make the test's cache the default one (transformers 5 reads huggingface_hub's
+    # constant at call time, 4.57 its own copy taken at import)
+    monkeypatch.setattr(constants, "HF_HUB_CACHE", str(tmp_path / "cache"))
+    monkeypatch.setattr(transformers_hub, "TRANSFORMERS_CACHE", str(tmp_path / "cache"), raising=False)
+    with pytest.raises(OSError, match=rf"^{weights} \(\d+ bytes\): damaged or truncated.*force_download=True"):
+        RFDETR(pretrain_weights="org/tiny")
+
+
 # ----------------------------------------------------------------------------------------------------------------------
 # original .pth checkpoints
 # ----------------------------------------------------------------------------------------------------------------------

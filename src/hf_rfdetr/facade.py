@@ -32,6 +32,7 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 import torch
 from PIL import Image
+from safetensors import SafetensorError
 from transformers import AutoModelForObjectDetection
 
 from .configuration_rfdetr import RFDetrConfig
@@ -415,6 +416,8 @@ def _load_pretrained(
     try:
         return _from_folder_or_hub(text, id2label)
     except OSError as error:
+        if isinstance(error.__cause__, SafetensorError):  # downloaded, but the cached file is damaged: says so itself
+            raise
         raise OSError(
             f"pretrain_weights {text!r} is not a local folder or file, and loading it from the Hugging Face Hub "
             f"failed (offline, private or misspelled?): {str(error).splitlines()[0]}"
