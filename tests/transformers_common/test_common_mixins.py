@@ -55,17 +55,15 @@ def apply_rf_detr_skip_list(test_class: type) -> type:
 
 
 def detection_labels(batch_size: int, num_targets: int, num_labels: int, device) -> list[dict[str, torch.Tensor]]:
-    """Random training targets: `class_labels` (N,) and valid normalised cxcywh `boxes` (N, 4)."""
+    """Seeded random training targets (the same on every call, as the mixins compare calls): `class_labels` (N,)
+    and valid normalised cxcywh `boxes` (N, 4)."""
+    generator = torch.Generator().manual_seed(0)
     labels = []
     for _ in range(batch_size):
-        centers = torch.rand(num_targets, 2, device=device) * 0.5 + 0.25
-        sizes = torch.rand(num_targets, 2, device=device) * 0.3 + 0.1
-        labels.append(
-            {
-                "class_labels": torch.randint(0, num_labels, (num_targets,), device=device),
-                "boxes": torch.cat((centers, sizes), dim=-1),
-            }
-        )
+        centers = torch.rand(num_targets, 2, generator=generator) * 0.5 + 0.25
+        sizes = torch.rand(num_targets, 2, generator=generator) * 0.3 + 0.1
+        classes = torch.randint(0, num_labels, (num_targets,), generator=generator)
+        labels.append({"class_labels": classes.to(device), "boxes": torch.cat((centers, sizes), dim=-1).to(device)})
     return labels
 
 
