@@ -121,6 +121,7 @@ trap on_exit EXIT
 if run_stage "env 1 ($ENV1): install torch 2.14.1 + hf_rfdetr[train,test,reference,ort]" \
     make_env "$ENV1" "$CONSTRAINTS1" "${TORCH_PINS[@]}" -e ".[train,test,reference,ort]"; then
     run_stage "ruff check + ruff format --check" lint
+    run_stage "env 1: transformers' test mixins -> .transformers-tests/" "$ENV1/bin/python3" scripts/fetch_transformers_tests.py
     run_stage "env 1: pytest -m 'not optimum' (transformers $(transformers_version "$ENV1"))" \
         "$ENV1/bin/python3" -m pytest -q --durations=10 -m "not optimum"
 fi
@@ -128,6 +129,7 @@ fi
 # ------------------------------------------------------------------------------------------- env 2: transformers 4.57
 if run_stage "env 2 ($ENV2): install torch 2.14.1 + transformers 4.57.x + hf_rfdetr[train,test,onnx]" \
     make_env "$ENV2" "$CONSTRAINTS2" "${TORCH_PINS[@]}" "transformers>=4.57,<4.58" -e ".[train,test,onnx]"; then
+    run_stage "env 2: transformers' test mixins -> .transformers-tests/" "$ENV2/bin/python3" scripts/fetch_transformers_tests.py
     run_stage "env 2: pytest -m 'not reference' (transformers $(transformers_version "$ENV2"))" \
         "$ENV2/bin/python3" -m pytest -q --durations=10 -m "not reference"
 fi

@@ -210,7 +210,7 @@ def _run_with_stages(model: torch.nn.Module, pixel_values: torch.Tensor):
     stages: dict[str, list[torch.Tensor]] = {}
     if isinstance(model, RFDetrForObjectDetection):
         backbone, projector = model.model.backbone, model.model.projector
-        taps, memory = list, lambda output: output[0]
+        taps, memory = (lambda output: list(output.feature_maps)), (lambda output: output[0])
     else:
         backbone, projector = model.model.backbone.backbone, model.model.backbone.projector
         taps, memory = (lambda output: list(output.feature_maps)), (lambda output: output)

@@ -65,11 +65,12 @@ def _register() -> None:
     modeling_auto.MODEL_FOR_OBJECT_DETECTION_MAPPING_NAMES.setdefault(
         RFDetrConfig.model_type, (RFDetrForObjectDetection.__name__, "RFDetrOnnxModel")
     )
-    try:  # transformers 5.x: one class per backend; ours is torch-based and serves both
+    # The base-model names table, as for built-in models: what transformers (and its test mixins) read to tell a
+    # base model (no head, no loss) from a model with a head.
+    modeling_auto.MODEL_MAPPING_NAMES.setdefault(RFDetrConfig.model_type, RFDetrModel.__name__)
+    try:  # transformers 5.x: one class per backend; ours is torchvision-based (no PIL/numpy-only implementation)
         AutoImageProcessor.register(
-            RFDetrConfig,
-            image_processor_classes={"torchvision": RFDetrImageProcessor, "pil": RFDetrImageProcessor},
-            exist_ok=True,
+            RFDetrConfig, image_processor_classes={"torchvision": RFDetrImageProcessor}, exist_ok=True
         )
     except TypeError:  # transformers 4.57
         AutoImageProcessor.register(RFDetrConfig, slow_image_processor_class=RFDetrImageProcessor, exist_ok=True)

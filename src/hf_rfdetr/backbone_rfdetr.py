@@ -11,6 +11,8 @@ views that tensor as (B, num_windows**2 * (1 + tokens per window), C), so it als
 
 from __future__ import annotations
 
+from typing import NamedTuple
+
 import torch
 import torch.nn.functional as F
 from torch import nn
@@ -103,8 +105,27 @@ def window_unpartition(tokens: torch.Tensor, height: int, width: int, num_window
     return tokens.permute(0, 5, 1, 3, 2, 4).reshape(-1, channels, height, width)
 
 
+def multi_head_attention(
+    query: torch.Tensor, key: torch.Tensor, value: torch.Tensor, eager: bool, dropout: float = 0.0
+) -> tuple[torch.Tensor, torch.Tensor | None]:
+    """query, key, value (N, heads, T, head_dim) -> attended (N, heads, T, head_dim) and the weights.
+
+    `eager=False` runs `scaled_dot_product_attention` (fused kernels, no weights: None); `eager=True` computes
+    softmax(q k^T / sqrt(head_dim)) explicitly and also returns the weights (N, heads, T_q, T_k), for
+    `output_attentions` or `attn_implementation="eager"`. Like SDPA's math kernel, the eager path computes half and
+    bfloat16 inputs in float32 (the two stay within rounding of each other, which the two-stage top-k needs).
+    """
+    if not eager:
+        return F.scaled_dot_product_attention(query, key, value, dropout_p=dropout), None
+    dtype = query.dtype
+    query, key, value = query.float(), key.float(), value.float()
+    weights = torch.matmul(query * query.shape[-1] ** -0.5, key.transpose(-2, -1)).softmax(dim=-1)
+    attended = torch.matmul(F.dropout(weights, dropout, training=dropout > 0), value)
+    return attended.to(dtype), weights.to(dtype)
+
+
 class RFDetrSelfAttention(nn.Module):
-    """Multi-head self-attention with a fused qkv projection, through `scaled_dot_product_attention`."""
+    """Multi-head self-attention with a fused qkv projection (see `multi_head_attention` for the two paths)."""
 
     def __init__(self, config: RFDetrConfig) -> None:
         super().__init__()
@@ -113,13 +134,13 @@ class RFDetrSelfAttention(nn.Module):
         self.proj = nn.Linear(config.backbone_hidden_size, config.backbone_hidden_size)
         self.qkv.init_mode = self.proj.init_mode = "trunc_normal"  # DINOv2's initialisation
 
-    def forward(self, hidden_states: torch.Tensor) -> torch.Tensor:
-        """(N, T, C) -> (N, T, C)."""
+    def forward(self, hidden_states: torch.Tensor, eager: bool = False) -> tuple[torch.Tensor, torch.Tensor | None]:
+        """(N, T, C) -> (N, T, C) and, when `eager`, the attention weights (N, heads, T, T)."""
         batch_size, length, channels = hidden_states.shape
         qkv = self.qkv(hidden_states).reshape(batch_size, length, 3, self.num_heads, channels // self.num_heads)
         query, key, value = qkv.permute(2, 0, 3, 1, 4).unbind(0)
-        attended = F.scaled_dot_product_attention(query, key, value)
-        return self.proj(attended.transpose(1, 2).reshape(batch_size, length, channels))
+        attended, weights = multi_head_attention(query, key, value, eager)
+        return self.proj(attended.transpose(1, 2).reshape(batch_size, length, channels)), weights
 
 
 class RFDetrMLP(nn.Module):
@@ -161,18 +182,39 @@ class RFDetrEncoderLayer(GradientCheckpointingLayer):
         self.mlp = RFDetrMLP(config)
         self.layer_scale2 = nn.Parameter(torch.full((hidden,), config.backbone_layerscale_value))
 
-    def forward(self, hidden_states: torch.Tensor, global_attention: bool = False) -> torch.Tensor:
-        """(B * num_windows**2, T, C) -> same shape; a global block attends over (B, num_windows**2 * T, C)."""
+    def forward(
+        self, hidden_states: torch.Tensor, global_attention: bool = False, eager: bool = False
+    ) -> tuple[torch.Tensor, torch.Tensor | None]:
+        """(B * num_windows**2, T, C) -> same shape; a global block attends over (B, num_windows**2 * T, C).
+
+        Also returns the attention weights when `eager`: (B * num_windows**2, heads, T, T) for a windowed block,
+        (B, heads, num_windows**2 * T, num_windows**2 * T) for a global one.
+        """
         attention_input = self.norm1(hidden_states)
         if global_attention and self.num_windows > 1:
             windows, length, channels = hidden_states.shape
             images = windows // self.num_windows**2
-            attended = self.attention(attention_input.reshape(images, -1, channels)).reshape(windows, length, channels)
+            attended, weights = self.attention(attention_input.reshape(images, -1, channels), eager)
+            attended = attended.reshape(windows, length, channels)
         else:
-            attended = self.attention(attention_input)
+            attended, weights = self.attention(attention_input, eager)
         hidden_states = hidden_states + drop_path(attended * self.layer_scale1, self.drop_path_rate, self.training)
         feed_forward = self.mlp(self.norm2(hidden_states)) * self.layer_scale2
-        return hidden_states + drop_path(feed_forward, self.drop_path_rate, self.training)
+        return hidden_states + drop_path(feed_forward, self.drop_path_rate, self.training), weights
+
+
+class RFDetrBackboneOutput(NamedTuple):
+    """What [`RFDetrBackbone`] returns.
+
+    feature_maps: one (B, backbone_hidden_size, H / patch_size, W / patch_size) map per `out_feature_indexes` entry.
+    hidden_states: with `output_hidden_states`, the embeddings and the output of every block that runs, as the blocks
+        see them: (B * num_windows**2, 1 + tokens per window, backbone_hidden_size); else None.
+    attentions: with `output_attentions`, every block's attention weights (see `RFDetrEncoderLayer`); else None.
+    """
+
+    feature_maps: list[torch.Tensor]
+    hidden_states: tuple[torch.Tensor, ...] | None = None
+    attentions: tuple[torch.Tensor, ...] | None = None
 
 
 class RFDetrBackbone(nn.Module):
@@ -197,16 +239,34 @@ class RFDetrBackbone(nn.Module):
         for layer in self.layers[self.num_blocks_run :]:
             layer.requires_grad_(False)
 
-    def forward(self, pixel_values: torch.Tensor) -> list[torch.Tensor]:
+    def forward(
+        self,
+        pixel_values: torch.Tensor,
+        output_hidden_states: bool = False,
+        output_attentions: bool = False,
+        eager: bool = False,
+    ) -> RFDetrBackboneOutput:
+        """pixel_values (B, C, H, W) -> feature maps (and hidden states / attention weights when asked for).
+
+        `eager` selects explicit attention instead of SDPA; `output_attentions` implies it.
+        """
         height = pixel_values.shape[-2] // self.config.patch_size
         width = pixel_values.shape[-1] // self.config.patch_size
         hidden_states = self.embeddings(pixel_values)
-        feature_maps = []
+        feature_maps, all_hidden_states, all_attentions = [], [hidden_states], []
         for index, layer in enumerate(self.layers[: self.num_blocks_run]):
-            hidden_states = layer(hidden_states, index in self.global_attention_blocks)
+            hidden_states, weights = layer(
+                hidden_states, index in self.global_attention_blocks, eager or output_attentions
+            )
+            all_hidden_states.append(hidden_states)
+            all_attentions.append(weights)
             if index + 1 in self.out_feature_indexes:
                 feature_maps.append(self._to_feature_map(hidden_states, height, width))
-        return feature_maps
+        return RFDetrBackboneOutput(
+            feature_maps,
+            tuple(all_hidden_states) if output_hidden_states else None,
+            tuple(all_attentions) if output_attentions else None,
+        )
 
     def _to_feature_map(self, hidden_states: torch.Tensor, height: int, width: int) -> torch.Tensor:
         """Windowed tokens (B * nw**2, 1 + T, C) -> layer-normed patch features (B, C, height, width)."""

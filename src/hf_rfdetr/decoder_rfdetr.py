@@ -7,11 +7,13 @@ with Q = num_queries (x group_detr while training); reference boxes (B, Q, 4) no
 from __future__ import annotations
 
 import math
+from typing import NamedTuple
 
 import torch
 import torch.nn.functional as F
 from torch import nn
 
+from .backbone_rfdetr import multi_head_attention
 from .configuration_rfdetr import RFDetrConfig
 
 
@@ -168,8 +170,9 @@ class RFDetrMultiscaleDeformableAttention(nn.Module):
         memory: torch.Tensor,
         spatial_shapes: list[tuple[int, int]],
         padding_mask: torch.Tensor | None = None,
-    ) -> torch.Tensor:
-        """query (B, Q, C), reference_boxes (B, Q, 1 or n_levels, 4), memory (B, S, C) -> (B, Q, C)."""
+    ) -> tuple[torch.Tensor, torch.Tensor]:
+        """query (B, Q, C), reference_boxes (B, Q, 1 or n_levels, 4), memory (B, S, C) -> (B, Q, C) and the sampling
+        weights (B, Q, heads, levels, points) (softmax over levels x points)."""
         batch_size, num_queries, _ = query.shape
         heads, levels, points = self.n_heads, self.n_levels, self.n_points
         head_dim = self.d_model // heads
@@ -181,6 +184,7 @@ class RFDetrMultiscaleDeformableAttention(nn.Module):
 
         offsets = self.sampling_offsets(query).view(batch_size, num_queries, heads, levels, points, 2)
         weights = self.attention_weights(query).view(batch_size, num_queries, heads, levels * points).softmax(-1)
+        attention_weights = weights.view(batch_size, num_queries, heads, levels, points)
         boxes = reference_boxes[:, :, None, :, None, :]
         locations = boxes[..., :2] + offsets / points * boxes[..., 2:] * 0.5
         # grid_sample wants (B * heads, Q, levels * points, 2) in [-1, 1].
@@ -200,11 +204,12 @@ class RFDetrMultiscaleDeformableAttention(nn.Module):
         weights = weights.transpose(1, 2).flatten(0, 1)[:, None]  # (B * heads, 1, Q, levels * points)
         output = (sampled * weights).sum(-1)  # (B * heads, head_dim, Q)
         output = output.reshape(batch_size, heads * head_dim, num_queries).transpose(1, 2)
-        return self.output_proj(output)
+        return self.output_proj(output), attention_weights
 
 
 class RFDetrGroupSelfAttention(nn.Module):
-    """Self-attention among queries of the same Group DETR group (q = k = tgt + pos, v = tgt), via SDPA."""
+    """Self-attention among queries of the same Group DETR group (q = k = tgt + pos, v = tgt), via SDPA or, when
+    `eager`, explicitly with the weights returned (see `multi_head_attention`)."""
 
     def __init__(self, d_model: int, num_heads: int, dropout: float) -> None:
         super().__init__()
@@ -214,20 +219,24 @@ class RFDetrGroupSelfAttention(nn.Module):
         self.v_proj = nn.Linear(d_model, d_model)
         self.out_proj = nn.Linear(d_model, d_model)
 
-    def forward(self, hidden_states: torch.Tensor, position: torch.Tensor, num_groups: int) -> torch.Tensor:
-        """hidden_states, position (B, G * Q, C) -> (B, G * Q, C); attention never crosses groups."""
+    def forward(
+        self, hidden_states: torch.Tensor, position: torch.Tensor, num_groups: int, eager: bool = False
+    ) -> tuple[torch.Tensor, torch.Tensor | None]:
+        """hidden_states, position (B, G * Q, C) -> (B, G * Q, C); attention never crosses groups. The weights
+        (B * G, heads, Q, Q) come back when `eager` (G = 1 at inference), else None."""
         batch_size, length, channels = hidden_states.shape
         head_dim = channels // self.num_heads
         grouped = (batch_size * num_groups, length // num_groups, self.num_heads, head_dim)
         query, key = self.qk_proj(hidden_states + position).reshape(*grouped[:2], 2, *grouped[2:]).unbind(2)
         value = self.v_proj(hidden_states).reshape(grouped)
-        attended = F.scaled_dot_product_attention(
+        attended, weights = multi_head_attention(
             query.transpose(1, 2),
             key.transpose(1, 2),
             value.transpose(1, 2),
-            dropout_p=self.dropout if self.training else 0.0,
+            eager,
+            dropout=self.dropout if self.training else 0.0,
         )
-        return self.out_proj(attended.transpose(1, 2).reshape(batch_size, length, channels))
+        return self.out_proj(attended.transpose(1, 2).reshape(batch_size, length, channels)), weights
 
 
 class RFDetrDecoderLayer(nn.Module):
@@ -257,22 +266,44 @@ class RFDetrDecoderLayer(nn.Module):
         spatial_shapes: list[tuple[int, int]],
         padding_mask: torch.Tensor | None,
         num_groups: int,
-    ) -> torch.Tensor:
-        """(B, Q, C) -> (B, Q, C)."""
-        attended = self.self_attn(hidden_states, query_pos, num_groups)
+        eager: bool = False,
+    ) -> tuple[torch.Tensor, torch.Tensor | None, torch.Tensor]:
+        """(B, Q, C) -> (B, Q, C), the self-attention weights (when `eager`) and the cross-attention sampling
+        weights (B, Q, heads, levels, points)."""
+        attended, self_weights = self.self_attn(hidden_states, query_pos, num_groups, eager)
         hidden_states = self.self_attn_norm(hidden_states + self._dropout(attended))
-        attended = self.cross_attn(hidden_states + query_pos, reference_boxes, memory, spatial_shapes, padding_mask)
+        attended, cross_weights = self.cross_attn(
+            hidden_states + query_pos, reference_boxes, memory, spatial_shapes, padding_mask
+        )
         hidden_states = self.cross_attn_norm(hidden_states + self._dropout(attended))
         feed_forward = self.fc2(self._dropout(self.activation(self.fc1(hidden_states))))
-        return self.ffn_norm(hidden_states + self._dropout(feed_forward))
+        return self.ffn_norm(hidden_states + self._dropout(feed_forward)), self_weights, cross_weights
 
     def _dropout(self, hidden_states: torch.Tensor) -> torch.Tensor:
         return F.dropout(hidden_states, self.dropout, self.training)
 
 
+class RFDetrDecoderOutput(NamedTuple):
+    """What [`RFDetrDecoder`] returns.
+
+    intermediate: (L, B, Q, C) every layer's normed output.
+    hidden_states: with `output_hidden_states`, the queries and every layer's (un-normed) output, L + 1 of
+        (B, Q, C); else None.
+    attentions: with `output_attentions`, every layer's self-attention weights (B * G, heads, Q / G, Q / G); else None.
+    cross_attentions: with `output_attentions`, every layer's deformable sampling weights (B, Q, heads, levels,
+        points); else None.
+    """
+
+    intermediate: torch.Tensor
+    hidden_states: tuple[torch.Tensor, ...] | None = None
+    attentions: tuple[torch.Tensor, ...] | None = None
+    cross_attentions: tuple[torch.Tensor, ...] | None = None
+
+
 class RFDetrDecoder(nn.Module):
     """The decoder stack with lite reference refinement: the query position embedding is computed once from the
-    reference boxes, which stay fixed across layers. Returns every layer's normed output (L, B, Q, C)."""
+    reference boxes, which stay fixed across layers. Returns every layer's normed output (L, B, Q, C), and the
+    hidden states and attention weights when asked for (see `RFDetrDecoderOutput`)."""
 
     def __init__(self, config: RFDetrConfig) -> None:
         super().__init__()
@@ -289,13 +320,34 @@ class RFDetrDecoder(nn.Module):
         spatial_shapes: list[tuple[int, int]],
         padding_mask: torch.Tensor | None,
         num_groups: int,
-    ) -> torch.Tensor:
-        """queries (B, Q, C), reference_boxes (B, Q, levels, 4) scaled to the valid extent -> (L, B, Q, C)."""
+        output_hidden_states: bool = False,
+        output_attentions: bool = False,
+        eager: bool = False,
+    ) -> RFDetrDecoderOutput:
+        """queries (B, Q, C), reference_boxes (B, Q, levels, 4) scaled to the valid extent -> (L, B, Q, C), and the
+        hidden states / attention weights when asked for. `eager` selects explicit self-attention instead of SDPA;
+        `output_attentions` implies it."""
         query_pos = self.ref_point_head(box_sine_embedding(reference_boxes[:, :, 0], self.sine_dim))
         hidden_states, intermediate = queries, []
+        all_hidden_states, self_attentions, cross_attentions = [queries], [], []
         for layer in self.layers:
-            hidden_states = layer(
-                hidden_states, query_pos, reference_boxes, memory, spatial_shapes, padding_mask, num_groups
+            hidden_states, self_weights, cross_weights = layer(
+                hidden_states,
+                query_pos,
+                reference_boxes,
+                memory,
+                spatial_shapes,
+                padding_mask,
+                num_groups,
+                eager or output_attentions,
             )
             intermediate.append(self.norm(hidden_states))
-        return torch.stack(intermediate)
+            all_hidden_states.append(hidden_states)
+            self_attentions.append(self_weights)
+            cross_attentions.append(cross_weights)
+        return RFDetrDecoderOutput(
+            torch.stack(intermediate),
+            tuple(all_hidden_states) if output_hidden_states else None,
+            tuple(self_attentions) if output_attentions else None,
+            tuple(cross_attentions) if output_attentions else None,
+        )

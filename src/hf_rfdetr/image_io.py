@@ -273,27 +273,54 @@ def _check_unit_interval(values: np.ndarray, name: str) -> None:
 # ----------------------------------------------------------------------------------------------------------------------
 
 
-def to_chw(image: np.ndarray | torch.Tensor | Image.Image, where: str = "image") -> torch.Tensor:
+def to_chw(
+    image: np.ndarray | torch.Tensor | Image.Image,
+    where: str = "image",
+    *,
+    channels_first: bool | None = None,
+    convert_rgb: bool = True,
+) -> torch.Tensor:
     """A `(3, H, W)` CPU tensor of an array, tensor or PIL image: uint8 (0-255), or float (values unchecked).
 
     Applies the layout and dtype rule of the module docstring; uint16 is scaled to uint8, bool to 0 / 255, floats
-    become float32. `where` starts every error message (e.g. "Image 2"). Raises `ValueError` naming the shape or
-    dtype, `TypeError` for another type.
+    become float32. `channels_first` (transformers' `input_data_format`) states the layout of a 3-D array or tensor
+    instead of the rule. With `convert_rgb=False` an image that is not 3-channel is refused instead of replicated
+    (gray) or cut (alpha). `where` starts every error message (e.g. "Image 2"). Raises `ValueError` naming the
+    shape or dtype, `TypeError` for another type.
     """
     if isinstance(image, Image.Image):
+        if not convert_rgb and image.mode != "RGB":
+            _refuse_non_rgb(f"mode {image.mode!r}", where)
         return torch.from_numpy(np.array(to_rgb(image, where), dtype=np.uint8)).permute(2, 0, 1)
     if isinstance(image, np.ndarray):
-        tensor, channels_first = torch.from_numpy(_numpy_pixels(image, where)), False
+        tensor, default_first = torch.from_numpy(_numpy_pixels(image, where)), False
     elif isinstance(image, torch.Tensor):
-        tensor, channels_first = image.detach().cpu(), True
+        tensor, default_first = image.detach().cpu(), True
     else:
         raise TypeError(
             f"{where}: unsupported type {type(image).__name__}; expected a file path, a PIL image, a numpy array "
             "(H, W, C) or a torch tensor (C, H, W)"
         )
-    chw = _layout(tensor, where, channels_first)
+    if channels_first is not None and tensor.ndim == 3:
+        chw = tensor if channels_first else tensor.permute(2, 0, 1)
+        if chw.shape[0] not in _CHANNELS:
+            raise ValueError(
+                f"{where}: shape {tuple(tensor.shape)} read as {'(C, H, W)' if channels_first else '(H, W, C)'} "
+                f"(input_data_format) has {chw.shape[0]} channels; expected 1 (gray), 3 (RGB) or 4 (RGBA)."
+            )
+    else:
+        chw = _layout(tensor, where, default_first)
     _check_spatial_size(chw, where)
+    if not convert_rgb and chw.shape[0] != 3:
+        _refuse_non_rgb(f"{chw.shape[0]} channel(s)", where)
     return _to_three_channels(_pixel_dtype(chw, where), where)
+
+
+def _refuse_non_rgb(what: str, where: str) -> None:
+    raise ValueError(
+        f"{where} has {what} and do_convert_rgb=False; RF-DETR takes RGB images only. Pass do_convert_rgb=True to "
+        "replicate gray / drop alpha, or convert the image to RGB."
+    )
 
 
 def _numpy_pixels(array: np.ndarray, where: str) -> np.ndarray:

@@ -5,13 +5,14 @@ from __future__ import annotations
 import math
 import os
 from collections.abc import Mapping, Sequence
-from typing import Any, TypedDict
+from typing import Any
 
 import numpy as np
 import torch
 from torchvision.transforms import InterpolationMode
 from torchvision.transforms.v2 import functional as tvf
 from transformers.image_processing_utils import BaseImageProcessor, BatchFeature
+from transformers.processing_utils import ImagesKwargs
 from transformers.utils import logging
 
 from .image_io import load_image, to_chw
@@ -30,11 +31,13 @@ _OPTION_NAMES = (
     "do_normalize",
     "image_mean",
     "image_std",
+    "do_convert_rgb",
 )
 
 
-class RFDetrImageProcessorKwargs(TypedDict, total=False):
-    """Keyword arguments accepted by [`RFDetrImageProcessor`] (its constructor and `preprocess` overrides)."""
+class RFDetrImageProcessorKwargs(ImagesKwargs, total=False):
+    """Keyword arguments of [`RFDetrImageProcessor`] (its constructor and `preprocess` overrides), on top of
+    transformers' standard `ImagesKwargs` (of which it uses `do_convert_rgb` and `input_data_format`)."""
 
     do_resize: bool
     size: dict[str, int]
@@ -79,6 +82,9 @@ class RFDetrImageProcessor(BaseImageProcessor):
         image_mean (`list[float]`, defaults to the ImageNet mean): per-channel mean.
         image_std (`list[float]`, defaults to the ImageNet std): per-channel standard deviation.
         num_top_queries (`int`, defaults to 300): default number of (query, class) pairs kept by post-processing.
+        do_convert_rgb (`bool`, defaults to `True`): turn gray images into RGB (replicated) and drop an alpha
+            channel. The model takes RGB only: with `False`, an array or tensor input that does not have 3 channels
+            is an error (PIL images are always decoded to RGB).
     """
 
     model_input_names = ["pixel_values", "pixel_mask"]
@@ -96,9 +102,11 @@ class RFDetrImageProcessor(BaseImageProcessor):
         image_mean: Sequence[float] | None = None,
         image_std: Sequence[float] | None = None,
         num_top_queries: int = 300,
+        do_convert_rgb: bool = True,
         **kwargs: Any,
     ) -> None:
         super().__init__(**kwargs)
+        self.do_convert_rgb = bool(do_convert_rgb)
         self.do_resize = bool(do_resize)
         self.size = _size_dict({"height": 560, "width": 560} if size is None else size)
         self.keep_aspect_ratio = bool(keep_aspect_ratio)
@@ -157,7 +165,9 @@ class RFDetrImageProcessor(BaseImageProcessor):
                 [x, y, w, h], "category_id": int, "iscrowd": 0 | 1, ...}, ...]}` with boxes in original-image pixels.
             return_tensors: `None` or `"pt"` (torch tensors) or `"np"` (numpy arrays).
             **kwargs: per-call overrides of the constructor options (`do_resize`, `size`, `keep_aspect_ratio`,
-                `size_divisor`, `do_rescale`, `rescale_factor`, `do_normalize`, `image_mean`, `image_std`).
+                `size_divisor`, `do_rescale`, `rescale_factor`, `do_normalize`, `image_mean`, `image_std`,
+                `do_convert_rgb`), and `input_data_format` (`"channels_first"` or `"channels_last"`: the layout of
+                numpy / torch inputs; guessed from the shape when not given).
 
         Returns:
             `BatchFeature` with `pixel_values` `(B, 3, H, W)` float32 and `pixel_mask` `(B, H, W)` int64 (1 on image
@@ -194,10 +204,16 @@ class RFDetrImageProcessor(BaseImageProcessor):
 
     def _resolve_options(self, overrides: dict[str, Any]) -> dict[str, Any]:
         """Merge per-call overrides into the stored options and validate them."""
+        overrides = dict(overrides)
+        channels_first = _channels_first(overrides.pop("input_data_format", None))
         unknown = sorted(set(overrides) - set(_OPTION_NAMES))
         if unknown:
-            raise TypeError(f"Unexpected preprocess argument(s) {unknown}; valid overrides are {list(_OPTION_NAMES)}.")
+            raise TypeError(
+                f"Unexpected preprocess argument(s) {unknown}; valid overrides are "
+                f"{[*_OPTION_NAMES, 'input_data_format']}."
+            )
         options = {name: overrides.get(name, getattr(self, name)) for name in _OPTION_NAMES}
+        options["channels_first"] = channels_first
         options["size"] = _size_dict(options["size"])
         options["size_divisor"] = _positive_int(options["size_divisor"], "size_divisor")
         options["image_mean"] = _three_floats(options["image_mean"], "image_mean")
@@ -295,6 +311,17 @@ def _size_dict(size: Any) -> dict[str, int]:
     return {"height": _positive_int(height, "size['height']"), "width": _positive_int(width, "size['width']")}
 
 
+def _channels_first(input_data_format: Any) -> bool | None:
+    """`input_data_format` ("channels_first" / "channels_last", or transformers' `ChannelDimension`) -> whether
+    arrays and tensors are `(C, H, W)`; `None` (not given) leaves the layout to `hf_rfdetr.image_io.to_chw`'s rule."""
+    if input_data_format is None:
+        return None
+    value = getattr(input_data_format, "value", input_data_format)
+    if value not in ("channels_first", "channels_last"):
+        raise ValueError(f"`input_data_format` must be 'channels_first' or 'channels_last', got {input_data_format!r}.")
+    return value == "channels_first"
+
+
 def _three_floats(values: Any, name: str) -> list[float]:
     """Return a per-channel statistic as a list of 3 floats (a scalar is broadcast)."""
     if isinstance(values, (int, float)):
@@ -329,7 +356,7 @@ def _to_rgb_float(image: Any, index: int, options: dict[str, Any]) -> torch.Tens
     if isinstance(image, (str, os.PathLike)):
         image = load_image(image, name=f"{where}: {os.fspath(image)!r}")
     try:
-        chw = to_chw(image, where)
+        chw = to_chw(image, where, channels_first=options["channels_first"], convert_rgb=options["do_convert_rgb"])
     except TypeError as error:
         raise ValueError(str(error)) from error
     return _to_float(chw, index, options["do_rescale"], options["rescale_factor"])

@@ -49,6 +49,16 @@ class RFDetrModelOutput(ModelOutput):
         reference_boxes: (B, Q, 4) the decoder's reference boxes, normalised cxcywh.
         enc_logits: (B, G * K, num_labels) two-stage class logits of the selected proposals (G groups).
         enc_pred_boxes: (B, G * K, 4) two-stage boxes of the selected proposals.
+        hidden_states: with `output_hidden_states`, the decoder's input queries and every decoder layer's output,
+            L + 1 tensors (B, Q, d_model).
+        attentions: with `output_attentions`, every decoder layer's self-attention weights (B * G, heads, Q / G,
+            Q / G), G query groups (1 at inference).
+        cross_attentions: with `output_attentions`, every decoder layer's deformable sampling weights
+            (B, Q, heads, levels, points).
+        backbone_hidden_states: with `output_hidden_states`, the backbone embeddings and every backbone block's
+            output as the blocks see them, windowed: (B * num_windows**2, 1 + tokens per window, C_vit).
+        backbone_attentions: with `output_attentions`, every backbone block's attention weights: (B * num_windows**2,
+            heads, T, T) for windowed blocks, (B, heads, num_windows**2 * T, num_windows**2 * T) for global ones.
     """
 
     last_hidden_state: torch.FloatTensor | None = None
@@ -56,6 +66,11 @@ class RFDetrModelOutput(ModelOutput):
     reference_boxes: torch.FloatTensor | None = None
     enc_logits: torch.FloatTensor | None = None
     enc_pred_boxes: torch.FloatTensor | None = None
+    hidden_states: tuple[torch.FloatTensor, ...] | None = None
+    attentions: tuple[torch.FloatTensor, ...] | None = None
+    cross_attentions: tuple[torch.FloatTensor, ...] | None = None
+    backbone_hidden_states: tuple[torch.FloatTensor, ...] | None = None
+    backbone_attentions: tuple[torch.FloatTensor, ...] | None = None
 
 
 @dataclass
@@ -70,6 +85,8 @@ class RFDetrObjectDetectionOutput(ModelOutput):
         auxiliary_outputs: `logits` and `pred_boxes` of the earlier decoder layers (training only).
         enc_logits, enc_pred_boxes: two-stage proposals, see [`RFDetrModelOutput`].
         last_hidden_state, intermediate_hidden_states: decoder states, see [`RFDetrModelOutput`].
+        hidden_states, attentions, cross_attentions, backbone_hidden_states, backbone_attentions: when asked for
+            with `output_hidden_states` / `output_attentions`, see [`RFDetrModelOutput`].
     """
 
     loss: torch.FloatTensor | None = None
@@ -81,6 +98,15 @@ class RFDetrObjectDetectionOutput(ModelOutput):
     enc_pred_boxes: torch.FloatTensor | None = None
     last_hidden_state: torch.FloatTensor | None = None
     intermediate_hidden_states: torch.FloatTensor | None = None
+    hidden_states: tuple[torch.FloatTensor, ...] | None = None
+    attentions: tuple[torch.FloatTensor, ...] | None = None
+    cross_attentions: tuple[torch.FloatTensor, ...] | None = None
+    backbone_hidden_states: tuple[torch.FloatTensor, ...] | None = None
+    backbone_attentions: tuple[torch.FloatTensor, ...] | None = None
+
+
+#: The optional outputs both model classes pass through.
+_OPTIONAL_OUTPUTS = ("hidden_states", "attentions", "cross_attentions", "backbone_hidden_states", "backbone_attentions")
 
 
 def _guarded(initializer):
@@ -161,6 +187,9 @@ class RFDetrPreTrainedModel(PreTrainedModel):
     base_model_prefix = "model"
     main_input_name = "pixel_values"
     supports_gradient_checkpointing = True
+    # Attention runs through `scaled_dot_product_attention` by default ("sdpa"); `attn_implementation="eager"` (or
+    # `output_attentions=True`) computes the weights explicitly and returns them.
+    _supports_sdpa = True
     _no_split_modules = ["RFDetrEncoderLayer", "RFDetrDecoderLayer"]
 
     def _init_weights(self, module: nn.Module) -> None:
@@ -295,11 +324,26 @@ class RFDetrModel(RFDetrPreTrainedModel):
             )
 
     def forward(
-        self, pixel_values: torch.Tensor, pixel_mask: torch.Tensor | None = None, **kwargs
-    ) -> RFDetrModelOutput:
-        """pixel_values (B, C, H, W); pixel_mask (B, H, W), 1 on image pixels and 0 on padding (optional)."""
+        self,
+        pixel_values: torch.Tensor,
+        pixel_mask: torch.Tensor | None = None,
+        output_attentions: bool | None = None,
+        output_hidden_states: bool | None = None,
+        return_dict: bool | None = None,
+        **kwargs,
+    ) -> RFDetrModelOutput | tuple:
+        """pixel_values (B, C, H, W); pixel_mask (B, H, W), 1 on image pixels and 0 on padding (optional).
+
+        `output_attentions` / `output_hidden_states` (default: the config's) add the attention weights / hidden
+        states of the backbone and decoder; `return_dict=False` returns a tuple of the non-None fields.
+        """
         self.check_inputs(pixel_values, pixel_mask)
-        feature_maps = self.projector(self.backbone(pixel_values))
+        output_attentions, output_hidden_states, return_dict = _output_options(
+            self.config, output_attentions, output_hidden_states, return_dict
+        )
+        eager = self.config._attn_implementation == "eager"
+        backbone = self.backbone(pixel_values, output_hidden_states, output_attentions, eager)
+        feature_maps = self.projector(backbone.feature_maps)
         spatial_shapes = [tuple(feature_map.shape[-2:]) for feature_map in feature_maps]
         memory = torch.cat([feature_map.flatten(2).transpose(1, 2) for feature_map in feature_maps], dim=1)
         padding_mask, valid_ratios = _level_padding(pixel_mask, spatial_shapes)
@@ -317,14 +361,30 @@ class RFDetrModel(RFDetrPreTrainedModel):
         sampling_boxes = reference_boxes[:, :, None]
         if valid_ratios is not None:
             sampling_boxes = sampling_boxes * torch.cat((valid_ratios, valid_ratios), dim=-1)[:, None]
-        hidden_states = self.decoder(queries, sampling_boxes, memory, spatial_shapes, padding_mask, num_groups)
-        return RFDetrModelOutput(
-            last_hidden_state=hidden_states[-1],
-            intermediate_hidden_states=hidden_states,
+        decoder = self.decoder(
+            queries,
+            sampling_boxes,
+            memory,
+            spatial_shapes,
+            padding_mask,
+            num_groups,
+            output_hidden_states,
+            output_attentions,
+            eager,
+        )
+        output = RFDetrModelOutput(
+            last_hidden_state=decoder.intermediate[-1],
+            intermediate_hidden_states=decoder.intermediate,
             reference_boxes=reference_boxes,
             enc_logits=enc_logits,
             enc_pred_boxes=enc_boxes,
+            hidden_states=decoder.hidden_states,
+            attentions=decoder.attentions,
+            cross_attentions=decoder.cross_attentions,
+            backbone_hidden_states=backbone.hidden_states,
+            backbone_attentions=backbone.attentions,
         )
+        return output if return_dict else output.to_tuple()
 
     def select_proposals(
         self,
@@ -350,6 +410,17 @@ class RFDetrModel(RFDetrPreTrainedModel):
             return tensor.transpose(0, 1).reshape(batch_size, num_groups * top, tensor.shape[-1])
 
         return merge_groups(logits), merge_groups(boxes)
+
+
+def _output_options(
+    config: RFDetrConfig, output_attentions: bool | None, output_hidden_states: bool | None, return_dict: bool | None
+) -> tuple[bool, bool, bool]:
+    """The call's `output_attentions`, `output_hidden_states` and `return_dict`, the config's where not given."""
+    return (
+        bool(config.output_attentions if output_attentions is None else output_attentions),
+        bool(config.output_hidden_states if output_hidden_states is None else output_hidden_states),
+        bool(getattr(config, "return_dict", True) if return_dict is None else return_dict),
+    )
 
 
 def _level_padding(
@@ -404,16 +475,28 @@ class RFDetrForObjectDetection(RFDetrPreTrainedModel):
         pixel_values: torch.Tensor,
         pixel_mask: torch.Tensor | None = None,
         labels: list[dict[str, torch.Tensor]] | None = None,
+        output_attentions: bool | None = None,
+        output_hidden_states: bool | None = None,
         return_dict: bool | None = None,
         **kwargs,
-    ) -> RFDetrObjectDetectionOutput:
+    ) -> RFDetrObjectDetectionOutput | tuple:
         """pixel_values (B, C, H, W) normalised images; pixel_mask (B, H, W) with 1 on real pixels (optional);
         labels: one dict per image with `class_labels` (N,) and `boxes` (N, 4) normalised cxcywh (optional).
 
         In training mode every Group DETR group runs (Q = num_queries * group_detr); in eval mode one group. The
         earlier decoder layers go through the heads (`auxiliary_outputs`) in training or when `labels` are given.
+        `output_attentions`, `output_hidden_states` and `return_dict` as in [`RFDetrModel.forward`].
         """
-        outputs = self.model(pixel_values, pixel_mask)
+        output_attentions, output_hidden_states, return_dict = _output_options(
+            self.config, output_attentions, output_hidden_states, return_dict
+        )
+        outputs = self.model(
+            pixel_values,
+            pixel_mask,
+            output_attentions=output_attentions,
+            output_hidden_states=output_hidden_states,
+            return_dict=True,
+        )
         hidden_states = outputs.intermediate_hidden_states
         with_auxiliary = self.training or labels is not None
         if not with_auxiliary:
@@ -442,8 +525,9 @@ class RFDetrForObjectDetection(RFDetrPreTrainedModel):
             enc_pred_boxes=outputs.enc_pred_boxes,
             last_hidden_state=outputs.last_hidden_state,
             intermediate_hidden_states=outputs.intermediate_hidden_states,
+            **{name: outputs[name] for name in _OPTIONAL_OUTPUTS if name in outputs},
         )
-        return output if return_dict is not False else output.to_tuple()
+        return output if return_dict else output.to_tuple()
 
 
 __all__ = ["RFDetrModel", "RFDetrForObjectDetection", "RFDetrPreTrainedModel"]

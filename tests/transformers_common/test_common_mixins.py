@@ -1,0 +1,208 @@
+"""transformers' own generic test mixins run against RF-DETR: `ModelTesterMixin` (with `ConfigTester`) and
+`ImageProcessingTestMixin`, taken from the `tests/` folder of the installed transformers release (see `harness.py`).
+
+The skips are exactly those transformers declares for its own `rf_detr` model (huggingface/transformers,
+`tests/models/rf_detr/test_modeling_rf_detr.py`, class `RfDetrModelTest`): its class flags and its
+`@unittest.skip` methods, with their reasons, in `RF_DETR_FLAGS` and `RF_DETR_SKIPS`. Nothing else is skipped here;
+the mixins' own conditional skips (no GPU, no flash-attention, ...) stay as they are.
+
+`PipelineTesterMixin` is not run: it needs transformers' `tests/pipelines/` folder and tiny checkpoints from the Hub,
+neither of which the sdist ships (the object-detection pipeline is tested in `tests/test_auto_and_pipeline.py`).
+"""
+
+from __future__ import annotations
+
+import unittest
+
+import torch
+from transformers.models.auto.image_processing_auto import IMAGE_PROCESSOR_MAPPING
+
+from hf_rfdetr import RFDetrConfig, RFDetrForObjectDetection, RFDetrImageProcessor, RFDetrModel
+
+from .harness import load
+
+modeling_common = load("test_modeling_common")
+configuration_common = load("test_configuration_common")
+image_processing_common = load("test_image_processing_common")
+
+#: Class flags of transformers' `RfDetrModelTest` (tests/models/rf_detr/test_modeling_rf_detr.py).
+RF_DETR_FLAGS = {
+    "is_encoder_decoder": False,
+    "test_torchscript": False,
+    "test_pruning": False,
+    "test_head_masking": False,
+    "test_missing_keys": False,
+    "test_torch_exportable": True,
+}
+#: The `@unittest.skip` methods of transformers' `RfDetrModelTest`, with its reasons, verbatim.
+RF_DETR_SKIPS = {
+    "test_inputs_embeds": "RTDetr does not use inputs_embeds",
+    "test_inputs_embeds_matches_input_ids": "RTDetr does not use test_inputs_embeds_matches_input_ids",
+    "test_model_get_set_embeddings": "RTDetr does not support input and output embeddings",
+    "test_model_common_attributes": "RTDetr does not support input and output embeddings",
+    "test_resize_tokens_embeddings": "RTDetr does not use token embeddings",
+    "test_feed_forward_chunking": "Feed forward chunking is not implemented",
+}
+
+
+def apply_rf_detr_skip_list(test_class: type) -> type:
+    """Set transformers' rf_detr flags and skips on a `ModelTesterMixin` test class."""
+    for name, value in RF_DETR_FLAGS.items():
+        setattr(test_class, name, value)
+    for name, reason in RF_DETR_SKIPS.items():
+        setattr(test_class, name, unittest.skip(reason)(lambda self: None))
+    return test_class
+
+
+def detection_labels(batch_size: int, num_targets: int, num_labels: int, device) -> list[dict[str, torch.Tensor]]:
+    """Seeded random training targets (the same on every call, as the mixins compare calls): `class_labels` (N,)
+    and valid normalised cxcywh `boxes` (N, 4)."""
+    generator = torch.Generator().manual_seed(0)
+    labels = []
+    for _ in range(batch_size):
+        centers = torch.rand(num_targets, 2, generator=generator) * 0.5 + 0.25
+        sizes = torch.rand(num_targets, 2, generator=generator) * 0.3 + 0.1
+        classes = torch.randint(0, num_labels, (num_targets,), generator=generator)
+        labels.append({"class_labels": classes.to(device), "boxes": torch.cat((centers, sizes), dim=-1).to(device)})
+    return labels
+
+
+class RFDetrModelTester:
+    """A tiny RF-DETR (64 px, 2 windows, 4 backbone blocks, 2 decoder layers) and the attributes the mixins read.
+
+    The mixins' generic `hidden_states` / `attentions` checks read `num_hidden_layers`, `num_attention_heads`,
+    `seq_length` and `hidden_size`: for RF-DETR these are the decoder's (as transformers' own rf_detr reports them).
+    """
+
+    def __init__(self, parent: unittest.TestCase, batch_size: int = 2, is_training: bool = True) -> None:
+        self.parent = parent
+        self.batch_size = batch_size
+        self.is_training = is_training
+        self.num_channels = 3
+        self.image_size = 64
+        self.num_labels = 3
+        self.n_targets = 3
+        self.num_queries = 10
+        self.decoder_layers = 2
+        self.decoder_self_attention_heads = 2
+        self.d_model = 32
+        # What the generic mixin tests read.
+        self.num_hidden_layers = self.decoder_layers
+        self.num_attention_heads = self.decoder_self_attention_heads
+        self.hidden_size = self.d_model
+        self.seq_length = self.num_queries
+        self.num_hidden_states_types = 2  # backbone_hidden_states and (decoder) hidden_states
+
+    def get_config(self) -> RFDetrConfig:
+        return RFDetrConfig(
+            backbone_hidden_size=32,
+            backbone_num_attention_heads=2,
+            backbone_num_hidden_layers=4,
+            out_feature_indexes=[2, 4],
+            patch_size=8,
+            num_windows=2,
+            resolution=self.image_size,
+            positional_encoding_size=8,
+            d_model=self.d_model,
+            decoder_layers=self.decoder_layers,
+            decoder_self_attention_heads=self.decoder_self_attention_heads,
+            decoder_cross_attention_heads=4,
+            decoder_ffn_dim=32,
+            num_queries=self.num_queries,
+            group_detr=2,
+            num_labels=self.num_labels,
+        )
+
+    def prepare_config_and_inputs_for_common(self) -> tuple[RFDetrConfig, dict[str, torch.Tensor]]:
+        shape = [self.batch_size, self.num_channels, self.image_size, self.image_size]
+        pixel_values = modeling_common.floats_tensor(shape)
+        pixel_mask = torch.ones(shape[:1] + shape[2:], dtype=torch.long, device=pixel_values.device)
+        return self.get_config(), {"pixel_values": pixel_values, "pixel_mask": pixel_mask}
+
+
+@apply_rf_detr_skip_list
+class RFDetrModelTest(modeling_common.ModelTesterMixin, unittest.TestCase):
+    all_model_classes = (RFDetrModel, RFDetrForObjectDetection)
+
+    def setUp(self) -> None:
+        self.model_tester = RFDetrModelTester(self)
+        self.config_tester = configuration_common.ConfigTester(
+            self,
+            config_class=RFDetrConfig,
+            has_text_modality=False,
+            common_properties=["d_model", "decoder_self_attention_heads"],
+        )
+
+    def _prepare_for_class(self, inputs_dict, model_class, return_labels=False):
+        """The mixin's inputs, plus detection targets for the detection head when labels are asked for."""
+        inputs_dict = super()._prepare_for_class(inputs_dict, model_class, return_labels=return_labels)
+        if return_labels and model_class is RFDetrForObjectDetection:
+            tester = self.model_tester
+            device = inputs_dict["pixel_values"].device
+            inputs_dict["labels"] = detection_labels(tester.batch_size, tester.n_targets, tester.num_labels, device)
+        return inputs_dict
+
+    def test_config(self) -> None:
+        self.config_tester.run_common_tests()
+
+
+class RFDetrImageProcessingTester:
+    """Inputs and options for `ImageProcessingTestMixin`: squash-resize to 64 x 64, the processor's default mode."""
+
+    def __init__(self, parent: unittest.TestCase, batch_size: int = 4) -> None:
+        self.parent = parent
+        self.batch_size = batch_size
+        self.num_channels = 3
+        self.min_resolution = 30
+        self.max_resolution = 200
+        self.size = {"height": 64, "width": 64}
+        self.size_divisor = 16
+        # transformers 5.x: the backends registered for our config, as the mixin reads them for built-in models.
+        registered = IMAGE_PROCESSOR_MAPPING[RFDetrConfig]
+        self.image_processing_classes = registered if isinstance(registered, dict) else {"slow": registered[0]}
+
+    def prepare_image_processor_dict(self) -> dict:
+        return {"size": self.size, "size_divisor": self.size_divisor, "do_resize": True, "do_normalize": True}
+
+    def expected_output_image_shape(self, images) -> tuple[int, int, int]:
+        return self.num_channels, self.size["height"], self.size["width"]
+
+    def prepare_image_inputs(
+        self,
+        batch_size=None,
+        min_resolution=None,
+        max_resolution=None,
+        num_channels=None,
+        size_divisor=None,
+        equal_resolution=False,
+        numpify=False,
+        torchify=False,
+    ):
+        return image_processing_common.prepare_image_inputs(
+            batch_size=self.batch_size if batch_size is None else batch_size,
+            num_channels=self.num_channels if num_channels is None else num_channels,
+            min_resolution=self.min_resolution if min_resolution is None else min_resolution,
+            max_resolution=self.max_resolution if max_resolution is None else max_resolution,
+            size_divisor=size_divisor,
+            equal_resolution=equal_resolution,
+            numpify=numpify,
+            torchify=torchify,
+        )
+
+    def prepare_processor_inputs(self, **kwargs) -> dict:
+        return {"images": self.prepare_image_inputs(**kwargs)}
+
+
+class RFDetrImageProcessingTest(image_processing_common.ImageProcessingTestMixin, unittest.TestCase):
+    # transformers 5.x reads the tester class; 4.57 the processor classes and `image_processor_tester`.
+    image_processor_tester_class = RFDetrImageProcessingTester
+    image_processing_class = RFDetrImageProcessor
+    fast_image_processing_class = None
+
+    def setUp(self) -> None:
+        super().setUp()
+        self.image_processor_tester = RFDetrImageProcessingTester(self)
+
+    @property
+    def image_processor_dict(self) -> dict:
+        return self.image_processor_tester.prepare_image_processor_dict()
