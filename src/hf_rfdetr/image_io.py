@@ -281,7 +281,9 @@ def to_chw(image: np.ndarray | torch.Tensor | Image.Image, where: str = "image")
     dtype, `TypeError` for another type.
     """
     if isinstance(image, Image.Image):
-        return torch.from_numpy(np.array(to_rgb(image, where), dtype=np.uint8)).permute(2, 0, 1)
+        chw = torch.from_numpy(np.array(to_rgb(image, where), dtype=np.uint8)).permute(2, 0, 1)
+        _check_spatial_size(chw, where)  # PIL images obey the same 2x2 minimum as arrays
+        return chw
     if isinstance(image, np.ndarray):
         tensor, channels_first = torch.from_numpy(_numpy_pixels(image, where)), False
     elif isinstance(image, torch.Tensor):
