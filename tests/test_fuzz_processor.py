@@ -1,21 +1,33 @@
 """Fuzzing `RFDetrImageProcessor` with hypothesis (bounded, reproducible budget: see `tests/fuzzing.py`).
 
 Every drawn input either gives a batch that matches a reference decoding computed here independently, or raises a
-`ValueError` naming the problem. The reference: the pixels as floats (uint8 / 255, float as given; grey replicated,
-alpha dropped; PIL modes through their palette or `convert("RGB")`), a numpy bilinear resize with half-pixel centres
-and no antialiasing (the definition `torch.nn.functional.interpolate(mode="bilinear", align_corners=False)`
-implements), `(x - mean) / std`, zero padding bottom/right to the size divisor. Tolerance: `ATOL` on normalised
-values (float32 arithmetic of the processor, including its float32 source coordinates, against float64 here).
+`ValueError` naming the problem. The reference restates the documented rules of `hf_rfdetr.image_io` (its module
+docstring) and of the processor, from the input as passed:
 
-Inputs have a well-defined layout: HWC always; CHW only where the last dimension cannot be read as channels (a
-`(C, H, W)` array with `W` in {1, 3, 4} is ambiguous without `input_data_format`, which the layout work covers).
-EXIF orientation and 16-bit PIL modes are decoding questions covered elsewhere; 16-bit and int64 arrays are drawn
-here with the property "a `ValueError` naming the dtype, or the reference decoding at full scale".
+- layout: numpy arrays channels-last `(H, W, C)`, tensors channels-first `(C, H, W)`, `(H, W)` grey, `C` in
+  {1, 3, 4}; the other layout only where it is the one possible reading; a tensor with 1, 3 or 4 first is always
+  channels-first; a numpy array with 3 or 4 in both its first and last dimensions is refused as ambiguous, naming its
+  shape (with a 1 there it is channels-last); any other rank or channel count is refused;
+- dtypes: uint8 / 255; uint16 (either byte order, numpy or tensor) `round(v / 257) / 255`; bool as 0 / 1; floats
+  (float16, bfloat16, float32, float64, either byte order) as given, refused when non-finite or outside `[0, 1]`
+  (in the channels used: a dropped alpha channel is not checked);
+  any other dtype (int64 here) refused naming it;
+- PIL images: the EXIF orientation applied; `I;16`, `I;16B` and `I` clipped to 0-65535 and scaled by
+  `round(v / 257)`; `F` refused outside `[0, 1]`, else `round(255 v)`; other modes through their palette (or
+  PIL's `convert("RGB")` for CMYK, its definition), grey replicated, alpha dropped;
+- every image at least 2x2 after orientation and layout.
+
+Then a numpy bilinear resize with half-pixel centres and no antialiasing (the definition
+`torch.nn.functional.interpolate(mode="bilinear", align_corners=False)` implements), `(x - mean) / std`, zero padding
+bottom/right to the size divisor. Tolerance: `ATOL` on normalised values (float32 arithmetic of the processor,
+including its float32 source coordinates, against float64 here). An input that breaks several rules may be refused
+for any of them (the rules do not order their checks); the first refused image of a list is the one named.
 """
 
 from __future__ import annotations
 
 import math
+import re
 from typing import Any
 
 import numpy as np
@@ -34,8 +46,27 @@ DIVISOR = 16
 VALID_CHANNELS = (1, 3, 4)
 SMALL_SIDES = st.integers(2, 40)
 ODD_SIDES = st.sampled_from([1, 2, 3, 4, 5, 97, 641, 2049])
-FLOAT_DTYPES = ("float16", "float32", "float64")
-INT_DTYPES = ("uint16", "int64")
+FLOAT_DTYPES = ("float16", "bfloat16", "float32", "float64")
+DTYPES = ("uint8", "uint16", "bool", "float16", "float32", "float64", "int64")  # numpy and torch
+TORCH_ONLY_DTYPES = ("bfloat16",)
+NUMPY_ONLY_DTYPES = (">u2", ">f4")  # big-endian (non-native) byte order
+EXIF_ORIENTATION = 0x0112
+
+# The refusals, as patterns of the message after "Image <index>: ".
+SMALL = "smaller than the minimum 2x2"
+RANK = r"expected a 2-D \(H, W\) or 3-D image, got shape .*Pass a list of images"
+NO_CHANNELS = r"expected 1 \(gray\), 3 \(RGB\) or 4 \(RGBA\) channels in the first \(C, H, W\) or last"
+NON_FINITE = "NaN or infinite"
+ABOVE_ONE, BELOW_ZERO = "float image has pixel values above 1", "float image has pixel values below 0"
+PIL_FLOAT_RANGE = r"float images must hold values in \[0, 1\]"
+
+
+def ambiguous(shape: tuple[int, ...]) -> str:
+    return rf"numpy array of shape {re.escape(str(shape))} is ambiguous"
+
+
+def unsupported_dtype(name: str) -> str:
+    return rf"unsupported dtype (torch\.)?{name}"
 
 
 # ----------------------------------------------------------------------------------------------------------------------
@@ -58,12 +89,55 @@ def reference_resize(image: np.ndarray, height: int, width: int) -> np.ndarray:
     return rows[:, x0] * (1 - wx)[None, :, None] + rows[:, x1] * wx[None, :, None]
 
 
-def reference_rgb(logical: np.ndarray, scale: float) -> np.ndarray:
-    """`(H, W)` or `(H, W, C)` pixels -> `(H, W, 3)` float64 times `scale` (grey replicated, alpha dropped)."""
-    values = logical.astype(np.float64) * scale
+def reference_layout(values: np.ndarray, is_tensor: bool) -> np.ndarray | set[str]:
+    """`(H, W, C)` float64 values of an array / tensor by the layout rule, or the refusals that apply."""
+    shape = values.shape
     if values.ndim == 2:
-        values = values[:, :, None]
-    return np.repeat(values, 3, axis=2) if values.shape[2] == 1 else values[:, :, :3]
+        return values[:, :, None]
+    if values.ndim != 3:
+        return {RANK}
+    first, last = shape[0] in VALID_CHANNELS, shape[2] in VALID_CHANNELS
+    if not first and not last:
+        return {NO_CHANNELS}
+    if not is_tensor and shape[0] in (3, 4) and shape[2] in (3, 4):
+        # both readings are images unless the middle side is 1, when both are below 2x2 (refused either way)
+        return {ambiguous(shape)} if shape[1] >= 2 else {ambiguous(shape), SMALL}
+    channels_first = first if is_tensor else not last
+    return values.transpose(1, 2, 0) if channels_first else values
+
+
+def reference_scale(values: np.ndarray, dtype: str) -> np.ndarray:
+    """Values of a supported dtype in `[0, 1]`: uint8 / 255, uint16 round(v / 257) / 255, bool and floats as they are."""
+    if dtype == "uint8":
+        return values / 255
+    if dtype == "uint16":
+        return np.floor(values / 257 + 0.5) / 255  # v / 257 is never exactly halfway (257 is odd)
+    return values
+
+
+def to_rgb3(pixels: np.ndarray) -> np.ndarray:
+    """`(H, W, C)` -> `(H, W, 3)`: grey replicated, alpha dropped."""
+    return np.repeat(pixels, 3, axis=2) if pixels.shape[2] == 1 else pixels[:, :, :3]
+
+
+def reference_decode(image: np.ndarray | torch.Tensor) -> np.ndarray | set[str]:
+    """The `(H, W, 3)` float64 pixels in `[0, 1]` the rules give for one array or tensor, or the refusals that apply."""
+    is_tensor = isinstance(image, torch.Tensor)
+    dtype = str(image.dtype).removeprefix("torch.") if is_tensor else image.dtype.name
+    values = image.to(torch.float64).numpy() if is_tensor else image.astype(np.float64)
+    errors = set() if dtype in ("uint8", "uint16", "bool", *FLOAT_DTYPES) else {unsupported_dtype(dtype)}
+    pixels = reference_layout(values, is_tensor)
+    if isinstance(pixels, set):
+        return errors | pixels
+    if min(pixels.shape[:2]) < 2:
+        errors.add(SMALL)
+    if dtype in FLOAT_DTYPES:
+        as_float32 = to_rgb3(pixels).astype(np.float32)  # the processor checks its float32 copy of the RGB it uses
+        if not np.isfinite(as_float32).all():
+            errors.add(NON_FINITE)
+        elif as_float32.max() > 1 or as_float32.min() < 0:
+            errors.add(ABOVE_ONE if as_float32.max() > 1 else BELOW_ZERO)
+    return errors or to_rgb3(reference_scale(pixels, dtype))
 
 
 def reference_batch(images: list[np.ndarray], options: dict[str, Any]) -> tuple[np.ndarray, np.ndarray]:
@@ -103,6 +177,21 @@ def assert_matches(output: Any, expected: tuple[np.ndarray, np.ndarray]) -> None
     np.testing.assert_allclose(pixel_values.double().numpy(), values, rtol=0, atol=ATOL)
 
 
+def run_property(images: Any, decoded: list[np.ndarray | set[str]], options: dict[str, Any]) -> None:
+    """The processor on `images` (one image or a list) gives the reference batch of `decoded`, or refuses the first
+    image the reference refuses, with one of the messages that apply."""
+    processor = RFDetrImageProcessor(size_divisor=DIVISOR)
+    refused = [(index, errors) for index, errors in enumerate(decoded) if isinstance(errors, set)]
+    if refused:
+        index, errors = refused[0]
+        event(f"refused ({len(errors)} possible reasons): " + " | ".join(sorted(errors))[:60])
+        with pytest.raises(ValueError, match=rf"^Image {index}: .*({'|'.join(sorted(errors))})"):
+            processor(images, **options)
+        return
+    event("batch matches the reference")
+    assert_matches(processor(images, **options), reference_batch(decoded, options))
+
+
 # ----------------------------------------------------------------------------------------------------------------------
 # Strategies
 # ----------------------------------------------------------------------------------------------------------------------
@@ -129,95 +218,58 @@ def image_shapes(draw: st.DrawFn) -> tuple[int, int]:
 
 @st.composite
 def arrays(draw: st.DrawFn) -> dict[str, Any]:
-    """The spec of a logical `(H, W[, C])` image: shape, dtype, value regime, seed, input layout and type."""
+    """The spec of an array or tensor input: logical `(H, W[, C])` shape, dtype, value regime, seed, layout, type.
+
+    Every layout is drawn for every shape (a `(C, H, W)` numpy array with `W` in {1, 3, 4}, an `(H, W, C)` tensor
+    with `H` in {1, 3, 4} included): the reference decodes the input as passed, by the layout rule."""
+    use_torch = draw(st.booleans())
     height, width = draw(image_shapes())
     channels = draw(st.sampled_from([None, *VALID_CHANNELS]))
-    dtype = draw(st.sampled_from(["uint8", *FLOAT_DTYPES, *INT_DTYPES]))
-    regime = "unit" if dtype not in FLOAT_DTYPES else draw(st.sampled_from(["unit", "unit", "above", "below", "nan"]))
-    layout = "hw" if channels is None else draw(st.sampled_from(["hwc", "chw"]))
-    if layout == "chw" and width in VALID_CHANNELS:
-        layout = "hwc"  # (C, H, W) with W in {1, 3, 4} is ambiguous without input_data_format
-    shape = (height, width) if channels is None else (height, width, channels)
-    seed = draw(st.integers(0, 2**32 - 1))
+    dtype = draw(st.sampled_from(DTYPES + (TORCH_ONLY_DTYPES if use_torch else NUMPY_ONLY_DTYPES)))
+    floating = dtype in FLOAT_DTYPES or dtype == ">f4"
+    regime = draw(st.sampled_from(["unit", "unit", "above", "below", "nan"])) if floating else "unit"
     return {
-        "shape": shape,
+        "shape": (height, width) if channels is None else (height, width, channels),
         "dtype": dtype,
         "regime": regime,
-        "layout": layout,
-        "torch": draw(st.booleans()),
-        "seed": seed,
+        "layout": "hw" if channels is None else draw(st.sampled_from(["hwc", "chw"])),
+        "torch": use_torch,
+        "seed": draw(st.integers(0, 2**32 - 1)),
     }
 
 
 def logical(case: dict[str, Any]) -> np.ndarray:
-    """The `(H, W[, C])` pixels of a spec; an out-of-range or non-finite value goes into a colour channel."""
+    """The `(H, W[, C])` pixels of a spec (bfloat16 as float32); an out-of-range or non-finite value goes into a
+    colour channel."""
     rng, shape, dtype, regime = np.random.default_rng(case["seed"]), case["shape"], case["dtype"], case["regime"]
     if dtype == "uint8":
         return rng.integers(0, 256, shape, dtype=np.uint8)
-    if dtype in INT_DTYPES:
-        return rng.integers(0, np.iinfo(dtype).max if dtype == "uint16" else 70000, shape).astype(dtype)
+    if dtype in ("uint16", ">u2"):
+        return rng.integers(0, 65536, shape).astype(dtype)
+    if dtype == "int64":
+        return rng.integers(0, 70000, shape).astype(np.int64)
+    if dtype == "bool":
+        return rng.random(shape) < 0.5
     values = rng.random(shape)
     spot = (rng.integers(shape[0]), rng.integers(shape[1])) + ((0,) if len(shape) == 3 else ())
     if regime != "unit":
         values[spot] = {"above": 1.5, "below": -0.25}.get(regime) or rng.choice([np.nan, np.inf, -np.inf])
-    return values.astype(dtype)
+    return values.astype("float32" if dtype == "bfloat16" else dtype)
 
 
 def as_input(case: dict[str, Any]) -> np.ndarray | torch.Tensor:
     array = logical(case)
     if case["layout"] == "chw":
         array = np.ascontiguousarray(array.transpose(2, 0, 1))
-    return torch.from_numpy(array) if case["torch"] else array
-
-
-def expected_error(case: dict[str, Any], options: dict[str, Any]) -> str | None:
-    """The pattern of the `ValueError` the case must raise, `None` when it must give a batch, `"any"` when either."""
-    height, width = case["shape"][:2]
-    if min(height, width) < 2:
-        return "smaller than the minimum 2x2"
-    if case["dtype"] in INT_DTYPES:
-        return "any"
-    if case["regime"] == "nan":
-        return "NaN or infinite"
-    if case["regime"] in ("above", "below"):
-        return "above 1" if case["regime"] == "above" else "below 0"
-    return None
-
-
-def scale_of(dtype: str) -> float:
-    return {"uint8": 1 / 255, "uint16": 1 / 65535}.get(dtype, 1.0)
+    if not case["torch"]:
+        return array
+    tensor = torch.from_numpy(array)
+    return tensor.to(torch.bfloat16) if case["dtype"] == "bfloat16" else tensor
 
 
 # ----------------------------------------------------------------------------------------------------------------------
 # Properties
 # ----------------------------------------------------------------------------------------------------------------------
-
-
-def run_property(inputs: Any, cases: list[dict[str, Any]], options: dict[str, Any]) -> None:
-    """Either the reference batch, or the expected `ValueError` (naming the first offending image)."""
-    processor = RFDetrImageProcessor(size_divisor=DIVISOR)
-    errors = [(index, expected_error(case, options)) for index, case in enumerate(cases)]
-    errors = [(index, error) for index, error in errors if error is not None]
-    if errors and errors[0][1] != "any":
-        index, pattern = errors[0]
-        event(f"refused: {pattern}")
-        with pytest.raises(ValueError, match=rf"Image {index}: .*{pattern}"):
-            processor(inputs, **options)
-        return
-    try:
-        output = processor(inputs, **options)
-    except ValueError as error:
-        assert errors, f"a valid input was refused: {error}"
-        assert case_dtype_named(error, cases[errors[0][0]]), error
-        event("refused: dtype")
-        return
-    event("batch matches the reference")
-    references = [reference_rgb(logical(case), scale_of(case["dtype"])) for case in cases]
-    assert_matches(output, reference_batch(references, options))
-
-
-def case_dtype_named(error: ValueError, case: dict[str, Any]) -> bool:
-    return case["dtype"] in str(error) or "dtype" in str(error)
 
 
 @fuzz_settings(400)
@@ -226,59 +278,91 @@ def case_dtype_named(error: ValueError, case: dict[str, Any]) -> bool:
     case={"shape": (3000, 4000, 3), "dtype": "uint8", "regime": "unit", "layout": "hwc", "torch": False, "seed": 0},
     options={"do_resize": True, "keep_aspect_ratio": True, "size": 48, "do_normalize": True},
 ).via("a 12-megapixel photo")
+@example(
+    case={"shape": (2, 2), "dtype": "uint16", "regime": "unit", "layout": "hw", "torch": False, "seed": 0},
+    options={"do_resize": False, "keep_aspect_ratio": False, "size": 16, "do_normalize": True},
+).via("uint16 is round(v / 257) / 255, not v / 65535")
+@example(
+    case={"shape": (40, 3, 4), "dtype": "uint8", "regime": "unit", "layout": "chw", "torch": False, "seed": 0},
+    options={"do_resize": False, "keep_aspect_ratio": False, "size": 16, "do_normalize": True},
+).via("an ambiguous (4, 40, 3) numpy array")
+@example(
+    case={"shape": (40, 3, 4), "dtype": "uint8", "regime": "unit", "layout": "chw", "torch": True, "seed": 0},
+    options={"do_resize": False, "keep_aspect_ratio": False, "size": 16, "do_normalize": True},
+).via("a (4, 40, 3) tensor is channels-first")
 def test_arrays_and_tensors_match_the_reference_or_raise(case: dict[str, Any], options: dict[str, Any]) -> None:
-    run_property(as_input(case), [case], options)
+    image = as_input(case)
+    event(f"{'tensor' if case['torch'] else 'numpy'} {case['dtype']}")
+    run_property(image, [reference_decode(image)], options)
 
 
 @fuzz_settings(120)
 @given(cases=st.lists(arrays(), min_size=1, max_size=3), options=processor_options(), stacked=st.booleans())
 def test_batches_match_the_reference_or_raise(cases: list[dict[str, Any]], options: dict[str, Any], stacked: bool):
-    """A list of images of different sizes (padded together); or one `(B, H, W, C)` / `(B, C, H, W)` array of
-    same-shaped images, which is refused with a message asking for a list or decoded image by image."""
+    """A list of images of different sizes (padded together); or same-shaped images stacked into one array /
+    tensor, which the processor takes as one image: a `(B, H, W)` stack is read by the layout rule, a 4-D stack is
+    refused with a message asking for a list."""
+    if stacked:  # same spec, different pixels
+        inputs = [as_input(dict(cases[0], seed=case["seed"])) for case in cases]
+        batch = torch.stack(inputs) if cases[0]["torch"] else np.stack(inputs)
+        event(f"stacked {batch.ndim}-D")
+        run_property(batch, [reference_decode(batch)], options)
+        return
     inputs = [as_input(case) for case in cases]
-    # a stack of 2-D grey images, (B, H, W), cannot be told from one (H, W, C) / (C, H, W) image: not drawn stacked
-    if (
-        not stacked
-        or len(cases[0]["shape"]) == 2
-        or len({tuple(item.shape) for item in inputs}) != 1
-        or len({type(i) for i in inputs}) != 1
-    ):
-        run_property(inputs, cases, options)
-        return
-    batch = torch.stack(inputs) if isinstance(inputs[0], torch.Tensor) else np.stack(inputs)
-    try:
-        output = RFDetrImageProcessor(size_divisor=DIVISOR)(batch, **options)
-    except ValueError as error:
-        assert "Pass a list of images" in str(error) or "Image 0" in str(error), error
-        return
-    references = [reference_rgb(logical(case), scale_of(case["dtype"])) for case in cases]
-    assert_matches(output, reference_batch(references, options))
+    run_property(inputs, [reference_decode(image) for image in inputs], options)
 
 
 # ----------------------------------------------------------------------------------------------------------------------
 # PIL images
 # ----------------------------------------------------------------------------------------------------------------------
 
-PIL_MODES = ("L", "RGB", "RGBA", "P", "CMYK", "LA", "1")
+PIL_MODES = ("L", "RGB", "RGBA", "P", "CMYK", "LA", "1", "I;16", "I;16B", "I", "F")
+ORIENTATIONS: dict[int, Any] = {  # EXIF orientation -> the numpy transform that shows the stored pixels upright
+    1: lambda a: a,
+    2: lambda a: a[:, ::-1],
+    3: lambda a: a[::-1, ::-1],
+    4: lambda a: a[::-1],
+    5: lambda a: a.transpose(1, 0, 2),
+    6: lambda a: np.rot90(a, -1),
+    7: lambda a: a[::-1, ::-1].transpose(1, 0, 2),
+    8: lambda a: np.rot90(a, 1),
+}
 
 
-def pil_image(mode: str, height: int, width: int, seed: int) -> tuple[Image.Image, np.ndarray]:
-    """A PIL image of `mode` and its reference RGB pixels `(H, W, 3)` uint8, computed without `convert`
-    (except CMYK, whose conversion is PIL's definition)."""
+def grey3(values: np.ndarray) -> np.ndarray:
+    return np.repeat(values[:, :, None], 3, axis=2)
+
+
+def pil_image(mode: str, height: int, width: int, seed: int, bad_float: bool) -> tuple[Image.Image, np.ndarray | None]:
+    """A PIL image of `mode` (`width` x `height`) and its reference RGB pixels `(H, W, 3)` in 0-255, computed without
+    `convert` (except CMYK, whose conversion is PIL's definition); `None` for an `F` image outside `[0, 1]`."""
     rng = np.random.default_rng(seed)
     grey = rng.integers(0, 256, (height, width), dtype=np.uint8)
     if mode in ("L", "LA"):
         alpha = rng.integers(0, 256, (height, width), dtype=np.uint8)
         image = Image.fromarray(np.stack([grey, alpha], axis=-1), "LA") if mode == "LA" else Image.fromarray(grey)
-        return image, np.repeat(grey[:, :, None], 3, axis=2)
+        return image, grey3(grey)
     if mode == "1":
         bits = grey > 127
-        return Image.fromarray(bits), np.repeat((bits * 255).astype(np.uint8)[:, :, None], 3, axis=2)
+        return Image.fromarray(bits), grey3(bits * 255)
     if mode == "P":
         palette = rng.integers(0, 256, (256, 3), dtype=np.uint8)
         image = Image.fromarray(grey, "P")
         image.putpalette(palette.tobytes())
         return image, palette[grey]
+    if mode in ("I;16", "I;16B", "I"):
+        values = rng.integers(0 if mode != "I" else -3000, 65536 if mode != "I" else 70000, (height, width))
+        if mode == "I;16B":
+            image = Image.frombytes(mode, (width, height), values.astype(">u2").tobytes())
+        else:
+            image = Image.fromarray(values.astype(np.uint16 if mode == "I;16" else np.int32))
+        assert image.mode == mode
+        return image, grey3(np.floor(np.clip(values, 0, 65535) / 257 + 0.5))
+    if mode == "F":
+        values = rng.random((height, width)).astype(np.float32)
+        if bad_float:
+            values[rng.integers(height), rng.integers(width)] = rng.choice([1.5, -0.25, np.nan, np.inf])
+        return Image.fromarray(values), None if bad_float else grey3(np.floor(values.astype(np.float64) * 255 + 0.5))
     pixels = rng.integers(0, 256, (height, width, len(mode)), dtype=np.uint8)
     image = Image.fromarray(pixels, mode)
     if mode == "CMYK":
@@ -286,21 +370,34 @@ def pil_image(mode: str, height: int, width: int, seed: int) -> tuple[Image.Imag
     return image, pixels[:, :, :3]
 
 
-@fuzz_settings(200)
+@fuzz_settings(250)
 @given(
     mode=st.sampled_from(PIL_MODES),
     shape=image_shapes(),
     seed=st.integers(0, 2**32 - 1),
+    orientation=st.sampled_from([1, 1, *ORIENTATIONS]),
+    bad_float=st.booleans(),
     options=processor_options(),
 )
-def test_pil_modes_match_the_reference(mode: str, shape: tuple[int, int], seed: int, options: dict[str, Any]):
-    image, rgb = pil_image(mode, *shape, seed)
-    if min(shape) < 2:
-        with pytest.raises(ValueError, match="Image 0: .*smaller than the minimum 2x2"):
-            RFDetrImageProcessor(size_divisor=DIVISOR)(image, **options)
-        return
-    output = RFDetrImageProcessor(size_divisor=DIVISOR)(image, **options)
-    assert_matches(output, reference_batch([rgb.astype(np.float64) / 255], options))
+@example(
+    mode="L",
+    shape=(2, 1),
+    seed=0,
+    orientation=1,
+    bad_float=False,
+    options={"do_resize": False, "keep_aspect_ratio": False, "size": 16, "do_normalize": True},
+).via("a 1-pixel-wide PIL image is refused as arrays are")
+def test_pil_modes_match_the_reference(
+    mode: str, shape: tuple[int, int], seed: int, orientation: int, bad_float: bool, options: dict[str, Any]
+) -> None:
+    """Every mode, with every EXIF orientation, decodes to the reference (or is refused: below 2x2, `F` outside
+    `[0, 1]`)."""
+    image, rgb = pil_image(mode, *shape, seed, bad_float)
+    image.getexif()[EXIF_ORIENTATION] = orientation
+    errors = ({SMALL} if min(shape) < 2 else set()) | ({PIL_FLOAT_RANGE} if rgb is None else set())
+    decoded = errors or ORIENTATIONS[orientation](rgb).astype(np.float64) / 255
+    event(f"mode {mode}, orientation {orientation}")
+    run_property(image, [decoded], options)
 
 
 # ----------------------------------------------------------------------------------------------------------------------

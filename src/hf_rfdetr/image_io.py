@@ -291,7 +291,9 @@ def to_chw(
     if isinstance(image, Image.Image):
         if not convert_rgb and image.mode != "RGB":
             _refuse_non_rgb(f"mode {image.mode!r}", where)
-        return torch.from_numpy(np.array(to_rgb(image, where), dtype=np.uint8)).permute(2, 0, 1)
+        chw = torch.from_numpy(np.array(to_rgb(image, where), dtype=np.uint8)).permute(2, 0, 1)
+        _check_spatial_size(chw, where)  # PIL images obey the same 2x2 minimum as arrays
+        return chw
     if isinstance(image, np.ndarray):
         tensor, default_first = torch.from_numpy(_numpy_pixels(image, where)), False
     elif isinstance(image, torch.Tensor):
