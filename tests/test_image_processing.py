@@ -362,7 +362,7 @@ def test_size_must_be_divisible() -> None:
     with pytest.raises(ValueError, match=r"`size`.*`size_divisor`=56"):
         RFDetrImageProcessor()(make_image(50, 50), size={"height": 384, "width": 384})
     with pytest.raises(TypeError, match="Unexpected preprocess argument"):
-        nano_processor()(make_image(50, 50), do_pad=True)
+        nano_processor()(make_image(50, 50), do_flip=True)
     with pytest.raises(ValueError, match="size_divisor"):
         RFDetrImageProcessor(size_divisor=0)
     # padding mode has no such constraint

@@ -4,14 +4,18 @@ from __future__ import annotations
 
 import math
 import os
+import warnings
 from collections.abc import Mapping, Sequence
 from typing import Any
 
 import numpy as np
 import torch
+from torchvision.ops import box_convert
 from torchvision.transforms import InterpolationMode
 from torchvision.transforms.v2 import functional as tvf
-from transformers.image_processing_utils import BaseImageProcessor, BatchFeature
+from transformers.image_processing_utils import BaseImageProcessor, BatchFeature, get_size_dict
+from transformers.image_transforms import get_size_with_aspect_ratio
+from transformers.image_utils import get_image_size_for_max_height_width
 from transformers.processing_utils import ImagesKwargs
 from transformers.utils import logging
 
@@ -32,7 +36,20 @@ _OPTION_NAMES = (
     "image_mean",
     "image_std",
     "do_convert_rgb",
+    "do_pad",
+    "pad_size",
 )
+# The `size` forms of transformers' detection processors (DETR, RT-DETR): an exact (squash) resize, and the two
+# aspect-preserving resizes.
+_SIZE_FORMS = ({"height", "width"}, {"shortest_edge", "longest_edge"}, {"max_height", "max_width"})
+# Keys a saved `preprocessor_config.json` carries besides the options (`ImageProcessingMixin` bookkeeping).
+_BOOKKEEPING_KEYS = {
+    "image_processor_type",
+    "processor_class",
+    "feature_extractor_type",
+    "auto_map",
+    "_processor_class",
+}
 
 
 class RFDetrImageProcessorKwargs(ImagesKwargs, total=False):
@@ -42,6 +59,8 @@ class RFDetrImageProcessorKwargs(ImagesKwargs, total=False):
     do_resize: bool
     size: dict[str, int]
     keep_aspect_ratio: bool
+    do_pad: bool
+    pad_size: dict[str, int] | None
     size_divisor: int
     do_rescale: bool
     rescale_factor: float
@@ -60,9 +79,22 @@ class RFDetrImageProcessor(BaseImageProcessor):
     squashed, as in `predict`), then normalised with `image_mean` / `image_std`. This is the inference resize of
     `predict`, not the antialiased resize of the original training augmentations.
 
-    With `keep_aspect_ratio=True` (or `do_resize=False`) the longer side is resized to `max(size)` keeping the aspect
-    ratio (or the image keeps its size), and every image is zero-padded bottom/right after normalisation to a common
-    size that is a multiple of `size_divisor`; `pixel_mask` marks the real pixels.
+    `size` takes every form transformers' detection processors (DETR, RT-DETR) take:
+    - `{"height": h, "width": w}` (the default, `resolution` square): the squash resize above; both sides must be
+      multiples of `size_divisor`. With `keep_aspect_ratio=True` it means `{"max_height": m, "max_width": m}` with
+      `m = max(h, w)`.
+    - `{"max_height": mh, "max_width": mw}`: keep the aspect ratio, scale so that the image fits in `mh x mw`
+      (transformers' `get_image_size_for_max_height_width`).
+    - `{"shortest_edge": s, "longest_edge": l}`: keep the aspect ratio, shorter side to `s` unless the longer
+      side would exceed `l` (transformers' `get_size_with_aspect_ratio`).
+    With `do_pad=True` (default) every image is zero-padded bottom/right, after normalisation, to `pad_size` when
+    given, else to the largest image of the batch, rounded up to a multiple of `size_divisor` (the model needs
+    it); `pixel_mask` marks the real pixels. `pad_size` must be a multiple of `size_divisor` and hold every image.
+
+    Boxes (annotation `labels` in, `pred_boxes` out) are normalised to the image region, not the padded canvas:
+    given `pixel_mask`, the model normalises its proposals and sampling points by the unpadded extent (valid
+    ratios, as Deformable DETR), so `post_process_object_detection` with the original image sizes maps boxes back
+    to original pixels. Dropping `pixel_mask` on padded inputs makes the model's frame the padded canvas: pass it.
 
     Post-processing ([`~RFDetrImageProcessor.post_process_object_detection`]) follows the original `PostProcess`:
     sigmoid scores, top-k over all (query, class) pairs with a stable descending sort, boxes scaled and clamped to the
@@ -70,9 +102,10 @@ class RFDetrImageProcessor(BaseImageProcessor):
 
     Args:
         do_resize (`bool`, defaults to `True`): resize the images.
-        size (`dict[str, int]`, defaults to `{"height": 560, "width": 560}`): output size of the square (squash)
-            resize; with `keep_aspect_ratio=True` the longer side is resized to `max(height, width)`.
-        keep_aspect_ratio (`bool`, defaults to `False`): keep the aspect ratio and pad instead of squashing.
+        size (`dict[str, int]`, defaults to `{"height": 560, "width": 560}`): resize target, in one of the forms
+            above (an int or a `(height, width)` pair means `{"height", "width"}`).
+        keep_aspect_ratio (`bool`, defaults to `False`): with a `{"height", "width"}` size, fit the image in
+            `max(height, width)` keeping its aspect ratio (and pad) instead of squashing.
         size_divisor (`int`, defaults to 56): block size `patch_size * num_windows` of the backbone; the network
             input height and width must be multiples of it.
         do_rescale (`bool`, defaults to `True`): scale uint8 images by `rescale_factor` (float images are taken as
@@ -81,6 +114,9 @@ class RFDetrImageProcessor(BaseImageProcessor):
         do_normalize (`bool`, defaults to `True`): normalise with `image_mean` and `image_std`.
         image_mean (`list[float]`, defaults to the ImageNet mean): per-channel mean.
         image_std (`list[float]`, defaults to the ImageNet std): per-channel standard deviation.
+        do_pad (`bool`, defaults to `True`): pad the batch (see above). With `False` every image of the batch must
+            come out of the resize with the same size, a multiple of `size_divisor`.
+        pad_size (`dict[str, int]`, *optional*): `{"height": h, "width": w}` to pad every image to.
         num_top_queries (`int`, defaults to 300): default number of (query, class) pairs kept by post-processing.
         do_convert_rgb (`bool`, defaults to `True`): turn gray images into RGB (replicated) and drop an alpha
             channel. The model takes RGB only: with `False`, an array or tensor input that does not have 3 channels
@@ -101,14 +137,18 @@ class RFDetrImageProcessor(BaseImageProcessor):
         do_normalize: bool = True,
         image_mean: Sequence[float] | None = None,
         image_std: Sequence[float] | None = None,
+        do_pad: bool = True,
+        pad_size: dict[str, int] | None = None,
         num_top_queries: int = 300,
         do_convert_rgb: bool = True,
         **kwargs: Any,
     ) -> None:
-        super().__init__(**kwargs)
+        super().__init__(**_known_kwargs(kwargs))
         self.do_convert_rgb = bool(do_convert_rgb)
         self.do_resize = bool(do_resize)
         self.size = _size_dict({"height": 560, "width": 560} if size is None else size)
+        self.do_pad = bool(do_pad)
+        self.pad_size = None if pad_size is None else _pad_size_dict(pad_size)
         self.keep_aspect_ratio = bool(keep_aspect_ratio)
         self.size_divisor = _positive_int(size_divisor, "size_divisor")
         self.do_rescale = bool(do_rescale)
@@ -134,6 +174,22 @@ class RFDetrImageProcessor(BaseImageProcessor):
                 options["num_top_queries"] = int(getattr(config, name))
         options.update(kwargs)
         return cls(**options)
+
+    @classmethod
+    def from_dict(cls, image_processor_dict: dict[str, Any], **kwargs: Any) -> Any:
+        """As transformers' `from_dict` (used by `from_pretrained`), but a keyword argument that is no option of this
+        processor is reported with a `UserWarning` instead of being dropped silently."""
+        return_unused_kwargs = kwargs.pop("return_unused_kwargs", False)
+        processor, unused = super().from_dict(image_processor_dict, return_unused_kwargs=True, **kwargs)
+        ignored = sorted(key for key in unused if not key.startswith("_"))
+        if ignored:
+            warnings.warn(
+                f"{cls.__name__}: ignored unknown argument(s) {ignored}; its options are "
+                f"{[*_OPTION_NAMES, 'num_top_queries']}.",
+                UserWarning,
+                stacklevel=2,
+            )
+        return (processor, unused) if return_unused_kwargs else processor
 
     def __call__(
         self,
@@ -216,6 +272,9 @@ class RFDetrImageProcessor(BaseImageProcessor):
         options["channels_first"] = channels_first
         options["size"] = _size_dict(options["size"])
         options["size_divisor"] = _positive_int(options["size_divisor"], "size_divisor")
+        options["pad_size"] = None if options["pad_size"] is None else _pad_size_dict(options["pad_size"])
+        if options["pad_size"] is not None:
+            _check_pad_size(options["pad_size"], options["size_divisor"])
         options["image_mean"] = _three_floats(options["image_mean"], "image_mean")
         options["image_std"] = _three_floats(options["image_std"], "image_std")
         if not (math.isfinite(float(options["rescale_factor"])) and float(options["rescale_factor"]) > 0):
@@ -225,7 +284,7 @@ class RFDetrImageProcessor(BaseImageProcessor):
                 raise ValueError(f"`{name}` must be finite numbers, got {options[name]}.")
         if any(value == 0 for value in options["image_std"]):
             raise ValueError(f"`image_std` must not contain zeros, got {options['image_std']}.")
-        if options["do_resize"] and not options["keep_aspect_ratio"]:
+        if options["do_resize"] and _is_squash(options):
             _check_square_size(options["size"], options["size_divisor"])
         return options
 
@@ -233,17 +292,10 @@ class RFDetrImageProcessor(BaseImageProcessor):
         self, images: list[torch.Tensor], options: dict[str, Any]
     ) -> tuple[torch.Tensor, torch.Tensor]:
         """Resize, normalise and batch `(3, H_i, W_i)` images into `(B, 3, H, W)` values and a `(B, H, W)` mask."""
-        size = options["size"]
-        if options["do_resize"] and not options["keep_aspect_ratio"]:
-            target = (size["height"], size["width"])
-            resized = [_resize(image, target) for image in images]
-            batch = _normalize(torch.stack(resized), options)
-            mask = torch.ones((batch.shape[0], batch.shape[2], batch.shape[3]), dtype=torch.int64)
-            return batch, mask
         if options["do_resize"]:
-            longest = max(size["height"], size["width"])
-            images = [_resize(image, _aspect_size(image.shape[1], image.shape[2], longest)) for image in images]
-        return _pad_batch([_normalize(image, options) for image in images], options["size_divisor"])
+            images = [_resize(image, _output_size(image.shape[1], image.shape[2], options)) for image in images]
+        images = [_normalize(image, options) for image in images]
+        return _pad_batch(images, _canvas_size(images, options))
 
     def post_process_object_detection(
         self,
@@ -297,18 +349,42 @@ def _positive_int(value: Any, name: str) -> int:
 
 
 def _size_dict(size: Any) -> dict[str, int]:
-    """Normalise `size` (an int, a `(height, width)` pair or a dict) to `{"height": h, "width": w}`."""
-    if isinstance(size, Mapping):
-        if set(size) != {"height", "width"}:
-            raise ValueError(f"`size` must have exactly the keys 'height' and 'width', got {dict(size)}.")
-        height, width = size["height"], size["width"]
-    elif isinstance(size, (int, np.integer)) and not isinstance(size, bool):
-        height = width = size
-    elif isinstance(size, Sequence) and len(size) == 2:
-        height, width = size
-    else:
+    """Normalise `size` with transformers' `get_size_dict` (an int or a `(height, width)` pair is `{"height": h,
+    "width": w}`) and check that it is one of the forms in `_SIZE_FORMS`, with positive integer values."""
+    if isinstance(size, bool) or not isinstance(size, (Mapping, int, np.integer, Sequence)) or isinstance(size, str):
         raise ValueError(f"`size` must be an int, a (height, width) pair or a dict, got {size!r}.")
-    return {"height": _positive_int(height, "size['height']"), "width": _positive_int(width, "size['width']")}
+    if isinstance(size, Sequence) and len(size) != 2:
+        raise ValueError(f"`size` must be an int, a (height, width) pair or a dict, got {size!r}.")
+    if isinstance(size, np.integer):
+        size = int(size)
+    form = set(size) if isinstance(size, Mapping) else {"height", "width"}
+    if form not in _SIZE_FORMS:
+        raise ValueError(
+            f"`size` must have the keys {' or '.join(str(sorted(keys)) for keys in _SIZE_FORMS)}, got {dict(size)}."
+        )
+    size = dict(get_size_dict(dict(size) if isinstance(size, Mapping) else size, default_to_square=True))
+    return {key: _positive_int(value, f"size[{key!r}]") for key, value in size.items()}
+
+
+def _pad_size_dict(pad_size: Any) -> dict[str, int]:
+    """Normalise `pad_size` (a dict, an int or a `(height, width)` pair) to `{"height": h, "width": w}`."""
+    if not isinstance(pad_size, Mapping) or set(pad_size) != {"height", "width"}:
+        raise ValueError(f"`pad_size` must be a dict with the keys 'height' and 'width', got {pad_size!r}.")
+    return {key: _positive_int(pad_size[key], f"pad_size[{key!r}]") for key in ("height", "width")}
+
+
+def _known_kwargs(kwargs: dict[str, Any]) -> dict[str, Any]:
+    """The bookkeeping entries of a saved config among the constructor's extra `kwargs`; warn about the rest, which
+    this processor does not use (they are dropped, not set as attributes)."""
+    unknown = sorted(set(kwargs) - _BOOKKEEPING_KEYS)
+    if unknown:
+        warnings.warn(
+            f"RFDetrImageProcessor: ignored unknown argument(s) {unknown}; its options are "
+            f"{[*_OPTION_NAMES, 'num_top_queries']}.",
+            UserWarning,
+            stacklevel=3,
+        )
+    return {key: value for key, value in kwargs.items() if key in _BOOKKEEPING_KEYS}
 
 
 def _channels_first(input_data_format: Any) -> bool | None:
@@ -332,12 +408,29 @@ def _three_floats(values: Any, name: str) -> list[float]:
     return values
 
 
+def _is_squash(options: dict[str, Any]) -> bool:
+    """Whether the resize is the exact (aspect-squashing) resize to `size["height"] x size["width"]`."""
+    return set(options["size"]) == {"height", "width"} and not options["keep_aspect_ratio"]
+
+
+def _check_pad_size(pad_size: dict[str, int], size_divisor: int) -> None:
+    """Raise `ValueError` unless both sides of `pad_size` are multiples of `size_divisor`."""
+    if pad_size["height"] % size_divisor or pad_size["width"] % size_divisor:
+        raise ValueError(
+            f"`pad_size` {pad_size} must be divisible by `size_divisor`={size_divisor} (patch_size * num_windows, the "
+            f"model's block size) in both height and width; use e.g. {_round_up(pad_size['height'], size_divisor)} x "
+            f"{_round_up(pad_size['width'], size_divisor)}, or leave `pad_size` unset to pad to the batch's largest "
+            "image rounded up to a multiple."
+        )
+
+
 def _check_square_size(size: dict[str, int], size_divisor: int) -> None:
     """Raise `ValueError` unless both sides of `size` are multiples of `size_divisor`."""
     if size["height"] % size_divisor or size["width"] % size_divisor:
         raise ValueError(
             f"`size` {size} must be divisible by `size_divisor`={size_divisor} (patch_size * num_windows) in both "
-            "height and width; choose a multiple of it or use keep_aspect_ratio=True (which pads)."
+            "height and width; choose a multiple of it, or an aspect-preserving `size` ({'max_height', 'max_width'} or "
+            "{'shortest_edge', 'longest_edge'}), which pads."
         )
 
 
@@ -409,35 +502,65 @@ def _resize(image: torch.Tensor, size: tuple[int, int]) -> torch.Tensor:
     return tvf.resize(image, [int(size[0]), int(size[1])], interpolation=InterpolationMode.BILINEAR, antialias=False)
 
 
-def _aspect_size(height: int, width: int, longest: int) -> tuple[int, int]:
-    """Size `(h, w)` with the longer side equal to `longest` and the aspect ratio kept (other side rounded, >= 1)."""
-    if height >= width:
-        return longest, max(1, math.floor(width * longest / height + 0.5))
-    return max(1, math.floor(height * longest / width + 0.5)), longest
+def _output_size(height: int, width: int, options: dict[str, Any]) -> tuple[int, int]:
+    """Resized `(h, w)` of an `height x width` image for the `size` form in `options` (see the class docstring);
+    the aspect-preserving forms follow transformers' DETR processors, each side at least 1 pixel."""
+    size = options["size"]
+    if _is_squash(options):
+        return size["height"], size["width"]
+    if "shortest_edge" in size:
+        new = get_size_with_aspect_ratio((height, width), size["shortest_edge"], size["longest_edge"])
+    elif "max_height" in size:
+        new = get_image_size_for_max_height_width((height, width), size["max_height"], size["max_width"])
+    else:  # keep_aspect_ratio with {"height", "width"}
+        longest = max(size["height"], size["width"])
+        new = get_image_size_for_max_height_width((height, width), longest, longest)
+    return max(1, int(new[0])), max(1, int(new[1]))
 
 
 def _normalize(images: torch.Tensor, options: dict[str, Any]) -> torch.Tensor:
     """`(x - mean) / std` per channel of a `(..., 3, H, W)` tensor when `do_normalize` is on."""
     if not options["do_normalize"]:
         return images
-    mean = torch.tensor(options["image_mean"], dtype=images.dtype).view(-1, 1, 1)
-    std = torch.tensor(options["image_std"], dtype=images.dtype).view(-1, 1, 1)
-    return (images - mean) / std
+    return tvf.normalize(images, mean=options["image_mean"], std=options["image_std"])
 
 
-def _pad_batch(images: list[torch.Tensor], size_divisor: int) -> tuple[torch.Tensor, torch.Tensor]:
-    """Zero-pad `(3, H_i, W_i)` images bottom/right to a common size that is a multiple of `size_divisor`.
+def _canvas_size(images: list[torch.Tensor], options: dict[str, Any]) -> tuple[int, int]:
+    """`(H, W)` of the batch: `pad_size`, else the largest image rounded up to a multiple of `size_divisor`; without
+    padding, the images' common size, which must already be a multiple."""
+    divisor = options["size_divisor"]
+    height = max(int(image.shape[1]) for image in images)
+    width = max(int(image.shape[2]) for image in images)
+    if not options["do_pad"]:
+        sizes = sorted({tuple(image.shape[1:]) for image in images})
+        if len(sizes) > 1 or height % divisor or width % divisor:
+            raise ValueError(
+                f"do_pad=False, but the resized images have the size(s) {sizes}: the batch needs one size with height "
+                f"and width multiples of `size_divisor`={divisor}; pass do_pad=True (the default)."
+            )
+        return height, width
+    if options["pad_size"] is None:
+        return _round_up(height, divisor), _round_up(width, divisor)
+    pad_height, pad_width = options["pad_size"]["height"], options["pad_size"]["width"]
+    if height > pad_height or width > pad_width:
+        raise ValueError(
+            f"`pad_size` {options['pad_size']} is smaller than a resized image ({height} x {width}); use a `size` "
+            "that fits in it or a larger `pad_size`."
+        )
+    return pad_height, pad_width
+
+
+def _pad_batch(images: list[torch.Tensor], canvas: tuple[int, int]) -> tuple[torch.Tensor, torch.Tensor]:
+    """Zero-pad `(3, H_i, W_i)` images bottom/right to `canvas` with `torchvision`'s `pad`.
 
     Returns `(B, 3, H, W)` values and a `(B, H, W)` int64 mask that is 1 on image pixels and 0 on padding.
     """
-    height = _round_up(max(int(image.shape[1]) for image in images), size_divisor)
-    width = _round_up(max(int(image.shape[2]) for image in images), size_divisor)
-    batch = torch.zeros((len(images), 3, height, width), dtype=torch.float32)
-    mask = torch.zeros((len(images), height, width), dtype=torch.int64)
-    for i, image in enumerate(images):
-        batch[i, :, : image.shape[1], : image.shape[2]] = image
-        mask[i, : image.shape[1], : image.shape[2]] = 1
-    return batch, mask
+    values, masks = [], []
+    for image in images:
+        padding = [0, 0, canvas[1] - int(image.shape[2]), canvas[0] - int(image.shape[1])]  # left, top, right, bottom
+        values.append(tvf.pad(image, padding, fill=0.0))
+        masks.append(tvf.pad(torch.ones((1, *image.shape[1:]), dtype=torch.int64), padding, fill=0)[0])
+    return torch.stack(values), torch.stack(masks)
 
 
 def _round_up(value: int, multiple: int) -> int:
@@ -481,22 +604,21 @@ def _prepare_target(
 ) -> dict[str, torch.Tensor]:
     """Convert one image's COCO annotation dict into tensors (boxes normalised cx, cy, w, h of the image)."""
     image_id, objects = _image_annotation_fields(annotation, index)
+    parsed = [_parse_object(obj, image_id, j) for j, obj in enumerate(objects)]
+    kept = [(bbox, category_id) for bbox, category_id, is_crowd in parsed if not is_crowd]
+    xyxy = box_convert(torch.tensor([bbox for bbox, _ in kept], dtype=torch.float64).reshape(-1, 4), "xywh", "xyxy")
     height, width = orig_size
-    boxes, classes, counts = [], [], {"crowd": 0, "degenerate": 0, "clipped": 0}
-    for j, obj in enumerate(objects):
-        bbox, category_id, is_crowd = _parse_object(obj, image_id, j)
-        if is_crowd:
-            counts["crowd"] += 1
-            continue
-        clipped = _clip_xywh(bbox, height, width)
-        if clipped is None:
-            counts["degenerate"] += 1
-            continue
-        counts["clipped"] += int(clipped != _xyxy(bbox))
-        boxes.append(clipped)
-        classes.append(category_id)
+    limits = torch.tensor([width, height, width, height], dtype=torch.float64)
+    clipped = torch.minimum(xyxy.clamp_min(0.0), limits)
+    valid = (clipped[:, 2] > clipped[:, 0]) & (clipped[:, 3] > clipped[:, 1])
+    counts = {
+        "crowd": len(parsed) - len(kept),
+        "degenerate": int((~valid).sum()),
+        "clipped": int(((clipped != xyxy).any(-1) & valid).sum()),
+    }
     _report_counts(image_id, counts)
-    return _target_tensors(image_id, boxes, classes, orig_size, resized_size, padded_size)
+    classes = torch.tensor([category_id for _, category_id in kept], dtype=torch.int64)
+    return _target_tensors(image_id, clipped[valid], classes[valid], orig_size, resized_size, padded_size)
 
 
 def _image_annotation_fields(annotation: Any, index: int) -> tuple[int, list[Any]]:
@@ -546,24 +668,6 @@ def _is_number(value: Any) -> bool:
     return math.isfinite(float(value))
 
 
-def _xyxy(bbox: tuple[float, float, float, float]) -> tuple[float, float, float, float]:
-    """`(x, y, w, h)` -> `(x0, y0, x1, y1)`."""
-    x, y, w, h = bbox
-    return x, y, x + w, y + h
-
-
-def _clip_xywh(
-    bbox: tuple[float, float, float, float], height: int, width: int
-) -> tuple[float, float, float, float] | None:
-    """Clip an `(x, y, w, h)` box to the image; return it as `(x0, y0, x1, y1)`, or `None` if it has no area left."""
-    x0, y0, x1, y1 = _xyxy(bbox)
-    x0, x1 = min(max(x0, 0.0), width), min(max(x1, 0.0), width)
-    y0, y1 = min(max(y0, 0.0), height), min(max(y1, 0.0), height)
-    if x1 <= x0 or y1 <= y0:
-        return None
-    return x0, y0, x1, y1
-
-
 def _report_counts(image_id: int, counts: dict[str, int]) -> None:
     """Log a warning with the number of dropped / clipped boxes of one image, if any."""
     if any(counts.values()):
@@ -576,27 +680,19 @@ def _report_counts(image_id: int, counts: dict[str, int]) -> None:
 
 def _target_tensors(
     image_id: int,
-    boxes_xyxy: list[tuple[float, float, float, float]],
-    classes: list[int],
+    xyxy: torch.Tensor,
+    classes: torch.Tensor,
     orig_size: tuple[int, int],
     resized_size: tuple[int, int],
     padded_size: tuple[int, int],
 ) -> dict[str, torch.Tensor]:
-    """Assemble the target dict; boxes `(N, 4)` normalised cxcywh, `area` in resized-image pixels."""
+    """Assemble the target dict from `(N, 4)` float64 clipped pixel boxes; boxes `(N, 4)` cxcywh normalised by the
+    image size (the model's frame, see the class docstring), `area` in resized-image pixels."""
     height, width = orig_size
-    xyxy = torch.tensor(boxes_xyxy, dtype=torch.float64).reshape(-1, 4)
-    cxcywh = torch.stack(
-        [
-            (xyxy[:, 0] + xyxy[:, 2]) / 2 / width,
-            (xyxy[:, 1] + xyxy[:, 3]) / 2 / height,
-            (xyxy[:, 2] - xyxy[:, 0]) / width,
-            (xyxy[:, 3] - xyxy[:, 1]) / height,
-        ],
-        dim=-1,
-    )
+    cxcywh = box_convert(xyxy, "xyxy", "cxcywh") / torch.tensor([width, height, width, height], dtype=torch.float64)
     area = cxcywh[:, 2] * resized_size[1] * cxcywh[:, 3] * resized_size[0]
     return {
-        "class_labels": torch.tensor(classes, dtype=torch.int64),
+        "class_labels": classes,
         "boxes": cxcywh.to(torch.float32),
         "image_id": torch.tensor([image_id], dtype=torch.int64),
         "area": area.to(torch.float32),
@@ -607,23 +703,15 @@ def _target_tensors(
 
 
 def _to_batch_feature(data: dict[str, Any], return_tensors: str | None) -> BatchFeature:
-    """Wrap torch outputs in a `BatchFeature`, converting to numpy for `return_tensors="np"`."""
-    if return_tensors is None or return_tensors == "pt":
-        return BatchFeature(data=data)
-    if return_tensors == "np":
-        return BatchFeature(data=_to_numpy(data))
-    raise ValueError(f"`return_tensors` must be None, 'pt' or 'np', got {return_tensors!r}.")
-
-
-def _to_numpy(value: Any) -> Any:
-    """Recursively convert tensors (in dicts / lists) to numpy arrays."""
-    if isinstance(value, torch.Tensor):
-        return value.numpy()
-    if isinstance(value, dict):
-        return {key: _to_numpy(item) for key, item in value.items()}
-    if isinstance(value, list):
-        return [_to_numpy(item) for item in value]
-    return value
+    """Wrap the outputs in a `BatchFeature` (converted by it for `return_tensors="np"`), as transformers' DETR
+    processors do: each image's `labels` dict is converted on its own."""
+    if return_tensors not in (None, "pt", "np"):
+        raise ValueError(f"`return_tensors` must be None, 'pt' or 'np', got {return_tensors!r}.")
+    labels = data.pop("labels", None)
+    batch = BatchFeature(data=data, tensor_type=return_tensors)
+    if labels is not None:
+        batch["labels"] = [dict(BatchFeature(label, tensor_type=return_tensors)) for label in labels]
+    return batch
 
 
 # ----------------------------------------------------------------------------------------------------------------------
@@ -680,6 +768,4 @@ def _target_size_tensor(
 
 def _cxcywh_to_xyxy(boxes: torch.Tensor) -> torch.Tensor:
     """`(..., 4)` (cx, cy, w, h) -> (x0, y0, x1, y1); negative w/h count as 0, as in the original."""
-    cx, cy, w, h = boxes.unbind(-1)
-    half_w, half_h = 0.5 * w.clamp(min=0.0), 0.5 * h.clamp(min=0.0)
-    return torch.stack([cx - half_w, cy - half_h, cx + half_w, cy + half_h], dim=-1)
+    return box_convert(torch.cat((boxes[..., :2], boxes[..., 2:].clamp(min=0.0)), dim=-1), "cxcywh", "xyxy")
