@@ -162,10 +162,10 @@ def reference_batch(images: list[np.ndarray], options: dict[str, Any]) -> tuple[
 
 
 def aspect_size(height: int, width: int, longest: int) -> tuple[int, int]:
-    """The longer side to `longest`, the other rounded half up (at least 1)."""
-    if height >= width:
-        return longest, max(1, int(width * longest / height + 0.5))
-    return max(1, int(height * longest / width + 0.5)), longest
+    """Fit in `longest x longest` keeping the aspect ratio, sides truncated (transformers' max_height/max_width
+    rule), at least 1."""
+    scale = min(longest / height, longest / width)
+    return max(1, int(height * scale)), max(1, int(width * scale))
 
 
 def assert_matches(output: Any, expected: tuple[np.ndarray, np.ndarray]) -> None:

@@ -588,3 +588,97 @@ def test_defaults_and_from_config() -> None:
     config = configuration.RFDetrConfig(resolution=576, patch_size=16, num_windows=2)
     from_real = RFDetrImageProcessor.from_config(config)
     assert from_real.size == {"height": 576, "width": 576} and from_real.size_divisor == 32
+
+
+# ----------------------------------------------------------------------------------------------------------------------
+# transformers' size forms, do_pad / pad_size, unknown arguments
+# ----------------------------------------------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("size", "resized"),
+    [
+        ({"max_height": 64, "max_width": 64}, (40, 64)),  # 50 x 80 -> scale 0.8
+        ({"shortest_edge": 30, "longest_edge": 40}, (25, 40)),  # longest edge caps the shortest-edge resize
+        ({"shortest_edge": 20, "longest_edge": 100}, (20, 32)),
+    ],
+)
+def test_aspect_preserving_size_forms_resize_then_pad(size: dict[str, int], resized: tuple[int, int]) -> None:
+    image = make_image(50, 80, seed=3)
+    out = RFDetrImageProcessor(size=size, size_divisor=16)(image)
+    height, width = resized
+    assert out["pixel_values"].shape == (1, 3, -(-height // 16) * 16, -(-width // 16) * 16)
+    assert int(out["pixel_mask"][0, :, 0].sum()) == height and int(out["pixel_mask"][0, 0, :].sum()) == width
+    chw = torch.from_numpy(image).permute(2, 0, 1).float() / 255
+    expected = (F.interpolate(chw[None], size=resized, mode="bilinear", antialias=False)[0] - MEAN) / STD
+    assert (out["pixel_values"][0, :, :height, :width] - expected).abs().max().item() <= 1e-6
+    assert out["pixel_values"][0, :, height:, :].abs().max().item() == 0.0
+
+
+def test_guide_processor_call_pads_to_pad_size() -> None:
+    processor = RFDetrImageProcessor(
+        size={"max_height": 96, "max_width": 96}, do_pad=True, pad_size={"height": 96, "width": 96}, size_divisor=16
+    )
+    out = processor([make_image(50, 80), make_image(90, 30)])
+    assert out["pixel_values"].shape == (2, 3, 96, 96)
+    assert out["pixel_mask"][0].sum().item() == 60 * 96 and out["pixel_mask"][1].sum().item() == 96 * 32
+
+
+def test_pad_size_and_do_pad_errors_are_named() -> None:
+    with pytest.raises(ValueError, match=r"`pad_size`.*divisible by `size_divisor`=56.*504 x 504"):
+        RFDetrImageProcessor(size={"max_height": 480, "max_width": 480}, pad_size={"height": 480, "width": 480})(
+            make_image(50, 80)
+        )
+    with pytest.raises(ValueError, match=r"`pad_size`.*smaller than a resized image"):
+        RFDetrImageProcessor(
+            size={"max_height": 64, "max_width": 64}, pad_size={"height": 32, "width": 32}, size_divisor=16
+        )(make_image(50, 80))
+    with pytest.raises(ValueError, match="do_pad=False"):
+        RFDetrImageProcessor(size={"max_height": 64, "max_width": 64}, do_pad=False, size_divisor=16)(
+            make_image(50, 80)
+        )
+    with pytest.raises(ValueError, match=r"`size` must have the keys"):
+        RFDetrImageProcessor(size={"shortest_edge": 30})
+
+
+def test_unknown_arguments_warn(tmp_path) -> None:
+    with pytest.warns(UserWarning, match=r"ignored unknown argument\(s\) \['do_flip'\]"):
+        processor = RFDetrImageProcessor(do_flip=True)
+    assert not hasattr(processor, "do_flip")
+    processor.save_pretrained(tmp_path)
+    with pytest.warns(UserWarning, match=r"ignored unknown argument\(s\) \['do_flip'\]"):
+        RFDetrImageProcessor.from_pretrained(tmp_path, do_flip=True)
+    loaded = RFDetrImageProcessor.from_pretrained(tmp_path, do_pad=True, pad_size={"height": 560, "width": 560})
+    assert loaded.do_pad and loaded.pad_size == {"height": 560, "width": 560}
+
+
+def test_padded_box_comes_back_at_its_pixels() -> None:
+    """A box in a padded image: its label is normalised to the image (the model's frame given pixel_mask), so a
+    prediction equal to the label, post-processed with the original size, lands on the original pixels."""
+    processor = RFDetrImageProcessor(
+        size={"max_height": 64, "max_width": 64}, pad_size={"height": 64, "width": 64}, size_divisor=16
+    )
+    box = [30.0, 10.0, 40.0, 20.0]  # x, y, w, h in a 50 x 80 image (resized to 40 x 64, padded to 64 x 64)
+    out = processor(make_image(50, 80), annotations={"image_id": 1, "annotations": [{"bbox": box, "category_id": 2}]})
+    assert out["pixel_mask"][0].sum().item() == 40 * 64
+    boxes = out["labels"][0]["boxes"]
+    assert torch.allclose(boxes, torch.tensor([[50 / 80, 20 / 50, 40 / 80, 20 / 50]]))
+    logits = torch.full((1, 1, 3), -10.0)
+    logits[0, 0, 2] = 10.0
+    result = processor.post_process_object_detection(
+        {"logits": logits, "pred_boxes": boxes[None]}, threshold=0.5, target_sizes=[(50, 80)]
+    )[0]
+    assert result["labels"].tolist() == [2]
+    assert torch.allclose(result["boxes"], torch.tensor([[30.0, 10.0, 70.0, 30.0]]), atol=1e-4)
+
+
+def test_model_frame_is_the_unpadded_image() -> None:
+    """The model's proposals are normalised by the valid (unpadded) extent: with the right half of a 4 x 8 map
+    padded, the last valid column's centre is at 3.5 / 4, not 3.5 / 8."""
+    from hf_rfdetr.decoder_rfdetr import encoder_proposals
+
+    padding = torch.zeros(1, 4, 8, dtype=torch.bool)
+    padding[..., 4:] = True
+    _, proposals = encoder_proposals(torch.randn(1, 32, 8), [(4, 8)], padding.flatten(1))
+    assert proposals[0, 3, 0].item() == pytest.approx(3.5 / 4)
+    assert proposals[0, 1 * 8 + 2, 1].item() == pytest.approx(1.5 / 4)
