@@ -139,8 +139,13 @@ def test_hub_errors_are_named(model, tmp_path: Path, capsys, monkeypatch) -> Non
     from huggingface_hub.errors import HFValidationError
 
     failing = HubStub(tmp_path, fail=HFValidationError("Repo id must be in the form 'repo_name'"))
-    with pytest.raises(HubError, match="upload to 'bad id' failed: HFValidationError.*ORG_OR_USER/NAME"):
-        push_to_hub(model, "bad id", api=failing)
+    with pytest.raises(HubError, match="upload to 'org/name' failed: HFValidationError.*ORG_OR_USER/NAME"):
+        push_to_hub(model, "org/name", api=failing)
+    quiet = HubStub(tmp_path)
+    for bad in ("bad id", "org/a--b", "org/name/extra"):  # huggingface_hub's validate_repo_id, before any upload
+        with pytest.raises(HubError, match=f"upload to '{bad}' failed: HFValidationError: .*ORG_OR_USER/NAME"):
+            push_to_hub(model, bad, api=quiet)
+    assert quiet.calls == []
     folder = tmp_path / "saved"
     model.save_pretrained(folder)
     monkeypatch.setattr("huggingface_hub.HfApi", lambda *a, **k: HubStub(tmp_path, fail=ConnectionError("offline")))

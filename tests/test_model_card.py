@@ -99,6 +99,9 @@ def test_a_local_dataset_is_described_not_linked() -> None:
     card = render_model_card(tiny_config(), 1, dataset="my shapes folder", metrics={"eval_map": 0.5})
     assert "- dataset: `my shapes folder`" in card and "datasets:" not in card.split("---")[1]
     assert "| metric | evaluation |" in card and "| mAP@[.50:.95] | 0.5000 |" in card
+    for name in ("org/a--b", "data/coco.git", "org/pets/train", "-pets"):  # not Hub ids by huggingface_hub's rules
+        card = render_model_card(tiny_config(), 1, dataset=name)
+        assert f"- dataset: `{name}`" in card and "datasets:" not in card.split("---")[1], name
 
 
 def test_log_history_evaluations() -> None:

@@ -209,3 +209,24 @@ def test_perturbed_weights_reach_the_output() -> None:
             (getattr(out, key) - getattr(reference, key)).abs().max() for key in ("logits", "pred_boxes", "enc_logits")
         )
         assert moved > 1e-6, f"{name} does not influence the output"
+
+
+def test_drop_path_ramps_over_the_blocks_and_is_off_in_eval() -> None:
+    """drop_path_rate ramps linearly from 0 (first block) to the rate (last block) as torchvision `StochasticDepth`
+    ("row": per image window); eval outputs equal those without it, training outputs differ."""
+    from torchvision.ops import StochasticDepth
+
+    with_drop = perturb_(RFDetrForObjectDetection(tiny_config(drop_path_rate=0.6)), seed=0)
+    without = RFDetrForObjectDetection(tiny_config())
+    without.load_state_dict(with_drop.state_dict())
+    modules = [layer.drop_path for layer in with_drop.model.backbone.layers]
+    assert all(isinstance(module, StochasticDepth) and module.mode == "row" for module in modules)
+    assert [module.p for module in modules] == pytest.approx([0.0, 0.2, 0.4, 0.6])
+    pixel_values = _pixels()
+    with torch.no_grad():
+        torch.testing.assert_close(with_drop.eval()(pixel_values).logits, without.eval()(pixel_values).logits)
+        torch.manual_seed(0)
+        dropped = with_drop.train()(pixel_values).logits
+        torch.manual_seed(0)
+        kept = without.train()(pixel_values).logits
+    assert (dropped - kept).abs().max() > 1e-4, "drop path must change the training outputs"

@@ -7,7 +7,7 @@ import torch
 
 from hf_rfdetr import RFDetrConfig, RFDetrForObjectDetection
 
-from .conftest import REFERENCE_CONFIG_CLASSES, converted_model, reference_model
+from .conftest import REFERENCE_CONFIG_CLASSES, converted_model, reference_model, tiny_config
 
 pytestmark = pytest.mark.reference
 
@@ -115,3 +115,24 @@ def test_padded_batch_matches_reference_mask() -> None:
     _assert_close(actual.logits, expected["pred_logits"], 1e-4, "logits")
     _assert_close(actual.pred_boxes, expected["pred_boxes"], 1e-4, "pred_boxes")
     assert (unmasked.pred_boxes - actual.pred_boxes).abs().max() > 1e-3, "the mask must change the result"
+
+
+def test_drop_path_matches_reference_in_training() -> None:
+    """The backbone's drop path (torchvision's `StochasticDepth`, mode "row") against the original's `drop_path`:
+    in training each row (one image window) of the residual branch is zeroed or scaled by 1 / (1 - p); in eval it is
+    the identity. The two draw their row masks differently (torch.rand + floor against bernoulli_), so a row-for-row
+    equality on one RNG state cannot hold: each output is compared with the original's formula on its own mask."""
+    from rfdetr.models.backbone.dinov2_with_windowed_attn import drop_path
+
+    layer = RFDetrForObjectDetection(tiny_config(drop_path_rate=0.3)).model.backbone.layers[-1]
+    rows = torch.randn(4000, 5, 8, generator=torch.Generator().manual_seed(0))
+    layer.train()
+    torch.manual_seed(0)
+    ours, reference = layer.drop_path(rows), drop_path(rows, 0.3, training=True)
+    for output, name in ((ours, "ours"), (reference, "reference")):
+        kept = output.flatten(1).ne(0).any(1)
+        assert output[~kept].eq(0).all(), f"{name}: a dropped row must be all zeros"
+        torch.testing.assert_close(output[kept], rows[kept].div(0.7), rtol=2.5e-7, atol=0, msg=f"{name}: scale")
+        assert abs(kept.float().mean().item() - 0.7) < 0.03, f"{name}: kept {kept.float().mean():.3f} of the rows"
+    layer.eval()
+    assert torch.equal(layer.drop_path(rows), rows) and torch.equal(drop_path(rows, 0.3, training=False), rows)

@@ -16,6 +16,7 @@ from typing import NamedTuple
 import torch
 import torch.nn.functional as F
 from torch import nn
+from torchvision.ops import StochasticDepth
 from transformers.activations import ACT2FN
 
 from .configuration_rfdetr import RFDetrConfig
@@ -158,15 +159,6 @@ class RFDetrMLP(nn.Module):
         return self.fc2(self.activation(self.fc1(hidden_states)))
 
 
-def drop_path(hidden_states: torch.Tensor, drop_prob: float, training: bool) -> torch.Tensor:
-    """Stochastic depth: drop the residual branch per sample with probability `drop_prob` while training."""
-    if drop_prob == 0.0 or not training:
-        return hidden_states
-    keep = 1.0 - drop_prob
-    mask = hidden_states.new_empty((hidden_states.shape[0],) + (1,) * (hidden_states.ndim - 1)).bernoulli_(keep)
-    return hidden_states * mask / keep
-
-
 class RFDetrEncoderLayer(GradientCheckpointingLayer):
     """A pre-norm DINOv2 block with layer scale; attention is windowed or global (over all windows of an image)."""
 
@@ -174,7 +166,9 @@ class RFDetrEncoderLayer(GradientCheckpointingLayer):
         super().__init__()
         hidden = config.backbone_hidden_size
         self.num_windows = config.num_windows
-        self.drop_path_rate = drop_path_rate
+        # Stochastic depth: while training, each row (an image's window) drops the residual branch with probability
+        # `drop_path_rate` and the kept rows are scaled by 1 / (1 - drop_path_rate), as the original's drop_path.
+        self.drop_path = StochasticDepth(drop_path_rate, "row")
         self.norm1 = nn.LayerNorm(hidden, eps=config.backbone_layer_norm_eps)
         self.attention = RFDetrSelfAttention(config)
         self.layer_scale1 = nn.Parameter(torch.full((hidden,), config.backbone_layerscale_value))
@@ -198,9 +192,9 @@ class RFDetrEncoderLayer(GradientCheckpointingLayer):
             attended = attended.reshape(windows, length, channels)
         else:
             attended, weights = self.attention(attention_input, eager)
-        hidden_states = hidden_states + drop_path(attended * self.layer_scale1, self.drop_path_rate, self.training)
+        hidden_states = hidden_states + self.drop_path(attended * self.layer_scale1)
         feed_forward = self.mlp(self.norm2(hidden_states)) * self.layer_scale2
-        return hidden_states + drop_path(feed_forward, self.drop_path_rate, self.training), weights
+        return hidden_states + self.drop_path(feed_forward), weights
 
 
 class RFDetrBackboneOutput(NamedTuple):

@@ -128,6 +128,13 @@ def push_to_hub(
     Raises:
         HubError: the Hub refused or could not be reached (bad token, no access, offline, invalid repository id).
     """
+    from huggingface_hub.errors import HFValidationError
+    from huggingface_hub.utils import validate_repo_id
+
+    try:
+        validate_repo_id(repo_id)  # before the model is written out for upload
+    except HFValidationError as error:
+        raise _hub_error(error, repo_id) from error
     if api is None:
         from huggingface_hub import HfApi
 

@@ -44,7 +44,6 @@ SUMMARY_METRICS = {
 _ALL_SUMMARY_KEYS = (*SUMMARY_METRICS, "mar_small", "mar_medium", "mar_large")
 #: Result files of `Trainer.save_metrics(split, ...)`: file -> (key prefix, split shown in the card).
 _RESULT_FILES = {"eval_results.json": ("eval_", "validation"), "test_results.json": ("test_", "test")}
-_HUB_ID = re.compile(r"^[A-Za-z0-9][\w.-]*(/[\w.-]+)?$")
 
 
 @dataclass
@@ -67,6 +66,18 @@ class Evaluation:
     def column(self) -> str:
         epoch = f" (epoch {self.epoch:g})" if self.epoch is not None else ""
         return f"{self.split}{epoch}"
+
+
+def _is_hub_id(text: str) -> bool:
+    """Whether `text` is a valid Hub repository id (`NAME` or `ORG/NAME`), by `huggingface_hub`'s own rules."""
+    from huggingface_hub.errors import HFValidationError
+    from huggingface_hub.utils import validate_repo_id
+
+    try:
+        validate_repo_id(text)
+    except HFValidationError:
+        return False
+    return True
 
 
 # ----------------------------------------------------------------------------------------------------------------------
@@ -212,7 +223,7 @@ def _labels_section(config: RFDetrConfig) -> str:
 def _training_section(dataset: str | None, training: str | None) -> str:
     lines = []
     if dataset:
-        link = f"[{dataset}](https://huggingface.co/datasets/{dataset})" if _HUB_ID.match(dataset) else f"`{dataset}`"
+        link = f"[{dataset}](https://huggingface.co/datasets/{dataset})" if _is_hub_id(dataset) else f"`{dataset}`"
         lines.append(f"- dataset: {link}")
     if training:
         lines.append(f"- {training}")
@@ -225,7 +236,7 @@ def _metadata(
     from huggingface_hub import EvalResult, ModelCardData
 
     tags = ["object-detection", "rf-detr", "hf_rfdetr", "vision"]
-    hub_dataset = dataset if dataset and _HUB_ID.match(dataset) else None
+    hub_dataset = dataset if dataset and _is_hub_id(dataset) else None
     results = [
         EvalResult(
             task_type="object-detection",
@@ -246,7 +257,7 @@ def _metadata(
         pipeline_tag="object-detection",
         tags=tags,
         datasets=[hub_dataset] if hub_dataset else None,
-        base_model=base_model if base_model and _HUB_ID.match(base_model) else None,
+        base_model=base_model if base_model and _is_hub_id(base_model) else None,
         model_name=title if results else None,
         eval_results=results or None,
     )

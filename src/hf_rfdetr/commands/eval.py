@@ -100,8 +100,9 @@ def evaluate_coco_folder(
     """COCO metrics of `model` (an `RFDetrForObjectDetection`, a Hub id or a folder) on one split of a COCO folder.
 
     The split is loaded and transformed as in training (`load_coco_folder`, the evaluation transform), detections are
-    post-processed and scored as `CocoEvaluator` does (top 100 per image, `coco_metrics`). The model's labels are
-    matched to the dataset's categories by name, so a COCO-pretrained model (91 slots) evaluates on a COCO folder.
+    post-processed and scored by the loop `CocoEvaluator` uses (`training.metrics`: `post_process`, top 100 per image,
+    then `coco_metrics`). The model's labels are matched to the dataset's categories by name, so a COCO-pretrained
+    model (91 slots) evaluates on a COCO folder.
 
     Returns:
         `{"model", "dataset_dir", "split", "images", "boxes", "metrics"}` with `metrics` as `coco_metrics` names
@@ -163,15 +164,12 @@ def label_mapping(model_id2label: dict[int, str], dataset_names: dict[int, str])
 
 def _predict(model, dataset, batch_size: int, num_workers: int, mapping: dict[int, int]):
     """Post-processed detections (labels mapped to the dataset's) and targets, image by image."""
-    from types import SimpleNamespace
-
     import torch
     from torch.utils.data import DataLoader
 
-    from ..image_processing_rfdetr import RFDetrImageProcessor
     from ..training import RFDetrDataCollator
+    from ..training.metrics import post_process
 
-    processor = RFDetrImageProcessor()
     device = next(model.parameters()).device
     loader = DataLoader(dataset, batch_size=batch_size, collate_fn=RFDetrDataCollator(), num_workers=num_workers)
     predictions, targets = [], []
@@ -181,9 +179,8 @@ def _predict(model, dataset, batch_size: int, num_workers: int, mapping: dict[in
     with torch.no_grad():
         for batch in loader:
             outputs = model(pixel_values=batch["pixel_values"].to(device))
-            outputs = SimpleNamespace(logits=outputs.logits.float().cpu(), pred_boxes=outputs.pred_boxes.float().cpu())
             sizes = [tuple(int(v) for v in target["orig_size"]) for target in batch["labels"]]
-            for detections in processor.post_process_object_detection(outputs, 0.0, sizes, top_k=100):
+            for detections in post_process(outputs.logits, outputs.pred_boxes, sizes, top_k=100):
                 labels = lookup[detections["labels"]]
                 keep = labels >= 0
                 predictions.append(
@@ -196,6 +193,7 @@ def _predict(model, dataset, batch_size: int, num_workers: int, mapping: dict[in
 def _write_predictions(predictions, targets, dataset_dir: Path, split: str, names, path: Path) -> None:
     """Detections in COCO results format, with the split's image ids and category ids."""
     from ..training.data import ANNOTATION_FILE, SPLIT_FOLDERS
+    from ..training.metrics import coco_results
 
     folder = next(dataset_dir / name for name in SPLIT_FOLDERS[split] if (dataset_dir / name).is_dir())
     categories = json.loads((folder / ANNOTATION_FILE).read_text())["categories"]
@@ -205,17 +203,7 @@ def _write_predictions(predictions, targets, dataset_dir: Path, split: str, name
         category_ids = {label: category_ids[label] or int(names[label].rsplit("_", 1)[-1]) for label in names}
     results = []
     for prediction, target in zip(predictions, targets):
-        image_id = int(target["image_id"][0])
-        for score, label, box in zip(prediction["scores"], prediction["labels"], prediction["boxes"].tolist()):
-            x0, y0, x1, y1 = box
-            results.append(
-                {
-                    "image_id": image_id,
-                    "category_id": category_ids[int(label)],
-                    "bbox": [x0, y0, x1 - x0, y1 - y0],
-                    "score": float(score),
-                }
-            )
+        results += coco_results(prediction, int(target["image_id"][0]), category_ids)
     path.write_text(json.dumps(results))
 
 

@@ -8,6 +8,8 @@ from collections.abc import Iterable, Mapping
 from typing import Any, Literal
 
 import datasets
+import torch
+from torchvision.ops import box_convert
 
 from .data import (
     DatasetError,
@@ -162,7 +164,8 @@ def _xyxy_to_xywh_batch(objects_batch: list[Any]) -> dict[str, list[Any]]:
     converted = []
     for objects in objects_batch:
         columns = object_columns(objects)
-        columns["bbox"] = [[x0, y0, x1 - x0, y1 - y0] for x0, y0, x1, y1 in columns["bbox"]]
+        xyxy = torch.tensor(columns["bbox"], dtype=torch.float64).reshape(-1, 4)  # float64: as Python's arithmetic
+        columns["bbox"] = box_convert(xyxy, "xyxy", "xywh").tolist()
         converted.append(columns if isinstance(objects, Mapping) else _rows(columns))
     return {"objects": converted}
 

@@ -1,22 +1,59 @@
-"""COCO detection metrics with pycocotools, for evaluation and as the Trainer's `compute_metrics`."""
+"""COCO detection metrics with pycocotools: the one evaluation loop behind the Trainer's `compute_metrics`
+(`CocoEvaluator`) and `hf-rfdetr eval` (raw outputs -> `post_process` -> `coco_metrics`)."""
 
 from __future__ import annotations
 
 import contextlib
 import io
+from collections.abc import Sequence
+from types import SimpleNamespace
+from typing import Any
 
 import numpy as np
 import torch
+from torchvision.ops import box_convert
 
 _STATS = ("map", "map_50", "map_75", "map_small", "map_medium", "map_large")
 _RECALLS = ("mar_1", "mar_10", "mar_100", "mar_small", "mar_medium", "mar_large")
 
 
 def _absolute_xywh(boxes: torch.Tensor, size: tuple[int, int]) -> np.ndarray:
-    """Normalised cxcywh (N, 4) -> absolute xywh in an image of (height, width)."""
+    """Normalised cxcywh (N, 4) -> absolute xywh in an image of (height, width), float32.
+
+    The conversion runs in float64 (exact for float32 inputs), so that the width stays the target's `w` rather than
+    `(cx + w/2) - (cx - w/2)` rounded to float32."""
     height, width = size
     boxes = boxes.detach().float().cpu() * torch.tensor([width, height, width, height])
-    return torch.cat([boxes[:, :2] - boxes[:, 2:] / 2, boxes[:, 2:]], dim=1).numpy()
+    return box_convert(boxes.double(), "cxcywh", "xywh").float().numpy()
+
+
+def post_process(
+    logits: torch.Tensor, pred_boxes: torch.Tensor, sizes: Sequence[tuple[int, int]], top_k: int = 100
+) -> list[dict[str, torch.Tensor]]:
+    """Raw outputs (B, Q, C) and normalised cxcywh (B, Q, 4) -> per image the `top_k` best `scores`, `labels` and
+    absolute xyxy `boxes` in an image of `sizes[i]` (height, width), as `RFDetrImageProcessor` post-processes them
+    (no score threshold, so that COCO sees the whole precision-recall curve)."""
+    from ..image_processing_rfdetr import RFDetrImageProcessor
+
+    outputs = SimpleNamespace(logits=logits.float().cpu(), pred_boxes=pred_boxes.float().cpu())
+    return RFDetrImageProcessor().post_process_object_detection(outputs, 0.0, list(sizes), top_k=top_k)
+
+
+def coco_results(
+    prediction: dict[str, torch.Tensor], image_id: int, category_ids: dict[int, Any] | None = None
+) -> list[dict[str, Any]]:
+    """One image's detections in COCO results format (`bbox` absolute xywh, widths exact in float64), labels mapped
+    by `category_ids`."""
+    boxes = box_convert(prediction["boxes"].detach().float().cpu().double(), "xyxy", "xywh").tolist()
+    return [
+        {
+            "image_id": image_id,
+            "category_id": category_ids[int(label)] if category_ids is not None else int(label),
+            "bbox": box,
+            "score": float(score),
+        }
+        for score, label, box in zip(prediction["scores"].tolist(), prediction["labels"].tolist(), boxes)
+    ]
 
 
 def coco_metrics(
@@ -56,12 +93,7 @@ def coco_metrics(
                     "iscrowd": 0,
                 }
             )
-        boxes = prediction["boxes"].detach().float().cpu()
-        for score, label, box in zip(prediction["scores"].tolist(), prediction["labels"].tolist(), boxes.tolist()):
-            x0, y0, x1, y1 = box
-            detections.append(
-                {"image_id": image_id, "category_id": int(label), "bbox": [x0, y0, x1 - x0, y1 - y0], "score": score}
-            )
+        detections += coco_results(prediction, image_id)
     categories = sorted(
         set(id2label or {}) | {a["category_id"] for a in annotations} | {d["category_id"] for d in detections}
     )

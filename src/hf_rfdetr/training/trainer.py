@@ -7,7 +7,6 @@ import functools
 import os
 from dataclasses import replace
 from pathlib import Path
-from types import SimpleNamespace
 from typing import Any
 
 import torch
@@ -16,7 +15,7 @@ from transformers.trainer_utils import PREFIX_CHECKPOINT_DIR
 
 from .checkpoints import mark_complete, remove_checkpoint, resolve_checkpoint, rotate_checkpoints
 from .ema import EMA_FOLDER, RFDetrEMACallback
-from .metrics import coco_metrics
+from .metrics import coco_metrics, post_process
 from .optim import LearningRates, parameter_groups
 
 #: File of a checkpoint holding the data collator's random state (`state_dict()`), one per process when distributed.
@@ -43,17 +42,13 @@ class CocoEvaluator:
     def __call__(self, evaluation: EvalPrediction) -> dict[str, float]:
         """Predictions: per batch a list of per-image `(logits, pred_boxes)`; label_ids: per batch a list of target
         dicts with `class_labels`, normalised cxcywh `boxes` and `orig_size` (see `RFDetrTrainer.gather_function`)."""
-        from ..image_processing_rfdetr import RFDetrImageProcessor
-
-        processor = RFDetrImageProcessor()
         predictions, targets = [], []
         for batch, labels in zip(evaluation.predictions, evaluation.label_ids):
             logits = torch.stack([torch.as_tensor(image_logits) for image_logits, _ in batch])
             boxes = torch.stack([torch.as_tensor(image_boxes) for _, image_boxes in batch])
             labels = [{key: torch.as_tensor(value) for key, value in label.items()} for label in labels]
-            outputs = SimpleNamespace(logits=logits, pred_boxes=boxes)
             sizes = [tuple(int(v) for v in label["orig_size"]) for label in labels]
-            predictions += processor.post_process_object_detection(outputs, 0.0, sizes, top_k=self.top_k)
+            predictions += post_process(logits, boxes, sizes, top_k=self.top_k)
             targets += labels
         return coco_metrics(predictions, targets, self.id2label)
 
