@@ -79,12 +79,13 @@ class RFDetrImageProcessor(BaseImageProcessor):
             already in `[0, 1]` and checked).
         rescale_factor (`float`, defaults to `1/255`): scale of uint8 images.
         do_normalize (`bool`, defaults to `True`): normalise with `image_mean` and `image_std`.
-        image_mean (`list[float]`, defaults to the ImageNet mean): per-channel mean.
-        image_std (`list[float]`, defaults to the ImageNet std): per-channel standard deviation.
+        image_mean (`list[float]`, defaults to the ImageNet mean): per-channel mean (a number: the same for every
+            channel); one value per channel of the images (3, or the images' own count with `do_convert_rgb=False`).
+        image_std (`list[float]`, defaults to the ImageNet std): per-channel standard deviation, as `image_mean`.
         num_top_queries (`int`, defaults to 300): default number of (query, class) pairs kept by post-processing.
         do_convert_rgb (`bool`, defaults to `True`): turn gray images into RGB (replicated) and drop an alpha
-            channel. The model takes RGB only: with `False`, an array or tensor input that does not have 3 channels
-            is an error (PIL images are always decoded to RGB).
+            channel. With `False` the images keep their own channels (1, 3 or 4; all images of a call alike), as
+            transformers' processors do; the model itself takes 3 (RGB).
     """
 
     model_input_names = ["pixel_values", "pixel_mask"]
@@ -114,8 +115,8 @@ class RFDetrImageProcessor(BaseImageProcessor):
         self.do_rescale = bool(do_rescale)
         self.rescale_factor = float(rescale_factor)
         self.do_normalize = bool(do_normalize)
-        self.image_mean = _three_floats(IMAGENET_MEAN if image_mean is None else image_mean, "image_mean")
-        self.image_std = _three_floats(IMAGENET_STD if image_std is None else image_std, "image_std")
+        self.image_mean = _channel_floats(IMAGENET_MEAN if image_mean is None else image_mean, "image_mean")
+        self.image_std = _channel_floats(IMAGENET_STD if image_std is None else image_std, "image_std")
         self.num_top_queries = _positive_int(num_top_queries, "num_top_queries")
 
     @classmethod
@@ -170,10 +171,10 @@ class RFDetrImageProcessor(BaseImageProcessor):
                 numpy / torch inputs; guessed from the shape when not given).
 
         Returns:
-            `BatchFeature` with `pixel_values` `(B, 3, H, W)` float32 and `pixel_mask` `(B, H, W)` int64 (1 on image
-            pixels, 0 on padding), plus `labels` (a list of `B` dicts of tensors) when `annotations` is given:
-            `class_labels` `(N,)` int64, `boxes` `(N, 4)` float32 normalised `(cx, cy, w, h)`, `image_id` `(1,)`,
-            `area` `(N,)` float32 (box area in `pixel_values` pixels), `iscrowd` `(N,)` int64, `orig_size` and `size`
+            `BatchFeature` with `pixel_values` `(B, 3, H, W)` float32 (`(B, C, H, W)` with `do_convert_rgb=False`)
+            and `pixel_mask` `(B, H, W)` int64 (1 on image pixels, 0 on padding), plus `labels` (a list of
+            `B` dicts of tensors) when `annotations` is given: `class_labels` `(N,)` int64, `boxes` `(N, 4)` float32
+            normalised `(cx, cy, w, h)`, `image_id` `(1,)`, `area` `(N,)` float32 (box area in `pixel_values` pixels), `iscrowd` `(N,)` int64, `orig_size` and `size`
             `(2,)` int64 `(height, width)` of the input image and of `pixel_values`.
 
         Raises:
@@ -189,6 +190,7 @@ class RFDetrImageProcessor(BaseImageProcessor):
         if not image_list:
             raise ValueError("`images` is empty: expected an image or a non-empty list of images.")
         tensors = [_to_rgb_float(image, index, options) for index, image in enumerate(image_list)]
+        _check_channels(tensors, options)
         orig_sizes = [(int(t.shape[1]), int(t.shape[2])) for t in tensors]
         pixel_values, pixel_mask = self._resize_normalize_batch(tensors, options)
         if not torch.isfinite(pixel_values).all():
@@ -216,8 +218,8 @@ class RFDetrImageProcessor(BaseImageProcessor):
         options["channels_first"] = channels_first
         options["size"] = _size_dict(options["size"])
         options["size_divisor"] = _positive_int(options["size_divisor"], "size_divisor")
-        options["image_mean"] = _three_floats(options["image_mean"], "image_mean")
-        options["image_std"] = _three_floats(options["image_std"], "image_std")
+        options["image_mean"] = _channel_floats(options["image_mean"], "image_mean")
+        options["image_std"] = _channel_floats(options["image_std"], "image_std")
         if not (math.isfinite(float(options["rescale_factor"])) and float(options["rescale_factor"]) > 0):
             raise ValueError(f"`rescale_factor` must be a finite positive number, got {options['rescale_factor']!r}.")
         for name in ("image_mean", "image_std"):
@@ -232,7 +234,7 @@ class RFDetrImageProcessor(BaseImageProcessor):
     def _resize_normalize_batch(
         self, images: list[torch.Tensor], options: dict[str, Any]
     ) -> tuple[torch.Tensor, torch.Tensor]:
-        """Resize, normalise and batch `(3, H_i, W_i)` images into `(B, 3, H, W)` values and a `(B, H, W)` mask."""
+        """Resize, normalise and batch `(C, H_i, W_i)` images into `(B, C, H, W)` values and a `(B, H, W)` mask."""
         size = options["size"]
         if options["do_resize"] and not options["keep_aspect_ratio"]:
             target = (size["height"], size["width"])
@@ -322,14 +324,36 @@ def _channels_first(input_data_format: Any) -> bool | None:
     return value == "channels_first"
 
 
-def _three_floats(values: Any, name: str) -> list[float]:
-    """Return a per-channel statistic as a list of 3 floats (a scalar is broadcast)."""
-    if isinstance(values, (int, float)):
+def _channel_floats(values: Any, name: str) -> list[float]:
+    """Return a per-channel statistic as a list of floats; a number becomes 3 equal values (RGB). The count is
+    checked against the images' channels by `_check_channels`."""
+    if isinstance(values, (int, float, np.integer, np.floating)):
         values = [values] * 3
     values = [float(v) for v in values]
-    if len(values) != 3:
-        raise ValueError(f"`{name}` must have 3 values (RGB), got {values}.")
+    if not values:
+        raise ValueError(f"`{name}` must have one value per channel (3 for RGB), got {values}.")
     return values
+
+
+def _check_channels(images: list[torch.Tensor], options: dict[str, Any]) -> None:
+    """Raise `ValueError` unless all images have the same channel count C and, when normalising, `image_mean` /
+    `image_std` have C values (a statistic given as a number is broadcast to any C)."""
+    channels = int(images[0].shape[0])
+    for index, image in enumerate(images):
+        if image.shape[0] != channels:
+            raise ValueError(
+                f"Image {index} has {image.shape[0]} channels and image 0 has {channels}; with do_convert_rgb=False "
+                "all images of a call must have the same number of channels."
+            )
+    if not options["do_normalize"]:
+        return
+    for name in ("image_mean", "image_std"):
+        values = options[name]
+        if len(values) != channels and not (len(values) == 3 and len(set(values)) == 1):
+            raise ValueError(
+                f"`{name}` has {len(values)} values {values} but the images have {channels} channels "
+                f"(do_convert_rgb={options['do_convert_rgb']}); give one value per channel."
+            )
 
 
 def _check_square_size(size: dict[str, int], size_divisor: int) -> None:
@@ -347,7 +371,7 @@ def _check_square_size(size: dict[str, int], size_divisor: int) -> None:
 
 
 def _to_rgb_float(image: Any, index: int, options: dict[str, Any]) -> torch.Tensor:
-    """Convert one input image into a validated `(3, H, W)` float32 tensor (in `[0, 1]` when rescaling).
+    """Convert one input image into a validated `(C, H, W)` (C = 3 unless `do_convert_rgb=False`) float32 tensor (in `[0, 1]` when rescaling).
 
     Files are read by `hf_rfdetr.image_io.load_image` (EXIF orientation, 16-bit scaling, pixel limit, the file named
     in errors); arrays, tensors and PIL images follow `hf_rfdetr.image_io.to_chw`'s layout and dtype rule.
@@ -363,7 +387,7 @@ def _to_rgb_float(image: Any, index: int, options: dict[str, Any]) -> torch.Tens
 
 
 def _to_float(chw: torch.Tensor, index: int, do_rescale: bool, rescale_factor: float) -> torch.Tensor:
-    """Convert a `(3, H, W)` uint8 or float tensor to contiguous float32; uint8 is divided by `1 / rescale_factor`.
+    """Convert a `(C, H, W)` uint8 or float tensor to contiguous float32; uint8 is divided by `1 / rescale_factor`.
 
     Dividing by 255 (rather than multiplying by 1/255) reproduces the original's rounding bit for bit. Float input is
     taken as already scaled and must lie in `[0, 1]` when `do_rescale` is on.
@@ -405,7 +429,7 @@ def _check_unit_range(values: torch.Tensor, index: int) -> None:
 
 
 def _resize(image: torch.Tensor, size: tuple[int, int]) -> torch.Tensor:
-    """Bilinear resize of a float `(3, H, W)` tensor to `(3, *size)` without antialiasing (as `rfdetr` `predict`)."""
+    """Bilinear resize of a float `(C, H, W)` tensor to `(C, *size)` without antialiasing (as `rfdetr` `predict`)."""
     return tvf.resize(image, [int(size[0]), int(size[1])], interpolation=InterpolationMode.BILINEAR, antialias=False)
 
 
@@ -420,19 +444,26 @@ def _normalize(images: torch.Tensor, options: dict[str, Any]) -> torch.Tensor:
     """`(x - mean) / std` per channel of a `(..., 3, H, W)` tensor when `do_normalize` is on."""
     if not options["do_normalize"]:
         return images
-    mean = torch.tensor(options["image_mean"], dtype=images.dtype).view(-1, 1, 1)
-    std = torch.tensor(options["image_std"], dtype=images.dtype).view(-1, 1, 1)
+    channels = images.shape[-3]
+    mean, std = (_per_channel(options[name], channels, images.dtype) for name in ("image_mean", "image_std"))
     return (images - mean) / std
 
 
-def _pad_batch(images: list[torch.Tensor], size_divisor: int) -> tuple[torch.Tensor, torch.Tensor]:
-    """Zero-pad `(3, H_i, W_i)` images bottom/right to a common size that is a multiple of `size_divisor`.
+def _per_channel(values: list[float], channels: int, dtype: torch.dtype) -> torch.Tensor:
+    """A `(C, 1, 1)` tensor of a statistic checked by `_check_channels` (3 equal values stand for any C)."""
+    if len(values) != channels:
+        values = values[:1] * channels
+    return torch.tensor(values, dtype=dtype).view(-1, 1, 1)
 
-    Returns `(B, 3, H, W)` values and a `(B, H, W)` int64 mask that is 1 on image pixels and 0 on padding.
+
+def _pad_batch(images: list[torch.Tensor], size_divisor: int) -> tuple[torch.Tensor, torch.Tensor]:
+    """Zero-pad `(C, H_i, W_i)` images bottom/right to a common size that is a multiple of `size_divisor`.
+
+    Returns `(B, C, H, W)` values and a `(B, H, W)` int64 mask that is 1 on image pixels and 0 on padding.
     """
     height = _round_up(max(int(image.shape[1]) for image in images), size_divisor)
     width = _round_up(max(int(image.shape[2]) for image in images), size_divisor)
-    batch = torch.zeros((len(images), 3, height, width), dtype=torch.float32)
+    batch = torch.zeros((len(images), images[0].shape[0], height, width), dtype=torch.float32)
     mask = torch.zeros((len(images), height, width), dtype=torch.int64)
     for i, image in enumerate(images):
         batch[i, :, : image.shape[1], : image.shape[2]] = image
