@@ -281,6 +281,26 @@ def test_rgba_inputs_drop_alpha() -> None:
     assert torch.equal(pixels(nano_processor(), torch.from_numpy(rgba).permute(2, 0, 1)), expected)
 
 
+def test_do_convert_rgb_false_keeps_the_channels() -> None:
+    """With do_convert_rgb=False an RGBA image keeps its alpha channel, normalised with its own 4th mean/std value
+    (as transformers' processors do); a statistic of the wrong length is refused, naming it and the channel count."""
+    rgb = make_image(40, 40, seed=7)
+    rgba = np.concatenate([rgb, np.full((40, 40, 1), 51, dtype=np.uint8)], axis=-1)
+    options = {"do_convert_rgb": False, "image_mean": [0.0, 0.0, 0.0, 0.1], "image_std": [1.0, 1.0, 1.0, 0.5]}
+    rgba_out = pixels(nano_processor(), rgba, **options)
+    assert rgba_out.shape == (1, 4, 384, 384)
+    assert torch.allclose(rgba_out[0, 3], torch.full((384, 384), (51 / 255 - 0.1) / 0.5), atol=1e-6)
+    unit = {"image_mean": [0.0] * 3, "image_std": [1.0] * 3}
+    assert torch.allclose(rgba_out[:, :3], pixels(nano_processor(), rgb, **unit), atol=1e-6)
+    for image in (Image.fromarray(rgba, mode="RGBA"), torch.from_numpy(rgba).permute(2, 0, 1)):
+        assert torch.equal(pixels(nano_processor(), image, **options), rgba_out)
+    assert pixels(nano_processor(), rgba, do_convert_rgb=False, image_mean=0.5, image_std=0.5).shape[1] == 4
+    with pytest.raises(ValueError, match=r"`image_mean` has 3 values .* 4 channels \(do_convert_rgb=False\)"):
+        nano_processor()(rgba, do_convert_rgb=False)
+    with pytest.raises(ValueError, match=r"Image 1 has 3 channels and image 0 has 4"):
+        nano_processor()([rgba, rgb], **options)
+
+
 def test_layouts_and_dtypes_match() -> None:
     rgb = make_image(101, 77, seed=8)
     expected = pixels(nano_processor(), Image.fromarray(rgb))

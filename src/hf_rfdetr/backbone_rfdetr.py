@@ -1,3 +1,16 @@
+# Copyright 2026 The hf_rfdetr Authors. All rights reserved.
+#
+# Licensed under the Apache License, Version 2.0 (the "License");
+# you may not use this file except in compliance with the License.
+# You may obtain a copy of the License at
+#
+#     http://www.apache.org/licenses/LICENSE-2.0
+#
+# Unless required by applicable law or agreed to in writing, software
+# distributed under the License is distributed on an "AS IS" BASIS,
+# WITHOUT WARRANTIES OR CONDITIONS OF ANY KIND, either express or implied.
+# See the License for the specific language governing permissions and
+# limitations under the License.
 """Stage 1: the DINOv2 encoder with windowed attention.
 
 pixel_values (B, C, H, W) -> patch embedding + interpolated position embedding -> blocks that alternate windowed
@@ -50,9 +63,10 @@ class RFDetrEmbeddings(nn.Module):
         self.patch_size = config.patch_size
         self.num_windows = config.num_windows
         self.cls_token = nn.Parameter(torch.zeros(1, 1, hidden))
-        # Kept for checkpoint compatibility with DINOv2 / the original (masked image modelling). Unused, so frozen:
-        # a trainable parameter without gradients breaks DistributedDataParallel.
-        self.mask_token = nn.Parameter(torch.zeros(1, hidden), requires_grad=False)
+        # Kept for checkpoint compatibility with DINOv2 / the original (masked image modelling): the same state-dict
+        # key, but a buffer, as the forward never uses it. A parameter would be one that never gets a gradient
+        # (DistributedDataParallel needs find_unused_parameters, optimisers and training tests see it as trainable).
+        self.register_buffer("mask_token", torch.zeros(1, hidden))
         self.position_embeddings = nn.Parameter(torch.zeros(1, config.positional_encoding_size**2 + 1, hidden))
         self.patch_embeddings = RFDetrPatchEmbeddings(config)
 

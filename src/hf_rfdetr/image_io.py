@@ -1,3 +1,16 @@
+# Copyright 2026 The hf_rfdetr Authors. All rights reserved.
+#
+# Licensed under the Apache License, Version 2.0 (the "License");
+# you may not use this file except in compliance with the License.
+# You may obtain a copy of the License at
+#
+#     http://www.apache.org/licenses/LICENSE-2.0
+#
+# Unless required by applicable law or agreed to in writing, software
+# distributed under the License is distributed on an "AS IS" BASIS,
+# WITHOUT WARRANTIES OR CONDITIONS OF ANY KIND, either express or implied.
+# See the License for the specific language governing permissions and
+# limitations under the License.
 """Reading images as people see them: one mechanism for the processor, the pipeline, the facade, the CLI and training.
 
 Files (paths, URLs, bytes, file objects) and PIL images become 8-bit RGB PIL images with `load_image`:
@@ -284,14 +297,19 @@ def to_chw(
 
     Applies the layout and dtype rule of the module docstring; uint16 is scaled to uint8, bool to 0 / 255, floats
     become float32. `channels_first` (transformers' `input_data_format`) states the layout of a 3-D array or tensor
-    instead of the rule. With `convert_rgb=False` an image that is not 3-channel is refused instead of replicated
-    (gray) or cut (alpha). `where` starts every error message (e.g. "Image 2"). Raises `ValueError` naming the
-    shape or dtype, `TypeError` for another type.
+    instead of the rule. With `convert_rgb=False` gray is not replicated nor alpha dropped: the result is
+    `(C, H, W)` with the image's own C in {1, 3, 4} (a PIL image in a mode other than L, RGB or RGBA is refused).
+    `where` starts every error message (e.g. "Image 2"). Raises `ValueError` naming the shape or dtype,
+    `TypeError` for another type.
     """
     if isinstance(image, Image.Image):
         if not convert_rgb and image.mode != "RGB":
-            _refuse_non_rgb(f"mode {image.mode!r}", where)
-        chw = torch.from_numpy(np.array(to_rgb(image, where), dtype=np.uint8)).permute(2, 0, 1)
+            if image.mode not in ("L", "RGBA"):
+                _refuse_non_rgb(f"mode {image.mode!r}", where)
+            chw = torch.from_numpy(np.array(image, dtype=np.uint8).reshape(image.height, image.width, -1))
+            chw = chw.permute(2, 0, 1)
+        else:
+            chw = torch.from_numpy(np.array(to_rgb(image, where), dtype=np.uint8)).permute(2, 0, 1)
         _check_spatial_size(chw, where)  # PIL images obey the same 2x2 minimum as arrays
         return chw
     if isinstance(image, np.ndarray):
@@ -313,15 +331,14 @@ def to_chw(
     else:
         chw = _layout(tensor, where, default_first)
     _check_spatial_size(chw, where)
-    if not convert_rgb and chw.shape[0] != 3:
-        _refuse_non_rgb(f"{chw.shape[0]} channel(s)", where)
-    return _to_three_channels(_pixel_dtype(chw, where), where)
+    pixels = _pixel_dtype(chw, where)
+    return _to_three_channels(pixels, where) if convert_rgb else pixels
 
 
 def _refuse_non_rgb(what: str, where: str) -> None:
     raise ValueError(
-        f"{where} has {what} and do_convert_rgb=False; RF-DETR takes RGB images only. Pass do_convert_rgb=True to "
-        "replicate gray / drop alpha, or convert the image to RGB."
+        f"{where} has {what} and do_convert_rgb=False, which keeps only L, RGB or RGBA channels as they are. Pass "
+        "do_convert_rgb=True to convert it to RGB."
     )
 
 

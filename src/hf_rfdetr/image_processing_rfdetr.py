@@ -1,3 +1,16 @@
+# Copyright 2026 The hf_rfdetr Authors. All rights reserved.
+#
+# Licensed under the Apache License, Version 2.0 (the "License");
+# you may not use this file except in compliance with the License.
+# You may obtain a copy of the License at
+#
+#     http://www.apache.org/licenses/LICENSE-2.0
+#
+# Unless required by applicable law or agreed to in writing, software
+# distributed under the License is distributed on an "AS IS" BASIS,
+# WITHOUT WARRANTIES OR CONDITIONS OF ANY KIND, either express or implied.
+# See the License for the specific language governing permissions and
+# limitations under the License.
 """Image processor for RF-DETR: pre-processing of images (and COCO annotations) and post-processing of detections."""
 
 from __future__ import annotations
@@ -112,15 +125,16 @@ class RFDetrImageProcessor(BaseImageProcessor):
             already in `[0, 1]` and checked).
         rescale_factor (`float`, defaults to `1/255`): scale of uint8 images.
         do_normalize (`bool`, defaults to `True`): normalise with `image_mean` and `image_std`.
-        image_mean (`list[float]`, defaults to the ImageNet mean): per-channel mean.
-        image_std (`list[float]`, defaults to the ImageNet std): per-channel standard deviation.
+        image_mean (`list[float]`, defaults to the ImageNet mean): per-channel mean (a number: the same for every
+            channel); one value per channel of the images (3, or the images' own count with `do_convert_rgb=False`).
+        image_std (`list[float]`, defaults to the ImageNet std): per-channel standard deviation, as `image_mean`.
         do_pad (`bool`, defaults to `True`): pad the batch (see above). With `False` every image of the batch must
             come out of the resize with the same size, a multiple of `size_divisor`.
         pad_size (`dict[str, int]`, *optional*): `{"height": h, "width": w}` to pad every image to.
         num_top_queries (`int`, defaults to 300): default number of (query, class) pairs kept by post-processing.
         do_convert_rgb (`bool`, defaults to `True`): turn gray images into RGB (replicated) and drop an alpha
-            channel. The model takes RGB only: with `False`, an array or tensor input that does not have 3 channels
-            is an error (PIL images are always decoded to RGB).
+            channel. With `False` the images keep their own channels (1, 3 or 4; all images of a call alike), as
+            transformers' processors do; the model itself takes 3 (RGB).
     """
 
     model_input_names = ["pixel_values", "pixel_mask"]
@@ -154,8 +168,8 @@ class RFDetrImageProcessor(BaseImageProcessor):
         self.do_rescale = bool(do_rescale)
         self.rescale_factor = float(rescale_factor)
         self.do_normalize = bool(do_normalize)
-        self.image_mean = _three_floats(IMAGENET_MEAN if image_mean is None else image_mean, "image_mean")
-        self.image_std = _three_floats(IMAGENET_STD if image_std is None else image_std, "image_std")
+        self.image_mean = _channel_floats(IMAGENET_MEAN if image_mean is None else image_mean, "image_mean")
+        self.image_std = _channel_floats(IMAGENET_STD if image_std is None else image_std, "image_std")
         self.num_top_queries = _positive_int(num_top_queries, "num_top_queries")
 
     @classmethod
@@ -226,10 +240,10 @@ class RFDetrImageProcessor(BaseImageProcessor):
                 numpy / torch inputs; guessed from the shape when not given).
 
         Returns:
-            `BatchFeature` with `pixel_values` `(B, 3, H, W)` float32 and `pixel_mask` `(B, H, W)` int64 (1 on image
-            pixels, 0 on padding), plus `labels` (a list of `B` dicts of tensors) when `annotations` is given:
-            `class_labels` `(N,)` int64, `boxes` `(N, 4)` float32 normalised `(cx, cy, w, h)`, `image_id` `(1,)`,
-            `area` `(N,)` float32 (box area in `pixel_values` pixels), `iscrowd` `(N,)` int64, `orig_size` and `size`
+            `BatchFeature` with `pixel_values` `(B, 3, H, W)` float32 (`(B, C, H, W)` with `do_convert_rgb=False`)
+            and `pixel_mask` `(B, H, W)` int64 (1 on image pixels, 0 on padding), plus `labels` (a list of
+            `B` dicts of tensors) when `annotations` is given: `class_labels` `(N,)` int64, `boxes` `(N, 4)` float32
+            normalised `(cx, cy, w, h)`, `image_id` `(1,)`, `area` `(N,)` float32 (box area in `pixel_values` pixels), `iscrowd` `(N,)` int64, `orig_size` and `size`
             `(2,)` int64 `(height, width)` of the input image and of `pixel_values`.
 
         Raises:
@@ -245,6 +259,7 @@ class RFDetrImageProcessor(BaseImageProcessor):
         if not image_list:
             raise ValueError("`images` is empty: expected an image or a non-empty list of images.")
         tensors = [_to_rgb_float(image, index, options) for index, image in enumerate(image_list)]
+        _check_channels(tensors, options)
         orig_sizes = [(int(t.shape[1]), int(t.shape[2])) for t in tensors]
         pixel_values, pixel_mask = self._resize_normalize_batch(tensors, options)
         if not torch.isfinite(pixel_values).all():
@@ -275,8 +290,8 @@ class RFDetrImageProcessor(BaseImageProcessor):
         options["pad_size"] = None if options["pad_size"] is None else _pad_size_dict(options["pad_size"])
         if options["pad_size"] is not None:
             _check_pad_size(options["pad_size"], options["size_divisor"])
-        options["image_mean"] = _three_floats(options["image_mean"], "image_mean")
-        options["image_std"] = _three_floats(options["image_std"], "image_std")
+        options["image_mean"] = _channel_floats(options["image_mean"], "image_mean")
+        options["image_std"] = _channel_floats(options["image_std"], "image_std")
         if not (math.isfinite(float(options["rescale_factor"])) and float(options["rescale_factor"]) > 0):
             raise ValueError(f"`rescale_factor` must be a finite positive number, got {options['rescale_factor']!r}.")
         for name in ("image_mean", "image_std"):
@@ -291,7 +306,7 @@ class RFDetrImageProcessor(BaseImageProcessor):
     def _resize_normalize_batch(
         self, images: list[torch.Tensor], options: dict[str, Any]
     ) -> tuple[torch.Tensor, torch.Tensor]:
-        """Resize, normalise and batch `(3, H_i, W_i)` images into `(B, 3, H, W)` values and a `(B, H, W)` mask."""
+        """Resize, normalise and batch `(C, H_i, W_i)` images into `(B, C, H, W)` values and a `(B, H, W)` mask."""
         if options["do_resize"]:
             images = [_resize(image, _output_size(image.shape[1], image.shape[2], options)) for image in images]
         images = [_normalize(image, options) for image in images]
@@ -398,13 +413,14 @@ def _channels_first(input_data_format: Any) -> bool | None:
     return value == "channels_first"
 
 
-def _three_floats(values: Any, name: str) -> list[float]:
-    """Return a per-channel statistic as a list of 3 floats (a scalar is broadcast)."""
-    if isinstance(values, (int, float)):
+def _channel_floats(values: Any, name: str) -> list[float]:
+    """Return a per-channel statistic as a list of floats; a number becomes 3 equal values (RGB). The count is
+    checked against the images' channels by `_check_channels`."""
+    if isinstance(values, (int, float, np.integer, np.floating)):
         values = [values] * 3
     values = [float(v) for v in values]
-    if len(values) != 3:
-        raise ValueError(f"`{name}` must have 3 values (RGB), got {values}.")
+    if not values:
+        raise ValueError(f"`{name}` must have one value per channel (3 for RGB), got {values}.")
     return values
 
 
@@ -424,6 +440,27 @@ def _check_pad_size(pad_size: dict[str, int], size_divisor: int) -> None:
         )
 
 
+def _check_channels(images: list[torch.Tensor], options: dict[str, Any]) -> None:
+    """Raise `ValueError` unless all images have the same channel count C and, when normalising, `image_mean` /
+    `image_std` have C values (a statistic given as a number is broadcast to any C)."""
+    channels = int(images[0].shape[0])
+    for index, image in enumerate(images):
+        if image.shape[0] != channels:
+            raise ValueError(
+                f"Image {index} has {image.shape[0]} channels and image 0 has {channels}; with do_convert_rgb=False "
+                "all images of a call must have the same number of channels."
+            )
+    if not options["do_normalize"]:
+        return
+    for name in ("image_mean", "image_std"):
+        values = options[name]
+        if len(values) != channels and not (len(values) == 3 and len(set(values)) == 1):
+            raise ValueError(
+                f"`{name}` has {len(values)} values {values} but the images have {channels} channels "
+                f"(do_convert_rgb={options['do_convert_rgb']}); give one value per channel."
+            )
+
+
 def _check_square_size(size: dict[str, int], size_divisor: int) -> None:
     """Raise `ValueError` unless both sides of `size` are multiples of `size_divisor`."""
     if size["height"] % size_divisor or size["width"] % size_divisor:
@@ -440,7 +477,7 @@ def _check_square_size(size: dict[str, int], size_divisor: int) -> None:
 
 
 def _to_rgb_float(image: Any, index: int, options: dict[str, Any]) -> torch.Tensor:
-    """Convert one input image into a validated `(3, H, W)` float32 tensor (in `[0, 1]` when rescaling).
+    """Convert one input image into a validated `(C, H, W)` (C = 3 unless `do_convert_rgb=False`) float32 tensor (in `[0, 1]` when rescaling).
 
     Files are read by `hf_rfdetr.image_io.load_image` (EXIF orientation, 16-bit scaling, pixel limit, the file named
     in errors); arrays, tensors and PIL images follow `hf_rfdetr.image_io.to_chw`'s layout and dtype rule.
@@ -456,7 +493,7 @@ def _to_rgb_float(image: Any, index: int, options: dict[str, Any]) -> torch.Tens
 
 
 def _to_float(chw: torch.Tensor, index: int, do_rescale: bool, rescale_factor: float) -> torch.Tensor:
-    """Convert a `(3, H, W)` uint8 or float tensor to contiguous float32; uint8 is divided by `1 / rescale_factor`.
+    """Convert a `(C, H, W)` uint8 or float tensor to contiguous float32; uint8 is divided by `1 / rescale_factor`.
 
     Dividing by 255 (rather than multiplying by 1/255) reproduces the original's rounding bit for bit. Float input is
     taken as already scaled and must lie in `[0, 1]` when `do_rescale` is on.
@@ -498,7 +535,7 @@ def _check_unit_range(values: torch.Tensor, index: int) -> None:
 
 
 def _resize(image: torch.Tensor, size: tuple[int, int]) -> torch.Tensor:
-    """Bilinear resize of a float `(3, H, W)` tensor to `(3, *size)` without antialiasing (as `rfdetr` `predict`)."""
+    """Bilinear resize of a float `(C, H, W)` tensor to `(C, *size)` without antialiasing (as `rfdetr` `predict`)."""
     return tvf.resize(image, [int(size[0]), int(size[1])], interpolation=InterpolationMode.BILINEAR, antialias=False)
 
 
@@ -522,7 +559,14 @@ def _normalize(images: torch.Tensor, options: dict[str, Any]) -> torch.Tensor:
     """`(x - mean) / std` per channel of a `(..., 3, H, W)` tensor when `do_normalize` is on."""
     if not options["do_normalize"]:
         return images
-    return tvf.normalize(images, mean=options["image_mean"], std=options["image_std"])
+    channels = int(images.shape[-3])
+    mean, std = (_per_channel(options[name], channels) for name in ("image_mean", "image_std"))
+    return tvf.normalize(images, mean=mean, std=std)
+
+
+def _per_channel(values: list[float], channels: int) -> list[float]:
+    """A statistic checked by `_check_channels`, with one value per channel (3 equal values stand for any C)."""
+    return values if len(values) == channels else values[:1] * channels
 
 
 def _canvas_size(images: list[torch.Tensor], options: dict[str, Any]) -> tuple[int, int]:
@@ -551,9 +595,9 @@ def _canvas_size(images: list[torch.Tensor], options: dict[str, Any]) -> tuple[i
 
 
 def _pad_batch(images: list[torch.Tensor], canvas: tuple[int, int]) -> tuple[torch.Tensor, torch.Tensor]:
-    """Zero-pad `(3, H_i, W_i)` images bottom/right to `canvas` with `torchvision`'s `pad`.
+    """Zero-pad `(C, H_i, W_i)` images bottom/right to `canvas` with `torchvision`'s `pad`.
 
-    Returns `(B, 3, H, W)` values and a `(B, H, W)` int64 mask that is 1 on image pixels and 0 on padding.
+    Returns `(B, C, H, W)` values and a `(B, H, W)` int64 mask that is 1 on image pixels and 0 on padding.
     """
     values, masks = [], []
     for image in images:
