@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from hf_rfdetr import COCO_ID2LABEL, RFDetrConfig
+from hf_rfdetr import COCO_ID2LABEL, RFDetrConfig, RFDetrForObjectDetection
 
 from .conftest import REFERENCE_CONFIG_CLASSES
 
@@ -80,14 +80,23 @@ def test_default_labels_are_the_coco_slots() -> None:
         ({"decoder_cross_attention_heads": 7}, r"decoder_cross_attention_heads=7 must divide"),
         ({"decoder_activation_function": "tanh"}, r"decoder_activation_function='tanh'; allowed"),
         ({"num_queries": 0}, r"num_queries=0 must be a positive integer"),
-        ({"patch_size": 14.0}, r"patch_size=14.0 is of type float; expected int"),
         ({"dropout": 1.5}, r"dropout=1.5 .* must be in \[0, 1\)"),
         ({"variant": "giant"}, r"variant='giant' is unknown"),
     ],
 )
 def test_inconsistent_fields_raise(overrides: dict, message: str) -> None:
+    """A configuration holds any well-typed values (as transformers' configurations do); `validate()` and every
+    model built from it refuse the ones no model can have, naming the field."""
+    config = RFDetrConfig(**overrides)
     with pytest.raises(ValueError, match=message):
-        RFDetrConfig(**overrides)
+        config.validate()
+    with pytest.raises(ValueError, match=message):
+        RFDetrForObjectDetection(config)
+
+
+def test_wrong_types_raise_on_construction() -> None:
+    with pytest.raises(ValueError, match=r"patch_size=14.0 is of type float; expected int"):
+        RFDetrConfig(patch_size=14.0)
 
 
 def test_from_variant_validates_overrides() -> None:

@@ -63,7 +63,6 @@ def _edit_config(folder: Path, **changes) -> Path:
         ("projector_scale", "P4", r"projector_scale='P4' is of type str; expected list\[str\] \| tuple\[str, ...\]"),
         ("variant", 3, r"variant=3 is of type int; expected str \| None"),
         ("decoder_activation_function", None, "decoder_activation_function=None is of type NoneType; expected str"),
-        ("backbone_layer_norm_eps", 0.0, "backbone_layer_norm_eps=0.0 must be positive"),
     ],
 )
 def test_wrong_types_are_refused_naming_the_field(field: str, value, message: str) -> None:
@@ -121,6 +120,26 @@ def test_bad_config_json_fails_at_load_naming_the_file(saved_folder: Path, tmp_p
         with pytest.raises(RFDetrConfigError, match=expected) as error:
             load()
         assert error.value.source is not None, name
+
+
+def test_impossible_values_fail_when_a_model_is_loaded_naming_the_file(saved_folder: Path, tmp_path: Path) -> None:
+    """Well-typed values no model can have (a zero epsilon) load into a configuration, as in transformers, and are
+    refused, with the file named, by every loader that builds a model."""
+    folder = _edit_config(_copy(saved_folder, tmp_path / "model"), backbone_layer_norm_eps=0.0)
+    assert RFDetrConfig.from_pretrained(folder).backbone_layer_norm_eps == 0.0
+    expected = rf"^{folder / 'config.json'}: backbone_layer_norm_eps=0.0 must be positive"
+    loaders = {
+        "RFDetrForObjectDetection": lambda: RFDetrForObjectDetection.from_pretrained(folder),
+        "AutoModelForObjectDetection": lambda: AutoModelForObjectDetection.from_pretrained(folder),
+        "RFDETR": lambda: RFDETR(pretrain_weights=str(folder)),
+    }
+    for name, load in loaders.items():
+        with pytest.raises(RFDetrConfigError, match=expected) as error:
+            load()
+        assert error.value.source is not None, name
+    with pytest.raises(ValueError) as error:  # the pipeline gathers its loaders' errors into one ValueError
+        pipeline("object-detection", model=str(folder))
+    assert f"{folder / 'config.json'}: backbone_layer_norm_eps=0.0 must be positive" in str(error.value)
 
 
 def test_valid_saved_configs_still_load(tmp_path: Path) -> None:

@@ -199,10 +199,7 @@ class RFDetrConfig(PretrainedConfig):
         super().__init__(**kwargs)
         if not getattr(self, "label2id", None):  # transformers 5 leaves it unset when only id2label is given
             self.label2id = {label: index for index, label in self.id2label.items()}
-        try:
-            self.validate()
-        except ValueError as error:
-            raise RFDetrConfigError(str(error)) from None
+        self.check_types()
 
     @classmethod
     def from_pretrained(cls, pretrained_model_name_or_path: str | Path, **kwargs: Any) -> RFDetrConfig:
@@ -239,10 +236,28 @@ class RFDetrConfig(PretrainedConfig):
         """Input height and width must be multiples of this (`patch_size * num_windows`)."""
         return self.patch_size * self.num_windows
 
+    def check_types(self) -> None:
+        """Raise `RFDetrConfigError` naming the field when a value has the wrong type (run on construction, so every
+        loader refuses a `config.json` with, e.g., a string `layer_norm_eps`)."""
+        try:
+            for name, expected in _FIELD_TYPES.items():
+                _check_type(name, getattr(self, name), expected)
+        except ValueError as error:
+            raise RFDetrConfigError(str(error)) from None
+
     def validate(self) -> None:
-        """Raise `ValueError` naming the field when the configuration cannot describe a working model."""
-        for name, expected in _FIELD_TYPES.items():
-            _check_type(name, getattr(self, name), expected)
+        """Raise `RFDetrConfigError` naming the field when the configuration cannot describe a working model.
+
+        Types are checked on construction; value ranges and consistency here, which every model built from the
+        configuration runs first (and `from_variant`). As with transformers' own configurations, a configuration
+        object may hold values no model accepts (e.g. `RFDetrConfig(d_model=0)`) until a model is built from it."""
+        self.check_types()
+        try:
+            self._check_values()
+        except ValueError as error:
+            raise RFDetrConfigError(str(error)) from None
+
+    def _check_values(self) -> None:
         for name in ("backbone_layer_norm_eps", "projector_layer_norm_eps", "layer_norm_eps"):
             if not getattr(self, name) > 0:
                 raise ValueError(f"{name}={getattr(self, name)!r} must be positive")
@@ -336,7 +351,9 @@ class RFDetrConfig(PretrainedConfig):
                 "patch_size", values["patch_size"]
             )
         values.update(overrides)
-        return cls(variant=key, **values)
+        config = cls(variant=key, **values)
+        config.validate()
+        return config
 
 
 class RFDetrConfigError(ValueError):

@@ -38,7 +38,7 @@ from transformers import PreTrainedModel
 from transformers.utils import ModelOutput
 
 from .backbone_rfdetr import RFDetrBackbone, RFDetrEmbeddings, RFDetrEncoderLayer
-from .configuration_rfdetr import RFDetrConfig
+from .configuration_rfdetr import RFDetrConfig, RFDetrConfigError
 from .decoder_rfdetr import (
     RFDetrDecoder,
     RFDetrGroupedLayerNorm,
@@ -279,15 +279,22 @@ class RFDetrPreTrainedModel(PreTrainedModel):
             readme.write_text(card, encoding="utf-8")
         return super()._upload_modified_files(working_dir, repo_id, *args, **kwargs)
 
+    def __init__(self, config: RFDetrConfig, *inputs, **kwargs) -> None:
+        config.validate()  # value ranges and consistency (the configuration itself checks only types)
+        super().__init__(config, *inputs, **kwargs)
+
     @classmethod
     def from_pretrained(cls, pretrained_model_name_or_path, *args, **kwargs):
         """`PreTrainedModel.from_pretrained`. A damaged or truncated `.safetensors` file raises `OSError` naming the
-        file (safetensors' own `SafetensorError` names none); every loader (Auto classes, pipeline, the `RFDETR`
-        facade, the `hf-rfdetr` commands) comes through here."""
+        file (safetensors' own `SafetensorError` names none), and a configuration no model can be built from raises
+        `RFDetrConfigError` naming its `config.json`; every loader (Auto classes, pipeline, the `RFDETR` facade, the
+        `hf-rfdetr` commands) comes through here."""
         try:
             return super().from_pretrained(pretrained_model_name_or_path, *args, **kwargs)
         except SafetensorError as error:
             raise OSError(_damaged_weights_message(pretrained_model_name_or_path, kwargs, error)) from error
+        except RFDetrConfigError as error:
+            raise error.located(pretrained_model_name_or_path) from None
 
 
 class RFDetrModel(RFDetrPreTrainedModel):
