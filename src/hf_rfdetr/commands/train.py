@@ -48,6 +48,9 @@ def register(subparsers: argparse._SubParsersAction) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
+    from ..extras import require
+
+    require("train", "hf-rfdetr train")
     from ..training import fine_tune
 
     trainer = fine_tune(
