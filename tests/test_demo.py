@@ -20,7 +20,7 @@ import torch
 from PIL import Image
 
 from hf_rfdetr import RFDetrConfig, RFDetrForObjectDetection, RFDetrImageProcessor
-from hf_rfdetr.annotate import PALETTE, draw_detections, label_colors
+from hf_rfdetr.annotate import draw_detections, label_color, label_colors
 from hf_rfdetr.demo_assets import ASSETS, DEMO_IMAGE, DEMO_MODEL, demo_ground_truth
 from hf_rfdetr.synthetic import class_names
 
@@ -128,7 +128,7 @@ def test_bundled_demo_draws_outlines_and_captions_where_it_detected(bundled_run:
     after = np.asarray(Image.open(output)).astype(int)
     assert after.shape == before.shape == (360, 480, 3) and len(detections) == 6
     colors, width = label_colors(detections), 2  # line width: max(2, round(360 / 240))
-    assert colors[detections[0]["label"]] == PALETTE[0]
+    assert all(colors[d["label"]] == label_color(d["label"]) for d in detections)
     for detection in detections:
         x0, y0, x1, y1 = _corners(detection)
         color = np.array(colors[detection["label"]])
@@ -171,7 +171,8 @@ def test_demo_with_a_model_and_image(tiny_folder: Path, tmp_path: Path, demo: Mo
     drawn = np.asarray(Image.open(tmp_path / "o.png")).astype(int)
     assert drawn.shape == (120, 200, 3)
     x0, y0, x1, y1 = (min(v, limit - 1) for v, limit in zip(_corners(detections[0]), (200, 120, 200, 120)))
-    assert (drawn[y0 : y1 + 1, x0] == PALETTE[0]).all(axis=-1).mean() > 0.5  # the best box's left edge
+    best = label_color(detections[0]["label"])
+    assert (drawn[y0 : y1 + 1, x0] == best).all(axis=-1).mean() > 0.5  # the best box's left edge
 
 
 def test_demo_reports_a_model_it_cannot_load(demo: ModuleType, tmp_path: Path, capsys) -> None:

@@ -23,6 +23,7 @@ A detection is a mapping with `"label"` (str), `"score"` (float) and `"box"`, ei
 
 from __future__ import annotations
 
+import zlib
 from collections.abc import Mapping, Sequence
 from typing import Any
 
@@ -30,13 +31,13 @@ from PIL import Image, ImageDraw, ImageFont
 
 from .image_io import to_rgb
 
-__all__ = ["PALETTE", "Detection", "box_corners", "draw_detections", "label_colors"]
+__all__ = ["PALETTE", "Detection", "box_corners", "draw_detections", "label_color", "label_colors"]
 
 Color = tuple[int, int, int]
 #: A detection as the object-detection pipeline returns it: `{"score": float, "label": str, "box": {...}}`.
 Detection = Mapping[str, Any]
 
-#: Box colours, given to labels in order of first appearance (best detection first).
+#: Box colours; a label's colour is `label_color(label)`, the same in every image.
 PALETTE: list[Color] = [
     (230, 25, 75),
     (60, 180, 75),
@@ -54,16 +55,16 @@ PALETTE: list[Color] = [
 _BOX_KEYS = ("xmin", "ymin", "xmax", "ymax")
 
 
-def label_colors(detections: Sequence[Detection]) -> dict[str, Color]:
-    """One `PALETTE` colour per label, in order of first appearance among the detections sorted by score.
+def label_color(label: str) -> Color:
+    """The `PALETTE` colour of `label`, chosen by the label's text (CRC-32), so a class has the same colour in every
+    image, frame and run, whatever else is detected. With more labels than colours, some labels share one."""
+    return PALETTE[zlib.crc32(str(label).encode("utf-8")) % len(PALETTE)]
 
-    The palette repeats after `len(PALETTE)` labels. Pass the result (or a mapping of your own, for colours that stay
-    the same from one video frame to the next) as `draw_detections(..., colors=...)`.
-    """
-    colors: dict[str, Color] = {}
-    for detection in sorted(detections, key=lambda d: -d["score"]):
-        colors.setdefault(detection["label"], PALETTE[len(colors) % len(PALETTE)])
-    return colors
+
+def label_colors(detections: Sequence[Detection]) -> dict[str, Color]:
+    """`label_color` of each label among the detections. Pass the result, or a mapping of your own, as
+    `draw_detections(..., colors=...)`."""
+    return {detection["label"]: label_color(detection["label"]) for detection in detections}
 
 
 def box_corners(box: Mapping[str, float] | Sequence[float]) -> tuple[float, float, float, float]:
@@ -87,7 +88,7 @@ def draw_detections(
             16-bit data scaled, converted to RGB), the frame every detector path reports boxes in; the input is not
             modified.
         detections: mappings with `label`, `score` and `box` (see the module docstring), in image pixels.
-        colors: label -> RGB colour; default `label_colors(detections)`. Labels missing from it get `PALETTE[0]`.
+        colors: label -> RGB colour; labels missing from it (all, by default) get `label_color(label)`.
         line_width: outline width in pixels; default `max(2, round(min(width, height) / 240))`.
 
     Returns:
@@ -101,10 +102,10 @@ def draw_detections(
     draw = ImageDraw.Draw(canvas)
     width = line_width if line_width is not None else max(2, round(min(canvas.size) / 240))
     font = _font(max(12, round(min(canvas.size) / 32)))
-    colors = label_colors(detections) if colors is None else colors
+    colors = {} if colors is None else colors
     for detection in sorted(detections, key=lambda d: d["score"]):
         x0, y0, x1, y1 = _clamped(box_corners(detection["box"]), canvas.size)
-        color = tuple(colors.get(detection["label"], PALETTE[0]))
+        color = tuple(colors.get(detection["label"]) or label_color(detection["label"]))
         draw.rectangle((x0, y0, x1, y1), outline=color, width=width)
         _caption(draw, f"{detection['label']} {detection['score']:.2f}", (x0, y0), color, font)
     return canvas

@@ -21,6 +21,7 @@ import pkgutil
 import sys
 
 from . import commands
+from .verbosity import quiet_loading
 
 #: Errors caused by what the user gave (paths, files, values, missing extras): one line on stderr, exit code 1. Any
 #: other exception is a bug and keeps its traceback; `--debug` shows the traceback of these too.
@@ -30,6 +31,7 @@ USER_ERRORS = (ValueError, OSError, ImportError)
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="hf-rfdetr", description="RF-DETR object detection with Hugging Face")
     parser.add_argument("--debug", action="store_true", help="show the full traceback of errors")
+    parser.add_argument("--verbose", action="store_true", help="show transformers' progress bars and messages")
     subparsers = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
     modules = [
         importlib.import_module(f"{commands.__name__}.{info.name}") for info in pkgutil.iter_modules(commands.__path__)
@@ -40,13 +42,20 @@ def build_parser() -> argparse.ArgumentParser:
         subparser.add_argument(
             "--debug", action="store_true", default=argparse.SUPPRESS, help="show the full traceback of errors"
         )
+        subparser.add_argument(
+            "--verbose",
+            action="store_true",
+            default=argparse.SUPPRESS,
+            help="show transformers' progress bars and messages",
+        )
     return parser
 
 
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     try:
-        return args.run_command(args)
+        with quiet_loading(args.verbose):
+            return args.run_command(args)
     except USER_ERRORS as error:
         if args.debug:
             raise

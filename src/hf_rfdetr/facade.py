@@ -53,6 +53,7 @@ from .image_io import load_image, to_chw
 from .image_processing_rfdetr import RFDetrImageProcessor
 from .modeling_rfdetr import RFDetrForObjectDetection
 from .pretrained_weights import CHECKPOINTS, as_rfdetr_checkpoint, pretrained, resolve_name
+from .verbosity import quiet_loading
 
 if TYPE_CHECKING:
     import supervision as sv
@@ -133,7 +134,8 @@ class RFDETR:
                     f"config / {sorted(overrides)} describe a new model and cannot be combined with "
                     f"pretrain_weights={str(pretrain_weights)!r}"
                 )
-            model, processor = _load_pretrained(pretrain_weights, id2label)
+            with quiet_loading():  # no "Loading weights" bar for each model (the global setting is restored)
+                model, processor = _load_pretrained(pretrain_weights, id2label)
         else:
             model, processor = self._random_model(config, id2label, overrides)
         if resolution is not None and resolution != model.config.resolution:

@@ -551,3 +551,23 @@ class RFDetrForObjectDetection(RFDetrPreTrainedModel):
 
 
 __all__ = ["RFDetrModel", "RFDetrForObjectDetection", "RFDetrPreTrainedModel"]
+
+
+def _name_for_pipelines() -> None:
+    """Let transformers' object-detection pipeline accept this class when it is loaded as remote code.
+
+    The pipeline checks a model's class *name* against `MODEL_FOR_OBJECT_DETECTION_MAPPING_NAMES` and otherwise logs
+    an error listing every supported model (about 150). `import hf_rfdetr` lists the name (`hf_rfdetr.registration`);
+    a folder loaded with `trust_remote_code=True` without the package has only this module, so it lists it here.
+    Pinned by tests/test_transformers_internals.py.
+    """
+    if not __name__.startswith("transformers_modules."):
+        return
+    from transformers.models.auto import modeling_auto
+
+    modeling_auto.MODEL_FOR_OBJECT_DETECTION_MAPPING_NAMES.setdefault(
+        RFDetrConfig.model_type, (RFDetrForObjectDetection.__name__,)
+    )
+
+
+_name_for_pipelines()

@@ -65,6 +65,9 @@ def register(subparsers: argparse._SubParsersAction) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
+    from ..extras import require
+
+    require("train", "hf-rfdetr eval")
     if args.split.lower() not in SPLITS:
         raise ValueError(f"--split {args.split!r}: expected one of valid, test, train")
     if args.batch_size < 1:

@@ -26,7 +26,8 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         "export",
         help="export a model to ONNX (model.onnx + config + image processor) and optionally validate it",
         description="Export RF-DETR to ONNX with a dynamic batch size: pixel_values -> logits, pred_boxes. Optimum "
-        "runs when it can be imported (pip install 'hf-rfdetr[onnx]', transformers 4.57), torch.onnx otherwise; "
+        "runs when it can be imported (pip install 'hf-rfdetr[onnx]', which pins transformers 4.57), torch.onnx otherwise "
+        "(pip install 'hf-rfdetr[ort]', any transformers); "
         "the output says which. Run the result with hf_rfdetr.RFDetrOnnxModel.from_pretrained(OUTPUT).",
     )
     parser.add_argument("model", help="Hub repository id or local folder of the model")
@@ -47,6 +48,9 @@ def register(subparsers: argparse._SubParsersAction) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
+    from ..extras import require
+
+    require("ort", "hf-rfdetr export", ("onnx", "onnxruntime") if args.validate or args.quantize else ("onnx",))
     from ..onnx import export_onnx
     from ..onnx.export import REPORT_FILE
 

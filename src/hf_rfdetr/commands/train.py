@@ -43,7 +43,8 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         ("num-workers", int, 2, "data loading processes"),
         ("seed", int, 42, "random seed"),
     ):
-        parser.add_argument(f"--{name}", type=kind, default=default, help=f"{text} (default: {default})")
+        stated = "" if default is None else f" (default: {default})"  # a None default states its own in the text
+        parser.add_argument(f"--{name}", type=kind, default=default, help=text + stated)
     parser.add_argument("--device", help="cpu, cuda, ... (default: what is available)")
     parser.add_argument("--resume", help="checkpoint folder to continue from, or 'last'")
     parser.add_argument("--project", help="Weights & Biases project")
@@ -61,6 +62,9 @@ def register(subparsers: argparse._SubParsersAction) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
+    from ..extras import require
+
+    require("train", "hf-rfdetr train")
     from ..training import fine_tune
 
     trainer = fine_tune(

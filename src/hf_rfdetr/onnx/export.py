@@ -52,6 +52,7 @@ import torch
 from torch import nn
 
 from ..configuration_rfdetr import RFDetrConfig
+from ..extras import require
 from ..image_processing_rfdetr import RFDetrImageProcessor
 from ..modeling_rfdetr import RFDetrForObjectDetection
 from .quantization import FLOAT_MODULES, quantize_dynamic_int8
@@ -198,6 +199,7 @@ def export_onnx(
     """
     if backend not in BACKENDS:
         raise ValueError(f"backend must be one of {BACKENDS}, got {backend!r}")
+    require("ort", "ONNX export", ("onnx", "onnxruntime") if validate or quantize else ("onnx",))
     if opset < MIN_OPSET:
         raise ValueError(f"opset {opset} is too old: RF-DETR's deformable attention needs GridSample (opset >= 16)")
     if fp16 and quantize:

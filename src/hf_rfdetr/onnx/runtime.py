@@ -80,6 +80,9 @@ class RFDetrOnnxModel(nn.Module):
             provider: onnxruntime execution provider (default: CPUExecutionProvider).
             session_options: an `onnxruntime.SessionOptions` (threads, graph optimisation level, ...).
         """
+        from ..extras import require
+
+        require("ort", "RFDetrOnnxModel", ("onnxruntime",))
         import onnxruntime
 
         folder = _local_folder(folder, file_name)

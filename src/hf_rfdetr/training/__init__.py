@@ -13,14 +13,18 @@
 # limitations under the License.
 """Fine-tuning RF-DETR with the Hugging Face Trainer: the original recipe's optimizer groups, EMA and COCO metrics."""
 
-from .data import DatasetError, check_training_data, id2label_from_dataset, load_coco_folder
-from .ema import RFDetrEMACallback
-from .fine_tune import fine_tune
-from .hub_data import prepare_dataset
-from .metrics import coco_metrics
-from .optim import LearningRates, parameter_groups, parameter_settings
-from .trainer import CocoEvaluator, RFDetrTrainer
-from .transforms import RFDetrDataCollator, apply_transforms, build_transforms, training_scales
+from ..extras import require
+
+require("train", "hf_rfdetr.training (fine-tuning, COCO evaluation)")
+
+from .data import DatasetError, check_training_data, id2label_from_dataset, load_coco_folder  # noqa: E402 (after the extra check)
+from .ema import RFDetrEMACallback  # noqa: E402 (after the extra check)
+from .fine_tune import fine_tune  # noqa: E402 (after the extra check)
+from .hub_data import prepare_dataset  # noqa: E402 (after the extra check)
+from .metrics import coco_metrics  # noqa: E402 (after the extra check)
+from .optim import LearningRates, parameter_groups, parameter_settings  # noqa: E402 (after the extra check)
+from .trainer import CocoEvaluator, RFDetrTrainer  # noqa: E402 (after the extra check)
+from .transforms import RFDetrDataCollator, apply_transforms, build_transforms, training_scales  # noqa: E402 (after the extra check)
 
 __all__ = [
     "CocoEvaluator",
