@@ -31,13 +31,11 @@ import torch.nn.functional as F
 from torch import nn
 from torchvision.ops import StochasticDepth
 from transformers.activations import ACT2FN
+from transformers.modeling_layers import (
+    GradientCheckpointingLayer,  # gradient_checkpointing_enable() reaches the blocks
+)
 
 from .configuration_rfdetr import RFDetrConfig
-
-try:  # transformers >= 4.53: lets `gradient_checkpointing_enable()` reach the encoder blocks
-    from transformers.modeling_layers import GradientCheckpointingLayer
-except ImportError:  # pragma: no cover
-    GradientCheckpointingLayer = nn.Module
 
 
 class RFDetrPatchEmbeddings(nn.Module):

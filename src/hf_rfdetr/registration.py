@@ -115,6 +115,15 @@ TRIGGERS: dict[str, Callable[[], None]] = {
     "transformers.pipelines": register_pipeline,
     "optimum.exporters.onnx": register_optimum,
 }
+#: This package's modules that the registrations import. A trigger can fire while one of them is itself being
+#: imported (our model imports `transformers.modeling_layers`, which imports the Auto modules): the registration then
+#: waits until that module has finished, instead of importing it half-initialised.
+OWN_MODULES = (
+    "hf_rfdetr.configuration_rfdetr",
+    "hf_rfdetr.modeling_rfdetr",
+    "hf_rfdetr.image_processing_rfdetr",
+    "hf_rfdetr.pipeline_rfdetr",
+)
 
 
 def register_all() -> None:
@@ -125,14 +134,22 @@ def register_all() -> None:
         register()
 
 
+def _initializing(name: str) -> bool:
+    """Whether module `name` is being imported right now (in `sys.modules`, its code not finished)."""
+    module = sys.modules.get(name)
+    return module is not None and bool(getattr(getattr(module, "__spec__", None), "_initializing", False))
+
+
 class _AfterImport(importlib.abc.MetaPathFinder):
-    """A `sys.meta_path` finder that runs `TRIGGERS[name]` right after module `name` has executed."""
+    """A `sys.meta_path` finder that runs `TRIGGERS[name]` once module `name` has executed and none of `OWN_MODULES`
+    is half-imported (re-checked after each of those finishes)."""
 
     def __init__(self, pending: dict[str, Callable[[], None]]) -> None:
-        self.pending = pending
+        self.pending = pending  # trigger module -> registration, until it has run
+        self.watched = set(pending) | set(OWN_MODULES)
 
     def find_spec(self, fullname: str, path=None, target=None) -> importlib.machinery.ModuleSpec | None:
-        if fullname not in self.pending:
+        if fullname not in self.watched:
             return None
         for finder in sys.meta_path:  # the spec the other finders give, with its loader wrapped
             if finder is self or not hasattr(finder, "find_spec"):
@@ -144,20 +161,24 @@ class _AfterImport(importlib.abc.MetaPathFinder):
             return None
         if spec.loader is None or not hasattr(spec.loader, "exec_module"):
             return spec
-        spec.loader = _RegisteringLoader(spec.loader, self, fullname)
+        spec.loader = _RegisteringLoader(spec.loader, self)
         return spec
 
-    def done(self, fullname: str) -> None:
-        register = self.pending.pop(fullname, None)
+    def run_ready(self) -> None:
+        """Run each pending registration whose trigger has been imported, unless one of ours is half-imported."""
+        if any(_initializing(name) for name in OWN_MODULES):
+            return
+        for name in [name for name in self.pending if name in sys.modules and not _initializing(name)]:
+            register = self.pending.pop(name, None)
+            if register is not None:
+                register()
         if not self.pending and self in sys.meta_path:
             sys.meta_path.remove(self)
-        if register is not None:
-            register()
 
 
 class _RegisteringLoader(importlib.abc.Loader):
-    def __init__(self, loader: importlib.abc.Loader, finder: _AfterImport, fullname: str) -> None:
-        self.loader, self.finder, self.fullname = loader, finder, fullname
+    def __init__(self, loader: importlib.abc.Loader, finder: _AfterImport) -> None:
+        self.loader, self.finder = loader, finder
 
     def create_module(self, spec: importlib.machinery.ModuleSpec) -> ModuleType | None:
         return self.loader.create_module(spec)
@@ -165,17 +186,18 @@ class _RegisteringLoader(importlib.abc.Loader):
     def exec_module(self, module: ModuleType) -> None:
         module.__spec__.loader = self.loader  # what reloads and introspection should see
         self.loader.exec_module(module)
-        self.finder.done(self.fullname)
+        module.__spec__._initializing = False  # set again by importlib afterwards; run_ready must see it finished
+        self.finder.run_ready()
 
     def __getattr__(self, name: str):  # get_resource_reader, is_package, get_code ... of the wrapped loader
         return getattr(self.loader, name)
 
 
 def install() -> None:
-    """Register each part now if its module is imported, else right after it is (see the module docstring)."""
+    """Register each part now if its module is imported, else once it is (see the module docstring)."""
     pending = dict(TRIGGERS)
     for name in list(pending):
-        if name in sys.modules:
+        if name in sys.modules and not _initializing(name):
             pending.pop(name)()
     if pending and not any(isinstance(finder, _AfterImport) for finder in sys.meta_path):
         sys.meta_path.insert(0, _AfterImport(pending))
