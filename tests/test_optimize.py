@@ -129,6 +129,7 @@ def test_float32_changes_nothing_and_restore_is_exact() -> None:
     assert torch.equal(_forward(model, pixel_values).logits, expected.logits)
     hf_rfdetr.optimize(model, dtype="bfloat16", backbone_only=False)  # the whole forward: it runs, outputs differ
     low = _forward(model, pixel_values)
+    assert low.logits.dtype == low.pred_boxes.dtype == torch.float32  # cast back for post-processing
     assert low.logits.shape == expected.logits.shape and not torch.equal(low.logits, expected.logits)
     assert hf_rfdetr.restore(model) is model and not hf_rfdetr.is_optimized(model)
     restored = _forward(model, pixel_values)

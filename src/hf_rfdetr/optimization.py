@@ -88,13 +88,27 @@ def resolve_dtype(dtype: torch.dtype | str, device: torch.device) -> torch.dtype
     return resolved
 
 
-def _autocast_forward(forward, device_type: str, dtype: torch.dtype, backbone: bool):
-    """`forward` run under autocast; a backbone's bf16 feature maps are cast back to float32 for the projector."""
+def _to_float32(value):
+    """`value` with its floating-point tensors (also inside outputs, dicts, lists, tuples) cast to float32."""
+    if isinstance(value, torch.Tensor):
+        return value.float() if value.is_floating_point() else value
+    if isinstance(value, dict):  # ModelOutput too: updated in place, keeping its class
+        for key, item in value.items():
+            value[key] = _to_float32(item)
+        return value
+    if isinstance(value, (list, tuple)):
+        return type(value)(_to_float32(item) for item in value)
+    return value
+
+
+def _autocast_forward(forward, device_type: str, dtype: torch.dtype):
+    """`forward` run under autocast, its outputs cast back to float32 (the backbone's feature maps for the
+    projector, or the model's logits and boxes for post-processing)."""
 
     def run(self, *args, **kwargs):
         with torch.autocast(device_type, dtype=dtype):
             outputs = forward(*args, **kwargs)
-        return [feature_map.float() for feature_map in outputs] if backbone else outputs
+        return _to_float32(outputs)
 
     return run
 
@@ -128,11 +142,9 @@ def optimize(
     if resolved != torch.float32:
         if backbone_only:
             backbone = _backbone(model)
-            backbone.forward = types.MethodType(
-                _autocast_forward(backbone.forward, device.type, resolved, True), backbone
-            )
+            backbone.forward = types.MethodType(_autocast_forward(backbone.forward, device.type, resolved), backbone)
         else:
-            model.forward = types.MethodType(_autocast_forward(model.forward, device.type, resolved, False), model)
+            model.forward = types.MethodType(_autocast_forward(model.forward, device.type, resolved), model)
     if compile:
         model.forward = torch.compile(model.forward)
     setattr(model, _STATE, OptimizationSettings(resolved, backbone_only, compile))
