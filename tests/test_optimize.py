@@ -5,6 +5,8 @@ undoes it exactly, and that `dtype="auto"` follows the CPU. No timings here: spe
 
 from __future__ import annotations
 
+import copy
+
 import pytest
 import torch
 from PIL import Image, ImageOps
@@ -135,6 +137,17 @@ def test_float32_changes_nothing_and_restore_is_exact() -> None:
     restored = _forward(model, pixel_values)
     assert torch.equal(restored.logits, expected.logits) and torch.equal(restored.pred_boxes, expected.pred_boxes)
     assert "forward" not in vars(model) and "forward" not in vars(model.model.backbone)
+
+
+def test_a_deep_copy_of_an_optimized_model_runs_its_own_weights() -> None:
+    model = hf_rfdetr.optimize(RFDetrForObjectDetection(tiny_config()).eval(), dtype="bfloat16")
+    twin = copy.deepcopy(model)
+    with torch.no_grad():
+        for parameter in twin.model.backbone.parameters():
+            parameter.add_(0.5)
+    pixel_values = torch.randn(1, 3, 64, 64)
+    assert hf_rfdetr.is_optimized(twin)
+    assert not torch.equal(_forward(twin, pixel_values).logits, _forward(model, pixel_values).logits)
 
 
 def _storage_bytes(model: torch.nn.Module) -> tuple[int, set[int]]:

@@ -101,13 +101,14 @@ def _to_float32(value):
     return value
 
 
-def _autocast_forward(forward, device_type: str, dtype: torch.dtype):
-    """`forward` run under autocast, its outputs cast back to float32 (the backbone's feature maps for the
-    projector, or the model's logits and boxes for post-processing)."""
+def _autocast_forward(device_type: str, dtype: torch.dtype):
+    """A forward (to bind to a module instance) that runs its class's forward under autocast and casts the outputs
+    back to float32 (the backbone's feature maps for the projector, or the model's logits and boxes). It looks the
+    class's forward up at call time, so a deep copy of the module runs its own weights."""
 
     def run(self, *args, **kwargs):
         with torch.autocast(device_type, dtype=dtype):
-            outputs = forward(*args, **kwargs)
+            outputs = type(self).forward(self, *args, **kwargs)
         return _to_float32(outputs)
 
     return run
@@ -142,9 +143,9 @@ def optimize(
     if resolved != torch.float32:
         if backbone_only:
             backbone = _backbone(model)
-            backbone.forward = types.MethodType(_autocast_forward(backbone.forward, device.type, resolved), backbone)
+            backbone.forward = types.MethodType(_autocast_forward(device.type, resolved), backbone)
         else:
-            model.forward = types.MethodType(_autocast_forward(model.forward, device.type, resolved), model)
+            model.forward = types.MethodType(_autocast_forward(device.type, resolved), model)
     if compile:
         model.forward = torch.compile(model.forward)
     setattr(model, _STATE, OptimizationSettings(resolved, backbone_only, compile))
