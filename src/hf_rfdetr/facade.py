@@ -253,7 +253,7 @@ class RFDETR:
         names); `backbone_only=False` autocasts the whole forward (a few percent faster, scores move by up to 0.1).
 
         `compile=True` also runs it through `torch.compile`. It is off by default (the original's default is on): on
-        CPU compiling takes minutes and gained under 2% over eager. The original traces the model with TorchScript
+        CPU compiling takes long and gained 0 to 8% over float32 eager. The original traces the model with TorchScript
         for a fixed `batch_size`; `torch.compile` specialises on the shapes it sees instead (`batch_size` is accepted
         for compatibility and unused). `remove_optimized_model()` goes back to float32 eager execution, exactly. For
         deployment outside PyTorch use `export()` (ONNX).

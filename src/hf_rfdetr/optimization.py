@@ -9,17 +9,19 @@ What it does (chosen by measurement, see `benchmarks/cpu_fast_path.py` and `test
   attention); the projector, the two-stage selection, the decoder and the box refinement stay float32, where bf16
   moves the scores by up to 0.1 and changes detections. On the bundled demo checkpoint the backbone-only bf16
   path moves the scores by at most 0.001 and keeps every detection (scene, mirrored, flipped and rotated copies).
-- The weights are not touched: autocast casts each backbone weight once per forward. Storing the backbone weights in
-  bf16 instead measured no faster (within 4 % on Nano and Base, noise level), would round them for good (training or
+- The weights are not touched: autocast casts each backbone weight once per forward (about 2 % of the time). Storing
+  the backbone weights in bf16 instead measured no faster (within 4 % on Nano and Base, noise level on a loaded
+  machine), would round them for good (training or
   exporting afterwards would start from rounded weights) and would make `restore` inexact. Nothing is copied, so
   the resident memory does not grow (the original's `optimize_for_inference` deep-copies the model, rfdetr #1080).
-- `dtype="auto"` picks bfloat16 only on CPUs with native bf16 instructions (AVX512-BF16 or AMX): elsewhere oneDNN
-  emulates bf16 and it is slower than float32, so the model stays float32. On CUDA it picks bfloat16 where the GPU
+- `dtype="auto"` picks bfloat16 only on CPUs with native bf16 instructions (AVX512-BF16 or AMX; Arm's BF16):
+  elsewhere oneDNN emulates bf16, slower than float32, so the model stays float32. On CUDA it picks bfloat16 where the GPU
   supports it, else float16.
 - int8 dynamic quantisation of the backbone linears (`torch.ao.quantization.quantize_dynamic`, VNNI) was measured and
-  left out: about 10 % faster than the bf16 path but it adds a detection at threshold 0.3 on the rotated demo image.
-- `torch.compile` is an option (`compile=True`), off by default: on CPU it gained under 2 % over eager for minutes
-  of compilation.
+  left out: about 10 % faster than the bf16 path on Base (loaded machine), but it adds a detection at threshold 0.3
+  on the rotated demo image (score error 0.37 there).
+- `torch.compile` is an option (`compile=True`), off by default: on CPU in float32 it took long to compile and gained
+  0 to 8 % over eager (issue 13: Nano 243 vs 241 ms, Base 606 vs 659 ms).
 
 In eval mode the model already runs one Group DETR query group (the training groups are skipped), so the inference
 graph needs no change for that.
