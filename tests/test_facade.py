@@ -259,17 +259,22 @@ def test_optimize_for_inference(detector: RFDETR, monkeypatch) -> None:
     reference = detector.predict(image, threshold=0.3)
     compiled = []
     monkeypatch.setattr(torch, "compile", lambda module: compiled.append(module) or module)
-    detector.optimize_for_inference()  # compile=True: torch.compile on a tensor-only forward
+    weights = {name: tensor.clone() for name, tensor in detector.model.state_dict().items()}
+    detector.optimize_for_inference(compile=True, dtype="float32")  # torch.compile on a tensor-only forward
     try:
         assert len(compiled) == 1
         np.testing.assert_allclose(detector.predict(image, threshold=0.3).xyxy, reference.xyxy, atol=1e-4)
-        detector.optimize_for_inference(compile=False, dtype="bfloat16")
+        detector.optimize_for_inference(dtype="bfloat16")  # the default compiles nothing
+        assert len(compiled) == 1
+        assert hf_rfdetr.is_optimized(detector.model) and next(detector.model.parameters()).dtype == torch.float32
         low = detector.predict(image, threshold=0.3)
-        assert abs(len(low) - len(reference)) <= 2 and next(detector.model.parameters()).dtype == torch.float32
+        assert abs(len(low) - len(reference)) <= 2
         with pytest.raises(ValueError, match="floating-point torch dtype"):
             detector.optimize_for_inference(dtype="int8")
     finally:
         detector.remove_optimized_model()
+    assert not hf_rfdetr.is_optimized(detector.model)
+    assert all(torch.equal(tensor, weights[name]) for name, tensor in detector.model.state_dict().items())
     np.testing.assert_allclose(detector.predict(image, threshold=0.3).xyxy, reference.xyxy, atol=1e-5)
 
 

@@ -91,6 +91,25 @@ def test_onnxruntime_equals_pytorch(tiny_export, seed: int, batch_size: int) -> 
     assert logits_difference <= ATOL and boxes_difference <= ATOL
 
 
+def test_graph_optimisation_is_on_by_default_and_overridable(tiny_export) -> None:
+    """Sessions get onnxruntime's full graph optimisation unless told otherwise; outputs equal PyTorch's either way."""
+    import onnxruntime
+
+    model, folder = tiny_export
+    pixel_values = torch.randn(2, 3, 64, 64, generator=torch.Generator().manual_seed(5))
+    levels = onnxruntime.GraphOptimizationLevel
+    for name, level in [(None, levels.ORT_ENABLE_ALL), ("extended", levels.ORT_ENABLE_EXTENDED)]:
+        onnx_model = RFDetrOnnxModel.from_pretrained(folder, **({"graph_optimization": name} if name else {}))
+        assert onnx_model.session.get_session_options().graph_optimization_level == level
+        assert max(_max_differences(model, onnx_model, pixel_values)) <= ATOL
+    options = onnxruntime.SessionOptions()
+    options.graph_optimization_level = levels.ORT_DISABLE_ALL
+    own = RFDetrOnnxModel.from_pretrained(folder, session_options=options)  # the caller's options win
+    assert own.session.get_session_options().graph_optimization_level == levels.ORT_DISABLE_ALL
+    with pytest.raises(ValueError, match="graph_optimization must be one of"):
+        RFDetrOnnxModel.from_pretrained(folder, graph_optimization="max")
+
+
 def test_export_at_native_grid_and_other_resolution(tmp_path: Path) -> None:
     """The stored position grid used as is (8 x 8 at 64 px), exports at 96 px (12 x 12) and 64 x 96 (interpolated)."""
     model = _tiny_model(seed=2, positional_encoding_size=8)

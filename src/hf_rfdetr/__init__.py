@@ -54,6 +54,7 @@ _LAZY_NAMES: dict[str, str] = {
     "push_to_hub": ".hub",
     "export_onnx": ".onnx",
     "RFDetrOnnxModel": ".onnx",
+    **dict.fromkeys(["optimize", "restore", "is_optimized"], ".optimization"),
 }
 
 

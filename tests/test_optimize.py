@@ -1,0 +1,186 @@
+"""`hf_rfdetr.optimize`: the in-place fast inference path. Its drift against float32 on the bundled demo checkpoint
+(per-query logits and boxes, detections matched by class, IoU and score), that it copies nothing, that `restore`
+undoes it exactly, and that `dtype="auto"` follows the CPU. No timings here: speed lives in
+`benchmarks/cpu_fast_path.py`."""
+
+from __future__ import annotations
+
+import copy
+
+import pytest
+import torch
+from PIL import Image, ImageOps
+
+import hf_rfdetr
+from hf_rfdetr import RFDetrForObjectDetection, RFDetrImageProcessor, optimization
+from hf_rfdetr.demo_assets import DEMO_IMAGE, DEMO_MODEL
+from hf_rfdetr.onnx.quantization import match_detections
+
+from .conftest import perturb_, tiny_config
+
+# Measured on an AMD EPYC with AVX512-BF16, forced bfloat16 backbone vs float32, the demo image and its mirrored,
+# flipped and rotated copies: logits within 0.005, boxes within 2e-4, scores within 0.001, every detection kept at
+# thresholds 0.3 and 0.5. The bounds leave about 10x room for other CPUs' bf16 kernels.
+LOGIT_TOLERANCE = 0.05
+BOX_TOLERANCE = 2e-3
+# Detections: same class, IoU >= 0.9, score within 0.02; a detection within MARGIN of the threshold may pair with one
+# just across it.
+SCORE_TOLERANCE = 0.02
+IOU_THRESHOLD = 0.9
+MARGIN = 0.02
+
+
+@pytest.fixture(scope="module")
+def demo() -> tuple[RFDetrForObjectDetection, RFDetrImageProcessor]:
+    return RFDetrForObjectDetection.from_pretrained(DEMO_MODEL).eval(), RFDetrImageProcessor.from_pretrained(DEMO_MODEL)
+
+
+def _image(copy: str) -> Image.Image:
+    image = Image.open(DEMO_IMAGE).convert("RGB")
+    return {"scene": image, "mirrored": ImageOps.mirror(image), "rotated": image.transpose(Image.Transpose.ROTATE_90)}[
+        copy
+    ]
+
+
+def _forward(model: torch.nn.Module, pixel_values: torch.Tensor):
+    with torch.inference_mode():
+        return model(pixel_values)
+
+
+def _detections(processor, outputs, image: Image.Image, threshold: float) -> list[dict]:
+    """Pipeline-format detections down to `threshold - MARGIN`."""
+    result = processor.post_process_object_detection(
+        outputs, threshold=threshold - MARGIN, target_sizes=[(image.height, image.width)]
+    )[0]
+    return [
+        {"score": float(score), "label": int(label), "box": dict(zip(("xmin", "ymin", "xmax", "ymax"), box.tolist()))}
+        for score, label, box in zip(result["scores"], result["labels"], result["boxes"])
+    ]
+
+
+@pytest.mark.parametrize("copy", ["scene", "mirrored", "rotated"])
+def test_bfloat16_backbone_keeps_the_float32_detections(demo, copy: str) -> None:
+    model, processor = demo
+    image = _image(copy)
+    pixel_values = processor(image, return_tensors="pt")["pixel_values"]
+    expected = _forward(model, pixel_values)
+    hf_rfdetr.optimize(model, dtype=torch.bfloat16)  # forced: also where "auto" stays float32
+    try:
+        actual = _forward(model, pixel_values)
+    finally:
+        hf_rfdetr.restore(model)
+    assert actual.logits.dtype == actual.pred_boxes.dtype == torch.float32
+    logit_error = (actual.logits - expected.logits).abs().max().item()
+    box_error = (actual.pred_boxes - expected.pred_boxes).abs().max().item()
+    assert 0 < logit_error <= LOGIT_TOLERANCE, f"per-query logit error {logit_error}"  # > 0: bf16 really ran
+    assert box_error <= BOX_TOLERANCE, f"per-query box error {box_error}"
+    for threshold in (0.3, 0.5):
+        before = _detections(processor, expected, image, threshold)
+        after = _detections(processor, actual, image, threshold)
+        match = match_detections(
+            before,
+            after,
+            threshold=threshold,
+            margin=MARGIN,
+            iou_threshold=IOU_THRESHOLD,
+            score_tolerance=SCORE_TOLERANCE,
+        )
+        assert not (match.missing or match.extra or match.drifted), (threshold, match)
+        assert any(score["score"] >= threshold + MARGIN for score in before)  # the check compared something
+
+
+def test_autocast_covers_the_backbone_only(demo) -> None:
+    """Backbone matrix products run in bf16; the projector and everything after it see float32."""
+    model, processor = demo
+    seen = {}
+    hooks = [
+        model.model.backbone.layers[0].mlp.fc1.register_forward_hook(lambda m, i, o: seen.update(backbone=o.dtype)),
+        model.model.projector.register_forward_pre_hook(lambda m, i: seen.update(projector={t.dtype for t in i[0]})),
+        model.class_embed.register_forward_hook(lambda m, i, o: seen.update(head=o.dtype)),
+    ]
+    hf_rfdetr.optimize(model, dtype="bfloat16")
+    try:
+        _forward(model, processor(_image("scene"), return_tensors="pt")["pixel_values"])
+    finally:
+        hf_rfdetr.restore(model)
+        for hook in hooks:
+            hook.remove()
+    assert seen == {"backbone": torch.bfloat16, "projector": {torch.float32}, "head": torch.float32}
+
+
+def test_auto_follows_the_cpu(monkeypatch) -> None:
+    model = RFDetrForObjectDetection(tiny_config()).eval()
+    native = optimization.has_native_bf16()
+    hf_rfdetr.optimize(model)
+    assert model._hf_rfdetr_optimization.dtype == (torch.bfloat16 if native else torch.float32)
+    monkeypatch.setattr(optimization, "has_native_bf16", lambda: False)  # emulated bf16 is slower: float32
+    assert optimization.resolve_dtype("auto", torch.device("cpu")) == torch.float32
+    monkeypatch.setattr(optimization, "has_native_bf16", lambda: True)
+    assert optimization.resolve_dtype("auto", torch.device("cpu")) == torch.bfloat16
+    with pytest.raises(ValueError, match="floating-point torch dtype"):
+        hf_rfdetr.optimize(model, dtype="int8")
+
+
+def test_float32_changes_nothing_and_restore_is_exact() -> None:
+    torch.manual_seed(0)
+    model = perturb_(RFDetrForObjectDetection(tiny_config()), seed=0).eval()
+    pixel_values = torch.randn(2, 3, 64, 64)
+    expected = _forward(model, pixel_values)
+    hf_rfdetr.optimize(model, dtype="float32")
+    assert hf_rfdetr.is_optimized(model)
+    assert torch.equal(_forward(model, pixel_values).logits, expected.logits)
+    hf_rfdetr.optimize(model, dtype="bfloat16", backbone_only=False)  # the whole forward: it runs, outputs differ
+    low = _forward(model, pixel_values)
+    assert low.logits.dtype == low.pred_boxes.dtype == torch.float32  # cast back for post-processing
+    assert low.logits.shape == expected.logits.shape and not torch.equal(low.logits, expected.logits)
+    assert hf_rfdetr.restore(model) is model and not hf_rfdetr.is_optimized(model)
+    restored = _forward(model, pixel_values)
+    assert torch.equal(restored.logits, expected.logits) and torch.equal(restored.pred_boxes, expected.pred_boxes)
+    assert "forward" not in vars(model) and "forward" not in vars(model.model.backbone)
+
+
+def test_a_deep_copy_of_an_optimized_model_runs_its_own_weights() -> None:
+    model = hf_rfdetr.optimize(RFDetrForObjectDetection(tiny_config()).eval(), dtype="bfloat16")
+    twin = copy.deepcopy(model)
+    with torch.no_grad():
+        for parameter in twin.model.backbone.parameters():
+            parameter.add_(0.5)
+    pixel_values = torch.randn(1, 3, 64, 64)
+    assert hf_rfdetr.is_optimized(twin)
+    assert not torch.equal(_forward(twin, pixel_values).logits, _forward(model, pixel_values).logits)
+
+
+def _storage_bytes(model: torch.nn.Module) -> tuple[int, set[int]]:
+    """Bytes of the distinct storages behind the parameters and buffers, and their addresses."""
+    storages = {
+        tensor.untyped_storage().data_ptr(): tensor.untyped_storage().nbytes()
+        for tensor in [*model.parameters(), *model.buffers()]
+    }
+    return sum(storages.values()), set(storages)
+
+
+def test_optimize_copies_nothing(demo) -> None:
+    """Resident weights after `optimize` are those before (the original deep-copies the model, rfdetr #1080)."""
+    model, _ = demo
+    size, addresses = _storage_bytes(model)
+    dtypes = {name: tensor.dtype for name, tensor in model.state_dict().items()}
+    try:
+        assert hf_rfdetr.optimize(model, dtype="bfloat16") is model
+        assert _storage_bytes(model) == (size, addresses)  # same storages, same bytes: 1.0x
+        assert {name: tensor.dtype for name, tensor in model.state_dict().items()} == dtypes
+    finally:
+        hf_rfdetr.restore(model)
+
+
+def test_compile_option_and_one_query_group(monkeypatch) -> None:
+    model = RFDetrForObjectDetection(tiny_config()).eval()
+    compiled = []
+    monkeypatch.setattr(torch, "compile", lambda function: compiled.append(function) or function)
+    hf_rfdetr.optimize(model, dtype="float32", compile=True)
+    assert len(compiled) == 1 and model._hf_rfdetr_optimization.compiled
+    outputs = _forward(model, torch.randn(1, 3, 64, 64))
+    hf_rfdetr.restore(model)
+    assert "forward" not in vars(model)
+    # Eval mode runs one Group DETR group: the inference graph has num_queries queries, not num_queries * group_detr.
+    assert model.config.group_detr > 1
+    assert outputs.logits.shape[1] == outputs.enc_logits.shape[1] == model.config.num_queries
