@@ -11,33 +11,47 @@
 # WITHOUT WARRANTIES OR CONDITIONS OF ANY KIND, either express or implied.
 # See the License for the specific language governing permissions and
 # limitations under the License.
-"""Draw detections on an image with Pillow: box outlines and "label score" captions, one colour per label.
+"""Draw detections with supervision's `BoxAnnotator` and `LabelAnnotator`: box outlines and "label score" captions,
+one colour per label, the same in every image, frame and run.
 
     >>> from hf_rfdetr.annotate import draw_detections
     >>> detections = detector(image, threshold=0.5)  # the object-detection pipeline's output
     >>> draw_detections(image, detections).save("detections.jpg")
 
 A detection is a mapping with `"label"` (str), `"score"` (float) and `"box"`, either the pipeline's
-`{"xmin", "ymin", "xmax", "ymax"}` dict or a sequence `(x0, y0, x1, y1)`, in pixels of the image.
+`{"xmin", "ymin", "xmax", "ymax"}` dict or a sequence `(x0, y0, x1, y1)`, in pixels of the image. Video frames and
+`RFDETR.predict`'s `supervision.Detections` go through `annotate_frame`, the same drawing.
 """
 
 from __future__ import annotations
 
 import zlib
 from collections.abc import Mapping, Sequence
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-from PIL import Image, ImageDraw, ImageFont
+import numpy as np
+from PIL import Image
 
 from .image_io import to_rgb
 
-__all__ = ["PALETTE", "Detection", "box_corners", "draw_detections", "label_color", "label_colors"]
+if TYPE_CHECKING:
+    import supervision as sv
+
+__all__ = [
+    "PALETTE",
+    "Detection",
+    "annotate_frame",
+    "box_corners",
+    "draw_detections",
+    "label_color",
+    "label_colors",
+]
 
 Color = tuple[int, int, int]
 #: A detection as the object-detection pipeline returns it: `{"score": float, "label": str, "box": {...}}`.
 Detection = Mapping[str, Any]
 
-#: Box colours; a label's colour is `label_color(label)`, the same in every image.
+#: Box colours (RGB); a label's colour is `label_color(label)`, the same in every image.
 PALETTE: list[Color] = [
     (230, 25, 75),
     (60, 180, 75),
@@ -89,56 +103,102 @@ def draw_detections(
             modified.
         detections: mappings with `label`, `score` and `box` (see the module docstring), in image pixels.
         colors: label -> RGB colour; labels missing from it (all, by default) get `label_color(label)`.
-        line_width: outline width in pixels; default `max(2, round(min(width, height) / 240))`.
+        line_width: the outline's thickness (supervision's `BoxAnnotator(thickness=...)`); default
+            `max(2, round(min(width, height) / 240))`.
 
     Returns:
-        The annotated copy. Boxes are drawn from the lowest score to the highest, so the best detection ends on top.
-        Corners are truncated to integers and clamped to the image, and the outline lies inside the box. The caption
-        (black or white text on the label colour) sits above the box, or inside it at the top edge when there is no
-        room above.
+        The annotated copy, drawn by `annotate_frame` (supervision's box and label annotators): boxes are drawn from
+        the lowest score to the highest, so the best detection ends on top, then the captions in the same order.
+        Corners are truncated to integers and clamped to the image; the outline is centred on the box's edges. The
+        caption (black or white text on the label colour) sits above the box's top-left corner, or is moved into the
+        image (inside the box at the top edge) when there is no room above.
     """
-    canvas = to_rgb(image)
-    canvas = canvas.copy() if canvas is image else canvas
-    draw = ImageDraw.Draw(canvas)
-    width = line_width if line_width is not None else max(2, round(min(canvas.size) / 240))
-    font = _font(max(12, round(min(canvas.size) / 32)))
-    colors = {} if colors is None else colors
-    for detection in sorted(detections, key=lambda d: d["score"]):
-        x0, y0, x1, y1 = _clamped(box_corners(detection["box"]), canvas.size)
-        color = tuple(colors.get(detection["label"]) or label_color(detection["label"]))
-        draw.rectangle((x0, y0, x1, y1), outline=color, width=width)
-        _caption(draw, f"{detection['label']} {detection['score']:.2f}", (x0, y0), color, font)
-    return canvas
+    import supervision as sv
+
+    canvas = np.asarray(to_rgb(image))
+    found = sv.Detections(
+        xyxy=np.array([box_corners(d["box"]) for d in detections], dtype=np.float32).reshape(-1, 4),
+        confidence=np.array([float(d["score"]) for d in detections], dtype=np.float32),
+        data={"class_name": np.array([str(d["label"]) for d in detections], dtype=str)},
+    )
+    bgr = annotate_frame(np.ascontiguousarray(canvas[:, :, ::-1]), found, colors=colors, line_width=line_width)
+    return Image.fromarray(np.ascontiguousarray(bgr[:, :, ::-1]))
 
 
-def _clamped(corners: tuple[float, float, float, float], size: tuple[int, int]) -> tuple[int, int, int, int]:
-    """Integer corners inside an image of `size` `(width, height)`, with `x1 >= x0` and `y1 >= y0`."""
-    right, bottom = size[0] - 1, size[1] - 1
-    x0, x1 = (min(max(int(v), 0), right) for v in (corners[0], corners[2]))
-    y0, y1 = (min(max(int(v), 0), bottom) for v in (corners[1], corners[3]))
-    return x0, y0, max(x0, x1), max(y0, y1)
+def annotate_frame(
+    frame: np.ndarray,
+    detections: sv.Detections,
+    colors: Mapping[str, Color] | None = None,
+    line_width: int | None = None,
+) -> np.ndarray:
+    """A copy of a BGR `(H, W, 3)` uint8 frame (OpenCV's and supervision's order) with supervision's box outlines and
+    "class_name confidence" captions, coloured as `draw_detections` colours them.
+
+    Args:
+        frame: the frame; it is not modified.
+        detections: `supervision.Detections` (as `RFDETR.predict` returns them); the caption names are
+            `detections.data["class_name"]`, else the class ids (one of them is required). They are drawn from the lowest confidence to the
+            highest, so the best detection ends on top.
+        colors: class name -> RGB colour; names missing from it get `label_color(name)`.
+        line_width: the outline's thickness; default `max(2, round(min(height, width) / 240))`.
+
+    Raises:
+        ValueError: detections with neither `data["class_name"]` nor `class_id`.
+    """
+    import supervision as sv
+
+    if detections.confidence is not None:
+        detections = detections[np.argsort(detections.confidence, kind="stable")]
+    names = detections.data.get("class_name", detections.class_id)
+    if names is None:
+        raise ValueError(
+            "annotate_frame: each detection needs a name for its caption and colour: detections.data['class_name']"
+            " or detections.class_id; both are missing"
+        )
+    names = [str(name) for name in names]
+    scores = detections.confidence if detections.confidence is not None else [None] * len(detections)
+    captions = [name if score is None else f"{name} {score:.2f}" for name, score in zip(names, scores)]
+    palette, lookup = _palette(names, {} if colors is None else colors)
+    text_palette = sv.ColorPalette([_text_color(color) for color in palette.colors])
+    size = min(frame.shape[:2])
+    text_scale = max(0.4, size / 720)
+    clamped = _clamped(detections, frame.shape[1], frame.shape[0])
+    boxes = sv.BoxAnnotator(color=palette, thickness=line_width or max(2, round(size / 240)))
+    labels = sv.LabelAnnotator(
+        color=palette,
+        text_color=text_palette,
+        text_scale=text_scale,
+        text_thickness=max(1, round(text_scale * 1.5)),
+        text_padding=max(3, round(text_scale * 6)),
+        smart_position=True,  # captions stay inside the frame and apart from each other
+    )
+    annotated = boxes.annotate(frame.copy(), clamped, custom_color_lookup=lookup)
+    return labels.annotate(annotated, clamped, labels=captions, custom_color_lookup=lookup)
 
 
-def _caption(
-    draw: ImageDraw.ImageDraw,
-    text: str,
-    anchor: tuple[int, int],
-    color: Sequence[int],
-    font: ImageFont.ImageFont | ImageFont.FreeTypeFont,
-) -> None:
-    """Draw `text` on a filled `color` label whose bottom-left is the box's top-left `anchor` (or inside the box)."""
-    x0, y0 = anchor
-    left, top, text_right, text_bottom = draw.textbbox((0, 0), text, font=font)
-    text_width, text_height = text_right - left + 4, text_bottom - top + 4
-    caption_y = y0 - text_height if y0 >= text_height else y0
-    draw.rectangle((x0, caption_y, x0 + text_width, caption_y + text_height), fill=tuple(color))
-    text_color = (0, 0, 0) if sum(color) > 382 else (255, 255, 255)
-    draw.text((x0 + 2 - left, caption_y + 2 - top), text, fill=text_color, font=font)
+def _palette(names: Sequence[str], colors: Mapping[str, Color]) -> tuple[sv.ColorPalette, np.ndarray]:
+    """The distinct colours of `names` as a supervision palette, and each name's index in it (a custom lookup)."""
+    import supervision as sv
+
+    rgb = [tuple(int(v) for v in (colors.get(name) or label_color(name))) for name in names]
+    distinct = list(dict.fromkeys(rgb)) or [PALETTE[0]]
+    lookup = np.array([distinct.index(color) for color in rgb], dtype=int)
+    return sv.ColorPalette([sv.Color(*color) for color in distinct]), lookup
 
 
-def _font(size: int) -> ImageFont.ImageFont | ImageFont.FreeTypeFont:
-    """Pillow's default font at `size` pixels (a fixed-size bitmap font on Pillow < 10.1)."""
-    try:
-        return ImageFont.load_default(size=size)
-    except TypeError:  # Pillow < 10.1
-        return ImageFont.load_default()
+def _text_color(color: sv.Color) -> sv.Color:
+    """Black text on a light caption colour, white on a dark one."""
+    import supervision as sv
+
+    return sv.Color.BLACK if color.r + color.g + color.b > 382 else sv.Color.WHITE
+
+
+def _clamped(detections: sv.Detections, width: int, height: int) -> sv.Detections:
+    """A copy of `detections` with integer corners inside a `width` x `height` frame, `x1 >= x0` and `y1 >= y0`."""
+    clamped = detections[np.arange(len(detections))]  # a copy
+    xyxy = np.trunc(np.asarray(detections.xyxy, dtype=np.float64))
+    xyxy[:, 0::2] = np.clip(xyxy[:, 0::2], 0, width - 1)
+    xyxy[:, 1::2] = np.clip(xyxy[:, 1::2], 0, height - 1)
+    xyxy[:, 2:] = np.maximum(xyxy[:, 2:], xyxy[:, :2])
+    clamped.xyxy = xyxy.astype(np.float32)
+    return clamped

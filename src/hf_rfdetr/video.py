@@ -21,7 +21,8 @@
 Frames are read with OpenCV (`cv2.VideoCapture`) when it is installed, otherwise with supervision's PyAV-based
 fallback (files and network streams, not webcams). As in OpenCV and supervision, frames are BGR `(H, W, 3)` uint8
 arrays: `model.predict` wants RGB, hence `frame[:, :, ::-1]`. Annotated videos are written with supervision's
-`VideoSink` and its box / label annotators.
+`VideoSink`; frames are drawn by `hf_rfdetr.annotate.annotate_frame` (supervision's box / label annotators, one
+colour per class name, as `draw_detections` draws images).
 """
 
 from __future__ import annotations
@@ -38,6 +39,8 @@ from typing import TYPE_CHECKING, Any
 from urllib.parse import urlparse
 
 import numpy as np
+
+from .annotate import annotate_frame
 
 if TYPE_CHECKING:
     import supervision as sv
@@ -154,16 +157,6 @@ def _read(capture: Any, max_frames: int | None) -> Iterator[np.ndarray]:
             yield frame
     finally:
         capture.release()
-
-
-def annotate_frame(frame: np.ndarray, detections: sv.Detections) -> np.ndarray:
-    """A copy of a BGR / RGB frame with supervision boxes and "class_name confidence" labels drawn on it."""
-    import supervision as sv
-
-    names = detections.data.get("class_name", detections.class_id)
-    labels = [f"{name} {confidence:.2f}" for name, confidence in zip(names, detections.confidence)]
-    annotated = sv.BoxAnnotator().annotate(frame.copy(), detections)
-    return sv.LabelAnnotator().annotate(annotated, detections, labels)
 
 
 def frame_callback(
