@@ -94,14 +94,15 @@ def _iou(a: Box, b: Box) -> float:
     return inter / ((a[2] - a[0]) * (a[3] - a[1]) + (b[2] - b[0]) * (b[3] - b[1]) - inter)
 
 
-def _outline_band(shape: tuple[int, int], box: Box, width: int) -> np.ndarray:
-    """Pixels of the `width`-wide outline `draw_detections` draws inside `box` (clamped corners)."""
+def _outline_band(shape: tuple[int, int], box: Box, reach: int) -> np.ndarray:
+    """Pixels within `reach` of the edges of `box` (clamped corners): where supervision's BoxAnnotator, which centres
+    its outline on the edges, may draw (`reach` 1 for the thickness 2 `draw_detections` uses here)."""
     x0, y0, x1, y1 = box
-    inside = np.zeros(shape, bool)
-    inside[y0 : y1 + 1, x0 : x1 + 1] = True
+    outer = np.zeros(shape, bool)
+    outer[max(y0 - reach, 0) : y1 + reach + 1, max(x0 - reach, 0) : x1 + reach + 1] = True
     inner = np.zeros(shape, bool)
-    inner[y0 + width : y1 + 1 - width, x0 + width : x1 + 1 - width] = True
-    return inside & ~inner
+    inner[y0 + reach + 1 : y1 - reach, x0 + reach + 1 : x1 - reach] = True
+    return outer & ~inner
 
 
 def test_bundled_demo_detects_every_object_of_the_bundled_image(bundled_run: tuple[str, Path]) -> None:
@@ -127,7 +128,7 @@ def test_bundled_demo_draws_outlines_and_captions_where_it_detected(bundled_run:
     before = np.asarray(Image.open(DEMO_IMAGE).convert("RGB")).astype(int)
     after = np.asarray(Image.open(output)).astype(int)
     assert after.shape == before.shape == (360, 480, 3) and len(detections) == 6
-    colors, width = label_colors(detections), 2  # line width: max(2, round(360 / 240))
+    colors, reach = label_colors(detections), 1  # thickness max(2, round(360 / 240)): edge +- 1 pixel
     assert all(colors[d["label"]] == label_color(d["label"]) for d in detections)
     for detection in detections:
         x0, y0, x1, y1 = _corners(detection)
@@ -140,9 +141,14 @@ def test_bundled_demo_draws_outlines_and_captions_where_it_detected(bundled_run:
         assert not (before[y0 : y1 + 1, x0] == color).all(axis=-1).any()  # the colour was not there before
         # The caption: the pixels draw_detections would change for this detection alone, outline excluded.
         alone = np.asarray(draw_detections(Image.new("RGB", (480, 360)), [detection], colors=colors)).astype(int)
-        caption = alone.any(axis=-1) & ~_outline_band((360, 480), (x0, y0, x1, y1), width)
+        caption = alone.any(axis=-1) & ~_outline_band((360, 480), (x0, y0, x1, y1), reach)
+        edges = alone[_outline_band((360, 480), (x0, y0, x1, y1), 0)]
+        assert (edges == color).all(axis=-1).mean() > 0.97, (detection, edges[(edges != color).any(axis=-1)])
         text = caption & (alone != color).any(axis=-1)  # glyph pixels, in black or white
         assert caption.sum() > 300 and text.sum() > 40, detection
+        rows, columns = np.nonzero(caption)  # at the box's top-left corner (shifted into the image where needed)
+        assert abs(rows.min() - y0) < 30 and abs(rows.max() - y0) < 30, detection
+        assert columns.min() <= x0 + 1 <= columns.max() and columns.max() - columns.min() > 40, detection
         assert (after[caption] == alone[caption]).all(axis=-1).mean() > 0.9, detection
 
 
