@@ -61,10 +61,9 @@ class RFDetrEmbeddings(nn.Module):
         self.patch_size = config.patch_size
         self.num_windows = config.num_windows
         self.cls_token = nn.Parameter(torch.zeros(1, 1, hidden))
-        # Kept for checkpoint compatibility with DINOv2 / the original (masked image modelling): the same state-dict
-        # key, but a buffer, as the forward never uses it. A parameter would be one that never gets a gradient
-        # (DistributedDataParallel needs find_unused_parameters, optimisers and training tests see it as trainable).
-        self.register_buffer("mask_token", torch.zeros(1, hidden))
+        # Kept for checkpoint compatibility with DINOv2 / the original (masked image modelling). Unused, so frozen:
+        # a trainable parameter without gradients breaks DistributedDataParallel.
+        self.mask_token = nn.Parameter(torch.zeros(1, hidden), requires_grad=False)
         self.position_embeddings = nn.Parameter(torch.zeros(1, config.positional_encoding_size**2 + 1, hidden))
         self.patch_embeddings = RFDetrPatchEmbeddings(config)
 
