@@ -275,7 +275,9 @@ def config_from_transformers(
         resolution = VARIANTS[variant]["resolution"] if variant else math.ceil(image_size / block) * block
     values["resolution"] = resolution
     try:
-        return RFDetrConfig(variant=variant, **values)
+        config = RFDetrConfig(variant=variant, **values)
+        config.validate()
+        return config
     except ValueError as error:
         raise ValueError(f"transformers config does not form a valid RFDetrConfig: {error}") from error
 

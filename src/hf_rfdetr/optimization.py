@@ -98,6 +98,8 @@ def _to_float32(value):
         for key, item in value.items():
             value[key] = _to_float32(item)
         return value
+    if isinstance(value, tuple) and hasattr(value, "_fields"):  # a NamedTuple (the backbone's output)
+        return type(value)(*(_to_float32(item) for item in value))
     if isinstance(value, (list, tuple)):
         return type(value)(_to_float32(item) for item in value)
     return value
