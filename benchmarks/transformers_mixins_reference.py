@@ -49,7 +49,6 @@ RfDetrReferenceModelTest, RfDetrReferenceImageProcessingTest = reference_test_cl
 
 def reference_test_classes() -> tuple[type[unittest.TestCase], type[unittest.TestCase]]:
     """The mixin test classes for transformers' own rf_detr, built like ours (same sizes, inputs and skip list)."""
-    import torch
     from transformers import (
         RfDetrConfig,
         RfDetrDinov2Config,
@@ -96,32 +95,12 @@ def reference_test_classes() -> tuple[type[unittest.TestCase], type[unittest.Tes
             )
 
     @ours.apply_rf_detr_skip_list
-    class RfDetrReferenceModelTest(ours.modeling_common.ModelTesterMixin, unittest.TestCase):
+    class RfDetrReferenceModelTest(
+        ours.DetectionModelTestSetup, ours.modeling_common.ModelTesterMixin, unittest.TestCase
+    ):
         all_model_classes = (RfDetrModel, RfDetrForObjectDetection)
-
-        def setUp(self) -> None:
-            ours.modeling_common.global_rng.seed(0)
-            torch.manual_seed(0)
-            self.model_tester = RfDetrReferenceModelTester(self)
-            self.config_tester = ours.configuration_common.ConfigTester(
-                self,
-                config_class=RfDetrConfig,
-                has_text_modality=False,
-                common_properties=["d_model", "decoder_self_attention_heads"],
-            )
-
-        def _prepare_for_class(self, inputs_dict, model_class, return_labels=False):
-            inputs_dict = super()._prepare_for_class(inputs_dict, model_class, return_labels=return_labels)
-            if return_labels and model_class is RfDetrForObjectDetection:
-                tester = self.model_tester
-                device = inputs_dict["pixel_values"].device
-                inputs_dict["labels"] = ours.detection_labels(
-                    tester.batch_size, tester.n_targets, tester.num_labels, device
-                )
-            return inputs_dict
-
-        def test_config(self) -> None:
-            self.config_tester.run_common_tests()
+        model_tester_class = RfDetrReferenceModelTester
+        config_class = RfDetrConfig
 
     class RfDetrReferenceImageProcessingTester(ours.RFDetrImageProcessingTester):
         def __init__(self, parent: unittest.TestCase, batch_size: int = 4) -> None:

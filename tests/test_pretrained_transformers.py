@@ -15,12 +15,12 @@ from pathlib import Path
 
 import pytest
 import torch
+import transformers
 
 import hf_rfdetr
 from hf_rfdetr import RFDetrForObjectDetection, pretrained_weights
 from hf_rfdetr.cli import main
 
-transformers = pytest.importorskip("transformers")
 if not hasattr(transformers, "RfDetrForObjectDetection"):
     pytest.skip("transformers < 5 has no rf_detr model to convert from", allow_module_level=True)
 

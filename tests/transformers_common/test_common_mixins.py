@@ -178,18 +178,23 @@ class RFDetrModelTester:
         return self.get_config(), {"pixel_values": pixel_values, "pixel_mask": pixel_mask}
 
 
-@mark_expected_failures
-@apply_rf_detr_skip_list
-class RFDetrModelTest(modeling_common.ModelTesterMixin, unittest.TestCase):
-    all_model_classes = (RFDetrModel, RFDetrForObjectDetection)
+class DetectionModelTestSetup:
+    """`setUp` and labelled inputs for a `ModelTesterMixin` test of a (base model, detection model) pair.
+
+    Subclasses set `all_model_classes = (base, detection)`, `model_tester_class` and `config_class`; the benchmark
+    `benchmarks/transformers_mixins_reference.py` reuses it for transformers' own rf_detr.
+    """
+
+    model_tester_class: type = None
+    config_class: type = None
 
     def setUp(self) -> None:
         modeling_common.global_rng.seed(0)  # the mixins' random inputs: the same in every run
         torch.manual_seed(0)
-        self.model_tester = RFDetrModelTester(self)
+        self.model_tester = self.model_tester_class(self)
         self.config_tester = configuration_common.ConfigTester(
             self,
-            config_class=RFDetrConfig,
+            config_class=self.config_class,
             has_text_modality=False,
             common_properties=["d_model", "decoder_self_attention_heads"],
         )
@@ -197,7 +202,7 @@ class RFDetrModelTest(modeling_common.ModelTesterMixin, unittest.TestCase):
     def _prepare_for_class(self, inputs_dict, model_class, return_labels=False):
         """The mixin's inputs, plus detection targets for the detection head when labels are asked for."""
         inputs_dict = super()._prepare_for_class(inputs_dict, model_class, return_labels=return_labels)
-        if return_labels and model_class is RFDetrForObjectDetection:
+        if return_labels and model_class is self.all_model_classes[-1]:
             tester = self.model_tester
             device = inputs_dict["pixel_values"].device
             inputs_dict["labels"] = detection_labels(tester.batch_size, tester.n_targets, tester.num_labels, device)
@@ -205,6 +210,14 @@ class RFDetrModelTest(modeling_common.ModelTesterMixin, unittest.TestCase):
 
     def test_config(self) -> None:
         self.config_tester.run_common_tests()
+
+
+@mark_expected_failures
+@apply_rf_detr_skip_list
+class RFDetrModelTest(DetectionModelTestSetup, modeling_common.ModelTesterMixin, unittest.TestCase):
+    all_model_classes = (RFDetrModel, RFDetrForObjectDetection)
+    model_tester_class = RFDetrModelTester
+    config_class = RFDetrConfig
 
 
 class RFDetrImageProcessingTester:
