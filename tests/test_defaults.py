@@ -39,7 +39,7 @@ def test_import_hf_rfdetr_imports_nothing_heavy_and_still_registers() -> None:
     assert result.returncode == 0, result.stderr[-3000:]
     loaded, registered, lazy = result.stdout.splitlines()
     assert json.loads(loaded) == []  # hf_rfdetr.registration waits for transformers' auto modules
-    assert registered == "hf_rfdetr.configuration_rfdetr RFDetrForObjectDetection"
+    assert registered == "hf_rfdetr.models.rfdetr.configuration_rfdetr RFDetrForObjectDetection"
     assert lazy == "True RFDetrImageProcessor"
 
 

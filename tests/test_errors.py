@@ -16,8 +16,8 @@ from transformers import AutoConfig, AutoModelForObjectDetection, pipeline
 
 from hf_rfdetr import RFDETR, RFDetrConfig, RFDetrForObjectDetection, RFDetrImageProcessor
 from hf_rfdetr.cli import main
-from hf_rfdetr.configuration_rfdetr import _FIELD_TYPES, RFDetrConfigError
 from hf_rfdetr.conversion import CheckpointError, convert_checkpoint, load_original_state_dict
+from hf_rfdetr.models.rfdetr.configuration_rfdetr import _FIELD_TYPES, RFDetrConfigError
 
 from .conftest import tiny_config
 

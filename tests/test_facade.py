@@ -123,7 +123,7 @@ def test_urls_are_fetched_and_offline_errors_name_them(detector: RFDETR, monkeyp
     import io
     import urllib.error
 
-    import hf_rfdetr.image_io as image_io
+    import hf_rfdetr.models.rfdetr.image_io as image_io
 
     image = Image.fromarray(random_image(40, 56, seed=8))
     encoded = io.BytesIO()
@@ -156,7 +156,7 @@ def test_urls_are_fetched_and_offline_errors_name_them(detector: RFDETR, monkeyp
     ],
 )
 def test_bad_arrays_are_explained(detector: RFDETR, image, message: str) -> None:
-    """One rule for arrays and tensors, `hf_rfdetr.image_io.to_chw`, shared with the processor."""
+    """One rule for arrays and tensors, `hf_rfdetr.models.rfdetr.image_io.to_chw`, shared with the processor."""
     with pytest.raises(ValueError, match=message):
         detector.predict(image)
 

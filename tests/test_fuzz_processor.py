@@ -1,7 +1,7 @@
 """Fuzzing `RFDetrImageProcessor` with hypothesis (bounded, reproducible budget: see `tests/fuzzing.py`).
 
 Every drawn input either gives a batch that matches a reference decoding computed here independently, or raises a
-`ValueError` naming the problem. The reference restates the documented rules of `hf_rfdetr.image_io` (its module
+`ValueError` naming the problem. The reference restates the documented rules of `hf_rfdetr.models.rfdetr.image_io` (its module
 docstring) and of the processor, from the input as passed:
 
 - layout: numpy arrays channels-last `(H, W, C)`, tensors channels-first `(C, H, W)`, `(H, W)` grey, `C` in
@@ -37,7 +37,7 @@ from hypothesis import event, example, given
 from hypothesis import strategies as st
 from PIL import Image
 
-from hf_rfdetr.image_processing_rfdetr import IMAGENET_MEAN, IMAGENET_STD, RFDetrImageProcessor
+from hf_rfdetr.models.rfdetr.image_processing_rfdetr import IMAGENET_MEAN, IMAGENET_STD, RFDetrImageProcessor
 
 from .fuzzing import fuzz_settings
 

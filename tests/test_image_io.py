@@ -17,11 +17,11 @@ import torch
 from PIL import Image
 from transformers import AutoModelForObjectDetection, pipeline
 
-import hf_rfdetr.image_io as image_io
+import hf_rfdetr.models.rfdetr.image_io as image_io
 from hf_rfdetr import RFDETR, RFDetrImageProcessor
 from hf_rfdetr.cli import main
 from hf_rfdetr.demo_assets import DEMO_IMAGE, DEMO_MODEL, demo_ground_truth
-from hf_rfdetr.image_io import ImageReadError, ImageTooLargeError, load_image, to_chw
+from hf_rfdetr.models.rfdetr.image_io import ImageReadError, ImageTooLargeError, load_image, to_chw
 from hf_rfdetr.training.data import DatasetError, load_coco_folder
 from hf_rfdetr.training.transforms import decode_image
 

@@ -20,11 +20,11 @@ import torch  # noqa: E402
 import torch.nn.functional as F  # noqa: E402, N812
 from PIL import Image  # noqa: E402
 
-from hf_rfdetr.image_processing_rfdetr import RFDetrImageProcessor  # noqa: E402
+from hf_rfdetr.models.rfdetr.image_processing_rfdetr import RFDetrImageProcessor  # noqa: E402
 
 MEAN = torch.tensor([0.485, 0.456, 0.406]).view(3, 1, 1)
 STD = torch.tensor([0.229, 0.224, 0.225]).view(3, 1, 1)
-LOGGER_NAME = "hf_rfdetr.image_processing_rfdetr"
+LOGGER_NAME = "hf_rfdetr.models.rfdetr.image_processing_rfdetr"
 
 
 def make_image(height: int, width: int, seed: int = 0) -> np.ndarray:
@@ -603,7 +603,7 @@ def test_defaults_and_from_config() -> None:
     nano = RFDetrImageProcessor.from_config(SimpleNamespace(resolution=384, patch_size=16, num_windows=2))
     assert nano.size == {"height": 384, "width": 384} and nano.size_divisor == 32
     assert nano.to_dict() == nano_processor().to_dict()
-    from hf_rfdetr import configuration_rfdetr as configuration
+    from hf_rfdetr.models.rfdetr import configuration_rfdetr as configuration
 
     config = configuration.RFDetrConfig(resolution=576, patch_size=16, num_windows=2)
     from_real = RFDetrImageProcessor.from_config(config)
@@ -695,7 +695,7 @@ def test_padded_box_comes_back_at_its_pixels() -> None:
 def test_model_frame_is_the_unpadded_image() -> None:
     """The model's proposals are normalised by the valid (unpadded) extent: with the right half of a 4 x 8 map
     padded, the last valid column's centre is at 3.5 / 4, not 3.5 / 8."""
-    from hf_rfdetr.decoder_rfdetr import encoder_proposals
+    from hf_rfdetr.models.rfdetr.decoder_rfdetr import encoder_proposals
 
     padding = torch.zeros(1, 4, 8, dtype=torch.bool)
     padding[..., 4:] = True

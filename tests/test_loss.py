@@ -6,7 +6,7 @@ import pytest
 import torch
 
 from hf_rfdetr import RFDetrForObjectDetection
-from hf_rfdetr.loss_rfdetr import RFDetrLoss
+from hf_rfdetr.models.rfdetr.loss_rfdetr import RFDetrLoss
 
 from .conftest import converted_model, perturb_, reference_model, tiny_config
 

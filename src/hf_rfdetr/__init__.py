@@ -27,7 +27,7 @@ import importlib
 from typing import Any
 
 from . import registration
-from .coco_classes import COCO_CLASSES, COCO_ID2LABEL
+from .models.rfdetr.coco_classes import COCO_CLASSES, COCO_ID2LABEL
 
 
 def fine_tune(*args, **kwargs):
@@ -40,10 +40,12 @@ def fine_tune(*args, **kwargs):
 
 #: Public names imported on first access: name -> module (relative to this package).
 _LAZY_NAMES: dict[str, str] = {
-    "VARIANTS": ".configuration_rfdetr",
-    "RFDetrConfig": ".configuration_rfdetr",
-    **dict.fromkeys(["RFDetrForObjectDetection", "RFDetrModel", "RFDetrPreTrainedModel"], ".modeling_rfdetr"),
-    "RFDetrImageProcessor": ".image_processing_rfdetr",
+    "VARIANTS": ".models.rfdetr.configuration_rfdetr",
+    "RFDetrConfig": ".models.rfdetr.configuration_rfdetr",
+    **dict.fromkeys(
+        ["RFDetrForObjectDetection", "RFDetrModel", "RFDetrPreTrainedModel"], ".models.rfdetr.modeling_rfdetr"
+    ),
+    "RFDetrImageProcessor": ".models.rfdetr.image_processing_rfdetr",
     **dict.fromkeys(
         ["RFDETR", "RFDETRNano", "RFDETRSmall", "RFDETRMedium", "RFDETRBase", "RFDETRLarge", "RFDETRLargeDeprecated"],
         ".facade",

@@ -32,7 +32,7 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 from PIL import Image
 
-from .image_io import to_rgb
+from .models.rfdetr.image_io import to_rgb
 
 if TYPE_CHECKING:
     import supervision as sv
@@ -98,7 +98,7 @@ def draw_detections(
     """Return an RGB copy of `image` with each detection's box outline and a "label score" caption.
 
     Args:
-        image: any Pillow image, drawn as a viewer shows it (`hf_rfdetr.image_io.to_rgb`: EXIF orientation applied,
+        image: any Pillow image, drawn as a viewer shows it (`hf_rfdetr.models.rfdetr.image_io.to_rgb`: EXIF orientation applied,
             16-bit data scaled, converted to RGB), the frame every detector path reports boxes in; the input is not
             modified.
         detections: mappings with `label`, `score` and `box` (see the module docstring), in image pixels.

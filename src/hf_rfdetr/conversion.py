@@ -22,7 +22,7 @@ from pathlib import Path
 
 import torch
 
-from .configuration_rfdetr import RFDetrConfig
+from .models.rfdetr.configuration_rfdetr import RFDetrConfig
 
 _BACKBONE = r"backbone\.0\.encoder\.encoder\."
 _PROJECTOR = r"backbone\.0\.projector\."
@@ -256,7 +256,7 @@ def _args(checkpoint: dict) -> dict:
 
 def _variant_from_weights(state_dict: dict[str, torch.Tensor]) -> str:
     """The named variant whose architecture fits the weights (patch size, widths, decoder depth, position grid)."""
-    from .configuration_rfdetr import VARIANTS
+    from .models.rfdetr.configuration_rfdetr import VARIANTS
 
     projection = state_dict[_BACKBONE_KEY + "embeddings.patch_embeddings.projection.weight"]
     grid = int(round((state_dict[_BACKBONE_KEY + "embeddings.position_embeddings"].shape[1] - 1) ** 0.5))
@@ -309,7 +309,7 @@ def _require_original_keys(state_dict: dict[str, torch.Tensor]) -> None:
 def config_from_checkpoint(checkpoint: dict, variant: str | None = None, weights: str = "model") -> RFDetrConfig:
     """The RFDetrConfig of an original checkpoint: its saved `args` over the named variant's defaults, the class
     count from the weights, and the class names when the checkpoint has them (else COCO's for 91 slots)."""
-    from .coco_classes import COCO_ID2LABEL
+    from .models.rfdetr.coco_classes import COCO_ID2LABEL
 
     args, state_dict = _args(checkpoint), checkpoint[weights]
     _require_original_keys(state_dict)
@@ -365,7 +365,7 @@ def verify_against_original(
     except ImportError as error:
         raise CheckpointError("--verify needs the original package: pip install rfdetr==1.11.2") from error
 
-    from .image_processing_rfdetr import RFDetrImageProcessor
+    from .models.rfdetr.image_processing_rfdetr import RFDetrImageProcessor
 
     class_name = {v: k for k, v in _MODEL_NAME_VARIANT.items()}[config.variant] + "Config"
     reference_config = getattr(reference_configs, class_name)(
@@ -421,9 +421,9 @@ def convert_checkpoint(
     Args:
         weights: `"model"` (the regular weights) or `"ema"` (the EMA weights of training checkpoints).
     """
-    from .image_processing_rfdetr import RFDetrImageProcessor
     from .model_card import render_model_card
-    from .modeling_rfdetr import RFDetrForObjectDetection
+    from .models.rfdetr.image_processing_rfdetr import RFDetrImageProcessor
+    from .models.rfdetr.modeling_rfdetr import RFDetrForObjectDetection
 
     checkpoint = load_checkpoint(checkpoint_path, trust=trust)
     key = {"model": "model", "ema": "ema_model"}.get(weights)

@@ -49,13 +49,13 @@ from typing import TYPE_CHECKING, Any
 
 import torch
 
-from .configuration_rfdetr import VARIANTS, RFDetrConfig
 from .conversion import CheckpointError
+from .models.rfdetr.configuration_rfdetr import VARIANTS, RFDetrConfig
 
 if TYPE_CHECKING:  # pragma: no cover
     from transformers import RfDetrForObjectDetection
 
-    from .modeling_rfdetr import RFDetrForObjectDetection
+    from .models.rfdetr.modeling_rfdetr import RFDetrForObjectDetection
 
 logger = logging.getLogger(__name__)
 
@@ -422,7 +422,7 @@ def load_transformers_model(
 ) -> RFDetrForObjectDetection:
     """Our `RFDetrForObjectDetection` (eval mode, float32) with the configuration and weights of transformers'
     `RfDetrForObjectDetection`. `resolution`, `projector_layer_norm_eps`: see `config_from_transformers`."""
-    from .modeling_rfdetr import RFDetrForObjectDetection
+    from .models.rfdetr.modeling_rfdetr import RFDetrForObjectDetection
 
     name = type(model).__name__
     if name != "RfDetrForObjectDetection":
@@ -446,7 +446,7 @@ def verification_pixel_values(config: RFDetrConfig) -> torch.Tensor:
     the asset) preprocessed by `RFDetrImageProcessor.from_config(config)`: (2, 3, resolution, resolution)."""
     from PIL import Image
 
-    from .image_processing_rfdetr import RFDetrImageProcessor
+    from .models.rfdetr.image_processing_rfdetr import RFDetrImageProcessor
 
     asset = Path(__file__).parent / "assets" / "demo.jpg"
     if asset.exists():
@@ -575,7 +575,7 @@ def convert_transformers_checkpoint(
     """
     import transformers
 
-    from .image_processing_rfdetr import RFDetrImageProcessor
+    from .models.rfdetr.image_processing_rfdetr import RFDetrImageProcessor
 
     if not hasattr(transformers, "RfDetrForObjectDetection"):
         raise CheckpointError(f"transformers {transformers.__version__} has no RfDetrForObjectDetection (needs 5.x)")

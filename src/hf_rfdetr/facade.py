@@ -48,10 +48,10 @@ from PIL import Image
 from safetensors import SafetensorError
 from transformers import AutoModelForObjectDetection
 
-from .configuration_rfdetr import RFDetrConfig
-from .image_io import load_image, to_chw
-from .image_processing_rfdetr import RFDetrImageProcessor
-from .modeling_rfdetr import RFDetrForObjectDetection
+from .models.rfdetr.configuration_rfdetr import RFDetrConfig
+from .models.rfdetr.image_io import load_image, to_chw
+from .models.rfdetr.image_processing_rfdetr import RFDetrImageProcessor
+from .models.rfdetr.modeling_rfdetr import RFDetrForObjectDetection
 from .pretrained_weights import CHECKPOINTS, as_rfdetr_checkpoint, pretrained, resolve_name
 from .verbosity import quiet_loading
 
@@ -204,7 +204,7 @@ class RFDETR:
             images: a file path, an http(s) URL, a PIL image, a numpy array `(H, W, 3)` RGB, a torch tensor
                 `(3, H, W)`, or a list of these (sizes may differ). Files and PIL images are read as a viewer shows
                 them (EXIF orientation applied, 16-bit data scaled to 8 bits); arrays and tensors may be uint8,
-                uint16, bool or float in `[0, 1]`, grey or RGBA too, by the rule of `hf_rfdetr.image_io.to_chw`
+                uint16, bool or float in `[0, 1]`, grey or RGBA too, by the rule of `hf_rfdetr.models.rfdetr.image_io.to_chw`
                 (the processor's). For OpenCV / supervision frames (BGR) pass `frame[:, :, ::-1]`.
             threshold: keep detections whose score is above this.
 
@@ -217,7 +217,7 @@ class RFDETR:
         Raises:
             FileNotFoundError: a path that does not exist. OSError: a URL that cannot be fetched (offline).
             ValueError: an array / tensor of the wrong shape, dtype or range, an unreadable or too large file
-                (`hf_rfdetr.image_io.ImageReadError`, naming it), an empty list.
+                (`hf_rfdetr.models.rfdetr.image_io.ImageReadError`, naming it), an empty list.
             TypeError: an input of another type.
         """
         single = not isinstance(images, (list, tuple))
@@ -499,9 +499,9 @@ def _from_original_checkpoint(
 
 
 def _load_input(image: Any, index: int) -> Image.Image | torch.Tensor:
-    """One `predict` input as the processor will read it: files through `hf_rfdetr.image_io.load_image` (EXIF
+    """One `predict` input as the processor will read it: files through `hf_rfdetr.models.rfdetr.image_io.load_image` (EXIF
     orientation, 16-bit scaling, pixel limit, errors naming the file), arrays / tensors / PIL images through
-    `hf_rfdetr.image_io.to_chw` (one layout and dtype rule, shared with the processor)."""
+    `hf_rfdetr.models.rfdetr.image_io.to_chw` (one layout and dtype rule, shared with the processor)."""
     if isinstance(image, (str, os.PathLike)):
         return load_image(image, name=f"image {index}: {os.fspath(image)!r}")
     return to_chw(image, f"image {index}")

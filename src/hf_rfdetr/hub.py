@@ -24,7 +24,6 @@ from typing import Any
 
 import torch
 
-from .image_processing_rfdetr import RFDetrImageProcessor
 from .model_card import (
     Evaluation,
     card_fields,
@@ -35,7 +34,8 @@ from .model_card import (
     read_evaluations,
     render_model_card,
 )
-from .modeling_rfdetr import RFDetrForObjectDetection
+from .models.rfdetr.image_processing_rfdetr import RFDetrImageProcessor
+from .models.rfdetr.modeling_rfdetr import RFDetrForObjectDetection
 
 #: Files carrying the model apart from its code.
 MODEL_FILES = ("config.json", "model.safetensors", "preprocessor_config.json", "README.md")

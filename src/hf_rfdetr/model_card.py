@@ -37,7 +37,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from string import Template
 
-from .configuration_rfdetr import RFDetrConfig
+from .models.rfdetr.configuration_rfdetr import RFDetrConfig
 
 TEMPLATE_PATH = Path(__file__).parent / "templates" / "model_card.md"
 #: First line of the comment the template puts in every card; `push_to_hub` replaces only cards that still have it.
@@ -347,7 +347,7 @@ def count_parameters(config: RFDetrConfig) -> int:
     """The parameter count of `RFDetrForObjectDetection(config)`, built on the meta device (no memory, no init)."""
     import torch
 
-    from .modeling_rfdetr import RFDetrForObjectDetection
+    from .models.rfdetr.modeling_rfdetr import RFDetrForObjectDetection
 
     with torch.device("meta"):
         model = RFDetrForObjectDetection(config)

@@ -11,7 +11,7 @@
 # WITHOUT WARRANTIES OR CONDITIONS OF ANY KIND, either express or implied.
 # See the License for the specific language governing permissions and
 # limitations under the License.
-"""The object-detection pipeline, reading images for RF-DETR models with `hf_rfdetr.image_io.load_image`.
+"""The object-detection pipeline, reading images for RF-DETR models with `hf_rfdetr.models.rfdetr.image_io.load_image`.
 
 transformers' `ObjectDetectionPipeline` decodes files itself (`transformers.image_utils.load_image`) before the
 image processor sees them: it applies the EXIF orientation, but Pillow's `convert("RGB")` clips 16-bit images to a
@@ -31,8 +31,8 @@ from typing import Any
 from transformers.pipelines import PIPELINE_REGISTRY
 from transformers.pipelines.object_detection import ObjectDetectionPipeline
 
-from .configuration_rfdetr import RFDetrConfig
-from .image_io import load_image
+from .models.rfdetr.configuration_rfdetr import RFDetrConfig
+from .models.rfdetr.image_io import load_image
 
 __all__ = ["RFDetrObjectDetectionPipeline", "register_pipeline"]
 
@@ -40,10 +40,10 @@ _TASK = "object-detection"
 
 
 class RFDetrObjectDetectionPipeline(ObjectDetectionPipeline):
-    """`ObjectDetectionPipeline` reading images with `hf_rfdetr.image_io.load_image` for RF-DETR models.
+    """`ObjectDetectionPipeline` reading images with `hf_rfdetr.models.rfdetr.image_io.load_image` for RF-DETR models.
 
     For RF-DETR models: files, URLs and PIL images are read as a viewer shows them (EXIF orientation, 16-bit data
-    scaled to 8 bits), files over `hf_rfdetr.image_io.MAX_IMAGE_PIXELS` are refused, decoding errors name the file,
+    scaled to 8 bits), files over `hf_rfdetr.models.rfdetr.image_io.MAX_IMAGE_PIXELS` are refused, decoding errors name the file,
     and an empty list gives an empty list. Other models get transformers' behaviour unchanged.
     """
 

@@ -25,7 +25,7 @@ def register_config() -> None:
     """`AutoConfig` knows model_type "rfdetr"; saved configs carry `auto_map` for `trust_remote_code`."""
     from transformers.models.auto.configuration_auto import AutoConfig
 
-    from .configuration_rfdetr import RFDetrConfig
+    from .models.rfdetr.configuration_rfdetr import RFDetrConfig
 
     AutoConfig.register(RFDetrConfig.model_type, RFDetrConfig, exist_ok=True)
     RFDetrConfig.register_for_auto_class()
@@ -35,8 +35,8 @@ def register_models() -> None:
     """`AutoModel` / `AutoModelForObjectDetection` build our classes, and transformers' names tables list them."""
     from transformers.models.auto import modeling_auto
 
-    from .configuration_rfdetr import RFDetrConfig
-    from .modeling_rfdetr import RFDetrForObjectDetection, RFDetrModel
+    from .models.rfdetr.configuration_rfdetr import RFDetrConfig
+    from .models.rfdetr.modeling_rfdetr import RFDetrForObjectDetection, RFDetrModel
 
     register_config()
     modeling_auto.AutoModel.register(RFDetrConfig, RFDetrModel, exist_ok=True)
@@ -57,8 +57,8 @@ def register_image_processor() -> None:
     """`AutoImageProcessor` builds `RFDetrImageProcessor` (the torchvision backend in transformers 5.x)."""
     from transformers.models.auto.image_processing_auto import AutoImageProcessor
 
-    from .configuration_rfdetr import RFDetrConfig
-    from .image_processing_rfdetr import RFDetrImageProcessor
+    from .models.rfdetr.configuration_rfdetr import RFDetrConfig
+    from .models.rfdetr.image_processing_rfdetr import RFDetrImageProcessor
 
     register_config()
     try:  # transformers 5.x: one class per backend; ours is torchvision-based (no PIL/numpy-only implementation)
@@ -79,7 +79,7 @@ def register_no_video_processor() -> None:
     """
     from transformers.models.auto.video_processing_auto import AutoVideoProcessor
 
-    from .configuration_rfdetr import RFDetrConfig
+    from .models.rfdetr.configuration_rfdetr import RFDetrConfig
 
     register_config()
     try:
@@ -89,7 +89,7 @@ def register_no_video_processor() -> None:
 
 
 def register_pipeline() -> None:
-    """`pipeline("object-detection")` reads images for RF-DETR models with `hf_rfdetr.image_io` (EXIF orientation,
+    """`pipeline("object-detection")` reads images for RF-DETR models with `hf_rfdetr.models.rfdetr.image_io` (EXIF orientation,
     16-bit scaling, pixel limit, file names in errors, `[]` for an empty list); other models are unaffected."""
     from .pipeline_rfdetr import register_pipeline as register
 
@@ -119,9 +119,9 @@ TRIGGERS: dict[str, Callable[[], None]] = {
 #: imported (our model imports `transformers.modeling_layers`, which imports the Auto modules): the registration then
 #: waits until that module has finished, instead of importing it half-initialised.
 OWN_MODULES = (
-    "hf_rfdetr.configuration_rfdetr",
-    "hf_rfdetr.modeling_rfdetr",
-    "hf_rfdetr.image_processing_rfdetr",
+    "hf_rfdetr.models.rfdetr.configuration_rfdetr",
+    "hf_rfdetr.models.rfdetr.modeling_rfdetr",
+    "hf_rfdetr.models.rfdetr.image_processing_rfdetr",
     "hf_rfdetr.pipeline_rfdetr",
 )
 

@@ -125,12 +125,12 @@ def _predict_images(
     model: Any, images: list[Path], names: _OutputNames, args: argparse.Namespace, errors: list[dict[str, str]]
 ) -> list[dict]:
     """Annotate and describe `images`, `args.batch_size` per forward pass. Images are read as a viewer shows them
-    (`hf_rfdetr.image_io.load_image`: EXIF orientation, 16-bit scaling), so boxes, sizes and annotated copies are in
+    (`hf_rfdetr.models.rfdetr.image_io.load_image`: EXIF orientation, 16-bit scaling), so boxes, sizes and annotated copies are in
     the displayed frame; files that cannot be read go to `errors` (`{"input", "error"}`) and the rest carry on."""
     from tqdm.auto import tqdm
 
     from ..annotate import draw_detections
-    from ..image_io import load_image
+    from ..models.rfdetr.image_io import load_image
 
     entries = []
     with tqdm(total=len(images), unit="image", desc="images", disable=args.no_progress or not images) as bar:

@@ -51,10 +51,10 @@ from typing import Any
 import torch
 from torch import nn
 
-from ..configuration_rfdetr import RFDetrConfig
 from ..extras import require
-from ..image_processing_rfdetr import RFDetrImageProcessor
-from ..modeling_rfdetr import RFDetrForObjectDetection
+from ..models.rfdetr.configuration_rfdetr import RFDetrConfig
+from ..models.rfdetr.image_processing_rfdetr import RFDetrImageProcessor
+from ..models.rfdetr.modeling_rfdetr import RFDetrForObjectDetection
 from .quantization import FLOAT_MODULES, quantize_dynamic_int8
 
 logger = logging.getLogger(__name__)

@@ -34,7 +34,7 @@ from optimum.exporters.onnx.model_patcher import ModelPatcher
 from optimum.exporters.tasks import TasksManager
 from optimum.utils import NormalizedVisionConfig
 
-from ..configuration_rfdetr import RFDetrConfig
+from ..models.rfdetr.configuration_rfdetr import RFDetrConfig
 from .export import DEFAULT_OPSET, INPUTS, OUTPUTS, inference_graph
 
 TASK = "object-detection"

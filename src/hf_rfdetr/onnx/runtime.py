@@ -28,8 +28,8 @@ import numpy as np
 import torch
 from torch import nn
 
-from ..configuration_rfdetr import RFDetrConfig
-from ..modeling_rfdetr import RFDetrObjectDetectionOutput
+from ..models.rfdetr.configuration_rfdetr import RFDetrConfig
+from ..models.rfdetr.modeling_rfdetr import RFDetrObjectDetectionOutput
 
 ONNX_FILE = "model.onnx"
 _PROVIDERS = {"cpu": "CPUExecutionProvider", "cuda": "CUDAExecutionProvider"}

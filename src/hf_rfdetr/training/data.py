@@ -37,7 +37,7 @@ import datasets
 import numpy as np
 from PIL import Image
 
-from ..image_io import ImageReadError, check_pixel_limit, displayed_size, load_image
+from ..models.rfdetr.image_io import ImageReadError, check_pixel_limit, displayed_size, load_image
 
 logger = logging.getLogger(__name__)
 
@@ -205,13 +205,13 @@ def load_coco_folder(
     is fine); an annotation whose `category_id` is not in its file's `categories` is an error.
 
     Bad data raises `DatasetError` naming the file and entry: missing split folder or annotation file, malformed JSON,
-    missing keys, an image file that is missing, unreadable or over `hf_rfdetr.image_io.MAX_IMAGE_PIXELS` (or whose
+    missing keys, an image file that is missing, unreadable or over `hf_rfdetr.models.rfdetr.image_io.MAX_IMAGE_PIXELS` (or whose
     displayed size disagrees with the JSON), an annotation
     pointing to an unknown image or category, a malformed `bbox`. Fixable boxes are fixed, counted and reported with
     one `logging` warning per split: boxes partly outside the image are clipped to it, boxes with zero/negative
     width or height and boxes entirely outside the image are dropped. Crowd annotations (`iscrowd=1`) are kept in
     `objects` (the transforms leave them out of the training targets, as the original does). Images are read as
-    viewers show them (`hf_rfdetr.image_io`: EXIF orientation applied, 16-bit data scaled to 8 bits), and the JSON's
+    viewers show them (`hf_rfdetr.models.rfdetr.image_io`: EXIF orientation applied, 16-bit data scaled to 8 bits), and the JSON's
     `width`/`height` and boxes are taken in that displayed frame, as annotation tools draw them (the original's
     decoder ignores the orientation); images carrying one are reported.
 

@@ -22,9 +22,9 @@ from pathlib import Path
 import datasets
 from transformers import AutoModelForObjectDetection, EarlyStoppingCallback, TrainerCallback, TrainingArguments
 
-from ..configuration_rfdetr import VARIANTS, RFDetrConfig
-from ..image_processing_rfdetr import RFDetrImageProcessor
-from ..modeling_rfdetr import RFDetrForObjectDetection
+from ..models.rfdetr.configuration_rfdetr import VARIANTS, RFDetrConfig
+from ..models.rfdetr.image_processing_rfdetr import RFDetrImageProcessor
+from ..models.rfdetr.modeling_rfdetr import RFDetrForObjectDetection
 from .data import check_training_data, id2label_from_dataset, load_coco_folder
 from .ema import RFDetrEMACallback
 from .hub_data import prepare_dataset

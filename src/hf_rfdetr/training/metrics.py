@@ -46,7 +46,7 @@ def post_process(
     """Raw outputs (B, Q, C) and normalised cxcywh (B, Q, 4) -> per image the `top_k` best `scores`, `labels` and
     absolute xyxy `boxes` in an image of `sizes[i]` (height, width), as `RFDetrImageProcessor` post-processes them
     (no score threshold, so that COCO sees the whole precision-recall curve)."""
-    from ..image_processing_rfdetr import RFDetrImageProcessor
+    from ..models.rfdetr.image_processing_rfdetr import RFDetrImageProcessor
 
     outputs = SimpleNamespace(logits=logits.float().cpu(), pred_boxes=pred_boxes.float().cpu())
     return RFDetrImageProcessor().post_process_object_detection(outputs, 0.0, list(sizes), top_k=top_k)

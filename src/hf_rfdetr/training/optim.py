@@ -28,7 +28,7 @@ from dataclasses import dataclass
 
 from torch import nn
 
-from ..configuration_rfdetr import RFDetrConfig
+from ..models.rfdetr.configuration_rfdetr import RFDetrConfig
 
 _NO_DECAY = ("gamma", "pos_embed", "rel_pos", "bias", "norm", "embeddings")
 _BLOCK = re.compile(r"\.layers\.(\d+)\.")

@@ -48,9 +48,9 @@ from torchvision import tv_tensors
 from torchvision.transforms import InterpolationMode, v2
 from torchvision.transforms.v2 import functional as F
 
-from ..configuration_rfdetr import RFDetrConfig
-from ..image_io import load_image
-from ..image_processing_rfdetr import IMAGENET_MEAN, IMAGENET_STD
+from ..models.rfdetr.configuration_rfdetr import RFDetrConfig
+from ..models.rfdetr.image_io import load_image
+from ..models.rfdetr.image_processing_rfdetr import IMAGENET_MEAN, IMAGENET_STD
 from .data import DatasetError, object_columns
 
 logger = logging.getLogger(__name__)
@@ -198,7 +198,7 @@ def eval_pipeline(
 def decode_image(value: Any, image_id: Any = None) -> Image.Image:
     """An RGB PIL image from a decoded image, a `{"path", "bytes"}` dict (`datasets.Image(decode=False)`) or a path.
 
-    Read as viewers show it, by `hf_rfdetr.image_io.load_image`: EXIF orientation applied (COCO boxes are drawn on
+    Read as viewers show it, by `hf_rfdetr.models.rfdetr.image_io.load_image`: EXIF orientation applied (COCO boxes are drawn on
     the displayed image), 16-bit data scaled to 8 bits, `MAX_IMAGE_PIXELS` enforced. Raises `DatasetError` naming
     the file on failure.
     """

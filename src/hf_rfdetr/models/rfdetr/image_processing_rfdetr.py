@@ -226,7 +226,7 @@ class RFDetrImageProcessor(BaseImageProcessor):
 
         Args:
             images: a file path (read with EXIF orientation applied and 16-bit data scaled, see
-                `hf_rfdetr.image_io`), a PIL image (any mode: EXIF orientation applied, converted to 8-bit RGB), a
+                `hf_rfdetr.models.rfdetr.image_io`), a PIL image (any mode: EXIF orientation applied, converted to 8-bit RGB), a
                 numpy array `(H, W)` / `(H, W, C)` or a torch tensor `(H, W)` / `(C, H, W)` with `C` in {1, 3, 4}
                 (gray is replicated, alpha dropped; the other layout only where it is the one possible reading, an
                 ambiguous numpy shape is refused), uint8, uint16, bool or float in `[0, 1]`; or a list of those
@@ -249,7 +249,7 @@ class RFDetrImageProcessor(BaseImageProcessor):
         Raises:
             ValueError: on an invalid image (rank, channels, ambiguous layout, dtype, empty or smaller than 2x2, NaN or
                 infinite values, float values outside `[0, 1]`), an unreadable or too large file
-                (`hf_rfdetr.image_io.ImageReadError`, naming it), an inconsistent `size` / `size_divisor`, non-finite
+                (`hf_rfdetr.models.rfdetr.image_io.ImageReadError`, naming it), an inconsistent `size` / `size_divisor`, non-finite
                 `rescale_factor` / `image_mean` / `image_std` (or ones that make the float32 pixel values overflow),
                 or malformed annotations (including an `iscrowd` other than 0 or 1).
             FileNotFoundError: a path that does not exist.
@@ -404,7 +404,7 @@ def _known_kwargs(kwargs: dict[str, Any]) -> dict[str, Any]:
 
 def _channels_first(input_data_format: Any) -> bool | None:
     """`input_data_format` ("channels_first" / "channels_last", or transformers' `ChannelDimension`) -> whether
-    arrays and tensors are `(C, H, W)`; `None` (not given) leaves the layout to `hf_rfdetr.image_io.to_chw`'s rule."""
+    arrays and tensors are `(C, H, W)`; `None` (not given) leaves the layout to `hf_rfdetr.models.rfdetr.image_io.to_chw`'s rule."""
     if input_data_format is None:
         return None
     value = getattr(input_data_format, "value", input_data_format)
@@ -479,8 +479,8 @@ def _check_square_size(size: dict[str, int], size_divisor: int) -> None:
 def _to_rgb_float(image: Any, index: int, options: dict[str, Any]) -> torch.Tensor:
     """Convert one input image into a validated `(C, H, W)` (C = 3 unless `do_convert_rgb=False`) float32 tensor (in `[0, 1]` when rescaling).
 
-    Files are read by `hf_rfdetr.image_io.load_image` (EXIF orientation, 16-bit scaling, pixel limit, the file named
-    in errors); arrays, tensors and PIL images follow `hf_rfdetr.image_io.to_chw`'s layout and dtype rule.
+    Files are read by `hf_rfdetr.models.rfdetr.image_io.load_image` (EXIF orientation, 16-bit scaling, pixel limit, the file named
+    in errors); arrays, tensors and PIL images follow `hf_rfdetr.models.rfdetr.image_io.to_chw`'s layout and dtype rule.
     """
     where = f"Image {index}"
     if isinstance(image, (str, os.PathLike)):

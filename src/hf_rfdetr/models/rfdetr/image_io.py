@@ -83,7 +83,7 @@ def _limit_from_environment(default: int | None = _DEFAULT_MAX_IMAGE_PIXELS) -> 
 #: Largest image, in pixels (width x height), that `load_image` decodes; `None` disables the check. The default is
 #: Pillow's own hard limit (twice `PIL.Image.MAX_IMAGE_PIXELS`, about 179 megapixels), or the
 #: `HF_RFDETR_MAX_IMAGE_PIXELS` environment variable when it is set at import (`0` or `none`: no limit). Assign
-#: `hf_rfdetr.image_io.MAX_IMAGE_PIXELS` to change it at run time (above the default, raise
+#: `hf_rfdetr.models.rfdetr.image_io.MAX_IMAGE_PIXELS` to change it at run time (above the default, raise
 #: `PIL.Image.MAX_IMAGE_PIXELS` too, or Pillow refuses the file itself), or pass `max_pixels=` to `load_image`.
 MAX_IMAGE_PIXELS: int | None = _limit_from_environment()
 
@@ -184,7 +184,7 @@ def _open_buffer(source: Path | IO[bytes], label: str) -> Image.Image:
     except Image.DecompressionBombError as error:
         raise ImageTooLargeError(
             f"{label} is too large for Pillow ({error}); raise PIL.Image.MAX_IMAGE_PIXELS and "
-            "hf_rfdetr.image_io.MAX_IMAGE_PIXELS if you trust it"
+            "hf_rfdetr.models.rfdetr.image_io.MAX_IMAGE_PIXELS if you trust it"
         ) from error
     except (UnidentifiedImageError, OSError, SyntaxError, ValueError) as error:
         raise ImageReadError(f"{label} is not an image Pillow can read ({error})") from error
@@ -214,7 +214,7 @@ def check_pixel_limit(size: tuple[int, int], max_pixels: int | None | str = "def
     if limit is not None and width * height > limit:
         raise ImageTooLargeError(
             f"{name} has {width}x{height} = {width * height:,} pixels, more than the limit of {limit:,} (a possible "
-            "decompression bomb); if you trust it, raise hf_rfdetr.image_io.MAX_IMAGE_PIXELS or set "
+            "decompression bomb); if you trust it, raise hf_rfdetr.models.rfdetr.image_io.MAX_IMAGE_PIXELS or set "
             "HF_RFDETR_MAX_IMAGE_PIXELS"
         )
 

@@ -39,14 +39,13 @@ from transformers.utils import ModelOutput
 
 from .backbone_rfdetr import RFDetrBackbone, RFDetrEmbeddings, RFDetrEncoderLayer
 from .configuration_rfdetr import RFDetrConfig, RFDetrConfigError
-from .decoder_rfdetr import (
-    RFDetrDecoder,
+from .decoder_rfdetr import RFDetrDecoder, encoder_proposals
+from .heads_rfdetr import (
     RFDetrGroupedLayerNorm,
     RFDetrGroupedLinear,
     RFDetrGroupedMLPHead,
     RFDetrMLPHead,
     apply_box_delta,
-    encoder_proposals,
 )
 from .loss_rfdetr import RFDetrLoss, check_labels
 from .projector_rfdetr import RFDetrChannelLayerNorm, RFDetrMultiScaleProjector

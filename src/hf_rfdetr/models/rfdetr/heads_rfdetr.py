@@ -1,0 +1,107 @@
+# Copyright 2026 The hf_rfdetr Authors. All rights reserved.
+#
+# Licensed under the Apache License, Version 2.0 (the "License");
+# you may not use this file except in compliance with the License.
+# You may obtain a copy of the License at
+#
+#     http://www.apache.org/licenses/LICENSE-2.0
+#
+# Unless required by applicable law or agreed to in writing, software
+# distributed under the License is distributed on an "AS IS" BASIS,
+# WITHOUT WARRANTIES OR CONDITIONS OF ANY KIND, either express or implied.
+# See the License for the specific language governing permissions and
+# limitations under the License.
+"""Stage 4: the prediction heads. Box and class heads on the decoder's queries, and the per-group two-stage heads
+that Group DETR batches through grouped weights.
+
+Shapes: hidden states (..., d_model) -> class logits (..., num_labels) or box deltas (..., 4); grouped layers take a
+leading group dimension (G, ..., C). Boxes are normalised cxcywh, refined from a reference box by `apply_box_delta`.
+"""
+
+from __future__ import annotations
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+
+class RFDetrMLPHead(nn.Module):
+    """A stack of Linear layers with ReLU between them: (..., input_dim) -> (..., output_dim)."""
+
+    def __init__(
+        self, input_dim: int, hidden_dim: int, output_dim: int, num_layers: int, zero_init_output: bool = False
+    ) -> None:
+        super().__init__()
+        dims = [input_dim] + [hidden_dim] * (num_layers - 1) + [output_dim]
+        self.layers = nn.ModuleList(nn.Linear(d_in, d_out) for d_in, d_out in zip(dims[:-1], dims[1:]))
+        if zero_init_output:  # box heads start at the reference box (zero delta)
+            self.layers[-1].init_mode = "zeros"
+
+    def forward(self, hidden_states: torch.Tensor) -> torch.Tensor:
+        for layer in self.layers[:-1]:
+            hidden_states = F.relu(layer(hidden_states))
+        return self.layers[-1](hidden_states)
+
+
+class RFDetrGroupedLinear(nn.Module):
+    """`num_groups` independent Linear layers applied in one batched matmul: (G, ..., in) -> (G, ..., out).
+
+    Group DETR gives every query group its own two-stage heads; at inference only group 0 runs.
+    """
+
+    def __init__(self, num_groups: int, in_features: int, out_features: int, init_mode: str | None = None) -> None:
+        super().__init__()
+        self.weight = nn.Parameter(torch.empty(num_groups, out_features, in_features))
+        self.bias = nn.Parameter(torch.zeros(num_groups, out_features))
+        #: "zeros" (box deltas), "prior" (classification bias at the prior probability) or None (Xavier).
+        self.init_mode = init_mode
+
+    def forward(self, hidden_states: torch.Tensor) -> torch.Tensor:
+        groups = hidden_states.shape[0]
+        if groups == 1:  # inference: exactly `nn.Linear` on group 0
+            return F.linear(hidden_states, self.weight[0], self.bias[0])
+        flat = hidden_states.reshape(groups, -1, hidden_states.shape[-1])
+        out = torch.baddbmm(self.bias[:groups, None], flat, self.weight[:groups].transpose(1, 2))
+        return out.reshape(*hidden_states.shape[:-1], out.shape[-1])
+
+
+class RFDetrGroupedLayerNorm(nn.Module):
+    """`num_groups` LayerNorms sharing the normalisation pass: (G, ..., C) -> (G, ..., C)."""
+
+    def __init__(self, num_groups: int, channels: int, eps: float) -> None:
+        super().__init__()
+        self.weight = nn.Parameter(torch.ones(num_groups, channels))
+        self.bias = nn.Parameter(torch.zeros(num_groups, channels))
+        self.eps = eps
+
+    def forward(self, hidden_states: torch.Tensor) -> torch.Tensor:
+        groups = hidden_states.shape[0]
+        if groups == 1:  # inference: exactly `nn.LayerNorm` on group 0
+            return F.layer_norm(hidden_states, self.weight.shape[-1:], self.weight[0], self.bias[0], self.eps)
+        shape = (groups,) + (1,) * (hidden_states.ndim - 2) + (hidden_states.shape[-1],)
+        normed = F.layer_norm(hidden_states, self.weight.shape[-1:], eps=self.eps)
+        return normed * self.weight[:groups].reshape(shape) + self.bias[:groups].reshape(shape)
+
+
+class RFDetrGroupedMLPHead(nn.Module):
+    """Per-group MLP heads (ReLU between layers), batched over the leading group dimension."""
+
+    def __init__(self, num_groups: int, input_dim: int, hidden_dim: int, output_dim: int, num_layers: int) -> None:
+        super().__init__()
+        dims = [input_dim] + [hidden_dim] * (num_layers - 1) + [output_dim]
+        self.layers = nn.ModuleList(
+            RFDetrGroupedLinear(num_groups, d_in, d_out) for d_in, d_out in zip(dims[:-1], dims[1:])
+        )
+        self.layers[-1].init_mode = "zeros"  # box heads start at the proposal (zero delta)
+
+    def forward(self, hidden_states: torch.Tensor) -> torch.Tensor:
+        for layer in self.layers[:-1]:
+            hidden_states = F.relu(layer(hidden_states))
+        return self.layers[-1](hidden_states)
+
+
+def apply_box_delta(delta: torch.Tensor, reference: torch.Tensor) -> torch.Tensor:
+    """Box reparameterisation: cxcy = d_xy * ref_wh + ref_cxcy, wh = exp(d_wh) * ref_wh. (..., 4) -> (..., 4)."""
+    center = delta[..., :2] * reference[..., 2:] + reference[..., :2]
+    size = delta[..., 2:].exp() * reference[..., 2:]
+    return torch.cat((center, size), dim=-1)
