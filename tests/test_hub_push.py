@@ -5,6 +5,8 @@ from __future__ import annotations
 
 import json
 import shutil
+import subprocess
+import sys
 from pathlib import Path
 from types import SimpleNamespace
 
@@ -24,7 +26,7 @@ MODEL_FILES = ["README.md", "config.json", "model.safetensors", "preprocessor_co
 
 def code_files() -> list[str]:
     """The module files `save_pretrained` copies for `trust_remote_code`: our three entry modules and their imports."""
-    package = Path(hf_rfdetr.__file__).parent
+    package = Path(hf_rfdetr.__file__).parent / "models" / "rfdetr"
     files = set()
     for entry in ("modeling_rfdetr.py", "configuration_rfdetr.py", "image_processing_rfdetr.py"):
         files |= {Path(path).name for path in get_relative_import_files(str(package / entry))} | {entry}
@@ -221,3 +223,24 @@ def test_model_push_to_hub_keeps_a_card_written_on_the_hub(model, stub: HubStub,
     monkeypatch.setattr(ModelCard, "load", lambda *args, **kwargs: ModelCard(own))
     model.push_to_hub("org/hand-card")
     assert "# Written by hand" in (stub.root / "org/hand-card/README.md").read_text()
+
+
+def test_processor_and_config_saved_first_thing_carry_their_code(tmp_path: Path) -> None:
+    """In a fresh interpreter, a processor or config saved before anything imported transformers' Auto modules still
+    writes its `auto_map` and code files (push_to_hub of a model alone used to upload a processor without its code)."""
+    script = (
+        "import sys, hf_rfdetr\n"
+        "from hf_rfdetr import RFDetrConfig, RFDetrImageProcessor\n"
+        "RFDetrImageProcessor().save_pretrained(sys.argv[1])\n"
+        "RFDetrConfig().save_pretrained(sys.argv[1])\n"
+    )
+    subprocess.run([sys.executable, "-c", script, str(tmp_path)], check=True, capture_output=True)
+    assert json.loads((tmp_path / "preprocessor_config.json").read_text())["auto_map"] == {
+        "AutoImageProcessor": "image_processing_rfdetr.RFDetrImageProcessor"
+    }
+    assert json.loads((tmp_path / "config.json").read_text())["auto_map"] == {
+        "AutoConfig": "configuration_rfdetr.RFDetrConfig"
+    }
+    assert {"image_processing_rfdetr.py", "image_io.py", "configuration_rfdetr.py", "coco_classes.py"} <= {
+        path.name for path in tmp_path.glob("*.py")
+    }

@@ -114,6 +114,10 @@ TRIGGERS: dict[str, Callable[[], None]] = {
     "transformers.models.auto.video_processing_auto": register_no_video_processor,
     "transformers.pipelines": register_pipeline,
     "optimum.exporters.onnx": register_optimum,
+    # Our own classes, imported before transformers' Auto modules: a config or processor saved right away must still
+    # carry its `auto_map` and code files (`register_for_auto_class`). The model imports the Auto modules itself.
+    "hf_rfdetr.models.rfdetr.configuration_rfdetr": register_config,
+    "hf_rfdetr.models.rfdetr.image_processing_rfdetr": register_image_processor,
 }
 #: This package's modules that the registrations import. A trigger can fire while one of them is itself being
 #: imported (our model imports `transformers.modeling_layers`, which imports the Auto modules): the registration then
