@@ -49,6 +49,28 @@ VARIANTS: dict[str, dict[str, Any]] = {
         "decoder_n_points": 4,
         "projector_scale": ["P3", "P5"],
     },
+    **{
+        f"seg-{name}": {
+            **_SMALL_BACKBONE,
+            "patch_size": 12,
+            "num_windows": windows,
+            "out_feature_indexes": [3, 6, 9, 12],
+            "resolution": resolution,
+            "positional_encoding_size": resolution // 12,
+            "decoder_layers": layers,
+            "num_queries": queries,
+            "segmentation_head": True,
+        }
+        for name, resolution, windows, layers, queries in (
+            ("preview", 432, 2, 4, 200),
+            ("nano", 312, 1, 4, 100),
+            ("small", 384, 2, 4, 100),
+            ("medium", 432, 2, 5, 200),
+            ("large", 504, 2, 5, 200),
+            ("xlarge", 624, 2, 6, 300),
+            ("2xlarge", 768, 2, 6, 300),
+        )
+    },
 }
 #: Other spellings users bring from the original package.
 VARIANT_ALIASES = {
@@ -61,6 +83,10 @@ VARIANT_ALIASES = {
     "rfdetrlargedeprecated": "large-legacy",
     "large-deprecated": "large-legacy",
     "legacy-large": "large-legacy",
+    **{f"rfdetrseg{name}": f"seg-{name}" for name in ("preview", "nano", "small", "medium", "large", "xlarge")},
+    "rfdetrseg2xlarge": "seg-2xlarge",
+    "seg-xxlarge": "seg-2xlarge",
+    "rfdetrsegxxlarge": "seg-2xlarge",
 }
 #: Variants whose position-embedding grid is DINOv2's pretrained 37x37, kept when the resolution changes.
 _FIXED_POSITIONAL_ENCODING = {"base", "large-legacy"}
@@ -68,10 +94,11 @@ _PROJECTOR_LEVELS = ("P3", "P4", "P5")
 
 
 class RFDetrConfig(PretrainedConfig):
-    r"""Configuration of an RF-DETR detector ([`RFDetrForObjectDetection`]).
+    r"""Configuration of an RF-DETR detector ([`RFDetrForObjectDetection`]) or, with `segmentation_head`, instance
+    segmenter.
 
-    The defaults are the Nano variant; `RFDetrConfig.from_variant(name)` gives every detection variant of the
-    original `rfdetr` package. Logits have `num_labels` slots (`len(id2label)`); without labels the config takes the
+    The defaults are the Nano variant; `RFDetrConfig.from_variant(name)` gives every detection and segmentation
+    variant of the original `rfdetr` package. Logits have `num_labels` slots (`len(id2label)`); without labels the config takes the
     91 COCO-id slots of the original COCO checkpoints.
 
     Args:
@@ -104,6 +131,11 @@ class RFDetrConfig(PretrainedConfig):
         class_loss_coefficient, bbox_loss_coefficient, giou_loss_coefficient (`float`): weights of the IA-BCE,
             L1 and GIoU losses.
         focal_alpha (`float`): alpha of the focal matching cost and exponent of the IA-BCE quality target.
+        segmentation_head (`bool`): whether the model predicts instance masks (the RF-DETR Seg variants).
+        mask_downsample_ratio (`int`): mask logits are predicted at the input size divided by this.
+        mask_point_sample_ratio (`int`): the mask cost and losses sample (h * w) / this points of each mask.
+        mask_ce_cost, mask_dice_cost (`float`): weights of the sigmoid cross-entropy and dice matching costs.
+        mask_ce_loss_coefficient, mask_dice_loss_coefficient (`float`): weights of the mask losses.
     """
 
     model_type = "rfdetr"
@@ -149,6 +181,13 @@ class RFDetrConfig(PretrainedConfig):
         bbox_loss_coefficient: float = 5.0,
         giou_loss_coefficient: float = 2.0,
         focal_alpha: float = 0.25,
+        segmentation_head: bool = False,
+        mask_downsample_ratio: int = 4,
+        mask_point_sample_ratio: int = 16,
+        mask_ce_cost: float = 5.0,
+        mask_dice_cost: float = 5.0,
+        mask_ce_loss_coefficient: float = 5.0,
+        mask_dice_loss_coefficient: float = 5.0,
         **kwargs: Any,
     ) -> None:
         if "id2label" not in kwargs and "num_labels" not in kwargs:
@@ -196,6 +235,13 @@ class RFDetrConfig(PretrainedConfig):
         self.bbox_loss_coefficient = bbox_loss_coefficient
         self.giou_loss_coefficient = giou_loss_coefficient
         self.focal_alpha = focal_alpha
+        self.segmentation_head = segmentation_head
+        self.mask_downsample_ratio = mask_downsample_ratio
+        self.mask_point_sample_ratio = mask_point_sample_ratio
+        self.mask_ce_cost = mask_ce_cost
+        self.mask_dice_cost = mask_dice_cost
+        self.mask_ce_loss_coefficient = mask_ce_loss_coefficient
+        self.mask_dice_loss_coefficient = mask_dice_loss_coefficient
         super().__init__(**kwargs)
         if not getattr(self, "label2id", None):  # transformers 5 leaves it unset when only id2label is given
             self.label2id = {label: index for index, label in self.id2label.items()}
@@ -281,6 +327,8 @@ class RFDetrConfig(PretrainedConfig):
             "decoder_ffn_dim",
             "num_queries",
             "group_detr",
+            "mask_downsample_ratio",
+            "mask_point_sample_ratio",
         ):
             value = getattr(self, name)
             if not isinstance(value, int) or isinstance(value, bool) or value < 1:
@@ -319,6 +367,20 @@ class RFDetrConfig(PretrainedConfig):
             raise ValueError(
                 f"decoder_activation_function={self.decoder_activation_function!r}; allowed: 'relu', 'gelu', 'silu'"
             )
+        for name in (
+            "class_cost",
+            "bbox_cost",
+            "giou_cost",
+            "mask_ce_cost",
+            "mask_dice_cost",
+            "class_loss_coefficient",
+            "bbox_loss_coefficient",
+            "giou_loss_coefficient",
+            "mask_ce_loss_coefficient",
+            "mask_dice_loss_coefficient",
+        ):
+            if not getattr(self, name) >= 0:
+                raise ValueError(f"{name}={getattr(self, name)!r} must be a non-negative number")
         if not 0.0 <= self.dropout < 1.0 or not 0.0 <= self.drop_path_rate < 1.0:
             raise ValueError(f"dropout={self.dropout} and drop_path_rate={self.drop_path_rate} must be in [0, 1)")
 
@@ -332,7 +394,9 @@ class RFDetrConfig(PretrainedConfig):
 
         Args:
             name: one of `nano`, `small`, `medium`, `base`, `large` (the 2026 704-px model), `large-legacy` (the
-                DINOv2-base Large), or an original class name such as `RFDETRBase`.
+                DINOv2-base Large), the segmentation variants `seg-preview`, `seg-nano`, `seg-small`, `seg-medium`,
+                `seg-large`, `seg-xlarge`, `seg-2xlarge`, or an original class name such as `RFDETRBase` or
+                `RFDETRSegNano`.
             overrides: any config field. A new `resolution` rescales `positional_encoding_size` to
                 `resolution // patch_size`, as the original does, except for `base` and `large-legacy`, whose
                 37x37 grid is DINOv2's.

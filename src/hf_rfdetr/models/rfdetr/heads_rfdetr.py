@@ -20,6 +20,8 @@ leading group dimension (G, ..., C). Boxes are normalised cxcywh, refined from a
 
 from __future__ import annotations
 
+from typing import NamedTuple
+
 import torch
 import torch.nn.functional as F
 from torch import nn
@@ -105,3 +107,20 @@ def apply_box_delta(delta: torch.Tensor, reference: torch.Tensor) -> torch.Tenso
     center = delta[..., :2] * reference[..., 2:] + reference[..., :2]
     size = delta[..., 2:].exp() * reference[..., 2:]
     return torch.cat((center, size), dim=-1)
+
+
+class RFDetrMaskFactors(NamedTuple):
+    """Per-query mask logits in factored form, as the segmentation head produces them for training.
+
+    logits[b, q] = sum_c spatial_features[b, c] * query_features[b, q, c] + bias: the matcher and the losses evaluate
+    this only at sampled points of matched queries, so the dense (B, Q, h, w) logits of all Group DETR queries are never
+    materialised.
+    """
+
+    spatial_features: torch.Tensor  # (B, C, h, w), h, w = input size // mask_downsample_ratio
+    query_features: torch.Tensor  # (B, Q, C)
+    bias: torch.Tensor  # (1,)
+
+    def dense(self) -> torch.Tensor:
+        """The mask logits (B, Q, h, w)."""
+        return torch.einsum("bchw,bqc->bqhw", self.spatial_features, self.query_features) + self.bias
