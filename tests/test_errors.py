@@ -72,7 +72,8 @@ def test_wrong_types_are_refused_naming_the_field(field: str, value, message: st
 
 def test_every_field_is_type_checked() -> None:
     """The table comes from `__init__`'s annotations: every field refuses a value of no sensible type."""
-    assert len(_FIELD_TYPES) == 39 and _FIELD_TYPES["layer_norm_eps"] is float
+    assert len(_FIELD_TYPES) == 46 and _FIELD_TYPES["layer_norm_eps"] is float
+    assert _FIELD_TYPES["segmentation_head"] is bool and _FIELD_TYPES["mask_point_sample_ratio"] is int
     for field in _FIELD_TYPES:
         with pytest.raises(RFDetrConfigError, match=rf"^{field}=<object object at .*> is of type object; expected "):
             tiny_config(**{field: object()})
@@ -391,3 +392,17 @@ def test_the_installed_command_prints_one_line_and_exits_1(bad_inputs: dict) -> 
     loud = subprocess.run([*arguments, "--debug"], capture_output=True, text=True, env=environment, timeout=300)
     assert loud.returncode == 1 and "Traceback (most recent call last)" in loud.stderr
     assert "SafetensorError" in loud.stderr and loud.stderr.strip().splitlines()[-1].startswith("OSError: ")
+
+
+@pytest.mark.parametrize(
+    ("field", "value"),
+    [
+        ("mask_downsample_ratio", 0),
+        ("mask_point_sample_ratio", -2),
+        ("mask_ce_cost", -1.0),
+        ("giou_loss_coefficient", -0.5),
+    ],
+)
+def test_segmentation_and_loss_weights_are_range_checked(field: str, value) -> None:
+    with pytest.raises(RFDetrConfigError, match=rf"^{field}={value}"):
+        tiny_config(**{field: value}).validate()
