@@ -291,3 +291,19 @@ def test_malformed_masks_are_reported() -> None:
     layers = {"": (torch.zeros(1, 3, NUM_CLASSES), torch.full((1, 3, 4), 0.5), _factors(_outputs(0, 1, 3)))}
     with pytest.raises(ValueError, match=r"labels\[0\]\['masks'\]"):
         _criterion()(layers, [{k: v for k, v in targets[0].items() if k != "masks"}], 1)
+
+
+def test_half_precision_factors() -> None:
+    """bfloat16 mask factors (a model cast to bfloat16) give finite terms close to float32's, same points."""
+    outputs = _outputs(seed=9, batch_size=2, num_queries=12)
+    targets = _targets(seed=9, counts=[2, 1], size=80)
+    layers = _layers(outputs)
+    half = {
+        suffix: (logits, boxes, RFDetrMaskFactors(*(tensor.bfloat16() for tensor in factors)))
+        for suffix, (logits, boxes, factors) in layers.items()
+    }
+    criterion = _criterion(mask_ce_cost=0.0, mask_dice_cost=0.0)  # the same assignment in both precisions
+    _, full = criterion(layers, targets, 3, generator=torch.Generator().manual_seed(0))
+    _, reduced = criterion(half, targets, 3, generator=torch.Generator().manual_seed(0))
+    for name in ("loss_mask_ce", "loss_mask_dice", "loss_mask_ce_enc"):
+        assert torch.isfinite(reduced[name]) and abs(reduced[name].float() - full[name]) < 0.05 * full[name]

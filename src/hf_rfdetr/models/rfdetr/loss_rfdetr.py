@@ -66,7 +66,7 @@ def point_sample(inputs: torch.Tensor, coords: torch.Tensor, mode: str = "biline
 
     detectron2's / the original's `point_sample`: `grid_sample` with align_corners=False and border padding.
     """
-    grid = 2.0 * coords.unsqueeze(2) - 1.0
+    grid = (2.0 * coords.unsqueeze(2) - 1.0).to(inputs.dtype)
     return F.grid_sample(inputs, grid, mode=mode, padding_mode="border", align_corners=False).squeeze(3)
 
 
@@ -269,9 +269,10 @@ class RFDetrLoss(nn.Module):
         `loss_mask_ce`, `loss_mask_dice`, plus the suffixed ones).
         """
         segmentation = any(len(layer) == 3 for layer in layers.values())
-        target_masks = self.target_masks(targets) if segmentation else None
+        device = next(iter(layers.values()))[0].device
+        target_masks = self.target_masks(targets).to(device) if segmentation else None
         targets = [{"class_labels": t["class_labels"], "boxes": t["boxes"]} for t in targets]
-        num_boxes = self.num_boxes(targets, num_groups, next(iter(layers.values()))[0].device)
+        num_boxes = self.num_boxes(targets, num_groups, device)
         all_matches = {
             suffix: self.matcher(
                 layer[0],
