@@ -625,7 +625,10 @@ TRAINING_SPLITS = ("train", "validation")
 
 @dataclass
 class BoxCounts:
-    """What the boxes of one split amount to for training: `usable` boxes become targets, the others do not."""
+    """What the boxes of one split amount to for training: `usable` boxes become targets, the others do not.
+
+    With masks counted (`split_box_counts(..., masks=True)`), `masked` usable objects have a segmentation and
+    `rows_without_mask` lists (up to 5) rows with a usable object that has none."""
 
     images: int = 0
     objects: int = 0
@@ -633,17 +636,26 @@ class BoxCounts:
     crowd: int = 0
     degenerate: int = 0
     outside: int = 0
+    masked: int = 0
+    rows_without_mask: list[int] = field(default_factory=list)
 
-    def add(self, objects: Any, size: tuple[int, int] | None) -> None:
-        """Count one row's `objects`; `size` is its `(width, height)` when known (boxes outside it are not usable)."""
+    def add(self, objects: Any, size: tuple[int, int] | None, masks: bool = False) -> None:
+        """Count one row's `objects`; `size` is its `(width, height)` when known (boxes outside it are not usable);
+        `masks` also counts the usable objects that have a `segmentation`."""
         columns = object_columns(objects)
         boxes = columns.get("bbox") or []
         crowd = columns.get("iscrowd") or [0] * len(boxes)
+        segmentations = columns.get("segmentation") or [None] * len(boxes)
         self.images += 1
         self.objects += len(boxes)
-        for bbox, is_crowd in zip(boxes, crowd):
+        for bbox, is_crowd, segmentation in zip(boxes, crowd, segmentations):
             kind = "crowd" if is_crowd else _box_kind(bbox, size)
             setattr(self, kind, getattr(self, kind) + 1)
+            if masks and kind == "usable":
+                if not is_missing(segmentation):
+                    self.masked += 1
+                elif len(self.rows_without_mask) < _MAX_LISTED_IDS and self.images - 1 not in self.rows_without_mask:
+                    self.rows_without_mask.append(self.images - 1)
 
 
 def _box_kind(bbox: Sequence[float], size: tuple[int, int] | None) -> str:
@@ -656,12 +668,13 @@ def _box_kind(bbox: Sequence[float], size: tuple[int, int] | None) -> str:
     return "usable"
 
 
-def split_box_counts(dataset: datasets.Dataset) -> BoxCounts:
-    """`BoxCounts` of a dataset in the Hub detection layout (reads only `objects`, `width`, `height`: no images)."""
+def split_box_counts(dataset: datasets.Dataset, masks: bool = False) -> BoxCounts:
+    """`BoxCounts` of a dataset in the Hub detection layout (reads only `objects`, `width`, `height`: no images);
+    `masks` also counts the usable objects with a `segmentation`."""
     sized = {"width", "height"} <= set(dataset.column_names)
     counts = BoxCounts()
     for row in dataset.select_columns(["objects", "width", "height"] if sized else ["objects"]):
-        counts.add(row["objects"], (row["width"], row["height"]) if sized else None)
+        counts.add(row["objects"], (row["width"], row["height"]) if sized else None, masks)
     return counts
 
 
@@ -670,6 +683,7 @@ def check_training_data(
     *,
     sources: Mapping[str, str] | None = None,
     summaries: Mapping[str, SplitSummary] | None = None,
+    masks: bool = False,
 ) -> dict[str, BoxCounts]:
     """Check, before the first training step, that the `train` split can be learnt from and that a `validation`
     split (when present) can be measured on.
@@ -677,12 +691,15 @@ def check_training_data(
     `train` must exist and hold at least one image and at least one usable box (not crowd, positive width and height,
     overlapping its image); `validation`, when present, the same. Without this check an empty `valid/` folder crashes
     after a whole epoch (`KeyError: 'eval_map'`) and saves nothing, and a split whose boxes are all degenerate trains
-    on empty targets.
+    on empty targets. For a segmentation model (`masks=True`, i.e. `config.segmentation_head`) each checked split
+    must also have an `objects.segmentation` field and a segmentation for every usable object (the transforms would
+    otherwise fail on it in the middle of training).
 
     Args:
         dataset: splits in the Hub detection layout (`load_coco_folder` or `prepare_dataset` output).
         sources: `{split: where it came from}` for the messages (e.g. its annotation file); default: the split name.
         summaries: `load_coco_folder`'s summaries, to count the boxes it dropped while loading.
+        masks: check the segmentation too (see above).
 
     Returns:
         `{split: BoxCounts}` of the checked splits.
@@ -697,11 +714,32 @@ def check_training_data(
     counts = {}
     for split in TRAINING_SPLITS:
         if split in dataset:
-            counts[split] = split_box_counts(dataset[split])
+            counts[split] = split_box_counts(dataset[split], masks=masks)
             summary = (summaries or {}).get(split)
             where = (sources or {}).get(split) or (summary.annotation_file if summary else None)
             _check_split_counts(split, where, counts[split], summary)
+            if masks:
+                _check_split_masks(split, where, dataset[split], counts[split])
     return counts
+
+
+def _check_split_masks(split: str, where: str | None, dataset: datasets.Dataset, counts: BoxCounts) -> None:
+    """Raise `DatasetError` when a split for a segmentation model has no `segmentation` field or usable objects
+    without one."""
+    name = f"The {split} split" + (f" ({where})" if where else "")
+    if "segmentation" not in object_fields(dataset.features):
+        raise DatasetError(
+            f"{name} has no objects.segmentation, but the model segments (config.segmentation_head): there are no "
+            "masks to learn from. Load a COCO folder with load_coco_folder(path, masks=True), or give a Hub dataset "
+            "an objects.segmentation field (COCO polygons or RLE per object)."
+        )
+    missing = counts.usable - counts.masked
+    if missing:
+        raise DatasetError(
+            f"{name}: {missing} of {counts.usable} usable object(s) have no segmentation (rows "
+            f"{_id_list(counts.rows_without_mask)}), but a segmentation model needs a mask for every object: add "
+            "their masks, or mark them iscrowd=1."
+        )
 
 
 def _check_split_counts(split: str, where: str | None, counts: BoxCounts, summary: SplitSummary | None) -> None:
