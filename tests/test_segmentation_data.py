@@ -12,6 +12,8 @@ import datasets
 import numpy as np
 import pytest
 import torch
+from hypothesis import event, given
+from hypothesis import strategies as st
 from PIL import Image
 from pycocotools import mask as mask_utils
 
@@ -27,6 +29,7 @@ from hf_rfdetr.training.transforms import (
 )
 
 from .conftest import tiny_config
+from .fuzzing import fuzz_settings
 from .synthetic_coco import write_synthetic_coco
 
 IMAGE_SIZE = (48, 64)  # (height, width)
@@ -143,6 +146,8 @@ def test_detection_loading_does_not_read_segmentation(tmp_path: Path) -> None:
         ([[1, 2, 3, 4, 5]], r"polygon 0 has an odd number of coordinates \(5\)"),
         ([1, 2, 3, 4, 5, 6], r"got a flat list of 6 numbers \(wrap a single polygon in another list\)"),
         ([[1, 2, 3, 4, 5, "6"]], r"polygon 0 must be a list of numbers"),
+        ([[1, 2, 3, 4, 5, 6], [1e9, 0, 5, 0, 5, 5]], r"polygon 1 has x = 1000000000.0, far outside the 64x48 image"),
+        ([[1, 2, 3, 4, 5, float("nan")]], r"polygon 0 has non-finite coordinates"),
         (
             {"size": [10, 64], "counts": "PZ1"},
             r"RLE 'size' is \[10, 64\] \(height, width\) but the image is \[48, 64\]",
@@ -214,6 +219,42 @@ def test_segmentation_to_rle_accepts_every_coco_form() -> None:
         assert np.array_equal(decode_masks([segmentation_to_rle(form, 6, 5)], 6, 5)[0], mask.astype(bool)), form
     with pytest.raises(MaskError, match="the segmentation is empty"):
         segmentation_to_rle([], 6, 5)
+
+
+COORDINATES = st.floats(-10, 40, allow_nan=False) | st.sampled_from([float("nan"), float("inf"), 1e300, -1e300])
+POINTS = st.lists(st.tuples(COORDINATES, COORDINATES), max_size=6).map(
+    lambda pairs: [v for pair in pairs for v in pair]
+)
+POLYGONS = st.lists(POINTS | st.lists(COORDINATES, max_size=7), max_size=3)
+MASKS = st.lists(st.booleans(), min_size=30, max_size=30).map(lambda bits: np.array(bits, dtype=np.uint8).reshape(6, 5))
+ENCODED = MASKS.map(lambda mask: mask_utils.encode(np.asfortranarray(mask))["counts"].decode())
+RLE_STRINGS = ENCODED | st.text(alphabet=st.characters(min_codepoint=40, max_codepoint=120), max_size=12)
+RUNS = ENCODED.map(rle_runs) | st.lists(st.integers(-2, 40), max_size=8)
+SIZES = st.sampled_from([[6, 5], [6, 5], [5, 6], [6, 5.0], [6], "6x5", None])
+SEGMENTATIONS = (
+    POLYGONS
+    | st.fixed_dictionaries({"size": SIZES, "counts": RLE_STRINGS | RUNS | st.none()})
+    | RLE_STRINGS
+    | st.sampled_from([7, 2.5, True, {"counts": "1"}, [1, 2, 3, 4, 5, 6], [[1, 2, 3, "4", 5, 6]]])
+)
+
+
+@fuzz_settings(max_examples=300)
+@given(segmentation=SEGMENTATIONS)
+def test_fuzzed_segmentations_are_refused_or_decode_as_pycocotools(segmentation: object) -> None:
+    """Any value either raises `MaskError` or gives an RLE that covers the 6 x 5 image exactly and decodes to
+    pycocotools' own mask (never pycocotools' garbage from a malformed string, nor its crash on a 2-point polygon)."""
+    try:
+        counts = segmentation_to_rle(segmentation, 6, 5)
+    except MaskError:
+        event("refused")
+        return
+    event("accepted")
+    assert sum(rle_runs(counts)) == 30
+    mask = decode_masks([counts], 6, 5)[0]
+    if isinstance(segmentation, str):
+        segmentation = {"size": [6, 5], "counts": segmentation}
+    assert np.array_equal(mask, pycocotools_mask(segmentation, 6, 5))
 
 
 # ----------------------------------------------------------------------------------------------------------------------

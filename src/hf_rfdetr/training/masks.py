@@ -17,7 +17,9 @@ Rasterisation and decoding are pycocotools' (`frPyObjects`, `merge`, `decode`), 
 (`rfdetr/datasets/coco.py`, `convert_coco_poly_to_mask`): the polygons of one object are united, an uncompressed RLE is
 compressed first, a compressed one is decoded as it is. What this module adds is validation before pycocotools sees
 the data, which it does not do itself: a polygon of 2 points (4 numbers) is taken by `frPyObjects` for a box and
-crashes, and a compressed RLE string whose runs do not add up to `height * width` decodes to uninitialised memory.
+crashes, a vertex far outside the image (e.g. `1e9`) makes its rasteriser walk the edge pixel by pixel for ever (and
+`1e300` crashes the interpreter), and a compressed RLE string whose runs do not add up to `height * width` decodes
+to uninitialised memory.
 
 `segmentation_to_rle` returns the compressed `counts` string of one object at its image's size (what
 `load_coco_folder(..., masks=True)` stores per object); `decode_masks` turns such strings back into `(N, H, W)` bool.
@@ -32,6 +34,9 @@ from typing import Any
 import numpy as np
 from pycocotools import mask as mask_utils
 
+#: Polygon vertices may lie this many image sides outside the image (annotation tools allow some overshoot; pycocotools'
+#: rasteriser costs time in proportion to the edges' length, and hangs on coordinates such as 1e9).
+POLYGON_MARGIN = 10
 #: Characters of COCO's compressed RLE alphabet (`rleToString` in pycocotools' `maskApi.c`): 48 ('0') .. 111 ('o').
 _RLE_FIRST, _RLE_LAST = 48, 111
 
@@ -90,9 +95,23 @@ def _polygons_counts(polygons: Sequence[Any], height: int, width: int) -> str:
             raise MaskError(f"polygon {index} has {len(polygon) // 2} point(s); a polygon needs at least 3 points")
         if not all(math.isfinite(value) for value in polygon):
             raise MaskError(f"polygon {index} has non-finite coordinates: {_short(polygon)}")
+        _check_extent(polygon, index, height, width)
         cleaned.append([float(value) for value in polygon])
     rle = mask_utils.merge(mask_utils.frPyObjects(cleaned, height, width), intersect=False)
     return rle["counts"].decode("ascii")
+
+
+def _check_extent(polygon: Sequence[float], index: int, height: int, width: int) -> None:
+    """Raise `MaskError` when a vertex lies more than `POLYGON_MARGIN` image sides outside the image."""
+    for axis, side, name in ((0, width, "x"), (1, height, "y")):
+        low, high = -POLYGON_MARGIN * side, (POLYGON_MARGIN + 1) * side
+        values = polygon[axis::2]
+        if min(values) < low or max(values) > high:
+            far = min(values) if min(values) < low else max(values)
+            raise MaskError(
+                f"polygon {index} has {name} = {far!r}, far outside the {width}x{height} image (accepted: {low} to "
+                f"{high}); polygons are in pixel coordinates of their image"
+            )
 
 
 def _rle_dict_counts(rle: dict[str, Any], height: int, width: int) -> str:
