@@ -24,6 +24,11 @@ categories follow a Roboflow export: id 0 is an unused superclass (`"shapes"`, s
 `k` has category id `k + 1` and name `class_names(num_classes)[k]`. `render_scene(...)` draws one scene with chosen
 classes (the bundled demo image is one).
 
+With `masks=True` every annotation also carries the shape's `segmentation` (for instance segmentation): a COCO polygon
+(`mask_format="polygon"`: the rectangle's and triangle's corners, 32 points on the ellipse), or the exact drawn pixels
+as compressed RLE (`"rle"`), or both alternately (`"mixed"`: even annotation ids polygon, odd ids RLE); `area` is then
+the mask's pixel area. Without masks the files are byte for byte what they were before masks existed.
+
 Example:
     >>> from hf_rfdetr.synthetic import write_synthetic_coco
     >>> from hf_rfdetr.training import load_coco_folder
@@ -36,6 +41,7 @@ from __future__ import annotations
 import json
 from collections.abc import Sequence
 from pathlib import Path
+from typing import Any, Literal
 
 import numpy as np
 from PIL import Image, ImageDraw
@@ -48,6 +54,7 @@ __all__ = [
     "SUPERCLASS",
     "class_names",
     "render_scene",
+    "shape_polygon",
     "write_synthetic_coco",
 ]
 
@@ -73,6 +80,10 @@ SPLIT_FOLDERS = {"train": "train", "valid": "valid", "test": "test"}
 
 #: An object of a scene: `(class index k, [x, y, w, h])` in pixels.
 SceneObject = tuple[int, list[int]]
+#: How `write_synthetic_coco(masks=True)` writes each `segmentation`.
+MaskFormat = Literal["polygon", "rle", "mixed"]
+#: Points of the polygon written for an ellipse.
+ELLIPSE_POINTS = 32
 
 
 def class_names(num_classes: int = 3) -> list[str]:
@@ -93,6 +104,8 @@ def write_synthetic_coco(
     num_classes: int = 3,
     max_objects: int = 4,
     object_size: tuple[float, float] = (0.15, 0.45),
+    masks: bool = False,
+    mask_format: MaskFormat = "polygon",
 ) -> Path:
     """Write a Roboflow-style COCO folder of simple scenes and return `root`.
 
@@ -104,11 +117,15 @@ def write_synthetic_coco(
         num_classes: number of real classes (1..8); each object's class is drawn uniformly.
         max_objects: each image gets 1..`max_objects` objects (fewer when they do not fit).
         object_size: range of an object's width and height as fractions of the image's short side.
+        masks: also write each object's `segmentation` (see the module docstring); the scenes are the same.
+        mask_format: `"polygon"`, `"rle"` (the exact drawn pixels) or `"mixed"`.
 
     Returns:
         `Path(root)`.
     """
     class_names(num_classes)  # validates num_classes
+    if mask_format not in ("polygon", "rle", "mixed"):
+        raise ValueError(f"mask_format must be 'polygon', 'rle' or 'mixed', got {mask_format!r}")
     root = Path(root)
     rng = np.random.default_rng(seed)
     annotation_id = 0
@@ -125,6 +142,8 @@ def write_synthetic_coco(
             images.append(_image_entry(image_id, file_name, image_size))
             for label, bbox in objects:
                 annotations.append(_annotation_entry(annotation_id, image_id, label + 1, bbox))
+                if masks:
+                    annotations[-1].update(_segmentation_entry(label, bbox, image_size, mask_format, annotation_id))
                 annotation_id += 1
         document = {"info": {"description": "synthetic shapes"}, "licenses": [], "categories": _categories(num_classes)}
         document.update(images=images, annotations=annotations)
@@ -198,6 +217,46 @@ def _annotation_entry(annotation_id: int, image_id: int, category_id: int, bbox:
     }
 
 
+def shape_polygon(label: int, box: Sequence[int]) -> list[float]:
+    """The COCO polygon `[x1, y1, x2, y2, ...]` of the shape `_draw` fills for class `label` in `box` `[x, y, w, h]`.
+
+    In COCO's pixel-corner coordinates (pixel `(i, j)` spans `[i, i + 1] x [j, j + 1]`): a rectangle's polygon covers
+    exactly its drawn pixels; the triangle's and the ellipse's follow the drawn outline to within a pixel."""
+    x, y, w, h = (float(value) for value in box)
+    shape = SHAPES[label % len(SHAPES)]
+    if shape == "rectangle":
+        return [x, y, x + w, y, x + w, y + h, x, y + h]
+    if shape == "triangle":
+        return [x, y + h, x + w, y + h, x + w / 2, y]
+    angles = np.linspace(0.0, 2 * np.pi, ELLIPSE_POINTS, endpoint=False)
+    points = np.stack([x + w / 2 + w / 2 * np.cos(angles), y + h / 2 + h / 2 * np.sin(angles)], axis=1)
+    return [round(float(value), 3) for value in points.reshape(-1)]
+
+
+def _drawn_mask(label: int, box: list[int], image_size: tuple[int, int]) -> np.ndarray:
+    """`(H, W)` bool: the pixels `_draw` fills for class `label` in `box`."""
+    height, width = image_size
+    canvas = Image.new("L", (width, height), 0)
+    _draw(ImageDraw.Draw(canvas), label, box, fill=255)
+    return np.asarray(canvas) > 0
+
+
+def _segmentation_entry(
+    label: int, box: list[int], image_size: tuple[int, int], mask_format: MaskFormat, annotation_id: int
+) -> dict[str, Any]:
+    """`{"segmentation": polygon or compressed RLE, "area": its pixel area}` of one drawn shape."""
+    from pycocotools import mask as mask_utils  # the "train" extra; only needed for masks
+
+    height, width = image_size
+    if mask_format == "rle" or (mask_format == "mixed" and annotation_id % 2):
+        rle = mask_utils.encode(np.asfortranarray(_drawn_mask(label, box, image_size).astype(np.uint8)))
+        segmentation: Any = {"size": [height, width], "counts": rle["counts"].decode("ascii")}
+    else:
+        segmentation = [shape_polygon(label, box)]
+        rle = mask_utils.merge(mask_utils.frPyObjects(segmentation, height, width))
+    return {"segmentation": segmentation, "area": int(mask_utils.area(rle))}
+
+
 def _random_scene(
     rng: np.random.Generator,
     image_size: tuple[int, int],
@@ -253,10 +312,11 @@ def _free_box(
     return None
 
 
-def _draw(draw: ImageDraw.ImageDraw, label: int, box: list[int]) -> None:
-    """Fill the shape of class `label` so that its pixel extent is exactly `box` `[x, y, w, h]`."""
+def _draw(draw: ImageDraw.ImageDraw, label: int, box: list[int], fill: Any = None) -> None:
+    """Fill the shape of class `label` so that its pixel extent is exactly `box` `[x, y, w, h]`, in its class colour
+    (or `fill`)."""
     x, y, w, h = box
-    colour = list(COLOURS.values())[label]
+    colour = list(COLOURS.values())[label] if fill is None else fill
     corners = (x, y, x + w - 1, y + h - 1)
     shape = SHAPES[label % len(SHAPES)]
     if shape == "rectangle":

@@ -17,7 +17,9 @@ Every loader here returns the standard Hub object-detection layout (as `cppe-5`)
 
 - `image_id` (`int64`), `image` (`datasets.Image`, decoded lazily from its file), `width`, `height` (`int32`),
 - `objects`: per image, lists `id` (`int64`), `area` (`float32`), `bbox` (`float32` COCO `[x, y, w, h]` in absolute
-  pixels), `category` (`datasets.ClassLabel`, contiguous `0..K-1`) and `iscrowd` (`int8`).
+  pixels), `category` (`datasets.ClassLabel`, contiguous `0..K-1`) and `iscrowd` (`int8`); for segmentation
+  (`load_coco_folder(..., masks=True)`) also `segmentation` (`string`): each object's mask as a COCO compressed RLE
+  `counts` string at the image's `height x width` (`""` for a crowd object without one), decoded by the transforms.
 
 `hf_rfdetr.training.transforms` turns such a dataset into model inputs on the fly.
 """
@@ -38,6 +40,7 @@ import numpy as np
 from PIL import Image
 
 from ..models.rfdetr.image_io import ImageReadError, check_pixel_limit, displayed_size, load_image
+from .masks import MaskError, is_missing, rle_runs, segmentation_to_rle
 
 logger = logging.getLogger(__name__)
 
@@ -82,6 +85,8 @@ class SplitSummary:
     dropped_degenerate: list[int] = field(default_factory=list)
     dropped_outside: list[int] = field(default_factory=list)
     exif_rotated: list[str] = field(default_factory=list)
+    masks: int = 0
+    empty_masks: list[int] = field(default_factory=list)
 
     def as_dict(self) -> dict[str, Any]:
         """Counts only: `{"images": ..., "clipped": 3, ...}`."""
@@ -95,6 +100,7 @@ class SplitSummary:
             (self.clipped, "box(es) extending outside their image were clipped to the image"),
             (self.dropped_degenerate, "box(es) with zero or negative width/height were dropped"),
             (self.dropped_outside, "box(es) lying entirely outside their image were dropped"),
+            (self.empty_masks, "segmentation(s) cover no pixel of their image (kept, with an all-zero mask)"),
         ):
             if ids:
                 parts.append(f"{len(ids)} {what} (annotation ids {_id_list(ids)})")
@@ -121,21 +127,25 @@ def _list_feature(feature: Any, length: int = -1) -> Any:
     return list_class(feature, length=length)
 
 
-def detection_features(names: Sequence[str]) -> datasets.Features:
-    """The features of the Hub detection layout with `category` a `ClassLabel` over `names`."""
+def detection_features(names: Sequence[str], masks: bool = False) -> datasets.Features:
+    """The features of the Hub detection layout with `category` a `ClassLabel` over `names`; `masks=True` adds
+    `objects.segmentation` (compressed RLE `counts` strings)."""
+    objects = {
+        "id": _list_feature(datasets.Value("int64")),
+        "area": _list_feature(datasets.Value("float32")),
+        "bbox": _list_feature(_list_feature(datasets.Value("float32"), length=4)),
+        "category": _list_feature(datasets.ClassLabel(names=list(names))),
+        "iscrowd": _list_feature(datasets.Value("int8")),
+    }
+    if masks:
+        objects["segmentation"] = _list_feature(datasets.Value("string"))
     return datasets.Features(
         {
             "image_id": datasets.Value("int64"),
             "image": datasets.Image(),
             "width": datasets.Value("int32"),
             "height": datasets.Value("int32"),
-            "objects": {
-                "id": _list_feature(datasets.Value("int64")),
-                "area": _list_feature(datasets.Value("float32")),
-                "bbox": _list_feature(_list_feature(datasets.Value("float32"), length=4)),
-                "category": _list_feature(datasets.ClassLabel(names=list(names))),
-                "iscrowd": _list_feature(datasets.Value("int8")),
-            },
+            "objects": objects,
         }
     )
 
@@ -187,6 +197,7 @@ def load_coco_folder(
     *,
     check_images: ImageCheck = "header",
     return_summary: bool = False,
+    masks: bool = False,
 ) -> datasets.DatasetDict | tuple[datasets.DatasetDict, dict[str, SplitSummary]]:
     """Load a Roboflow-style COCO export (`path/{train,valid,test}/_annotations.coco.json` + images) as a DatasetDict.
 
@@ -215,12 +226,22 @@ def load_coco_folder(
     `width`/`height` and boxes are taken in that displayed frame, as annotation tools draw them (the original's
     decoder ignores the orientation); images carrying one are reported.
 
+    Segmentation (`masks=True`, for a model with `config.segmentation_head`): every annotation's `segmentation` (COCO
+    polygons, or RLE with compressed or uncompressed `counts`) is checked and stored as compressed RLE in
+    `objects.segmentation` (see `hf_rfdetr.training.masks`; decoding to pixels waits for the transforms). Errors name
+    the annotation as for boxes: a non-crowd annotation without a segmentation (the original would train it with an
+    all-zero mask, teaching the model that the object has no pixels), a polygon of fewer than 3 points, an RLE whose
+    `size` is not the image's or whose runs do not cover it. A segmentation that covers no pixel of its image is
+    kept (all-zero mask, as the original) and reported. Crowd annotations keep their region when they have one
+    (training leaves them out, as the original does). Without `masks` the `segmentation` fields are not read.
+
     Args:
         path: the dataset root.
         splits: which splits to load (`"train"`, `"valid"`/`"val"`/`"validation"`, `"test"`); `None` loads those
             present, and requires `train`.
         check_images: `"header"`, `"full"` or `"none"` (see above).
         return_summary: also return `{split: SplitSummary}` with the counts (they are logged at INFO level anyway).
+        masks: also read the `segmentation` of every annotation (instance segmentation).
 
     Returns:
         The `DatasetDict` (and the summaries when `return_summary=True`).
@@ -240,8 +261,8 @@ def load_coco_folder(
     result, summaries = {}, {}
     for split, document in documents.items():
         summary = SplitSummary(split=split, annotation_file=str(files[split]))
-        columns = _split_columns(document, files[split], categories[split], cat2label, check_images, summary)
-        result[split] = datasets.Dataset.from_dict(columns, features=detection_features(names))
+        columns = _split_columns(document, files[split], categories[split], cat2label, check_images, summary, masks)
+        result[split] = datasets.Dataset.from_dict(columns, features=detection_features(names, masks))
         _report(summary)
         summaries[split] = summary
     dataset_dict = datasets.DatasetDict(result)
@@ -377,12 +398,13 @@ def _split_columns(
     cat2label: dict[int, int],
     check_images: ImageCheck,
     summary: SplitSummary,
+    masks: bool = False,
 ) -> dict[str, list[Any]]:
     """The columns of one split (images in file order, each with its cleaned objects)."""
     images = _image_records(document["images"], file, check_images, summary)
-    objects = {image_id: _empty_objects() for image_id in images}
+    objects = {image_id: _empty_objects(masks) for image_id in images}
     for index, annotation in enumerate(document["annotations"]):
-        _add_annotation(annotation, index, file, images, categories, cat2label, objects, summary)
+        _add_annotation(annotation, index, file, images, categories, cat2label, objects, summary, masks)
     summary.images = len(images)
     summary.annotations = len(document["annotations"])
     summary.images_without_boxes = sum(not row["bbox"] for row in objects.values())
@@ -395,8 +417,11 @@ def _split_columns(
     }
 
 
-def _empty_objects() -> dict[str, list[Any]]:
-    return {"id": [], "area": [], "bbox": [], "category": [], "iscrowd": []}
+def _empty_objects(masks: bool = False) -> dict[str, list[Any]]:
+    objects: dict[str, list[Any]] = {"id": [], "area": [], "bbox": [], "category": [], "iscrowd": []}
+    if masks:
+        objects["segmentation"] = []
+    return objects
 
 
 def _image_records(
@@ -465,8 +490,10 @@ def _add_annotation(
     cat2label: dict[int, int],
     objects: dict[int, dict[str, list[Any]]],
     summary: SplitSummary,
+    masks: bool = False,
 ) -> None:
-    """Validate one COCO annotation and append its (clipped) box to its image's objects, or count it as dropped."""
+    """Validate one COCO annotation and append its (clipped) box (and with `masks` its RLE) to its image's objects,
+    or count it as dropped."""
     if not isinstance(annotation, dict) or not _is_int(annotation.get("id")):
         raise DatasetError(f"{file}: annotations[{index}] needs an integer 'id'; got {annotation!r}.")
     annotation_id = annotation["id"]
@@ -489,6 +516,8 @@ def _add_annotation(
     if box is None:
         return
     row = objects[int(image_id)]
+    if masks:
+        row["segmentation"].append(_annotation_rle(annotation, image, bool(is_crowd), where, summary))
     row["id"].append(int(annotation_id))
     area = annotation.get("area")
     row["area"].append(float(area) if _is_finite(area) and area > 0 else box[2] * box[3])
@@ -508,6 +537,33 @@ def _crowd_flag(annotation: dict[str, Any], where: str) -> int:
     if isinstance(value, bool) or (_is_int(value) and int(value) in (0, 1)):
         return int(value)
     raise DatasetError(f"{where}: 'iscrowd' must be the integer 0 or 1; got {value!r} ({type(value).__name__}).")
+
+
+def _annotation_rle(
+    annotation: dict[str, Any], image: dict[str, Any], is_crowd: bool, where: str, summary: SplitSummary
+) -> str:
+    """The annotation's mask as a compressed RLE `counts` string at its image's size (`""` for a crowd annotation
+    without a segmentation); raises `DatasetError` naming `where` when it is missing or malformed."""
+    segmentation = annotation.get("segmentation")
+    height, width = image["height"], image["width"]
+    if is_missing(segmentation):
+        if is_crowd:
+            return ""
+        found = "no 'segmentation'" if "segmentation" not in annotation else f"'segmentation': {segmentation!r}"
+        raise DatasetError(
+            f"{where} has {found}, but a segmentation model needs a mask for every object: expected COCO polygons "
+            "[[x1, y1, x2, y2, ...], ...] or an RLE {'size': [height, width], 'counts': ...}. Add its mask, mark it "
+            "iscrowd=1, or load without masks=True to train detection only."
+        )
+    try:
+        counts = segmentation_to_rle(segmentation, height, width)
+    except MaskError as error:
+        raise DatasetError(f"{where}: invalid 'segmentation': {error}.") from error
+    if not is_crowd:
+        summary.masks += 1
+        if not any(rle_runs(counts)[1::2]):
+            summary.empty_masks.append(annotation["id"])
+    return counts
 
 
 def _clean_box(bbox: Any, width: int, height: int, where: str) -> tuple[float, float, float, float] | None:
@@ -569,7 +625,10 @@ TRAINING_SPLITS = ("train", "validation")
 
 @dataclass
 class BoxCounts:
-    """What the boxes of one split amount to for training: `usable` boxes become targets, the others do not."""
+    """What the boxes of one split amount to for training: `usable` boxes become targets, the others do not.
+
+    With masks counted (`split_box_counts(..., masks=True)`), `masked` usable objects have a segmentation and
+    `rows_without_mask` lists (up to 5) rows with a usable object that has none."""
 
     images: int = 0
     objects: int = 0
@@ -577,17 +636,26 @@ class BoxCounts:
     crowd: int = 0
     degenerate: int = 0
     outside: int = 0
+    masked: int = 0
+    rows_without_mask: list[int] = field(default_factory=list)
 
-    def add(self, objects: Any, size: tuple[int, int] | None) -> None:
-        """Count one row's `objects`; `size` is its `(width, height)` when known (boxes outside it are not usable)."""
+    def add(self, objects: Any, size: tuple[int, int] | None, masks: bool = False) -> None:
+        """Count one row's `objects`; `size` is its `(width, height)` when known (boxes outside it are not usable);
+        `masks` also counts the usable objects that have a `segmentation`."""
         columns = object_columns(objects)
         boxes = columns.get("bbox") or []
         crowd = columns.get("iscrowd") or [0] * len(boxes)
+        segmentations = columns.get("segmentation") or [None] * len(boxes)
         self.images += 1
         self.objects += len(boxes)
-        for bbox, is_crowd in zip(boxes, crowd):
+        for bbox, is_crowd, segmentation in zip(boxes, crowd, segmentations):
             kind = "crowd" if is_crowd else _box_kind(bbox, size)
             setattr(self, kind, getattr(self, kind) + 1)
+            if masks and kind == "usable":
+                if not is_missing(segmentation):
+                    self.masked += 1
+                elif len(self.rows_without_mask) < _MAX_LISTED_IDS and self.images - 1 not in self.rows_without_mask:
+                    self.rows_without_mask.append(self.images - 1)
 
 
 def _box_kind(bbox: Sequence[float], size: tuple[int, int] | None) -> str:
@@ -600,12 +668,13 @@ def _box_kind(bbox: Sequence[float], size: tuple[int, int] | None) -> str:
     return "usable"
 
 
-def split_box_counts(dataset: datasets.Dataset) -> BoxCounts:
-    """`BoxCounts` of a dataset in the Hub detection layout (reads only `objects`, `width`, `height`: no images)."""
+def split_box_counts(dataset: datasets.Dataset, masks: bool = False) -> BoxCounts:
+    """`BoxCounts` of a dataset in the Hub detection layout (reads only `objects`, `width`, `height`: no images);
+    `masks` also counts the usable objects with a `segmentation`."""
     sized = {"width", "height"} <= set(dataset.column_names)
     counts = BoxCounts()
     for row in dataset.select_columns(["objects", "width", "height"] if sized else ["objects"]):
-        counts.add(row["objects"], (row["width"], row["height"]) if sized else None)
+        counts.add(row["objects"], (row["width"], row["height"]) if sized else None, masks)
     return counts
 
 
@@ -614,6 +683,7 @@ def check_training_data(
     *,
     sources: Mapping[str, str] | None = None,
     summaries: Mapping[str, SplitSummary] | None = None,
+    masks: bool = False,
 ) -> dict[str, BoxCounts]:
     """Check, before the first training step, that the `train` split can be learnt from and that a `validation`
     split (when present) can be measured on.
@@ -621,12 +691,15 @@ def check_training_data(
     `train` must exist and hold at least one image and at least one usable box (not crowd, positive width and height,
     overlapping its image); `validation`, when present, the same. Without this check an empty `valid/` folder crashes
     after a whole epoch (`KeyError: 'eval_map'`) and saves nothing, and a split whose boxes are all degenerate trains
-    on empty targets.
+    on empty targets. For a segmentation model (`masks=True`, i.e. `config.segmentation_head`) each checked split
+    must also have an `objects.segmentation` field and a segmentation for every usable object (the transforms would
+    otherwise fail on it in the middle of training).
 
     Args:
         dataset: splits in the Hub detection layout (`load_coco_folder` or `prepare_dataset` output).
         sources: `{split: where it came from}` for the messages (e.g. its annotation file); default: the split name.
         summaries: `load_coco_folder`'s summaries, to count the boxes it dropped while loading.
+        masks: check the segmentation too (see above).
 
     Returns:
         `{split: BoxCounts}` of the checked splits.
@@ -641,11 +714,32 @@ def check_training_data(
     counts = {}
     for split in TRAINING_SPLITS:
         if split in dataset:
-            counts[split] = split_box_counts(dataset[split])
+            counts[split] = split_box_counts(dataset[split], masks=masks)
             summary = (summaries or {}).get(split)
             where = (sources or {}).get(split) or (summary.annotation_file if summary else None)
             _check_split_counts(split, where, counts[split], summary)
+            if masks:
+                _check_split_masks(split, where, dataset[split], counts[split])
     return counts
+
+
+def _check_split_masks(split: str, where: str | None, dataset: datasets.Dataset, counts: BoxCounts) -> None:
+    """Raise `DatasetError` when a split for a segmentation model has no `segmentation` field or usable objects
+    without one."""
+    name = f"The {split} split" + (f" ({where})" if where else "")
+    if "segmentation" not in object_fields(dataset.features):
+        raise DatasetError(
+            f"{name} has no objects.segmentation, but the model segments (config.segmentation_head): there are no "
+            "masks to learn from. Load a COCO folder with load_coco_folder(path, masks=True), or give a Hub dataset "
+            "an objects.segmentation field (COCO polygons or RLE per object)."
+        )
+    missing = counts.usable - counts.masked
+    if missing:
+        raise DatasetError(
+            f"{name}: {missing} of {counts.usable} usable object(s) have no segmentation (rows "
+            f"{_id_list(counts.rows_without_mask)}), but a segmentation model needs a mask for every object: add "
+            "their masks, or mark them iscrowd=1."
+        )
 
 
 def _check_split_counts(split: str, where: str | None, counts: BoxCounts, summary: SplitSummary | None) -> None:

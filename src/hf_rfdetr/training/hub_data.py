@@ -31,6 +31,7 @@ from .data import (
     object_columns,
     object_fields,
 )
+from .masks import MaskError, is_missing, segmentation_to_rle
 
 
 def prepare_dataset(
@@ -43,7 +44,10 @@ def prepare_dataset(
 
     Required: an `image` column (`datasets.Image`, or file paths as strings, which are cast to it) and an `objects`
     column with `bbox` and `category` per object, stored as a dict of lists or a list of dicts. Optional: `image_id`
-    (added as the row index when absent), `width`/`height`, `objects.iscrowd`. `category` is either a `ClassLabel`
+    (added as the row index when absent), `width`/`height`, `objects.iscrowd`, `objects.segmentation` (instance
+    segmentation: per object COCO polygons `[[x1, y1, ...], ...]`, an RLE dict `{"size": [h, w], "counts": ...}` or a
+    compressed RLE `counts` string; checked here against `width`/`height` when present, decoded by the transforms).
+    `category` is either a `ClassLabel`
     or integers `0..K-1`; integers are cast to a `ClassLabel` named by `id2label` (or `"0"`, `"1"`, ... with a
     warning when not given).
 
@@ -201,6 +205,8 @@ def _report_hub_boxes(dataset: datasets.Dataset, split: str) -> None:
             raise DatasetError(f"Dataset split '{split}', row {index}: objects.iscrowd {bad_crowd} are not 0 or 1.")
         for bbox in objects.get("bbox", []):
             _count_hub_box(bbox, size, counts)
+        if "segmentation" in objects and size is not None:
+            _check_hub_segmentations(objects, size, f"Dataset split '{split}', row {index}")
     if any(counts.values()):
         logger.warning(
             "Dataset split '%s': %d box(es) with zero or negative width/height and %d box(es) entirely outside their "
@@ -210,6 +216,19 @@ def _report_hub_boxes(dataset: datasets.Dataset, split: str) -> None:
             counts["outside"],
             counts["clipped"],
         )
+
+
+def _check_hub_segmentations(objects: dict[str, list[Any]], size: tuple[int, int], where: str) -> None:
+    """Raise `DatasetError` naming the row and object of a malformed segmentation (missing ones are reported by
+    `check_training_data(..., masks=True)`: a detection model does not need them)."""
+    width, height = size
+    for index, segmentation in enumerate(objects["segmentation"]):
+        if is_missing(segmentation):
+            continue
+        try:
+            segmentation_to_rle(segmentation, int(height), int(width))
+        except MaskError as error:
+            raise DatasetError(f"{where}, object {index}: invalid objects.segmentation: {error}.") from error
 
 
 def _count_hub_box(bbox: Iterable[float], size: tuple[int, int] | None, counts: dict[str, int]) -> None:

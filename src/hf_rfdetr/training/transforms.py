@@ -31,6 +31,14 @@ The defaults reproduce `rfdetr` 1.11.2 (`TrainConfig`: `square_resize_div_64=Tru
 
 The RNG draws follow the original one for one (same `torch` calls in the same order), so with the same
 `torch.manual_seed` a training sample equals the original's.
+
+Segmentation (`config.segmentation_head`, or `masks=True`): each object's mask (`objects.segmentation`, see
+`hf_rfdetr.training.masks`) is decoded at the image's size and travels through the same torchvision v2 ops as a
+`tv_tensors.Mask`, as in the original (`rfdetr/datasets/_torchvision.py`, `_apply_to_masks`): nearest-neighbour
+resizes, the same crop window and flip; objects whose box leaves the crop are removed with their masks. Boxes stay
+the transformed annotation boxes (not recomputed from the masks), as in the original. The per-batch multi-scale
+resize nearest-resizes the masks to the batch size too (the original leaves the targets' masks at the
+pre-multi-scale size; its loss samples them at normalised coordinates, so only the field of view matters).
 """
 
 from __future__ import annotations
@@ -52,6 +60,7 @@ from ..models.rfdetr.configuration_rfdetr import RFDetrConfig
 from ..models.rfdetr.image_io import load_image
 from ..models.rfdetr.image_processing_rfdetr import IMAGENET_MEAN, IMAGENET_STD
 from .data import DatasetError, object_columns
+from .masks import MaskError, decode_masks, is_missing, segmentation_to_rle
 
 logger = logging.getLogger(__name__)
 
@@ -233,22 +242,63 @@ def source_boxes(objects: Any, height: int, width: int) -> tuple[tv_tensors.Boun
     return boxes, torch.tensor([int(categories[i]) for i in keep], dtype=torch.int64)
 
 
+def source_masks(objects: Any, height: int, width: int, image_id: Any = None) -> tv_tensors.Mask:
+    """`(N, height, width)` bool masks of one row's non-crowd objects, in the order of `source_boxes`.
+
+    `objects.segmentation` holds per object a compressed RLE `counts` string at the image's size (what
+    `load_coco_folder(..., masks=True)` stores), COCO polygons or an RLE dict (a Hub dataset's own field).
+
+    Raises:
+        DatasetError: naming the image and the object when the field is absent, an object has no segmentation, or a
+            segmentation is malformed or of another size than the image.
+    """
+    columns = object_columns(objects)
+    count = len(columns.get("bbox") or [])
+    crowd = columns.get("iscrowd") or [0] * count
+    segmentations = columns.get("segmentation")
+    if segmentations is None and count:
+        raise DatasetError(
+            f"image_id {image_id}: the objects have no 'segmentation' field, which a segmentation model trains on; "
+            "load the dataset with load_coco_folder(..., masks=True) (or add objects.segmentation to a Hub dataset)."
+        )
+    counts = []
+    for index in range(count):
+        if crowd[index]:
+            continue
+        counts.append(_object_rle(segmentations[index], height, width, f"image_id {image_id}, object {index}"))
+    return tv_tensors.Mask(torch.from_numpy(decode_masks(counts, height, width)))
+
+
+def _object_rle(segmentation: Any, height: int, width: int, where: str) -> str:
+    """One object's segmentation as checked compressed RLE counts at `(height, width)`; raises `DatasetError`."""
+    if is_missing(segmentation):
+        raise DatasetError(f"{where}: no segmentation; a segmentation model needs a mask for every non-crowd object.")
+    try:
+        return segmentation_to_rle(segmentation, height, width)
+    except MaskError as error:
+        raise DatasetError(f"{where}: invalid segmentation for a {width}x{height} image: {error}.") from error
+
+
 class DetectionTransform:
     """Callable for `datasets.Dataset.with_transform`: Hub-layout rows -> `pixel_values` and `labels`.
 
     Each row gives `pixel_values` `(3, S, S)` float32 and `labels` = {`class_labels` `(N,)` int64, `boxes` `(N, 4)`
     float32 normalised cxcywh, `image_id` `(1,)`, `area` `(N,)` (box area in `pixel_values` pixels), `iscrowd` `(N,)`,
     `orig_size` and `size` `(2,)` int64 `(height, width)`}; crowd objects and boxes without area are left out. With
-    `multi_scale=True` (training) the targets also carry `MULTI_SCALE_KEY: True` for `RFDetrDataCollator`.
+    `multi_scale=True` (training) the targets also carry `MULTI_SCALE_KEY: True` for `RFDetrDataCollator`. With
+    `masks=True` they also carry `masks` `(N, S, S)` bool, one per kept box (`(0, S, S)` for an image without
+    objects), transformed with the image (see the module docstring).
 
     Args:
-        pipeline: a torchvision v2 transform `(PIL image, BoundingBoxes)` -> `(tensor image, BoundingBoxes)`.
+        pipeline: a torchvision v2 transform `(PIL image, BoundingBoxes[, Mask])` -> the same, transformed.
         multi_scale: mark the targets for per-batch multi-scale.
+        masks: decode `objects.segmentation` and add `masks` to the targets (instance segmentation).
     """
 
-    def __init__(self, pipeline: v2.Transform, *, multi_scale: bool = False) -> None:
+    def __init__(self, pipeline: v2.Transform, *, multi_scale: bool = False, masks: bool = False) -> None:
         self.pipeline = pipeline
         self.multi_scale = multi_scale
+        self.masks = masks
 
     def __call__(self, batch: Mapping[str, list[Any]]) -> dict[str, list[Any]]:
         image_ids = batch.get("image_id") or [None] * len(batch["image"])
@@ -262,8 +312,12 @@ class DetectionTransform:
         picture = decode_image(image, image_id)
         width, height = picture.size
         boxes, classes = source_boxes(objects, height, width)
-        pixels, boxes = self.pipeline(picture, boxes)
-        labels = _targets(boxes.as_subclass(torch.Tensor), classes, image_id, (height, width), pixels.shape[-2:])
+        if self.masks:
+            pixels, boxes, masks = self.pipeline(picture, boxes, source_masks(objects, height, width, image_id))
+            masks = masks.as_subclass(torch.Tensor)
+        else:
+            (pixels, boxes), masks = self.pipeline(picture, boxes), None
+        labels = _targets(boxes.as_subclass(torch.Tensor), classes, image_id, (height, width), pixels.shape[-2:], masks)
         if self.multi_scale:
             labels[MULTI_SCALE_KEY] = True
         return pixels.as_subclass(torch.Tensor), labels
@@ -275,14 +329,15 @@ def _targets(
     image_id: int | None,
     orig_size: tuple[int, int],
     size: Sequence[int],
+    masks: torch.Tensor | None = None,
 ) -> dict[str, Any]:
-    """Target dict with the boxes that kept an area, normalised cxcywh."""
+    """Target dict with the boxes that kept an area, normalised cxcywh (and their `masks`, when given)."""
     keep = (boxes_xyxy[:, 2] > boxes_xyxy[:, 0]) & (boxes_xyxy[:, 3] > boxes_xyxy[:, 1])
     height, width = int(size[0]), int(size[1])
     cxcywh = F.convert_bounding_box_format(
         boxes_xyxy[keep], old_format=tv_tensors.BoundingBoxFormat.XYXY, new_format=tv_tensors.BoundingBoxFormat.CXCYWH
     )
-    return {
+    target = {
         "class_labels": classes[keep],
         "boxes": cxcywh / torch.tensor([width, height, width, height], dtype=torch.float32),
         "image_id": torch.tensor([-1 if image_id is None else int(image_id)], dtype=torch.int64),
@@ -291,6 +346,9 @@ def _targets(
         "orig_size": torch.tensor(orig_size, dtype=torch.int64),
         "size": torch.tensor([height, width], dtype=torch.int64),
     }
+    if masks is not None:
+        target["masks"] = masks[keep].to(torch.bool)
+    return target
 
 
 def build_transforms(
@@ -301,6 +359,7 @@ def build_transforms(
     expanded_scales: bool = True,
     scale_jitter: bool = True,
     hflip_prob: float = 0.5,
+    masks: bool | None = None,
 ) -> DetectionTransform:
     """The original's transform for a config: training at the largest multi-scale size, or evaluation.
 
@@ -311,12 +370,15 @@ def build_transforms(
             `max(training_scales(config))` and `RFDetrDataCollator` resizes each batch to a random scale. `False`
             trains at `resolution`.
         expanded_scales, scale_jitter, hflip_prob: as the original's `TrainConfig` (see `train_pipeline`).
+        masks: add instance `masks` to the targets; default `config.segmentation_head` (the original's
+            `include_masks = args.segmentation_head`).
     """
+    with_masks = bool(getattr(config, "segmentation_head", False)) if masks is None else masks
     if not train:
-        return DetectionTransform(eval_pipeline(config.resolution))
+        return DetectionTransform(eval_pipeline(config.resolution), masks=with_masks)
     scale = max(training_scales(config, expanded_scales)) if multi_scale else config.resolution
     pipeline = train_pipeline(scale, scale_jitter=scale_jitter, hflip_prob=hflip_prob)
-    return DetectionTransform(pipeline, multi_scale=multi_scale)
+    return DetectionTransform(pipeline, multi_scale=multi_scale, masks=with_masks)
 
 
 def apply_transforms(
@@ -329,12 +391,16 @@ def apply_transforms(
     """Every split with its transform set (`with_transform`): `train_split` trains, the others evaluate.
 
     The `image` column is switched to `datasets.Image(decode=False)` so that `decode_image` reads the file itself and
-    names it in any decoding error. `options` go to `build_transforms` (training split only).
+    names it in any decoding error. `options` go to `build_transforms` (training split only, except `masks`, which
+    applies to every split).
     """
     result = {}
+    masks = options.get("masks")
     for name, split in dataset_dict.items():
         train = name == train_split
-        transform = build_transforms(config, train, **options) if train else build_transforms(config, False)
+        transform = (
+            build_transforms(config, train, **options) if train else build_transforms(config, False, masks=masks)
+        )
         result[name] = _undecoded(split).with_transform(transform)
     return datasets.DatasetDict(result)
 
@@ -357,7 +423,8 @@ class RFDetrDataCollator:
 
     When `scales` is given, a batch whose targets all carry `MULTI_SCALE_KEY` (made by the training transform) is
     resized to one random scale from `scales` (bilinear, `align_corners=False`, no antialiasing, as the original's
-    `on_train_batch_start`); normalised boxes are unchanged by a square resize, `size` and `area` are updated.
+    `on_train_batch_start`); normalised boxes are unchanged by a square resize, `size` and `area` are updated, and
+    `masks` (segmentation) are nearest-resized to the new size.
     Evaluation batches are left alone, so one collator serves `Trainer` for both. The marker is removed from the
     targets.
 
@@ -367,7 +434,8 @@ class RFDetrDataCollator:
     `load_state_dict()` carry the generators' states through `RFDetrTrainer` checkpoints, so a resumed run draws the
     scales the uninterrupted run would have drawn.
 
-    Returns (`__call__`): `{"pixel_values": (B, 3, S, S) float32, "labels": list of B dicts}`.
+    Returns (`__call__`): `{"pixel_values": (B, 3, S, S) float32, "labels": list of B dicts}`; with segmentation
+    each dict's `masks` is `(N, S, S)` bool (`(0, S, S)` for an image without objects).
     """
 
     def __init__(self, scales: Sequence[int] | None = None, seed: int = 0) -> None:
@@ -459,6 +527,8 @@ def _rescale(pixel_values: torch.Tensor, labels: list[dict[str, Any]], scale: in
         target["size"] = torch.tensor([scale, scale], dtype=torch.int64)
         if "area" in target:
             target["area"] = target["area"] * (scale / height) * (scale / width)
+        if "masks" in target:
+            target["masks"] = F.resize(tv_tensors.Mask(target["masks"]), [scale, scale]).as_subclass(torch.Tensor)
     return resized
 
 
@@ -477,6 +547,7 @@ __all__ = [
     "eval_pipeline",
     "multi_scale_scales",
     "source_boxes",
+    "source_masks",
     "train_pipeline",
     "training_scales",
 ]
