@@ -92,6 +92,23 @@ def test_pipeline_takes_batches_of_mixed_sizes(saved_folder: Path) -> None:
     assert all(d["box"]["xmax"] <= 64 for d in batched[1])
 
 
+def test_image_feature_extraction_pipeline_returns_the_decoder_states(saved_folder: Path) -> None:
+    """The second task transformers' rf_detr declares for its pipeline tests: a detection checkpoint loads as the
+    base model (AutoModel) and the pipeline returns its last decoder states, (1, num_queries, d_model) per image."""
+    extractor = pipeline("image-feature-extraction", model=str(saved_folder))
+    assert type(extractor.model) is RFDetrModel
+    images = [_scene(90, 120, seed=1), _scene(200, 64, seed=2)]
+    processor = RFDetrImageProcessor.from_pretrained(saved_folder)
+    detector = RFDetrForObjectDetection.from_pretrained(saved_folder).eval()
+    config = detector.config
+    for image, listed in zip(images, extractor(images)):
+        with torch.no_grad():
+            expected = detector.model(**processor(image, return_tensors="pt")).last_hidden_state
+        assert np.asarray(listed).shape == (1, config.num_queries, config.d_model)
+        torch.testing.assert_close(extractor(image, return_tensors=True), expected)
+        np.testing.assert_allclose(np.asarray(listed), expected.numpy(), rtol=1e-5, atol=1e-6)
+
+
 def test_remote_code_loads_without_the_package(saved_folder: Path, tmp_path: Path) -> None:
     """`trust_remote_code=True` in a process where `hf_rfdetr` cannot be imported gives the same outputs."""
     pixel_values = torch.randn(2, 3, 64, 64, generator=torch.Generator().manual_seed(3))
