@@ -11,7 +11,11 @@
 # WITHOUT WARRANTIES OR CONDITIONS OF ANY KIND, either express or implied.
 # See the License for the specific language governing permissions and
 # limitations under the License.
-"""Image processor for RF-DETR: pre-processing of images (and COCO annotations) and post-processing of detections."""
+"""Image processor for RF-DETR: pre-processing of images (and COCO annotations) and post-processing of detections.
+
+The size forms, resize and padding live in `image_sizing`, the post-processing helpers in `post_processing`; files are
+read by `image_io`. All are imported relatively, so a saved folder carries them for `trust_remote_code`.
+"""
 
 from __future__ import annotations
 
@@ -24,15 +28,25 @@ from typing import Any
 import numpy as np
 import torch
 from torchvision.ops import box_convert
-from torchvision.transforms import InterpolationMode
 from torchvision.transforms.v2 import functional as tvf
-from transformers.image_processing_utils import BaseImageProcessor, BatchFeature, get_size_dict
-from transformers.image_transforms import get_size_with_aspect_ratio
-from transformers.image_utils import get_image_size_for_max_height_width
+from transformers.image_processing_utils import BaseImageProcessor, BatchFeature
 from transformers.processing_utils import ImagesKwargs
 from transformers.utils import logging
 
 from .image_io import load_image, to_chw
+from .image_sizing import (
+    canvas_size,
+    check_pad_size,
+    check_square_size,
+    is_squash,
+    output_size,
+    pad_batch,
+    pad_size_dict,
+    positive_int,
+    resize,
+    size_dict,
+)
+from .post_processing import cxcywh_to_xyxy, prediction_tensors, target_size_tensor
 
 logger = logging.get_logger(__name__)
 
@@ -52,9 +66,6 @@ _OPTION_NAMES = (
     "do_pad",
     "pad_size",
 )
-# The `size` forms of transformers' detection processors (DETR, RT-DETR): an exact (squash) resize, and the two
-# aspect-preserving resizes.
-_SIZE_FORMS = ({"height", "width"}, {"shortest_edge", "longest_edge"}, {"max_height", "max_width"})
 # Keys a saved `preprocessor_config.json` carries besides the options (`ImageProcessingMixin` bookkeeping).
 _BOOKKEEPING_KEYS = {
     "image_processor_type",
@@ -160,17 +171,17 @@ class RFDetrImageProcessor(BaseImageProcessor):
         super().__init__(**_known_kwargs(kwargs))
         self.do_convert_rgb = bool(do_convert_rgb)
         self.do_resize = bool(do_resize)
-        self.size = _size_dict({"height": 560, "width": 560} if size is None else size)
+        self.size = size_dict({"height": 560, "width": 560} if size is None else size)
         self.do_pad = bool(do_pad)
-        self.pad_size = None if pad_size is None else _pad_size_dict(pad_size)
+        self.pad_size = None if pad_size is None else pad_size_dict(pad_size)
         self.keep_aspect_ratio = bool(keep_aspect_ratio)
-        self.size_divisor = _positive_int(size_divisor, "size_divisor")
+        self.size_divisor = positive_int(size_divisor, "size_divisor")
         self.do_rescale = bool(do_rescale)
         self.rescale_factor = float(rescale_factor)
         self.do_normalize = bool(do_normalize)
         self.image_mean = _channel_floats(IMAGENET_MEAN if image_mean is None else image_mean, "image_mean")
         self.image_std = _channel_floats(IMAGENET_STD if image_std is None else image_std, "image_std")
-        self.num_top_queries = _positive_int(num_top_queries, "num_top_queries")
+        self.num_top_queries = positive_int(num_top_queries, "num_top_queries")
 
     @classmethod
     def from_config(cls, config: Any, **kwargs: Any) -> RFDetrImageProcessor:
@@ -285,11 +296,11 @@ class RFDetrImageProcessor(BaseImageProcessor):
             )
         options = {name: overrides.get(name, getattr(self, name)) for name in _OPTION_NAMES}
         options["channels_first"] = channels_first
-        options["size"] = _size_dict(options["size"])
-        options["size_divisor"] = _positive_int(options["size_divisor"], "size_divisor")
-        options["pad_size"] = None if options["pad_size"] is None else _pad_size_dict(options["pad_size"])
+        options["size"] = size_dict(options["size"])
+        options["size_divisor"] = positive_int(options["size_divisor"], "size_divisor")
+        options["pad_size"] = None if options["pad_size"] is None else pad_size_dict(options["pad_size"])
         if options["pad_size"] is not None:
-            _check_pad_size(options["pad_size"], options["size_divisor"])
+            check_pad_size(options["pad_size"], options["size_divisor"])
         options["image_mean"] = _channel_floats(options["image_mean"], "image_mean")
         options["image_std"] = _channel_floats(options["image_std"], "image_std")
         if not (math.isfinite(float(options["rescale_factor"])) and float(options["rescale_factor"]) > 0):
@@ -299,8 +310,8 @@ class RFDetrImageProcessor(BaseImageProcessor):
                 raise ValueError(f"`{name}` must be finite numbers, got {options[name]}.")
         if any(value == 0 for value in options["image_std"]):
             raise ValueError(f"`image_std` must not contain zeros, got {options['image_std']}.")
-        if options["do_resize"] and _is_squash(options):
-            _check_square_size(options["size"], options["size_divisor"])
+        if options["do_resize"] and is_squash(options):
+            check_square_size(options["size"], options["size_divisor"])
         return options
 
     def _resize_normalize_batch(
@@ -308,9 +319,9 @@ class RFDetrImageProcessor(BaseImageProcessor):
     ) -> tuple[torch.Tensor, torch.Tensor]:
         """Resize, normalise and batch `(C, H_i, W_i)` images into `(B, C, H, W)` values and a `(B, H, W)` mask."""
         if options["do_resize"]:
-            images = [_resize(image, _output_size(image.shape[1], image.shape[2], options)) for image in images]
+            images = [resize(image, output_size(image.shape[1], image.shape[2], options)) for image in images]
         images = [_normalize(image, options) for image in images]
-        return _pad_batch(images, _canvas_size(images, options))
+        return pad_batch(images, canvas_size(images, options))
 
     def post_process_object_detection(
         self,
@@ -333,9 +344,9 @@ class RFDetrImageProcessor(BaseImageProcessor):
             One dict per image with `scores` `(K,)` float, `labels` `(K,)` int64 and `boxes` `(K, 4)` absolute
             `(x0, y0, x1, y1)`, sorted by descending score (ties: lower flattened query*C+class index first).
         """
-        logits, pred_boxes = _prediction_tensors(outputs)
+        logits, pred_boxes = prediction_tensors(outputs)
         batch_size, num_queries, num_classes = logits.shape
-        sizes = _target_size_tensor(target_sizes, batch_size, pred_boxes.device)
+        sizes = target_size_tensor(target_sizes, batch_size, pred_boxes.device)
         k = min(self.num_top_queries if top_k is None else int(top_k), num_queries * num_classes)
         if k < 0:
             raise ValueError(f"`top_k` must be non-negative, got {top_k}.")
@@ -344,7 +355,7 @@ class RFDetrImageProcessor(BaseImageProcessor):
         scores = probs.gather(1, order)
         labels = order % num_classes
         queries = torch.div(order, num_classes, rounding_mode="floor")
-        boxes = _cxcywh_to_xyxy(pred_boxes.float()).gather(1, queries.unsqueeze(-1).expand(-1, -1, 4))
+        boxes = cxcywh_to_xyxy(pred_boxes.float()).gather(1, queries.unsqueeze(-1).expand(-1, -1, 4))
         scale = sizes[:, [1, 0, 1, 0]].unsqueeze(1)
         boxes = torch.minimum((boxes * scale).clamp_min(0.0), scale)
         keep = scores > threshold
@@ -354,38 +365,6 @@ class RFDetrImageProcessor(BaseImageProcessor):
 # ----------------------------------------------------------------------------------------------------------------------
 # Option helpers
 # ----------------------------------------------------------------------------------------------------------------------
-
-
-def _positive_int(value: Any, name: str) -> int:
-    """Return `value` as an int, raising `ValueError` unless it is a positive integer."""
-    if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or value <= 0:
-        raise ValueError(f"`{name}` must be a positive integer, got {value!r}.")
-    return int(value)
-
-
-def _size_dict(size: Any) -> dict[str, int]:
-    """Normalise `size` with transformers' `get_size_dict` (an int or a `(height, width)` pair is `{"height": h,
-    "width": w}`) and check that it is one of the forms in `_SIZE_FORMS`, with positive integer values."""
-    if isinstance(size, bool) or not isinstance(size, (Mapping, int, np.integer, Sequence)) or isinstance(size, str):
-        raise ValueError(f"`size` must be an int, a (height, width) pair or a dict, got {size!r}.")
-    if isinstance(size, Sequence) and len(size) != 2:
-        raise ValueError(f"`size` must be an int, a (height, width) pair or a dict, got {size!r}.")
-    if isinstance(size, np.integer):
-        size = int(size)
-    form = set(size) if isinstance(size, Mapping) else {"height", "width"}
-    if form not in _SIZE_FORMS:
-        raise ValueError(
-            f"`size` must have the keys {' or '.join(str(sorted(keys)) for keys in _SIZE_FORMS)}, got {dict(size)}."
-        )
-    size = dict(get_size_dict(dict(size) if isinstance(size, Mapping) else size, default_to_square=True))
-    return {key: _positive_int(value, f"size[{key!r}]") for key, value in size.items()}
-
-
-def _pad_size_dict(pad_size: Any) -> dict[str, int]:
-    """Normalise `pad_size` (a dict, an int or a `(height, width)` pair) to `{"height": h, "width": w}`."""
-    if not isinstance(pad_size, Mapping) or set(pad_size) != {"height", "width"}:
-        raise ValueError(f"`pad_size` must be a dict with the keys 'height' and 'width', got {pad_size!r}.")
-    return {key: _positive_int(pad_size[key], f"pad_size[{key!r}]") for key in ("height", "width")}
 
 
 def _known_kwargs(kwargs: dict[str, Any]) -> dict[str, Any]:
@@ -424,22 +403,6 @@ def _channel_floats(values: Any, name: str) -> list[float]:
     return values
 
 
-def _is_squash(options: dict[str, Any]) -> bool:
-    """Whether the resize is the exact (aspect-squashing) resize to `size["height"] x size["width"]`."""
-    return set(options["size"]) == {"height", "width"} and not options["keep_aspect_ratio"]
-
-
-def _check_pad_size(pad_size: dict[str, int], size_divisor: int) -> None:
-    """Raise `ValueError` unless both sides of `pad_size` are multiples of `size_divisor`."""
-    if pad_size["height"] % size_divisor or pad_size["width"] % size_divisor:
-        raise ValueError(
-            f"`pad_size` {pad_size} must be divisible by `size_divisor`={size_divisor} (patch_size * num_windows, the "
-            f"model's block size) in both height and width; use e.g. {_round_up(pad_size['height'], size_divisor)} x "
-            f"{_round_up(pad_size['width'], size_divisor)}, or leave `pad_size` unset to pad to the batch's largest "
-            "image rounded up to a multiple."
-        )
-
-
 def _check_channels(images: list[torch.Tensor], options: dict[str, Any]) -> None:
     """Raise `ValueError` unless all images have the same channel count C and, when normalising, `image_mean` /
     `image_std` have C values (a statistic given as a number is broadcast to any C)."""
@@ -459,16 +422,6 @@ def _check_channels(images: list[torch.Tensor], options: dict[str, Any]) -> None
                 f"`{name}` has {len(values)} values {values} but the images have {channels} channels "
                 f"(do_convert_rgb={options['do_convert_rgb']}); give one value per channel."
             )
-
-
-def _check_square_size(size: dict[str, int], size_divisor: int) -> None:
-    """Raise `ValueError` unless both sides of `size` are multiples of `size_divisor`."""
-    if size["height"] % size_divisor or size["width"] % size_divisor:
-        raise ValueError(
-            f"`size` {size} must be divisible by `size_divisor`={size_divisor} (patch_size * num_windows) in both "
-            "height and width; choose a multiple of it, or an aspect-preserving `size` ({'max_height', 'max_width'} or "
-            "{'shortest_edge', 'longest_edge'}), which pads."
-        )
 
 
 # ----------------------------------------------------------------------------------------------------------------------
@@ -530,29 +483,8 @@ def _check_unit_range(values: torch.Tensor, index: int) -> None:
 
 
 # ----------------------------------------------------------------------------------------------------------------------
-# Resize, normalise, pad
+# Normalise (resizing and padding: `image_sizing`)
 # ----------------------------------------------------------------------------------------------------------------------
-
-
-def _resize(image: torch.Tensor, size: tuple[int, int]) -> torch.Tensor:
-    """Bilinear resize of a float `(C, H, W)` tensor to `(C, *size)` without antialiasing (as `rfdetr` `predict`)."""
-    return tvf.resize(image, [int(size[0]), int(size[1])], interpolation=InterpolationMode.BILINEAR, antialias=False)
-
-
-def _output_size(height: int, width: int, options: dict[str, Any]) -> tuple[int, int]:
-    """Resized `(h, w)` of an `height x width` image for the `size` form in `options` (see the class docstring);
-    the aspect-preserving forms follow transformers' DETR processors, each side at least 1 pixel."""
-    size = options["size"]
-    if _is_squash(options):
-        return size["height"], size["width"]
-    if "shortest_edge" in size:
-        new = get_size_with_aspect_ratio((height, width), size["shortest_edge"], size["longest_edge"])
-    elif "max_height" in size:
-        new = get_image_size_for_max_height_width((height, width), size["max_height"], size["max_width"])
-    else:  # keep_aspect_ratio with {"height", "width"}
-        longest = max(size["height"], size["width"])
-        new = get_image_size_for_max_height_width((height, width), longest, longest)
-    return max(1, int(new[0])), max(1, int(new[1]))
 
 
 def _normalize(images: torch.Tensor, options: dict[str, Any]) -> torch.Tensor:
@@ -567,49 +499,6 @@ def _normalize(images: torch.Tensor, options: dict[str, Any]) -> torch.Tensor:
 def _per_channel(values: list[float], channels: int) -> list[float]:
     """A statistic checked by `_check_channels`, with one value per channel (3 equal values stand for any C)."""
     return values if len(values) == channels else values[:1] * channels
-
-
-def _canvas_size(images: list[torch.Tensor], options: dict[str, Any]) -> tuple[int, int]:
-    """`(H, W)` of the batch: `pad_size`, else the largest image rounded up to a multiple of `size_divisor`; without
-    padding, the images' common size, which must already be a multiple."""
-    divisor = options["size_divisor"]
-    height = max(int(image.shape[1]) for image in images)
-    width = max(int(image.shape[2]) for image in images)
-    if not options["do_pad"]:
-        sizes = sorted({tuple(image.shape[1:]) for image in images})
-        if len(sizes) > 1 or height % divisor or width % divisor:
-            raise ValueError(
-                f"do_pad=False, but the resized images have the size(s) {sizes}: the batch needs one size with height "
-                f"and width multiples of `size_divisor`={divisor}; pass do_pad=True (the default)."
-            )
-        return height, width
-    if options["pad_size"] is None:
-        return _round_up(height, divisor), _round_up(width, divisor)
-    pad_height, pad_width = options["pad_size"]["height"], options["pad_size"]["width"]
-    if height > pad_height or width > pad_width:
-        raise ValueError(
-            f"`pad_size` {options['pad_size']} is smaller than a resized image ({height} x {width}); use a `size` "
-            "that fits in it or a larger `pad_size`."
-        )
-    return pad_height, pad_width
-
-
-def _pad_batch(images: list[torch.Tensor], canvas: tuple[int, int]) -> tuple[torch.Tensor, torch.Tensor]:
-    """Zero-pad `(C, H_i, W_i)` images bottom/right to `canvas` with `torchvision`'s `pad`.
-
-    Returns `(B, C, H, W)` values and a `(B, H, W)` int64 mask that is 1 on image pixels and 0 on padding.
-    """
-    values, masks = [], []
-    for image in images:
-        padding = [0, 0, canvas[1] - int(image.shape[2]), canvas[0] - int(image.shape[1])]  # left, top, right, bottom
-        values.append(tvf.pad(image, padding, fill=0.0))
-        masks.append(tvf.pad(torch.ones((1, *image.shape[1:]), dtype=torch.int64), padding, fill=0)[0])
-    return torch.stack(values), torch.stack(masks)
-
-
-def _round_up(value: int, multiple: int) -> int:
-    """Smallest multiple of `multiple` that is >= `value`."""
-    return -(-value // multiple) * multiple
 
 
 # ----------------------------------------------------------------------------------------------------------------------
@@ -756,60 +645,3 @@ def _to_batch_feature(data: dict[str, Any], return_tensors: str | None) -> Batch
     if labels is not None:
         batch["labels"] = [dict(BatchFeature(label, tensor_type=return_tensors)) for label in labels]
     return batch
-
-
-# ----------------------------------------------------------------------------------------------------------------------
-# Post-processing
-# ----------------------------------------------------------------------------------------------------------------------
-
-
-def _prediction_tensors(outputs: Any) -> tuple[torch.Tensor, torch.Tensor]:
-    """Return `(logits (B, Q, C), pred_boxes (B, Q, 4))` from a model output object or mapping."""
-    logits = _get_field(outputs, "logits")
-    if logits is None:
-        logits = _get_field(outputs, "pred_logits")
-    pred_boxes = _get_field(outputs, "pred_boxes")
-    if logits is None or pred_boxes is None:
-        raise ValueError("`outputs` must provide `logits` (B, Q, C) and `pred_boxes` (B, Q, 4).")
-    if logits.ndim != 3 or pred_boxes.ndim != 3 or pred_boxes.shape[-1] != 4:
-        raise ValueError(
-            f"Expected logits (B, Q, C) and pred_boxes (B, Q, 4), got {tuple(logits.shape)} and "
-            f"{tuple(pred_boxes.shape)}."
-        )
-    if logits.shape[:2] != pred_boxes.shape[:2]:
-        raise ValueError(f"logits {tuple(logits.shape)} and pred_boxes {tuple(pred_boxes.shape)} disagree on (B, Q).")
-    return logits, pred_boxes
-
-
-def _get_field(outputs: Any, name: str) -> torch.Tensor | None:
-    """Attribute `name` of `outputs`, else its mapping entry, else `None`."""
-    value = getattr(outputs, name, None)
-    if value is None and isinstance(outputs, Mapping):
-        value = outputs.get(name)
-    return value
-
-
-def _target_size_tensor(
-    target_sizes: torch.Tensor | Sequence[Sequence[int]] | None, batch_size: int, device: torch.device
-) -> torch.Tensor:
-    """`(B, 2)` float32 `(height, width)` per image; all ones (normalised boxes) when `target_sizes` is None."""
-    if target_sizes is None:
-        return torch.ones((batch_size, 2), dtype=torch.float32, device=device)
-    if len(target_sizes) != batch_size:
-        raise ValueError(
-            f"Got {len(target_sizes)} target sizes for a batch of {batch_size}; pass one (height, width) per image."
-        )
-    sizes = torch.as_tensor(
-        [[float(v) for v in size] for size in target_sizes]
-        if not isinstance(target_sizes, torch.Tensor)
-        else target_sizes,
-        dtype=torch.float32,
-    ).to(device)
-    if sizes.shape != (batch_size, 2):
-        raise ValueError(f"`target_sizes` must have shape (batch_size, 2), got {tuple(sizes.shape)}.")
-    return sizes
-
-
-def _cxcywh_to_xyxy(boxes: torch.Tensor) -> torch.Tensor:
-    """`(..., 4)` (cx, cy, w, h) -> (x0, y0, x1, y1); negative w/h count as 0, as in the original."""
-    return box_convert(torch.cat((boxes[..., :2], boxes[..., 2:].clamp(min=0.0)), dim=-1), "cxcywh", "xyxy")
