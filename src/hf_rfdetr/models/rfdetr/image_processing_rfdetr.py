@@ -46,7 +46,19 @@ from .image_sizing import (
     resize,
     size_dict,
 )
-from .post_processing import cxcywh_to_xyxy, prediction_tensors, target_size_tensor
+from .post_processing import (
+    binary_masks,
+    coco_rle,
+    image_regions,
+    mask_logit_tensor,
+    mask_sizes,
+    prediction_tensors,
+    probability_to_logit,
+    scale_boxes,
+    segment_map,
+    select_top_k,
+    target_size_tensor,
+)
 
 logger = logging.get_logger(__name__)
 
@@ -123,6 +135,8 @@ class RFDetrImageProcessor(BaseImageProcessor):
     Post-processing ([`~RFDetrImageProcessor.post_process_object_detection`]) follows the original `PostProcess`:
     sigmoid scores, top-k over all (query, class) pairs with a stable descending sort, boxes scaled and clamped to the
     target size, then a strict `score > threshold` filter as in `predict`.
+    [`~RFDetrImageProcessor.post_process_instance_segmentation`] adds the masks of a segmentation model (resized to the
+    target size first, thresholded second, as the original) and transformers' `segmentation` / `segments_info`.
 
     Args:
         do_resize (`bool`, defaults to `True`): resize the images.
@@ -142,7 +156,8 @@ class RFDetrImageProcessor(BaseImageProcessor):
         do_pad (`bool`, defaults to `True`): pad the batch (see above). With `False` every image of the batch must
             come out of the resize with the same size, a multiple of `size_divisor`.
         pad_size (`dict[str, int]`, *optional*): `{"height": h, "width": w}` to pad every image to.
-        num_top_queries (`int`, defaults to 300): default number of (query, class) pairs kept by post-processing.
+        num_top_queries (`int`, defaults to 300): default number of (query, class) pairs kept by post-processing (the
+            original's `num_select`; `from_config` sets `num_queries` for a segmentation config).
         do_convert_rgb (`bool`, defaults to `True`): turn gray images into RGB (replicated) and drop an alpha
             channel. With `False` the images keep their own channels (1, 3 or 4; all images of a call alike), as
             transformers' processors do; the model itself takes 3 (RGB).
@@ -188,12 +203,16 @@ class RFDetrImageProcessor(BaseImageProcessor):
         """Build the processor matching an `RFDetrConfig`-like object.
 
         Uses `config.resolution` for a square `size`, `config.patch_size * config.num_windows` for `size_divisor` and,
-        when present, `config.num_select` / `config.num_top_queries` for `num_top_queries`. `kwargs` override.
+        when present, `config.num_select` / `config.num_top_queries` for `num_top_queries`; a segmentation config
+        (`segmentation_head=True`) otherwise selects `config.num_queries`, the original Seg variants' `num_select`
+        (detection keeps 300, the original's default). `kwargs` override.
         """
         options: dict[str, Any] = {
             "size": {"height": int(config.resolution), "width": int(config.resolution)},
             "size_divisor": int(config.patch_size) * int(getattr(config, "num_windows", 1)),
         }
+        if getattr(config, "segmentation_head", False):
+            options["num_top_queries"] = int(config.num_queries)
         for name in ("num_select", "num_top_queries"):
             if getattr(config, name, None) is not None:
                 options["num_top_queries"] = int(getattr(config, name))
@@ -345,21 +364,111 @@ class RFDetrImageProcessor(BaseImageProcessor):
             `(x0, y0, x1, y1)`, sorted by descending score (ties: lower flattened query*C+class index first).
         """
         logits, pred_boxes = prediction_tensors(outputs)
-        batch_size, num_queries, num_classes = logits.shape
-        sizes = target_size_tensor(target_sizes, batch_size, pred_boxes.device)
-        k = min(self.num_top_queries if top_k is None else int(top_k), num_queries * num_classes)
-        if k < 0:
-            raise ValueError(f"`top_k` must be non-negative, got {top_k}.")
-        probs = logits.float().sigmoid().reshape(batch_size, num_queries * num_classes)
-        order = torch.argsort(probs, dim=1, descending=True, stable=True)[:, :k]
-        scores = probs.gather(1, order)
-        labels = order % num_classes
-        queries = torch.div(order, num_classes, rounding_mode="floor")
-        boxes = cxcywh_to_xyxy(pred_boxes.float()).gather(1, queries.unsqueeze(-1).expand(-1, -1, 4))
-        scale = sizes[:, [1, 0, 1, 0]].unsqueeze(1)
-        boxes = torch.minimum((boxes * scale).clamp_min(0.0), scale)
+        sizes = target_size_tensor(target_sizes, int(logits.shape[0]), pred_boxes.device)
+        scores, labels, queries = select_top_k(logits, self._top_k(top_k, logits))
+        boxes = scale_boxes(pred_boxes, queries, sizes)
         keep = scores > threshold
         return [{"scores": s[m], "labels": lab[m], "boxes": b[m]} for s, lab, b, m in zip(scores, labels, boxes, keep)]
+
+    def post_process_instance_segmentation(
+        self,
+        outputs: Any,
+        threshold: float = 0.5,
+        target_sizes: torch.Tensor | Sequence[Sequence[int]] | None = None,
+        mask_threshold: float = 0.5,
+        top_k: int | None = None,
+        return_binary_maps: bool = False,
+        return_coco_annotation: bool = False,
+        overlap_mask_area_threshold: float = 0.0,
+        pixel_mask: torch.Tensor | None = None,
+        **kwargs: Any,
+    ) -> list[dict[str, Any]]:
+        """Convert the outputs of an RF-DETR segmentation model into per-image instances, like the original `rfdetr`
+        `PostProcess` + `predict` (with the defaults, the same scores, labels, boxes and masks).
+
+        Selection is that of [`~RFDetrImageProcessor.post_process_object_detection`] (top `top_k` (query, class) pairs
+        by sigmoid score, stable sort, then `score > threshold`). For the kept instances only, the query's mask logits
+        are resized bilinearly (`align_corners=False`) straight to the target size FIRST and thresholded SECOND at
+        `mask_threshold`, a probability (0.5 = logit 0, the original's rule; transformers' rf_detr compares its
+        `mask_threshold` to logits instead), `MASK_CHUNK` instances per resize.
+
+        Args:
+            outputs: model output with `logits` `(B, Q, C)`, `pred_boxes` `(B, Q, 4)` and `pred_masks` `(B, Q, h, w)`
+                mask logits (attributes or mapping keys).
+            threshold: keep instances with `score > threshold` (strict, as `predict`).
+            target_sizes: `(B, 2)` tensor or list of `(height, width)` per image (the original image sizes): boxes are
+                scaled to it and masks resized to it. `None` keeps normalised boxes and masks at the mask-head
+                resolution `(h, w)`.
+            mask_threshold: probability in `[0, 1]`; a pixel is in the mask when its resized logit is above
+                `log(p / (1 - p))`. `transformers`' image-segmentation pipeline passes 0.5.
+            top_k: number of (query, class) pairs selected before thresholding; defaults to `num_top_queries` (the
+                original's `num_select`: `num_queries` for the Seg variants, see `from_config`).
+            return_binary_maps: `segmentation` is the `(N, H, W)` bool stack of every instance (the same tensor as
+                `masks`, no overlap resolution, empty masks kept) and `segments_info` lists all N with ids 1..N.
+            return_coco_annotation: `segmentation` is a list of N COCO RLE dicts (`pycocotools.mask.encode`, `counts` as
+                text), one per instance; `segments_info` as with `return_binary_maps`. Needs `pycocotools`.
+            overlap_mask_area_threshold: for the id map only: an instance keeps its segment when the pixels it owns
+                (not covered by a higher-scoring instance) are more than this fraction of its mask (0: any pixel, as
+                transformers' rf_detr; the pipeline passes 0.5, as for Mask2Former). Its other pixels stay -1.
+            pixel_mask: the processor's `(B, H, W)` `pixel_mask` when the inputs were padded (`keep_aspect_ratio=True`
+                or aspect-preserving sizes): only each image's region of the mask logits is resized to its target
+                size. Not needed for the default squash resize (no padding). Needs `target_sizes`.
+            **kwargs: other arguments of transformers' segmentation post-processors; ignored with a warning.
+
+        Returns:
+            One dict per image, instances sorted by descending score: `scores` `(N,)`, `labels` `(N,)` int64, `boxes`
+            `(N, 4)` absolute xyxy (as `post_process_object_detection`), `masks` `(N, H, W)` bool (the original's
+            `predict` masks), and for `transformers`' pipeline `segmentation` (an `(H, W)` int32 id map, -1 where no
+            segment, painted in score order; see `return_binary_maps` / `return_coco_annotation`) with
+            `segments_info`, a list of `{"id", "label_id", "score"}`.
+
+        Raises:
+            ValueError: `pred_masks` missing or not `(B, Q, h, w)`, `target_sizes` not one positive `(height, width)`
+                per image, a threshold out of range, both `return_binary_maps` and `return_coco_annotation`, or a bad
+                `pixel_mask`.
+        """
+        if kwargs:
+            warnings.warn(
+                f"post_process_instance_segmentation: ignored argument(s) {sorted(kwargs)}.", UserWarning, stacklevel=2
+            )
+        if return_binary_maps and return_coco_annotation:
+            raise ValueError("`return_binary_maps` and `return_coco_annotation` cannot both be True.")
+        if not 0.0 <= float(overlap_mask_area_threshold) <= 1.0:
+            raise ValueError(f"`overlap_mask_area_threshold` must be in [0, 1], got {overlap_mask_area_threshold!r}.")
+        if pixel_mask is not None and target_sizes is None:
+            raise ValueError("`pixel_mask` maps masks to `target_sizes`: pass the original (height, width) sizes too.")
+        logit_threshold = probability_to_logit(mask_threshold)
+        logits, pred_boxes = prediction_tensors(outputs)
+        mask_logits = mask_logit_tensor(outputs, logits)
+        batch_size = int(logits.shape[0])
+        sizes = mask_sizes(target_sizes, batch_size, (int(mask_logits.shape[2]), int(mask_logits.shape[3])))
+        regions = image_regions(pixel_mask, batch_size)
+        box_sizes = target_size_tensor(target_sizes, batch_size, pred_boxes.device)
+        scores, labels, queries = select_top_k(logits, self._top_k(top_k, logits))
+        boxes = scale_boxes(pred_boxes, queries, box_sizes)
+        results = []
+        for index in range(batch_size):
+            kept = (scores[index] > threshold).nonzero().flatten()
+            masks = binary_masks(
+                mask_logits[index].index_select(0, queries[index, kept]), sizes[index], logit_threshold, regions[index]
+            )
+            instances = {"scores": scores[index, kept], "labels": labels[index, kept], "boxes": boxes[index, kept]}
+            results.append(
+                _instance_result(
+                    {**instances, "masks": masks},
+                    overlap_mask_area_threshold,
+                    return_binary_maps,
+                    return_coco_annotation,
+                )
+            )
+        return results
+
+    def _top_k(self, top_k: int | None, logits: torch.Tensor) -> int:
+        """Number of (query, class) pairs to select: `top_k` or `num_top_queries`, at most `Q * C`."""
+        k = self.num_top_queries if top_k is None else int(top_k)
+        if k < 0:
+            raise ValueError(f"`top_k` must be non-negative, got {top_k}.")
+        return min(k, int(logits.shape[1]) * int(logits.shape[2]))
 
 
 # ----------------------------------------------------------------------------------------------------------------------
@@ -645,3 +754,26 @@ def _to_batch_feature(data: dict[str, Any], return_tensors: str | None) -> Batch
     if labels is not None:
         batch["labels"] = [dict(BatchFeature(label, tensor_type=return_tensors)) for label in labels]
     return batch
+
+
+# ----------------------------------------------------------------------------------------------------------------------
+# Instance segmentation results
+# ----------------------------------------------------------------------------------------------------------------------
+
+
+def _instance_result(
+    instances: dict[str, torch.Tensor], overlap_mask_area_threshold: float, binary_maps: bool, coco_annotation: bool
+) -> dict[str, Any]:
+    """Add transformers' `segmentation` and `segments_info` to one image's `scores` / `labels` / `boxes` / `masks`."""
+    masks, scores, labels = instances["masks"], instances["scores"].tolist(), instances["labels"].tolist()
+    if binary_maps or coco_annotation:
+        segmentation: Any = coco_rle(masks) if coco_annotation else masks
+        kept = list(range(len(scores)))
+    else:
+        segmentation, kept_tensor = segment_map(masks, float(overlap_mask_area_threshold))
+        kept = kept_tensor.tolist()
+    segments_info = [
+        {"id": number, "label_id": int(labels[index]), "score": float(scores[index])}
+        for number, index in enumerate(kept, start=1)
+    ]
+    return {**instances, "segmentation": segmentation, "segments_info": segments_info}
