@@ -14,6 +14,7 @@ from pathlib import Path
 from types import SimpleNamespace
 from typing import Any
 
+import numpy as np
 import pytest
 import torch
 import torch.nn.functional as F  # noqa: N812
@@ -412,6 +413,9 @@ def test_bad_target_sizes_and_options() -> None:
         _call(outputs, target_sizes=[(10.5, 10), (5, 5)])
     with pytest.raises(ValueError, match=r"`mask_threshold` is a probability in \[0, 1\]"):
         _call(outputs, mask_threshold=1.5)
+    with pytest.raises(ValueError, match=r"`mask_threshold` is a probability in \[0, 1\].*got '0.5'"):
+        _call(outputs, mask_threshold="0.5")
+    assert torch.equal(_call(outputs, mask_threshold=np.float32(0.5))[0]["masks"], _call(outputs)[0]["masks"])
     with pytest.raises(ValueError, match=r"cannot both be True"):
         _call(outputs, return_binary_maps=True, return_coco_annotation=True)
     with pytest.raises(ValueError, match=r"`overlap_mask_area_threshold` must be in \[0, 1\]"):

@@ -22,6 +22,7 @@ the probability `mask_threshold` (0.5 is logit 0, the original's `> 0.0`).
 from __future__ import annotations
 
 import math
+import numbers
 from collections.abc import Mapping, Sequence
 from typing import Any
 
@@ -167,11 +168,12 @@ def image_regions(pixel_mask: torch.Tensor | None, batch_size: int) -> list[tupl
 
 def probability_to_logit(probability: float, name: str = "mask_threshold") -> float:
     """The logit of a probability threshold in `[0, 1]` (`0.5 -> 0.0` exactly; 0 and 1 give -inf and +inf)."""
-    if isinstance(probability, bool) or not isinstance(probability, (int, float)) or not 0.0 <= probability <= 1.0:
+    if isinstance(probability, bool) or not isinstance(probability, numbers.Real) or not 0.0 <= probability <= 1.0:
         raise ValueError(
             f"`{name}` is a probability in [0, 1] (0.5, the default, is the original's mask logit > 0), got "
             f"{probability!r}."
         )
+    probability = float(probability)
     if probability in (0.0, 1.0):
         return math.inf if probability == 1.0 else -math.inf
     return math.log(probability) - math.log1p(-probability)
