@@ -432,12 +432,9 @@ class RFDetrImageProcessor(BaseImageProcessor):
             warnings.warn(
                 f"post_process_instance_segmentation: ignored argument(s) {sorted(kwargs)}.", UserWarning, stacklevel=2
             )
-        if return_binary_maps and return_coco_annotation:
-            raise ValueError("`return_binary_maps` and `return_coco_annotation` cannot both be True.")
-        if not 0.0 <= float(overlap_mask_area_threshold) <= 1.0:
-            raise ValueError(f"`overlap_mask_area_threshold` must be in [0, 1], got {overlap_mask_area_threshold!r}.")
-        if pixel_mask is not None and target_sizes is None:
-            raise ValueError("`pixel_mask` maps masks to `target_sizes`: pass the original (height, width) sizes too.")
+        _check_segmentation_options(
+            return_binary_maps, return_coco_annotation, overlap_mask_area_threshold, pixel_mask, target_sizes
+        )
         logit_threshold = probability_to_logit(mask_threshold)
         logits, pred_boxes = prediction_tensors(outputs)
         mask_logits = mask_logit_tensor(outputs, logits)
@@ -760,6 +757,18 @@ def _to_batch_feature(data: dict[str, Any], return_tensors: str | None) -> Batch
 # ----------------------------------------------------------------------------------------------------------------------
 # Instance segmentation results
 # ----------------------------------------------------------------------------------------------------------------------
+
+
+def _check_segmentation_options(
+    binary_maps: bool, coco_annotation: bool, overlap_mask_area_threshold: float, pixel_mask: Any, target_sizes: Any
+) -> None:
+    """Raise `ValueError` on inconsistent `post_process_instance_segmentation` options."""
+    if binary_maps and coco_annotation:
+        raise ValueError("`return_binary_maps` and `return_coco_annotation` cannot both be True.")
+    if not 0.0 <= float(overlap_mask_area_threshold) <= 1.0:
+        raise ValueError(f"`overlap_mask_area_threshold` must be in [0, 1], got {overlap_mask_area_threshold!r}.")
+    if pixel_mask is not None and target_sizes is None:
+        raise ValueError("`pixel_mask` maps masks to `target_sizes`: pass the original (height, width) sizes too.")
 
 
 def _instance_result(
