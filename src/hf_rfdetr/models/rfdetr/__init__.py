@@ -16,7 +16,8 @@
 `configuration_rfdetr` (the config and its named variants) -> `backbone_rfdetr` (windowed DINOv2) ->
 `projector_rfdetr` (multi-scale projector) -> `decoder_rfdetr` (two-stage query selection, deformable decoder) ->
 `heads_rfdetr` (class and box heads) -> `modeling_rfdetr` (the `PreTrainedModel` classes) -> `loss_rfdetr` (matcher
-and criterion); `image_processing_rfdetr` (with `image_io`, the image reader) prepares inputs and post-processes.
+and criterion); `image_processing_rfdetr` prepares inputs and post-processes, with `image_io` (the image reader),
+`image_sizing` (size forms, resize, padding) and `post_processing` (top-k selection, boxes, masks).
 
 The folder imports nothing from the rest of `hf_rfdetr` at import time: it is what a saved folder carries for
 `trust_remote_code`. The public names are re-exported lazily by `hf_rfdetr` itself.

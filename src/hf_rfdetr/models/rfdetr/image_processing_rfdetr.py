@@ -11,7 +11,11 @@
 # WITHOUT WARRANTIES OR CONDITIONS OF ANY KIND, either express or implied.
 # See the License for the specific language governing permissions and
 # limitations under the License.
-"""Image processor for RF-DETR: pre-processing of images (and COCO annotations) and post-processing of detections."""
+"""Image processor for RF-DETR: pre-processing of images (and COCO annotations) and post-processing of detections.
+
+The size forms, resize and padding live in `image_sizing`, the post-processing helpers in `post_processing`; files are
+read by `image_io`. All are imported relatively, so a saved folder carries them for `trust_remote_code`.
+"""
 
 from __future__ import annotations
 
@@ -24,15 +28,37 @@ from typing import Any
 import numpy as np
 import torch
 from torchvision.ops import box_convert
-from torchvision.transforms import InterpolationMode
 from torchvision.transforms.v2 import functional as tvf
-from transformers.image_processing_utils import BaseImageProcessor, BatchFeature, get_size_dict
-from transformers.image_transforms import get_size_with_aspect_ratio
-from transformers.image_utils import get_image_size_for_max_height_width
+from transformers.image_processing_utils import BaseImageProcessor, BatchFeature
 from transformers.processing_utils import ImagesKwargs
 from transformers.utils import logging
 
 from .image_io import load_image, to_chw
+from .image_sizing import (
+    canvas_size,
+    check_pad_size,
+    check_square_size,
+    is_squash,
+    output_size,
+    pad_batch,
+    pad_size_dict,
+    positive_int,
+    resize,
+    size_dict,
+)
+from .post_processing import (
+    binary_masks,
+    coco_rle,
+    image_regions,
+    mask_logit_tensor,
+    mask_sizes,
+    prediction_tensors,
+    probability_to_logit,
+    scale_boxes,
+    segment_map,
+    select_top_k,
+    target_size_tensor,
+)
 
 logger = logging.get_logger(__name__)
 
@@ -52,9 +78,6 @@ _OPTION_NAMES = (
     "do_pad",
     "pad_size",
 )
-# The `size` forms of transformers' detection processors (DETR, RT-DETR): an exact (squash) resize, and the two
-# aspect-preserving resizes.
-_SIZE_FORMS = ({"height", "width"}, {"shortest_edge", "longest_edge"}, {"max_height", "max_width"})
 # Keys a saved `preprocessor_config.json` carries besides the options (`ImageProcessingMixin` bookkeeping).
 _BOOKKEEPING_KEYS = {
     "image_processor_type",
@@ -112,6 +135,8 @@ class RFDetrImageProcessor(BaseImageProcessor):
     Post-processing ([`~RFDetrImageProcessor.post_process_object_detection`]) follows the original `PostProcess`:
     sigmoid scores, top-k over all (query, class) pairs with a stable descending sort, boxes scaled and clamped to the
     target size, then a strict `score > threshold` filter as in `predict`.
+    [`~RFDetrImageProcessor.post_process_instance_segmentation`] adds the masks of a segmentation model (resized to the
+    target size first, thresholded second, as the original) and transformers' `segmentation` / `segments_info`.
 
     Args:
         do_resize (`bool`, defaults to `True`): resize the images.
@@ -131,7 +156,8 @@ class RFDetrImageProcessor(BaseImageProcessor):
         do_pad (`bool`, defaults to `True`): pad the batch (see above). With `False` every image of the batch must
             come out of the resize with the same size, a multiple of `size_divisor`.
         pad_size (`dict[str, int]`, *optional*): `{"height": h, "width": w}` to pad every image to.
-        num_top_queries (`int`, defaults to 300): default number of (query, class) pairs kept by post-processing.
+        num_top_queries (`int`, defaults to 300): default number of (query, class) pairs kept by post-processing (the
+            original's `num_select`; `from_config` sets `num_queries` for a segmentation config).
         do_convert_rgb (`bool`, defaults to `True`): turn gray images into RGB (replicated) and drop an alpha
             channel. With `False` the images keep their own channels (1, 3 or 4; all images of a call alike), as
             transformers' processors do; the model itself takes 3 (RGB).
@@ -160,29 +186,33 @@ class RFDetrImageProcessor(BaseImageProcessor):
         super().__init__(**_known_kwargs(kwargs))
         self.do_convert_rgb = bool(do_convert_rgb)
         self.do_resize = bool(do_resize)
-        self.size = _size_dict({"height": 560, "width": 560} if size is None else size)
+        self.size = size_dict({"height": 560, "width": 560} if size is None else size)
         self.do_pad = bool(do_pad)
-        self.pad_size = None if pad_size is None else _pad_size_dict(pad_size)
+        self.pad_size = None if pad_size is None else pad_size_dict(pad_size)
         self.keep_aspect_ratio = bool(keep_aspect_ratio)
-        self.size_divisor = _positive_int(size_divisor, "size_divisor")
+        self.size_divisor = positive_int(size_divisor, "size_divisor")
         self.do_rescale = bool(do_rescale)
         self.rescale_factor = float(rescale_factor)
         self.do_normalize = bool(do_normalize)
         self.image_mean = _channel_floats(IMAGENET_MEAN if image_mean is None else image_mean, "image_mean")
         self.image_std = _channel_floats(IMAGENET_STD if image_std is None else image_std, "image_std")
-        self.num_top_queries = _positive_int(num_top_queries, "num_top_queries")
+        self.num_top_queries = positive_int(num_top_queries, "num_top_queries")
 
     @classmethod
     def from_config(cls, config: Any, **kwargs: Any) -> RFDetrImageProcessor:
         """Build the processor matching an `RFDetrConfig`-like object.
 
         Uses `config.resolution` for a square `size`, `config.patch_size * config.num_windows` for `size_divisor` and,
-        when present, `config.num_select` / `config.num_top_queries` for `num_top_queries`. `kwargs` override.
+        when present, `config.num_select` / `config.num_top_queries` for `num_top_queries`; a segmentation config
+        (`segmentation_head=True`) otherwise selects `config.num_queries`, the original Seg variants' `num_select`
+        (detection keeps 300, the original's default). `kwargs` override.
         """
         options: dict[str, Any] = {
             "size": {"height": int(config.resolution), "width": int(config.resolution)},
             "size_divisor": int(config.patch_size) * int(getattr(config, "num_windows", 1)),
         }
+        if getattr(config, "segmentation_head", False):
+            options["num_top_queries"] = int(config.num_queries)
         for name in ("num_select", "num_top_queries"):
             if getattr(config, name, None) is not None:
                 options["num_top_queries"] = int(getattr(config, name))
@@ -285,11 +315,11 @@ class RFDetrImageProcessor(BaseImageProcessor):
             )
         options = {name: overrides.get(name, getattr(self, name)) for name in _OPTION_NAMES}
         options["channels_first"] = channels_first
-        options["size"] = _size_dict(options["size"])
-        options["size_divisor"] = _positive_int(options["size_divisor"], "size_divisor")
-        options["pad_size"] = None if options["pad_size"] is None else _pad_size_dict(options["pad_size"])
+        options["size"] = size_dict(options["size"])
+        options["size_divisor"] = positive_int(options["size_divisor"], "size_divisor")
+        options["pad_size"] = None if options["pad_size"] is None else pad_size_dict(options["pad_size"])
         if options["pad_size"] is not None:
-            _check_pad_size(options["pad_size"], options["size_divisor"])
+            check_pad_size(options["pad_size"], options["size_divisor"])
         options["image_mean"] = _channel_floats(options["image_mean"], "image_mean")
         options["image_std"] = _channel_floats(options["image_std"], "image_std")
         if not (math.isfinite(float(options["rescale_factor"])) and float(options["rescale_factor"]) > 0):
@@ -299,8 +329,8 @@ class RFDetrImageProcessor(BaseImageProcessor):
                 raise ValueError(f"`{name}` must be finite numbers, got {options[name]}.")
         if any(value == 0 for value in options["image_std"]):
             raise ValueError(f"`image_std` must not contain zeros, got {options['image_std']}.")
-        if options["do_resize"] and _is_squash(options):
-            _check_square_size(options["size"], options["size_divisor"])
+        if options["do_resize"] and is_squash(options):
+            check_square_size(options["size"], options["size_divisor"])
         return options
 
     def _resize_normalize_batch(
@@ -308,9 +338,9 @@ class RFDetrImageProcessor(BaseImageProcessor):
     ) -> tuple[torch.Tensor, torch.Tensor]:
         """Resize, normalise and batch `(C, H_i, W_i)` images into `(B, C, H, W)` values and a `(B, H, W)` mask."""
         if options["do_resize"]:
-            images = [_resize(image, _output_size(image.shape[1], image.shape[2], options)) for image in images]
+            images = [resize(image, output_size(image.shape[1], image.shape[2], options)) for image in images]
         images = [_normalize(image, options) for image in images]
-        return _pad_batch(images, _canvas_size(images, options))
+        return pad_batch(images, canvas_size(images, options))
 
     def post_process_object_detection(
         self,
@@ -333,59 +363,115 @@ class RFDetrImageProcessor(BaseImageProcessor):
             One dict per image with `scores` `(K,)` float, `labels` `(K,)` int64 and `boxes` `(K, 4)` absolute
             `(x0, y0, x1, y1)`, sorted by descending score (ties: lower flattened query*C+class index first).
         """
-        logits, pred_boxes = _prediction_tensors(outputs)
-        batch_size, num_queries, num_classes = logits.shape
-        sizes = _target_size_tensor(target_sizes, batch_size, pred_boxes.device)
-        k = min(self.num_top_queries if top_k is None else int(top_k), num_queries * num_classes)
-        if k < 0:
-            raise ValueError(f"`top_k` must be non-negative, got {top_k}.")
-        probs = logits.float().sigmoid().reshape(batch_size, num_queries * num_classes)
-        order = torch.argsort(probs, dim=1, descending=True, stable=True)[:, :k]
-        scores = probs.gather(1, order)
-        labels = order % num_classes
-        queries = torch.div(order, num_classes, rounding_mode="floor")
-        boxes = _cxcywh_to_xyxy(pred_boxes.float()).gather(1, queries.unsqueeze(-1).expand(-1, -1, 4))
-        scale = sizes[:, [1, 0, 1, 0]].unsqueeze(1)
-        boxes = torch.minimum((boxes * scale).clamp_min(0.0), scale)
+        logits, pred_boxes = prediction_tensors(outputs)
+        sizes = target_size_tensor(target_sizes, int(logits.shape[0]), pred_boxes.device)
+        scores, labels, queries = select_top_k(logits, self._top_k(top_k, logits))
+        boxes = scale_boxes(pred_boxes, queries, sizes)
         keep = scores > threshold
         return [{"scores": s[m], "labels": lab[m], "boxes": b[m]} for s, lab, b, m in zip(scores, labels, boxes, keep)]
+
+    def post_process_instance_segmentation(
+        self,
+        outputs: Any,
+        threshold: float = 0.5,
+        target_sizes: torch.Tensor | Sequence[Sequence[int]] | None = None,
+        mask_threshold: float = 0.5,
+        top_k: int | None = None,
+        return_binary_maps: bool = False,
+        return_coco_annotation: bool = False,
+        overlap_mask_area_threshold: float = 0.0,
+        pixel_mask: torch.Tensor | None = None,
+        **kwargs: Any,
+    ) -> list[dict[str, Any]]:
+        """Convert the outputs of an RF-DETR segmentation model into per-image instances, like the original `rfdetr`
+        `PostProcess` + `predict` (with the defaults, the same scores, labels, boxes and masks).
+
+        Selection is that of [`~RFDetrImageProcessor.post_process_object_detection`] (top `top_k` (query, class) pairs
+        by sigmoid score, stable sort, then `score > threshold`). For the kept instances only, the query's mask logits
+        are resized bilinearly (`align_corners=False`) straight to the target size FIRST and thresholded SECOND at
+        `mask_threshold`, a probability (0.5 = logit 0, the original's rule; transformers' rf_detr compares its
+        `mask_threshold` to logits instead), `MASK_CHUNK` instances per resize.
+
+        Args:
+            outputs: model output with `logits` `(B, Q, C)`, `pred_boxes` `(B, Q, 4)` and `pred_masks` `(B, Q, h, w)`
+                mask logits (attributes or mapping keys).
+            threshold: keep instances with `score > threshold` (strict, as `predict`).
+            target_sizes: `(B, 2)` tensor or list of `(height, width)` per image (the original image sizes): boxes are
+                scaled to it and masks resized to it. `None` keeps normalised boxes and masks at the mask-head
+                resolution `(h, w)`.
+            mask_threshold: probability in `[0, 1]`; a pixel is in the mask when its resized logit is above
+                `log(p / (1 - p))`. `transformers`' image-segmentation pipeline passes 0.5.
+            top_k: number of (query, class) pairs selected before thresholding; defaults to `num_top_queries` (the
+                original's `num_select`: `num_queries` for the Seg variants, see `from_config`).
+            return_binary_maps: `segmentation` is the `(N, H, W)` bool stack of every instance (the same tensor as
+                `masks`, no overlap resolution, empty masks kept) and `segments_info` lists all N with ids 1..N; this
+                skips the id map (about half the time at 1080p with 100 instances).
+            return_coco_annotation: `segmentation` is a list of N COCO RLE dicts (`pycocotools.mask.encode`, `counts` as
+                text), one per instance; `segments_info` as with `return_binary_maps`. Needs `pycocotools`.
+            overlap_mask_area_threshold: for the id map only: an instance keeps its segment when the pixels it owns
+                (not covered by a higher-scoring instance) are more than this fraction of its mask (0: any pixel, as
+                transformers' rf_detr; the pipeline passes 0.5, as for Mask2Former). Its other pixels stay -1.
+            pixel_mask: the processor's `(B, H, W)` `pixel_mask` when the inputs were padded (`keep_aspect_ratio=True`
+                or aspect-preserving sizes): only each image's region of the mask logits is resized to its target
+                size. Not needed for the default squash resize (no padding). Needs `target_sizes`.
+            **kwargs: other arguments of transformers' segmentation post-processors; ignored with a warning.
+
+        Returns:
+            One dict per image, instances sorted by descending score: `scores` `(N,)`, `labels` `(N,)` int64, `boxes`
+            `(N, 4)` absolute xyxy (as `post_process_object_detection`), `masks` `(N, H, W)` bool (the original's
+            `predict` masks), and for `transformers`' pipeline `segmentation` (an `(H, W)` int32 id map, -1 where no
+            segment, painted in score order; see `return_binary_maps` / `return_coco_annotation`) with
+            `segments_info`, a list of `{"id", "label_id", "score"}`.
+
+        Raises:
+            ValueError: `pred_masks` missing or not `(B, Q, h, w)`, `target_sizes` not one positive `(height, width)`
+                per image, a threshold out of range, both `return_binary_maps` and `return_coco_annotation`, or a bad
+                `pixel_mask`.
+        """
+        if kwargs:
+            warnings.warn(
+                f"post_process_instance_segmentation: ignored argument(s) {sorted(kwargs)}.", UserWarning, stacklevel=2
+            )
+        _check_segmentation_options(
+            return_binary_maps, return_coco_annotation, overlap_mask_area_threshold, pixel_mask, target_sizes
+        )
+        logit_threshold = probability_to_logit(mask_threshold)
+        logits, pred_boxes = prediction_tensors(outputs)
+        mask_logits = mask_logit_tensor(outputs, logits)
+        batch_size = int(logits.shape[0])
+        sizes = mask_sizes(target_sizes, batch_size, (int(mask_logits.shape[2]), int(mask_logits.shape[3])))
+        regions = image_regions(pixel_mask, batch_size)
+        box_sizes = target_size_tensor(target_sizes, batch_size, pred_boxes.device)
+        scores, labels, queries = select_top_k(logits, self._top_k(top_k, logits))
+        boxes = scale_boxes(pred_boxes, queries, box_sizes)
+        results = []
+        for index in range(batch_size):
+            kept = (scores[index] > threshold).nonzero().flatten()
+            masks = binary_masks(
+                mask_logits[index].index_select(0, queries[index, kept]), sizes[index], logit_threshold, regions[index]
+            )
+            instances = {"scores": scores[index, kept], "labels": labels[index, kept], "boxes": boxes[index, kept]}
+            results.append(
+                _instance_result(
+                    {**instances, "masks": masks},
+                    overlap_mask_area_threshold,
+                    return_binary_maps,
+                    return_coco_annotation,
+                )
+            )
+        return results
+
+    def _top_k(self, top_k: int | None, logits: torch.Tensor) -> int:
+        """Number of (query, class) pairs to select: `top_k` or `num_top_queries`, at most `Q * C`."""
+        k = self.num_top_queries if top_k is None else int(top_k)
+        if k < 0:
+            raise ValueError(f"`top_k` must be non-negative, got {top_k}.")
+        return min(k, int(logits.shape[1]) * int(logits.shape[2]))
 
 
 # ----------------------------------------------------------------------------------------------------------------------
 # Option helpers
 # ----------------------------------------------------------------------------------------------------------------------
-
-
-def _positive_int(value: Any, name: str) -> int:
-    """Return `value` as an int, raising `ValueError` unless it is a positive integer."""
-    if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or value <= 0:
-        raise ValueError(f"`{name}` must be a positive integer, got {value!r}.")
-    return int(value)
-
-
-def _size_dict(size: Any) -> dict[str, int]:
-    """Normalise `size` with transformers' `get_size_dict` (an int or a `(height, width)` pair is `{"height": h,
-    "width": w}`) and check that it is one of the forms in `_SIZE_FORMS`, with positive integer values."""
-    if isinstance(size, bool) or not isinstance(size, (Mapping, int, np.integer, Sequence)) or isinstance(size, str):
-        raise ValueError(f"`size` must be an int, a (height, width) pair or a dict, got {size!r}.")
-    if isinstance(size, Sequence) and len(size) != 2:
-        raise ValueError(f"`size` must be an int, a (height, width) pair or a dict, got {size!r}.")
-    if isinstance(size, np.integer):
-        size = int(size)
-    form = set(size) if isinstance(size, Mapping) else {"height", "width"}
-    if form not in _SIZE_FORMS:
-        raise ValueError(
-            f"`size` must have the keys {' or '.join(str(sorted(keys)) for keys in _SIZE_FORMS)}, got {dict(size)}."
-        )
-    size = dict(get_size_dict(dict(size) if isinstance(size, Mapping) else size, default_to_square=True))
-    return {key: _positive_int(value, f"size[{key!r}]") for key, value in size.items()}
-
-
-def _pad_size_dict(pad_size: Any) -> dict[str, int]:
-    """Normalise `pad_size` (a dict, an int or a `(height, width)` pair) to `{"height": h, "width": w}`."""
-    if not isinstance(pad_size, Mapping) or set(pad_size) != {"height", "width"}:
-        raise ValueError(f"`pad_size` must be a dict with the keys 'height' and 'width', got {pad_size!r}.")
-    return {key: _positive_int(pad_size[key], f"pad_size[{key!r}]") for key in ("height", "width")}
 
 
 def _known_kwargs(kwargs: dict[str, Any]) -> dict[str, Any]:
@@ -424,22 +510,6 @@ def _channel_floats(values: Any, name: str) -> list[float]:
     return values
 
 
-def _is_squash(options: dict[str, Any]) -> bool:
-    """Whether the resize is the exact (aspect-squashing) resize to `size["height"] x size["width"]`."""
-    return set(options["size"]) == {"height", "width"} and not options["keep_aspect_ratio"]
-
-
-def _check_pad_size(pad_size: dict[str, int], size_divisor: int) -> None:
-    """Raise `ValueError` unless both sides of `pad_size` are multiples of `size_divisor`."""
-    if pad_size["height"] % size_divisor or pad_size["width"] % size_divisor:
-        raise ValueError(
-            f"`pad_size` {pad_size} must be divisible by `size_divisor`={size_divisor} (patch_size * num_windows, the "
-            f"model's block size) in both height and width; use e.g. {_round_up(pad_size['height'], size_divisor)} x "
-            f"{_round_up(pad_size['width'], size_divisor)}, or leave `pad_size` unset to pad to the batch's largest "
-            "image rounded up to a multiple."
-        )
-
-
 def _check_channels(images: list[torch.Tensor], options: dict[str, Any]) -> None:
     """Raise `ValueError` unless all images have the same channel count C and, when normalising, `image_mean` /
     `image_std` have C values (a statistic given as a number is broadcast to any C)."""
@@ -459,16 +529,6 @@ def _check_channels(images: list[torch.Tensor], options: dict[str, Any]) -> None
                 f"`{name}` has {len(values)} values {values} but the images have {channels} channels "
                 f"(do_convert_rgb={options['do_convert_rgb']}); give one value per channel."
             )
-
-
-def _check_square_size(size: dict[str, int], size_divisor: int) -> None:
-    """Raise `ValueError` unless both sides of `size` are multiples of `size_divisor`."""
-    if size["height"] % size_divisor or size["width"] % size_divisor:
-        raise ValueError(
-            f"`size` {size} must be divisible by `size_divisor`={size_divisor} (patch_size * num_windows) in both "
-            "height and width; choose a multiple of it, or an aspect-preserving `size` ({'max_height', 'max_width'} or "
-            "{'shortest_edge', 'longest_edge'}), which pads."
-        )
 
 
 # ----------------------------------------------------------------------------------------------------------------------
@@ -530,29 +590,8 @@ def _check_unit_range(values: torch.Tensor, index: int) -> None:
 
 
 # ----------------------------------------------------------------------------------------------------------------------
-# Resize, normalise, pad
+# Normalise (resizing and padding: `image_sizing`)
 # ----------------------------------------------------------------------------------------------------------------------
-
-
-def _resize(image: torch.Tensor, size: tuple[int, int]) -> torch.Tensor:
-    """Bilinear resize of a float `(C, H, W)` tensor to `(C, *size)` without antialiasing (as `rfdetr` `predict`)."""
-    return tvf.resize(image, [int(size[0]), int(size[1])], interpolation=InterpolationMode.BILINEAR, antialias=False)
-
-
-def _output_size(height: int, width: int, options: dict[str, Any]) -> tuple[int, int]:
-    """Resized `(h, w)` of an `height x width` image for the `size` form in `options` (see the class docstring);
-    the aspect-preserving forms follow transformers' DETR processors, each side at least 1 pixel."""
-    size = options["size"]
-    if _is_squash(options):
-        return size["height"], size["width"]
-    if "shortest_edge" in size:
-        new = get_size_with_aspect_ratio((height, width), size["shortest_edge"], size["longest_edge"])
-    elif "max_height" in size:
-        new = get_image_size_for_max_height_width((height, width), size["max_height"], size["max_width"])
-    else:  # keep_aspect_ratio with {"height", "width"}
-        longest = max(size["height"], size["width"])
-        new = get_image_size_for_max_height_width((height, width), longest, longest)
-    return max(1, int(new[0])), max(1, int(new[1]))
 
 
 def _normalize(images: torch.Tensor, options: dict[str, Any]) -> torch.Tensor:
@@ -567,49 +606,6 @@ def _normalize(images: torch.Tensor, options: dict[str, Any]) -> torch.Tensor:
 def _per_channel(values: list[float], channels: int) -> list[float]:
     """A statistic checked by `_check_channels`, with one value per channel (3 equal values stand for any C)."""
     return values if len(values) == channels else values[:1] * channels
-
-
-def _canvas_size(images: list[torch.Tensor], options: dict[str, Any]) -> tuple[int, int]:
-    """`(H, W)` of the batch: `pad_size`, else the largest image rounded up to a multiple of `size_divisor`; without
-    padding, the images' common size, which must already be a multiple."""
-    divisor = options["size_divisor"]
-    height = max(int(image.shape[1]) for image in images)
-    width = max(int(image.shape[2]) for image in images)
-    if not options["do_pad"]:
-        sizes = sorted({tuple(image.shape[1:]) for image in images})
-        if len(sizes) > 1 or height % divisor or width % divisor:
-            raise ValueError(
-                f"do_pad=False, but the resized images have the size(s) {sizes}: the batch needs one size with height "
-                f"and width multiples of `size_divisor`={divisor}; pass do_pad=True (the default)."
-            )
-        return height, width
-    if options["pad_size"] is None:
-        return _round_up(height, divisor), _round_up(width, divisor)
-    pad_height, pad_width = options["pad_size"]["height"], options["pad_size"]["width"]
-    if height > pad_height or width > pad_width:
-        raise ValueError(
-            f"`pad_size` {options['pad_size']} is smaller than a resized image ({height} x {width}); use a `size` "
-            "that fits in it or a larger `pad_size`."
-        )
-    return pad_height, pad_width
-
-
-def _pad_batch(images: list[torch.Tensor], canvas: tuple[int, int]) -> tuple[torch.Tensor, torch.Tensor]:
-    """Zero-pad `(C, H_i, W_i)` images bottom/right to `canvas` with `torchvision`'s `pad`.
-
-    Returns `(B, C, H, W)` values and a `(B, H, W)` int64 mask that is 1 on image pixels and 0 on padding.
-    """
-    values, masks = [], []
-    for image in images:
-        padding = [0, 0, canvas[1] - int(image.shape[2]), canvas[0] - int(image.shape[1])]  # left, top, right, bottom
-        values.append(tvf.pad(image, padding, fill=0.0))
-        masks.append(tvf.pad(torch.ones((1, *image.shape[1:]), dtype=torch.int64), padding, fill=0)[0])
-    return torch.stack(values), torch.stack(masks)
-
-
-def _round_up(value: int, multiple: int) -> int:
-    """Smallest multiple of `multiple` that is >= `value`."""
-    return -(-value // multiple) * multiple
 
 
 # ----------------------------------------------------------------------------------------------------------------------
@@ -759,57 +755,35 @@ def _to_batch_feature(data: dict[str, Any], return_tensors: str | None) -> Batch
 
 
 # ----------------------------------------------------------------------------------------------------------------------
-# Post-processing
+# Instance segmentation results
 # ----------------------------------------------------------------------------------------------------------------------
 
 
-def _prediction_tensors(outputs: Any) -> tuple[torch.Tensor, torch.Tensor]:
-    """Return `(logits (B, Q, C), pred_boxes (B, Q, 4))` from a model output object or mapping."""
-    logits = _get_field(outputs, "logits")
-    if logits is None:
-        logits = _get_field(outputs, "pred_logits")
-    pred_boxes = _get_field(outputs, "pred_boxes")
-    if logits is None or pred_boxes is None:
-        raise ValueError("`outputs` must provide `logits` (B, Q, C) and `pred_boxes` (B, Q, 4).")
-    if logits.ndim != 3 or pred_boxes.ndim != 3 or pred_boxes.shape[-1] != 4:
-        raise ValueError(
-            f"Expected logits (B, Q, C) and pred_boxes (B, Q, 4), got {tuple(logits.shape)} and "
-            f"{tuple(pred_boxes.shape)}."
-        )
-    if logits.shape[:2] != pred_boxes.shape[:2]:
-        raise ValueError(f"logits {tuple(logits.shape)} and pred_boxes {tuple(pred_boxes.shape)} disagree on (B, Q).")
-    return logits, pred_boxes
+def _check_segmentation_options(
+    binary_maps: bool, coco_annotation: bool, overlap_mask_area_threshold: float, pixel_mask: Any, target_sizes: Any
+) -> None:
+    """Raise `ValueError` on inconsistent `post_process_instance_segmentation` options."""
+    if binary_maps and coco_annotation:
+        raise ValueError("`return_binary_maps` and `return_coco_annotation` cannot both be True.")
+    if not 0.0 <= float(overlap_mask_area_threshold) <= 1.0:
+        raise ValueError(f"`overlap_mask_area_threshold` must be in [0, 1], got {overlap_mask_area_threshold!r}.")
+    if pixel_mask is not None and target_sizes is None:
+        raise ValueError("`pixel_mask` maps masks to `target_sizes`: pass the original (height, width) sizes too.")
 
 
-def _get_field(outputs: Any, name: str) -> torch.Tensor | None:
-    """Attribute `name` of `outputs`, else its mapping entry, else `None`."""
-    value = getattr(outputs, name, None)
-    if value is None and isinstance(outputs, Mapping):
-        value = outputs.get(name)
-    return value
-
-
-def _target_size_tensor(
-    target_sizes: torch.Tensor | Sequence[Sequence[int]] | None, batch_size: int, device: torch.device
-) -> torch.Tensor:
-    """`(B, 2)` float32 `(height, width)` per image; all ones (normalised boxes) when `target_sizes` is None."""
-    if target_sizes is None:
-        return torch.ones((batch_size, 2), dtype=torch.float32, device=device)
-    if len(target_sizes) != batch_size:
-        raise ValueError(
-            f"Got {len(target_sizes)} target sizes for a batch of {batch_size}; pass one (height, width) per image."
-        )
-    sizes = torch.as_tensor(
-        [[float(v) for v in size] for size in target_sizes]
-        if not isinstance(target_sizes, torch.Tensor)
-        else target_sizes,
-        dtype=torch.float32,
-    ).to(device)
-    if sizes.shape != (batch_size, 2):
-        raise ValueError(f"`target_sizes` must have shape (batch_size, 2), got {tuple(sizes.shape)}.")
-    return sizes
-
-
-def _cxcywh_to_xyxy(boxes: torch.Tensor) -> torch.Tensor:
-    """`(..., 4)` (cx, cy, w, h) -> (x0, y0, x1, y1); negative w/h count as 0, as in the original."""
-    return box_convert(torch.cat((boxes[..., :2], boxes[..., 2:].clamp(min=0.0)), dim=-1), "cxcywh", "xyxy")
+def _instance_result(
+    instances: dict[str, torch.Tensor], overlap_mask_area_threshold: float, binary_maps: bool, coco_annotation: bool
+) -> dict[str, Any]:
+    """Add transformers' `segmentation` and `segments_info` to one image's `scores` / `labels` / `boxes` / `masks`."""
+    masks, scores, labels = instances["masks"], instances["scores"].tolist(), instances["labels"].tolist()
+    if binary_maps or coco_annotation:
+        segmentation: Any = coco_rle(masks) if coco_annotation else masks
+        kept = list(range(len(scores)))
+    else:
+        segmentation, kept_tensor = segment_map(masks, float(overlap_mask_area_threshold))
+        kept = kept_tensor.tolist()
+    segments_info = [
+        {"id": number, "label_id": int(labels[index]), "score": float(scores[index])}
+        for number, index in enumerate(kept, start=1)
+    ]
+    return {**instances, "segmentation": segmentation, "segments_info": segments_info}
