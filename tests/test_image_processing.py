@@ -10,6 +10,7 @@ import importlib  # noqa: E402
 import json  # noqa: E402
 import logging  # noqa: E402
 import socket  # noqa: E402
+import warnings  # noqa: E402
 from collections.abc import Callable, Iterator  # noqa: E402
 from types import SimpleNamespace  # noqa: E402
 from typing import Any  # noqa: E402
@@ -19,8 +20,12 @@ import pytest  # noqa: E402
 import torch  # noqa: E402
 import torch.nn.functional as F  # noqa: E402, N812
 from PIL import Image  # noqa: E402
+from transformers import AutoImageProcessor, pipeline  # noqa: E402
 
+from hf_rfdetr import RFDetrForObjectDetection  # noqa: E402
 from hf_rfdetr.models.rfdetr.image_processing_rfdetr import RFDetrImageProcessor  # noqa: E402
+
+from .conftest import tiny_config  # noqa: E402
 
 MEAN = torch.tensor([0.485, 0.456, 0.406]).view(3, 1, 1)
 STD = torch.tensor([0.229, 0.224, 0.225]).view(3, 1, 1)
@@ -702,3 +707,40 @@ def test_model_frame_is_the_unpadded_image() -> None:
     _, proposals = encoder_proposals(torch.randn(1, 32, 8), [(4, 8)], padding.flatten(1))
     assert proposals[0, 3, 0].item() == pytest.approx(3.5 / 4)
     assert proposals[0, 1 * 8 + 2, 1].item() == pytest.approx(1.5 / 4)
+
+
+def test_from_pretrained_warns_only_about_arguments_it_drops(tmp_path) -> None:
+    """Options are applied without a warning (transformers 5 also returns them as "unused"), loading arguments that
+    pipelines forward (`revision`, `dtype`, `token`, ...) pass quietly, and anything else is named once."""
+    RFDetrImageProcessor().save_pretrained(tmp_path)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        loaded = AutoImageProcessor.from_pretrained(
+            tmp_path,
+            size={"max_height": 480, "max_width": 480},
+            do_pad=True,
+            pad_size={"height": 480, "width": 480},
+            revision="main",
+            dtype="float32",
+            token=None,
+            code_revision=None,
+        )
+    assert loaded.size == {"max_height": 480, "max_width": 480} and loaded.pad_size == {"height": 480, "width": 480}
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        loaded, unused = RFDetrImageProcessor.from_pretrained(
+            tmp_path, do_center_crop=True, foo=1, return_unused_kwargs=True
+        )
+    messages = [str(w.message) for w in caught if "ignored unknown" in str(w.message)]
+    assert len(messages) == 1 and "['do_center_crop', 'foo']" in messages[0]
+    assert unused == {"do_center_crop": True, "foo": 1} and not hasattr(loaded, "do_center_crop")
+
+
+def test_pipeline_creation_is_quiet(tmp_path) -> None:
+    model = RFDetrForObjectDetection(tiny_config())
+    model.save_pretrained(tmp_path)
+    RFDetrImageProcessor.from_config(model.config).save_pretrained(tmp_path)
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        pipeline("object-detection", model=str(tmp_path))
+    assert not [str(w.message) for w in caught if "RFDetrImageProcessor" in str(w.message)]

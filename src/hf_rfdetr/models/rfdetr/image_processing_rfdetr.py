@@ -88,6 +88,24 @@ _BOOKKEEPING_KEYS = {
 }
 
 
+#: Arguments of `from_pretrained` that transformers (e.g. its pipelines) forwards to `from_dict` with the options.
+_LOADING_KEYS = {
+    "cache_dir",
+    "code_revision",
+    "device_map",
+    "dtype",
+    "force_download",
+    "local_files_only",
+    "proxies",
+    "revision",
+    "subfolder",
+    "token",
+    "torch_dtype",
+    "trust_remote_code",
+    "use_auth_token",
+}
+
+
 class RFDetrImageProcessorKwargs(ImagesKwargs, total=False):
     """Keyword arguments of [`RFDetrImageProcessor`] (its constructor and `preprocess` overrides), on top of
     transformers' standard `ImagesKwargs` (of which it uses `do_convert_rgb` and `input_data_format`)."""
@@ -222,18 +240,20 @@ class RFDetrImageProcessor(BaseImageProcessor):
     @classmethod
     def from_dict(cls, image_processor_dict: dict[str, Any], **kwargs: Any) -> Any:
         """As transformers' `from_dict` (used by `from_pretrained`), but a keyword argument that is no option of this
-        processor is reported with a `UserWarning` instead of being dropped silently."""
+        processor is reported with a `UserWarning` instead of being dropped silently. Loading arguments that
+        transformers forwards here (`revision`, `dtype`, ... from its pipelines) are not options and pass quietly."""
         return_unused_kwargs = kwargs.pop("return_unused_kwargs", False)
-        processor, unused = super().from_dict(image_processor_dict, return_unused_kwargs=True, **kwargs)
-        ignored = sorted(key for key in unused if not key.startswith("_"))
+        options = {*_OPTION_NAMES, "num_top_queries"}
+        unknown = {key: kwargs.pop(key) for key in list(kwargs) if key not in options and not key.startswith("_")}
+        ignored = sorted(set(unknown) - _LOADING_KEYS)
         if ignored:
             warnings.warn(
-                f"{cls.__name__}: ignored unknown argument(s) {ignored}; its options are "
-                f"{[*_OPTION_NAMES, 'num_top_queries']}.",
+                f"{cls.__name__}: ignored unknown argument(s) {ignored}; its options are {sorted(options)}.",
                 UserWarning,
                 stacklevel=2,
             )
-        return (processor, unused) if return_unused_kwargs else processor
+        processor = super().from_dict(image_processor_dict, **kwargs)
+        return (processor, unknown) if return_unused_kwargs else processor
 
     def __call__(
         self,
