@@ -54,6 +54,7 @@ _RENAMES: list[tuple[str, str]] = [
     (r"transformer\.decoder\.", r"model.decoder."),
     (r"(refpoint_embed|query_feat)\.", r"model.\1."),
     (r"(class_embed|bbox_embed)\.", r"\1."),
+    (r"segmentation_head\.", r"segmentation_head."),  # the mask head keeps the original's names
 ]
 #: Per-group modules of the original, stacked into one grouped parameter here.
 _GROUPED = re.compile(r"transformer\.(enc_output|enc_output_norm|enc_out_class_embed|enc_out_bbox_embed)\.(\d+)\.(.+)$")
