@@ -674,6 +674,16 @@ class RFDetrForInstanceSegmentation(RFDetrPreTrainedModel):
         self.criterion = RFDetrLoss(config)
         self.post_init()
 
+    def save_pretrained(self, save_directory, *args, **kwargs):
+        """`PreTrainedModel.save_pretrained`; a class registered for `trust_remote_code` (`import hf_rfdetr` does it)
+        also names itself for `AutoModelForImageSegmentation` in the saved `auto_map`, the class that
+        `pipeline("image-segmentation")` loads (transformers writes only the one registered Auto class)."""
+        if self._auto_class is not None:
+            auto_map = dict(getattr(self.config, "auto_map", None) or {})
+            auto_map["AutoModelForImageSegmentation"] = f"{type(self).__module__.split('.')[-1]}.{type(self).__name__}"
+            self.config.auto_map = auto_map
+        return super().save_pretrained(save_directory, *args, **kwargs)
+
     def forward(
         self,
         pixel_values: torch.Tensor,
