@@ -341,3 +341,61 @@ def test_training_mode_factors_match_the_original() -> None:
             "bchw,bnc->bnhw", reference_factors["spatial_features"], reference_factors["query_features"]
         )
         _assert_close(factors.dense(), dense + reference_factors["bias"], 1e-4, f"{what} dense masks")
+
+
+# ----------------------------------------------------------------------------------------------------------------------
+# Conversion of original Seg checkpoints (`hf_rfdetr.conversion`, `hf-rfdetr convert`)
+# ----------------------------------------------------------------------------------------------------------------------
+
+
+@pytest.mark.reference
+def test_convert_seg_checkpoint_with_verify(tmp_path: Path) -> None:
+    """A training checkpoint of the original Seg Nano (Namespace args) converts, `--verify` compares the masks too,
+    and the folder loads as RFDetrForInstanceSegmentation with the original's outputs."""
+    import argparse
+
+    from hf_rfdetr.cli import main
+
+    reference = reference_seg_model("seg-nano")
+    args = argparse.Namespace(
+        segmentation_head=True, mask_downsample_ratio=4, patch_size=12, num_windows=1, resolution=312, dec_layers=4
+    )
+    path = tmp_path / "checkpoint.pth"
+    torch.save({"model": reference.state_dict(), "args": args}, path)
+    assert main(["convert", str(path), str(tmp_path / "out"), "--verify"]) == 0
+    config = json.loads((tmp_path / "out" / "config.json").read_text())
+    assert (config["variant"], config["segmentation_head"], config["num_queries"]) == ("seg-nano", True, 100)
+    assert config["architectures"] == ["RFDetrForInstanceSegmentation"]
+    model = AutoModelForInstanceSegmentation.from_pretrained(tmp_path / "out").eval()
+    pixel_values = _pixels(1, 312, seed=9)
+    with torch.no_grad():
+        expected, actual = reference(pixel_values), model(pixel_values)
+    _assert_close(actual.pred_masks, expected["pred_masks"], 1e-4, "pred_masks")
+    _assert_close(actual.logits, expected["pred_logits"], 1e-4, "logits")
+
+
+@pytest.mark.reference
+@pytest.mark.parametrize("variant", ["seg-preview", "seg-medium"])
+def test_bare_seg_state_dict_infers_the_variant(variant: str, tmp_path: Path) -> None:
+    """Without args the weights decide: a mask head selects the Seg variants, decoder depth and position grid the
+    variant (Preview and Medium share resolution 432 and differ in depth)."""
+    from hf_rfdetr.conversion import config_from_checkpoint
+
+    reference = reference_seg_model(variant)
+    config = config_from_checkpoint({"model": reference.state_dict()})
+    assert (config.variant, config.segmentation_head) == (variant, True)
+
+
+@pytest.mark.reference
+def test_verify_reports_wrong_masks(tmp_path: Path, monkeypatch) -> None:
+    import hf_rfdetr.conversion as conversion
+
+    reference = reference_seg_model("seg-nano")
+    checkpoint = {"model": reference.state_dict()}
+    config = conversion.config_from_checkpoint(checkpoint)
+    model = RFDetrForInstanceSegmentation(config).eval()
+    conversion.load_original_state_dict(model, checkpoint["model"])
+    with torch.no_grad():
+        model.segmentation_head.bias.add_(1.0)  # only the masks change
+    with pytest.raises(conversion.CheckpointError, match=r"disagrees.*pred_masks"):
+        conversion.verify_against_original(model, checkpoint, config)
