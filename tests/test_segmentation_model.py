@@ -399,3 +399,103 @@ def test_verify_reports_wrong_masks(tmp_path: Path, monkeypatch) -> None:
         model.segmentation_head.bias.add_(1.0)  # only the masks change
     with pytest.raises(conversion.CheckpointError, match=r"disagrees.*pred_masks"):
         conversion.verify_against_original(model, checkpoint, config)
+
+
+# ----------------------------------------------------------------------------------------------------------------------
+# transformers' own RfDetrForInstanceSegmentation (transformers 5.x) -> ours
+# ----------------------------------------------------------------------------------------------------------------------
+
+
+def transformers_seg_model_from_original(variant: str, seed: int = 0):
+    """transformers' RfDetrForInstanceSegmentation with the weights of `reference_seg_model(variant)` (its own
+    conversion mapping), configured like the original (dropout 0, layer_norm_eps 1e-6, decoder_n_points 2)."""
+    import transformers
+
+    config = RFDetrConfig.from_variant(variant)
+    backbone = {
+        "model_type": "rf_detr_dinov2",
+        "hidden_size": config.backbone_hidden_size,
+        "num_hidden_layers": config.backbone_num_hidden_layers,
+        "num_attention_heads": config.backbone_num_attention_heads,
+        "layer_norm_eps": config.backbone_layer_norm_eps,
+        "patch_size": config.patch_size,
+        "num_windows": config.num_windows,
+        "image_size": config.positional_encoding_size * config.patch_size,
+        "out_indices": list(config.out_feature_indexes),
+    }
+    rf_config = transformers.RfDetrConfig(
+        backbone_config=backbone,
+        d_model=config.d_model,
+        decoder_layers=config.decoder_layers,
+        decoder_self_attention_heads=config.decoder_self_attention_heads,
+        decoder_cross_attention_heads=config.decoder_cross_attention_heads,
+        decoder_n_points=config.decoder_n_points,
+        decoder_ffn_dim=config.decoder_ffn_dim,
+        num_queries=config.num_queries,
+        group_detr=config.group_detr,
+        dropout=0.0,
+        layer_norm_eps=1e-6,
+        num_labels=config.num_labels,
+    )
+    state_dict = {k: v.clone() for k, v in reference_seg_model(variant, seed=seed).state_dict().items()}
+    state_dict.pop("_kp_active_mask", None)
+    return transformers.RfDetrForInstanceSegmentation.from_pretrained(None, config=rf_config, state_dict=state_dict)
+
+
+@pytest.mark.reference
+def test_converted_transformers_seg_model_matches_transformers_and_the_original() -> None:
+    """transformers expresses Seg Nano (1 window): converting its model gives ours with its logits, boxes and masks,
+    which are the original's. Its two-stage proposals' masks differ: transformers skips the mask head's
+    `spatial_features_proj` there (the original applies it; ours follows the original, see the eval parity tests)."""
+    from hf_rfdetr.conversion_transformers import load_transformers_model
+
+    theirs = transformers_seg_model_from_original("seg-nano").eval()
+    ours = load_transformers_model(theirs)
+    assert isinstance(ours, RFDetrForInstanceSegmentation) and ours.config.variant == "seg-nano"
+    assert ours.config.segmentation_head and ours.config.mask_dice_cost == theirs.config.mask_dice_loss_coefficient
+    assert sum(p.numel() for p in ours.parameters()) == sum(p.numel() for p in theirs.parameters())
+    pixel_values = _pixels(2, 192, seed=10)
+    with torch.no_grad():
+        actual, expected = ours(pixel_values), theirs(pixel_values=pixel_values)
+        original = reference_seg_model("seg-nano")(pixel_values)
+        base = ours.model(pixel_values)
+        enc_masks = ours.segmentation_head(
+            base.mask_features, base.enc_hidden_states[None], (192, 192), skip_blocks=True
+        )
+    for name, atol in (("logits", 1e-4), ("pred_boxes", 1e-4), ("pred_masks", 1e-4)):
+        _assert_close(actual[name], expected[name], atol, f"{name} vs transformers")
+    _assert_close(actual.pred_masks, original["pred_masks"], 1e-4, "pred_masks vs the original")
+    enc_ours = enc_masks[0].dense()
+    assert enc_ours.shape == expected.enc_outputs_mask_logits.shape
+    assert (enc_ours - expected.enc_outputs_mask_logits).abs().max() > 1.0  # transformers' missing projection
+    _assert_close(enc_ours, original["enc_outputs"]["pred_masks"], 1e-4, "enc masks vs the original")
+
+
+@pytest.mark.reference
+def test_convert_transformers_seg_checkpoint_round_trip(tmp_path: Path) -> None:
+    """A tiny transformers segmentation folder -> ours with verification (masks compared), loadable by the Auto
+    classes; a corrupted mask head fails the verification."""
+    import transformers
+
+    from hf_rfdetr.conversion import CheckpointError
+    from hf_rfdetr.conversion_transformers import convert_transformers_checkpoint, verify_against_transformers
+
+    from .test_parity_transformers import tiny_transformers_config
+
+    torch.manual_seed(0)
+    theirs = perturb_(
+        transformers.RfDetrForInstanceSegmentation(tiny_transformers_config(intermediate_size=128)), seed=0, scale=0.1
+    )
+    theirs.eval()
+    folder = tmp_path / "transformers-seg"
+    theirs.save_pretrained(folder)
+    transformers.RfDetrImageProcessor(size={"height": 64, "width": 64}).save_pretrained(folder)
+    output = convert_transformers_checkpoint(folder, tmp_path / "ours", verify=True)
+    loaded = AutoModelForInstanceSegmentation.from_pretrained(output).eval()
+    assert isinstance(loaded, RFDetrForInstanceSegmentation) and loaded.config.resolution == 64
+    deltas = verify_against_transformers(loaded, theirs)
+    assert deltas["pred_masks"] <= 1e-6 and deltas["pred_masks_fp32"] <= 1e-4, deltas
+    with torch.no_grad():
+        loaded.segmentation_head.query_features_proj.bias.add_(0.5)
+    with pytest.raises(CheckpointError, match="pred_masks"):
+        verify_against_transformers(loaded, theirs)
