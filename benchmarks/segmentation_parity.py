@@ -1,0 +1,83 @@
+"""Parity of RFDetrForInstanceSegmentation with the original `rfdetr` 1.11.2 Seg models and transformers' port.
+
+    OMP_NUM_THREADS=1 python benchmarks/segmentation_parity.py [--size N] [--variants seg-nano ...]
+
+For every Seg variant: the original model with random, perturbed weights (tests/segmentation_reference.py), ours
+converted from its state dict (`hf_rfdetr.conversion`), and transformers' `RfDetrForInstanceSegmentation` loaded from
+the same state dict (its own conversion mapping); all three in eval mode on two random images at the variant's
+resolution (or `--size`). Printed per variant: the parameter counts, max |delta| of logits, boxes and mask logits
+(ours against the original and against transformers), the two-stage proposals' masks against the original, and the
+largest mask logit (the scale of the mask deltas). transformers' proposals' masks are not compared: it skips the mask
+head's `spatial_features_proj` there (training only). Needs env 1 (rfdetr + transformers 5.x); nothing is downloaded.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from pathlib import Path
+
+import torch
+
+ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT))
+
+from tests.segmentation_reference import (  # noqa: E402
+    SEG_REFERENCE_CONFIG_CLASSES,
+    converted_seg_model,
+    reference_seg_model,
+)
+from tests.test_segmentation_model import transformers_seg_model_from_original  # noqa: E402
+
+
+def _delta(a: torch.Tensor, b: torch.Tensor) -> float:
+    return (a - b).abs().max().item()
+
+
+def _row(variant: str, size: int | None) -> dict[str, float | int | str]:
+    reference, ours = reference_seg_model(variant), converted_seg_model(variant)
+    theirs = transformers_seg_model_from_original(variant).eval()
+    resolution = size or ours.config.resolution
+    pixel_values = torch.randn(2, 3, resolution, resolution, generator=torch.Generator().manual_seed(0))
+    with torch.no_grad():
+        original, actual, other = reference(pixel_values), ours(pixel_values), theirs(pixel_values=pixel_values)
+        base = ours.model(pixel_values)
+        enc = ours.segmentation_head(
+            base.mask_features, base.enc_hidden_states[None], (resolution, resolution), skip_blocks=True
+        )[0].dense()
+    count = lambda model: sum(p.numel() for p in model.parameters())  # noqa: E731
+    return {
+        "variant": variant,
+        "input": resolution,
+        "params": count(ours),
+        "params_original": count(reference),
+        "params_transformers": count(theirs),
+        "logits": _delta(actual.logits, original["pred_logits"]),
+        "boxes": _delta(actual.pred_boxes, original["pred_boxes"]),
+        "masks": _delta(actual.pred_masks, original["pred_masks"]),
+        "enc_masks": _delta(enc, original["enc_outputs"]["pred_masks"]),
+        "tf_logits": _delta(actual.logits, other.logits),
+        "tf_boxes": _delta(actual.pred_boxes, other.pred_boxes),
+        "tf_masks": _delta(actual.pred_masks, other.pred_masks),
+        "max_mask": original["pred_masks"].abs().max().item(),
+    }
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--size", type=int, help="input size (default: each variant's resolution)")
+    parser.add_argument("--variants", nargs="+", default=list(SEG_REFERENCE_CONFIG_CLASSES))
+    args = parser.parse_args()
+    columns = ["variant", "input", "params", "params_original", "params_transformers", "logits", "boxes", "masks"]
+    columns += ["enc_masks", "tf_logits", "tf_boxes", "tf_masks", "max_mask"]
+    print("| " + " | ".join(columns) + " |")
+    print("|" + "---|" * len(columns))
+    for variant in args.variants:
+        row = _row(variant, args.size)
+        cells = [f"{row[c]:.1e}" if isinstance(row[c], float) else f"{row[c]:,}" for c in columns[2:]]
+        print("| " + " | ".join([row["variant"], str(row["input"]), *cells]) + " |", flush=True)
+        reference_seg_model.cache_clear()
+
+
+if __name__ == "__main__":
+    main()
