@@ -503,7 +503,7 @@ def load_transformers_model(
     name = type(model).__name__
     if name not in ("RfDetrForObjectDetection", "RfDetrForInstanceSegmentation"):
         raise ValueError(
-            f"expected transformers' RfDetrForObjectDetection or RfDetrForInstanceSegmentation, got {name}"
+            f"expected transformers' RfDetrForInstanceSegmentation or RfDetrForObjectDetection, got {name}"
         )
     segmentation = name == "RfDetrForInstanceSegmentation"
     config = config_from_transformers(
