@@ -25,8 +25,9 @@ Measured (rfdetr 1.11.2, transformers 5.24, torch CPU float32, one thread, nativ
 Ours agree with the original everywhere (mask logits ~40-55 in magnitude to <= 5.5e-5; the proposals' masks exactly;
 float64: 1e-14). transformers agrees up to 504 px but not at XLarge's 624 and 2XLarge's 768 px, in float64 as well:
 its outputs change from input 600 px on (a 50 x 50 patch grid) for any variant (seg-large at 600 / 624 px: logits off
-by 2.0 / 2.6), where the original starts to drop the outermost two-stage proposals (centres within 0.01 of the
-border); a difference of transformers' proposal selection, not of the mask head.
+by 2.0 / 2.6, against 4e-6 at 288 px for seg-xlarge). 50 x 50 is where the original starts to mark the outermost
+two-stage proposals invalid (centres within 0.01 of the border), so the likely cause is transformers' handling of
+invalid proposals (not investigated further); the mask head is not involved.
 """
 
 from __future__ import annotations
