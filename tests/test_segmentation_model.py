@@ -311,6 +311,26 @@ def test_other_resolution_matches_the_original() -> None:
 
 
 @pytest.mark.reference
+def test_padded_batch_matches_the_original_nested_tensor() -> None:
+    """A padded image with its pixel mask equals the original run on a NestedTensor with the same padding (the mask
+    head itself ignores the padding, as the original's)."""
+    from rfdetr.utilities.tensors import NestedTensor
+
+    reference, ours = reference_seg_model("seg-nano"), converted_seg_model("seg-nano")
+    padding = torch.zeros(2, 192, 192, dtype=torch.bool)
+    padding[0, :, 144:] = True
+    padding[1, 156:, :] = True
+    pixel_values = _pixels(2, 192, seed=11).masked_fill(padding[:, None], 0.0)
+    with torch.no_grad():
+        expected = reference(NestedTensor(pixel_values, padding))
+        actual = ours(pixel_values, pixel_mask=(~padding).long())
+        unmasked = ours(pixel_values)
+    _assert_close(actual.logits, expected["pred_logits"], 1e-4, "logits")
+    _assert_close(actual.pred_masks, expected["pred_masks"], 1e-4, "pred_masks")
+    assert (unmasked.pred_masks - actual.pred_masks).abs().max() > 1e-2, "the mask must change the result"
+
+
+@pytest.mark.reference
 def test_training_mode_factors_match_the_original() -> None:
     """All 13 Group DETR groups: the factors of every decoder layer and of the two-stage proposals equal the
     original's sparse dicts, and so do the dense logits built from them."""
