@@ -13,8 +13,8 @@
 # limitations under the License.
 """hf_rfdetr: RF-DETR as a Hugging Face transformers model.
 
-Importing the package registers `RFDetrConfig` (model_type "rfdetr"), `RFDetrModel`, `RFDetrForObjectDetection` and
-`RFDetrImageProcessor` with transformers' Auto classes and pipeline, and marks them for `trust_remote_code` so that a
+Importing the package registers `RFDetrConfig` (model_type "rfdetr"), `RFDetrModel`, `RFDetrForObjectDetection`,
+`RFDetrForInstanceSegmentation` and `RFDetrImageProcessor` with transformers' Auto classes and pipeline, and marks them for `trust_remote_code` so that a
 saved folder carries the code it needs (`auto_map` + the module files). Each registration runs when transformers'
 module it extends is imported (see `hf_rfdetr.registration`), so `import hf_rfdetr` itself imports neither torch nor
 transformers.
@@ -43,7 +43,8 @@ _LAZY_NAMES: dict[str, str] = {
     "VARIANTS": ".models.rfdetr.configuration_rfdetr",
     "RFDetrConfig": ".models.rfdetr.configuration_rfdetr",
     **dict.fromkeys(
-        ["RFDetrForObjectDetection", "RFDetrModel", "RFDetrPreTrainedModel"], ".models.rfdetr.modeling_rfdetr"
+        ["RFDetrForObjectDetection", "RFDetrForInstanceSegmentation", "RFDetrModel", "RFDetrPreTrainedModel"],
+        ".models.rfdetr.modeling_rfdetr",
     ),
     "RFDetrImageProcessor": ".models.rfdetr.image_processing_rfdetr",
     **dict.fromkeys(

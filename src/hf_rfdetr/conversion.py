@@ -12,7 +12,8 @@
 # See the License for the specific language governing permissions and
 # limitations under the License.
 """Weights of the original `rfdetr` package (`LWDETR.state_dict()`, the `model` / `ema_model` entry of its `.pth`
-checkpoints) -> this package's `RFDetrForObjectDetection` state dict."""
+checkpoints) -> this package's `RFDetrForObjectDetection` state dict, or `RFDetrForInstanceSegmentation`'s for the
+Seg checkpoints (`segmentation_head.*` keys, which keep their names)."""
 
 from __future__ import annotations
 
@@ -54,6 +55,7 @@ _RENAMES: list[tuple[str, str]] = [
     (r"transformer\.decoder\.", r"model.decoder."),
     (r"(refpoint_embed|query_feat)\.", r"model.\1."),
     (r"(class_embed|bbox_embed)\.", r"\1."),
+    (r"segmentation_head\.", r"segmentation_head."),  # the mask head keeps the original's names
 ]
 #: Per-group modules of the original, stacked into one grouped parameter here.
 _GROUPED = re.compile(r"transformer\.(enc_output|enc_output_norm|enc_out_class_embed|enc_out_bbox_embed)\.(\d+)\.(.+)$")
@@ -185,11 +187,11 @@ _ARG_FIELDS = {
     "group_detr": "group_detr",
     "projector_scale": "projector_scale",
     "dim_feedforward": "decoder_ffn_dim",
+    "mask_downsample_ratio": "mask_downsample_ratio",
 }
 #: Architecture switches of the original that this port implements only in their default (True / False) state.
 _REQUIRED_FLAGS = {"two_stage": True, "bbox_reparam": True, "lite_refpoint_refine": True, "layer_norm": True}
 _UNSUPPORTED_FLAGS = {
-    "segmentation_head": "segmentation checkpoints",
     "use_grouppose_keypoints": "keypoint checkpoints",
     "dual_projector": "dual-projector checkpoints",
     "backbone_lora": "LoRA backbones (merge the adapters before converting)",
@@ -202,7 +204,16 @@ _MODEL_NAME_VARIANT = {
     "RFDETRBase": "base",
     "RFDETRLarge": "large",
     "RFDETRLargeDeprecated": "large-legacy",
+    "RFDETRSegPreview": "seg-preview",
+    "RFDETRSegNano": "seg-nano",
+    "RFDETRSegSmall": "seg-small",
+    "RFDETRSegMedium": "seg-medium",
+    "RFDETRSegLarge": "seg-large",
+    "RFDETRSegXLarge": "seg-xlarge",
+    "RFDETRSeg2XLarge": "seg-2xlarge",
 }
+#: The key every original Seg checkpoint has (the mask head's scalar bias).
+_SEGMENTATION_KEY = "segmentation_head.bias"
 
 
 class CheckpointError(ValueError):
@@ -255,17 +266,20 @@ def _args(checkpoint: dict) -> dict:
 
 
 def _variant_from_weights(state_dict: dict[str, torch.Tensor]) -> str:
-    """The named variant whose architecture fits the weights (patch size, widths, decoder depth, position grid)."""
+    """The named variant whose architecture fits the weights (mask head or not, patch size, widths, decoder depth,
+    position grid)."""
     from .models.rfdetr.configuration_rfdetr import VARIANTS
 
     projection = state_dict[_BACKBONE_KEY + "embeddings.patch_embeddings.projection.weight"]
     grid = int(round((state_dict[_BACKBONE_KEY + "embeddings.position_embeddings"].shape[1] - 1) ** 0.5))
     layers = len({k.split(".")[3] for k in state_dict if k.startswith("transformer.decoder.layers.")})
     levels = len({k.split(".")[3] for k in state_dict if k.startswith("backbone.0.projector.stages.")})
+    segmentation = _SEGMENTATION_KEY in state_dict
     candidates = [
         name
         for name, values in VARIANTS.items()
-        if values["patch_size"] == projection.shape[-1]
+        if bool(values.get("segmentation_head")) == segmentation
+        and values["patch_size"] == projection.shape[-1]
         and values["backbone_hidden_size"] == projection.shape[0]
         and values["decoder_layers"] == layers
         and len(values.get("projector_scale", ["P4"])) == levels
@@ -273,9 +287,10 @@ def _variant_from_weights(state_dict: dict[str, torch.Tensor]) -> str:
     exact = [name for name in candidates if VARIANTS[name]["positional_encoding_size"] == grid]
     if exact or candidates:
         return (exact or candidates)[0]
+    kind = "segmentation" if segmentation else "detection"
     raise CheckpointError(
-        f"no known variant has patch size {projection.shape[-1]}, width {projection.shape[0]} and {layers} decoder "
-        "layers; pass --variant and check the checkpoint"
+        f"no known {kind} variant has patch size {projection.shape[-1]}, width {projection.shape[0]} and {layers} "
+        "decoder layers; pass --variant and check the checkpoint"
     )
 
 
@@ -323,6 +338,7 @@ def config_from_checkpoint(checkpoint: dict, variant: str | None = None, weights
         variant or _MODEL_NAME_VARIANT.get(checkpoint.get("model_name") or "") or _variant_from_weights(state_dict)
     )
     overrides = {ours: args[theirs] for theirs, ours in _ARG_FIELDS.items() if args.get(theirs) is not None}
+    overrides["segmentation_head"] = _SEGMENTATION_KEY in state_dict  # the weights decide, whatever the variant
     if args.get("encoder") in _ENCODER_WIDTH:
         overrides["backbone_hidden_size"] = _ENCODER_WIDTH[args["encoder"]]
         overrides["backbone_num_attention_heads"] = _ENCODER_WIDTH[args["encoder"]] // 64
@@ -351,8 +367,9 @@ def verify_against_original(
 ) -> dict[str, float]:
     """Run the original `rfdetr` model with the same weights next to ours and raise if they disagree.
 
-    Needs the original package (`pip install rfdetr==1.11.2`); nothing is downloaded. Compares logits and boxes on
-    a batch of two images (the bundled demo picture and a flipped copy) preprocessed by our image processor.
+    Needs the original package (`pip install rfdetr==1.11.2`); nothing is downloaded. Compares logits and boxes (and
+    for segmentation models the mask logits) on a batch of two images (the bundled demo picture and a flipped copy)
+    preprocessed by our image processor.
     """
     import logging
     import os
@@ -388,6 +405,8 @@ def verify_against_original(
         "logits": (expected["pred_logits"] - actual.logits).abs().max().item(),
         "pred_boxes": (expected["pred_boxes"] - actual.pred_boxes).abs().max().item(),
     }
+    if getattr(config, "segmentation_head", False):
+        deltas["pred_masks"] = (expected["pred_masks"] - actual.pred_masks).abs().max().item()
     if max(deltas.values()) > atol:
         raise CheckpointError(f"converted model disagrees with the original: max |delta| {deltas} > {atol}")
     return deltas
@@ -423,7 +442,7 @@ def convert_checkpoint(
     """
     from .model_card import render_model_card
     from .models.rfdetr.image_processing_rfdetr import RFDetrImageProcessor
-    from .models.rfdetr.modeling_rfdetr import RFDetrForObjectDetection
+    from .models.rfdetr.modeling_rfdetr import RFDetrForInstanceSegmentation, RFDetrForObjectDetection
 
     checkpoint = load_checkpoint(checkpoint_path, trust=trust)
     key = {"model": "model", "ema": "ema_model"}.get(weights)
@@ -435,7 +454,8 @@ def convert_checkpoint(
         config = config_from_checkpoint(checkpoint, variant, weights=key)
     except CheckpointError as error:
         raise CheckpointError(f"{str(checkpoint_path)!r}: {error}") from error
-    model = RFDetrForObjectDetection(config).eval()
+    model_class = RFDetrForInstanceSegmentation if config.segmentation_head else RFDetrForObjectDetection
+    model = model_class(config).eval()
     try:
         load_original_state_dict(model, checkpoint[key])
     except ValueError as error:

@@ -11,10 +11,12 @@
 # WITHOUT WARRANTIES OR CONDITIONS OF ANY KIND, either express or implied.
 # See the License for the specific language governing permissions and
 # limitations under the License.
-"""Checkpoints of transformers' own RF-DETR (`RfDetrForObjectDetection`, model_type "rf_detr") -> this package.
+"""Checkpoints of transformers' own RF-DETR (`RfDetrForObjectDetection` / `RfDetrForInstanceSegmentation`,
+model_type "rf_detr") -> this package.
 
 transformers (5.x) ships a port of RF-DETR with its own config and weight names. This module maps both onto
-`RFDetrConfig` / `RFDetrForObjectDetection`:
+`RFDetrConfig` / `RFDetrForObjectDetection` (`RFDetrForInstanceSegmentation` for transformers' segmentation models,
+whose detection weights sit one `model.` level deeper and whose mask head has other names):
 
 * `config_from_transformers(rf_config)`: transformers' `RfDetrConfig` (+ its `RfDetrDinov2Config` backbone) ->
   `RFDetrConfig`, raising `ValueError` naming the field when the checkpoint uses something this port cannot express.
@@ -33,6 +35,10 @@ output of the channel LayerNorm, which takes another convolution kernel. The ~1e
 except where two two-stage proposals have nearly tied scores: `topk` may then order them differently, the queries
 pair with other learned query embeddings and the outputs of a few queries change completely. Verification therefore
 decides in float64, where the two implementations agree to ~1e-6, and reports the float32 deltas next to it.
+
+Segmentation: transformers' mask logits of the decoder layers equal the original's (and ours), but its two-stage
+proposals' masks (`enc_outputs_mask_logits`, training only) skip the mask head's `spatial_features_proj`, which the
+original applies; ours follow the original, so those are not compared.
 """
 
 from __future__ import annotations
@@ -53,9 +59,9 @@ from .conversion import CheckpointError
 from .models.rfdetr.configuration_rfdetr import VARIANTS, RFDetrConfig
 
 if TYPE_CHECKING:  # pragma: no cover
-    from transformers import RfDetrForObjectDetection
+    from transformers import RfDetrForInstanceSegmentation, RfDetrForObjectDetection
 
-    from .models.rfdetr.modeling_rfdetr import RFDetrForObjectDetection
+    from .models.rfdetr.modeling_rfdetr import RFDetrForInstanceSegmentation, RFDetrForObjectDetection
 
 logger = logging.getLogger(__name__)
 
@@ -127,7 +133,15 @@ _VARIANT_ARCHITECTURE_FIELDS = (
     "decoder_cross_attention_heads",
     "decoder_n_points",
     "projector_scale",
+    "segmentation_head",
 )
+#: transformers' segmentation fields -> ours (its mask loss coefficients are also its matcher's mask costs).
+_SEGMENTATION_FIELDS = {
+    "mask_downsample_ratio": ("mask_downsample_ratio",),
+    "mask_point_sample_ratio": ("mask_point_sample_ratio",),
+    "mask_class_loss_coefficient": ("mask_ce_loss_coefficient", "mask_ce_cost"),
+    "mask_dice_loss_coefficient": ("mask_dice_loss_coefficient", "mask_dice_cost"),
+}
 
 
 def _square(value: Any, field: str) -> int:
@@ -160,7 +174,10 @@ def _matching_variant(values: dict[str, Any]) -> str | None:
 
 
 def config_from_transformers(
-    rf_config: Any, resolution: int | None = None, projector_layer_norm_eps: float | None = None
+    rf_config: Any,
+    resolution: int | None = None,
+    projector_layer_norm_eps: float | None = None,
+    segmentation: bool = False,
 ) -> RFDetrConfig:
     """Map transformers' `RfDetrConfig` (model_type "rf_detr") onto an `RFDetrConfig`, field by field.
 
@@ -175,6 +192,7 @@ def config_from_transformers(
             cannot be reproduced exactly and raises unless this is given: 1e-6 computes what the original `rfdetr`
             package computes with the same weights (it uses 1e-6 throughout); transformers' value follows its
             convolution blocks instead. Either differs from transformers' outputs by ~1e-5.
+        segmentation: the configuration of transformers' `RfDetrForInstanceSegmentation` (its mask fields).
 
     Raises:
         ValueError: naming the field, when the checkpoint uses something this port cannot express (multi-scale or
@@ -264,6 +282,9 @@ def config_from_transformers(
                 stacklevel=2,
             )
 
+    values["segmentation_head"] = segmentation
+    if segmentation:
+        values.update(_segmentation_values(rf_config))
     values["id2label"] = {int(index): label for index, label in rf_config.id2label.items()}
     values["label2id"] = {}
     for index, label in values["id2label"].items():
@@ -280,6 +301,24 @@ def config_from_transformers(
         return config
     except ValueError as error:
         raise ValueError(f"transformers config does not form a valid RFDetrConfig: {error}") from error
+
+
+def _segmentation_values(rf_config: Any) -> dict[str, Any]:
+    """Our segmentation fields from transformers' config; `ValueError` naming a mask head this port cannot express."""
+    activation = getattr(rf_config, "segmentation_head_activation_function", "gelu")
+    if activation != "gelu":
+        raise ValueError(f"segmentation_head_activation_function={activation!r}: only 'gelu' is supported")
+    intermediate = getattr(rf_config, "intermediate_size", 4 * rf_config.d_model)
+    if intermediate != 4 * rf_config.d_model:
+        raise ValueError(
+            f"intermediate_size={intermediate}: the mask head's query MLP is 4 * d_model = {4 * rf_config.d_model} "
+            "wide here"
+        )
+    values = {}
+    for theirs, ours in _SEGMENTATION_FIELDS.items():
+        for field in ours:
+            values[field] = getattr(rf_config, theirs)
+    return values
 
 
 # ----------------------------------------------------------------------------------------------------------------------
@@ -332,6 +371,36 @@ _FUSED: list[tuple[re.Pattern, str, str]] = [
 #: Per-group two-stage modules, stacked on a leading group dimension here.
 _GROUPED = re.compile(r"model\.(enc_output|enc_output_norm|enc_out_class_embed|enc_out_bbox_embed)\.(\d+)\.(.+)$")
 _VALUE_PROJ = re.compile(_DECODER_LAYER + r"self_attn\.v_proj\.(weight|bias)$")
+#: transformers' mask head (top level of `RfDetrForInstanceSegmentation`) -> ours (the original's names).
+_MASK_HEAD_RENAMES: list[tuple[str, str]] = [
+    (r"blocks\.(\d+)\.depthwise_conv\.", r"segmentation_head.blocks.\1.dwconv."),
+    (r"blocks\.(\d+)\.layernorm\.", r"segmentation_head.blocks.\1.norm."),
+    (r"blocks\.(\d+)\.pointwise_conv\.", r"segmentation_head.blocks.\1.pwconv1."),
+    (r"spatial_features_proj\.", r"segmentation_head.spatial_features_proj."),
+    (r"query_features_block\.norm\.", r"segmentation_head.query_features_block.norm_in."),
+    (r"query_features_block\.mlp\.fc1\.", r"segmentation_head.query_features_block.layers.0."),
+    (r"query_features_block\.mlp\.fc2\.", r"segmentation_head.query_features_block.layers.2."),
+    (r"query_features_proj\.", r"segmentation_head.query_features_proj."),
+    (r"segmentation_bias$", r"segmentation_head.bias"),
+]
+
+
+def _split_segmentation(state_dict: dict[str, torch.Tensor]) -> tuple[dict[str, torch.Tensor], dict[str, torch.Tensor]]:
+    """A transformers `RfDetrForInstanceSegmentation` state dict -> its detection part with the keys of
+    `RfDetrForObjectDetection` (one `model.` level less) and its mask head under our names."""
+    detection, head = {}, {}
+    for key, tensor in state_dict.items():
+        if key.startswith("model."):
+            detection[key[len("model.") :]] = tensor
+            continue
+        for pattern, replacement in _MASK_HEAD_RENAMES:
+            renamed, count = re.subn("^" + pattern, replacement, key)
+            if count:
+                head[renamed] = tensor
+                break
+        else:
+            raise KeyError(f"no rule converts the transformers checkpoint key {key!r}")
+    return detection, head
 
 
 def _rename(key: str) -> str:
@@ -345,7 +414,9 @@ def _rename(key: str) -> str:
 def convert_transformers_state_dict(
     state_dict: dict[str, torch.Tensor], config: RFDetrConfig
 ) -> dict[str, torch.Tensor]:
-    """Rename and reshape a transformers `RfDetrForObjectDetection` state dict into `RFDetrForObjectDetection` keys.
+    """Rename and reshape a transformers `RfDetrForObjectDetection` state dict into `RFDetrForObjectDetection` keys
+    (a `RfDetrForInstanceSegmentation` one, recognised by its `segmentation_bias`, into
+    `RFDetrForInstanceSegmentation` keys).
 
     The backbone's `q_proj` / `k_proj` / `v_proj` are fused into `qkv`; the decoder self-attention's `q_proj` and
     `k_proj` into `qk_proj` (its `v_proj` stays); the per-group two-stage modules (`enc_output.{g}`, ...) are
@@ -355,6 +426,8 @@ def convert_transformers_state_dict(
         KeyError: naming a key no rule places, a projection missing its partners, or a missing group.
     """
     converted: dict[str, torch.Tensor] = {}
+    if "segmentation_bias" in state_dict:
+        state_dict, converted = _split_segmentation(state_dict)
     fused: dict[tuple[str, str], dict[str, torch.Tensor]] = defaultdict(dict)
     grouped: dict[str, dict[int, torch.Tensor]] = defaultdict(dict)
     for key, tensor in state_dict.items():
@@ -418,19 +491,28 @@ def load_transformers_state_dict(model: torch.nn.Module, state_dict: dict[str, t
 
 
 def load_transformers_model(
-    model: RfDetrForObjectDetection, resolution: int | None = None, projector_layer_norm_eps: float | None = None
-) -> RFDetrForObjectDetection:
-    """Our `RFDetrForObjectDetection` (eval mode, float32) with the configuration and weights of transformers'
-    `RfDetrForObjectDetection`. `resolution`, `projector_layer_norm_eps`: see `config_from_transformers`."""
-    from .models.rfdetr.modeling_rfdetr import RFDetrForObjectDetection
+    model: RfDetrForObjectDetection | RfDetrForInstanceSegmentation,
+    resolution: int | None = None,
+    projector_layer_norm_eps: float | None = None,
+) -> RFDetrForObjectDetection | RFDetrForInstanceSegmentation:
+    """Our `RFDetrForObjectDetection` / `RFDetrForInstanceSegmentation` (eval mode, float32) with the configuration
+    and weights of transformers' `RfDetrForObjectDetection` / `RfDetrForInstanceSegmentation`. `resolution`,
+    `projector_layer_norm_eps`: see `config_from_transformers`."""
+    from .models.rfdetr.modeling_rfdetr import RFDetrForInstanceSegmentation, RFDetrForObjectDetection
 
     name = type(model).__name__
-    if name != "RfDetrForObjectDetection":
-        raise ValueError(f"expected transformers' RfDetrForObjectDetection, got {name} (segmentation is not supported)")
+    if name not in ("RfDetrForObjectDetection", "RfDetrForInstanceSegmentation"):
+        raise ValueError(
+            f"expected transformers' RfDetrForInstanceSegmentation or RfDetrForObjectDetection, got {name}"
+        )
+    segmentation = name == "RfDetrForInstanceSegmentation"
     config = config_from_transformers(
-        model.config, resolution=resolution, projector_layer_norm_eps=projector_layer_norm_eps
+        model.config,
+        resolution=resolution,
+        projector_layer_norm_eps=projector_layer_norm_eps,
+        segmentation=segmentation,
     )
-    ours = RFDetrForObjectDetection(config).eval()
+    ours = (RFDetrForInstanceSegmentation if segmentation else RFDetrForObjectDetection)(config).eval()
     state_dict = {key: tensor.detach().to("cpu", torch.float32) for key, tensor in model.state_dict().items()}
     load_transformers_state_dict(ours, state_dict)
     return ours
@@ -460,7 +542,8 @@ def verification_pixel_values(config: RFDetrConfig) -> torch.Tensor:
 
 def _projector_norms(reference: torch.nn.Module) -> list[torch.nn.LayerNorm]:
     """The LayerNorms of transformers' projector (convolution blocks and output norm)."""
-    projector = reference.model.backbone.projector
+    detector = reference.model if hasattr(reference.model, "model") else reference  # segmentation: one level deeper
+    projector = detector.model.backbone.projector
     return [module for module in projector.modules() if isinstance(module, torch.nn.LayerNorm)]
 
 
@@ -490,8 +573,12 @@ def verify_against_transformers(
     Args:
         pixel_values: (B, 3, H, W); default: `verification_pixel_values(model.config)`.
 
+    Segmentation models also compare `pred_masks` (not the proposals' masks, see the module docstring).
+
     Returns:
-        {"logits", "pred_boxes"} (float64), {"logits_fp32", "pred_boxes_fp32", "reordered_queries_fp32"}.
+        {"logits", "pred_boxes"} (float64), {"logits_fp32", "pred_boxes_fp32", "reordered_queries_fp32"}, and
+        "pred_masks" / "pred_masks_fp32" for segmentation (no "reordered_queries_fp32": transformers' segmentation
+        outputs have no proposal boxes).
 
     Raises:
         CheckpointError: a float64 delta exceeds `atol`; the message carries every delta.
@@ -499,31 +586,30 @@ def verify_against_transformers(
     if pixel_values is None:
         pixel_values = verification_pixel_values(model.config)
     actual, expected = _outputs(model, pixel_values, torch.float32), _outputs(reference, pixel_values, torch.float32)
-    reordered = (actual.enc_pred_boxes - expected.enc_outputs_coord_logits).abs().amax(-1) > 1e-3
-    deltas = {
-        "logits_fp32": (actual.logits - expected.logits).abs().max().item(),
-        "pred_boxes_fp32": (actual.pred_boxes - expected.pred_boxes).abs().max().item(),
-        "reordered_queries_fp32": int(reordered.sum().item()),
-    }
+    compared = ("logits", "pred_boxes", "pred_masks") if model.config.segmentation_head else ("logits", "pred_boxes")
+    deltas = {f"{name}_fp32": (actual[name] - expected[name]).abs().max().item() for name in compared}
+    if getattr(expected, "enc_outputs_coord_logits", None) is not None:
+        reordered = (actual.enc_pred_boxes - expected.enc_outputs_coord_logits).abs().amax(-1) > 1e-3
+        deltas["reordered_queries_fp32"] = int(reordered.sum().item())
     eps = model.config.projector_layer_norm_eps
     if any(norm.eps != eps for norm in _projector_norms(reference)):
         reference = copy.deepcopy(reference)
         for norm in _projector_norms(reference):
             norm.eps = eps
     actual, expected = _outputs(model, pixel_values, torch.float64), _outputs(reference, pixel_values, torch.float64)
-    deltas["logits"] = (actual.logits - expected.logits).abs().max().item()
-    deltas["pred_boxes"] = (actual.pred_boxes - expected.pred_boxes).abs().max().item()
-    if max(deltas["logits"], deltas["pred_boxes"]) > atol:
+    for name in compared:
+        deltas[name] = (actual[name] - expected[name]).abs().max().item()
+    if max(deltas[name] for name in compared) > atol:
         raise CheckpointError(
-            f"converted model disagrees with transformers' RfDetrForObjectDetection: max |delta| {deltas} > {atol}"
+            f"converted model disagrees with transformers' {type(reference).__name__}: max |delta| {deltas} > {atol}"
         )
-    if max(deltas["logits_fp32"], deltas["pred_boxes_fp32"]) > atol:
+    if max(deltas[f"{name}_fp32"] for name in compared) > atol:
         logger.warning(
-            "float32 outputs differ from transformers' by %s (%d queries took another two-stage proposal: near-tied "
+            "float32 outputs differ from transformers' by %s (%s queries took another two-stage proposal: near-tied "
             "scores ordered differently by rounding); float64 outputs agree (%s)",
-            {key: deltas[key] for key in ("logits_fp32", "pred_boxes_fp32")},
-            deltas["reordered_queries_fp32"],
-            {key: deltas[key] for key in ("logits", "pred_boxes")},
+            {f"{name}_fp32": deltas[f"{name}_fp32"] for name in compared},
+            deltas.get("reordered_queries_fp32", "some"),
+            {name: deltas[name] for name in compared},
         )
     return deltas
 
@@ -551,6 +637,19 @@ def _processor_resolution(folder_or_repo: str | Path) -> int | None:
     return int(height) if height and height == width else None
 
 
+def _transformers_class_name(folder_or_repo: str | Path) -> str:
+    """ "RfDetrForInstanceSegmentation" when the checkpoint's config lists it in `architectures`, else
+    "RfDetrForObjectDetection"."""
+    from transformers import AutoConfig
+
+    try:
+        architectures = AutoConfig.from_pretrained(str(folder_or_repo)).architectures or []
+    except (OSError, ValueError):
+        architectures = []  # from_pretrained names the problem
+    segmentation = "RfDetrForInstanceSegmentation" in architectures
+    return "RfDetrForInstanceSegmentation" if segmentation else "RfDetrForObjectDetection"
+
+
 def convert_transformers_checkpoint(
     folder_or_repo: str | Path,
     output_dir: str | Path,
@@ -558,7 +657,8 @@ def convert_transformers_checkpoint(
     resolution: int | None = None,
     projector_layer_norm_eps: float | None = None,
 ) -> Path:
-    """Convert a transformers `RfDetrForObjectDetection` folder or Hub repository into this package's format.
+    """Convert a transformers `RfDetrForObjectDetection` (or, when its config's `architectures` says so,
+    `RfDetrForInstanceSegmentation`) folder or Hub repository into this package's format.
 
     Writes `config.json`, `model.safetensors` and `preprocessor_config.json` (`RFDetrImageProcessor.from_config`)
     to `output_dir`. With `verify`, first runs both models on the same images (`verify_against_transformers`) and
@@ -579,12 +679,11 @@ def convert_transformers_checkpoint(
 
     if not hasattr(transformers, "RfDetrForObjectDetection"):
         raise CheckpointError(f"transformers {transformers.__version__} has no RfDetrForObjectDetection (needs 5.x)")
+    class_name = _transformers_class_name(folder_or_repo)
     try:
-        reference = transformers.RfDetrForObjectDetection.from_pretrained(str(folder_or_repo)).eval()
+        reference = getattr(transformers, class_name).from_pretrained(str(folder_or_repo)).eval()
     except (OSError, ValueError) as error:
-        raise CheckpointError(
-            f"cannot load {str(folder_or_repo)!r} as transformers' RfDetrForObjectDetection: {error}"
-        ) from error
+        raise CheckpointError(f"cannot load {str(folder_or_repo)!r} as transformers' {class_name}: {error}") from error
     if resolution is None:
         resolution = _processor_resolution(folder_or_repo)
     try:
@@ -595,7 +694,7 @@ def convert_transformers_checkpoint(
         raise CheckpointError(f"{str(folder_or_repo)!r} cannot be converted: {error}") from error
     if verify:
         deltas = verify_against_transformers(model, reference)
-        logger.info("verified against transformers' RfDetrForObjectDetection: %s", deltas)
+        logger.info("verified against transformers' %s: %s", class_name, deltas)
     output_dir = Path(output_dir)
     model.save_pretrained(output_dir)
     RFDetrImageProcessor.from_config(model.config).save_pretrained(output_dir)

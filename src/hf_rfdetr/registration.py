@@ -32,11 +32,12 @@ def register_config() -> None:
 
 
 def register_models() -> None:
-    """`AutoModel` / `AutoModelForObjectDetection` build our classes, and transformers' names tables list them."""
+    """`AutoModel` / `AutoModelForObjectDetection` / `AutoModelForInstanceSegmentation` /
+    `AutoModelForImageSegmentation` build our classes, and transformers' names tables list them."""
     from transformers.models.auto import modeling_auto
 
     from .models.rfdetr.configuration_rfdetr import RFDetrConfig
-    from .models.rfdetr.modeling_rfdetr import RFDetrForObjectDetection, RFDetrModel
+    from .models.rfdetr.modeling_rfdetr import RFDetrForInstanceSegmentation, RFDetrForObjectDetection, RFDetrModel
 
     register_config()
     modeling_auto.AutoModel.register(RFDetrConfig, RFDetrModel, exist_ok=True)
@@ -51,6 +52,14 @@ def register_models() -> None:
     modeling_auto.MODEL_MAPPING_NAMES.setdefault(RFDetrConfig.model_type, RFDetrModel.__name__)
     RFDetrModel.register_for_auto_class("AutoModel")
     RFDetrForObjectDetection.register_for_auto_class("AutoModelForObjectDetection")
+    # Segmentation: `pipeline("image-segmentation")` loads through AutoModelForImageSegmentation and checks the class
+    # name against the merged image/semantic/instance/universal segmentation names tables.
+    modeling_auto.AutoModelForInstanceSegmentation.register(RFDetrConfig, RFDetrForInstanceSegmentation, exist_ok=True)
+    modeling_auto.AutoModelForImageSegmentation.register(RFDetrConfig, RFDetrForInstanceSegmentation, exist_ok=True)
+    modeling_auto.MODEL_FOR_INSTANCE_SEGMENTATION_MAPPING_NAMES.setdefault(
+        RFDetrConfig.model_type, RFDetrForInstanceSegmentation.__name__
+    )
+    RFDetrForInstanceSegmentation.register_for_auto_class("AutoModelForInstanceSegmentation")
 
 
 def register_image_processor() -> None:

@@ -11,8 +11,8 @@
 # WITHOUT WARRANTIES OR CONDITIONS OF ANY KIND, either express or implied.
 # See the License for the specific language governing permissions and
 # limitations under the License.
-"""Stage 4: the prediction heads. Box and class heads on the decoder's queries, and the per-group two-stage heads
-that Group DETR batches through grouped weights.
+"""Stage 4: the prediction heads. Box and class heads on the decoder's queries, the per-group two-stage heads
+that Group DETR batches through grouped weights, and the mask head of the segmentation variants.
 
 Shapes: hidden states (..., d_model) -> class logits (..., num_labels) or box deltas (..., 4); grouped layers take a
 leading group dimension (G, ..., C). Boxes are normalised cxcywh, refined from a reference box by `apply_box_delta`.
@@ -124,3 +124,99 @@ class RFDetrMaskFactors(NamedTuple):
     def dense(self) -> torch.Tensor:
         """The mask logits (B, Q, h, w)."""
         return torch.einsum("bchw,bqc->bqhw", self.spatial_features, self.query_features) + self.bias
+
+
+class RFDetrDepthwiseConvBlock(nn.Module):
+    """A ConvNeXt block without its second linear layer: depthwise 3x3 conv -> LayerNorm (eps 1e-6) -> Linear ->
+    GELU, plus the input. (B, C, h, w) -> (B, C, h, w). The original's `DepthwiseConvBlock`, with its weight names."""
+
+    def __init__(self, dim: int) -> None:
+        super().__init__()
+        self.dwconv = nn.Conv2d(dim, dim, kernel_size=3, padding=1, groups=dim)
+        self.norm = nn.LayerNorm(dim, eps=1e-6)
+        self.pwconv1 = nn.Linear(dim, dim)
+        for module in (self.dwconv, self.pwconv1):
+            module.init_mode = "torch_default"
+
+    def forward(self, hidden_states: torch.Tensor) -> torch.Tensor:
+        update = self.dwconv(hidden_states).permute(0, 2, 3, 1)  # (B, h, w, C)
+        update = F.gelu(self.pwconv1(self.norm(update)))
+        return hidden_states + update.permute(0, 3, 1, 2)
+
+
+class RFDetrQueryMLPBlock(nn.Module):
+    """Pre-norm residual MLP on the query features: x + Linear(GELU(Linear(LayerNorm(x)))), hidden 4 * dim, the
+    LayerNorm at PyTorch's default eps 1e-5. (..., C) -> (..., C). The original's `MLPBlock`, with its weight names."""
+
+    def __init__(self, dim: int) -> None:
+        super().__init__()
+        self.norm_in = nn.LayerNorm(dim)
+        self.layers = nn.ModuleList([nn.Linear(dim, dim * 4), nn.GELU(), nn.Linear(dim * 4, dim)])
+        for module in (self.layers[0], self.layers[2]):
+            module.init_mode = "torch_default"
+
+    def forward(self, hidden_states: torch.Tensor) -> torch.Tensor:
+        update = self.norm_in(hidden_states)
+        for layer in self.layers:
+            update = layer(update)
+        return hidden_states + update
+
+
+class RFDetrSegmentationHead(nn.Module):
+    """The mask head of the RF-DETR Seg variants (the original's `SegmentationHead`, same weight names).
+
+    The projector's first level map (B, C, H / p, W / p) is upsampled bilinearly to (h, w) = (H // r, W // r), r =
+    `mask_downsample_ratio`, then refined by one depthwise-conv block per decoder layer, applied cumulatively: the
+    masks of decoder layer i use the map after blocks 0..i. Each layer's queries go through a residual MLP; a mask
+    logit is the dot product of the projected pixel and query features plus one learned scalar `bias`. The two-stage
+    proposals use the upsampled map without any block (but with `spatial_features_proj`, as the original).
+    """
+
+    def __init__(self, dim: int, num_blocks: int, downsample_ratio: int) -> None:
+        super().__init__()
+        self.downsample_ratio = downsample_ratio
+        self.blocks = nn.ModuleList(RFDetrDepthwiseConvBlock(dim) for _ in range(num_blocks))
+        self.spatial_features_proj = nn.Conv2d(dim, dim, kernel_size=1)
+        self.query_features_block = RFDetrQueryMLPBlock(dim)
+        self.query_features_proj = nn.Linear(dim, dim)
+        self.bias = nn.Parameter(torch.zeros(1))
+        for module in (self.spatial_features_proj, self.query_features_proj):
+            module.init_mode = "torch_default"
+
+    def forward(
+        self,
+        spatial_features: torch.Tensor,
+        query_features: torch.Tensor,
+        image_size: tuple[int, int],
+        all_layers: bool = True,
+        skip_blocks: bool = False,
+    ) -> list[RFDetrMaskFactors]:
+        """Factored mask logits.
+
+        Args:
+            spatial_features: (B, C, H / p, W / p) the projector's first level map.
+            query_features: (L', B, Q, C) the query features of the layers to predict masks for: every decoder layer
+                (L' = number of blocks) with `all_layers`, else only the last one (L' = 1, after all blocks);
+                with `skip_blocks` the two-stage proposals (L' = 1, no block).
+            image_size: (H, W) of the network input; masks are (H // r, W // r).
+
+        Returns:
+            one `RFDetrMaskFactors` per entry of `query_features`.
+        """
+        size = (image_size[0] // self.downsample_ratio, image_size[1] // self.downsample_ratio)
+        spatial = F.interpolate(spatial_features, size=size, mode="bilinear", align_corners=False)
+        maps = [spatial]
+        if not skip_blocks:
+            maps = []
+            for block in self.blocks:
+                spatial = block(spatial)
+                maps.append(spatial)
+            if not all_layers:
+                maps = maps[-1:]
+        if len(maps) != len(query_features):
+            raise ValueError(
+                f"the mask head got query features of {len(query_features)} decoder layers for {len(maps)} spatial "
+                f"maps ({len(self.blocks)} blocks, all_layers={all_layers}, skip_blocks={skip_blocks})"
+            )
+        queries = self.query_features_proj(self.query_features_block(query_features))
+        return [RFDetrMaskFactors(self.spatial_features_proj(m), q, self.bias) for m, q in zip(maps, queries)]

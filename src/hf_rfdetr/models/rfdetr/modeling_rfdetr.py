@@ -11,8 +11,8 @@
 # WITHOUT WARRANTIES OR CONDITIONS OF ANY KIND, either express or implied.
 # See the License for the specific language governing permissions and
 # limitations under the License.
-"""RF-DETR as a transformers model: RFDetrModel (backbone -> projector -> two-stage selection -> decoder) and
-RFDetrForObjectDetection (class and box heads on top).
+"""RF-DETR as a transformers model: RFDetrModel (backbone -> projector -> two-stage selection -> decoder),
+RFDetrForObjectDetection (class and box heads on top) and RFDetrForInstanceSegmentation (plus the mask head).
 
 pixel_values (B, C, H, W), H and W multiples of `config.block_size`
   -> RFDetrBackbone: windowed DINOv2, one (B, C_vit, H/p, W/p) map per tap
@@ -20,6 +20,7 @@ pixel_values (B, C, H, W), H and W multiples of `config.block_size`
   -> two-stage selection: the top `num_queries` memory positions per group become reference boxes
   -> RFDetrDecoder: (L, B, Q, d_model)
   -> heads: logits (B, Q, num_labels), pred_boxes (B, Q, 4) normalised cxcywh
+  -> (segmentation) mask head on the projector's first level map and the decoder states: pred_masks (B, Q, H/4, W/4)
 """
 
 from __future__ import annotations
@@ -35,7 +36,7 @@ import torch.nn.functional as F
 from safetensors import SafetensorError, safe_open
 from torch import nn
 from transformers import PreTrainedModel
-from transformers.utils import ModelOutput
+from transformers.utils import ModelOutput, logging
 
 from .backbone_rfdetr import RFDetrBackbone, RFDetrEmbeddings, RFDetrEncoderLayer
 from .configuration_rfdetr import RFDetrConfig, RFDetrConfigError
@@ -44,11 +45,15 @@ from .heads_rfdetr import (
     RFDetrGroupedLayerNorm,
     RFDetrGroupedLinear,
     RFDetrGroupedMLPHead,
+    RFDetrMaskFactors,
     RFDetrMLPHead,
+    RFDetrSegmentationHead,
     apply_box_delta,
 )
 from .loss_rfdetr import RFDetrLoss, check_labels
 from .projector_rfdetr import RFDetrChannelLayerNorm, RFDetrMultiScaleProjector
+
+logger = logging.get_logger(__name__)
 
 
 @dataclass
@@ -71,6 +76,10 @@ class RFDetrModelOutput(ModelOutput):
             output as the blocks see them, windowed: (B * num_windows**2, 1 + tokens per window, C_vit).
         backbone_attentions: with `output_attentions`, every backbone block's attention weights: (B * num_windows**2,
             heads, T, T) for windowed blocks, (B, heads, num_windows**2 * T, num_windows**2 * T) for global ones.
+        mask_features: segmentation configs only: (B, d_model, H / p, W / p) the projector's first level map, the
+            mask head's spatial input.
+        enc_hidden_states: segmentation configs only: (B, G * K, d_model) the normed two-stage memory at the selected
+            positions (the proposals' features), the mask head's input for the proposals' masks.
     """
 
     last_hidden_state: torch.FloatTensor | None = None
@@ -83,6 +92,8 @@ class RFDetrModelOutput(ModelOutput):
     cross_attentions: tuple[torch.FloatTensor, ...] | None = None
     backbone_hidden_states: tuple[torch.FloatTensor, ...] | None = None
     backbone_attentions: tuple[torch.FloatTensor, ...] | None = None
+    mask_features: torch.FloatTensor | None = None
+    enc_hidden_states: torch.FloatTensor | None = None
 
 
 @dataclass
@@ -117,6 +128,45 @@ class RFDetrObjectDetectionOutput(ModelOutput):
     backbone_attentions: tuple[torch.FloatTensor, ...] | None = None
 
 
+@dataclass
+class RFDetrInstanceSegmentationOutput(ModelOutput):
+    """Outputs of [`RFDetrForInstanceSegmentation`].
+
+    Args:
+        loss: total training loss, when `labels` are given.
+        loss_dict: the individual loss terms.
+        logits: (B, Q, num_labels) class logits of the last decoder layer (sigmoid gives scores).
+        pred_boxes: (B, Q, 4) normalised cxcywh boxes of the last decoder layer.
+        pred_masks: mask logits of the last decoder layer at (h, w) = (H // r, W // r) of the input, r =
+            `config.mask_downsample_ratio` (sigmoid gives probabilities): dense (B, Q, h, w) in eval mode; in training
+            mode an `RFDetrMaskFactors` (the dense logits of all Group DETR queries are never built).
+        auxiliary_outputs: `logits`, `pred_boxes` and `pred_masks` (`RFDetrMaskFactors`) of the earlier decoder
+            layers (in training or when `labels` are given).
+        enc_logits, enc_pred_boxes: two-stage proposals, see [`RFDetrModelOutput`].
+        enc_pred_masks: the proposals' mask logits as `RFDetrMaskFactors` (in training or when `labels` are given).
+        last_hidden_state, intermediate_hidden_states: decoder states, see [`RFDetrModelOutput`].
+        hidden_states, attentions, cross_attentions, backbone_hidden_states, backbone_attentions: when asked for
+            with `output_hidden_states` / `output_attentions`, see [`RFDetrModelOutput`].
+    """
+
+    loss: torch.FloatTensor | None = None
+    loss_dict: dict | None = None
+    logits: torch.FloatTensor | None = None
+    pred_boxes: torch.FloatTensor | None = None
+    pred_masks: torch.FloatTensor | RFDetrMaskFactors | None = None
+    auxiliary_outputs: list[dict] | None = None
+    enc_logits: torch.FloatTensor | None = None
+    enc_pred_boxes: torch.FloatTensor | None = None
+    enc_pred_masks: RFDetrMaskFactors | None = None
+    last_hidden_state: torch.FloatTensor | None = None
+    intermediate_hidden_states: torch.FloatTensor | None = None
+    hidden_states: tuple[torch.FloatTensor, ...] | None = None
+    attentions: tuple[torch.FloatTensor, ...] | None = None
+    cross_attentions: tuple[torch.FloatTensor, ...] | None = None
+    backbone_hidden_states: tuple[torch.FloatTensor, ...] | None = None
+    backbone_attentions: tuple[torch.FloatTensor, ...] | None = None
+
+
 #: The optional outputs both model classes pass through.
 _OPTIONAL_OUTPUTS = ("hidden_states", "attentions", "cross_attentions", "backbone_hidden_states", "backbone_attentions")
 
@@ -141,7 +191,18 @@ _trunc_normal = _guarded(nn.init.trunc_normal_)
 _xavier_uniform = _guarded(nn.init.xavier_uniform_)
 _uniform = _guarded(nn.init.uniform_)
 _kaiming_normal = _guarded(nn.init.kaiming_normal_)
+_kaiming_uniform = _guarded(nn.init.kaiming_uniform_)
 _copy = _guarded(lambda tensor, source: tensor.copy_(source))
+
+
+def _torch_default(module: nn.Linear | nn.Conv2d) -> None:
+    """PyTorch's own initialisation of a Linear or Conv2d (`reset_parameters`): Kaiming-uniform weights (a = sqrt(5))
+    and a uniform bias in +-1 / sqrt(fan_in)."""
+    _kaiming_uniform(module.weight, a=math.sqrt(5))
+    if module.bias is not None:
+        fan_in = module.weight[0].numel()
+        bound = 1 / math.sqrt(fan_in) if fan_in > 0 else 0
+        _uniform(module.bias, -bound, bound)
 
 
 def _damaged_weights_message(source: str | Path, kwargs: dict, error: Exception) -> str:
@@ -212,7 +273,11 @@ class RFDetrPreTrainedModel(PreTrainedModel):
         """
         std = self.config.init_std
         mode = getattr(module, "init_mode", None)
-        if isinstance(module, (nn.Linear, RFDetrGroupedLinear)):
+        if mode == "torch_default":  # the mask head: PyTorch's default, as in the original
+            _torch_default(module)
+        elif isinstance(module, RFDetrSegmentationHead):
+            _zeros(module.bias)
+        elif isinstance(module, (nn.Linear, RFDetrGroupedLinear)):
             if mode in ("zeros", "deformable_offsets"):
                 _zeros(module.weight)
             elif mode == "trunc_normal":
@@ -368,7 +433,10 @@ class RFDetrModel(RFDetrPreTrainedModel):
         padding_mask, valid_ratios = _level_padding(pixel_mask, spatial_shapes)
 
         num_groups = self.config.group_detr if self.training else 1
-        enc_logits, enc_boxes = self.select_proposals(memory, spatial_shapes, padding_mask, num_groups)
+        segmentation = self.config.segmentation_head
+        enc_logits, enc_boxes, enc_hidden = self.select_proposals(
+            memory, spatial_shapes, padding_mask, num_groups, return_hidden=segmentation
+        )
 
         batch_size, num_queries = memory.shape[0], self.config.num_queries * num_groups
         queries = self.query_feat.weight[:num_queries].expand(batch_size, -1, -1)
@@ -402,6 +470,8 @@ class RFDetrModel(RFDetrPreTrainedModel):
             cross_attentions=decoder.cross_attentions,
             backbone_hidden_states=backbone.hidden_states,
             backbone_attentions=backbone.attentions,
+            mask_features=feature_maps[0] if segmentation else None,
+            enc_hidden_states=enc_hidden,
         )
         return output if return_dict else output.to_tuple()
 
@@ -411,9 +481,11 @@ class RFDetrModel(RFDetrPreTrainedModel):
         spatial_shapes: list[tuple[int, int]],
         padding_mask: torch.Tensor | None,
         num_groups: int,
-    ) -> tuple[torch.Tensor, torch.Tensor]:
+        return_hidden: bool = False,
+    ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor | None]:
         """Two-stage selection, every group at once: memory (B, S, C) -> logits (B, G * K, num_labels) and boxes
-        (B, G * K, 4) of the K = min(num_queries, S) positions with the highest class score in each group."""
+        (B, G * K, 4) of the K = min(num_queries, S) positions with the highest class score in each group, and with
+        `return_hidden` their normed memory (B, G * K, C) (else None)."""
         memory, proposals = encoder_proposals(memory, spatial_shapes, padding_mask)
         batch_size, length, channels = memory.shape
         hidden = self.enc_output_norm(self.enc_output(memory.expand(num_groups, -1, -1, -1)))  # G, B, S, C
@@ -428,7 +500,7 @@ class RFDetrModel(RFDetrPreTrainedModel):
         def merge_groups(tensor: torch.Tensor) -> torch.Tensor:  # (G, B, K, D) -> (B, G * K, D), group 0 first
             return tensor.transpose(0, 1).reshape(batch_size, num_groups * top, tensor.shape[-1])
 
-        return merge_groups(logits), merge_groups(boxes)
+        return merge_groups(logits), merge_groups(boxes), merge_groups(hidden) if return_hidden else None
 
 
 def _output_options(
@@ -461,9 +533,20 @@ def _level_padding(
 
 
 class RFDetrForObjectDetection(RFDetrPreTrainedModel):
-    """RF-DETR with its class and box heads: pixel_values -> logits (B, Q, num_labels), pred_boxes (B, Q, 4)."""
+    """RF-DETR with its class and box heads: pixel_values -> logits (B, Q, num_labels), pred_boxes (B, Q, 4).
+
+    Built from a segmentation configuration (`segmentation_head=True`), it is the detection part of the segmentation
+    model (the same weights; the mask head's are not loaded) and says so in a warning: masks need
+    [`RFDetrForInstanceSegmentation`].
+    """
 
     def __init__(self, config: RFDetrConfig) -> None:
+        if getattr(config, "segmentation_head", False):
+            logger.warning(
+                "config.segmentation_head is True but RFDetrForObjectDetection predicts boxes only: the mask head "
+                "(segmentation_head.*) is left out. Use RFDetrForInstanceSegmentation (AutoModelForInstanceSegmentation) "
+                "for masks."
+            )
         super().__init__(config)
         self.model = RFDetrModel(config)
         self.class_embed = nn.Linear(config.d_model, config.num_labels)
@@ -509,19 +592,10 @@ class RFDetrForObjectDetection(RFDetrPreTrainedModel):
         output_attentions, output_hidden_states, return_dict = _output_options(
             self.config, output_attentions, output_hidden_states, return_dict
         )
-        outputs = self.model(
-            pixel_values,
-            pixel_mask,
-            output_attentions=output_attentions,
-            output_hidden_states=output_hidden_states,
-            return_dict=True,
-        )
-        hidden_states = outputs.intermediate_hidden_states
         with_auxiliary = self.training or labels is not None
-        if not with_auxiliary:
-            hidden_states = hidden_states[-1:]
-        logits = self.class_embed(hidden_states)
-        boxes = apply_box_delta(self.bbox_embed(hidden_states), outputs.reference_boxes)
+        outputs, logits, boxes = _detect(
+            self, pixel_values, pixel_mask, with_auxiliary, output_attentions, output_hidden_states
+        )
         auxiliary_outputs = None
         if with_auxiliary:
             auxiliary_outputs = [{"logits": lg, "pred_boxes": bx} for lg, bx in zip(logits[:-1], boxes[:-1])]
@@ -549,7 +623,132 @@ class RFDetrForObjectDetection(RFDetrPreTrainedModel):
         return output if return_dict else output.to_tuple()
 
 
-__all__ = ["RFDetrModel", "RFDetrForObjectDetection", "RFDetrPreTrainedModel"]
+def _detect(
+    module: RFDetrForObjectDetection | RFDetrForInstanceSegmentation,
+    pixel_values: torch.Tensor,
+    pixel_mask: torch.Tensor | None,
+    with_auxiliary: bool,
+    output_attentions: bool,
+    output_hidden_states: bool,
+) -> tuple[RFDetrModelOutput, torch.Tensor, torch.Tensor]:
+    """`module.model` and the class and box heads: the model outputs, logits (L', B, Q, num_labels) and boxes
+    (L', B, Q, 4) of every decoder layer (L' = L) with `with_auxiliary`, else of the last one (L' = 1)."""
+    outputs = module.model(
+        pixel_values,
+        pixel_mask,
+        output_attentions=output_attentions,
+        output_hidden_states=output_hidden_states,
+        return_dict=True,
+    )
+    hidden_states = outputs.intermediate_hidden_states
+    if not with_auxiliary:
+        hidden_states = hidden_states[-1:]
+    logits = module.class_embed(hidden_states)
+    boxes = apply_box_delta(module.bbox_embed(hidden_states), outputs.reference_boxes)
+    return outputs, logits, boxes
+
+
+class RFDetrForInstanceSegmentation(RFDetrPreTrainedModel):
+    """RF-DETR Seg: the detector plus the mask head (`config.segmentation_head=True`, e.g.
+    `RFDetrConfig.from_variant("seg-nano")`): pixel_values -> logits (B, Q, num_labels), pred_boxes (B, Q, 4) and
+    pred_masks (B, Q, H // r, W // r) mask logits, r = `config.mask_downsample_ratio`.
+
+    The detection weights have the names of [`RFDetrForObjectDetection`]; the mask head's (`segmentation_head.*`)
+    those of the original `rfdetr` package.
+    """
+
+    def __init__(self, config: RFDetrConfig) -> None:
+        if not getattr(config, "segmentation_head", False):
+            raise RFDetrConfigError(
+                "RFDetrForInstanceSegmentation needs config.segmentation_head=True (a segmentation variant such as "
+                "RFDetrConfig.from_variant('seg-nano')); got segmentation_head=False: use RFDetrForObjectDetection"
+            )
+        super().__init__(config)
+        self.model = RFDetrModel(config)
+        self.class_embed = nn.Linear(config.d_model, config.num_labels)
+        self.class_embed.init_mode = "prior"
+        self.bbox_embed = RFDetrMLPHead(config.d_model, config.d_model, 4, 3, zero_init_output=True)
+        self.segmentation_head = RFDetrSegmentationHead(
+            config.d_model, config.decoder_layers, config.mask_downsample_ratio
+        )
+        self.criterion = RFDetrLoss(config)
+        self.post_init()
+
+    def save_pretrained(self, save_directory, *args, **kwargs):
+        """`PreTrainedModel.save_pretrained`; a class registered for `trust_remote_code` (`import hf_rfdetr` does it)
+        also names itself for `AutoModelForImageSegmentation` in the saved `auto_map`, the class that
+        `pipeline("image-segmentation")` loads (transformers writes only the one registered Auto class)."""
+        if self._auto_class is not None:
+            auto_map = dict(getattr(self.config, "auto_map", None) or {})
+            auto_map["AutoModelForImageSegmentation"] = f"{type(self).__module__.split('.')[-1]}.{type(self).__name__}"
+            self.config.auto_map = auto_map
+        return super().save_pretrained(save_directory, *args, **kwargs)
+
+    def forward(
+        self,
+        pixel_values: torch.Tensor,
+        pixel_mask: torch.Tensor | None = None,
+        labels: list[dict[str, torch.Tensor]] | None = None,
+        output_attentions: bool | None = None,
+        output_hidden_states: bool | None = None,
+        return_dict: bool | None = None,
+        **kwargs,
+    ) -> RFDetrInstanceSegmentationOutput | tuple:
+        """pixel_values (B, C, H, W) normalised images; pixel_mask (B, H, W) with 1 on real pixels (optional);
+        labels: one dict per image with `class_labels` (N,), `boxes` (N, 4) normalised cxcywh and `masks` (N, H, W)
+        bool at the input size (optional).
+
+        In eval mode without labels only the last decoder layer's masks are computed, dense. In training mode, or
+        with labels, every decoder layer's and the two-stage proposals' masks are computed as `RFDetrMaskFactors`
+        (what the loss samples), and `pred_masks` is dense only in eval mode.
+        """
+        output_attentions, output_hidden_states, return_dict = _output_options(
+            self.config, output_attentions, output_hidden_states, return_dict
+        )
+        with_auxiliary = self.training or labels is not None
+        outputs, logits, boxes = _detect(
+            self, pixel_values, pixel_mask, with_auxiliary, output_attentions, output_hidden_states
+        )
+        image_size = tuple(pixel_values.shape[-2:])
+        hidden_states = outputs.intermediate_hidden_states
+        if not with_auxiliary:
+            hidden_states = hidden_states[-1:]
+        masks = self.segmentation_head(outputs.mask_features, hidden_states, image_size, all_layers=with_auxiliary)
+        auxiliary_outputs = enc_masks = None
+        if with_auxiliary:
+            auxiliary_outputs = [
+                {"logits": lg, "pred_boxes": bx, "pred_masks": mk} for lg, bx, mk in zip(logits[:-1], boxes[:-1], masks)
+            ]
+            enc_masks = self.segmentation_head(
+                outputs.mask_features, outputs.enc_hidden_states[None], image_size, skip_blocks=True
+            )[0]
+        loss = loss_dict = None
+        if labels is not None:
+            check_labels(labels, pixel_values.shape[0], self.config.num_labels)
+            layers = {"": (logits[-1], boxes[-1], masks[-1])}
+            if self.config.auxiliary_loss:
+                layers.update({f"_{i}": layer for i, layer in enumerate(zip(logits[:-1], boxes[:-1], masks[:-1]))})
+                layers["_enc"] = (outputs.enc_logits, outputs.enc_pred_boxes, enc_masks)
+            num_groups = self.config.group_detr if self.training else 1
+            loss, loss_dict = self.criterion(layers, labels, num_groups)
+        output = RFDetrInstanceSegmentationOutput(
+            loss=loss,
+            loss_dict=loss_dict,
+            logits=logits[-1],
+            pred_boxes=boxes[-1],
+            pred_masks=masks[-1] if self.training else masks[-1].dense(),
+            auxiliary_outputs=auxiliary_outputs,
+            enc_logits=outputs.enc_logits,
+            enc_pred_boxes=outputs.enc_pred_boxes,
+            enc_pred_masks=enc_masks,
+            last_hidden_state=outputs.last_hidden_state,
+            intermediate_hidden_states=outputs.intermediate_hidden_states,
+            **{name: outputs[name] for name in _OPTIONAL_OUTPUTS if name in outputs},
+        )
+        return output if return_dict else output.to_tuple()
+
+
+__all__ = ["RFDetrModel", "RFDetrForObjectDetection", "RFDetrForInstanceSegmentation", "RFDetrPreTrainedModel"]
 
 
 def _name_for_pipelines() -> None:
@@ -566,6 +765,9 @@ def _name_for_pipelines() -> None:
 
     modeling_auto.MODEL_FOR_OBJECT_DETECTION_MAPPING_NAMES.setdefault(
         RFDetrConfig.model_type, (RFDetrForObjectDetection.__name__,)
+    )
+    modeling_auto.MODEL_FOR_INSTANCE_SEGMENTATION_MAPPING_NAMES.setdefault(
+        RFDetrConfig.model_type, RFDetrForInstanceSegmentation.__name__
     )
 
 
