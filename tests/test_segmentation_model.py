@@ -519,3 +519,46 @@ def test_convert_transformers_seg_checkpoint_round_trip(tmp_path: Path) -> None:
         loaded.segmentation_head.query_features_proj.bias.add_(0.5)
     with pytest.raises(CheckpointError, match="pred_masks"):
         verify_against_transformers(loaded, theirs)
+
+
+def test_training_loss_reaches_every_mask_weight_and_checks_masks() -> None:
+    """With labels the model hands its mask factors to the criterion: the mask terms of every layer and the encoder
+    are in the loss, the mask head gets a gradient, an image without objects is fine, and a label without masks (or
+    with masks of the wrong size) is refused naming the field."""
+    torch.manual_seed(0)
+    config = RFDetrConfig.from_variant(
+        "seg-nano",
+        resolution=96,
+        backbone_num_hidden_layers=4,
+        out_feature_indexes=[1, 2, 3, 4],
+        decoder_layers=2,
+        num_queries=10,
+        group_detr=3,
+        id2label={0: "a", 1: "b"},
+    )
+    model = RFDetrForInstanceSegmentation(config).train()
+    masks = torch.zeros(2, 96, 96, dtype=torch.bool)
+    masks[0, 10:40, 10:50] = True
+    masks[1, 50:90, 20:60] = True
+    labels = [
+        {
+            "class_labels": torch.tensor([0, 1]),
+            "boxes": torch.tensor([[0.31, 0.26, 0.42, 0.31], [0.42, 0.73, 0.42, 0.42]]),
+            "masks": masks,
+        },
+        {
+            "class_labels": torch.zeros(0, dtype=torch.long),
+            "boxes": torch.zeros(0, 4),
+            "masks": torch.zeros(0, 96, 96, dtype=torch.bool),
+        },
+    ]
+    output = model(torch.randn(2, 3, 96, 96), labels=labels)
+    mask_terms = {name for name in output.loss_dict if "mask" in name}
+    assert mask_terms == {f"loss_mask_{kind}{suffix}" for kind in ("ce", "dice") for suffix in ("", "_0", "_enc")}
+    assert all(torch.isfinite(output.loss_dict[name]) and output.loss_dict[name] > 0 for name in mask_terms)
+    output.loss.backward()
+    assert all(p.grad is not None and p.grad.abs().sum() > 0 for p in model.segmentation_head.parameters())
+    with pytest.raises(
+        ValueError, match=r"labels\[0\]\['masks'\] must be a \(N, H, W\) tensor .* \(2, 96, 96\); got \(2, 48, 96\)"
+    ):
+        model(torch.randn(2, 3, 96, 96), labels=[{**labels[0], "masks": masks[:, ::2]}, labels[1]])

@@ -724,7 +724,7 @@ class RFDetrForInstanceSegmentation(RFDetrPreTrainedModel):
             )[0]
         loss = loss_dict = None
         if labels is not None:
-            check_labels(labels, pixel_values.shape[0], self.config.num_labels)
+            check_labels(labels, pixel_values.shape[0], self.config.num_labels, mask_size=pixel_values.shape[-2:])
             layers = {"": (logits[-1], boxes[-1], masks[-1])}
             if self.config.auxiliary_loss:
                 layers.update({f"_{i}": layer for i, layer in enumerate(zip(logits[:-1], boxes[:-1], masks[:-1]))})
