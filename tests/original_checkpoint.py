@@ -42,6 +42,7 @@ _INVERSE: list[tuple[str, str]] = [
     (r"model\.decoder\.", "transformer.decoder."),
     (r"model\.(refpoint_embed|query_feat)\.", r"\1."),
     (r"(class_embed|bbox_embed)\.", r"\1."),
+    (r"segmentation_head\.", "segmentation_head."),  # the mask head keeps the original's names
 ]
 _GROUPED = re.compile(r"model\.(enc_output|enc_output_norm|enc_out_class_embed|enc_out_bbox_embed)\.(.+)$")
 _QKV = re.compile(r"model\.backbone\.layers\.(\d+)\.attention\.qkv\.(weight|bias)$")

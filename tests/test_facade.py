@@ -246,12 +246,22 @@ def test_lazy_public_names_are_the_facade_classes() -> None:
         "RFDETRBase",
         "RFDETRLarge",
         "RFDETRLargeDeprecated",
+        "RFDETRSeg",
+        "RFDETRSegPreview",
+        "RFDETRSegNano",
+        "RFDETRSegSmall",
+        "RFDETRSegMedium",
+        "RFDETRSegLarge",
+        "RFDETRSegXLarge",
+        "RFDETRSeg2XLarge",
     )
     for name in names:
         assert getattr(hf_rfdetr, name) is getattr(facade, name)
         assert issubclass(getattr(hf_rfdetr, name), RFDETR)
-    variants = {cls.variant for cls in RFDETR.__subclasses__()}
+    variants = {cls.variant for cls in RFDETR.__subclasses__() if cls is not facade.RFDETRSeg}
     assert variants == {"nano", "small", "medium", "base", "large", "large-legacy"}
+    seg = {cls.variant for cls in facade.RFDETRSeg.__subclasses__()}
+    assert seg == {"seg-preview", "seg-nano", "seg-small", "seg-medium", "seg-large", "seg-xlarge", "seg-2xlarge"}
 
 
 def test_optimize_for_inference(detector: RFDETR, monkeypatch) -> None:

@@ -124,7 +124,8 @@ def image() -> Image.Image:
 
 def test_the_table_is_the_originals() -> None:
     assert hf_rfdetr.pretrained is pretrained_weights.pretrained
-    assert set(CHECKPOINTS) == {"nano", "small", "medium", "base", "large", "large-legacy"}
+    seg = {"seg-preview", "seg-nano", "seg-small", "seg-medium", "seg-large", "seg-xlarge", "seg-2xlarge"}
+    assert set(CHECKPOINTS) == {"nano", "small", "medium", "base", "large", "large-legacy"} | seg
     base = CHECKPOINTS["base"]
     assert base.url == "https://storage.googleapis.com/rfdetr/rf-detr-base-coco.pth"
     assert base.md5 == "b4d3ce46099eaed50626ede388caf979" and base.filename == "rf-detr-base.pth"

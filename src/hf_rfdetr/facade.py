@@ -46,12 +46,12 @@ import numpy as np
 import torch
 from PIL import Image
 from safetensors import SafetensorError
-from transformers import AutoModelForObjectDetection
+from transformers import AutoConfig, AutoModelForInstanceSegmentation, AutoModelForObjectDetection
 
 from .models.rfdetr.configuration_rfdetr import RFDetrConfig
 from .models.rfdetr.image_io import load_image, to_chw
 from .models.rfdetr.image_processing_rfdetr import RFDetrImageProcessor
-from .models.rfdetr.modeling_rfdetr import RFDetrForObjectDetection
+from .models.rfdetr.modeling_rfdetr import RFDetrForInstanceSegmentation, RFDetrForObjectDetection
 from .pretrained_weights import CHECKPOINTS, as_rfdetr_checkpoint, pretrained, resolve_name
 from .verbosity import quiet_loading
 
@@ -65,12 +65,22 @@ __all__ = [
     "RFDETRLargeDeprecated",
     "RFDETRMedium",
     "RFDETRNano",
+    "RFDETRSeg",
+    "RFDETRSeg2XLarge",
+    "RFDETRSegLarge",
+    "RFDETRSegMedium",
+    "RFDETRSegNano",
+    "RFDETRSegPreview",
+    "RFDETRSegSmall",
+    "RFDETRSegXLarge",
     "RFDETRSmall",
     "ImageInput",
 ]
 
 #: What `predict` accepts for one image (a list of them is a batch).
 ImageInput = str | os.PathLike | Image.Image | np.ndarray | torch.Tensor
+#: The model classes behind the facade: a detector, or a detector with a mask head (`config.segmentation_head`).
+RFDetrModelClass = RFDetrForObjectDetection | RFDetrForInstanceSegmentation
 
 #: The file each variant of the original package downloads when `pretrain_weights` is not given.
 ORIGINAL_WEIGHTS = {name: checkpoint.filename for name, checkpoint in CHECKPOINTS.items()}
@@ -106,7 +116,8 @@ class RFDETR:
         **overrides: other `RFDetrConfig` fields for a randomly initialised model (e.g. `num_queries=100`).
 
     Attributes:
-        model: the `RFDetrForObjectDetection` (eval mode, on `device`).
+        model: the `RFDetrForObjectDetection`, or `RFDetrForInstanceSegmentation` for a segmentation model (the
+            `RFDETRSeg*` classes, or weights with a mask head), in eval mode, on `device`.
         processor: the `RFDetrImageProcessor` matching it.
     """
 
@@ -142,7 +153,7 @@ class RFDETR:
             model.config.resolution = int(resolution)
             model.config.validate()
             processor.size = {"height": int(resolution), "width": int(resolution)}
-        self.model: RFDetrForObjectDetection = model.to(self.device).eval()
+        self.model: RFDetrModelClass = model.to(self.device).eval()
         self.processor: RFDetrImageProcessor = processor
         self._optimized: torch.nn.Module | None = None
         self._autocast: torch.dtype | None = None
@@ -154,7 +165,7 @@ class RFDETR:
 
     def _random_model(
         self, config: RFDetrConfig | None, id2label: dict[int, str] | None, overrides: dict[str, Any]
-    ) -> tuple[RFDetrForObjectDetection, RFDetrImageProcessor]:
+    ) -> tuple[RFDetrModelClass, RFDetrImageProcessor]:
         """A randomly initialised model of `config` or of the class's variant (with `overrides` and labels)."""
         labels = {"id2label": id2label, "label2id": {name: i for i, name in id2label.items()}} if id2label else {}
         if config is None:
@@ -174,7 +185,7 @@ class RFDETR:
             )
         elif labels:
             config = RFDetrConfig.from_dict({**config.to_dict(), **labels})
-        return RFDetrForObjectDetection(config), RFDetrImageProcessor.from_config(config)
+        return _model_class(config)(config), RFDetrImageProcessor.from_config(config)
 
     # ------------------------------------------------------------------------------------------------------------------
     # Properties
@@ -185,6 +196,11 @@ class RFDETR:
         """The label names in logit-slot order (`class_id` indexes this list; COCO models: "N/A" for unused ids)."""
         id2label = self.model.config.id2label
         return [id2label[i] for i in range(self.model.config.num_labels)]
+
+    @property
+    def is_segmentation(self) -> bool:
+        """True for a segmentation model (a mask head: `predict` returns `mask` too)."""
+        return isinstance(self.model, RFDetrForInstanceSegmentation)
 
     @property
     def resolution(self) -> int:
@@ -213,6 +229,9 @@ class RFDETR:
             pixels of the original image, `confidence` `(N,)`, `class_id` `(N,)` (the model's label index; COCO
             category id for COCO checkpoints, so `COCO_CLASSES[class_id]` names it) and `data["class_name"]` `(N,)`.
             Sorted by descending confidence. These are `processor.post_process_object_detection`'s results.
+            A segmentation model (`is_segmentation`) adds `mask` `(N, H, W)` bool at the original image size, as the
+            original's `predict`: `processor.post_process_instance_segmentation`'s masks (the mask logits resized
+            bilinearly to the image size, then `> 0`).
 
         Raises:
             FileNotFoundError: a path that does not exist. OSError: a URL that cannot be fetched (offline).
@@ -227,7 +246,12 @@ class RFDETR:
         loaded = [_load_input(item, index) for index, item in enumerate(items)]
         sizes = [_height_width(image) for image in loaded]
         outputs = self._forward(self.processor(loaded, return_tensors="pt"))
-        results = self.processor.post_process_object_detection(outputs, threshold=threshold, target_sizes=sizes)
+        if self.is_segmentation:  # the id map is skipped: predict returns the stack of masks
+            results = self.processor.post_process_instance_segmentation(
+                outputs, threshold=threshold, target_sizes=sizes, return_binary_maps=True
+            )
+        else:
+            results = self.processor.post_process_object_detection(outputs, threshold=threshold, target_sizes=sizes)
         detections = [self._detections(result) for result in results]
         return detections[0] if single else detections
 
@@ -242,15 +266,18 @@ class RFDETR:
             return self.model(pixel_values=pixel_values, pixel_mask=pixel_mask)
 
     def _detections(self, result: dict[str, torch.Tensor]) -> sv.Detections:
-        """One post-processed result (`scores`, `labels`, `boxes`) as `supervision.Detections`."""
+        """One post-processed result (`scores`, `labels`, `boxes`, and `masks` for segmentation) as
+        `supervision.Detections`."""
         import supervision as sv
 
         class_id = result["labels"].cpu().numpy().astype(int)
         names = self.model.config.id2label
+        masks = result.get("masks")
         return sv.Detections(
             xyxy=result["boxes"].float().cpu().numpy().reshape(-1, 4),
             confidence=result["scores"].float().cpu().numpy(),
             class_id=class_id,
+            mask=None if masks is None else masks.cpu().numpy().astype(bool),
             data={"class_name": np.array([names[int(i)] for i in class_id], dtype=str)},
         )
 
@@ -387,21 +414,81 @@ class RFDETRLargeDeprecated(RFDETR):
     variant = "large-legacy"
 
 
-class _PixelsOnly(torch.nn.Module):
-    """`model(pixel_values, pixel_mask)` returning `(logits, pred_boxes)`: a tensor-only forward to compile."""
+class RFDETRSeg(RFDETR):
+    """Base of the RF-DETR Seg models (the original's `RFDETRSeg`): `predict` returns `supervision.Detections` with
+    `mask` `(N, H, W)` bool at the original image size. Without `pretrain_weights`, the variant's COCO segmentation
+    checkpoint is loaded (`hf_rfdetr.pretrained_weights.CHECKPOINTS`). Custom resolutions are multiples of 24
+    (12 for `RFDETRSegNano`); see `RFDETR`."""
 
-    def __init__(self, model: RFDetrForObjectDetection) -> None:
+    variant = "seg-small"
+
+
+class RFDETRSegPreview(RFDETRSeg):
+    """RF-DETR Seg Preview (432 px; deprecated in the original since 1.7); see `RFDETRSeg`."""
+
+    variant = "seg-preview"
+
+
+class RFDETRSegNano(RFDETRSeg):
+    """RF-DETR Seg Nano (312 px, one window); see `RFDETRSeg`."""
+
+    variant = "seg-nano"
+
+
+class RFDETRSegSmall(RFDETRSeg):
+    """RF-DETR Seg Small (384 px); see `RFDETRSeg`."""
+
+    variant = "seg-small"
+
+
+class RFDETRSegMedium(RFDETRSeg):
+    """RF-DETR Seg Medium (432 px); see `RFDETRSeg`."""
+
+    variant = "seg-medium"
+
+
+class RFDETRSegLarge(RFDETRSeg):
+    """RF-DETR Seg Large (504 px); see `RFDETRSeg`."""
+
+    variant = "seg-large"
+
+
+class RFDETRSegXLarge(RFDETRSeg):
+    """RF-DETR Seg XLarge (624 px); see `RFDETRSeg`."""
+
+    variant = "seg-xlarge"
+
+
+class RFDETRSeg2XLarge(RFDETRSeg):
+    """RF-DETR Seg 2XLarge (768 px); see `RFDETRSeg`."""
+
+    variant = "seg-2xlarge"
+
+
+class _PixelsOnly(torch.nn.Module):
+    """`model(pixel_values, pixel_mask)` returning `logits`, `pred_boxes` (and `pred_masks` for segmentation): a
+    tensor-only forward to compile."""
+
+    def __init__(self, model: RFDetrModelClass) -> None:
         super().__init__()
         self.model = model
 
     def forward(self, pixel_values: torch.Tensor, pixel_mask: torch.Tensor) -> dict[str, torch.Tensor]:
         outputs = self.model(pixel_values=pixel_values, pixel_mask=pixel_mask)
-        return {"logits": outputs.logits, "pred_boxes": outputs.pred_boxes}
+        tensors = {"logits": outputs.logits, "pred_boxes": outputs.pred_boxes}
+        if getattr(outputs, "pred_masks", None) is not None:
+            tensors["pred_masks"] = outputs.pred_masks
+        return tensors
 
 
 # ----------------------------------------------------------------------------------------------------------------------
 # Loading
 # ----------------------------------------------------------------------------------------------------------------------
+
+
+def _model_class(config: Any) -> type[RFDetrModelClass]:
+    """`RFDetrForInstanceSegmentation` for a config with a mask head, else `RFDetrForObjectDetection`."""
+    return RFDetrForInstanceSegmentation if getattr(config, "segmentation_head", False) else RFDetrForObjectDetection
 
 
 def _default_device() -> torch.device:
@@ -426,7 +513,7 @@ def _id2label(num_classes: int | None, class_names: Sequence[str] | None) -> dic
 
 def _load_pretrained(
     weights: str | os.PathLike, id2label: dict[int, str] | None
-) -> tuple[RFDetrForObjectDetection, RFDetrImageProcessor]:
+) -> tuple[RFDetrModelClass, RFDetrImageProcessor]:
     """Model and processor from a checkpoint name, a folder, an original checkpoint file or a Hub id (see `RFDETR`)."""
     path = Path(weights)
     if path.is_dir():
@@ -454,13 +541,15 @@ def _load_pretrained(
         ) from error
 
 
-def _from_folder_or_hub(
-    name: str, id2label: dict[int, str] | None
-) -> tuple[RFDetrForObjectDetection, RFDetrImageProcessor]:
+def _from_folder_or_hub(name: str, id2label: dict[int, str] | None) -> tuple[RFDetrModelClass, RFDetrImageProcessor]:
+    """Model and processor of a folder or Hub repository: a segmentation model (`segmentation_head` in its config)
+    through `AutoModelForInstanceSegmentation`, a detector through `AutoModelForObjectDetection`."""
     name = as_rfdetr_checkpoint(name)  # transformers' own rf_detr: converted into a cached folder of ours
     labels = {"id2label": id2label, "label2id": {v: k for k, v in id2label.items()}} if id2label else {}
-    model = AutoModelForObjectDetection.from_pretrained(name, ignore_mismatched_sizes=bool(labels), **labels)
-    if not isinstance(model, RFDetrForObjectDetection):
+    segmentation = bool(getattr(AutoConfig.from_pretrained(name), "segmentation_head", False))
+    auto = AutoModelForInstanceSegmentation if segmentation else AutoModelForObjectDetection
+    model = auto.from_pretrained(name, ignore_mismatched_sizes=bool(labels), **labels)
+    if not isinstance(model, (RFDetrForObjectDetection, RFDetrForInstanceSegmentation)):
         raise ValueError(
             f"{name!r} holds a {type(model).__name__}, not an RF-DETR model of this package or of transformers; "
             "convert it first (hf-rfdetr convert)"
@@ -474,7 +563,7 @@ def _from_folder_or_hub(
 
 def _from_original_checkpoint(
     path: Path, id2label: dict[int, str] | None
-) -> tuple[RFDetrForObjectDetection, RFDetrImageProcessor]:
+) -> tuple[RFDetrModelClass, RFDetrImageProcessor]:
     """Convert an original `rfdetr` checkpoint in memory (its regular `model` weights). New labels go through the
     same `from_pretrained(..., ignore_mismatched_sizes=True)` as a folder: a different class count re-initialises
     the class heads, as the original does."""
@@ -482,7 +571,8 @@ def _from_original_checkpoint(
 
     checkpoint = load_checkpoint(path)
     try:
-        model = RFDetrForObjectDetection(config_from_checkpoint(checkpoint))
+        config = config_from_checkpoint(checkpoint)
+        model = _model_class(config)(config)
         load_original_state_dict(model, checkpoint["model"])  # raises, naming the keys that do not fit
     except CheckpointError as error:
         raise CheckpointError(f"pretrain_weights {str(path)!r}: {error}") from error

@@ -72,8 +72,13 @@ class OriginalCheckpoint:
     url: str
     md5: str
 
+    @property
+    def stem(self) -> str:
+        """The file name without its suffix (`.pth` for detection, `.pt` for segmentation): another accepted name."""
+        return self.filename.rsplit(".", 1)[0]
 
-#: The original's COCO detection checkpoints, by our variant name: file name, URL and md5 as in rfdetr 1.11.2
+
+#: The original's COCO detection and segmentation checkpoints, by our variant name: file name, URL and md5 as in rfdetr 1.11.2
 #: (`rfdetr/assets/model_weights.py`; the file names are the `pretrain_weights` defaults of its `*Config` classes).
 #: `large` is the 2026 Large (the original's `RFDETRLarge` since 1.4), `large-legacy` its `RFDETRLargeDeprecated`.
 CHECKPOINTS: dict[str, OriginalCheckpoint] = {
@@ -113,7 +118,53 @@ CHECKPOINTS: dict[str, OriginalCheckpoint] = {
         "https://storage.googleapis.com/rfdetr/rf-detr-large.pth",
         "992c8e862aa733a7bb2777e45d49f1a0",
     ),
+    # Segmentation (RF-DETR Seg, converted to `RFDetrForInstanceSegmentation`); the local file names are those of
+    # rfdetr 1.11.2's asset table, which differ from the URLs' basenames for all but the preview.
+    "seg-preview": OriginalCheckpoint(
+        "seg-preview",
+        "rf-detr-seg-preview.pt",
+        "https://storage.googleapis.com/rfdetr/rf-detr-seg-preview.pt",
+        "e35820c28fb86080558123e47a5e49ca",
+    ),
+    "seg-nano": OriginalCheckpoint(
+        "seg-nano",
+        "rf-detr-seg-nano.pt",
+        "https://storage.googleapis.com/rfdetr/rf-detr-seg-n-ft.pth",
+        "9995497791d0ff1664a1d9ddee9cfd20",
+    ),
+    "seg-small": OriginalCheckpoint(
+        "seg-small",
+        "rf-detr-seg-small.pt",
+        "https://storage.googleapis.com/rfdetr/rf-detr-seg-s-ft.pth",
+        "0a2a3006381d0c42853907e700eadd08",
+    ),
+    "seg-medium": OriginalCheckpoint(
+        "seg-medium",
+        "rf-detr-seg-medium.pt",
+        "https://storage.googleapis.com/rfdetr/rf-detr-seg-m-ft.pth",
+        "a49af1562c3719227ad43d0ca53b4c7a",
+    ),
+    "seg-large": OriginalCheckpoint(
+        "seg-large",
+        "rf-detr-seg-large.pt",
+        "https://storage.googleapis.com/rfdetr/rf-detr-seg-l-ft.pth",
+        "275f7b094909544ed2841c94a677d07e",
+    ),
+    "seg-xlarge": OriginalCheckpoint(
+        "seg-xlarge",
+        "rf-detr-seg-xlarge.pt",
+        "https://storage.googleapis.com/rfdetr/rf-detr-seg-xl-ft.pth",
+        "3693b35d0eea86ebb3e0444f4a611fba",
+    ),
+    "seg-2xlarge": OriginalCheckpoint(
+        "seg-2xlarge",
+        "rf-detr-seg-xxlarge.pt",
+        "https://storage.googleapis.com/rfdetr/rf-detr-seg-2xl-ft.pth",
+        "040bc3412af840fa8a47e0ff69b552ba",
+    ),
 }
+#: Other names of checkpoints (the original resolves "seg-xxlarge" to its Seg2XLarge too).
+_NAME_ALIASES = {"seg-xxlarge": "seg-2xlarge"}
 _LIBRARY = "hf_rfdetr"
 _CHUNK = 1 << 20
 _TIMEOUT_S = 60
@@ -140,15 +191,17 @@ class ChecksumError(DownloadError):
 
 
 def known_names() -> list[str]:
-    """The checkpoint names `pretrained` accepts (each also as its original file name, with or without `.pth`)."""
+    """The checkpoint names `pretrained` accepts (each also as its original file name, with or without its suffix)."""
     return list(CHECKPOINTS)
 
 
 def resolve_name(text: str | os.PathLike) -> str | None:
-    """The variant name of `text` ("base", "rf-detr-base", "rf-detr-base.pth", any case), or None."""
+    """The variant name of `text` ("base", "rf-detr-base", "rf-detr-base.pth", "seg-nano", "rf-detr-seg-nano.pt",
+    "seg-xxlarge", any case), or None."""
     key = str(text).strip().lower()
+    key = _NAME_ALIASES.get(key, key)
     for name, spec in CHECKPOINTS.items():
-        if key in (name, spec.filename, spec.filename.removesuffix(".pth")):
+        if key in (name, spec.filename, spec.stem):
             return name
     return None
 
@@ -179,7 +232,7 @@ def _download_path(spec: OriginalCheckpoint) -> Path:
 
 
 def _coco_folder(spec: OriginalCheckpoint) -> Path:
-    return cache_folder("coco") / f"{spec.filename.removesuffix('.pth')}-{spec.md5[:8]}"
+    return cache_folder("coco") / f"{spec.stem}-{spec.md5[:8]}"
 
 
 def _original_cache_file(spec: OriginalCheckpoint) -> Path:

@@ -1,0 +1,339 @@
+"""The segmentation front door (issue 12): the `RFDETRSeg*` facade and its `predict` masks (parity with the original
+`rfdetr` facade), the Seg COCO checkpoints by name, `hf-rfdetr predict` (masks drawn, RLE in detections.json),
+`process_video`, the image-segmentation pipeline (in process and as remote code), the example and the model card."""
+
+from __future__ import annotations
+
+import dataclasses
+import hashlib
+import json
+import logging
+import math
+import threading
+import warnings
+from collections.abc import Iterator
+from http.server import ThreadingHTTPServer
+from pathlib import Path
+
+import numpy as np
+import pytest
+import supervision as sv
+import torch
+from PIL import Image
+
+import hf_rfdetr
+from hf_rfdetr import RFDETR, RFDetrConfig, RFDetrForInstanceSegmentation, RFDetrImageProcessor
+from hf_rfdetr.facade import ORIGINAL_WEIGHTS
+from hf_rfdetr.pretrained_weights import CHECKPOINTS, resolve_name
+
+from .conftest import perturb_, tiny_config
+
+SEG_CLASSES = {
+    "RFDETRSegPreview": "seg-preview",
+    "RFDETRSegNano": "seg-nano",
+    "RFDETRSegSmall": "seg-small",
+    "RFDETRSegMedium": "seg-medium",
+    "RFDETRSegLarge": "seg-large",
+    "RFDETRSegXLarge": "seg-xlarge",
+    "RFDETRSeg2XLarge": "seg-2xlarge",
+}
+
+
+def tiny_seg_model(seed: int = 0, **overrides) -> RFDetrForInstanceSegmentation:
+    """A perturbed tiny Seg model (64 px; class bias raised so that scores spread over (0, 1))."""
+    torch.manual_seed(seed)
+    model = perturb_(RFDetrForInstanceSegmentation(tiny_config(segmentation_head=True, **overrides)), seed, scale=0.1)
+    with torch.no_grad():
+        model.class_embed.bias.add_(3.0)
+    return model.eval()
+
+
+def save_tiny_seg(folder: Path, seed: int = 0) -> Path:
+    model = tiny_seg_model(seed)
+    model.save_pretrained(folder)
+    RFDetrImageProcessor.from_config(model.config).save_pretrained(folder)
+    return folder
+
+
+@pytest.fixture(scope="module")
+def seg_folder(tmp_path_factory) -> Path:
+    return save_tiny_seg(tmp_path_factory.mktemp("segfront") / "tiny-seg")
+
+
+@pytest.fixture(scope="module")
+def segmenter(seg_folder: Path) -> RFDETR:
+    return RFDETR(pretrain_weights=seg_folder, device="cpu")
+
+
+def random_image(height: int, width: int, seed: int) -> np.ndarray:
+    return np.random.default_rng(seed).integers(0, 256, (height, width, 3), dtype=np.uint8)
+
+
+# ----------------------------------------------------------------------------------------------------------------------
+# 1. The facade
+# ----------------------------------------------------------------------------------------------------------------------
+
+
+def test_seg_classes_are_public_and_name_their_variants() -> None:
+    for name, variant in SEG_CLASSES.items():
+        cls = getattr(hf_rfdetr, name)
+        assert cls.variant == variant and issubclass(cls, hf_rfdetr.RFDETRSeg) and issubclass(cls, RFDETR)
+        assert name in hf_rfdetr.__all__
+        assert ORIGINAL_WEIGHTS[variant] == CHECKPOINTS[variant].filename
+
+
+def test_random_seg_model_has_the_variants_architecture_and_says_so() -> None:
+    with pytest.warns(UserWarning, match="RANDOM weights"):
+        model = hf_rfdetr.RFDETRSegNano(pretrain_weights=None, device="cpu", decoder_layers=1, group_detr=1)
+    assert isinstance(model.model, RFDetrForInstanceSegmentation) and model.is_segmentation
+    assert model.resolution == 312 and model.model.config.patch_size == 12 and model.model.config.num_windows == 1
+    assert len(model.model.segmentation_head.blocks) == 1
+
+
+def test_predict_returns_masks_equal_to_the_post_processed_output(segmenter: RFDETR, seg_folder: Path) -> None:
+    image = Image.fromarray(random_image(48, 80, seed=1))
+    detections = segmenter.predict(image, threshold=0.3)
+    model = RFDetrForInstanceSegmentation.from_pretrained(seg_folder).eval()
+    processor = RFDetrImageProcessor.from_pretrained(seg_folder)
+    with torch.no_grad():
+        outputs = model(**processor(image, return_tensors="pt"))
+    expected = processor.post_process_instance_segmentation(outputs, threshold=0.3, target_sizes=[(48, 80)])[0]
+    assert isinstance(detections, sv.Detections) and segmenter.is_segmentation
+    assert len(detections) == len(expected["scores"]) > 0
+    assert detections.mask.shape == (len(detections), 48, 80) and detections.mask.dtype == bool
+    np.testing.assert_array_equal(detections.mask, expected["masks"].numpy())
+    assert 0 < detections.mask.sum() < detections.mask.size  # neither empty nor full: the comparison means something
+    np.testing.assert_allclose(detections.xyxy, expected["boxes"].numpy(), atol=1e-4)
+    np.testing.assert_allclose(detections.confidence, expected["scores"].numpy(), atol=1e-6)
+    np.testing.assert_array_equal(detections.class_id, expected["labels"].numpy())
+    assert list(detections.data["class_name"]) == [model.config.id2label[int(i)] for i in detections.class_id]
+
+
+def test_batch_predict_equals_one_by_one(segmenter: RFDETR) -> None:
+    images = [random_image(40, 56, seed=3), Image.fromarray(random_image(72, 30, seed=4)), random_image(64, 64, 5)]
+    single = [segmenter.predict(image, threshold=0.3) for image in images]
+    batched = segmenter.predict(images, threshold=0.3)
+    assert isinstance(batched, list) and len(batched) == 3
+    for one, many, image in zip(single, batched, images):
+        height, width = (image.height, image.width) if isinstance(image, Image.Image) else image.shape[:2]
+        assert many.mask.shape == (len(many), height, width) and len(many) == len(one) > 0
+        np.testing.assert_allclose(many.xyxy, one.xyxy, atol=1e-4)
+        np.testing.assert_array_equal(many.mask, one.mask)
+
+
+def test_nothing_above_the_threshold_gives_an_empty_mask_stack(segmenter: RFDETR) -> None:
+    detections = segmenter.predict(random_image(30, 50, seed=6), threshold=1.0)
+    assert len(detections) == 0 and detections.mask.shape == (0, 30, 50)
+
+
+def test_a_seg_folder_loads_as_segmentation_and_relabels(seg_folder: Path) -> None:
+    relabelled = hf_rfdetr.RFDETRSegNano(pretrain_weights=seg_folder, class_names=["a", "b"], device="cpu")
+    assert relabelled.is_segmentation and relabelled.class_names == ["a", "b"]
+    assert relabelled.predict(random_image(40, 40, seed=7), threshold=0.0).mask.shape[1:] == (40, 40)
+
+
+def test_optimized_seg_predict_keeps_the_masks(seg_folder: Path) -> None:
+    segmenter = RFDETR(pretrain_weights=seg_folder, device="cpu")
+    image = random_image(50, 70, seed=8)
+    reference = segmenter.predict(image, threshold=0.3)
+    segmenter.optimize_for_inference(dtype=torch.float32)
+    optimized = segmenter.predict(image, threshold=0.3)
+    np.testing.assert_array_equal(optimized.mask, reference.mask)
+    segmenter.remove_optimized_model()
+
+
+# ----------------------------------------------------------------------------------------------------------------------
+# 2. Parity with the original facade's predict (rfdetr 1.11.2, perturbed random weights in both)
+# ----------------------------------------------------------------------------------------------------------------------
+
+
+def _original_seg_nano_with_weights(state_dict: dict[str, torch.Tensor]):
+    """The original `RFDETRSegNano` facade (random init, offline) holding `state_dict`."""
+    logging.getLogger("rf-detr").setLevel(logging.ERROR)
+    import rfdetr
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        original = rfdetr.RFDETRSegNano(pretrain_weights=None, device="cpu")
+    original.model.model.load_state_dict(state_dict)
+    original.model.model.eval()
+    return original
+
+
+@pytest.fixture(scope="module")
+def seg_nano_pair(tmp_path_factory) -> tuple:
+    """(original facade, our facade) on the same perturbed SegNano weights (class bias raised by 3 so that scores
+    spread around 0.5). Ours loads the original-format checkpoint from the current folder by its default file name,
+    as the original does."""
+    from .segmentation_reference import reference_seg_model
+
+    state_dict = {k: v.clone() for k, v in reference_seg_model("seg-nano").state_dict().items()}
+    state_dict["class_embed.bias"] += 3.0
+    original = _original_seg_nano_with_weights(state_dict)
+    folder = tmp_path_factory.mktemp("seg-nano-original")
+    torch.save({"model": state_dict, "model_name": "RFDETRSegNano"}, folder / ORIGINAL_WEIGHTS["seg-nano"])
+    with pytest.MonkeyPatch.context() as patch:
+        patch.chdir(folder)
+        ours = hf_rfdetr.RFDETRSegNano(device="cpu")
+    return original, ours
+
+
+def _assert_same_as_original(ours: sv.Detections, theirs: sv.Detections, within: tuple[np.ndarray, np.ndarray]) -> None:
+    """Same boxes, scores, class ids; masks equal except where the resized logit is within 1e-4 of 0 (`within`:
+    our masks at logit > 1e-4 and at logit > -1e-4)."""
+    assert len(ours) == len(theirs) > 0
+    np.testing.assert_array_equal(ours.class_id, theirs.class_id)
+    np.testing.assert_allclose(ours.confidence, theirs.confidence, atol=1e-5)
+    np.testing.assert_allclose(ours.xyxy, theirs.xyxy, atol=1e-3)
+    assert ours.mask.shape == theirs.mask.shape and ours.mask.dtype == theirs.mask.dtype == bool
+    strict, loose = within
+    assert not (strict & ~theirs.mask).any() and not (theirs.mask & ~loose).any()
+    flips = int((ours.mask != theirs.mask).sum())
+    assert flips <= int((loose & ~strict).sum())
+    assert 0 < theirs.mask.sum() < theirs.mask.size
+    print(
+        f"\n[seg parity] {len(ours)} detections, {int(theirs.mask.sum())} mask pixels, {flips} flipped, "
+        f"{int((loose & ~strict).sum())} within 1e-4 of logit 0; max |d score| "
+        f"{np.abs(ours.confidence - theirs.confidence).max():.1e}, max |d box| {np.abs(ours.xyxy - theirs.xyxy).max():.1e}"
+    )
+
+
+def _masks_around_zero(model: RFDETR, images: list, threshold: float) -> list[tuple[np.ndarray, np.ndarray]]:
+    """Our masks at logit > 1e-4 and at logit > -1e-4 (the band where a float difference may flip a pixel)."""
+    pixels = model.processor(images, return_tensors="pt")
+    with torch.no_grad():
+        outputs = model.model(**pixels)
+    sizes = [np.asarray(image).shape[:2] for image in images]
+    results = []
+    for logit in (1e-4, -1e-4):
+        probability = 1 / (1 + math.exp(-logit))
+        kept = model.processor.post_process_instance_segmentation(
+            outputs, threshold=threshold, target_sizes=sizes, mask_threshold=probability, return_binary_maps=True
+        )
+        results.append([result["masks"].numpy() for result in kept])
+    return list(zip(*results))
+
+
+@pytest.mark.reference
+def test_predict_equals_the_original_facade(seg_nano_pair) -> None:
+    original, ours = seg_nano_pair
+    assert ours.is_segmentation and ours.model.config.variant == "seg-nano"
+    image = Image.fromarray(random_image(150, 230, seed=11))
+    theirs, mine = original.predict(image, threshold=0.5), ours.predict(image, threshold=0.5)
+    assert 0 < len(mine) < 100  # the threshold splits the scores
+    _assert_same_as_original(mine, theirs, _masks_around_zero(ours, [image], 0.5)[0])
+    np.testing.assert_array_equal(mine.data["class_name"], theirs.data["class_name"])
+
+
+@pytest.mark.reference
+def test_batch_predict_equals_the_original_facade(seg_nano_pair) -> None:
+    original, ours = seg_nano_pair
+    images = [Image.fromarray(random_image(120, 90, seed=12)), Image.fromarray(random_image(64, 200, seed=13))]
+    theirs, mine = original.predict(images, threshold=0.45), ours.predict(images, threshold=0.45)
+    for one_mine, one_theirs, within in zip(mine, theirs, _masks_around_zero(ours, images, 0.45)):
+        _assert_same_as_original(one_mine, one_theirs, within)
+
+
+# ----------------------------------------------------------------------------------------------------------------------
+# 3. The Seg COCO checkpoints by name
+# ----------------------------------------------------------------------------------------------------------------------
+
+#: rfdetr 1.11.2's asset table (`rfdetr/assets/model_weights.py`): local file name, URL basename and md5.
+SEG_ASSETS = {
+    "seg-preview": ("rf-detr-seg-preview.pt", "rf-detr-seg-preview.pt", "e35820c28fb86080558123e47a5e49ca"),
+    "seg-nano": ("rf-detr-seg-nano.pt", "rf-detr-seg-n-ft.pth", "9995497791d0ff1664a1d9ddee9cfd20"),
+    "seg-small": ("rf-detr-seg-small.pt", "rf-detr-seg-s-ft.pth", "0a2a3006381d0c42853907e700eadd08"),
+    "seg-medium": ("rf-detr-seg-medium.pt", "rf-detr-seg-m-ft.pth", "a49af1562c3719227ad43d0ca53b4c7a"),
+    "seg-large": ("rf-detr-seg-large.pt", "rf-detr-seg-l-ft.pth", "275f7b094909544ed2841c94a677d07e"),
+    "seg-xlarge": ("rf-detr-seg-xlarge.pt", "rf-detr-seg-xl-ft.pth", "3693b35d0eea86ebb3e0444f4a611fba"),
+    "seg-2xlarge": ("rf-detr-seg-xxlarge.pt", "rf-detr-seg-2xl-ft.pth", "040bc3412af840fa8a47e0ff69b552ba"),
+}
+
+
+def test_the_seg_table_is_the_originals() -> None:
+    for variant, (filename, basename, md5) in SEG_ASSETS.items():
+        spec = CHECKPOINTS[variant]
+        assert (spec.filename, spec.url, spec.md5) == (
+            filename,
+            f"https://storage.googleapis.com/rfdetr/{basename}",
+            md5,
+        )
+        for text in (variant, variant.upper(), filename, filename.rsplit(".", 1)[0]):
+            assert resolve_name(text) == variant
+    assert resolve_name("seg-xxlarge") == "seg-2xlarge"
+    assert resolve_name("rf-detr-seg-nano.pth") is None  # the original's file is .pt
+
+
+@pytest.mark.reference
+def test_the_seg_table_equals_the_installed_original() -> None:
+    from rfdetr.assets.model_weights import ModelWeights
+
+    published = {w.value.filename: (w.value.url, w.value.md5_hash) for w in ModelWeights}
+    for spec in (CHECKPOINTS[variant] for variant in SEG_ASSETS):
+        assert published[spec.filename] == (spec.url, spec.md5)
+
+
+@dataclasses.dataclass
+class SegServed:
+    url: str
+    payload: bytes
+    md5: str
+    requests: int = 0
+
+
+@pytest.fixture(scope="module")
+def seg_server() -> Iterator[tuple[SegServed, RFDetrForInstanceSegmentation]]:
+    """An original-format SegNano checkpoint (random weights, 1 decoder layer, 1 group, 10 queries) on 127.0.0.1."""
+    from http.server import BaseHTTPRequestHandler
+
+    from .original_checkpoint import original_checkpoint_bytes
+
+    args = {"dec_layers": 1, "group_detr": 1, "num_queries": 10}
+    torch.manual_seed(0)
+    config = RFDetrConfig.from_variant("seg-nano", decoder_layers=1, group_detr=1, num_queries=10)
+    model = perturb_(RFDetrForInstanceSegmentation(config), seed=0).eval()
+    payload = original_checkpoint_bytes(model, args, "RFDETRSegNano")
+    served = SegServed("", payload, hashlib.md5(payload).hexdigest())
+
+    class Handler(BaseHTTPRequestHandler):
+        def do_GET(self) -> None:  # noqa: N802 (http.server's name)
+            served.requests += 1
+            self.send_response(200)
+            self.send_header("Content-Length", str(len(payload)))
+            self.end_headers()
+            self.wfile.write(payload)
+            self.close_connection = True
+
+        def log_message(self, *args) -> None:
+            pass
+
+    httpd = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+    served.url = f"http://127.0.0.1:{httpd.server_address[1]}/rf-detr-seg-n-ft.pth"
+    thread = threading.Thread(target=httpd.serve_forever, daemon=True)
+    thread.start()
+    yield served, model
+    httpd.shutdown()
+    httpd.server_close()
+
+
+def test_seg_checkpoint_by_name_downloads_converts_and_loads(seg_server, tmp_path: Path, monkeypatch) -> None:
+    served, model = seg_server
+    monkeypatch.setenv("HF_ASSETS_CACHE", str(tmp_path / "assets"))
+    monkeypatch.setenv("RF_HOME", str(tmp_path / "roboflow"))
+    monkeypatch.delenv("HF_HUB_OFFLINE", raising=False)
+    monkeypatch.setitem(
+        CHECKPOINTS, "seg-nano", dataclasses.replace(CHECKPOINTS["seg-nano"], url=served.url, md5=served.md5)
+    )
+    monkeypatch.chdir(tmp_path)  # no rf-detr-seg-nano.pt here
+    segmenter = hf_rfdetr.RFDETRSegNano(device="cpu")
+    assert served.requests == 1
+    folder = Path(hf_rfdetr.pretrained("rf-detr-seg-nano.pt"))
+    assert folder.name == f"rf-detr-seg-nano-{served.md5[:8]}" and served.requests == 1  # cached
+    config = json.loads((folder / "config.json").read_text())
+    assert config["architectures"] == ["RFDetrForInstanceSegmentation"] and config["segmentation_head"] is True
+    assert isinstance(segmenter.model, RFDetrForInstanceSegmentation) and segmenter.model.config.num_labels == 91
+    state = segmenter.model.state_dict()
+    assert all(torch.equal(state[key], value) for key, value in model.state_dict().items())
+    image = random_image(90, 120, seed=14)
+    detections = segmenter.predict(image, threshold=0.0)
+    assert len(detections) == 10 and detections.mask.shape == (10, 90, 120)  # num_select = num_queries = 10
