@@ -337,3 +337,87 @@ def test_seg_checkpoint_by_name_downloads_converts_and_loads(seg_server, tmp_pat
     image = random_image(90, 120, seed=14)
     detections = segmenter.predict(image, threshold=0.0)
     assert len(detections) == 10 and detections.mask.shape == (10, 90, 120)  # num_select = num_queries = 10
+
+
+# ----------------------------------------------------------------------------------------------------------------------
+# 4. Drawing masks, `hf-rfdetr predict`, `process_video`
+# ----------------------------------------------------------------------------------------------------------------------
+
+
+def test_draw_detections_fills_masks_in_the_label_colour() -> None:
+    from hf_rfdetr.annotate import MASK_OPACITY, draw_detections, label_color
+
+    image = Image.new("RGB", (60, 40), (0, 0, 0))
+    mask = np.zeros((1, 40, 60), dtype=bool)
+    mask[0, 15:25, 20:30] = True  # well inside the box, away from its outline and caption
+    detections = [{"label": "cat", "score": 0.9, "box": [5, 5, 55, 35]}]
+    drawn = np.asarray(draw_detections(image, detections, masks=mask)).astype(int)
+    plain = np.asarray(draw_detections(image, detections)).astype(int)
+    expected = np.round(np.array(label_color("cat")) * MASK_OPACITY)
+    np.testing.assert_allclose(drawn[20, 25], expected, atol=1)  # half the label colour over black
+    assert (plain[20, 25] == 0).all() and (drawn[2, 2] == 0).all()  # no mask: untouched; outside: untouched
+    with pytest.raises(ValueError, match=r"masks must be \(number of detections, height, width\) = \(1, 40, 60\)"):
+        draw_detections(image, detections, masks=np.zeros((1, 20, 60), dtype=bool))
+
+
+def test_cli_predict_draws_masks_and_writes_rle(seg_folder: Path, segmenter: RFDETR, tmp_path: Path) -> None:
+    from pycocotools import mask as mask_utils
+
+    from hf_rfdetr.annotate import draw_detections
+    from hf_rfdetr.cli import main
+
+    from .test_video import write_video
+
+    Image.fromarray(random_image(48, 64, seed=21)).save(tmp_path / "photo.png")
+    write_video(tmp_path / "clip.mp4", frames=3)
+    arguments = ["predict", "--model", str(seg_folder), str(tmp_path / "photo.png"), str(tmp_path / "clip.mp4")]
+    assert main([*arguments, "--output-dir", str(tmp_path / "out"), "--threshold", "0.3", "--no-progress"]) == 0
+    report = json.loads((tmp_path / "out" / "detections.json").read_text())
+    found = report["images"][0]["detections"]
+    expected = segmenter.predict(str(tmp_path / "photo.png"), threshold=0.3)
+    assert len(found) == len(expected) > 0
+    for entry, mask in zip(found, expected.mask):
+        assert entry["mask"]["size"] == [48, 64] and isinstance(entry["mask"]["counts"], str)
+        decoded = mask_utils.decode({"size": entry["mask"]["size"], "counts": entry["mask"]["counts"].encode()})
+        np.testing.assert_array_equal(decoded.astype(bool), mask)
+    drawn = np.asarray(Image.open(tmp_path / "out" / "photo.png")).astype(int)
+    without_masks = [{key: value for key, value in entry.items() if key != "mask"} for entry in found]
+    boxes_only = np.asarray(draw_detections(Image.open(tmp_path / "photo.png"), without_masks)).astype(int)
+    covered = expected.mask.any(axis=0)
+    assert np.abs(drawn - boxes_only)[covered].max() > 10 and (drawn == boxes_only)[~covered].all()
+    frames = report["videos"][0]["detections"]
+    assert len(frames) == 3 and all("mask" in d and d["mask"]["size"] == [64, 96] for d in frames[0])
+
+
+def test_process_video_draws_masks(segmenter: RFDETR, tmp_path: Path) -> None:
+    from hf_rfdetr.annotate import annotate_frame
+    from hf_rfdetr.video import frame_callback, iter_frames, process_video
+
+    from .test_video import write_video
+
+    video = write_video(tmp_path / "clip.mp4", frames=2)
+    seen: list[sv.Detections] = []
+
+    def callback(frame: np.ndarray, index: int) -> np.ndarray:
+        detections = segmenter.predict(frame[:, :, ::-1], threshold=0.3)
+        seen.append(detections)
+        return annotate_frame(frame, detections)
+
+    written = tmp_path / "masks.mp4"
+    process_video(video, segmenter, output=written, threshold=0.3, progress=False)
+    process_video(video, callback=callback, progress=False)
+    source, drawn = list(iter_frames(video)), list(iter_frames(written))
+    assert len(drawn) == 2 and seen[0].mask is not None and seen[0].mask.shape == (len(seen[0]), 64, 96)
+    boxes_only = sv.Detections(
+        xyxy=seen[0].xyxy, confidence=seen[0].confidence, class_id=seen[0].class_id, data=dict(seen[0].data)
+    )
+    with_masks, without_masks = annotate_frame(source[0], seen[0]), annotate_frame(source[0], boxes_only)
+    assert not np.array_equal(with_masks, without_masks)
+    error_with = np.abs(drawn[0].astype(int) - with_masks.astype(int)).mean()
+    error_without = np.abs(drawn[0].astype(int) - without_masks.astype(int)).mean()
+    assert error_with < 0.8 * error_without, (
+        error_with,
+        error_without,
+    )  # the written frame has the masks (+ mp4 noise)
+    exact = frame_callback(segmenter, threshold=0.3)(source[0], 0)  # what process_video writes, before encoding
+    np.testing.assert_array_equal(exact, with_masks)

@@ -12,7 +12,8 @@
 # See the License for the specific language governing permissions and
 # limitations under the License.
 """Draw detections with supervision's `BoxAnnotator` and `LabelAnnotator`: box outlines and "label score" captions,
-one colour per label, the same in every image, frame and run.
+one colour per label, the same in every image, frame and run; segmentation masks (when the detections have them) are
+filled in the same colour with supervision's `MaskAnnotator` (half transparent), under the boxes.
 
     >>> from hf_rfdetr.annotate import draw_detections
     >>> detections = detector(image, threshold=0.5)  # the object-detection pipeline's output
@@ -38,6 +39,7 @@ if TYPE_CHECKING:
     import supervision as sv
 
 __all__ = [
+    "MASK_OPACITY",
     "PALETTE",
     "Detection",
     "annotate_frame",
@@ -67,6 +69,8 @@ PALETTE: list[Color] = [
     (170, 110, 40),
 ]
 _BOX_KEYS = ("xmin", "ymin", "xmax", "ymax")
+#: How opaque a filled mask is (supervision's `MaskAnnotator` default).
+MASK_OPACITY = 0.5
 
 
 def label_color(label: str) -> Color:
@@ -94,8 +98,9 @@ def draw_detections(
     detections: Sequence[Detection],
     colors: Mapping[str, Color] | None = None,
     line_width: int | None = None,
+    masks: np.ndarray | None = None,
 ) -> Image.Image:
-    """Return an RGB copy of `image` with each detection's box outline and a "label score" caption.
+    """Return an RGB copy of `image` with each detection's box outline and a "label score" caption (and its mask).
 
     Args:
         image: any Pillow image, drawn as a viewer shows it (`hf_rfdetr.models.rfdetr.image_io.to_rgb`: EXIF orientation applied,
@@ -105,6 +110,11 @@ def draw_detections(
         colors: label -> RGB colour; labels missing from it (all, by default) get `label_color(label)`.
         line_width: the outline's thickness (supervision's `BoxAnnotator(thickness=...)`); default
             `max(2, round(min(width, height) / 240))`.
+        masks: `(N, H, W)` bool, one segmentation mask per detection (in their order) at the image's size, filled
+            in the detection's colour (e.g. `RFDETRSegNano().predict(image).mask`).
+
+    Raises:
+        ValueError: `masks` not `(len(detections), height, width)`.
 
     Returns:
         The annotated copy, drawn by `annotate_frame` (supervision's box and label annotators): boxes are drawn from
@@ -116,9 +126,17 @@ def draw_detections(
     import supervision as sv
 
     canvas = np.asarray(to_rgb(image))
+    if masks is not None:
+        masks = np.asarray(masks, dtype=bool)
+        if masks.shape != (len(detections), *canvas.shape[:2]):
+            raise ValueError(
+                f"draw_detections: masks must be (number of detections, height, width) = "
+                f"{(len(detections), *canvas.shape[:2])}, got {masks.shape}"
+            )
     found = sv.Detections(
         xyxy=np.array([box_corners(d["box"]) for d in detections], dtype=np.float32).reshape(-1, 4),
         confidence=np.array([float(d["score"]) for d in detections], dtype=np.float32),
+        mask=masks,
         data={"class_name": np.array([str(d["label"]) for d in detections], dtype=str)},
     )
     bgr = annotate_frame(np.ascontiguousarray(canvas[:, :, ::-1]), found, colors=colors, line_width=line_width)
@@ -132,7 +150,9 @@ def annotate_frame(
     line_width: int | None = None,
 ) -> np.ndarray:
     """A copy of a BGR `(H, W, 3)` uint8 frame (OpenCV's and supervision's order) with supervision's box outlines and
-    "class_name confidence" captions, coloured as `draw_detections` colours them.
+    "class_name confidence" captions, coloured as `draw_detections` colours them. Detections with `mask` (a
+    segmentation model's) also get their masks filled in the same colour at opacity 0.5 (`MaskAnnotator`), under the
+    boxes and captions.
 
     Args:
         frame: the frame; it is not modified.
@@ -172,7 +192,12 @@ def annotate_frame(
         text_padding=max(3, round(text_scale * 6)),
         smart_position=True,  # captions stay inside the frame and apart from each other
     )
-    annotated = boxes.annotate(frame.copy(), clamped, custom_color_lookup=lookup)
+    annotated = frame.copy()
+    if detections.mask is not None:
+        annotated = sv.MaskAnnotator(color=palette, opacity=MASK_OPACITY).annotate(
+            annotated, detections, custom_color_lookup=lookup
+        )
+    annotated = boxes.annotate(annotated, clamped, custom_color_lookup=lookup)
     return labels.annotate(annotated, clamped, labels=captions, custom_color_lookup=lookup)
 
 

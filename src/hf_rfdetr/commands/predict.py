@@ -11,7 +11,8 @@
 # WITHOUT WARRANTIES OR CONDITIONS OF ANY KIND, either express or implied.
 # See the License for the specific language governing permissions and
 # limitations under the License.
-"""`hf-rfdetr predict`: detect objects in images, folders and videos; write annotated copies and detections.json."""
+"""`hf-rfdetr predict`: detect (and segment) objects in images, folders and videos; write annotated copies and
+detections.json."""
 
 from __future__ import annotations
 
@@ -35,7 +36,9 @@ def register(subparsers: argparse._SubParsersAction) -> None:
             "Run RF-DETR on images, folders of images and videos. Writes an annotated copy of each input to "
             "--output-dir (images keep their format, videos become .mp4) and every detection to "
             "OUTPUT_DIR/detections.json (boxes as [x0, y0, x1, y1] in pixels of the input as a viewer shows it, EXIF "
-            "orientation applied). Inputs that cannot be read are listed under 'errors' in detections.json and on "
+            "orientation applied). With a segmentation model (seg-nano, ..., or a folder of one) masks are drawn too "
+            "and each detection has a 'mask': COCO RLE ({'size': [height, width], 'counts': text}, decode with "
+            "pycocotools.mask.decode). Inputs that cannot be read are listed under 'errors' in detections.json and on "
             "stderr, the others are processed, and the exit code is 1."
         ),
     )
@@ -43,8 +46,9 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     parser.add_argument(
         "--model",
         required=True,
-        help="a COCO checkpoint name (nano, small, medium, base, large, large-legacy: downloaded once and cached), a "
-        "Hub repository id, a local folder (ours or transformers' rf_detr), or an original rfdetr .pth checkpoint",
+        help="a COCO checkpoint name (nano, small, medium, base, large, large-legacy; segmentation: seg-nano, "
+        "seg-small, seg-medium, seg-large, seg-xlarge, seg-2xlarge, seg-preview: downloaded once and cached), a Hub "
+        "repository id, a local folder (ours or transformers' rf_detr), or an original rfdetr .pth / .pt checkpoint",
     )
     parser.add_argument("--output-dir", required=True, type=Path, help="where annotated files and detections.json go")
     parser.add_argument("--threshold", type=float, default=0.5, help="keep detections scoring above this (0.5)")
@@ -147,7 +151,7 @@ def _predict_images(
             for path, image, detections in zip(readable, pictures, found_lists):
                 found = detection_dicts(detections)
                 output = names.next(path, path.suffix if path.suffix.lower() in IMAGE_SUFFIXES else ".png")
-                draw_detections(image, found).save(output)
+                draw_detections(image, found, masks=detections.mask).save(output)
                 entries.append(
                     {"input": str(path), "output": str(output), "width": image.width, "height": image.height}
                     | {"detections": found}
@@ -183,8 +187,10 @@ def _predict_video(
 
 
 def detection_dicts(detections: Any) -> list[dict]:
-    """`supervision.Detections` -> `[{"label", "class_id", "score", "box": [x0, y0, x1, y1]}]` (JSON-ready)."""
-    return [
+    """`supervision.Detections` -> `[{"label", "class_id", "score", "box": [x0, y0, x1, y1]}]` (JSON-ready), plus
+    `"mask": {"size": [height, width], "counts": str}` (COCO RLE, `pycocotools.mask.encode`) when the detections
+    have masks."""
+    found = [
         {
             "label": str(name),
             "class_id": int(class_id),
@@ -195,6 +201,26 @@ def detection_dicts(detections: Any) -> list[dict]:
             detections.xyxy, detections.confidence, detections.class_id, detections.data["class_name"]
         )
     ]
+    if detections.mask is not None:
+        for entry, rle in zip(found, mask_rles(detections.mask)):
+            entry["mask"] = rle
+    return found
+
+
+def mask_rles(masks: Any) -> list[dict]:
+    """COCO RLE dicts (`counts` as text) of `(N, H, W)` bool masks, as `post_process_instance_segmentation(...,
+    return_coco_annotation=True)` writes them."""
+    import torch
+
+    from ..models.rfdetr.post_processing import coco_rle
+
+    try:
+        return coco_rle(torch.as_tensor(masks, dtype=torch.bool))
+    except ImportError as error:
+        raise ImportError(
+            "hf-rfdetr predict writes segmentation masks as COCO RLE, which needs pycocotools (pip install "
+            "pycocotools, or hf-rfdetr's train extra)"
+        ) from error
 
 
 class _OutputNames:
