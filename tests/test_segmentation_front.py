@@ -9,6 +9,10 @@ import hashlib
 import json
 import logging
 import math
+import os
+import subprocess
+import sys
+import textwrap
 import threading
 import warnings
 from collections.abc import Iterator
@@ -421,3 +425,103 @@ def test_process_video_draws_masks(segmenter: RFDETR, tmp_path: Path) -> None:
     )  # the written frame has the masks (+ mp4 noise)
     exact = frame_callback(segmenter, threshold=0.3)(source[0], 0)  # what process_video writes, before encoding
     np.testing.assert_array_equal(exact, with_masks)
+
+
+# ----------------------------------------------------------------------------------------------------------------------
+# 5. The image-segmentation pipeline
+# ----------------------------------------------------------------------------------------------------------------------
+
+
+def _expected_segments(folder: Path, image: Image.Image, threshold: float) -> list[tuple[str, float, np.ndarray]]:
+    """(label, score, mask) of each segment, from the model and processor run by hand with the pipeline's options."""
+    model = RFDetrForInstanceSegmentation.from_pretrained(folder).eval()
+    processor = RFDetrImageProcessor.from_pretrained(folder)
+    with torch.no_grad():
+        outputs = model(**processor(image, return_tensors="pt"))
+    result = processor.post_process_instance_segmentation(
+        outputs,
+        threshold=threshold,
+        mask_threshold=0.5,
+        overlap_mask_area_threshold=0.5,
+        target_sizes=[(image.height, image.width)],
+    )[0]
+    return [
+        (model.config.id2label[info["label_id"]], info["score"], (result["segmentation"] == info["id"]).numpy())
+        for info in result["segments_info"]
+    ]
+
+
+def _assert_segments(annotations: list[dict], expected: list[tuple[str, float, np.ndarray]]) -> None:
+    assert len(annotations) == len(expected) > 0
+    for annotation, (label, score, mask) in zip(annotations, expected):
+        assert annotation["label"] == label and annotation["score"] == pytest.approx(score, abs=1e-6)
+        assert annotation["mask"].mode == "L"
+        np.testing.assert_array_equal(np.asarray(annotation["mask"]) == 255, mask)
+        assert mask.any()
+
+
+def test_image_segmentation_pipeline_gives_instance_masks(seg_folder: Path, tmp_path: Path) -> None:
+    from transformers import pipeline
+
+    from hf_rfdetr.pipeline_rfdetr import RFDetrImageSegmentationPipeline
+
+    segmenter = pipeline("image-segmentation", model=str(seg_folder), device="cpu")
+    assert isinstance(segmenter, RFDetrImageSegmentationPipeline)
+    assert isinstance(segmenter.model, RFDetrForInstanceSegmentation)
+    image = Image.fromarray(random_image(48, 80, seed=31))
+    expected = _expected_segments(seg_folder, image, threshold=0.1)
+    _assert_segments(segmenter(image, threshold=0.1), expected)
+    image.save(tmp_path / "photo.png")
+    batch = segmenter([str(tmp_path / "photo.png"), image], threshold=0.1)
+    for found in batch:
+        _assert_segments(found, expected)
+    assert segmenter([]) == []
+
+
+def test_image_segmentation_pipeline_reads_16_bit_files_as_the_facade(seg_folder: Path, tmp_path: Path) -> None:
+    """transformers' `load_image` clips 16-bit data (`convert("RGB")`); the RF-DETR pipeline scales it as `predict`."""
+    from transformers import pipeline
+
+    from hf_rfdetr.models.rfdetr.image_io import load_image
+
+    grey = (np.random.default_rng(32).integers(0, 65536, (40, 60))).astype(np.uint16)
+    Image.fromarray(grey).save(tmp_path / "deep.png")
+    segmenter = pipeline("image-segmentation", model=str(seg_folder), device="cpu")
+    expected = _expected_segments(seg_folder, load_image(tmp_path / "deep.png"), threshold=0.1)
+    _assert_segments(segmenter(str(tmp_path / "deep.png"), threshold=0.1), expected)
+    with pytest.raises(ValueError, match="broken.png"):
+        (tmp_path / "broken.png").write_bytes(b"not a png")
+        segmenter(str(tmp_path / "broken.png"))
+
+
+def test_image_segmentation_pipeline_as_remote_code(seg_folder: Path, tmp_path: Path) -> None:
+    """`trust_remote_code=True` in a process where `hf_rfdetr` cannot be imported: transformers' own pipeline, the
+    saved code, the same segments."""
+    image = Image.fromarray(random_image(48, 80, seed=31))
+    image.save(tmp_path / "photo.png")
+    expected = _expected_segments(seg_folder, image, threshold=0.1)
+    script = textwrap.dedent(
+        f"""
+        import json, sys
+        sys.modules["hf_rfdetr"] = None  # any import of the package now fails
+        import numpy as np
+        from transformers import pipeline
+        segmenter = pipeline("image-segmentation", model={str(seg_folder)!r}, trust_remote_code=True, device="cpu")
+        assert type(segmenter.model).__module__.startswith("transformers_modules"), type(segmenter.model).__module__
+        found = segmenter({str(tmp_path / "photo.png")!r}, threshold=0.1)
+        for index, annotation in enumerate(found):
+            np.save({str(tmp_path)!r} + f"/mask{{index}}.npy", np.asarray(annotation["mask"]))
+        print(json.dumps([[a["label"], a["score"]] for a in found]))
+        """
+    )
+    env = {key: value for key, value in os.environ.items() if key != "PYTHONPATH"}
+    env.update(HF_MODULES_CACHE=str(tmp_path / "modules"), HF_HUB_OFFLINE="1")
+    completed = subprocess.run(
+        [sys.executable, "-c", script], cwd=tmp_path, env=env, capture_output=True, text=True, timeout=300
+    )
+    assert completed.returncode == 0, completed.stderr[-3000:]
+    found = json.loads(completed.stdout.strip().splitlines()[-1])
+    assert len(found) == len(expected) > 0
+    for index, ((label, score), (expected_label, expected_score, mask)) in enumerate(zip(found, expected)):
+        assert label == expected_label and score == pytest.approx(expected_score, abs=1e-6)
+        np.testing.assert_array_equal(np.load(tmp_path / f"mask{index}.npy") == 255, mask)

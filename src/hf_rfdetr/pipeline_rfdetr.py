@@ -11,7 +11,8 @@
 # WITHOUT WARRANTIES OR CONDITIONS OF ANY KIND, either express or implied.
 # See the License for the specific language governing permissions and
 # limitations under the License.
-"""The object-detection pipeline, reading images for RF-DETR models with `hf_rfdetr.models.rfdetr.image_io.load_image`.
+"""The object-detection and image-segmentation pipelines, reading images for RF-DETR models with
+`hf_rfdetr.models.rfdetr.image_io.load_image`.
 
 transformers' `ObjectDetectionPipeline` decodes files itself (`transformers.image_utils.load_image`) before the
 image processor sees them: it applies the EXIF orientation, but Pillow's `convert("RGB")` clips 16-bit images to a
@@ -19,6 +20,9 @@ white frame, decoding errors come out as Pillow's raw message without the file n
 `IndexError`. `import hf_rfdetr` makes `pipeline("object-detection", ...)` build this subclass; for RF-DETR models it
 reads images with the package's one image reader (what the processor, the facade, the CLI and training use), and it
 returns `[]` for an empty list. For every other model it behaves exactly as transformers' pipeline.
+`ImageSegmentationPipeline` reads images the same way as the detection pipeline (transformers' `load_image`), so
+`pipeline("image-segmentation", ...)` builds `RFDetrImageSegmentationPipeline`, the same treatment for RF-DETR Seg
+models (`RFDetrForInstanceSegmentation`; the masks come from `post_process_instance_segmentation`).
 """
 
 from __future__ import annotations
@@ -29,23 +33,22 @@ import os
 from typing import Any
 
 from transformers.pipelines import PIPELINE_REGISTRY
+from transformers.pipelines.image_segmentation import ImageSegmentationPipeline
 from transformers.pipelines.object_detection import ObjectDetectionPipeline
 
 from .models.rfdetr.configuration_rfdetr import RFDetrConfig
 from .models.rfdetr.image_io import load_image
 
-__all__ = ["RFDetrObjectDetectionPipeline", "register_pipeline"]
+__all__ = ["RFDetrImageSegmentationPipeline", "RFDetrObjectDetectionPipeline", "register_pipeline"]
 
 _TASK = "object-detection"
+_SEGMENTATION_TASK = "image-segmentation"
 
 
-class RFDetrObjectDetectionPipeline(ObjectDetectionPipeline):
-    """`ObjectDetectionPipeline` reading images with `hf_rfdetr.models.rfdetr.image_io.load_image` for RF-DETR models.
-
-    For RF-DETR models: files, URLs and PIL images are read as a viewer shows them (EXIF orientation, 16-bit data
-    scaled to 8 bits), files over `hf_rfdetr.models.rfdetr.image_io.MAX_IMAGE_PIXELS` are refused, decoding errors name the file,
-    and an empty list gives an empty list. Other models get transformers' behaviour unchanged.
-    """
+class _RFDetrImageReading:
+    """For RF-DETR models: files, URLs and PIL images are read as a viewer shows them (EXIF orientation, 16-bit data
+    scaled to 8 bits), files over `hf_rfdetr.models.rfdetr.image_io.MAX_IMAGE_PIXELS` are refused, decoding errors
+    name the file, and an empty list gives an empty list. Other models get transformers' behaviour unchanged."""
 
     def _is_rfdetr(self) -> bool:
         return getattr(getattr(self.model, "config", None), "model_type", None) == RFDetrConfig.model_type
@@ -56,10 +59,27 @@ class RFDetrObjectDetectionPipeline(ObjectDetectionPipeline):
             return []
         return super().__call__(*args, **kwargs)
 
+
+class RFDetrObjectDetectionPipeline(_RFDetrImageReading, ObjectDetectionPipeline):
+    """`ObjectDetectionPipeline` reading images with `hf_rfdetr.models.rfdetr.image_io.load_image` for RF-DETR models
+    (see `_RFDetrImageReading`)."""
+
     def preprocess(self, image: Any, timeout: float | None = None) -> Any:
         if self._is_rfdetr():
             image = _read(image, timeout)
         return super().preprocess(image, timeout=timeout)
+
+
+class RFDetrImageSegmentationPipeline(_RFDetrImageReading, ImageSegmentationPipeline):
+    """`ImageSegmentationPipeline` reading images with `hf_rfdetr.models.rfdetr.image_io.load_image` for RF-DETR Seg
+    models (see `_RFDetrImageReading`); its post-processing is transformers' (the processor's
+    `post_process_instance_segmentation` with the pipeline's `threshold`, `mask_threshold` and
+    `overlap_mask_area_threshold`)."""
+
+    def preprocess(self, image: Any, subtask: str | None = None, timeout: float | None = None) -> Any:
+        if self._is_rfdetr():
+            image = _read(image, timeout)
+        return super().preprocess(image, subtask=subtask, timeout=timeout)
 
 
 def _read(image: Any, timeout: float | None) -> Any:
@@ -87,6 +107,7 @@ def _base64_bytes(text: str) -> bytes | None:
 
 
 def register_pipeline() -> None:
-    """Make `pipeline("object-detection", ...)` build `RFDetrObjectDetectionPipeline` (same for non-RF-DETR models)."""
-    entry = PIPELINE_REGISTRY.supported_tasks[_TASK]
-    entry["impl"] = RFDetrObjectDetectionPipeline
+    """Make `pipeline("object-detection", ...)` build `RFDetrObjectDetectionPipeline` and
+    `pipeline("image-segmentation", ...)` `RFDetrImageSegmentationPipeline` (same for non-RF-DETR models)."""
+    PIPELINE_REGISTRY.supported_tasks[_TASK]["impl"] = RFDetrObjectDetectionPipeline
+    PIPELINE_REGISTRY.supported_tasks[_SEGMENTATION_TASK]["impl"] = RFDetrImageSegmentationPipeline
