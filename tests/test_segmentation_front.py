@@ -525,3 +525,27 @@ def test_image_segmentation_pipeline_as_remote_code(seg_folder: Path, tmp_path: 
     for index, ((label, score), (expected_label, expected_score, mask)) in enumerate(zip(found, expected)):
         assert label == expected_label and score == pytest.approx(expected_score, abs=1e-6)
         np.testing.assert_array_equal(np.load(tmp_path / f"mask{index}.npy") == 255, mask)
+
+
+# ----------------------------------------------------------------------------------------------------------------------
+# 6. The example
+# ----------------------------------------------------------------------------------------------------------------------
+
+
+def test_segment_image_example_runs_as_a_program(seg_folder: Path, segmenter: RFDETR, tmp_path: Path) -> None:
+    script = Path(__file__).resolve().parents[1] / "examples" / "segment_image.py"
+    image = tmp_path / "photo.png"
+    Image.fromarray(random_image(60, 80, seed=41)).save(image)
+    output = tmp_path / "segmented.png"
+    command = [sys.executable, str(script), "--model", str(seg_folder), "--image", str(image), "--threshold", "0.3"]
+    env = {**os.environ, "HF_HUB_OFFLINE": "1", "OMP_NUM_THREADS": "1"}
+    result = subprocess.run([*command, "--output", str(output)], capture_output=True, text=True, env=env, timeout=300)
+    assert result.returncode == 0, result.stderr[-3000:]
+    expected = segmenter.predict(str(image), threshold=0.3)
+    assert f"{len(expected)} objects -> {output}" in result.stdout and len(expected) > 0
+    first = f"{expected.data['class_name'][0]} {expected.confidence[0]:.2f} {int(expected.mask[0].sum())} px"
+    assert first in result.stdout
+    with Image.open(output) as annotated, Image.open(image) as original:
+        assert annotated.size == (80, 60)
+        changed = np.abs(np.asarray(annotated).astype(int) - np.asarray(original).astype(int)).sum(axis=2) > 0
+    assert changed[expected.mask.any(axis=0)].mean() > 0.9  # the masks are filled
