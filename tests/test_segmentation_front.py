@@ -335,6 +335,7 @@ def test_seg_checkpoint_by_name_downloads_converts_and_loads(seg_server, tmp_pat
     assert folder.name == f"rf-detr-seg-nano-{served.md5[:8]}" and served.requests == 1  # cached
     config = json.loads((folder / "config.json").read_text())
     assert config["architectures"] == ["RFDetrForInstanceSegmentation"] and config["segmentation_head"] is True
+    assert "pipeline_tag: image-segmentation" in (folder / "README.md").read_text()
     assert isinstance(segmenter.model, RFDetrForInstanceSegmentation) and segmenter.model.config.num_labels == 91
     state = segmenter.model.state_dict()
     assert all(torch.equal(state[key], value) for key, value in model.state_dict().items())
@@ -549,3 +550,75 @@ def test_segment_image_example_runs_as_a_program(seg_folder: Path, segmenter: RF
         assert annotated.size == (80, 60)
         changed = np.abs(np.asarray(annotated).astype(int) - np.asarray(original).astype(int)).sum(axis=2) > 0
     assert changed[expected.mask.any(axis=0)].mean() > 0.9  # the masks are filled
+
+
+# ----------------------------------------------------------------------------------------------------------------------
+# 7. Model cards
+# ----------------------------------------------------------------------------------------------------------------------
+
+SEG_METRICS = {
+    "eval_map": 0.41,
+    "eval_map_50": 0.61,
+    "eval_map_cat": 0.35,
+    "eval_segm_map": 0.37,
+    "eval_segm_map_50": 0.58,
+    "eval_segm_map_75": 0.33,
+    "eval_segm_mar_100": 0.52,
+    "eval_segm_map_cat": 0.29,
+    "eval_ema_segm_map": 0.9,
+    "eval_loss": 3.0,
+    "epoch": 4.0,
+}
+
+
+def test_seg_card_is_an_image_segmentation_card_with_mask_metrics(seg_folder: Path, tmp_path: Path) -> None:
+    from huggingface_hub import ModelCard
+
+    from hf_rfdetr.model_card import model_card_for_folder, read_evaluations
+
+    folder = tmp_path / "model"
+    save_tiny_seg(folder)
+    (folder / "eval_results.json").write_text(json.dumps(SEG_METRICS))
+    evaluations = read_evaluations(folder)
+    assert evaluations[0].metrics["segm_map"] == 0.37 and "ema_segm_map" not in evaluations[0].metrics
+    assert evaluations[0].metrics["map"] == 0.41 and "loss" not in evaluations[0].metrics
+    text = model_card_for_folder(folder, "org/seg-model", dataset="org/shapes")
+    card = ModelCard(text)
+    assert card.data.pipeline_tag == "image-segmentation" and "instance-segmentation" in card.data.tags
+    results = {(r.task_type, r.metric_type): r.metric_value for r in card.data.eval_results}
+    assert results[("image-segmentation", "segm_map")] == 0.37 and results[("image-segmentation", "map")] == 0.41
+    assert results[("image-segmentation", "segm_map_75")] == 0.33
+    boxes, masks = text.split("### Boxes")[1].split("### Masks")
+    assert "| mAP@[.50:.95] | 0.4100 |" in boxes and "| cat | 0.3500 |" in boxes
+    masks = masks.split("## Usage")[0]
+    assert "| mAP@[.50:.95] | 0.3700 |" in masks and "| mAR@100 | 0.5200 |" in masks
+    assert "Per-class mask AP@[.50:.95]" in masks and "| cat | 0.2900 |" in masks
+    assert "`RFDetrForInstanceSegmentation`" in text and "instance segmentation model" in text
+    assert 'pipeline("image-segmentation", model="org/seg-model", trust_remote_code=True)' in text
+    assert "AutoModelForInstanceSegmentation.from_pretrained" in text
+    assert "post_process_instance_segmentation(outputs, 0.5" in text and "object-detection" not in text.split("---")[2]
+    assert "top 20 (query, class) pairs" in text  # the tiny model's num_queries, the processor's default top-k
+    model = RFDetrForInstanceSegmentation.from_pretrained(folder)
+    assert f"| parameters | {model.num_parameters():,} |" in text
+
+
+def test_mask_metrics_alone_and_from_the_log_history(tmp_path: Path) -> None:
+    from hf_rfdetr.model_card import evaluation_from_log_history, load_evaluation_file, render_model_card
+
+    path = tmp_path / "metrics.json"
+    path.write_text(json.dumps({"split": "test", "metrics": {"segm_map": 0.2, "segm_map_50": 0.4}}))
+    evaluation = load_evaluation_file(path)
+    assert evaluation.split == "test" and evaluation.metrics == {"segm_map": 0.2, "segm_map_50": 0.4}
+    text = render_model_card(RFDetrConfig.from_variant("seg-small"), 1, evaluations=[evaluation])
+    assert "COCO mask (`segm`) metrics" in text and "### Masks" not in text and "| mAP@.50 | 0.4000 |" in text
+    history = [{"eval_segm_map": 0.1, "epoch": 1.0, "step": 2}, {"eval_segm_map": 0.3, "epoch": 2.0, "step": 4}]
+    assert evaluation_from_log_history(history).metrics == {"segm_map": 0.3}
+
+
+def test_detection_cards_are_unchanged_by_the_segmentation_usage() -> None:
+    from hf_rfdetr.model_card import render_model_card
+
+    text = render_model_card(RFDetrConfig.from_variant("nano"), 1, repo_id="org/det", metrics={"map": 0.5})
+    assert "pipeline_tag: object-detection" in text and "image-segmentation" not in text and "segm" not in text
+    assert 'pipeline("object-detection", model="org/det"' in text and "### Boxes" not in text
+    assert "| mAP@[.50:.95] | 0.5000 |" in text and "top 300 (query, class) pairs" in text
