@@ -24,6 +24,16 @@ For people switching from the original package, these classes keep its names and
 Each object wraps a regular `RFDetrForObjectDetection` (`.model`) and `RFDetrImageProcessor` (`.processor`);
 nothing here changes the model, and everything the facade does can be done with those two directly.
 
+The segmentation models keep the original's names too (`RFDETRSegPreview`, `RFDETRSegNano`, `RFDETRSegSmall`,
+`RFDETRSegMedium`, `RFDETRSegLarge`, `RFDETRSegXLarge`, `RFDETRSeg2XLarge`): they wrap an
+`RFDetrForInstanceSegmentation`, and `predict` adds `mask` `(N, H, W)` bool to the detections, as the original does:
+
+    >>> from hf_rfdetr import RFDETRSegNano
+    >>> detections = RFDETRSegNano().predict("photo.jpg", threshold=0.5)  # the COCO Seg Nano checkpoint
+    >>> detections.mask.shape  # (N, height, width)
+
+Any class loads a segmentation folder or checkpoint as segmentation (the weights decide).
+
 `pretrain_weights` is a checkpoint name ("base", "rf-detr-base.pth", ...: `hf_rfdetr.pretrained`), a Hub repository
 id, a local folder saved with `save_pretrained` (or holding transformers' own `rf_detr` model, converted on load), or
 an original `rfdetr` checkpoint file (`.pth` / `.pt`, converted in memory with `hf_rfdetr.conversion`). Without it,
@@ -365,7 +375,8 @@ class RFDETR:
 
     def save_pretrained(self, folder: str | os.PathLike) -> Path:
         """Save the model and its image processor to `folder` (loadable with `pretrain_weights=folder`, the Auto
-        classes and the `object-detection` pipeline). Returns the folder."""
+        classes and the `object-detection` pipeline, or `image-segmentation` for a segmentation model). Returns the
+        folder."""
         self.model.save_pretrained(folder)
         self.processor.save_pretrained(folder)
         return Path(folder)
