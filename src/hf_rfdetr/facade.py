@@ -428,7 +428,7 @@ class RFDETRLargeDeprecated(RFDETR):
 class RFDETRSeg(RFDETR):
     """Base of the RF-DETR Seg models (the original's `RFDETRSeg`): `predict` returns `supervision.Detections` with
     `mask` `(N, H, W)` bool at the original image size. Without `pretrain_weights`, the variant's COCO segmentation
-    checkpoint is loaded (`hf_rfdetr.pretrained_weights.CHECKPOINTS`). Custom resolutions are multiples of 24
+    checkpoint is loaded (`hf_rfdetr.pretrained_weights.CHECKPOINTS`; `RFDETRSeg` itself: Seg Small's). Custom resolutions are multiples of 24
     (12 for `RFDETRSegNano`); see `RFDETR`."""
 
     variant = "seg-small"
