@@ -62,8 +62,18 @@ FLOAT_MODULES: tuple[str, ...] = (
     "class_embed",
     "bbox_embed.*",
 )
+#: The mask head of `RFDetrForInstanceSegmentation`, also float32 in a segmentation model's int8 export.
+MASK_HEAD_FLOAT_MODULES: tuple[str, ...] = ("segmentation_head.*",)
+#: `float_modules_for` a segmentation config: the detection ones and the mask head.
+SEGMENTATION_FLOAT_MODULES: tuple[str, ...] = FLOAT_MODULES + MASK_HEAD_FLOAT_MODULES
 #: The operators onnxruntime's dynamic quantiser turns into integer kernels here.
 QUANTIZED_OP_TYPES: tuple[str, ...] = ("MatMul", "Conv", "Gemm")
+
+
+def float_modules_for(config: Any) -> tuple[str, ...]:
+    """The module-name patterns kept float32 in the int8 export of the model of `config`: `FLOAT_MODULES` for a
+    detector, `SEGMENTATION_FLOAT_MODULES` for a segmentation model (`config.segmentation_head`)."""
+    return SEGMENTATION_FLOAT_MODULES if getattr(config, "segmentation_head", False) else FLOAT_MODULES
 
 
 def float_module_names(model: nn.Module, patterns: Iterable[str] = FLOAT_MODULES) -> list[str]:
