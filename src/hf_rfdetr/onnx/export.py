@@ -218,8 +218,8 @@ def export_onnx(
             attention's sampling offsets and attention weights) stay float32. The report lists those nodes. For a
             segmentation model the mask head stays float32 as well (`SEGMENTATION_FLOAT_MODULES`).
         validate: run every written file in onnxruntime (CPU) at batch sizes 1 and 3 and compare with PyTorch; the
-            float32 graph must agree to `atol` (every output, mask logits included), otherwise `ValueError`. The
-            differences go into the report.
+            float32 graph must agree to `atol` (mask logits: to `atol + MASK_RTOL * max |mask logit|`, see
+            `validation_tolerances`), otherwise `ValueError`. The differences go into the report.
         backend: "optimum", "torch" or "auto" (Optimum when it can be imported, else torch.onnx). Which one ran,
             and why, is logged and recorded in the report.
         device: where to trace the model.
@@ -375,8 +375,9 @@ def _validate(
     atol: float,
     fp16: bool,
 ) -> dict[str, dict[str, float]]:
-    """Max |ORT - PyTorch| per file and output at batch sizes 1 and 3 (see `compare_outputs`). The float32 graph
-    must be within `atol`, unless the input's two-stage ranking has a near-tie (then a warning says so)."""
+    """Max |ORT - PyTorch| per file and output at batch sizes 1 and 3 (see `compare_outputs`), and for a segmentation
+    model the largest |mask logit| (`pred_masks_max_abs`). The float32 graph must be within `validation_tolerances`,
+    unless the input's two-stage ranking has a near-tie (then a warning says so)."""
     from .runtime import RFDetrOnnxModel
 
     generator = torch.Generator().manual_seed(0)
@@ -390,11 +391,24 @@ def _validate(
             with torch.no_grad():
                 expected = model(pixel_values=pixel_values.to(model.device))
             comparison = compare_outputs(expected, onnx_model(pixel_values=pixel_values))
+            tolerances = validation_tolerances(expected, atol)
+            if "pred_masks" in tolerances:
+                comparison["pred_masks_max_abs"] = expected["pred_masks"].abs().max().item()
             differences.update({f"{name}@batch{batch_size}": value for name, value in comparison.items()})
-            worst = max(value for name, value in comparison.items() if name != "proposal_score_gap")
-            if file_name != ONNX_FILE or fp16 or worst <= atol:
+            failed = [name for name, tolerance in tolerances.items() if comparison[name] > tolerance]
+            if file_name != ONNX_FILE or fp16 or not failed:
                 continue
-            message = f"{folder / file_name}: onnxruntime differs from PyTorch by {worst:.2e} > atol {atol}"
+            name = max(failed, key=lambda output: comparison[output] / tolerances[output])
+            message = (
+                f"{folder / file_name}: onnxruntime differs from PyTorch by {comparison[name]:.2e} > atol {atol}"
+                + (
+                    f" + {MASK_RTOL:g} x max |mask logit| {comparison['pred_masks_max_abs']:.1f} = "
+                    f"{tolerances[name]:.2e}"
+                    if name == "pred_masks"
+                    else ""
+                )
+                + f" in {name}"
+            )
             if comparison["proposal_score_gap"] >= TIE_GAP:
                 raise ValueError(message)
             logger.warning(
@@ -410,6 +424,20 @@ def _validate(
 
 #: Proposal scores closer than this (relative to the largest) may be ranked differently by two correct runtimes.
 TIE_GAP = 1e-5
+#: Mask logits may also differ by this fraction of their largest magnitude: they are dot products over d_model
+#: channels whose float32 rounding grows with the terms, not with the result. Measured on Seg Nano (perturbed random
+#: weights, mask logits up to 41): PyTorch float32 itself is 7e-5 to 9e-5 away from PyTorch float64, onnxruntime
+#: 8e-5, and the two float32 runtimes 1.0e-4 to 1.3e-4 (3e-6 relative) apart (benchmarks/segmentation_onnx_parity.py).
+MASK_RTOL = 5e-6
+
+
+def validation_tolerances(expected: Any, atol: float) -> dict[str, float]:
+    """The largest max |ORT - PyTorch| accepted per output: `atol` for `logits` and `pred_boxes`; for `pred_masks`
+    `atol + MASK_RTOL * max |expected mask logit|` (1e-4 + 2e-4 for Seg Nano's logits of about 40)."""
+    tolerances = {"logits": atol, "pred_boxes": atol}
+    if expected.get("pred_masks") is not None:
+        tolerances["pred_masks"] = atol + MASK_RTOL * expected["pred_masks"].float().abs().max().item()
+    return tolerances
 
 
 def compare_outputs(expected: Any, actual: Any) -> dict[str, float]:
