@@ -246,10 +246,18 @@ def test_optimum_and_torch_backends_write_the_same_segmentation_graph(tmp_path: 
 def test_optimum_segmentation_task_refuses_a_detector(tmp_path: Path) -> None:
     from optimum.exporters.onnx import main_export
 
+    from hf_rfdetr.onnx.optimum import RFDetrOnnxConfig
+
     torch.manual_seed(0)
     RFDetrForObjectDetection(tiny_config()).save_pretrained(tmp_path / "model")
-    with pytest.raises(ValueError, match=r"needs a segmentation model .*task 'object-detection'"):
+    with pytest.raises(ValueError, match=r"RFDetrForInstanceSegmentation needs config.segmentation_head=True"):
         main_export(str(tmp_path / "model"), output=tmp_path / "onnx", task="image-segmentation")
+    # The ONNX config itself, as `custom_onnx_configs` would use it, says the same.
+    with pytest.raises(ValueError, match=r"needs a segmentation model .*task 'object-detection'"):
+        _ = RFDetrOnnxConfig(tiny_config(), task="image-segmentation").outputs
+    assert list(RFDetrOnnxConfig(tiny_config(), task="object-detection").outputs) == ["logits", "pred_boxes"]
+    outputs = RFDetrOnnxConfig(tiny_config(segmentation_head=True), task="image-segmentation").outputs
+    assert outputs == {name: {0: "batch_size"} for name in ("logits", "pred_boxes", "pred_masks")}
 
 
 def test_mask_tolerance_scales_with_the_mask_logits() -> None:
