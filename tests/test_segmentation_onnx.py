@@ -8,6 +8,9 @@ Tests marked `optimum` need Optimum's exporter (transformers 4.57); scripts/test
 from __future__ import annotations
 
 import json
+import os
+import subprocess
+import sys
 from pathlib import Path
 
 import numpy as np
@@ -306,3 +309,23 @@ def test_seg_nano_export_matches_pytorch(tmp_path: Path) -> None:
         assert ok or comparison["proposal_score_gap"] < TIE_GAP, comparison
         strict.append(ok)
     assert sum(strict) >= 2, strict
+
+
+@pytest.mark.optimum
+def test_optimum_cli_entry_point_exports_masks(tmp_path: Path) -> None:
+    """`python -m hf_rfdetr.onnx.optimum_cli export onnx --task image-segmentation` (optimum-cli's arguments)."""
+    model = _tiny_seg_model(seed=9)
+    model.save_pretrained(tmp_path / "model")
+    arguments = ["export", "onnx", "--model", str(tmp_path / "model"), "--task", "image-segmentation"]
+    result = subprocess.run(
+        [sys.executable, "-m", "hf_rfdetr.onnx.optimum_cli", *arguments, str(tmp_path / "onnx")],
+        capture_output=True,
+        text=True,
+        env={**os.environ, "OMP_NUM_THREADS": "1"},
+    )
+    assert result.returncode == 0, result.stderr[-3000:]
+    pixel_values = _pixels(2, seed=9)
+    with torch.no_grad():
+        expected = model(pixel_values=pixel_values)
+    comparison = compare_outputs(expected, RFDetrOnnxModel.from_pretrained(tmp_path / "onnx")(pixel_values))
+    assert max(comparison[name] for name in OUTPUTS) <= ATOL, comparison
