@@ -176,14 +176,18 @@ def test_export_of_a_saved_folder_loads_the_segmentation_class(tmp_path: Path) -
     assert RFDetrOnnxModel.from_pretrained(folder).segmentation
 
 
-def test_runner_refuses_a_segmentation_config_without_masks(tmp_path: Path) -> None:
-    """A detection graph beside a Seg config.json (a folder mixed up by hand) is refused with the fix."""
+def test_detector_built_from_a_seg_config_exports_a_detector(tmp_path: Path, caplog: pytest.LogCaptureFixture) -> None:
+    """The class decides the graph: an `RFDetrForObjectDetection` of a Seg config (no mask head) exports logits and
+    boxes; the runner reads the graph's outputs, runs it as a detector and says why there are no masks."""
     torch.manual_seed(0)
-    folder = export_onnx(RFDetrForObjectDetection(tiny_config()), tmp_path, backend="torch")
-    config = json.loads((folder / "config.json").read_text())
-    (folder / "config.json").write_text(json.dumps({**config, "segmentation_head": True}))
-    with pytest.raises(ValueError, match=r"no 'pred_masks' output .*segmentation_head=True: re-export it"):
-        RFDetrOnnxModel.from_pretrained(folder)
+    detector = perturb_(RFDetrForObjectDetection(tiny_config(segmentation_head=True)), 0).eval()
+    folder = export_onnx(detector, tmp_path, backend="torch", validate=True, quantize=True)
+    assert json.loads((folder / "export_report.json").read_text())["float_modules"] == list(FLOAT_MODULES)
+    assert [o.name for o in onnx.load(str(folder / "model.onnx")).graph.output] == ["logits", "pred_boxes"]
+    onnx_model = RFDetrOnnxModel.from_pretrained(folder)
+    assert not onnx_model.segmentation and "has no 'pred_masks' output although its config.json" in caplog.text
+    outputs = onnx_model(_pixels(1, 0))
+    assert type(outputs).__name__ == "RFDetrObjectDetectionOutput" and "pred_masks" not in outputs
 
 
 def test_validation_fails_on_a_mask_difference(seg_export) -> None:

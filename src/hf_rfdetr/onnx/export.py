@@ -85,14 +85,16 @@ def is_segmentation(config: RFDetrConfig) -> bool:
     return bool(getattr(config, "segmentation_head", False))
 
 
-def output_axes(config: RFDetrConfig) -> dict[str, dict[int, str]]:
-    """The graph's outputs and their dynamic axes: `OUTPUTS`, plus `MASK_OUTPUTS` for a segmentation model."""
-    return {**OUTPUTS, **(MASK_OUTPUTS if is_segmentation(config) else {})}
+def output_axes(model: nn.Module) -> dict[str, dict[int, str]]:
+    """The graph's outputs and their dynamic axes: `OUTPUTS`, plus `MASK_OUTPUTS` for an
+    `RFDetrForInstanceSegmentation` (the class decides: an `RFDetrForObjectDetection` built from a Seg config has no
+    mask head, and exports a detector)."""
+    return {**OUTPUTS, **(MASK_OUTPUTS if isinstance(model, RFDetrForInstanceSegmentation) else {})}
 
 
-def export_task(config: RFDetrConfig) -> str:
-    """Optimum's task for the model of `config`: "image-segmentation" (Seg) or "object-detection"."""
-    return SEGMENTATION_TASK if is_segmentation(config) else DETECTION_TASK
+def export_task(model: nn.Module) -> str:
+    """Optimum's task for `model`: "image-segmentation" (`RFDetrForInstanceSegmentation`) or "object-detection"."""
+    return SEGMENTATION_TASK if isinstance(model, RFDetrForInstanceSegmentation) else DETECTION_TASK
 
 
 @dataclass
@@ -169,7 +171,7 @@ class RFDetrOnnxGraph(nn.Module):
 
     def forward(self, pixel_values: torch.Tensor) -> tuple[torch.Tensor, ...]:
         outputs = self.model(pixel_values=pixel_values)
-        return tuple(outputs[name] for name in output_axes(self.model.config))
+        return tuple(outputs[name] for name in output_axes(self.model))
 
 
 def optimum_status() -> tuple[bool, str]:
@@ -260,7 +262,7 @@ def export_onnx(
         fp16=fp16,
     )
     if quantize:
-        float_modules = float_modules_for(model.config)
+        float_modules = float_modules_for(model)
         report.float_nodes = quantize_dynamic_int8(onnx_path, output_dir / QUANTIZED_FILE, model, float_modules)
         report.float_modules = list(float_modules)
         report.files.append(QUANTIZED_FILE)
@@ -309,7 +311,7 @@ def _choose_backend(backend: str, square: bool) -> tuple[bool, str]:
 def _export_with_torch(model: RFDetrExportable, path: Path, height: int, width: int, opset: int) -> None:
     # Batch 2 when tracing, as Optimum's dummy inputs: batch-dependent shapes must stay symbolic.
     dummy = torch.rand(2, model.config.num_channels, height, width, device=model.device, dtype=model.dtype)
-    outputs = output_axes(model.config)
+    outputs = output_axes(model)
     with inference_graph(model, height, width), torch.no_grad(), warnings.catch_warnings():
         # Shape-derived Python values (fixed image size, one query group) are constants of the graph, as intended.
         warnings.simplefilter("ignore", torch.jit.TracerWarning)
@@ -347,7 +349,7 @@ def _export_with_optimum(
         main_export(
             scratch,
             output=output_dir,
-            task=export_task(model.config),
+            task=export_task(model),
             opset=opset,
             device=str(device),
             dtype="fp16" if fp16 else "fp32",

@@ -92,10 +92,11 @@ SEGMENTATION_FLOAT_MODULES: tuple[str, ...] = FLOAT_MODULES + MASK_HEAD_FLOAT_MO
 QUANTIZED_OP_TYPES: tuple[str, ...] = ("MatMul", "Conv", "Gemm")
 
 
-def float_modules_for(config: Any) -> tuple[str, ...]:
-    """The module-name patterns kept float32 in the int8 export of the model of `config`: `FLOAT_MODULES` for a
-    detector, `SEGMENTATION_FLOAT_MODULES` for a segmentation model (`config.segmentation_head`)."""
-    return SEGMENTATION_FLOAT_MODULES if getattr(config, "segmentation_head", False) else FLOAT_MODULES
+def float_modules_for(model: nn.Module) -> tuple[str, ...]:
+    """The module-name patterns kept float32 in the int8 export of `model`: `FLOAT_MODULES` for a detector,
+    `SEGMENTATION_FLOAT_MODULES` for a model with a mask head (`RFDetrForInstanceSegmentation.segmentation_head`)."""
+    has_mask_head = isinstance(getattr(model, "segmentation_head", None), nn.Module)
+    return SEGMENTATION_FLOAT_MODULES if has_mask_head else FLOAT_MODULES
 
 
 def float_module_names(model: nn.Module, patterns: Iterable[str] = FLOAT_MODULES) -> list[str]:

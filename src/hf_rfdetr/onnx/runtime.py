@@ -24,6 +24,7 @@ segmentation model (`config.segmentation_head`) also has `pred_masks`: the runne
 
 from __future__ import annotations
 
+import logging
 from pathlib import Path
 from typing import Any
 
@@ -33,6 +34,8 @@ from torch import nn
 
 from ..models.rfdetr.configuration_rfdetr import RFDetrConfig
 from ..models.rfdetr.modeling_rfdetr import RFDetrInstanceSegmentationOutput, RFDetrObjectDetectionOutput
+
+logger = logging.getLogger(__name__)
 
 ONNX_FILE = "model.onnx"
 _PROVIDERS = {"cpu": "CPUExecutionProvider", "cuda": "CUDAExecutionProvider"}
@@ -56,7 +59,8 @@ class RFDetrOnnxModel(nn.Module):
         config: the model's `RFDetrConfig` (labels in `config.id2label`).
         session: the `onnxruntime.InferenceSession`.
         input_size: the (height, width) the graph was exported for; the batch size is free.
-        segmentation: whether the graph returns `pred_masks` (the export of an `RFDetrForInstanceSegmentation`).
+        segmentation: whether the graph returns `pred_masks` (the export of an `RFDetrForInstanceSegmentation`): the
+            output is then an `RFDetrInstanceSegmentationOutput`.
     """
 
     main_input_name = "pixel_values"
@@ -72,17 +76,17 @@ class RFDetrOnnxModel(nn.Module):
         self.input_size = tuple(pixel_input.shape[2:])
         self.input_dtype = np.float16 if pixel_input.type == "tensor(float16)" else np.float32
         self.output_names = [output.name for output in session.get_outputs()]
-        self.segmentation = bool(getattr(config, "segmentation_head", False))
-        expected = ("logits", "pred_boxes", "pred_masks") if self.segmentation else ("logits", "pred_boxes")
-        for name in expected:
+        for name in ("logits", "pred_boxes"):
             if name not in self.output_names:
-                hint = (
-                    " (config.json describes a segmentation model, segmentation_head=True: re-export it with "
-                    "hf_rfdetr.export_onnx, which adds the mask logits)"
-                    if name == "pred_masks"
-                    else ""
-                )
-                raise ValueError(f"{path}: the graph has no {name!r} output (outputs: {self.output_names}){hint}")
+                raise ValueError(f"{path}: the graph has no {name!r} output (outputs: {self.output_names})")
+        self.segmentation = "pred_masks" in self.output_names
+        if getattr(config, "segmentation_head", False) and not self.segmentation:
+            logger.warning(
+                "%s has no 'pred_masks' output although its config.json describes a segmentation model "
+                "(segmentation_head=True): it runs as a detector (logits, pred_boxes). For masks, export the "
+                "RFDetrForInstanceSegmentation with hf_rfdetr.export_onnx",
+                path,
+            )
 
     @classmethod
     def from_pretrained(
