@@ -1,18 +1,22 @@
 """Where the mask head goes in the int8 export of a segmentation model: masks of each setting against float32's.
 
     OMP_NUM_THREADS=1 python benchmarks/segmentation_int8.py [--variant tiny|seg-nano] [--seeds 0 1 2] [--images 6]
-        [--top-k 10]
+        [--top-k 10] [--train-steps 600]
 
 Builds an `RFDetrForInstanceSegmentation` with perturbed random weights (no checkpoint is available offline; `tiny`
-is the tests' 64 px configuration, d_model 32, `seg-nano` the real variant at 312 px), exports it once to float32 ONNX
-with `export_onnx`, then quantises that graph with onnxruntime's dynamic quantiser under several settings (module-name
-patterns left float32). Every graph runs on `--images` random images per seed; both sides are post-processed by
-`RFDetrImageProcessor.post_process_instance_segmentation` (top `--top-k` instances, threshold 0, masks at the 64 x 96 /
-312 x 468 "original" size) and paired by `match_detections` (same class, box IoU >= 0.7, score within 0.1). Printed per
-setting: the int8 weight nodes, the unpaired (missing + extra) and drifted instances, the mean and the worst mask IoU
-of the paired instances (int8 mask vs float32 mask), and the share of instances whose mask IoU is below 0.9.
+is the tests' 64 px configuration, d_model 32, `seg-nano` the real variant at 312 px); with `--train-steps` it first
+trains it with AdamW on synthetic scenes (`hf_rfdetr.synthetic.render_scene` shapes and their masks), so that its masks
+are confident as a trained model's are, and measures on held-out scenes instead of random images. It exports the
+model once to float32 ONNX with `export_onnx`, then quantises that graph with onnxruntime's dynamic quantiser under
+several settings (module-name patterns left float32). Every graph runs on `--images` images per seed; both sides are
+post-processed by `RFDetrImageProcessor.post_process_instance_segmentation` (top `--top-k` instances, threshold 0,
+masks at a 64 x 96 / 312 x 468 "original" size) and paired by `match_detections` (same class, box IoU >= 0.7, score
+within 0.1). Printed per setting: the int8 weight nodes, the float32 ones, the unpaired (missing + extra) and drifted
+instances, the mean and the worst mask IoU of the paired instances (int8 mask vs float32 mask), and the share of
+instances whose mask IoU is below 0.9.
 
-The table in `hf_rfdetr.onnx.quantization` (`MASK_HEAD_FLOAT_MODULES`) was printed by this script.
+The tables in `hf_rfdetr.onnx.quantization` (`SEGMENTATION_FLOAT_MODULES`) were printed by this script:
+`--train-steps 600 --images 8 --top-k 5`; the defaults; `--variant seg-nano --seeds 0 --images 4`.
 """
 
 from __future__ import annotations
@@ -61,7 +65,9 @@ SETTINGS = {
 }
 
 
-def scenes(count: int, seed: int, processor: RFDetrImageProcessor) -> tuple[torch.Tensor, list[dict[str, torch.Tensor]]]:
+def scenes(
+    count: int, seed: int, processor: RFDetrImageProcessor
+) -> tuple[torch.Tensor, list[dict[str, torch.Tensor]]]:
     """`count` synthetic scenes (1 or 2 shapes of 3 classes on a textured background) as normalised pixel values and
     labels with masks."""
     rng = np.random.default_rng(seed)
