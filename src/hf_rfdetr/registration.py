@@ -56,8 +56,9 @@ def register_models() -> None:
     # name against the merged image/semantic/instance/universal segmentation names tables.
     modeling_auto.AutoModelForInstanceSegmentation.register(RFDetrConfig, RFDetrForInstanceSegmentation, exist_ok=True)
     modeling_auto.AutoModelForImageSegmentation.register(RFDetrConfig, RFDetrForInstanceSegmentation, exist_ok=True)
+    # The onnxruntime runner of a Seg export serves `pipeline("image-segmentation")` too.
     modeling_auto.MODEL_FOR_INSTANCE_SEGMENTATION_MAPPING_NAMES.setdefault(
-        RFDetrConfig.model_type, RFDetrForInstanceSegmentation.__name__
+        RFDetrConfig.model_type, (RFDetrForInstanceSegmentation.__name__, "RFDetrOnnxModel")
     )
     RFDetrForInstanceSegmentation.register_for_auto_class("AutoModelForInstanceSegmentation")
 

@@ -15,14 +15,17 @@
 
 - `export_onnx(model, folder)`: writes `folder/model.onnx` (+ config, image processor, report); see `export.py`.
 - `RFDetrOnnxModel.from_pretrained(folder)`: runs it with the PyTorch model's outputs; see `runtime.py`.
-- `quantization.py`: the int8 export (`FLOAT_MODULES`, the layers kept in float32) and `match_detections`, which
-  compares two detection lists by class, IoU and score tolerance.
+- `quantization.py`: the int8 export (`FLOAT_MODULES`, the layers kept in float32; `SEGMENTATION_FLOAT_MODULES` adds
+  the mask head for a segmentation model) and `match_detections`, which compares two detection lists by class, IoU
+  and score tolerance.
+- Segmentation models (`RFDetrForInstanceSegmentation`) export a third output, `pred_masks`, and register with Optimum
+  for its "image-segmentation" task.
 - `hf_rfdetr.onnx.optimum`: the Optimum ONNX config, registered with Optimum's `TasksManager` on `import hf_rfdetr`
   when `optimum-onnx` is installed (it needs transformers < 4.58).
 """
 
 from .export import ExportReport, compare_outputs, export_input_size, export_onnx, inference_graph, optimum_status
-from .quantization import FLOAT_MODULES, DetectionMatch, match_detections
+from .quantization import FLOAT_MODULES, SEGMENTATION_FLOAT_MODULES, DetectionMatch, match_detections
 from .runtime import RFDetrOnnxModel
 
 __all__ = [
@@ -30,6 +33,7 @@ __all__ = [
     "DetectionMatch",
     "ExportReport",
     "RFDetrOnnxModel",
+    "SEGMENTATION_FLOAT_MODULES",
     "compare_outputs",
     "export_input_size",
     "export_onnx",

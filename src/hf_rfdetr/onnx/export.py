@@ -11,13 +11,16 @@
 # WITHOUT WARRANTIES OR CONDITIONS OF ANY KIND, either express or implied.
 # See the License for the specific language governing permissions and
 # limitations under the License.
-"""ONNX export of `RFDetrForObjectDetection`: the inference graph, through Optimum or `torch.onnx` directly.
+"""ONNX export of `RFDetrForObjectDetection` and `RFDetrForInstanceSegmentation`: the inference graph, through
+Optimum or `torch.onnx` directly.
 
 The exported graph takes `pixel_values` (batch, 3, H, W), float32, with a dynamic batch size and the fixed (H, W) of
 the export resolution, and returns `logits` (batch, num_queries, num_labels) and `pred_boxes` (batch, num_queries, 4),
-normalised (cx, cy, w, h): exactly what `RFDetrImageProcessor.post_process_object_detection` reads. It is the
-eval-mode model: one query group (the 12 training-only Group DETR groups and their two-stage heads are not in it),
-no auxiliary or two-stage outputs.
+normalised (cx, cy, w, h): exactly what `RFDetrImageProcessor.post_process_object_detection` reads. A segmentation
+model's graph also returns `pred_masks` (batch, num_queries, H // r, W // r), the last decoder layer's mask logits
+(r = `config.mask_downsample_ratio`), which `post_process_instance_segmentation` reads. It is the eval-mode model: one
+query group (the 12 training-only Group DETR groups and their two-stage heads are not in it), no auxiliary or
+two-stage outputs.
 
 Two exporters produce it:
 
@@ -54,8 +57,8 @@ from torch import nn
 from ..extras import require
 from ..models.rfdetr.configuration_rfdetr import RFDetrConfig
 from ..models.rfdetr.image_processing_rfdetr import RFDetrImageProcessor
-from ..models.rfdetr.modeling_rfdetr import RFDetrForObjectDetection
-from .quantization import FLOAT_MODULES, quantize_dynamic_int8
+from ..models.rfdetr.modeling_rfdetr import RFDetrForInstanceSegmentation, RFDetrForObjectDetection
+from .quantization import float_modules_for, quantize_dynamic_int8
 
 logger = logging.getLogger(__name__)
 
@@ -64,10 +67,34 @@ QUANTIZED_FILE = "model_quantized.onnx"
 REPORT_FILE = "export_report.json"
 INPUTS = {"pixel_values": {0: "batch_size"}}
 OUTPUTS = {"logits": {0: "batch_size"}, "pred_boxes": {0: "batch_size"}}
+#: The extra output of a segmentation model's graph: mask logits (batch, num_queries, H // r, W // r).
+MASK_OUTPUTS = {"pred_masks": {0: "batch_size"}}
+#: Optimum's task names (`TasksManager`) for the two heads; Optimum has no "instance-segmentation" task.
+DETECTION_TASK = "object-detection"
+SEGMENTATION_TASK = "image-segmentation"
 DEFAULT_OPSET = 17
 #: GridSample (deformable attention) exists from opset 16.
 MIN_OPSET = 16
 BACKENDS = ("auto", "optimum", "torch")
+
+RFDetrExportable = RFDetrForObjectDetection | RFDetrForInstanceSegmentation
+
+
+def is_segmentation(config: RFDetrConfig) -> bool:
+    """Whether `config` describes a segmentation model (`RFDetrForInstanceSegmentation`)."""
+    return bool(getattr(config, "segmentation_head", False))
+
+
+def output_axes(model: nn.Module) -> dict[str, dict[int, str]]:
+    """The graph's outputs and their dynamic axes: `OUTPUTS`, plus `MASK_OUTPUTS` for an
+    `RFDetrForInstanceSegmentation` (the class decides: an `RFDetrForObjectDetection` built from a Seg config has no
+    mask head, and exports a detector)."""
+    return {**OUTPUTS, **(MASK_OUTPUTS if isinstance(model, RFDetrForInstanceSegmentation) else {})}
+
+
+def export_task(model: nn.Module) -> str:
+    """Optimum's task for `model`: "image-segmentation" (`RFDetrForInstanceSegmentation`) or "object-detection"."""
+    return SEGMENTATION_TASK if isinstance(model, RFDetrForInstanceSegmentation) else DETECTION_TASK
 
 
 @dataclass
@@ -84,8 +111,11 @@ class ExportReport:
     #: (MatMul / Conv / Gemm) they matched, which the int8 graph leaves unquantised.
     float_modules: list[str] = field(default_factory=list)
     float_nodes: list[str] = field(default_factory=list)
-    #: Per file: max |ORT - PyTorch| of logits and pred_boxes at each validated batch size.
+    #: Per file: max |ORT - PyTorch| of logits, pred_boxes (and pred_masks) at each validated batch size.
     validation: dict[str, dict[str, float]] = field(default_factory=dict)
+    #: The largest difference accepted for model.onnx per output and batch size (`validation_tolerances`): `atol`, and
+    #: for mask logits `atol + MASK_RTOL * max |mask logit|` of that batch.
+    tolerances: dict[str, float] = field(default_factory=dict)
 
 
 def export_input_size(config: RFDetrConfig, resolution: int | tuple[int, int] | None = None) -> tuple[int, int]:
@@ -102,7 +132,7 @@ def export_input_size(config: RFDetrConfig, resolution: int | tuple[int, int] | 
 
 
 @contextmanager
-def inference_graph(model: RFDetrForObjectDetection, height: int, width: int) -> Iterator[RFDetrForObjectDetection]:
+def inference_graph(model: RFDetrExportable, height: int, width: int) -> Iterator[RFDetrExportable]:
     """Put `model` in the state it is exported in, for inputs of (height, width), and restore it afterwards.
 
     Eval mode (one query group); the position embedding for the (height / patch, width / patch) grid computed once
@@ -132,15 +162,16 @@ def inference_graph(model: RFDetrForObjectDetection, height: int, width: int) ->
 
 
 class RFDetrOnnxGraph(nn.Module):
-    """The exported computation: pixel_values (B, 3, H, W) -> (logits (B, Q, num_labels), pred_boxes (B, Q, 4))."""
+    """The exported computation: pixel_values (B, 3, H, W) -> (logits (B, Q, num_labels), pred_boxes (B, Q, 4)), and
+    pred_masks (B, Q, H // r, W // r) for a segmentation model (the names and order of `output_axes`)."""
 
-    def __init__(self, model: RFDetrForObjectDetection) -> None:
+    def __init__(self, model: RFDetrExportable) -> None:
         super().__init__()
         self.model = model
 
-    def forward(self, pixel_values: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    def forward(self, pixel_values: torch.Tensor) -> tuple[torch.Tensor, ...]:
         outputs = self.model(pixel_values=pixel_values)
-        return outputs.logits, outputs.pred_boxes
+        return tuple(outputs[name] for name in output_axes(self.model))
 
 
 def optimum_status() -> tuple[bool, str]:
@@ -159,7 +190,7 @@ def optimum_status() -> tuple[bool, str]:
 
 
 def export_onnx(
-    model: RFDetrForObjectDetection | str | Path,
+    model: RFDetrExportable | str | Path,
     output_dir: str | Path,
     *,
     image_processor: RFDetrImageProcessor | None = None,
@@ -172,10 +203,12 @@ def export_onnx(
     backend: str = "auto",
     device: str | torch.device = "cpu",
 ) -> Path:
-    """Export an RF-DETR detector to `output_dir/model.onnx`, with its config and image processor beside it.
+    """Export an RF-DETR detector or segmentation model to `output_dir/model.onnx`, with its config and image processor
+    beside it.
 
     Args:
-        model: the model, or a Hub id / local folder to load it from.
+        model: an `RFDetrForObjectDetection` or `RFDetrForInstanceSegmentation` (graph outputs `logits`, `pred_boxes`
+            and `pred_masks`), or a Hub id / local folder to load one from (`config.segmentation_head` chooses).
         output_dir: folder to write (created): `model.onnx`, `config.json`, `preprocessor_config.json`,
             `export_report.json`, and `model_quantized.onnx` with `quantize=True`.
         image_processor: saved beside the model (default: the folder's, or one derived from the config).
@@ -187,9 +220,11 @@ def export_onnx(
             backbone's linear layers and the decoder's projections in int8; the layers whose int8 error changes
             which detections pass the threshold (`hf_rfdetr.onnx.quantization.FLOAT_MODULES`: the projector's
             convolutions, the two-stage and final class / box heads, the reference-point head, the deformable
-            attention's sampling offsets and attention weights) stay float32. The report lists those nodes.
+            attention's sampling offsets and attention weights) stay float32. The report lists those nodes. For a
+            segmentation model the mask head stays float32 as well (`SEGMENTATION_FLOAT_MODULES`).
         validate: run every written file in onnxruntime (CPU) at batch sizes 1 and 3 and compare with PyTorch; the
-            float32 graph must agree to `atol`, otherwise `ValueError`. The differences go into the report.
+            float32 graph must agree to `atol` (mask logits: to `atol + MASK_RTOL * max |mask logit|`, see
+            `validation_tolerances`), otherwise `ValueError`. The differences go into the report.
         backend: "optimum", "torch" or "auto" (Optimum when it can be imported, else torch.onnx). Which one ran,
             and why, is logged and recorded in the report.
         device: where to trace the model.
@@ -227,28 +262,34 @@ def export_onnx(
         fp16=fp16,
     )
     if quantize:
-        report.float_nodes = quantize_dynamic_int8(onnx_path, output_dir / QUANTIZED_FILE, model, FLOAT_MODULES)
-        report.float_modules = list(FLOAT_MODULES)
+        float_modules = float_modules_for(model)
+        report.float_nodes = quantize_dynamic_int8(onnx_path, output_dir / QUANTIZED_FILE, model, float_modules)
+        report.float_modules = list(float_modules)
         report.files.append(QUANTIZED_FILE)
     if validate:
-        report.validation = _validate(model, output_dir, report.files, height, width, atol, fp16)
+        report.validation = _validate(model, output_dir, report.files, height, width, atol, fp16, report.tolerances)
     (output_dir / REPORT_FILE).write_text(json.dumps(asdict(report), indent=2) + "\n")
     return output_dir
 
 
 def _load(
-    model: RFDetrForObjectDetection | str | Path, image_processor: RFDetrImageProcessor | None
-) -> tuple[RFDetrForObjectDetection, RFDetrImageProcessor]:
+    model: RFDetrExportable | str | Path, image_processor: RFDetrImageProcessor | None
+) -> tuple[RFDetrExportable, RFDetrImageProcessor]:
     if isinstance(model, (str, Path)):
         source = str(model)
-        model = RFDetrForObjectDetection.from_pretrained(source)
+        config = RFDetrConfig.from_pretrained(source)
+        model_class = RFDetrForInstanceSegmentation if is_segmentation(config) else RFDetrForObjectDetection
+        model = model_class.from_pretrained(source, config=config)
         if image_processor is None:
             try:
                 image_processor = RFDetrImageProcessor.from_pretrained(source)
             except OSError:  # a folder with weights and config only
                 image_processor = None
-    if not isinstance(model, RFDetrForObjectDetection):
-        raise TypeError(f"expected an RFDetrForObjectDetection, a Hub id or a folder, got {type(model).__name__}")
+    if not isinstance(model, (RFDetrForObjectDetection, RFDetrForInstanceSegmentation)):
+        raise TypeError(
+            "expected an RFDetrForObjectDetection or RFDetrForInstanceSegmentation, a Hub id or a folder, got "
+            f"{type(model).__name__}"
+        )
     return model, image_processor or RFDetrImageProcessor.from_config(model.config)
 
 
@@ -267,9 +308,10 @@ def _choose_backend(backend: str, square: bool) -> tuple[bool, str]:
     return True, reason
 
 
-def _export_with_torch(model: RFDetrForObjectDetection, path: Path, height: int, width: int, opset: int) -> None:
+def _export_with_torch(model: RFDetrExportable, path: Path, height: int, width: int, opset: int) -> None:
     # Batch 2 when tracing, as Optimum's dummy inputs: batch-dependent shapes must stay symbolic.
     dummy = torch.rand(2, model.config.num_channels, height, width, device=model.device, dtype=model.dtype)
+    outputs = output_axes(model)
     with inference_graph(model, height, width), torch.no_grad(), warnings.catch_warnings():
         # Shape-derived Python values (fixed image size, one query group) are constants of the graph, as intended.
         warnings.simplefilter("ignore", torch.jit.TracerWarning)
@@ -280,14 +322,14 @@ def _export_with_torch(model: RFDetrForObjectDetection, path: Path, height: int,
             dynamo=False,
             opset_version=opset,
             input_names=list(INPUTS),
-            output_names=list(OUTPUTS),
-            dynamic_axes={**INPUTS, **OUTPUTS},
+            output_names=list(outputs),
+            dynamic_axes={**INPUTS, **outputs},
             do_constant_folding=True,
         )
 
 
 def _export_with_optimum(
-    model: RFDetrForObjectDetection,
+    model: RFDetrExportable,
     image_processor: RFDetrImageProcessor,
     output_dir: Path,
     height: int,
@@ -307,7 +349,7 @@ def _export_with_optimum(
         main_export(
             scratch,
             output=output_dir,
-            task="object-detection",
+            task=export_task(model),
             opset=opset,
             device=str(device),
             dtype="fp16" if fp16 else "fp32",
@@ -317,7 +359,7 @@ def _export_with_optimum(
 
 
 def _save_companions(
-    model: RFDetrForObjectDetection, image_processor: RFDetrImageProcessor, folder: Path, height: int, width: int
+    model: RFDetrExportable, image_processor: RFDetrImageProcessor, folder: Path, height: int, width: int
 ) -> None:
     """config.json and preprocessor_config.json for an export at (height, width)."""
     config = copy.deepcopy(model.config)
@@ -330,16 +372,18 @@ def _save_companions(
 
 
 def _validate(
-    model: RFDetrForObjectDetection,
+    model: RFDetrExportable,
     folder: Path,
     files: list[str],
     height: int,
     width: int,
     atol: float,
     fp16: bool,
+    used_tolerances: dict[str, float] | None = None,
 ) -> dict[str, dict[str, float]]:
-    """Max |ORT - PyTorch| per file and output at batch sizes 1 and 3 (see `compare_outputs`). The float32 graph
-    must be within `atol`, unless the input's two-stage ranking has a near-tie (then a warning says so)."""
+    """Max |ORT - PyTorch| per file and output at batch sizes 1 and 3 (see `compare_outputs`). The float32 graph must
+    be within `validation_tolerances` (recorded in `used_tolerances`), unless the input's two-stage ranking has a
+    near-tie (then a warning says so)."""
     from .runtime import RFDetrOnnxModel
 
     generator = torch.Generator().manual_seed(0)
@@ -353,11 +397,24 @@ def _validate(
             with torch.no_grad():
                 expected = model(pixel_values=pixel_values.to(model.device))
             comparison = compare_outputs(expected, onnx_model(pixel_values=pixel_values))
+            tolerances = validation_tolerances(expected, atol)
+            if used_tolerances is not None and file_name == ONNX_FILE:
+                used_tolerances.update({f"{name}@batch{batch_size}": value for name, value in tolerances.items()})
             differences.update({f"{name}@batch{batch_size}": value for name, value in comparison.items()})
-            worst = max(comparison["logits"], comparison["pred_boxes"])
-            if file_name != ONNX_FILE or fp16 or worst <= atol:
+            failed = [name for name, tolerance in tolerances.items() if comparison[name] > tolerance]
+            if file_name != ONNX_FILE or fp16 or not failed:
                 continue
-            message = f"{folder / file_name}: onnxruntime differs from PyTorch by {worst:.2e} > atol {atol}"
+            name = max(failed, key=lambda output: comparison[output] / tolerances[output])
+            message = (
+                f"{folder / file_name}: onnxruntime differs from PyTorch by {comparison[name]:.2e} > atol {atol}"
+                + (
+                    f" + {MASK_RTOL:g} x max |mask logit| {(tolerances[name] - atol) / MASK_RTOL:.1f} = "
+                    f"{tolerances[name]:.2e}"
+                    if name == "pred_masks"
+                    else ""
+                )
+                + f" in {name}"
+            )
             if comparison["proposal_score_gap"] >= TIE_GAP:
                 raise ValueError(message)
             logger.warning(
@@ -373,10 +430,25 @@ def _validate(
 
 #: Proposal scores closer than this (relative to the largest) may be ranked differently by two correct runtimes.
 TIE_GAP = 1e-5
+#: Mask logits may also differ by this fraction of their largest magnitude: they are dot products over d_model
+#: channels whose float32 rounding grows with the terms, not with the result. Measured on Seg Nano (perturbed random
+#: weights, mask logits up to 41): PyTorch float32 itself is 7e-5 to 9e-5 away from PyTorch float64, onnxruntime
+#: 8e-5, and the two float32 runtimes 1.0e-4 to 1.3e-4 (3e-6 relative) apart (benchmarks/segmentation_onnx_parity.py).
+MASK_RTOL = 5e-6
+
+
+def validation_tolerances(expected: Any, atol: float) -> dict[str, float]:
+    """The largest max |ORT - PyTorch| accepted per output: `atol` for `logits` and `pred_boxes`; for `pred_masks`
+    `atol + MASK_RTOL * max |expected mask logit|` (1e-4 + 2e-4 for Seg Nano's logits of about 40)."""
+    tolerances = {"logits": atol, "pred_boxes": atol}
+    if expected.get("pred_masks") is not None:
+        tolerances["pred_masks"] = atol + MASK_RTOL * expected["pred_masks"].float().abs().max().item()
+    return tolerances
 
 
 def compare_outputs(expected: Any, actual: Any) -> dict[str, float]:
-    """Max |actual - expected| of `logits` and `pred_boxes`, query by query, and `proposal_score_gap`: the smallest
+    """Max |actual - expected| of `logits` and `pred_boxes` (and `pred_masks` when `expected` has them), query by
+    query, and `proposal_score_gap`: the smallest
     difference between the ranked two-stage scores (max class logit) of the selected proposals in `expected`,
     relative to the largest score.
 
@@ -388,7 +460,10 @@ def compare_outputs(expected: Any, actual: Any) -> dict[str, float]:
     gap = float("inf")
     if ranked is not None and ranked.shape[1] > 1:
         gap = ((ranked[:, :-1] - ranked[:, 1:]).abs().min() / ranked.abs().max().clamp(min=1e-12)).item()
-    return {
-        name: (actual[name].float().cpu() - expected[name].float().cpu()).abs().max().item()
-        for name in ("logits", "pred_boxes")
-    } | {"proposal_score_gap": gap}
+    names = ["logits", "pred_boxes"] + (["pred_masks"] if expected.get("pred_masks") is not None else [])
+    missing = [name for name in names if actual.get(name) is None]
+    if missing:
+        raise ValueError(f"the outputs to compare have no {missing} (expected {names})")
+    return {name: (actual[name].float().cpu() - expected[name].float().cpu()).abs().max().item() for name in names} | {
+        "proposal_score_gap": gap
+    }

@@ -14,15 +14,20 @@
 """RF-DETR in Optimum's ONNX exporter (`optimum-onnx`, transformers < 4.58).
 
 `register_optimum()` (called by `import hf_rfdetr` when `optimum.exporters.onnx` is installed) registers
-`RFDetrOnnxConfig` for model_type "rfdetr" and the "object-detection" task with Optimum's `TasksManager`. After that,
-in the same Python process, `optimum.exporters.onnx.main_export(folder, output, task="object-detection")` exports a
-saved RF-DETR like any model Optimum knows.
+`RFDetrOnnxConfig` for model_type "rfdetr" and the tasks "object-detection" (`RFDetrForObjectDetection`: logits,
+pred_boxes) and "image-segmentation" (`RFDetrForInstanceSegmentation`: logits, pred_boxes, pred_masks; Optimum has no
+"instance-segmentation" task, and loads the model for "image-segmentation" through the first of
+AutoModelForImageSegmentation / ...SemanticSegmentation / ...InstanceSegmentation whose names table lists "rfdetr")
+with Optimum's `TasksManager`. After that, in the same Python process,
+`optimum.exporters.onnx.main_export(folder, output, task="object-detection")` (or `task="image-segmentation"` for a
+Seg folder) exports a saved RF-DETR like any model Optimum knows.
 
 Optimum has no plugin mechanism for third-party model types (its `onnx_export_from_model` refuses an unknown
 model_type without `custom_onnx_configs`, and `optimum-cli` imports no other package), so the command line goes
 through our entry point, which registers the config and then runs Optimum's own CLI unchanged:
 
     python -m hf_rfdetr.onnx.optimum_cli export onnx --model FOLDER --task object-detection OUTPUT
+    python -m hf_rfdetr.onnx.optimum_cli export onnx --model SEG_FOLDER --task image-segmentation OUTPUT
 """
 
 from __future__ import annotations
@@ -35,9 +40,19 @@ from optimum.exporters.tasks import TasksManager
 from optimum.utils import NormalizedVisionConfig
 
 from ..models.rfdetr.configuration_rfdetr import RFDetrConfig
-from .export import DEFAULT_OPSET, INPUTS, OUTPUTS, inference_graph
+from .export import (
+    DEFAULT_OPSET,
+    DETECTION_TASK,
+    INPUTS,
+    MASK_OUTPUTS,
+    OUTPUTS,
+    SEGMENTATION_TASK,
+    inference_graph,
+)
 
-TASK = "object-detection"
+TASK = DETECTION_TASK
+#: The Optimum tasks RF-DETR is registered for.
+TASKS = (DETECTION_TASK, SEGMENTATION_TASK)
 
 
 class RFDetrModelPatcher(ModelPatcher):
@@ -55,7 +70,8 @@ class RFDetrModelPatcher(ModelPatcher):
 
 
 class RFDetrOnnxConfig(VisionOnnxConfig):
-    """pixel_values (batch, 3, resolution, resolution) -> logits, pred_boxes; dynamic batch."""
+    """pixel_values (batch, 3, resolution, resolution) -> logits, pred_boxes (+ pred_masks for "image-segmentation");
+    dynamic batch."""
 
     NORMALIZED_CONFIG_CLASS = NormalizedVisionConfig.with_args(image_size="resolution", allow_new=True)
     DEFAULT_ONNX_OPSET = DEFAULT_OPSET
@@ -68,17 +84,23 @@ class RFDetrOnnxConfig(VisionOnnxConfig):
 
     @property
     def outputs(self) -> dict[str, dict[int, str]]:
-        return {name: dict(axes) for name, axes in OUTPUTS.items()}
+        if self.task == SEGMENTATION_TASK and not getattr(self._config, "segmentation_head", False):
+            raise ValueError(
+                f"task {SEGMENTATION_TASK!r} needs a segmentation model (config.segmentation_head=True, e.g. "
+                f"RFDetrConfig.from_variant('seg-nano')); export this detector with task {DETECTION_TASK!r}"
+            )
+        outputs = {**OUTPUTS, **(MASK_OUTPUTS if self.task == SEGMENTATION_TASK else {})}
+        return {name: dict(axes) for name, axes in outputs.items()}
 
 
 def register_optimum() -> None:
-    """Register `RFDetrOnnxConfig` with Optimum's `TasksManager` (idempotent).
+    """Register `RFDetrOnnxConfig` with Optimum's `TasksManager` for `TASKS` (idempotent).
 
     Optimum also tells a model's library from its class's module name ("transformers..." -> transformers), which
     fails for classes that live in `hf_rfdetr`: they are transformers models, and are reported as such.
     """
     register = TasksManager.create_register("onnx", overwrite_existing=True)
-    register(RFDetrConfig.model_type, TASK, library_name="transformers")(RFDetrOnnxConfig)
+    register(RFDetrConfig.model_type, *TASKS, library_name="transformers")(RFDetrOnnxConfig)
     infer_library = TasksManager._infer_library_from_model_or_model_class
     if not getattr(infer_library, "knows_hf_rfdetr", False):
         TasksManager._infer_library_from_model_or_model_class = _library_of_hf_rfdetr_classes(infer_library)

@@ -16,11 +16,15 @@
 `RFDetrOnnxModel.from_pretrained(folder)` loads `folder/model.onnx` (written by `hf_rfdetr.export_onnx`, Optimum or
 `hf-rfdetr export`) and its `config.json`. Calling it with `pixel_values` returns an `RFDetrObjectDetectionOutput`
 (`logits`, `pred_boxes` as torch tensors), so `RFDetrImageProcessor.post_process_object_detection` and
-`pipeline("object-detection", model=onnx_model, image_processor=processor)` work unchanged.
+`pipeline("object-detection", model=onnx_model, image_processor=processor)` work unchanged. The export of a
+segmentation model (`config.segmentation_head`) also has `pred_masks`: the runner returns an
+`RFDetrInstanceSegmentationOutput`, for `post_process_instance_segmentation` and
+`pipeline("image-segmentation", model=onnx_model, image_processor=processor)`.
 """
 
 from __future__ import annotations
 
+import logging
 from pathlib import Path
 from typing import Any
 
@@ -29,7 +33,9 @@ import torch
 from torch import nn
 
 from ..models.rfdetr.configuration_rfdetr import RFDetrConfig
-from ..models.rfdetr.modeling_rfdetr import RFDetrObjectDetectionOutput
+from ..models.rfdetr.modeling_rfdetr import RFDetrInstanceSegmentationOutput, RFDetrObjectDetectionOutput
+
+logger = logging.getLogger(__name__)
 
 ONNX_FILE = "model.onnx"
 _PROVIDERS = {"cpu": "CPUExecutionProvider", "cuda": "CUDAExecutionProvider"}
@@ -43,7 +49,8 @@ GRAPH_OPTIMIZATION_LEVELS = {
 
 
 class RFDetrOnnxModel(nn.Module):
-    """An onnxruntime session over an exported RF-DETR: pixel_values (B, 3, H, W) -> logits, pred_boxes.
+    """An onnxruntime session over an exported RF-DETR: pixel_values (B, 3, H, W) -> logits, pred_boxes (and
+    pred_masks for a segmentation model).
 
     It is an `nn.Module` without parameters only so that code written for PyTorch models (pipelines, `.eval()`,
     `.to(device)`) accepts it; the computation happens in onnxruntime.
@@ -52,6 +59,8 @@ class RFDetrOnnxModel(nn.Module):
         config: the model's `RFDetrConfig` (labels in `config.id2label`).
         session: the `onnxruntime.InferenceSession`.
         input_size: the (height, width) the graph was exported for; the batch size is free.
+        segmentation: whether the graph returns `pred_masks` (the export of an `RFDetrForInstanceSegmentation`): the
+            output is then an `RFDetrInstanceSegmentationOutput`.
     """
 
     main_input_name = "pixel_values"
@@ -70,6 +79,14 @@ class RFDetrOnnxModel(nn.Module):
         for name in ("logits", "pred_boxes"):
             if name not in self.output_names:
                 raise ValueError(f"{path}: the graph has no {name!r} output (outputs: {self.output_names})")
+        self.segmentation = "pred_masks" in self.output_names
+        if getattr(config, "segmentation_head", False) and not self.segmentation:
+            logger.warning(
+                "%s has no 'pred_masks' output although its config.json describes a segmentation model "
+                "(segmentation_head=True): it runs as a detector (logits, pred_boxes). For masks, export the "
+                "RFDetrForInstanceSegmentation with hf_rfdetr.export_onnx",
+                path,
+            )
 
     @classmethod
     def from_pretrained(
@@ -142,8 +159,9 @@ class RFDetrOnnxModel(nn.Module):
     # -- inference -------------------------------------------------------------------------------------------------
     def forward(
         self, pixel_values: torch.Tensor | np.ndarray, pixel_mask: torch.Tensor | None = None, **kwargs: Any
-    ) -> RFDetrObjectDetectionOutput:
-        """pixel_values (B, 3, H, W) at the exported (H, W) -> logits (B, Q, num_labels), pred_boxes (B, Q, 4).
+    ) -> RFDetrObjectDetectionOutput | RFDetrInstanceSegmentationOutput:
+        """pixel_values (B, 3, H, W) at the exported (H, W) -> logits (B, Q, num_labels), pred_boxes (B, Q, 4), and for
+        a segmentation export pred_masks (B, Q, H // r, W // r) mask logits (an `RFDetrInstanceSegmentationOutput`).
 
         Inputs are cast to the graph's float type; outputs are float32 torch tensors on the CPU.
         """
@@ -156,10 +174,12 @@ class RFDetrOnnxModel(nn.Module):
             )
         inputs = self._check_pixel_values(pixel_values)
         outputs = dict(zip(self.output_names, self.session.run(None, {self.main_input_name: inputs})))
-        return RFDetrObjectDetectionOutput(
-            logits=torch.from_numpy(outputs["logits"]).float(),
-            pred_boxes=torch.from_numpy(outputs["pred_boxes"]).float(),
-        )
+        tensors = {name: torch.from_numpy(outputs[name]).float() for name in ("logits", "pred_boxes")}
+        if self.segmentation:
+            return RFDetrInstanceSegmentationOutput(
+                **tensors, pred_masks=torch.from_numpy(outputs["pred_masks"]).float()
+            )
+        return RFDetrObjectDetectionOutput(**tensors)
 
     def _check_pixel_values(self, pixel_values: torch.Tensor | np.ndarray) -> np.ndarray:
         array = pixel_values.detach().cpu().numpy() if isinstance(pixel_values, torch.Tensor) else pixel_values
