@@ -58,38 +58,17 @@ RF_DETR_SKIPS = {
 }
 
 
-#: The eager-vs-SDPA cases expected to fail: float16 / bfloat16 with SDPA's fused kernels enabled ("_sdpa_kernels").
-#: The mixin compares the last decoder hidden state, which follows RF-DETR's two-stage query selection: a top-k over
-#: each proposal's best class score, whose order also decides which learned query each proposal is paired with. On
-#: CPU the fused (flash) kernel rounds differently from explicit attention by about one unit in the last place (ulp).
-#: Our eager path is SDPA's math kernel bit for bit (it computes half-precision inputs in float32, as that kernel
-#: does; transformers' `eager_attention_forward` multiplies in the input dtype and would differ more), so the
-#: non-kernel cases pass. A fresh model's proposal scores sit near the focal prior -log(99) = -4.6, where one ulp is
-#: 0.031 in bfloat16 (0.0039 in float16), and span about 0.5 per image: the 64 scores fall on ~16 bfloat16 values,
-#: with many exact ties. A one-ulp change upstream reorders tied proposals and changes whole queries: decoder states
-#: differ by 0.2-0.5 against a tolerance of 0.05, in 2-4 of the mixin's 7 images in bfloat16 and 1-2 of 7 in float16
-#: (the mixin passes when 6 of 7 match). `tests/test_attention_paths.py` checks that every image whose selection is
-#: unchanged agrees within the mixin's tolerances, and that SDPA's math kernel agrees with eager everywhere.
-#: transformers' own RfDetrForObjectDetection passes because all 64 of its fresh two-stage scores are exactly
-#: -4.59375 in bfloat16, in both paths (std-0.02 weights; the mixin also sets every LayerNorm eps to 1.0, which damps
-#: small activations instead of normalising them): its top-k sees a constant vector, which no rounding changes. The
-#: original rfdetr's from-scratch initialisation does the same to our model (PyTorch's defaults for the projector
-#: convolutions and the head layers, DINOv2's std-0.02 patch embedding): all 64 scores then take one value and all 7
-#: images match, where ours (Kaiming-normal convolutions, Xavier heads, zero biases) spreads the scores over ~0.5.
-#: `benchmarks/two_stage_ties.py` prints this per image (`--init original`, `--transformers`). So the original's
-#: initialisation would make these cases pass for transformers' reason, a selection that is constant at
-#: initialisation, not because the attention paths agree better; adopting it is a question of from-scratch training
-#: parity (with tests/test_convergence.py), not of this test. Computing the selection in float32 does not help: the
-#: inputs already differ by a bfloat16 ulp (3-4 of 7 images still differ). No tolerance hook of the mixin helps
-#: either: a swapped query differs by far more than any tolerance. Non-strict: another CPU's kernels may round alike
-#: (on transformers 5.24 here the float16 cases pass, with 1 of 7 images differing).
-LOW_PRECISION_FUSED_KERNEL_CASES = re.compile(r"^test_eager_matches_sdpa_inference_\d+_(fp16|bf16)_.*_sdpa_kernels$")
-LOW_PRECISION_FUSED_KERNEL_REASON = (
-    "fp16/bf16 with fused SDPA kernels: the CPU flash kernel differs from explicit attention by 1 ulp, which reorders "
-    "exactly tied two-stage proposal scores (top-k) of a freshly initialised RF-DETR and so changes whole decoder "
-    "queries; images whose selection is unchanged agree (tests/test_attention_paths.py). See "
-    "LOW_PRECISION_FUSED_KERNEL_CASES"
-)
+#: The eager-vs-SDPA cases in float16 / bfloat16 with SDPA's fused kernels ("_sdpa_kernels") pass: the mixin compares
+#: the last decoder hidden state, which follows RF-DETR's two-stage query selection, a top-k over each proposal's best
+#: class score. On CPU the fused kernel rounds differently from explicit attention by about one unit in the last place.
+#: A fresh model initialised as the original rfdetr (tests/test_initialization.py: PyTorch's default for the projector
+#: convolutions and the heads, DINOv2's std-0.02 patch embedding, two-stage heads copied from the decoder heads) has
+#: all its proposal scores at one or two bfloat16 values near the focal prior -log(99), so no rounding reorders the
+#: selection, in all 7 of the mixin's images (`benchmarks/two_stage_ties.py`), as for transformers' own rf_detr. They
+#: were expected failures while our initialisation differed from the original's (Kaiming-normal convolutions, Xavier
+#: heads, zero biases), which spread the scores over ~0.5 with exact ties that a one-ulp change reordered; a changed
+#: selection swaps whole queries, far beyond any tolerance. Images whose selection is unchanged agree within the
+#: mixin's tolerances in any case (`tests/test_attention_paths.py`).
 
 
 #: transformers 4.57's gradient-checkpointing training tests set `requires_grad` on every parameter and then require
@@ -109,9 +88,7 @@ UNUSED_PARAMETER_REASON = (
     "(DINOv2's masked-image-modelling token, kept as in the original for its state dict and parameter count, frozen) "
     "is never used by a detection forward; 4.57's own DINOv2 tests skip these tests for it"
 )
-EXPECTED_FAILURES = [
-    (LOW_PRECISION_FUSED_KERNEL_CASES, pytest.mark.xfail(strict=False, reason=LOW_PRECISION_FUSED_KERNEL_REASON))
-]
+EXPECTED_FAILURES = []
 if int(transformers.__version__.split(".")[0]) < 5:
     EXPECTED_FAILURES.append((UNUSED_PARAMETER_CASES, pytest.mark.xfail(strict=False, reason=UNUSED_PARAMETER_REASON)))
 
