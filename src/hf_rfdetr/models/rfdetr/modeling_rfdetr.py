@@ -290,7 +290,9 @@ class RFDetrPreTrainedModel(PreTrainedModel):
             _constant(module.layer_scale1, self.config.backbone_layerscale_value)
             _constant(module.layer_scale2, self.config.backbone_layerscale_value)
 
-    def _init_layer(self, module: nn.Linear | nn.Conv2d | nn.ConvTranspose2d | RFDetrGroupedLinear, mode: RFDetrInit):
+    def _init_layer(
+        self, module: nn.Linear | nn.Conv2d | nn.ConvTranspose2d | RFDetrGroupedLinear, mode: RFDetrInit
+    ) -> None:
         """A Linear, convolution or grouped Linear by its `RFDetrInit` mode (see there for what each reproduces)."""
         weight, bias = module.weight, module.bias
         if mode == RFDetrInit.COPY:  # the decoder heads: group 0 of the (identical) two-stage heads
