@@ -3,8 +3,10 @@
 With SDPA's math kernel the two paths are the same computation. With its fused kernels in float16 / bfloat16 they
 differ by rounding, and the only place where that rounding shows at the output is RF-DETR's two-stage query
 selection (a top-k over proposal scores): images whose selection is unchanged agree within the tolerances of
-transformers' eager-vs-SDPA test. This is the claim behind the expected failures of the `_sdpa_kernels` cases in
-`tests/transformers_common/test_common_mixins.py`; these tests check it.
+transformers' eager-vs-SDPA test (scaled with the outputs' magnitude, see the fused-kernel test). In the mixin's
+`_sdpa_kernels` cases (`tests/transformers_common/test_common_mixins.py`), whose config damps the LayerNorms, the
+original's initialisation leaves the fresh proposal scores tied at one value, so every image keeps its selection;
+this tiny config does not, and these tests check the images that keep it.
 """
 
 from __future__ import annotations
@@ -57,8 +59,12 @@ def test_fused_kernels_differ_only_through_the_two_stage_selection(dtype: torch.
     tolerance = TOLERANCES[dtype]
 
     def assert_close(eager: torch.Tensor, sdpa: torch.Tensor) -> None:
+        # transformers' bfloat16 rule (atol grows to 3% of the largest output), and for float16 the same rule scaled
+        # by its 8x finer resolution: with the original's initialisation the decoder (real LayerNorms, outputs up to
+        # ~3) carries the fused kernel's rounding to 0.009 at most where the flat 5e-3 allowed 0.0068; a changed
+        # selection differs by 1.5-3.4.
         magnitude = float(torch.max(eager.abs().amax(), sdpa.abs().amax()))
-        atol = max(tolerance, magnitude * 3e-2) if dtype == torch.bfloat16 else tolerance
+        atol = max(tolerance, magnitude * (3e-2 if dtype == torch.bfloat16 else 3e-2 / 8))
         torch.testing.assert_close(eager, sdpa, atol=atol, rtol=tolerance)
 
     assert_close(out_eager.backbone_hidden_states[-1], out_sdpa.backbone_hidden_states[-1])

@@ -36,6 +36,7 @@ from transformers.modeling_layers import (
 )
 
 from .configuration_rfdetr import RFDetrConfig
+from .initialization_rfdetr import RFDetrInit
 
 
 class RFDetrPatchEmbeddings(nn.Module):
@@ -47,6 +48,7 @@ class RFDetrPatchEmbeddings(nn.Module):
         self.projection = nn.Conv2d(
             config.num_channels, config.backbone_hidden_size, kernel_size=config.patch_size, stride=config.patch_size
         )
+        self.projection.init_mode = RFDetrInit.TRUNC_NORMAL  # DINOv2's initialisation
 
     def forward(self, pixel_values: torch.Tensor) -> torch.Tensor:
         return self.projection(pixel_values).flatten(2).transpose(1, 2)
@@ -144,7 +146,7 @@ class RFDetrSelfAttention(nn.Module):
         self.num_heads = config.backbone_num_attention_heads
         self.qkv = nn.Linear(config.backbone_hidden_size, 3 * config.backbone_hidden_size)
         self.proj = nn.Linear(config.backbone_hidden_size, config.backbone_hidden_size)
-        self.qkv.init_mode = self.proj.init_mode = "trunc_normal"  # DINOv2's initialisation
+        self.qkv.init_mode = self.proj.init_mode = RFDetrInit.TRUNC_NORMAL  # DINOv2's initialisation
 
     def forward(self, hidden_states: torch.Tensor, eager: bool = False) -> tuple[torch.Tensor, torch.Tensor | None]:
         """(N, T, C) -> (N, T, C) and, when `eager`, the attention weights (N, heads, T, T)."""
@@ -164,7 +166,7 @@ class RFDetrMLP(nn.Module):
         self.fc1 = nn.Linear(hidden, hidden * config.backbone_mlp_ratio)
         self.activation = ACT2FN[config.backbone_hidden_act]
         self.fc2 = nn.Linear(hidden * config.backbone_mlp_ratio, hidden)
-        self.fc1.init_mode = self.fc2.init_mode = "trunc_normal"  # DINOv2's initialisation
+        self.fc1.init_mode = self.fc2.init_mode = RFDetrInit.TRUNC_NORMAL  # DINOv2's initialisation
 
     def forward(self, hidden_states: torch.Tensor) -> torch.Tensor:
         return self.fc2(self.activation(self.fc1(hidden_states)))

@@ -29,6 +29,7 @@ from torch import nn
 from .backbone_rfdetr import multi_head_attention
 from .configuration_rfdetr import RFDetrConfig
 from .heads_rfdetr import RFDetrMLPHead
+from .initialization_rfdetr import RFDetrInit
 
 
 def box_sine_embedding(boxes: torch.Tensor, dim: int) -> torch.Tensor:
@@ -88,12 +89,13 @@ class RFDetrMultiscaleDeformableAttention(nn.Module):
         super().__init__()
         self.d_model, self.n_levels, self.n_heads, self.n_points = d_model, n_levels, n_heads, n_points
         self.sampling_offsets = nn.Linear(d_model, n_heads * n_levels * n_points * 2)
-        self.sampling_offsets.init_mode = "deformable_offsets"
+        self.sampling_offsets.init_mode = RFDetrInit.DEFORMABLE_OFFSETS
         self.sampling_offsets.heads_levels_points = (n_heads, n_levels, n_points)
         self.attention_weights = nn.Linear(d_model, n_heads * n_levels * n_points)
-        self.attention_weights.init_mode = "zeros"
+        self.attention_weights.init_mode = RFDetrInit.ZEROS
         self.value_proj = nn.Linear(d_model, d_model)
         self.output_proj = nn.Linear(d_model, d_model)
+        self.value_proj.init_mode = self.output_proj.init_mode = RFDetrInit.XAVIER_ZERO_BIAS
 
     def forward(
         self,
@@ -150,6 +152,9 @@ class RFDetrGroupSelfAttention(nn.Module):
         self.qk_proj = nn.Linear(d_model, 2 * d_model)
         self.v_proj = nn.Linear(d_model, d_model)
         self.out_proj = nn.Linear(d_model, d_model)
+        # The original's `nn.MultiheadAttention`: qk_proj and v_proj are slices of its packed in-projection.
+        self.qk_proj.init_mode = self.v_proj.init_mode = RFDetrInit.PACKED_IN_PROJECTION
+        self.out_proj.init_mode = RFDetrInit.XAVIER_ZERO_BIAS
 
     def forward(
         self, hidden_states: torch.Tensor, position: torch.Tensor, num_groups: int, eager: bool = False
@@ -187,6 +192,7 @@ class RFDetrDecoderLayer(nn.Module):
         self.fc1 = nn.Linear(d_model, config.decoder_ffn_dim)
         self.activation = {"relu": F.relu, "gelu": F.gelu, "silu": F.silu}[config.decoder_activation_function]
         self.fc2 = nn.Linear(config.decoder_ffn_dim, d_model)
+        self.fc1.init_mode = self.fc2.init_mode = RFDetrInit.XAVIER
         self.ffn_norm = nn.LayerNorm(d_model, eps=eps)
 
     def forward(
@@ -241,7 +247,9 @@ class RFDetrDecoder(nn.Module):
         super().__init__()
         self.layers = nn.ModuleList(RFDetrDecoderLayer(config) for _ in range(config.decoder_layers))
         self.norm = nn.LayerNorm(config.d_model, eps=config.layer_norm_eps)
-        self.ref_point_head = RFDetrMLPHead(2 * config.d_model, config.d_model, config.d_model, 2)
+        self.ref_point_head = RFDetrMLPHead(
+            2 * config.d_model, config.d_model, config.d_model, 2, init_mode=RFDetrInit.XAVIER
+        )
         self.sine_dim = config.d_model // 2
 
     def forward(

@@ -26,18 +26,28 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from .initialization_rfdetr import RFDetrInit
+
 
 class RFDetrMLPHead(nn.Module):
     """A stack of Linear layers with ReLU between them: (..., input_dim) -> (..., output_dim)."""
 
     def __init__(
-        self, input_dim: int, hidden_dim: int, output_dim: int, num_layers: int, zero_init_output: bool = False
+        self,
+        input_dim: int,
+        hidden_dim: int,
+        output_dim: int,
+        num_layers: int,
+        zero_init_output: bool = False,
+        init_mode: RFDetrInit = RFDetrInit.TORCH_DEFAULT,
     ) -> None:
         super().__init__()
         dims = [input_dim] + [hidden_dim] * (num_layers - 1) + [output_dim]
         self.layers = nn.ModuleList(nn.Linear(d_in, d_out) for d_in, d_out in zip(dims[:-1], dims[1:]))
+        for layer in self.layers:
+            layer.init_mode = init_mode
         if zero_init_output:  # box heads start at the reference box (zero delta)
-            self.layers[-1].init_mode = "zeros"
+            self.layers[-1].init_mode = RFDetrInit.ZEROS
 
     def forward(self, hidden_states: torch.Tensor) -> torch.Tensor:
         for layer in self.layers[:-1]:
@@ -51,12 +61,21 @@ class RFDetrGroupedLinear(nn.Module):
     Group DETR gives every query group its own two-stage heads; at inference only group 0 runs.
     """
 
-    def __init__(self, num_groups: int, in_features: int, out_features: int, init_mode: str | None = None) -> None:
+    def __init__(
+        self,
+        num_groups: int,
+        in_features: int,
+        out_features: int,
+        init_mode: RFDetrInit = RFDetrInit.TORCH_DEFAULT,
+        identical_groups: bool = False,
+    ) -> None:
         super().__init__()
         self.weight = nn.Parameter(torch.empty(num_groups, out_features, in_features))
         self.bias = nn.Parameter(torch.zeros(num_groups, out_features))
-        #: "zeros" (box deltas), "prior" (classification bias at the prior probability) or None (Xavier).
+        #: How `_init_weights` draws group 0 (and every group, unless `identical_groups`).
         self.init_mode = init_mode
+        #: Every group starts as a copy of group 0 (the original deep-copies one head per group).
+        self.identical_groups = identical_groups
 
     def forward(self, hidden_states: torch.Tensor) -> torch.Tensor:
         groups = hidden_states.shape[0]
@@ -88,13 +107,22 @@ class RFDetrGroupedLayerNorm(nn.Module):
 class RFDetrGroupedMLPHead(nn.Module):
     """Per-group MLP heads (ReLU between layers), batched over the leading group dimension."""
 
-    def __init__(self, num_groups: int, input_dim: int, hidden_dim: int, output_dim: int, num_layers: int) -> None:
+    def __init__(
+        self,
+        num_groups: int,
+        input_dim: int,
+        hidden_dim: int,
+        output_dim: int,
+        num_layers: int,
+        identical_groups: bool = False,
+    ) -> None:
         super().__init__()
         dims = [input_dim] + [hidden_dim] * (num_layers - 1) + [output_dim]
         self.layers = nn.ModuleList(
-            RFDetrGroupedLinear(num_groups, d_in, d_out) for d_in, d_out in zip(dims[:-1], dims[1:])
+            RFDetrGroupedLinear(num_groups, d_in, d_out, identical_groups=identical_groups)
+            for d_in, d_out in zip(dims[:-1], dims[1:])
         )
-        self.layers[-1].init_mode = "zeros"  # box heads start at the proposal (zero delta)
+        self.layers[-1].init_mode = RFDetrInit.ZEROS  # box heads start at the proposal (zero delta)
 
     def forward(self, hidden_states: torch.Tensor) -> torch.Tensor:
         for layer in self.layers[:-1]:
@@ -135,8 +163,6 @@ class RFDetrDepthwiseConvBlock(nn.Module):
         self.dwconv = nn.Conv2d(dim, dim, kernel_size=3, padding=1, groups=dim)
         self.norm = nn.LayerNorm(dim, eps=1e-6)
         self.pwconv1 = nn.Linear(dim, dim)
-        for module in (self.dwconv, self.pwconv1):
-            module.init_mode = "torch_default"
 
     def forward(self, hidden_states: torch.Tensor) -> torch.Tensor:
         update = self.dwconv(hidden_states).permute(0, 2, 3, 1)  # (B, h, w, C)
@@ -152,8 +178,6 @@ class RFDetrQueryMLPBlock(nn.Module):
         super().__init__()
         self.norm_in = nn.LayerNorm(dim)
         self.layers = nn.ModuleList([nn.Linear(dim, dim * 4), nn.GELU(), nn.Linear(dim * 4, dim)])
-        for module in (self.layers[0], self.layers[2]):
-            module.init_mode = "torch_default"
 
     def forward(self, hidden_states: torch.Tensor) -> torch.Tensor:
         update = self.norm_in(hidden_states)
@@ -180,8 +204,6 @@ class RFDetrSegmentationHead(nn.Module):
         self.query_features_block = RFDetrQueryMLPBlock(dim)
         self.query_features_proj = nn.Linear(dim, dim)
         self.bias = nn.Parameter(torch.zeros(1))
-        for module in (self.spatial_features_proj, self.query_features_proj):
-            module.init_mode = "torch_default"
 
     def forward(
         self,

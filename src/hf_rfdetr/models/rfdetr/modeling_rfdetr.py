@@ -50,6 +50,7 @@ from .heads_rfdetr import (
     RFDetrSegmentationHead,
     apply_box_delta,
 )
+from .initialization_rfdetr import RFDetrInit
 from .loss_rfdetr import RFDetrLoss, check_labels
 from .projector_rfdetr import RFDetrChannelLayerNorm, RFDetrMultiScaleProjector
 
@@ -188,21 +189,16 @@ _ones = _guarded(nn.init.ones_)
 _constant = _guarded(nn.init.constant_)
 _normal = _guarded(nn.init.normal_)
 _trunc_normal = _guarded(nn.init.trunc_normal_)
-_xavier_uniform = _guarded(nn.init.xavier_uniform_)
 _uniform = _guarded(nn.init.uniform_)
-_kaiming_normal = _guarded(nn.init.kaiming_normal_)
-_kaiming_uniform = _guarded(nn.init.kaiming_uniform_)
 _copy = _guarded(lambda tensor, source: tensor.copy_(source))
 
 
-def _torch_default(module: nn.Linear | nn.Conv2d) -> None:
-    """PyTorch's own initialisation of a Linear or Conv2d (`reset_parameters`): Kaiming-uniform weights (a = sqrt(5))
-    and a uniform bias in +-1 / sqrt(fan_in)."""
-    _kaiming_uniform(module.weight, a=math.sqrt(5))
-    if module.bias is not None:
-        fan_in = module.weight[0].numel()
-        bound = 1 / math.sqrt(fan_in) if fan_in > 0 else 0
-        _uniform(module.bias, -bound, bound)
+def _fans(module: nn.Linear | nn.Conv2d | nn.ConvTranspose2d | RFDetrGroupedLinear) -> tuple[int, int]:
+    """(fan_in, fan_out) of a layer's weight as PyTorch's initialisers compute them; per group for a grouped Linear
+    (G, out, in)."""
+    if isinstance(module, RFDetrGroupedLinear):
+        return module.weight.shape[-1], module.weight.shape[-2]
+    return nn.init._calculate_fan_in_and_fan_out(module.weight)
 
 
 def _damaged_weights_message(source: str | Path, kwargs: dict, error: Exception) -> str:
@@ -266,55 +262,71 @@ class RFDetrPreTrainedModel(PreTrainedModel):
     _no_split_modules = ["RFDetrEncoderLayer", "RFDetrDecoderLayer"]
 
     def _init_weights(self, module: nn.Module) -> None:
-        """Initialise the parameters a module owns directly.
+        """Initialise the parameters a module owns directly, as the original rfdetr 1.11.2 initialises a fresh model.
 
-        transformers 5 calls this only for modules with parameters of their own (for custom-code models), so the
-        special cases are tagged by their creators on the module that owns the weights (`init_mode`).
+        transformers (5.x and 4.57) calls this per module, children before their parent in registration order, and
+        again for weights missing from a checkpoint (loaded tensors are flagged and left alone); transformers 5 calls
+        it only for modules with parameters of their own (for custom-code models). So the special cases are tagged by
+        their creators on the module that owns the weights (`init_mode`, an `RFDetrInit`).
         """
-        std = self.config.init_std
-        mode = getattr(module, "init_mode", None)
-        if mode == "torch_default":  # the mask head: PyTorch's default, as in the original
-            _torch_default(module)
+        mode = getattr(module, "init_mode", RFDetrInit.TORCH_DEFAULT)
+        if isinstance(module, (nn.Linear, nn.Conv2d, nn.ConvTranspose2d, RFDetrGroupedLinear)):
+            self._init_layer(module, RFDetrInit(mode))
         elif isinstance(module, RFDetrSegmentationHead):
             _zeros(module.bias)
-        elif isinstance(module, (nn.Linear, RFDetrGroupedLinear)):
-            if mode in ("zeros", "deformable_offsets"):
-                _zeros(module.weight)
-            elif mode == "trunc_normal":
-                _trunc_normal(module.weight, std=std)
-            elif isinstance(module, nn.Linear):
-                _xavier_uniform(module.weight)
-            else:  # Xavier for each group's (out, in) matrix
-                bound = math.sqrt(6.0 / (module.weight.shape[1] + module.weight.shape[2]))
-                _uniform(module.weight, -bound, bound)
-            if mode == "prior":
-                _constant(
-                    module.bias,
-                    -math.log((1 - self.config.initializer_bias_prior_prob) / self.config.initializer_bias_prior_prob),
-                )
-            elif mode == "deformable_offsets":
-                _copy(module.bias, _deformable_offset_bias(module.heads_levels_points))
-            elif module.bias is not None:
-                _zeros(module.bias)
-        elif isinstance(module, (nn.Conv2d, nn.ConvTranspose2d)):
-            _kaiming_normal(module.weight, mode="fan_out", nonlinearity="relu")
-            if module.bias is not None:
-                _zeros(module.bias)
         elif isinstance(module, (nn.LayerNorm, RFDetrChannelLayerNorm, RFDetrGroupedLayerNorm)):
             _ones(module.weight)
             _zeros(module.bias)
         elif isinstance(module, nn.Embedding):
-            if mode == "zeros":
+            if mode == RFDetrInit.ZEROS:
                 _zeros(module.weight)
             else:
                 _normal(module.weight, std=1.0)
         elif isinstance(module, RFDetrEmbeddings):
-            _trunc_normal(module.cls_token, std=std)
-            _trunc_normal(module.position_embeddings, std=std)
+            _trunc_normal(module.cls_token, std=self.config.init_std)
+            _trunc_normal(module.position_embeddings, std=self.config.init_std)
             _zeros(module.mask_token)
         elif isinstance(module, RFDetrEncoderLayer):
             _constant(module.layer_scale1, self.config.backbone_layerscale_value)
             _constant(module.layer_scale2, self.config.backbone_layerscale_value)
+
+    def _init_layer(
+        self, module: nn.Linear | nn.Conv2d | nn.ConvTranspose2d | RFDetrGroupedLinear, mode: RFDetrInit
+    ) -> None:
+        """A Linear, convolution or grouped Linear by its `RFDetrInit` mode (see there for what each reproduces)."""
+        weight, bias = module.weight, module.bias
+        if mode == RFDetrInit.COPY:  # the decoder heads: group 0 of the (identical) two-stage heads
+            source = self.get_submodule(module.init_source)
+            _copy(weight, source.weight[0])
+            _copy(bias, source.bias[0])
+            return
+        fan_in, fan_out = _fans(module)
+        default_bound = 1 / math.sqrt(fan_in) if fan_in > 0 else 0.0
+        if mode in (RFDetrInit.TORCH_DEFAULT, RFDetrInit.PRIOR):
+            _uniform(weight, -default_bound, default_bound)
+        elif mode == RFDetrInit.TRUNC_NORMAL:
+            _trunc_normal(weight, std=self.config.init_std)
+        elif mode in (RFDetrInit.XAVIER, RFDetrInit.XAVIER_ZERO_BIAS):
+            bound = math.sqrt(6.0 / (fan_in + fan_out))
+            _uniform(weight, -bound, bound)
+        elif mode == RFDetrInit.PACKED_IN_PROJECTION:  # a slice of a (3 d, d) matrix, d = fan_in
+            bound = math.sqrt(6.0 / (fan_in + 3 * fan_in))
+            _uniform(weight, -bound, bound)
+        else:  # ZEROS, DEFORMABLE_OFFSETS
+            _zeros(weight)
+        if bias is not None:
+            if mode in (RFDetrInit.TORCH_DEFAULT, RFDetrInit.XAVIER):
+                _uniform(bias, -default_bound, default_bound)
+            elif mode == RFDetrInit.PRIOR:
+                prior = self.config.initializer_bias_prior_prob
+                _constant(bias, -math.log((1 - prior) / prior))
+            elif mode == RFDetrInit.DEFORMABLE_OFFSETS:
+                _copy(bias, _deformable_offset_bias(module.heads_levels_points))
+            else:  # TRUNC_NORMAL, XAVIER_ZERO_BIAS, PACKED_IN_PROJECTION, ZEROS
+                _zeros(bias)
+        if getattr(module, "identical_groups", False):
+            _copy(weight, weight[:1].expand_as(weight).clone())
+            _copy(bias, bias[:1].expand_as(bias).clone())
 
     def _upload_modified_files(self, working_dir, repo_id: str, *args, **kwargs):
         """`push_to_hub` hook: replace transformers' generic README.md by the RF-DETR model card before uploading.
@@ -361,6 +373,16 @@ class RFDetrPreTrainedModel(PreTrainedModel):
             raise error.located(pretrained_model_name_or_path) from None
 
 
+def _tag_decoder_heads_as_copies(model: nn.Module) -> None:
+    """Tag the decoder heads (`class_embed`, `bbox_embed`) of a model with heads to start as copies of group 0 of the
+    two-stage heads in `model.model`, which `_init_weights` initialises first (registered first)."""
+    model.class_embed.init_mode = RFDetrInit.COPY
+    model.class_embed.init_source = "model.enc_out_class_embed"
+    for index, layer in enumerate(model.bbox_embed.layers):
+        layer.init_mode = RFDetrInit.COPY
+        layer.init_source = f"model.enc_out_bbox_embed.layers.{index}"
+
+
 class RFDetrModel(RFDetrPreTrainedModel):
     """Backbone, projector, two-stage query selection and decoder; returns decoder states and reference boxes."""
 
@@ -370,14 +392,17 @@ class RFDetrModel(RFDetrPreTrainedModel):
         self.backbone = RFDetrBackbone(config)
         self.projector = RFDetrMultiScaleProjector(config)
         # Two-stage heads, one per Group DETR group.
-        self.enc_output = RFDetrGroupedLinear(groups, d_model, d_model)
+        self.enc_output = RFDetrGroupedLinear(groups, d_model, d_model, init_mode=RFDetrInit.XAVIER)
         self.enc_output_norm = RFDetrGroupedLayerNorm(groups, d_model, config.layer_norm_eps)
-        self.enc_out_class_embed = RFDetrGroupedLinear(groups, d_model, config.num_labels, init_mode="prior")
-        self.enc_out_bbox_embed = RFDetrGroupedMLPHead(groups, d_model, d_model, 4, 3)
+        # As the original: every group's two-stage heads start as copies of one head (which the decoder heads copy).
+        self.enc_out_class_embed = RFDetrGroupedLinear(
+            groups, d_model, config.num_labels, init_mode=RFDetrInit.PRIOR, identical_groups=True
+        )
+        self.enc_out_bbox_embed = RFDetrGroupedMLPHead(groups, d_model, d_model, 4, 3, identical_groups=True)
         # Learned content queries and reference-box deltas, `num_queries` per group.
         self.query_feat = nn.Embedding(config.num_queries * groups, d_model)
         self.refpoint_embed = nn.Embedding(config.num_queries * groups, 4)
-        self.refpoint_embed.init_mode = "zeros"  # no delta on the two-stage boxes
+        self.refpoint_embed.init_mode = RFDetrInit.ZEROS  # no delta on the two-stage boxes
         self.decoder = RFDetrDecoder(config)
         self.post_init()
 
@@ -550,8 +575,8 @@ class RFDetrForObjectDetection(RFDetrPreTrainedModel):
         super().__init__(config)
         self.model = RFDetrModel(config)
         self.class_embed = nn.Linear(config.d_model, config.num_labels)
-        self.class_embed.init_mode = "prior"
         self.bbox_embed = RFDetrMLPHead(config.d_model, config.d_model, 4, 3, zero_init_output=True)
+        _tag_decoder_heads_as_copies(self)
         # The project's criterion, called explicitly (transformers' `loss_function` lookup would pick another loss).
         self.criterion = RFDetrLoss(config)
         self.post_init()
@@ -666,8 +691,8 @@ class RFDetrForInstanceSegmentation(RFDetrPreTrainedModel):
         super().__init__(config)
         self.model = RFDetrModel(config)
         self.class_embed = nn.Linear(config.d_model, config.num_labels)
-        self.class_embed.init_mode = "prior"
         self.bbox_embed = RFDetrMLPHead(config.d_model, config.d_model, 4, 3, zero_init_output=True)
+        _tag_decoder_heads_as_copies(self)
         self.segmentation_head = RFDetrSegmentationHead(
             config.d_model, config.decoder_layers, config.mask_downsample_ratio
         )
