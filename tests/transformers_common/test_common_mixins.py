@@ -98,23 +98,31 @@ if int(transformers.__version__.split(".")[0]) < 5:
 #: The instance-segmentation loss is random per call: its matcher and mask losses evaluate the mask logits at randomly
 #: drawn points (`torch.rand`, as the original rfdetr's and transformers' rf_detr's do; tests/test_segmentation_loss.py
 #: pins the loss to the original's under one seed), so two forward passes with the same labels give different losses
-#: and matchings (0.3 apart in the total loss here). `test_model_outputs_equivalence` compares a tuple call with a dict
-#: call, both with labels: it runs for the other classes as it is, and for the segmentation model as a strict expected
-#: failure of its own, so that a change of either outcome shows.
-STOCHASTIC_LOSS_REASON = (
-    "the instance-segmentation loss samples the mask logits at random points (matcher and mask losses, as the "
-    "original rfdetr and transformers' rf_detr do): two calls with the same labels give different losses"
-)
+#: (0.3 apart in the total loss here). transformers' own rf_detr test therefore seeds the RNG before each of the two
+#: calls that `test_model_outputs_equivalence` compares; `reseeded_forwards` does the same for ours.
 
 
 @contextlib.contextmanager
-def only_model_classes(test: unittest.TestCase, classes: tuple[type, ...]):
-    """Run a mixin test on `classes` instead of the test class's `all_model_classes`."""
-    test.all_model_classes = classes
+def reseeded_forwards(classes: tuple[type, ...], seed: int = 0):
+    """Every `forward` of `classes` starts from `torch.manual_seed(seed)`, so calls with the same inputs draw the same
+    random mask points."""
+    originals = {cls: cls.__dict__["forward"] for cls in classes}
+
+    def reseeded(forward):
+        @functools.wraps(forward)
+        def call(self, *args, **kwargs):
+            torch.manual_seed(seed)
+            return forward(self, *args, **kwargs)
+
+        return call
+
+    for cls, forward in originals.items():
+        cls.forward = reseeded(forward)
     try:
         yield
     finally:
-        del test.all_model_classes
+        for cls, forward in originals.items():
+            cls.forward = forward
 
 
 def mark_expected_failures(test_class: type) -> type:
@@ -286,14 +294,9 @@ class RFDetrModelTest(DetectionModelTestSetup, modeling_common.ModelTesterMixin,
     config_class = RFDetrConfig
 
     def test_model_outputs_equivalence(self) -> None:
-        """The mixin's test on the classes whose loss is deterministic (see `STOCHASTIC_LOSS_REASON`)."""
-        with only_model_classes(self, (RFDetrModel, RFDetrForObjectDetection)):
-            super().test_model_outputs_equivalence()
-
-    @pytest.mark.xfail(strict=True, reason=STOCHASTIC_LOSS_REASON)
-    def test_model_outputs_equivalence_instance_segmentation(self) -> None:
-        """The mixin's `test_model_outputs_equivalence` on `RFDetrForInstanceSegmentation`."""
-        with only_model_classes(self, (RFDetrForInstanceSegmentation,)):
+        """The mixin's test, each compared call starting from the same seed (the mask loss samples random points; see
+        `reseeded_forwards`), as transformers' own rf_detr test does."""
+        with reseeded_forwards(self.all_model_classes):
             super().test_model_outputs_equivalence()
 
 
