@@ -15,8 +15,9 @@
 
 `configuration_rfdetr` (the config and its named variants) -> `backbone_rfdetr` (windowed DINOv2) ->
 `projector_rfdetr` (multi-scale projector) -> `decoder_rfdetr` (two-stage query selection, deformable decoder) ->
-`heads_rfdetr` (class and box heads) -> `modeling_rfdetr` (the `PreTrainedModel` classes) -> `loss_rfdetr` (matcher
-and criterion); `image_processing_rfdetr` prepares inputs and post-processes, with `image_io` (the image reader),
+`heads_rfdetr` (class, box and mask heads) -> `modeling_rfdetr` (the `PreTrainedModel` classes, detection and
+instance segmentation, initialised as the original by `initialization_rfdetr`) -> `loss_rfdetr` (matcher and
+criterion, with the mask costs and losses); `image_processing_rfdetr` prepares inputs and post-processes, with `image_io` (the image reader),
 `image_sizing` (size forms, resize, padding) and `post_processing` (top-k selection, boxes, masks).
 
 The folder imports nothing from the rest of `hf_rfdetr` at import time: it is what a saved folder carries for
