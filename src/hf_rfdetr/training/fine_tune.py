@@ -78,11 +78,16 @@ def is_segmentation_model(model: str | os.PathLike | RFDetrModel) -> bool:
 
 
 def _load_model(
-    model: str | os.PathLike | RFDetrModel, id2label: dict[int, str], resolution: int | None, segmentation: bool
+    model: str | os.PathLike | RFDetrModel,
+    id2label: dict[int, str],
+    resolution: int | None,
+    segmentation: bool | None = None,
 ) -> RFDetrModel:
     """A variant name (random initialisation), a Hub id / local folder (its weights; class heads re-initialised when
     the labels differ) or a model object, with the dataset's labels; `RFDetrForInstanceSegmentation` when
-    `segmentation`, else `RFDetrForObjectDetection`."""
+    `segmentation` (default: `is_segmentation_model(model)`), else `RFDetrForObjectDetection`."""
+    if segmentation is None:
+        segmentation = is_segmentation_model(model)
     label2id = {name: index for index, name in id2label.items()}
     overrides = {"resolution": resolution} if resolution else {}
     model_class = RFDetrForInstanceSegmentation if segmentation else RFDetrForObjectDetection

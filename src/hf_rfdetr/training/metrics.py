@@ -17,7 +17,10 @@
 
 Segmentation (`pred_masks` in the outputs): each batch is post-processed at once into the top detections with their
 masks at the original image size, RLE-encoded (`post_process_segmentation`), and the targets' masks are RLE-encoded at
-the original size too (`pack_target_masks`), so that no dense mask of the whole evaluation set is ever held. The
+the original size too (`pack_target_masks`), so that no dense mask of the whole evaluation set is ever held. The mask
+ground truth is the annotation's own masks at the original size, crowd regions included as `iscrowd` (as pycocotools
+scores against a COCO json), when the evaluation dataset carries them (`with_mask_ground_truth`, applied by
+`RFDetrTrainer` and `hf-rfdetr eval`); otherwise the targets' masks nearest-resized back to the original size. The
 compressed RLE `counts` strings of one image travel as one uint8 tensor (`pack_rles` / `unpack_rles`), since the
 Trainer's evaluation loop only moves tensors. `coco_metrics` then adds pycocotools' `segm` metrics (`segm_map`,
 `segm_map_50`, ..., per class `segm_map_<label>`) beside the `bbox` ones."""
@@ -40,6 +43,9 @@ _RECALLS = ("mar_1", "mar_10", "mar_100", "mar_small", "mar_medium", "mar_large"
 SEGM_PREFIX = "segm_"
 #: Key of the packed RLE masks in post-processed predictions and packed targets (see `pack_rles`).
 RLE_KEY = "masks_rle"
+#: Keys of the annotated masks at the original size that evaluation targets carry (see `with_mask_ground_truth`):
+#: packed RLE of every object with a segmentation, crowd regions included, their labels and crowd flags.
+GT_RLE_KEY, GT_LABELS_KEY, GT_CROWD_KEY = "annotated_masks_rle", "annotated_masks_labels", "annotated_masks_iscrowd"
 #: Separator of the RLE strings in a packed tensor (a space: outside COCO's RLE alphabet, characters 48 to 111).
 _RLE_SEPARATOR = b" "
 
@@ -120,13 +126,68 @@ def post_process_segmentation(
     ]
 
 
+class MaskGroundTruth:
+    """Wraps an evaluation transform (`DetectionTransform` with masks, for `datasets.Dataset.with_transform`): each
+    target also gets the annotated masks of its image at the original size (`GT_RLE_KEY`, `GT_LABELS_KEY`,
+    `GT_CROWD_KEY`): every object with a `segmentation`, crowd regions too, as pycocotools reads a COCO json."""
+
+    def __init__(self, transform: Any) -> None:
+        self.transform = transform
+
+    def __call__(self, batch: dict[str, list[Any]]) -> dict[str, list[Any]]:
+        output = self.transform(batch)
+        for target, objects in zip(output["labels"], batch["objects"]):
+            height, width = (int(v) for v in target["orig_size"])
+            target.update(annotated_masks(objects, height, width))
+        return output
+
+
+def annotated_masks(objects: Any, height: int, width: int) -> dict[str, torch.Tensor]:
+    """One row's `objects` -> the packed RLE masks at `(height, width)` of the objects with a `segmentation`, their
+    labels and crowd flags (see `MaskGroundTruth`)."""
+    from .data import object_columns
+    from .masks import is_missing, segmentation_to_rle
+
+    columns = object_columns(objects)
+    segmentations = columns.get("segmentation") or []
+    crowd = columns.get("iscrowd") or [0] * len(segmentations)
+    kept = [index for index, segmentation in enumerate(segmentations) if not is_missing(segmentation)]
+    return {
+        GT_RLE_KEY: pack_rles([segmentation_to_rle(segmentations[index], height, width) for index in kept]),
+        GT_LABELS_KEY: torch.tensor([int(columns["category"][index]) for index in kept], dtype=torch.int64),
+        GT_CROWD_KEY: torch.tensor([int(bool(crowd[index])) for index in kept], dtype=torch.int64),
+    }
+
+
+def with_mask_ground_truth(dataset: Any) -> Any:
+    """`dataset` with `MaskGroundTruth` around its evaluation transform when it has one with masks (a split of
+    `apply_transforms` for a segmentation model); any other dataset is returned as it is."""
+    import datasets
+
+    from .transforms import DetectionTransform
+
+    if not isinstance(dataset, datasets.Dataset) or dataset.format.get("type") != "custom":
+        return dataset
+    transform = dataset.format["format_kwargs"].get("transform")
+    if not isinstance(transform, DetectionTransform) or not transform.masks or transform.multi_scale:
+        return dataset
+    return dataset.with_transform(
+        MaskGroundTruth(transform),
+        columns=dataset.format["columns"],
+        output_all_columns=dataset.format["output_all_columns"],
+    )
+
+
 def pack_target_masks(target: dict[str, Any]) -> dict[str, Any]:
     """A target with its `masks` `(N, S, S)` (at the network input) replaced by their RLE at `orig_size`
-    (nearest-neighbour resize back, as the original's evaluation callback does), packed under `RLE_KEY`."""
+    (nearest-neighbour resize back, as the original's evaluation callback does), packed under `RLE_KEY`; when the
+    target carries the annotated masks (`GT_RLE_KEY`) the dense masks are only dropped."""
     if "masks" not in target:
         return target
     target = dict(target)
     masks = torch.as_tensor(target.pop("masks"))
+    if GT_RLE_KEY in target:
+        return target
     height, width = (int(v) for v in target["orig_size"])
     if len(masks) and tuple(masks.shape[-2:]) != (height, width):
         resized = torch.nn.functional.interpolate(masks[None].float(), size=(height, width), mode="nearest")[0] > 0.5
@@ -211,10 +272,12 @@ def coco_metrics(
             annotations.append(_annotation(len(annotations) + 1, image_id, label, float(box[2] * box[3]), bbox=box))
         detections += coco_results(prediction, image_id)
         if segmentation:
-            for label, text in zip(labels, _target_rles(target, image_id, len(labels))):
+            for label, text, crowd in _target_rles(target, image_id, labels):
                 rle = {"size": [height, width], "counts": text}
-                area = _mask_area(rle)
-                mask_annotations.append(_annotation(len(mask_annotations) + 1, image_id, label, area, segmentation=rle))
+                mask_annotations.append(
+                    _annotation(len(mask_annotations) + 1, image_id, label, _mask_area(rle), segmentation=rle)
+                )
+                mask_annotations[-1]["iscrowd"] = crowd
             segments += coco_segment_results({**prediction, "size": (height, width)}, image_id)
     categories = sorted(
         set(id2label or {}) | {a["category_id"] for a in annotations} | {d["category_id"] for d in detections}
@@ -242,8 +305,14 @@ def _mask_area(rle: dict[str, Any]) -> float:
     return float(mask_utils.area({"size": rle["size"], "counts": rle["counts"].encode("ascii")}))
 
 
-def _target_rles(target: dict[str, Any], image_id: int, count: int) -> list[str]:
-    """The target's masks as RLE strings at its original size (packed, or encoded here from `masks`)."""
+def _target_rles(target: dict[str, Any], image_id: int, labels: list[int]) -> list[tuple[int, str, int]]:
+    """The target's mask ground truth at its original size as (label, RLE string, iscrowd): the annotated masks when
+    the target carries them (`GT_RLE_KEY`), else its own masks (packed, or encoded here from `masks`)."""
+    if GT_RLE_KEY in target:
+        counts = unpack_rles(target[GT_RLE_KEY])
+        classes = torch.as_tensor(target[GT_LABELS_KEY]).tolist()
+        crowd = torch.as_tensor(target[GT_CROWD_KEY]).tolist()
+        return [(int(label), text, int(flag)) for label, text, flag in zip(classes, counts, crowd)]
     if RLE_KEY not in target:
         if "masks" not in target:
             raise ValueError(
@@ -252,9 +321,9 @@ def _target_rles(target: dict[str, Any], image_id: int, count: int) -> list[str]
             )
         target = pack_target_masks(target)
     counts = unpack_rles(target[RLE_KEY])
-    if len(counts) != count:
-        raise ValueError(f"target {image_id}: {len(counts)} masks for {count} boxes")
-    return counts
+    if len(counts) != len(labels):
+        raise ValueError(f"target {image_id}: {len(counts)} masks for {len(labels)} boxes")
+    return [(int(label), text, 0) for label, text in zip(labels, counts)]
 
 
 def _evaluate(

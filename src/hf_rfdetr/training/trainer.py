@@ -28,7 +28,7 @@ from transformers.trainer_utils import PREFIX_CHECKPOINT_DIR
 
 from .checkpoints import mark_complete, remove_checkpoint, resolve_checkpoint, rotate_checkpoints
 from .ema import EMA_FOLDER, RFDetrEMACallback
-from .metrics import coco_metrics, pack_target_masks, post_process, post_process_segmentation
+from .metrics import coco_metrics, pack_target_masks, post_process, post_process_segmentation, with_mask_ground_truth
 from .optim import LearningRates, parameter_groups
 
 #: File of a checkpoint holding the data collator's random state (`state_dict()`), one per process when distributed.
@@ -194,6 +194,14 @@ class RFDetrTrainer(Trainer):
             optimizer_kwargs.pop("lr", None)
             self.optimizer = optimizer_class(parameter_groups(self.model, rates), **optimizer_kwargs)
         return self.optimizer
+
+    def get_eval_dataloader(self, eval_dataset=None):
+        """`Trainer.get_eval_dataloader`; a segmentation split of `apply_transforms` also gives each target its
+        annotated masks at the original size (`training.metrics.with_mask_ground_truth`), the mask metrics' ground
+        truth, crowd regions included."""
+        if eval_dataset is None and not isinstance(self.eval_dataset, dict):
+            eval_dataset = self.eval_dataset
+        return super().get_eval_dataloader(with_mask_ground_truth(eval_dataset))
 
     def evaluate(self, eval_dataset=None, ignore_keys=None, metric_key_prefix: str = "eval") -> dict[str, float]:
         """Evaluate the weights and, with EMA, the averaged weights; one log line and one `on_evaluate` for both."""
