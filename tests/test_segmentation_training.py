@@ -385,3 +385,19 @@ def test_eval_equals_the_trainer_evaluation_for_masks(
     metrics = trainer.evaluate()
     for key in ("map", "map_50", "segm_map", "segm_map_50", "segm_map_75", "segm_mar_100", "segm_map_red-rectangle"):
         assert written[key] == pytest.approx(metrics[f"eval_{key}"], abs=1e-9), key
+
+
+@pytest.mark.slow
+def test_cli_train_seg_nano(seg_dataset_dir: Path, tmp_path: Path, capsys) -> None:
+    """`hf-rfdetr train --model seg-nano` trains an RFDetrForInstanceSegmentation (at a small resolution here) and
+    reports mask mAP; the saved folder evaluates with `hf-rfdetr eval` (box and mask columns)."""
+    arguments = ["train", "--dataset-dir", str(seg_dataset_dir), "--model", "seg-nano", "--output-dir", str(tmp_path)]
+    arguments += ["--epochs", "1", "--batch-size", "4", "--grad-accum-steps", "1", "--device", "cpu", "--no-ema"]
+    assert main([*arguments, "--resolution", "48", "--num-workers", "0", "--no-tensorboard", "--lr", "1e-3"]) == 0
+    out = capsys.readouterr().out
+    assert re.search(r"validation mAP \d\.\d{4}, mAP50 \d\.\d{4}, mask mAP \d\.\d{4}, mask mAP50 \d\.\d{4}", out), out
+    saved = RFDetrForInstanceSegmentation.from_pretrained(tmp_path)
+    assert saved.config.segmentation_head and saved.config.resolution == 48 and saved.config.num_labels == 3
+    assert main(["eval", "--model", str(tmp_path), "--dataset-dir", str(seg_dataset_dir), "--device", "cpu"]) == 0
+    out = capsys.readouterr().out
+    assert re.search(r"^metric\s+box\s+mask$", out, flags=re.MULTILINE) and "4 images" in out
