@@ -401,3 +401,43 @@ def test_cli_train_seg_nano(seg_dataset_dir: Path, tmp_path: Path, capsys) -> No
     assert main(["eval", "--model", str(tmp_path), "--dataset-dir", str(seg_dataset_dir), "--device", "cpu"]) == 0
     out = capsys.readouterr().out
     assert re.search(r"^metric\s+box\s+mask$", out, flags=re.MULTILINE) and "4 images" in out
+
+
+@pytest.fixture
+def tiny_seg_folder(tmp_path: Path) -> Path:
+    torch.manual_seed(0)
+    config = seg_config()
+    RFDetrForInstanceSegmentation(config).save_pretrained(tmp_path / "tiny-seg")
+    RFDetrImageProcessor.from_config(config).save_pretrained(tmp_path / "tiny-seg")
+    return tmp_path / "tiny-seg"
+
+
+def test_fine_tune_a_seg_folder_on_a_datasets_dataset(seg_dataset_dir: Path, tiny_seg_folder: Path, tmp_path: Path):
+    """The `datasets` route: a DatasetDict with `objects.segmentation`; the folder's class heads are re-initialised
+    for the dataset's labels and the model stays an RFDetrForInstanceSegmentation."""
+    from hf_rfdetr.training import load_coco_folder
+
+    splits = load_coco_folder(seg_dataset_dir, masks=True)
+    trainer = fine_tune(tiny_seg_folder, dataset=splits, epochs=1, use_ema=False, output_dir=tmp_path / "run", **COMMON)
+    assert isinstance(trainer.model, RFDetrForInstanceSegmentation)
+    assert list(trainer.model.config.id2label.values()) == class_names(3)
+    assert any("eval_segm_map" in entry for entry in trainer.state.log_history)
+
+
+def test_fine_tune_a_seg_model_without_masks_is_explained(seg_dataset_dir: Path, tiny_seg_folder: Path, tmp_path):
+    from hf_rfdetr.training import load_coco_folder
+
+    splits = load_coco_folder(seg_dataset_dir)  # no masks=True: no objects.segmentation
+    with pytest.raises(ValueError, match="masks"):
+        fine_tune(tiny_seg_folder, dataset=splits, epochs=1, output_dir=tmp_path / "run", **COMMON)
+
+
+def test_resume_a_seg_run(seg_dataset_dir: Path, tiny_seg_folder: Path, tmp_path: Path) -> None:
+    output = tmp_path / "run"
+    fine_tune(tiny_seg_folder, seg_dataset_dir, epochs=1, checkpoint_interval=1, output_dir=output, **COMMON)
+    resumed = fine_tune(
+        tiny_seg_folder, seg_dataset_dir, epochs=2, checkpoint_interval=1, output_dir=output, resume=True, **COMMON
+    )
+    assert resumed.state.global_step == 4 and round(resumed.state.epoch) == 2
+    assert [entry["step"] for entry in resumed.state.log_history if "loss" in entry] == [2, 4]
+    assert [round(entry["epoch"]) for entry in resumed.state.log_history if "eval_ema_segm_map" in entry] == [1, 2]
