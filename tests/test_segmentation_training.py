@@ -428,7 +428,7 @@ def test_fine_tune_a_seg_model_without_masks_is_explained(seg_dataset_dir: Path,
     from hf_rfdetr.training import load_coco_folder
 
     splits = load_coco_folder(seg_dataset_dir)  # no masks=True: no objects.segmentation
-    with pytest.raises(ValueError, match="masks"):
+    with pytest.raises(ValueError, match="has no objects.segmentation, but the model segments"):
         fine_tune(tiny_seg_folder, dataset=splits, epochs=1, output_dir=tmp_path / "run", **COMMON)
 
 
