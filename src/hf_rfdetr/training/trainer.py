@@ -77,7 +77,8 @@ class CocoEvaluator:
 
 def _gather_per_image(accelerator: Any, data: Any) -> Any:
     """Gather one evaluation batch as objects. Predictions `(logits (B, Q, C), pred_boxes (B, Q, 4))` become a list
-    of B per-image tuples first; targets already are a list of B dicts; the loss is a (B,) tensor."""
+    of B per-image tuples first; targets, and the post-processed predictions of a segmentation model, already are a
+    list of B dicts; the loss is a (B,) tensor."""
     if isinstance(data, (tuple, list)) and data and all(isinstance(part, torch.Tensor) for part in data):
         data = list(zip(*data))
     return accelerator.gather_for_metrics(data, use_gather_object=True)
