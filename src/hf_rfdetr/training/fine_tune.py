@@ -59,9 +59,7 @@ RFDetrModel = RFDetrForObjectDetection | RFDetrForInstanceSegmentation
 
 
 def _variant_name(model: str | os.PathLike) -> str | None:
-    """`model` as a key of `VARIANTS` when it names a variant (`seg-nano`, `RFDETRSegNano`, ...) and is not a folder."""
-    if Path(model).exists():
-        return None
+    """`model` as a key of `VARIANTS` when it names a variant (`nano`, `seg-nano`, `RFDETRSegNano`, ...)."""
     key = str(model).lower().replace("_", "-")
     key = VARIANT_ALIASES.get(key, VARIANT_ALIASES.get(key.replace("-", ""), key))
     return key if key in VARIANTS else None
