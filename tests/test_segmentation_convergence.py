@@ -85,4 +85,5 @@ def test_seg_training_from_scratch_reaches_mask_map50_on_held_out_images(tmp_pat
     held_out = trainer.evaluate(test_split, metric_key_prefix="test")
     print({key: round(value, 3) for key, value in held_out.items() if key.endswith(("map", "map_50"))})
     assert held_out["test_ema_segm_map_50"] >= 0.5 and held_out["test_segm_map_50"] >= 0.5
-    assert curve[-1][3] > curve[0][3] + 0.3  # it learned during these epochs
+    # it learned during these epochs (the mask head scores about 0.3 after one epoch already, before the boxes do)
+    assert curve[-1][2] > curve[0][2] + 0.4 and curve[-1][4] > curve[0][4] + 0.25
