@@ -40,6 +40,8 @@ SUMMARY_ROWS = {
     "mar_medium": "mAR medium",
     "mar_large": "mAR large",
 }
+#: Prefix of the mask metrics of a segmentation model (`segm_map`, ...), printed as a second table.
+SEGM_PREFIX = "segm_"
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:
@@ -48,7 +50,8 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         help="COCO mAP of a model on a split of a COCO folder (pycocotools)",
         description="Evaluate a model on one split of a COCO folder (train/ valid/ test/, each with "
         "_annotations.coco.json) with pycocotools, as the training loop evaluates: square resize to the model's "
-        "resolution, top 100 detections per image. Prints the COCO summary and per-class AP.",
+        "resolution, top 100 detections per image. Prints the COCO summary and per-class AP; for a segmentation "
+        "model (RF-DETR Seg) the mask (segm) summary and per-class mask AP too.",
     )
     parser.add_argument("--model", required=True, help="Hub id or local model folder (e.g. the output of train)")
     parser.add_argument("--dataset-dir", required=True, help="COCO folder with valid/ and/or test/")
@@ -59,7 +62,9 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     parser.add_argument("--num-workers", type=int, default=0, help="data loading processes (default: 0)")
     parser.add_argument("--output-json", metavar="PATH", help="also write the metrics to this JSON file")
     parser.add_argument(
-        "--predictions-json", metavar="PATH", help="also write the detections in COCO results format (for pycocotools)"
+        "--predictions-json",
+        metavar="PATH",
+        help="also write the detections in COCO results format (for pycocotools; with RLE masks for a Seg model)",
     )
     parser.set_defaults(run_command=run)
 
@@ -113,24 +118,29 @@ def evaluate_coco_folder(
     num_workers: int = 0,
     predictions_json: str | Path | None = None,
 ) -> dict[str, Any]:
-    """COCO metrics of `model` (an `RFDetrForObjectDetection`, a Hub id or a folder) on one split of a COCO folder.
+    """COCO metrics of `model` (an `RFDetrForObjectDetection` or `RFDetrForInstanceSegmentation`, a Hub id or a
+    folder) on one split of a COCO folder.
 
     The split is loaded and transformed as in training (`load_coco_folder`, the evaluation transform), detections are
     post-processed and scored by the loop `CocoEvaluator` uses (`training.metrics`: `post_process`, top 100 per image,
-    then `coco_metrics`). The model's labels are matched to the dataset's categories by name, so a COCO-pretrained
+    then `coco_metrics`). A segmentation model (`config.segmentation_head`) is evaluated on the split's masks too
+    (`post_process_segmentation`: masks at the original image size, RLE), with pycocotools' `segm` metrics beside
+    the `bbox` ones, against the annotated masks at the original size (crowd regions as `iscrowd`). The model's labels are matched to the dataset's categories by name, so a COCO-pretrained
     model (91 slots) evaluates on a COCO folder.
 
     Returns:
         `{"model", "dataset_dir", "split", "images", "boxes", "metrics"}` with `metrics` as `coco_metrics` names
-        them (per-class AP as `map_<class>`).
+        them (per-class AP as `map_<class>`; mask metrics as `segm_map`, ..., `segm_map_<class>`).
     """
     from ..training import apply_transforms, coco_metrics, id2label_from_dataset, load_coco_folder
+    from ..training.metrics import with_mask_ground_truth
 
-    splits = load_coco_folder(dataset_dir, splits=[split])
-    names = id2label_from_dataset(splits)
     model = _load(model, device)
+    segmentation = bool(getattr(model.config, "segmentation_head", False))
+    splits = load_coco_folder(dataset_dir, splits=[split], masks=segmentation)
+    names = id2label_from_dataset(splits)
     mapping = label_mapping(model.config.id2label, names)
-    dataset = apply_transforms(splits, model.config)[split]
+    dataset = with_mask_ground_truth(apply_transforms(splits, model.config)[split])
     predictions, targets = _predict(model, dataset, batch_size, num_workers, mapping)
     metrics = coco_metrics(predictions, targets, names)
     if predictions_json is not None:
@@ -146,15 +156,20 @@ def evaluate_coco_folder(
 
 
 def _load(model: Any, device: str | None):
+    """The model in eval mode on `device`: an object, or a Hub id / folder (`RFDetrForInstanceSegmentation` when its
+    config has `segmentation_head`, else `RFDetrForObjectDetection`)."""
     import torch
-    from transformers import AutoModelForObjectDetection
+    from transformers import AutoConfig, AutoModelForInstanceSegmentation, AutoModelForObjectDetection
 
     if isinstance(model, (str, Path)):
         text, path = str(model), Path(model).expanduser()
         looks_like_path = path.is_absolute() or text.startswith((".", "~")) or text.count("/") > 1
         if looks_like_path and not path.exists():
             raise FileNotFoundError(f"model folder {text!r} does not exist")
-        model = AutoModelForObjectDetection.from_pretrained(str(path) if path.exists() else text)
+        source = str(path) if path.exists() else text
+        segmentation = getattr(AutoConfig.from_pretrained(source), "segmentation_head", False)
+        auto_class = AutoModelForInstanceSegmentation if segmentation else AutoModelForObjectDetection
+        model = auto_class.from_pretrained(source)
     device = device or ("cuda" if torch.cuda.is_available() else "cpu")
     return model.to(device).eval()
 
@@ -179,12 +194,13 @@ def label_mapping(model_id2label: dict[int, str], dataset_names: dict[int, str])
 
 
 def _predict(model, dataset, batch_size: int, num_workers: int, mapping: dict[int, int]):
-    """Post-processed detections (labels mapped to the dataset's) and targets, image by image."""
+    """Post-processed detections (labels mapped to the dataset's; with packed RLE masks for a segmentation model) and
+    targets (their masks packed as RLE at the original size), image by image."""
     import torch
     from torch.utils.data import DataLoader
 
     from ..training import RFDetrDataCollator
-    from ..training.metrics import post_process
+    from ..training.metrics import RLE_KEY, pack_rles, pack_target_masks, unpack_rles
 
     device = next(model.parameters()).device
     loader = DataLoader(dataset, batch_size=batch_size, collate_fn=RFDetrDataCollator(), num_workers=num_workers)
@@ -196,20 +212,36 @@ def _predict(model, dataset, batch_size: int, num_workers: int, mapping: dict[in
         for batch in loader:
             outputs = model(pixel_values=batch["pixel_values"].to(device))
             sizes = [tuple(int(v) for v in target["orig_size"]) for target in batch["labels"]]
-            for detections in post_process(outputs.logits, outputs.pred_boxes, sizes, top_k=100):
+            for detections in _post_process(outputs, sizes):
                 labels = lookup[detections["labels"]]
                 keep = labels >= 0
-                predictions.append(
-                    {"scores": detections["scores"][keep], "labels": labels[keep], "boxes": detections["boxes"][keep]}
-                )
-            targets += batch["labels"]
+                prediction = {
+                    "scores": detections["scores"][keep],
+                    "labels": labels[keep],
+                    "boxes": detections["boxes"][keep],
+                }
+                if RLE_KEY in detections:
+                    counts = unpack_rles(detections[RLE_KEY])
+                    prediction[RLE_KEY] = pack_rles([text for text, kept in zip(counts, keep.tolist()) if kept])
+                predictions.append(prediction)
+            targets += [pack_target_masks(target) for target in batch["labels"]]
     return predictions, targets
 
 
+def _post_process(outputs: Any, sizes: list[tuple[int, int]]) -> list[dict[str, Any]]:
+    """The top 100 detections per image (with packed RLE masks when the outputs have `pred_masks`)."""
+    from ..training.metrics import post_process, post_process_segmentation
+
+    if getattr(outputs, "pred_masks", None) is not None:
+        return post_process_segmentation(outputs.logits, outputs.pred_boxes, outputs.pred_masks, sizes, top_k=100)
+    return post_process(outputs.logits, outputs.pred_boxes, sizes, top_k=100)
+
+
 def _write_predictions(predictions, targets, dataset_dir: Path, split: str, names, path: Path) -> None:
-    """Detections in COCO results format, with the split's image ids and category ids."""
+    """Detections in COCO results format, with the split's image ids and category ids (and for a segmentation model
+    each detection's mask as a COCO RLE `segmentation` at the image's size)."""
     from ..training.data import ANNOTATION_FILE, SPLIT_FOLDERS
-    from ..training.metrics import coco_results
+    from ..training.metrics import RLE_KEY, coco_results, coco_segment_results
 
     folder = next(dataset_dir / name for name in SPLIT_FOLDERS[split] if (dataset_dir / name).is_dir())
     categories = json.loads((folder / ANNOTATION_FILE).read_text())["categories"]
@@ -219,26 +251,44 @@ def _write_predictions(predictions, targets, dataset_dir: Path, split: str, name
         category_ids = {label: category_ids[label] or int(names[label].rsplit("_", 1)[-1]) for label in names}
     results = []
     for prediction, target in zip(predictions, targets):
-        results += coco_results(prediction, int(target["image_id"][0]), category_ids)
+        image_results = coco_results(prediction, int(target["image_id"][0]), category_ids)
+        if RLE_KEY in prediction:
+            masks = coco_segment_results(
+                {**prediction, "size": target["orig_size"]}, int(target["image_id"][0]), category_ids
+            )
+            for result, mask in zip(image_results, masks):
+                result["segmentation"] = mask["segmentation"]
+        results += image_results
     path.write_text(json.dumps(results))
 
 
 def format_report(result: dict[str, Any]) -> str:
-    """The summary and per-class AP as aligned text tables."""
+    """The summary and per-class AP as aligned text tables (box and mask columns for a segmentation model)."""
     metrics = result["metrics"]
+    masks = {key[len(SEGM_PREFIX) :]: value for key, value in metrics.items() if key.startswith(SEGM_PREFIX)}
+    boxes = {key: value for key, value in metrics.items() if not key.startswith(SEGM_PREFIX)}
     lines = [
         f"{result['model']} on {result['dataset_dir']} [{result['split']}]: {result['images']} images, "
         f"{result['boxes']} boxes" + (f", {result['weights']} weights" if "weights" in result else ""),
         "",
-        f"{'metric':<16}{'value':>8}",
     ]
-    lines += [f"{name:<16}{_value(metrics.get(key)):>8}" for key, name in SUMMARY_ROWS.items() if key in metrics]
-    per_class = {key[4:]: value for key, value in metrics.items() if key.startswith("map_") and key not in SUMMARY_ROWS}
+    rows = {name: [boxes.get(key)] + ([masks.get(key)] if masks else []) for key, name in SUMMARY_ROWS.items()}
+    lines += _table("metric", ["box", "mask"] if masks else ["value"], rows, 16)
+    per_class = {key[4:]: value for key, value in boxes.items() if key.startswith("map_") and key not in SUMMARY_ROWS}
     if per_class:
-        width = max(16, 2 + max(len(name) for name in per_class))
-        lines += ["", f"{'class':<{width}}{'AP':>8}"]
-        lines += [f"{name:<{width}}{_value(value):>8}" for name, value in per_class.items()]
+        rows = {name: [value] + ([masks.get(f"map_{name}")] if masks else []) for name, value in per_class.items()}
+        lines += [""] + _table("class", ["box AP", "mask AP"] if masks else ["AP"], rows, 16)
     return "\n".join(lines)
+
+
+def _table(title: str, columns: list[str], rows: dict[str, list[float | None]], min_width: int) -> list[str]:
+    """Aligned lines: a header, then one row per name with its values (rows whose values are all missing are
+    left out)."""
+    rows = {name: values for name, values in rows.items() if any(value is not None for value in values)}
+    width = max(min_width, 2 + max((len(name) for name in rows), default=0))
+    lines = [f"{title:<{width}}" + "".join(f"{column:>8}" for column in columns)]
+    lines += [f"{name:<{width}}" + "".join(f"{_value(value):>8}" for value in values) for name, values in rows.items()]
+    return lines
 
 
 def _value(value: float | None) -> str:

@@ -24,10 +24,15 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     parser = subparsers.add_parser(
         "train",
         help="fine-tune on a COCO folder (train/ valid/ [test/] with _annotations.coco.json)",
-        description="Fine-tune RF-DETR with the original recipe on the Hugging Face Trainer.",
+        description="Fine-tune RF-DETR with the original recipe on the Hugging Face Trainer. A Seg model (seg-nano, "
+        "RFDETRSegNano, ... or a folder of one) trains instance segmentation on the folder's COCO segmentation masks.",
     )
     parser.add_argument("--dataset-dir", required=True, help="COCO folder with train/ valid/ [test/]")
-    parser.add_argument("--model", default="base", help="variant name, Hub id or local folder (default: base)")
+    parser.add_argument(
+        "--model",
+        default="base",
+        help="variant name (base, nano, ..., seg-nano, ...), Hub id or local folder (default: base)",
+    )
     parser.add_argument("--output-dir", default="output", help="where checkpoints and the final model go")
     for name, kind, default, text in (
         ("epochs", int, 100, "passes over the training set"),
@@ -54,7 +59,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         ("gradient-checkpointing", "recompute activations in the backward pass to save memory"),
         ("no-tensorboard", "do not log to TensorBoard"),
         ("wandb", "log to Weights & Biases"),
-        ("early-stopping", "stop when validation mAP stops improving"),
+        ("early-stopping", "stop when validation mAP (mask mAP for a Seg model) stops improving"),
         ("early-stopping-use-ema", "watch the EMA weights' mAP for early stopping"),
     ):
         parser.add_argument(f"--{flag}", action="store_true", help=text)
@@ -97,6 +102,13 @@ def run(args: argparse.Namespace) -> int:
     evaluations = [entry for entry in trainer.state.log_history if "eval_map" in entry]
     if evaluations:
         last = evaluations[-1]
-        print(f"validation mAP {last['eval_map']:.4f}, mAP50 {last['eval_map_50']:.4f} (epoch {last['epoch']:.0f})")
+        masks = (
+            f", mask mAP {last['eval_segm_map']:.4f}, mask mAP50 {last['eval_segm_map_50']:.4f}"
+            if "eval_segm_map" in last
+            else ""
+        )
+        print(
+            f"validation mAP {last['eval_map']:.4f}, mAP50 {last['eval_map_50']:.4f}{masks} (epoch {last['epoch']:.0f})"
+        )
     print(f"saved the fine-tuned model to {args.output_dir}")
     return 0

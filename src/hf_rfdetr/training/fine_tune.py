@@ -20,14 +20,22 @@ import os
 from pathlib import Path
 
 import datasets
-from transformers import AutoModelForObjectDetection, EarlyStoppingCallback, TrainerCallback, TrainingArguments
+from transformers import (
+    AutoConfig,
+    AutoModelForInstanceSegmentation,
+    AutoModelForObjectDetection,
+    EarlyStoppingCallback,
+    TrainerCallback,
+    TrainingArguments,
+)
 
-from ..models.rfdetr.configuration_rfdetr import VARIANTS, RFDetrConfig
+from ..models.rfdetr.configuration_rfdetr import VARIANT_ALIASES, VARIANTS, RFDetrConfig
 from ..models.rfdetr.image_processing_rfdetr import RFDetrImageProcessor
-from ..models.rfdetr.modeling_rfdetr import RFDetrForObjectDetection
+from ..models.rfdetr.modeling_rfdetr import RFDetrForInstanceSegmentation, RFDetrForObjectDetection
 from .data import check_training_data, id2label_from_dataset, load_coco_folder
 from .ema import RFDetrEMACallback
 from .hub_data import prepare_dataset
+from .metrics import SEGM_PREFIX
 from .optim import LearningRates
 from .trainer import CocoEvaluator, RFDetrTrainer
 from .transforms import RFDetrDataCollator, apply_transforms
@@ -46,33 +54,67 @@ class CheckpointIntervalCallback(TrainerCallback):
         return control
 
 
+#: The model classes `fine_tune` trains.
+RFDetrModel = RFDetrForObjectDetection | RFDetrForInstanceSegmentation
+
+
+def _variant_name(model: str | os.PathLike) -> str | None:
+    """`model` as a key of `VARIANTS` when it names a variant (`nano`, `seg-nano`, `RFDETRSegNano`, ...)."""
+    key = str(model).lower().replace("_", "-")
+    key = VARIANT_ALIASES.get(key, VARIANT_ALIASES.get(key.replace("-", ""), key))
+    return key if key in VARIANTS else None
+
+
+def is_segmentation_model(model: str | os.PathLike | RFDetrModel) -> bool:
+    """Whether `model` (a variant name, a Hub id / folder, or a model object) segments (`config.segmentation_head`):
+    its data is then loaded with masks and it is trained as an `RFDetrForInstanceSegmentation`."""
+    if isinstance(model, (RFDetrForObjectDetection, RFDetrForInstanceSegmentation)):
+        return isinstance(model, RFDetrForInstanceSegmentation)
+    name = _variant_name(model)
+    config = RFDetrConfig.from_variant(name) if name else AutoConfig.from_pretrained(str(model))
+    return bool(getattr(config, "segmentation_head", False))
+
+
 def _load_model(
-    model: str | os.PathLike | RFDetrForObjectDetection, id2label: dict[int, str], resolution: int | None
-) -> RFDetrForObjectDetection:
+    model: str | os.PathLike | RFDetrModel,
+    id2label: dict[int, str],
+    resolution: int | None,
+    segmentation: bool | None = None,
+) -> RFDetrModel:
     """A variant name (random initialisation), a Hub id / local folder (its weights; class heads re-initialised when
-    the labels differ) or a model object, with the dataset's labels."""
+    the labels differ) or a model object, with the dataset's labels; `RFDetrForInstanceSegmentation` when
+    `segmentation` (default: `is_segmentation_model(model)`), else `RFDetrForObjectDetection`."""
+    if segmentation is None:
+        segmentation = is_segmentation_model(model)
     label2id = {name: index for index, name in id2label.items()}
     overrides = {"resolution": resolution} if resolution else {}
-    if isinstance(model, RFDetrForObjectDetection):
+    model_class = RFDetrForInstanceSegmentation if segmentation else RFDetrForObjectDetection
+    if isinstance(model, (RFDetrForObjectDetection, RFDetrForInstanceSegmentation)):
         if model.config.num_labels != len(id2label):
             raise ValueError(
                 f"the model has {model.config.num_labels} labels but the dataset has {len(id2label)}; pass its "
                 "name or folder instead, so the class heads can be re-initialised for the dataset"
             )
         model.config.id2label, model.config.label2id = dict(id2label), label2id
-    elif str(model).lower() in VARIANTS:
-        model = RFDetrForObjectDetection(
-            RFDetrConfig.from_variant(str(model), id2label=id2label, label2id=label2id, **overrides)
+    elif _variant_name(model):
+        model = model_class(
+            RFDetrConfig.from_variant(_variant_name(model), id2label=id2label, label2id=label2id, **overrides)
         )
         overrides = {}
     else:
-        model = AutoModelForObjectDetection.from_pretrained(
-            model, id2label=id2label, label2id=label2id, ignore_mismatched_sizes=True
-        )
+        auto_class = AutoModelForInstanceSegmentation if segmentation else AutoModelForObjectDetection
+        model = auto_class.from_pretrained(model, id2label=id2label, label2id=label2id, ignore_mismatched_sizes=True)
     if overrides:  # a new resolution: the position embeddings interpolate to it
         model.config.resolution = overrides["resolution"]
         model.config.validate()
     return model
+
+
+def _best_model_metric(segmentation: bool, ema: bool) -> str:
+    """The metric of early stopping and of the best checkpoint: mask mAP for a segmentation model, box mAP otherwise,
+    as the original (`rfdetr/training/trainer.py`, `_BEST_MODEL_MONITOR_KEYS`: `segm_mAP_50_95` for
+    `segmentation_head`), of the EMA weights with `ema`."""
+    return "eval_" + ("ema_" if ema else "") + ("segm_map" if segmentation else "map")
 
 
 def _report_to(tensorboard: bool, wandb: bool, project: str | None) -> list[str]:
@@ -87,7 +129,7 @@ def _report_to(tensorboard: bool, wandb: bool, project: str | None) -> list[str]
 
 
 def fine_tune(
-    model: str | os.PathLike | RFDetrForObjectDetection = "base",
+    model: str | os.PathLike | RFDetrModel = "base",
     dataset_dir: str | os.PathLike | None = None,
     *,
     dataset: datasets.DatasetDict | None = None,
@@ -125,26 +167,33 @@ def fine_tune(
     `gradient_checkpointing`, `checkpoint_interval` (epochs between kept checkpoints), `resume` (a checkpoint folder
     of `output_dir`, or True for the newest complete one: a checkpoint whose save was interrupted is skipped, with a
     warning naming it; the resumed run continues exactly as an uninterrupted one with the same `seed`), `tensorboard`, `wandb` with `project` / `run`, `early_stopping`
-    (on validation mAP, of the EMA weights with `early_stopping_use_ema`; checkpoints are then kept every epoch so the
+    (on validation mAP, mask mAP for a segmentation model as in the original, of the EMA weights with
+    `early_stopping_use_ema`; checkpoints are then kept every epoch so the
     best can be restored), `output_dir`. Extra keyword arguments go to `TrainingArguments`.
 
     `model` is a variant name (random initialisation), a Hub id or folder (its weights; class heads re-initialised
-    for the dataset's labels) or an `RFDetrForObjectDetection`. The final model and its image processor are saved in
+    for the dataset's labels) or an `RFDetrForObjectDetection`. A segmentation model (a Seg variant such as `seg-nano`
+    or `RFDETRSegNano`, a folder / Hub id whose config has `segmentation_head`, or an `RFDetrForInstanceSegmentation`)
+    is trained as an `RFDetrForInstanceSegmentation` on the masks of the data (COCO `segmentation` fields, or
+    `objects.segmentation` of a `datasets` dataset), and evaluated with mask (`segm_*`) metrics beside the box ones.
+    The final model and its image processor are saved in
     `output_dir` (and the EMA weights in `output_dir/ema`). Returns the trainer (`trainer.model`, `trainer.state`).
     """
     if (dataset_dir is None) == (dataset is None):
         raise ValueError("pass exactly one of dataset_dir (a COCO folder) or dataset (a datasets.DatasetDict)")
     source_name = str(model) if isinstance(model, (str, os.PathLike)) else None
+    segmentation = is_segmentation_model(model)  # the config decides whether the masks are read
     if dataset_dir is not None:
-        splits, summaries = load_coco_folder(dataset_dir, return_summary=True)
+        splits, summaries = load_coco_folder(dataset_dir, return_summary=True, masks=segmentation)
     else:
         splits, summaries = prepare_dataset(dataset), None
-    check_training_data(splits, summaries=summaries)  # before the model is built and the first step is taken
+    # before the model is built and the first step is taken
+    check_training_data(splits, summaries=summaries, masks=segmentation)
     id2label = id2label_from_dataset(splits)
-    model = _load_model(model, id2label, resolution)
+    model = _load_model(model, id2label, resolution, segmentation)
     transformed = apply_transforms(splits, model.config)
     evaluation = "validation" in transformed
-    metric = "eval_ema_map" if early_stopping_use_ema and use_ema else "eval_map"
+    metric = _best_model_metric(segmentation, early_stopping_use_ema and use_ema)
     args = TrainingArguments(
         output_dir=str(output_dir),
         num_train_epochs=epochs,
@@ -227,6 +276,15 @@ def _training_summary(
     )
 
 
+def _mask_metrics(log_history: list[dict], prefix: str, step: int) -> dict[str, float]:
+    """The mask (`segm_*`) metrics logged with `prefix` at `step`, named `eval_segm_*` (none for detection)."""
+    entries = [entry for entry in log_history if f"{prefix}map" in entry and entry.get("step") == step]
+    if not entries:
+        return {}
+    marker = f"{prefix}{SEGM_PREFIX}"
+    return {f"eval_{key[len(prefix) :]}": value for key, value in entries[-1].items() if key.startswith(marker)}
+
+
 def _write_results_and_card(trainer: RFDetrTrainer, folder: Path, prefix: str, training: str) -> None:
     """`eval_results.json` with the metrics of the weights saved in `folder` (when they were evaluated), and the
     model card `README.md` (the metrics of `load_best_model_at_end` runs are those of the best checkpoint)."""
@@ -239,5 +297,6 @@ def _write_results_and_card(trainer: RFDetrTrainer, folder: Path, prefix: str, t
     evaluation = evaluation_from_log_history(trainer.state.log_history, prefix, step=step, source="eval_results.json")
     if evaluation is not None:
         results = {"epoch": evaluation.epoch, **{f"eval_{key}": value for key, value in evaluation.metrics.items()}}
+        results |= _mask_metrics(trainer.state.log_history, prefix, step)
         (folder / "eval_results.json").write_text(json.dumps(results, indent=2, sort_keys=True) + "\n")
     write_model_card(folder, str(folder), training=training, source="fine-tuned with `hf_rfdetr.fine_tune`")

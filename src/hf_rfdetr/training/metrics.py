@@ -11,8 +11,19 @@
 # WITHOUT WARRANTIES OR CONDITIONS OF ANY KIND, either express or implied.
 # See the License for the specific language governing permissions and
 # limitations under the License.
-"""COCO detection metrics with pycocotools: the one evaluation loop behind the Trainer's `compute_metrics`
-(`CocoEvaluator`) and `hf-rfdetr eval` (raw outputs -> `post_process` -> `coco_metrics`)."""
+"""COCO detection and instance segmentation metrics with pycocotools: the one evaluation loop behind the Trainer's
+`compute_metrics` (`CocoEvaluator`) and `hf-rfdetr eval` (raw outputs -> `post_process` / `post_process_segmentation`
+-> `coco_metrics`).
+
+Segmentation (`pred_masks` in the outputs): each batch is post-processed at once into the top detections with their
+masks at the original image size, RLE-encoded (`post_process_segmentation`), and the targets' masks are RLE-encoded at
+the original size too (`pack_target_masks`), so that no dense mask of the whole evaluation set is ever held. The mask
+ground truth is the annotation's own masks at the original size, crowd regions included as `iscrowd` (as pycocotools
+scores against a COCO json), when the evaluation dataset carries them (`with_mask_ground_truth`, applied by
+`RFDetrTrainer` and `hf-rfdetr eval`); otherwise the targets' masks nearest-resized back to the original size. The
+compressed RLE `counts` strings of one image travel as one uint8 tensor (`pack_rles` / `unpack_rles`), since the
+Trainer's evaluation loop only moves tensors. `coco_metrics` then adds pycocotools' `segm` metrics (`segm_map`,
+`segm_map_50`, ..., per class `segm_map_<label>`) beside the `bbox` ones."""
 
 from __future__ import annotations
 
@@ -28,6 +39,15 @@ from torchvision.ops import box_convert
 
 _STATS = ("map", "map_50", "map_75", "map_small", "map_medium", "map_large")
 _RECALLS = ("mar_1", "mar_10", "mar_100", "mar_small", "mar_medium", "mar_large")
+#: Prefix of the mask (`segm`) metrics: `segm_map`, `segm_map_50`, ..., `segm_map_<label>`.
+SEGM_PREFIX = "segm_"
+#: Key of the packed RLE masks in post-processed predictions and packed targets (see `pack_rles`).
+RLE_KEY = "masks_rle"
+#: Keys of the annotated masks at the original size that evaluation targets carry (see `with_mask_ground_truth`):
+#: packed RLE of every object with a segmentation, crowd regions included, their labels and crowd flags.
+GT_RLE_KEY, GT_LABELS_KEY, GT_CROWD_KEY = "annotated_masks_rle", "annotated_masks_labels", "annotated_masks_iscrowd"
+#: Separator of the RLE strings in a packed tensor (a space: outside COCO's RLE alphabet, characters 48 to 111).
+_RLE_SEPARATOR = b" "
 
 
 def _absolute_xywh(boxes: torch.Tensor, size: tuple[int, int]) -> np.ndarray:
@@ -52,6 +72,131 @@ def post_process(
     return RFDetrImageProcessor().post_process_object_detection(outputs, 0.0, list(sizes), top_k=top_k)
 
 
+def pack_rles(counts: Sequence[str | bytes]) -> torch.Tensor:
+    """COCO compressed RLE `counts` strings -> one uint8 tensor (the strings joined by a space; empty for none)."""
+    data = b"".join(
+        (value.encode("ascii") if isinstance(value, str) else bytes(value)) + _RLE_SEPARATOR for value in counts
+    )
+    return torch.tensor(list(data), dtype=torch.uint8)
+
+
+def unpack_rles(packed: torch.Tensor | np.ndarray) -> list[str]:
+    """The inverse of `pack_rles` (a tensor or the numpy array the Trainer turns it into)."""
+    data = packed.cpu().numpy() if isinstance(packed, torch.Tensor) else np.asarray(packed)
+    return [part.decode("ascii") for part in data.astype(np.uint8).tobytes().split(_RLE_SEPARATOR)[:-1]]
+
+
+def encode_masks(masks: torch.Tensor | np.ndarray) -> list[str]:
+    """`(N, H, W)` binary masks -> N compressed RLE `counts` strings (pycocotools)."""
+    from pycocotools import mask as mask_utils
+
+    array = masks.detach().cpu().numpy() if isinstance(masks, torch.Tensor) else np.asarray(masks)
+    if not len(array):
+        return []
+    rles = mask_utils.encode(np.asfortranarray(array.astype(np.uint8).transpose(1, 2, 0)))
+    return [rle["counts"].decode("ascii") for rle in rles]
+
+
+def post_process_segmentation(
+    logits: torch.Tensor,
+    pred_boxes: torch.Tensor,
+    pred_masks: torch.Tensor,
+    sizes: Sequence[tuple[int, int]],
+    top_k: int = 100,
+) -> list[dict[str, torch.Tensor]]:
+    """Raw segmentation outputs of one batch -> per image the `top_k` best `scores`, `labels`, absolute xyxy `boxes`
+    and their masks at `sizes[i]` (height, width), as `post_process_instance_segmentation` computes them (mask
+    probability > 0.5), RLE-encoded and packed (`RLE_KEY`, see `pack_rles`); no score threshold."""
+    from ..models.rfdetr.image_processing_rfdetr import RFDetrImageProcessor
+
+    outputs = SimpleNamespace(
+        logits=logits.float().cpu(), pred_boxes=pred_boxes.float().cpu(), pred_masks=pred_masks.float().cpu()
+    )
+    results = RFDetrImageProcessor().post_process_instance_segmentation(
+        outputs, 0.0, list(sizes), top_k=top_k, return_coco_annotation=True
+    )
+    return [
+        {
+            "scores": result["scores"],
+            "labels": result["labels"],
+            "boxes": result["boxes"],
+            RLE_KEY: pack_rles([rle["counts"] for rle in result["segmentation"]]),
+        }
+        for result in results
+    ]
+
+
+class MaskGroundTruth:
+    """Wraps an evaluation transform (`DetectionTransform` with masks, for `datasets.Dataset.with_transform`): each
+    target also gets the annotated masks of its image at the original size (`GT_RLE_KEY`, `GT_LABELS_KEY`,
+    `GT_CROWD_KEY`): every object with a `segmentation`, crowd regions too, as pycocotools reads a COCO json."""
+
+    def __init__(self, transform: Any) -> None:
+        self.transform = transform
+
+    def __call__(self, batch: dict[str, list[Any]]) -> dict[str, list[Any]]:
+        output = self.transform(batch)
+        for target, objects in zip(output["labels"], batch["objects"]):
+            height, width = (int(v) for v in target["orig_size"])
+            target.update(annotated_masks(objects, height, width))
+        return output
+
+
+def annotated_masks(objects: Any, height: int, width: int) -> dict[str, torch.Tensor]:
+    """One row's `objects` -> the packed RLE masks at `(height, width)` of the objects with a `segmentation`, their
+    labels and crowd flags (see `MaskGroundTruth`)."""
+    from .data import object_columns
+    from .masks import is_missing, segmentation_to_rle
+
+    columns = object_columns(objects)
+    segmentations = columns.get("segmentation") or []
+    crowd = columns.get("iscrowd") or [0] * len(segmentations)
+    kept = [index for index, segmentation in enumerate(segmentations) if not is_missing(segmentation)]
+    return {
+        GT_RLE_KEY: pack_rles([segmentation_to_rle(segmentations[index], height, width) for index in kept]),
+        GT_LABELS_KEY: torch.tensor([int(columns["category"][index]) for index in kept], dtype=torch.int64),
+        GT_CROWD_KEY: torch.tensor([int(bool(crowd[index])) for index in kept], dtype=torch.int64),
+    }
+
+
+def with_mask_ground_truth(dataset: Any) -> Any:
+    """`dataset` with `MaskGroundTruth` around its evaluation transform when it has one with masks (a split of
+    `apply_transforms` for a segmentation model); any other dataset is returned as it is."""
+    import datasets
+
+    from .transforms import DetectionTransform
+
+    if not isinstance(dataset, datasets.Dataset) or dataset.format.get("type") != "custom":
+        return dataset
+    transform = dataset.format["format_kwargs"].get("transform")
+    if not isinstance(transform, DetectionTransform) or not transform.masks or transform.multi_scale:
+        return dataset
+    return dataset.with_transform(
+        MaskGroundTruth(transform),
+        columns=dataset.format["columns"],
+        output_all_columns=dataset.format["output_all_columns"],
+    )
+
+
+def pack_target_masks(target: dict[str, Any]) -> dict[str, Any]:
+    """A target with its `masks` `(N, S, S)` (at the network input) replaced by their RLE at `orig_size`
+    (nearest-neighbour resize back, as the original's evaluation callback does), packed under `RLE_KEY`; when the
+    target carries the annotated masks (`GT_RLE_KEY`) the dense masks are only dropped."""
+    if "masks" not in target:
+        return target
+    target = dict(target)
+    masks = torch.as_tensor(target.pop("masks"))
+    if GT_RLE_KEY in target:
+        return target
+    height, width = (int(v) for v in target["orig_size"])
+    if len(masks) and tuple(masks.shape[-2:]) != (height, width):
+        resized = torch.nn.functional.interpolate(masks[None].float(), size=(height, width), mode="nearest")[0] > 0.5
+    else:
+        resized = masks.bool()
+    target[RLE_KEY] = pack_rles(encode_masks(resized))
+    return target
+
+
 def coco_results(
     prediction: dict[str, torch.Tensor], image_id: int, category_ids: dict[int, Any] | None = None
 ) -> list[dict[str, Any]]:
@@ -69,63 +214,147 @@ def coco_results(
     ]
 
 
+def coco_segment_results(
+    prediction: dict[str, Any], image_id: int, category_ids: dict[int, Any] | None = None
+) -> list[dict[str, Any]]:
+    """One image's masks in COCO results format (`segmentation` as a compressed RLE at the original size, packed in
+    `prediction[RLE_KEY]`), labels mapped by `category_ids`."""
+    height, width = (int(v) for v in prediction["size"])
+    counts = unpack_rles(prediction[RLE_KEY])
+    labels, scores = torch.as_tensor(prediction["labels"]).tolist(), torch.as_tensor(prediction["scores"]).tolist()
+    if len(counts) != len(labels):
+        raise ValueError(f"image {image_id}: {len(counts)} masks for {len(labels)} detections")
+    return [
+        {
+            "image_id": image_id,
+            "category_id": category_ids[int(label)] if category_ids is not None else int(label),
+            "segmentation": {"size": [height, width], "counts": text},
+            "score": float(score),
+        }
+        for score, label, text in zip(scores, labels, counts)
+    ]
+
+
 def coco_metrics(
     predictions: list[dict[str, torch.Tensor]],
     targets: list[dict[str, torch.Tensor]],
     id2label: dict[int, str] | None = None,
 ) -> dict[str, float]:
-    """COCO mAP of detections against ground truth, as pycocotools computes it (100 detections per image).
+    """COCO mAP of detections (and masks) against ground truth, as pycocotools computes it (100 detections per image).
 
     Args:
-        predictions: per image `scores` (K,), `labels` (K,), `boxes` (K, 4) absolute xyxy in the original image.
-        targets: per image `class_labels` (N,), `boxes` (N, 4) normalised cxcywh and `orig_size` (height, width).
-            Ground-truth areas are box areas in the original image.
-        id2label: adds per-class AP as `map_<label>`.
+        predictions: per image `scores` (K,), `labels` (K,), `boxes` (K, 4) absolute xyxy in the original image; for
+            segmentation also the K masks at the original size, packed RLE under `RLE_KEY` (`post_process_segmentation`).
+        targets: per image `class_labels` (N,), `boxes` (N, 4) normalised cxcywh and `orig_size` (height, width);
+            for segmentation also the N masks, packed RLE at the original size under `RLE_KEY` (`pack_target_masks`)
+            or `masks` (N, S, S) at the network input. Box ground-truth areas are box areas in the original image,
+            mask ones mask areas.
+        id2label: adds per-class AP as `map_<label>` (and `segm_map_<label>`).
 
     Returns:
         map, map_50, map_75, map_small, map_medium, map_large, mar_1, mar_10, mar_100, mar_small, mar_medium,
-        mar_large (and per-class AP), -1 where COCO has nothing to measure.
-    """
-    from pycocotools.coco import COCO
-    from pycocotools.cocoeval import COCOeval
+        mar_large (and per-class AP), -1 where COCO has nothing to measure; when the predictions carry masks, the
+        same for the masks (pycocotools' `segm`) with the prefix `segm_`.
 
+    Raises:
+        ValueError: different numbers of predictions and targets, or predictions with masks for targets without.
+    """
     if len(predictions) != len(targets):
         raise ValueError(f"{len(predictions)} predictions for {len(targets)} targets")
+    segmentation = any(RLE_KEY in prediction for prediction in predictions)
     images, annotations, detections = [], [], []
+    mask_annotations, segments = [], []
     for image_id, (prediction, target) in enumerate(zip(predictions, targets)):
         height, width = (int(v) for v in target["orig_size"])
         images.append({"id": image_id, "height": height, "width": width})
-        for label, box in zip(target["class_labels"].tolist(), _absolute_xywh(target["boxes"], (height, width))):
-            annotations.append(
-                {
-                    "id": len(annotations) + 1,
-                    "image_id": image_id,
-                    "category_id": int(label),
-                    "bbox": box.tolist(),
-                    "area": float(box[2] * box[3]),
-                    "iscrowd": 0,
-                }
-            )
+        labels = torch.as_tensor(target["class_labels"]).tolist()
+        for label, box in zip(labels, _absolute_xywh(torch.as_tensor(target["boxes"]), (height, width))):
+            annotations.append(_annotation(len(annotations) + 1, image_id, label, float(box[2] * box[3]), bbox=box))
         detections += coco_results(prediction, image_id)
+        if segmentation:
+            for label, text, crowd in _target_rles(target, image_id, labels):
+                rle = {"size": [height, width], "counts": text}
+                mask_annotations.append(
+                    _annotation(len(mask_annotations) + 1, image_id, label, _mask_area(rle), segmentation=rle)
+                )
+                mask_annotations[-1]["iscrowd"] = crowd
+            segments += coco_segment_results({**prediction, "size": (height, width)}, image_id)
     categories = sorted(
         set(id2label or {}) | {a["category_id"] for a in annotations} | {d["category_id"] for d in detections}
     )
+    metrics = _evaluate(images, annotations, detections, categories, "bbox", id2label)
+    if segmentation:
+        metrics |= _evaluate(images, mask_annotations, segments, categories, "segm", id2label, SEGM_PREFIX)
+    return metrics
+
+
+def _annotation(
+    annotation_id: int, image_id: int, label: int, area: float, bbox: Any = None, segmentation: Any = None
+) -> dict[str, Any]:
+    annotation = {"id": annotation_id, "image_id": image_id, "category_id": int(label), "area": area, "iscrowd": 0}
+    if bbox is not None:
+        annotation["bbox"] = [float(v) for v in bbox]
+    if segmentation is not None:
+        annotation["segmentation"] = segmentation
+    return annotation
+
+
+def _mask_area(rle: dict[str, Any]) -> float:
+    from pycocotools import mask as mask_utils
+
+    return float(mask_utils.area({"size": rle["size"], "counts": rle["counts"].encode("ascii")}))
+
+
+def _target_rles(target: dict[str, Any], image_id: int, labels: list[int]) -> list[tuple[int, str, int]]:
+    """The target's mask ground truth at its original size as (label, RLE string, iscrowd): the annotated masks when
+    the target carries them (`GT_RLE_KEY`), else its own masks (packed, or encoded here from `masks`)."""
+    if GT_RLE_KEY in target:
+        counts = unpack_rles(target[GT_RLE_KEY])
+        classes = torch.as_tensor(target[GT_LABELS_KEY]).tolist()
+        crowd = torch.as_tensor(target[GT_CROWD_KEY]).tolist()
+        return [(int(label), text, int(flag)) for label, text, flag in zip(classes, counts, crowd)]
+    if RLE_KEY not in target:
+        if "masks" not in target:
+            raise ValueError(
+                f"target {image_id} has no masks, but the predictions do: evaluate segmentation on targets with "
+                "'masks' (a dataset loaded with masks=True)"
+            )
+        target = pack_target_masks(target)
+    counts = unpack_rles(target[RLE_KEY])
+    if len(counts) != len(labels):
+        raise ValueError(f"target {image_id}: {len(counts)} masks for {len(labels)} boxes")
+    return [(int(label), text, 0) for label, text in zip(labels, counts)]
+
+
+def _evaluate(
+    images: list[dict[str, Any]],
+    annotations: list[dict[str, Any]],
+    results: list[dict[str, Any]],
+    categories: list[int],
+    iou_type: str,
+    id2label: dict[int, str] | None,
+    prefix: str = "",
+) -> dict[str, float]:
+    """pycocotools' COCOeval of `results` against `annotations` (`iou_type` "bbox" or "segm"), named with `prefix`."""
+    from pycocotools.coco import COCO
+    from pycocotools.cocoeval import COCOeval
+
     ground_truth = COCO()
     ground_truth.dataset = {"images": images, "annotations": annotations, "categories": [{"id": c} for c in categories]}
     with contextlib.redirect_stdout(io.StringIO()):
         ground_truth.createIndex()
-        if not detections or not annotations:
-            return {name: (0.0 if annotations else -1.0) for name in _STATS + _RECALLS}
-        evaluation = COCOeval(ground_truth, ground_truth.loadRes(detections), iouType="bbox")
+        if not results or not annotations:
+            return {prefix + name: (0.0 if annotations else -1.0) for name in _STATS + _RECALLS}
+        evaluation = COCOeval(ground_truth, ground_truth.loadRes(results), iouType=iou_type)
         evaluation.evaluate()
         evaluation.accumulate()
         evaluation.summarize()
-    metrics = {name: float(value) for name, value in zip(_STATS + _RECALLS, evaluation.stats)}
+    metrics = {prefix + name: float(value) for name, value in zip(_STATS + _RECALLS, evaluation.stats)}
     if id2label:
         precision = evaluation.eval["precision"]  # (iou thresholds, recall, categories, areas, max detections)
         for index, category in enumerate(evaluation.params.catIds):
             if category in id2label:
                 values = precision[:, :, index, 0, -1]
                 values = values[values > -1]
-                metrics[f"map_{id2label[category]}"] = float(values.mean()) if values.size else -1.0
+                metrics[f"{prefix}map_{id2label[category]}"] = float(values.mean()) if values.size else -1.0
     return metrics

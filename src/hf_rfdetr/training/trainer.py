@@ -28,7 +28,7 @@ from transformers.trainer_utils import PREFIX_CHECKPOINT_DIR
 
 from .checkpoints import mark_complete, remove_checkpoint, resolve_checkpoint, rotate_checkpoints
 from .ema import EMA_FOLDER, RFDetrEMACallback
-from .metrics import coco_metrics, post_process
+from .metrics import coco_metrics, pack_target_masks, post_process, post_process_segmentation, with_mask_ground_truth
 from .optim import LearningRates, parameter_groups
 
 #: File of a checkpoint holding the data collator's random state (`state_dict()`), one per process when distributed.
@@ -40,6 +40,7 @@ IGNORED_OUTPUTS = [
     "auxiliary_outputs",
     "enc_logits",
     "enc_pred_boxes",
+    "enc_pred_masks",
     "last_hidden_state",
     "intermediate_hidden_states",
 ]
@@ -47,16 +48,24 @@ IGNORED_OUTPUTS = [
 
 class CocoEvaluator:
     """`compute_metrics` for the Trainer: post-processes (logits, pred_boxes) batches like the image processor and
-    scores them with pycocotools. Needs `eval_do_concat_batches=False` (detection targets differ in length)."""
+    scores them with pycocotools. Needs `eval_do_concat_batches=False` (detection targets differ in length).
+
+    Segmentation models: `RFDetrTrainer.prediction_step` post-processes each batch already (masks RLE-encoded at the
+    original size, see `training.metrics`), and the `segm_*` metrics come beside the box ones."""
 
     def __init__(self, id2label: dict[int, str] | None = None, top_k: int = 100) -> None:
         self.id2label, self.top_k = id2label, top_k
 
     def __call__(self, evaluation: EvalPrediction) -> dict[str, float]:
-        """Predictions: per batch a list of per-image `(logits, pred_boxes)`; label_ids: per batch a list of target
-        dicts with `class_labels`, normalised cxcywh `boxes` and `orig_size` (see `RFDetrTrainer.gather_function`)."""
+        """Predictions: per batch a list of per-image `(logits, pred_boxes)`, or of post-processed dicts (`scores`,
+        `labels`, `boxes`, packed RLE masks); label_ids: per batch a list of target dicts with `class_labels`,
+        normalised cxcywh `boxes` and `orig_size` (see `RFDetrTrainer.gather_function`)."""
         predictions, targets = [], []
         for batch, labels in zip(evaluation.predictions, evaluation.label_ids):
+            if len(batch) and isinstance(batch[0], dict):  # post-processed by RFDetrTrainer.prediction_step
+                predictions += [{key: torch.as_tensor(value) for key, value in image.items()} for image in batch]
+                targets += [{key: torch.as_tensor(value) for key, value in label.items()} for label in labels]
+                continue
             logits = torch.stack([torch.as_tensor(image_logits) for image_logits, _ in batch])
             boxes = torch.stack([torch.as_tensor(image_boxes) for _, image_boxes in batch])
             labels = [{key: torch.as_tensor(value) for key, value in label.items()} for label in labels]
@@ -68,7 +77,8 @@ class CocoEvaluator:
 
 def _gather_per_image(accelerator: Any, data: Any) -> Any:
     """Gather one evaluation batch as objects. Predictions `(logits (B, Q, C), pred_boxes (B, Q, 4))` become a list
-    of B per-image tuples first; targets already are a list of B dicts; the loss is a (B,) tensor."""
+    of B per-image tuples first; targets, and the post-processed predictions of a segmentation model, already are a
+    list of B dicts; the loss is a (B,) tensor."""
     if isinstance(data, (tuple, list)) and data and all(isinstance(part, torch.Tensor) for part in data):
         data = list(zip(*data))
     return accelerator.gather_for_metrics(data, use_gather_object=True)
@@ -148,6 +158,24 @@ class RFDetrTrainer(Trainer):
             mark_complete(folder, self.state.global_step)
             rotate_checkpoints(folder.parent, limit, folder, self.state.best_model_checkpoint)
 
+    def prediction_step(self, model, inputs, prediction_loss_only: bool, ignore_keys: list[str] | None = None):
+        """`Trainer.prediction_step`; for a segmentation model the batch is post-processed at once: per image the top
+        detections with their masks RLE-encoded at the original size, and the targets' masks RLE-encoded too (see
+        `training.metrics.post_process_segmentation`), so that the evaluation loop never holds dense masks."""
+        loss, logits, labels = super().prediction_step(model, inputs, prediction_loss_only, ignore_keys=ignore_keys)
+        segmentation = getattr(self.model.config, "segmentation_head", False)
+        if logits is None or labels is None or not segmentation or not isinstance(logits, (tuple, list)):
+            return loss, logits, labels
+        if len(logits) < 3:
+            raise ValueError(
+                f"a segmentation model's evaluation outputs must start with logits, pred_boxes, pred_masks; got "
+                f"{len(logits)} output(s): check ignore_keys (expected at least {IGNORED_OUTPUTS})"
+            )
+        sizes = [tuple(int(v) for v in target["orig_size"]) for target in labels]
+        top_k = getattr(self.compute_metrics, "top_k", 100)
+        predictions = post_process_segmentation(logits[0], logits[1], logits[2], sizes, top_k=top_k)
+        return loss, predictions, [pack_target_masks(target) for target in labels]
+
     @property
     def gather_function(self):
         """Evaluation outputs and targets are gathered across processes as lists of per-image objects: targets differ
@@ -167,6 +195,14 @@ class RFDetrTrainer(Trainer):
             optimizer_kwargs.pop("lr", None)
             self.optimizer = optimizer_class(parameter_groups(self.model, rates), **optimizer_kwargs)
         return self.optimizer
+
+    def get_eval_dataloader(self, eval_dataset=None):
+        """`Trainer.get_eval_dataloader`; a segmentation split of `apply_transforms` also gives each target its
+        annotated masks at the original size (`training.metrics.with_mask_ground_truth`), the mask metrics' ground
+        truth, crowd regions included."""
+        if eval_dataset is None and not isinstance(self.eval_dataset, dict):
+            eval_dataset = self.eval_dataset
+        return super().get_eval_dataloader(with_mask_ground_truth(eval_dataset))
 
     def evaluate(self, eval_dataset=None, ignore_keys=None, metric_key_prefix: str = "eval") -> dict[str, float]:
         """Evaluate the weights and, with EMA, the averaged weights; one log line and one `on_evaluate` for both."""
