@@ -627,12 +627,8 @@ class RFDetrForObjectDetection(RFDetrPreTrainedModel):
         loss = loss_dict = None
         if labels is not None:
             check_labels(labels, pixel_values.shape[0], self.config.num_labels)
-            layers = {"": (logits[-1], boxes[-1])}
-            if self.config.auxiliary_loss:
-                layers.update({f"_{i}": (lg, bx) for i, (lg, bx) in enumerate(zip(logits[:-1], boxes[:-1]))})
-                layers["_enc"] = (outputs.enc_logits, outputs.enc_pred_boxes)
-            num_groups = self.config.group_detr if self.training else 1
-            loss, loss_dict = self.criterion(layers, labels, num_groups)
+            layers = _criterion_layers(self.config, logits, boxes, outputs)
+            loss, loss_dict = self.criterion(layers, labels, self.config.group_detr if self.training else 1)
         output = RFDetrObjectDetectionOutput(
             loss=loss,
             loss_dict=loss_dict,
@@ -671,6 +667,26 @@ def _detect(
     logits = module.class_embed(hidden_states)
     boxes = apply_box_delta(module.bbox_embed(hidden_states), outputs.reference_boxes)
     return outputs, logits, boxes
+
+
+def _criterion_layers(
+    config: RFDetrConfig,
+    logits: torch.Tensor,
+    boxes: torch.Tensor,
+    outputs: RFDetrModelOutput,
+    masks: list[RFDetrMaskFactors] | None = None,
+    enc_masks: RFDetrMaskFactors | None = None,
+) -> dict[str, tuple]:
+    """What the criterion supervises, in the original's order: "" (the last decoder layer), then with
+    `config.auxiliary_loss` "_0", "_1", ... (the earlier layers) and "_enc" (the two-stage proposals). Each is
+    (logits, boxes), or (logits, boxes, mask factors) for segmentation."""
+    extras = [()] * len(logits) if masks is None else [(factors,) for factors in masks]
+    layers = {"": (logits[-1], boxes[-1], *extras[-1])}
+    if config.auxiliary_loss:
+        for index, (layer_logits, layer_boxes, extra) in enumerate(zip(logits[:-1], boxes[:-1], extras[:-1])):
+            layers[f"_{index}"] = (layer_logits, layer_boxes, *extra)
+        layers["_enc"] = (outputs.enc_logits, outputs.enc_pred_boxes, *(() if enc_masks is None else (enc_masks,)))
+    return layers
 
 
 class RFDetrForInstanceSegmentation(RFDetrPreTrainedModel):
@@ -750,12 +766,8 @@ class RFDetrForInstanceSegmentation(RFDetrPreTrainedModel):
         loss = loss_dict = None
         if labels is not None:
             check_labels(labels, pixel_values.shape[0], self.config.num_labels, mask_size=pixel_values.shape[-2:])
-            layers = {"": (logits[-1], boxes[-1], masks[-1])}
-            if self.config.auxiliary_loss:
-                layers.update({f"_{i}": layer for i, layer in enumerate(zip(logits[:-1], boxes[:-1], masks[:-1]))})
-                layers["_enc"] = (outputs.enc_logits, outputs.enc_pred_boxes, enc_masks)
-            num_groups = self.config.group_detr if self.training else 1
-            loss, loss_dict = self.criterion(layers, labels, num_groups)
+            layers = _criterion_layers(self.config, logits, boxes, outputs, masks, enc_masks)
+            loss, loss_dict = self.criterion(layers, labels, self.config.group_detr if self.training else 1)
         output = RFDetrInstanceSegmentationOutput(
             loss=loss,
             loss_dict=loss_dict,
