@@ -401,15 +401,18 @@ def test_process_video_draws_masks(segmenter: RFDETR, tmp_path: Path) -> None:
     from .test_video import write_video
 
     video = write_video(tmp_path / "clip.mp4", frames=2)
+    # Few detections, so that their masks are not hidden under the captions on this small frame (a fresh tiny model's
+    # scores sit just above 0.3 for about 20 queries).
+    threshold = 0.45
     seen: list[sv.Detections] = []
 
     def callback(frame: np.ndarray, index: int) -> np.ndarray:
-        detections = segmenter.predict(frame[:, :, ::-1], threshold=0.3)
+        detections = segmenter.predict(frame[:, :, ::-1], threshold=threshold)
         seen.append(detections)
         return annotate_frame(frame, detections)
 
     written = tmp_path / "masks.mp4"
-    process_video(video, segmenter, output=written, threshold=0.3, progress=False)
+    process_video(video, segmenter, output=written, threshold=threshold, progress=False)
     process_video(video, callback=callback, progress=False)
     source, drawn = list(iter_frames(video)), list(iter_frames(written))
     assert len(drawn) == 2 and seen[0].mask is not None and seen[0].mask.shape == (len(seen[0]), 64, 96)
@@ -418,13 +421,13 @@ def test_process_video_draws_masks(segmenter: RFDETR, tmp_path: Path) -> None:
     )
     with_masks, without_masks = annotate_frame(source[0], seen[0]), annotate_frame(source[0], boxes_only)
     assert not np.array_equal(with_masks, without_masks)
-    error_with = np.abs(drawn[0].astype(int) - with_masks.astype(int)).mean()
-    error_without = np.abs(drawn[0].astype(int) - without_masks.astype(int)).mean()
-    assert error_with < 0.8 * error_without, (
-        error_with,
-        error_without,
-    )  # the written frame has the masks (+ mp4 noise)
-    exact = frame_callback(segmenter, threshold=0.3)(source[0], 0)  # what process_video writes, before encoding
+    # Compared where the masks are drawn (random-noise frames leave mp4 errors of about 9 grey levels everywhere)
+    region = seen[0].mask.any(axis=0)
+    assert region.sum() > 100
+    error_with = np.abs(drawn[0].astype(int) - with_masks.astype(int))[region].mean()
+    error_without = np.abs(drawn[0].astype(int) - without_masks.astype(int))[region].mean()
+    assert error_with < 0.8 * error_without, (error_with, error_without)  # the written frame has the masks
+    exact = frame_callback(segmenter, threshold=threshold)(source[0], 0)  # what process_video writes, before encoding
     np.testing.assert_array_equal(exact, with_masks)
 
 

@@ -749,3 +749,12 @@ def test_collator_in_dataloader_workers_is_reproducible(dataset: datasets.Datase
     assert first == scales_of_two_epochs()
     assert set(first[0] + first[1]) <= set(training_scales(config))
     assert first[0] != first[1]  # workers reseed from torch's per-epoch worker seeds
+
+
+def test_a_model_that_cannot_be_resolved_is_reported_after_the_data_checks(tmp_path: Path) -> None:
+    """fine_tune reads the model's config first (it decides whether masks are read), but a name it cannot resolve
+    (offline here) is reported only once the data has passed its checks, with transformers' own error."""
+    root = small_folder(tmp_path)
+    with pytest.raises(OSError, match="not-a-model-it-is-never-loaded"):
+        fine_tune("not-a-model-it-is-never-loaded", root, output_dir=tmp_path / "out", device="cpu")
+    assert not (tmp_path / "out").exists()

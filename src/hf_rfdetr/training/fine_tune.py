@@ -182,13 +182,24 @@ def fine_tune(
     if (dataset_dir is None) == (dataset is None):
         raise ValueError("pass exactly one of dataset_dir (a COCO folder) or dataset (a datasets.DatasetDict)")
     source_name = str(model) if isinstance(model, (str, os.PathLike)) else None
-    segmentation = is_segmentation_model(model)  # the config decides whether the masks are read
+    # The config decides whether the masks are read. A model that cannot be resolved (a wrong name, offline) is
+    # reported after the data checks, so that data problems still come first, before anything is loaded.
+    try:
+        segmentation, model_error = is_segmentation_model(model), None
+    except (OSError, ValueError) as error:
+        segmentation, model_error = False, error
     if dataset_dir is not None:
         splits, summaries = load_coco_folder(dataset_dir, return_summary=True, masks=segmentation)
     else:
         splits, summaries = prepare_dataset(dataset), None
     # before the model is built and the first step is taken
     check_training_data(splits, summaries=summaries, masks=segmentation)
+    if model_error is not None:
+        problem = (
+            f"fine_tune could not read the configuration of model {str(model)!r} (a variant name such as 'nano' or "
+            f"'seg-nano', a local folder or a Hub id): {model_error}"
+        )
+        raise (OSError if isinstance(model_error, OSError) else ValueError)(problem) from model_error
     id2label = id2label_from_dataset(splits)
     model = _load_model(model, id2label, resolution, segmentation)
     transformed = apply_transforms(splits, model.config)
