@@ -105,6 +105,11 @@ def reference_test_classes() -> tuple[type[unittest.TestCase], type[unittest.Tes
         model_tester_class = RfDetrReferenceModelTester
         config_class = RfDetrConfig
 
+        def test_model_outputs_equivalence(self) -> None:
+            """Reseeded per call, as for ours and in transformers' own rf_detr test (random mask points)."""
+            with ours.reseeded_forwards(self.all_model_classes):
+                super().test_model_outputs_equivalence()
+
     class RfDetrReferenceImageProcessingTester(ours.RFDetrImageProcessingTester):
         def __init__(self, parent: unittest.TestCase, batch_size: int = 4) -> None:
             super().__init__(parent, batch_size)
