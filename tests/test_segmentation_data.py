@@ -118,7 +118,6 @@ def test_loaded_masks_equal_pycocotools_for_polygons_and_rle(tmp_path: Path) -> 
 
 @pytest.mark.reference
 def test_loaded_masks_equal_the_originals_convert_coco_poly_to_mask(tmp_path: Path) -> None:
-    pytest.importorskip("rfdetr")
     from rfdetr.datasets.coco import convert_coco_poly_to_mask
 
     root = seg_folder(tmp_path, mask_format="mixed")
@@ -376,7 +375,6 @@ def test_detection_transform_ignores_segmentation_and_segmentation_needs_it(tmp_
 
 @pytest.mark.reference
 def test_segmentation_transforms_equal_the_original_under_the_same_seed(tmp_path: Path) -> None:
-    pytest.importorskip("rfdetr")
     logging.getLogger("rf-detr").setLevel(logging.ERROR)
     from rfdetr.datasets import coco
 

@@ -80,8 +80,7 @@ def coco_annotations(objects: dict) -> list[dict]:
 
 
 def reference_coco():
-    """The original package's dataset helpers (skips without it)."""
-    pytest.importorskip("rfdetr")
+    """The original package's dataset helpers (the `reference` extra; only `reference`-marked tests call this)."""
     logging.getLogger("rf-detr").setLevel(logging.ERROR)
     from rfdetr.datasets import coco
 
