@@ -279,6 +279,9 @@ def test_optimize_for_inference(detector: RFDETR, monkeypatch) -> None:
         assert hf_rfdetr.is_optimized(detector.model) and next(detector.model.parameters()).dtype == torch.float32
         low = detector.predict(image, threshold=0.3)
         assert abs(len(low) - len(reference)) <= 2
+        detector.optimize_for_inference(dtype="float32", quantize=True)  # int8 backbone linears ("auto" on VNNI CPUs)
+        assert detector.model._hf_rfdetr_optimization.int8
+        assert abs(len(detector.predict(image, threshold=0.3)) - len(reference)) <= 2
         with pytest.raises(ValueError, match="floating-point torch dtype"):
             detector.optimize_for_inference(dtype="int8")
     finally:
@@ -286,6 +289,21 @@ def test_optimize_for_inference(detector: RFDETR, monkeypatch) -> None:
     assert not hf_rfdetr.is_optimized(detector.model)
     assert all(torch.equal(tensor, weights[name]) for name, tensor in detector.model.state_dict().items())
     np.testing.assert_allclose(detector.predict(image, threshold=0.3).xyxy, reference.xyxy, atol=1e-5)
+
+
+def test_predict_skips_a_mask_without_padding(detector: RFDETR, monkeypatch) -> None:
+    """The processor resizes every image to the model's square input, so nothing is padded: the model runs without
+    pixel_mask (the same outputs, without the masked code paths)."""
+    masks = []
+    forward = type(detector.model).forward
+    monkeypatch.setattr(
+        type(detector.model),
+        "forward",
+        lambda self, *a, **k: masks.append(k.get("pixel_mask")) or forward(self, *a, **k),
+    )
+    detector.predict(random_image(48, 64, seed=1))
+    detector.predict([random_image(48, 64, seed=1), random_image(64, 48, seed=2)])
+    assert masks == [None, None]
 
 
 def test_train_fine_tunes_and_keeps_the_trained_model(tiny_folder: Path, tmp_path: Path) -> None:

@@ -18,9 +18,10 @@ from hf_rfdetr.onnx.quantization import match_detections
 
 from .conftest import perturb_, tiny_config
 
-# Measured on an AMD EPYC with AVX512-BF16, forced bfloat16 backbone vs float32, the demo image and its mirrored,
-# flipped and rotated copies: logits within 0.005, boxes within 2e-4, scores within 0.001, every detection kept at
-# thresholds 0.3 and 0.5. The bounds leave about 10x room for other CPUs' bf16 kernels.
+# Measured on an AMD EPYC with AVX512-BF16 and VNNI, against float32, on the demo image and its mirrored, flipped and
+# rotated copies (benchmarks/cpu_fast_path.py): the bfloat16 backbone within 0.005 in the logits, 2e-4 in the boxes and
+# 0.001 in the scores; the int8 backbone linears within 0.006, 1e-4 and 0.0014 (0.013 / 0.0023 with 7-bit activations,
+# as without VNNI); both keep every detection at thresholds 0.3 and 0.5. The bounds leave room for other CPUs' kernels.
 LOGIT_TOLERANCE = 0.05
 BOX_TOLERANCE = 2e-3
 # Detections: same class, IoU >= 0.9, score within 0.02; a detection within MARGIN of the threshold may pair with one
@@ -58,13 +59,18 @@ def _detections(processor, outputs, image: Image.Image, threshold: float) -> lis
     ]
 
 
+# Forced settings: they run on any x86 CPU, also where "auto" picks another path.
+FAST_PATHS = {"bfloat16": {"dtype": torch.bfloat16, "quantize": False}, "int8": {"dtype": "float32", "quantize": True}}
+
+
+@pytest.mark.parametrize("path", sorted(FAST_PATHS))
 @pytest.mark.parametrize("copy", ["scene", "mirrored", "rotated"])
-def test_bfloat16_backbone_keeps_the_float32_detections(demo, copy: str) -> None:
+def test_fast_backbone_keeps_the_float32_detections(demo, copy: str, path: str) -> None:
     model, processor = demo
     image = _image(copy)
     pixel_values = processor(image, return_tensors="pt")["pixel_values"]
     expected = _forward(model, pixel_values)
-    hf_rfdetr.optimize(model, dtype=torch.bfloat16)  # forced: also where "auto" stays float32
+    hf_rfdetr.optimize(model, **FAST_PATHS[path])
     try:
         actual = _forward(model, pixel_values)
     finally:
@@ -72,7 +78,7 @@ def test_bfloat16_backbone_keeps_the_float32_detections(demo, copy: str) -> None
     assert actual.logits.dtype == actual.pred_boxes.dtype == torch.float32
     logit_error = (actual.logits - expected.logits).abs().max().item()
     box_error = (actual.pred_boxes - expected.pred_boxes).abs().max().item()
-    assert 0 < logit_error <= LOGIT_TOLERANCE, f"per-query logit error {logit_error}"  # > 0: bf16 really ran
+    assert 0 < logit_error <= LOGIT_TOLERANCE, f"per-query logit error {logit_error}"  # > 0: it really ran
     assert box_error <= BOX_TOLERANCE, f"per-query box error {box_error}"
     for threshold in (0.3, 0.5):
         before = _detections(processor, expected, image, threshold)
@@ -110,15 +116,27 @@ def test_autocast_covers_the_backbone_only(demo) -> None:
 
 def test_auto_follows_the_cpu(monkeypatch) -> None:
     model = RFDetrForObjectDetection(tiny_config()).eval()
-    native = optimization.has_native_bf16()
+    int8, native = optimization.has_int8_dot_products(), optimization.has_native_bf16()
     hf_rfdetr.optimize(model)
+    settings = model._hf_rfdetr_optimization
+    assert settings.int8 == int8
+    assert settings.dtype == (torch.bfloat16 if native and not int8 else torch.float32)
+    monkeypatch.setattr(optimization, "has_int8_dot_products", lambda: False)  # no VNNI: the bf16 rule
+    hf_rfdetr.optimize(model)
+    assert not model._hf_rfdetr_optimization.int8
     assert model._hf_rfdetr_optimization.dtype == (torch.bfloat16 if native else torch.float32)
+    monkeypatch.setattr(optimization, "has_int8_dot_products", lambda: True)
+    hf_rfdetr.optimize(model, dtype="bfloat16")  # a dtype named: int8 only when asked for
+    assert not model._hf_rfdetr_optimization.int8 and model._hf_rfdetr_optimization.dtype == torch.bfloat16
+    hf_rfdetr.restore(model)
     monkeypatch.setattr(optimization, "has_native_bf16", lambda: False)  # emulated bf16 is slower: float32
     assert optimization.resolve_dtype("auto", torch.device("cpu")) == torch.float32
     monkeypatch.setattr(optimization, "has_native_bf16", lambda: True)
     assert optimization.resolve_dtype("auto", torch.device("cpu")) == torch.bfloat16
     with pytest.raises(ValueError, match="floating-point torch dtype"):
         hf_rfdetr.optimize(model, dtype="int8")
+    with pytest.raises(ValueError, match="quantize must be"):
+        hf_rfdetr.optimize(model, quantize="int4")
 
 
 def test_float32_changes_nothing_and_restore_is_exact() -> None:
@@ -184,3 +202,63 @@ def test_compile_option_and_one_query_group(monkeypatch) -> None:
     # Eval mode runs one Group DETR group: the inference graph has num_queries queries, not num_queries * group_detr.
     assert model.config.group_detr > 1
     assert outputs.logits.shape[1] == outputs.enc_logits.shape[1] == model.config.num_queries
+
+
+def _int8_linears(model: torch.nn.Module) -> list[torch.nn.Linear]:
+    return [module for module in model.modules() if hasattr(module, optimization._INT8)]
+
+
+def test_int8_covers_the_backbone_linears_only_and_restore_is_exact() -> None:
+    torch.manual_seed(0)
+    model = perturb_(RFDetrForObjectDetection(tiny_config()), seed=0).eval()
+    pixel_values = torch.randn(2, 3, 64, 64)
+    expected = _forward(model, pixel_values)
+    hf_rfdetr.optimize(model, dtype="float32", quantize=True)
+    backbone_linears = [m for m in model.model.backbone.modules() if isinstance(m, torch.nn.Linear)]
+    assert _int8_linears(model) == backbone_linears and backbone_linears
+    seen = {}
+    hook = model.model.projector.register_forward_pre_hook(lambda m, i: seen.update(projector={t.dtype for t in i[0]}))
+    actual = _forward(model, pixel_values)
+    hook.remove()
+    assert seen == {"projector": {torch.float32}}
+    assert actual.logits.dtype == torch.float32 and not torch.equal(actual.logits, expected.logits)  # int8 ran
+    with torch.enable_grad():  # autograd may need gradients: the float32 weights run
+        assert torch.equal(model(pixel_values).logits, expected.logits)
+    hf_rfdetr.restore(model)
+    assert not _int8_linears(model) and not any("forward" in vars(m) for m in model.modules())
+    restored = _forward(model, pixel_values)
+    assert torch.equal(restored.logits, expected.logits) and torch.equal(restored.pred_boxes, expected.pred_boxes)
+
+
+def test_int8_follows_changed_weights_and_deep_copies() -> None:
+    """The int8 copies are rebuilt when a weight changes (a loaded state dict, a deep copy that is then changed)."""
+    torch.manual_seed(0)
+    model = hf_rfdetr.optimize(RFDetrForObjectDetection(tiny_config()).eval(), dtype="float32", quantize=True)
+    pixel_values = torch.randn(1, 3, 64, 64)
+    before = _forward(model, pixel_values).logits
+    twin = copy.deepcopy(model)
+    assert torch.equal(_forward(twin, pixel_values).logits, before)
+    with torch.no_grad():
+        for parameter in twin.model.backbone.parameters():
+            parameter.mul_(1.5)
+    changed = _forward(twin, pixel_values).logits
+    assert not torch.equal(changed, before)
+    model.load_state_dict(twin.state_dict())  # in place: the same weights as the twin now
+    assert torch.equal(_forward(model, pixel_values).logits, changed)
+
+
+def test_int8_adds_at_most_a_quarter_of_the_backbone_linears(demo) -> None:
+    model, _ = demo
+    size, addresses = _storage_bytes(model)
+    linear_bytes = sum(m.weight.nbytes for m in model.model.backbone.modules() if isinstance(m, torch.nn.Linear))
+    try:
+        hf_rfdetr.optimize(model, dtype="float32", quantize=True)
+        assert _storage_bytes(model) == (size, addresses)  # the float32 weights are the same storages
+        # fbgemm's packed int8 weights and scales: about a quarter of the float32 weights (never a copy of them)
+        packed = sum(
+            torch.ops.quantized.linear_unpack(getattr(m, optimization._INT8)[0])[0].int_repr().nbytes
+            for m in _int8_linears(model)
+        )
+        assert packed == linear_bytes // 4
+    finally:
+        hf_rfdetr.restore(model)

@@ -269,6 +269,8 @@ class RFDETR:
         """Run the (optimised, if any) model on processor outputs; returns the model output."""
         pixel_values = inputs["pixel_values"].to(self.device)
         pixel_mask = inputs["pixel_mask"].to(self.device)
+        if bool(pixel_mask.all()):  # no padding (one image, or same-size images): skip the masked code paths
+            pixel_mask = None
         autocast = torch.autocast(self.device.type, dtype=self._autocast, enabled=self._autocast is not None)
         with torch.inference_mode(), autocast:
             if self._optimized is not None:
@@ -297,14 +299,16 @@ class RFDETR:
         batch_size: int = 1,
         dtype: torch.dtype | str = "auto",
         backbone_only: bool = True,
+        quantize: bool | str = "auto",
     ) -> None:
         """Make `predict` faster, in place, with `hf_rfdetr.optimize` (nothing is copied).
 
-        By default (`dtype="auto"`) the backbone, about 85% of the CPU time, runs in bfloat16 on CPUs with native bf16
-        (AVX512-BF16, AMX) and on CUDA; the rest of the model stays float32 so that the detections stay those of
-        float32 (scores within 0.002 on the demo checkpoint). On CPUs without native bf16 it stays float32 (emulated
-        bf16 is slower). `dtype` may name the precision instead (torch.bfloat16, torch.float16, torch.float32 or their
-        names); `backbone_only=False` autocasts the whole forward (a few percent faster, scores move by up to 0.1).
+        By default the backbone, about 85% of the CPU time, runs its linear layers in int8 on CPUs with int8 dot
+        products (AVX512-VNNI, AVX-VNNI), else in bfloat16 on CPUs with native bf16 (AVX512-BF16, AMX) and on CUDA;
+        the rest of the model stays float32, so the detections stay those of float32 (scores within 0.003 on the demo
+        checkpoint). Elsewhere it stays float32 (emulated bf16 is slower). `dtype` may name the precision instead
+        (torch.bfloat16, torch.float16, torch.float32 or their names; int8 then only with `quantize=True`);
+        `backbone_only=False` autocasts the whole forward (a few percent faster, scores move by up to 0.1).
 
         `compile=True` also runs it through `torch.compile`. It is off by default (the original's default is on): on
         CPU compiling takes long and gained 0 to 8% over float32 eager. The original traces the model with TorchScript
@@ -313,13 +317,13 @@ class RFDETR:
         deployment outside PyTorch use `export()` (ONNX).
 
         Raises:
-            ValueError: a dtype other than "auto", float32, bfloat16 or float16.
+            ValueError: a dtype other than "auto", float32, bfloat16 or float16; int8 where it cannot run.
         """
         from .optimization import optimize
 
         del batch_size
         self.remove_optimized_model()
-        optimize(self.model, dtype=dtype, backbone_only=backbone_only)
+        optimize(self.model, dtype=dtype, backbone_only=backbone_only, quantize=quantize)
         forward = _PixelsOnly(self.model)
         self._optimized = torch.compile(forward) if compile else forward
 
@@ -484,7 +488,7 @@ class _PixelsOnly(torch.nn.Module):
         super().__init__()
         self.model = model
 
-    def forward(self, pixel_values: torch.Tensor, pixel_mask: torch.Tensor) -> dict[str, torch.Tensor]:
+    def forward(self, pixel_values: torch.Tensor, pixel_mask: torch.Tensor | None) -> dict[str, torch.Tensor]:
         outputs = self.model(pixel_values=pixel_values, pixel_mask=pixel_mask)
         tensors = {"logits": outputs.logits, "pred_boxes": outputs.pred_boxes}
         if getattr(outputs, "pred_masks", None) is not None:

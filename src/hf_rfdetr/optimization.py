@@ -1,25 +1,25 @@
 """A faster inference forward for a loaded RF-DETR, in place: `hf_rfdetr.optimize(model)` and `hf_rfdetr.restore(model)`.
 
     >>> from hf_rfdetr import RFDetrForObjectDetection, optimize
-    >>> model = optimize(RFDetrForObjectDetection.from_pretrained(folder).eval())  # bf16 backbone where it pays
+    >>> model = optimize(RFDetrForObjectDetection.from_pretrained(folder).eval())  # int8 or bf16 backbone where it pays
 
 What it does (chosen by measurement, see `benchmarks/cpu_fast_path.py` and `tests/test_optimize.py`):
 
-- The DINOv2 backbone, about 85% of the CPU time, runs under `torch.autocast` in bfloat16 (its matrix products and
-  attention); the projector, the two-stage selection, the decoder and the box refinement stay float32, where bf16
-  moves the scores by up to 0.1 and changes detections. On the bundled demo checkpoint the backbone-only bf16
-  path moves the scores by at most 0.001 and keeps every detection (scene, mirrored, flipped and rotated copies).
-- The weights are not touched: autocast casts each backbone weight once per forward (about 2 % of the time). Storing
-  the backbone weights in bf16 instead measured no faster (within 4 % on Nano and Base, noise level on a loaded
-  machine), would round them for good (training or
-  exporting afterwards would start from rounded weights) and would make `restore` inexact. Nothing is copied, so
-  the resident memory does not grow (the original's `optimize_for_inference` deep-copies the model, rfdetr #1080).
-- `dtype="auto"` picks bfloat16 only on CPUs with native bf16 instructions (AVX512-BF16 or AMX; Arm's BF16):
-  elsewhere oneDNN emulates bf16, slower than float32, so the model stays float32. On CUDA it picks bfloat16 where the GPU
-  supports it, else float16.
-- int8 dynamic quantisation of the backbone linears (`torch.ao.quantization.quantize_dynamic`, VNNI) was measured and
-  left out: about 10 % faster than the bf16 path on Base (loaded machine), but it adds a detection at threshold 0.3
-  on the rotated demo image (score error 0.37 there).
+- The DINOv2 backbone is about 85% of the CPU time, and its linear layers are most of that. On CPUs with int8 dot
+  products (AVX512-VNNI, AVX-VNNI) `quantize="auto"` runs them in int8: weights quantised per output channel
+  (symmetric) once, activations per tensor at each call (`torch.ops.quantized.linear_dynamic`, fbgemm). Attention,
+  GELU and the layer norms stay float32, and so does everything after the backbone (projector, two-stage selection,
+  decoder, box refinement). On the bundled demo checkpoint and its mirrored, flipped and rotated copies this moves the
+  scores by at most 0.003 and keeps every detection; on a 2-core AMD EPYC it is 1.8x float32 eager on Nano and Base.
+- Elsewhere the backbone runs under `torch.autocast` in bfloat16 (`dtype="auto"` picks bfloat16 only on CPUs with
+  native bf16 instructions, AVX512-BF16 / AMX / Arm BF16: oneDNN emulates it elsewhere, slower than float32; on CUDA
+  bfloat16 where supported, else float16). The rest stays float32, where bf16 moves the scores by up to 0.1 and
+  changes detections.
+- The weights are not touched: the int8 copies of the backbone linears (a quarter of their float32 size) sit beside
+  them and are rebuilt if a weight changes; autocast casts each weight once per forward. Nothing is copied, so the
+  resident memory grows by at most that quarter (the original's `optimize_for_inference` deep-copies the model,
+  rfdetr #1080), and `restore` is exact. The int8 path runs only without autograd (`torch.no_grad`,
+  `torch.inference_mode`, as `pipeline` and `predict` call it) and in eval mode; otherwise the float32 weights run.
 - `torch.compile` is an option (`compile=True`), off by default: on CPU in float32 it took long to compile and gained
   0 to 8 % over eager (issue 13: Nano 243 vs 241 ms, Base 606 vs 659 ms).
 
@@ -29,16 +29,28 @@ graph needs no change for that.
 
 from __future__ import annotations
 
+import functools
 import types
+import warnings
 from dataclasses import dataclass
 from pathlib import Path
 
 import torch
+import torch.nn.functional as F
 from torch import nn
 
-__all__ = ["OptimizationSettings", "has_native_bf16", "is_optimized", "optimize", "resolve_dtype", "restore"]
+__all__ = [
+    "OptimizationSettings",
+    "has_int8_dot_products",
+    "has_native_bf16",
+    "is_optimized",
+    "optimize",
+    "resolve_dtype",
+    "restore",
+]
 
 _STATE = "_hf_rfdetr_optimization"
+_INT8 = "_hf_rfdetr_int8"  # on a quantised nn.Linear: (packed int8 weights, the weight tensor they came from)
 _DTYPES = {"float32": torch.float32, "bfloat16": torch.bfloat16, "float16": torch.float16}
 
 
@@ -50,11 +62,13 @@ class OptimizationSettings:
         dtype: the autocast dtype (torch.float32: none).
         backbone_only: autocast covers the backbone only (True) or the whole forward (False).
         compiled: the forward goes through `torch.compile`.
+        int8: the backbone's linear layers run in int8 (without autograd, in eval mode).
     """
 
     dtype: torch.dtype
     backbone_only: bool
     compiled: bool
+    int8: bool = False
 
 
 def has_native_bf16() -> bool:
@@ -64,11 +78,22 @@ def has_native_bf16() -> bool:
         check = getattr(cpu, probe, None)
         if check is not None and check():
             return True
+    return bool(_cpu_flags() & {"avx512_bf16", "amx_bf16", "bf16"})
+
+
+@functools.cache
+def _cpu_flags() -> frozenset[str]:
     cpuinfo = Path("/proc/cpuinfo")
-    if cpuinfo.is_file():
-        flags = set(cpuinfo.read_text(errors="ignore").split())
-        return bool(flags & {"avx512_bf16", "amx_bf16", "bf16"})
-    return False
+    return frozenset(cpuinfo.read_text(errors="ignore").split() if cpuinfo.is_file() else ())
+
+
+def has_int8_dot_products() -> bool:
+    """Whether this CPU has int8 dot-product instructions (AVX512-VNNI or AVX-VNNI) and PyTorch its int8 linear
+    kernels (fbgemm / x86 quantized engine)."""
+    engines = set(getattr(torch.backends.quantized, "supported_engines", ()))
+    if not engines & {"fbgemm", "x86"} or not hasattr(torch.ops.quantized, "linear_dynamic"):
+        return False
+    return bool(_cpu_flags() & {"avx512_vnni", "avx_vnni"})
 
 
 def resolve_dtype(dtype: torch.dtype | str, device: torch.device) -> torch.dtype:
@@ -122,15 +147,19 @@ def optimize(
     model: nn.Module,
     *,
     dtype: torch.dtype | str = "auto",
+    quantize: bool | str = "auto",
     backbone_only: bool = True,
     compile: bool = False,
 ) -> nn.Module:
-    """Make `model` (an `RFDetrForObjectDetection`) faster for inference, in place, and return it.
+    """Make `model` (an `RFDetrForObjectDetection` or `RFDetrForInstanceSegmentation`) faster for inference, in
+    place, and return it.
 
     Args:
         model: the model; its weights and their dtype are left as they are (nothing is copied).
-        dtype: "auto" (bfloat16 on CPUs with native bf16 and on CUDA, float32 otherwise), or a dtype (or its name)
-            to run in: torch.bfloat16, torch.float16, torch.float32 (no autocast).
+        dtype: "auto" (bfloat16 on CPUs with native bf16 and on CUDA, float32 otherwise; float32 in the backbone when
+            it runs int8), or a dtype (or its name) to autocast to: torch.bfloat16, torch.float16, torch.float32 (none).
+        quantize: int8 for the backbone's linear layers: "auto" (on a CPU with int8 dot products, when `dtype` is
+            "auto"), True (any CPU with PyTorch's int8 kernels) or False.
         backbone_only: autocast the backbone only (default: the detections stay those of float32), or the whole
             forward (False: faster by a few percent, scores move by up to 0.1).
         compile: also replace `model.forward` by `torch.compile(model.forward)` (slow to compile, little gain on CPU).
@@ -139,20 +168,21 @@ def optimize(
         `model`, with `is_optimized(model)` True; `restore(model)` undoes it exactly.
 
     Raises:
-        ValueError: an unknown dtype, or a model without `model.model.backbone` when `backbone_only`.
+        ValueError: an unknown dtype or `quantize`, int8 asked for on a GPU or without PyTorch's int8 kernels, or a
+            model without `model.model.backbone` when `backbone_only` or `quantize`.
     """
     restore(model)
     device = next(model.parameters()).device
-    resolved = resolve_dtype(dtype, device)
+    int8 = _resolve_quantize(quantize, dtype, device)
+    resolved = torch.float32 if int8 and dtype == "auto" and backbone_only else resolve_dtype(dtype, device)
+    if int8:
+        _quantize_linears(_backbone(model, "quantize=True"))
     if resolved != torch.float32:
-        if backbone_only:
-            backbone = _backbone(model)
-            backbone.forward = types.MethodType(_autocast_forward(device.type, resolved), backbone)
-        else:
-            model.forward = types.MethodType(_autocast_forward(device.type, resolved), model)
+        target = _backbone(model, "backbone_only=True") if backbone_only else model
+        target.forward = types.MethodType(_autocast_forward(device.type, resolved), target)
     if compile:
         model.forward = torch.compile(model.forward)
-    setattr(model, _STATE, OptimizationSettings(resolved, backbone_only, compile))
+    setattr(model, _STATE, OptimizationSettings(resolved, backbone_only, compile, int8))
     return model
 
 
@@ -165,19 +195,73 @@ def restore(model: nn.Module) -> nn.Module:
     """Undo `optimize`: the plain float32 eager forward again (exact: the weights were never changed)."""
     if not is_optimized(model):
         return model
-    for module in (model, getattr(getattr(model, "model", model), "backbone", None)):
+    quantized = [module for module in model.modules() if _INT8 in vars(module)]
+    for module in (model, getattr(getattr(model, "model", model), "backbone", None), *quantized):
         if module is not None and "forward" in vars(module):
             del module.forward  # the instance attribute set by `optimize`; the class's forward shows again
+    for module in quantized:
+        delattr(module, _INT8)
     delattr(model, _STATE)
     return model
 
 
-def _backbone(model: nn.Module) -> nn.Module:
+def _resolve_quantize(quantize: bool | str, dtype: torch.dtype | str, device: torch.device) -> bool:
+    """Whether the backbone's linears run int8 (see `optimize`)."""
+    if quantize == "auto":
+        return dtype == "auto" and device.type == "cpu" and has_int8_dot_products()
+    if not isinstance(quantize, bool):
+        raise ValueError(f'quantize must be "auto", True or False, got {quantize!r}')
+    if quantize and (device.type != "cpu" or not hasattr(torch.ops.quantized, "linear_dynamic")):
+        raise ValueError(
+            f"quantize=True needs the model on the CPU and PyTorch's int8 linear kernels (fbgemm / x86); the model is "
+            f"on {device.type}. Pass quantize=False (or dtype=torch.float16 / torch.bfloat16 on a GPU)"
+        )
+    return quantize
+
+
+def _quantize_linears(module: nn.Module) -> None:
+    """Give every nn.Linear in `module` an int8 forward (weights packed now, see `_int8_linear_forward`)."""
+    for linear in module.modules():
+        if isinstance(linear, nn.Linear):
+            setattr(linear, _INT8, _pack_int8(linear))
+            linear.forward = types.MethodType(_int8_linear_forward, linear)
+
+
+def _pack_int8(linear: nn.Linear) -> tuple[torch.ScriptObject, torch.Tensor, int, bool]:
+    """`linear`'s weight quantised per output channel, symmetric (scale = max |w| / 127), packed for fbgemm, with the
+    weight tensor and its version (to notice a changed weight) and whether activations use 7 bits (`reduce_range`:
+    without VNNI, fbgemm's int16 intermediate sums could saturate)."""
+    weight = linear.weight.detach().float()
+    scales = (weight.abs().amax(dim=1) / 127).clamp(min=1e-12).double()
+    zero_points = torch.zeros(weight.shape[0], dtype=torch.long)
+    with warnings.catch_warnings():  # quantized tensors are deprecated in PyTorch; pinned here, see has_int8_...
+        warnings.simplefilter("ignore")
+        quantized = torch.quantize_per_channel(weight, scales, zero_points, 0, torch.qint8)
+        bias = None if linear.bias is None else linear.bias.detach().float()
+        packed = torch.ops.quantized.linear_prepack(quantized, bias)
+    return packed, linear.weight, linear.weight._version, not has_int8_dot_products()
+
+
+def _int8_linear_forward(self: nn.Linear, hidden_states: torch.Tensor) -> torch.Tensor:
+    """(..., in_features) -> (..., out_features): int8 weights and per-tensor dynamic int8 activations (fbgemm,
+    int32 accumulation, float32 out), repacked if the weight changed since; the float32 linear in training mode or
+    when autograd may need gradients."""
+    if self.training or (torch.is_grad_enabled() and (self.weight.requires_grad or hidden_states.requires_grad)):
+        return F.linear(hidden_states, self.weight, self.bias)
+    packed, weight, version, reduce_range = getattr(self, _INT8)
+    if weight is not self.weight or weight._version != version:  # loaded / trained / deep-copied since packing
+        setattr(self, _INT8, _pack_int8(self))
+        packed = getattr(self, _INT8)[0]
+    output = torch.ops.quantized.linear_dynamic(hidden_states.float().contiguous(), packed, reduce_range)
+    return output.to(hidden_states.dtype)
+
+
+def _backbone(model: nn.Module, option: str) -> nn.Module:
     """`model.model.backbone` (RFDetrForObjectDetection) or `model.backbone` (RFDetrModel)."""
     backbone = getattr(getattr(model, "model", model), "backbone", None)
     if not isinstance(backbone, nn.Module):
         raise ValueError(
-            f"optimize(backbone_only=True) needs an RFDetrForObjectDetection or RFDetrModel (a .backbone module); got "
-            f"{type(model).__name__}. Pass backbone_only=False to autocast its whole forward"
+            f"optimize({option}) needs an RFDetrForObjectDetection or RFDetrModel (a .backbone module); got "
+            f"{type(model).__name__}. Pass backbone_only=False and quantize=False to autocast its whole forward"
         )
     return backbone
