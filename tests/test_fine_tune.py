@@ -7,6 +7,7 @@ from pathlib import Path
 
 import pytest
 import torch
+from transformers import TrainerCallback
 
 from hf_rfdetr import RFDetrForObjectDetection, RFDetrImageProcessor, fine_tune
 from hf_rfdetr.training import load_coco_folder
@@ -35,7 +36,22 @@ def tiny_folder(tmp_path: Path) -> Path:
 
 def test_fine_tune_writes_model_ema_and_metrics(dataset_dir: Path, tiny_folder: Path, tmp_path: Path) -> None:
     output = tmp_path / "run"
-    trainer = fine_tune(tiny_folder, dataset_dir, epochs=2, checkpoint_interval=2, output_dir=output, **COMMON)
+    epochs_seen = []
+
+    class EpochCounter(TrainerCallback):  # the caller's callbacks reach the trainer
+        def on_epoch_end(self, args, state, control, **kwargs) -> None:
+            epochs_seen.append(state.epoch)
+
+    trainer = fine_tune(
+        tiny_folder,
+        dataset_dir,
+        epochs=2,
+        checkpoint_interval=2,
+        output_dir=output,
+        callbacks=[EpochCounter()],
+        **COMMON,
+    )
+    assert epochs_seen == [1.0, 2.0]
     config = json.loads((output / "config.json").read_text())
     assert list(config["id2label"].values()) == class_names(3)  # the dataset's classes, no superclass
     for name in ("model.safetensors", "preprocessor_config.json", "ema/model.safetensors", "ema/config.json"):

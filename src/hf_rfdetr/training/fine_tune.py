@@ -156,6 +156,7 @@ def fine_tune(
     output_dir: str | os.PathLike = "output",
     num_workers: int = 2,
     seed: int = 42,
+    callbacks: list[TrainerCallback] | None = None,
     **training_arguments,
 ) -> RFDetrTrainer:
     """Fine-tune RF-DETR on a COCO folder (`dataset_dir` with `train/ valid/ [test/]`, each holding
@@ -169,7 +170,8 @@ def fine_tune(
     warning naming it; the resumed run continues exactly as an uninterrupted one with the same `seed`), `tensorboard`, `wandb` with `project` / `run`, `early_stopping`
     (on validation mAP, mask mAP for a segmentation model as in the original, of the EMA weights with
     `early_stopping_use_ema`; checkpoints are then kept every epoch so the
-    best can be restored), `output_dir`. Extra keyword arguments go to `TrainingArguments`.
+    best can be restored), `output_dir`, `callbacks` (more `TrainerCallback`s for the trainer). Extra keyword arguments go
+    to `TrainingArguments`.
 
     `model` is a variant name (random initialisation), a Hub id or folder (its weights; class heads re-initialised
     for the dataset's labels) or an `RFDetrForObjectDetection`. A segmentation model (a Seg variant such as `seg-nano`
@@ -232,11 +234,12 @@ def fine_tune(
     )
     if device not in (None, "cpu"):
         model.to(device)
-    callbacks = [] if early_stopping else [CheckpointIntervalCallback(checkpoint_interval)]
+    trainer_callbacks = [] if early_stopping else [CheckpointIntervalCallback(checkpoint_interval)]
     if early_stopping:
         if not evaluation:
             raise ValueError("early_stopping needs a validation split (valid/ folder) to measure mAP on")
-        callbacks.append(EarlyStoppingCallback(early_stopping_patience, early_stopping_min_delta))
+        trainer_callbacks.append(EarlyStoppingCallback(early_stopping_patience, early_stopping_min_delta))
+    trainer_callbacks.extend(callbacks or [])
     ema = RFDetrEMACallback(decay=0.993, tau=100) if use_ema else None
     trainer = RFDetrTrainer(
         model=model,
@@ -247,7 +250,7 @@ def fine_tune(
         compute_metrics=CocoEvaluator(id2label),
         learning_rates=LearningRates(lr=lr, lr_encoder=lr_encoder, weight_decay=weight_decay),
         ema=ema,
-        callbacks=callbacks,
+        callbacks=trainer_callbacks,
     )
     trainer.train(resume_from_checkpoint=str(resume) if isinstance(resume, (str, Path)) else resume)
     processor = RFDetrImageProcessor.from_config(model.config)
