@@ -1,14 +1,16 @@
 """CPU inference speed of hf_rfdetr against both references and against the machine's matmul floor, in one run.
 
     python benchmarks/cpu_fast_path.py [--variants nano base] [--threads 2] [--repeats 10] [--batch 1] [--no-drift]
+        [--no-predict]
 
 Models, all holding the same random (perturbed) weights:
   rfdetr        the original package 1.11.2, `rfdetr.models.build_model_from_config(RFDETR*Config(device="cpu"))`
   transformers  transformers' own `RfDetrForObjectDetection` (transformers 5.x; skipped when absent)
   fp32          ours, float32 eager
-  optimized     ours after `hf_rfdetr.optimize(model)` with its defaults (bf16 backbone where the CPU has native bf16)
+  optimized     ours after `hf_rfdetr.optimize(model)` with its defaults (int8 backbone linears on CPUs with VNNI,
+                else a bf16 backbone where the CPU has native bf16)
+  bf16-backbone ours with the backbone under bf16 autocast (`optimize(model, dtype="bfloat16")`)
   bf16-all      ours with the whole forward under bf16 autocast (`optimize(model, backbone_only=False)`), for scale
-  int8-backbone ours with the backbone's linear layers int8 (`torch.ao.quantization.quantize_dynamic`), for scale
 
 Each round runs every model once on the same input, in a rotating order (interleaved, so that load on a shared
 machine hits all alike); the table shows median milliseconds and the median over rounds of the ratio of each model's
@@ -20,6 +22,11 @@ model to ours in float32 (transformers' port differs from the original for Base'
 many two-stage proposals nearly tie, so any rounding reorders queries and this column says little about reduced
 precision: the drift table below measures that on a trained checkpoint), and the resident memory (RSS) before and
 after `optimize`.
+
+Then (unless `--no-predict`) end to end on a 640x480 image: rfdetr's `RFDETRNano(...).predict` / `RFDETRBase`
+(its default, unoptimised), ours `RFDETRNano(...).predict` in float32 and after `optimize_for_inference()` (its
+defaults), and that optimised model's forward alone on the processed image (the part of `predict` that is not
+reading, resizing and post-processing), interleaved as above; ratios to rfdetr's `predict` and predict / forward.
 
 Then (unless `--no-drift`) the drift of the same settings against float32 on the bundled demo checkpoint and its
 mirrored, flipped and rotated copies: the largest per-query logit, box and score differences, and the detections at
@@ -125,19 +132,48 @@ def report(variant: str, timings: dict[str, list[float]], gflop: float, floors: 
         )
 
 
-def int8_backbone(model: torch.nn.Module) -> torch.nn.Module:
-    """`model` with its backbone's nn.Linear layers dynamically quantised to int8, in place."""
-    from torch.ao.quantization import quantize_dynamic
-
-    quantize_dynamic(model.model.backbone, {torch.nn.Linear}, dtype=torch.qint8, inplace=True)
-    return model
-
-
 SETTINGS: dict[str, Callable[[torch.nn.Module], torch.nn.Module]] = {
     "optimized": hf_rfdetr.optimize,
+    "bf16-backbone": lambda model: hf_rfdetr.optimize(model, dtype="bfloat16"),
     "bf16-all": lambda model: hf_rfdetr.optimize(model, dtype="bfloat16", backbone_only=False),
-    "int8-backbone": int8_backbone,
 }
+
+
+def predict_race(variant: str, repeats: int) -> None:
+    """rfdetr's predict vs ours (float32, optimised) and the optimised forward alone, same weights, interleaved."""
+    import tempfile
+
+    import rfdetr
+    from PIL import Image
+
+    from hf_rfdetr.demo_assets import DEMO_IMAGE
+
+    image = Image.open(DEMO_IMAGE).convert("RGB").resize((640, 480))
+    facade = {"nano": "RFDETRNano", "base": "RFDETRBase"}[variant]
+    with tempfile.TemporaryDirectory() as scratch:
+        checkpoint = Path(scratch) / "weights.pth"
+        torch.save({"model": reference_model(variant).state_dict()}, checkpoint)
+        theirs = getattr(rfdetr, facade)(pretrain_weights=str(checkpoint), device="cpu")
+        ours = getattr(hf_rfdetr, facade)(checkpoint, device="cpu")
+        fast = getattr(hf_rfdetr, facade)(checkpoint, device="cpu")
+    fast.optimize_for_inference()
+    pixel_values = fast.processor(image, return_tensors="pt")["pixel_values"]
+    runs = {
+        "rfdetr predict": lambda _: theirs.predict(image, threshold=0.5),
+        "ours predict": lambda _: ours.predict(image, threshold=0.5),
+        "fast predict": lambda _: fast.predict(image, threshold=0.5),
+        "fast forward": lambda _: fast.model(pixel_values),
+    }
+    timings = race(runs, pixel_values, repeats)
+    print(
+        f"\n{variant}: end to end on a 640x480 image, optimize_for_inference() = {fast.model._hf_rfdetr_optimization}"
+    )
+    print(f"{'':<16}{'median ms':>10}{'/ rfdetr predict':>18}")
+    for name, values in timings.items():
+        ratio = statistics.median(value / best for value, best in zip(values, timings["rfdetr predict"]))
+        print(f"{name:<16}{statistics.median(values):>10.1f}{ratio:>18.2f}")
+    overhead = statistics.median(p / f for p, f in zip(timings["fast predict"], timings["fast forward"]))
+    print(f"fast predict / fast forward: {overhead:.2f}")
 
 
 def drift_table() -> None:
@@ -199,6 +235,7 @@ def main() -> None:
     parser.add_argument("--repeats", type=int, default=10)
     parser.add_argument("--batch", type=int, default=1)
     parser.add_argument("--no-drift", action="store_true", help="skip the drift table on the demo checkpoint")
+    parser.add_argument("--no-predict", action="store_true", help="skip the end-to-end predict table")
     args = parser.parse_args()
     warnings.filterwarnings("ignore")
     logging.disable(logging.WARNING)
@@ -226,7 +263,7 @@ def main() -> None:
         hf_rfdetr.optimize(optimized)
         after = rss_mb()
         models["optimized"] = optimized
-        for name in ("bf16-all", "int8-backbone"):
+        for name in ("bf16-backbone", "bf16-all"):
             models[name] = SETTINGS[name](converted_model(variant))
         with torch.inference_mode():
             expected = ours(pixel_values).logits
@@ -235,7 +272,13 @@ def main() -> None:
             }
         timings = race(models, pixel_values, args.repeats)
         report(variant, timings, gflop, floors, deltas)
-        print(f"optimize(): {optimized._hf_rfdetr_optimization}; RSS {before:.0f} MB before, {after:.0f} MB after")
+        weights = sum(t.nbytes for t in optimized.state_dict().values()) / 2**20
+        print(
+            f"optimize(): {optimized._hf_rfdetr_optimization}; process RSS {before:.0f} MB before, {after:.0f} MB "
+            f"after: {after - before:+.0f} MB = {(after - before) / weights:+.0%} of the model's {weights:.0f} MB of weights"
+        )
+        if not args.no_predict:
+            predict_race(variant, args.repeats)
     if not args.no_drift:
         drift_table()
 

@@ -161,6 +161,28 @@ def test_matches_independent_formula() -> None:
     assert (pixels(nano_processor(), image) - expected).abs().max().item() <= 1e-6
 
 
+def test_device_moves_the_uint8_image_before_converting(monkeypatch) -> None:
+    """`device=`: the image goes to the device as read (uint8, 4x fewer bytes than float32), and the conversion, the
+    resize and the normalisation run there; the values are those computed without it."""
+    from hf_rfdetr.models.rfdetr import image_processing_rfdetr as module
+
+    image = make_image(61, 83, seed=3)
+    expected = nano_processor()(image, return_tensors="pt")
+    seen = []
+    to_float = module._to_float
+    monkeypatch.setattr(
+        module, "_to_float", lambda chw, *args: seen.append((chw.dtype, chw.device)) or to_float(chw, *args)
+    )
+    moved = nano_processor()(
+        torch.from_numpy(image), input_data_format="channels_last", return_tensors="pt", device="cpu"
+    )
+    assert seen == [(torch.uint8, torch.device("cpu"))]
+    assert torch.equal(moved["pixel_values"], expected["pixel_values"])
+    assert torch.equal(moved["pixel_mask"], expected["pixel_mask"])
+    with pytest.raises(RuntimeError, match="device"):
+        nano_processor()(image, device="no-such-device")
+
+
 # ----------------------------------------------------------------------------------------------------------------------
 # 2. Post-processing parity with the original `PostProcess`
 # ----------------------------------------------------------------------------------------------------------------------

@@ -10,7 +10,15 @@ import supervision as sv
 
 import hf_rfdetr
 from hf_rfdetr import RFDETR
-from hf_rfdetr.video import VideoStats, _backend, iter_frames, open_capture, parse_source, process_video
+from hf_rfdetr.video import (
+    VideoStats,
+    _backend,
+    iter_frames,
+    open_capture,
+    parse_source,
+    process_video,
+    read_ahead,
+)
 
 from .test_facade import save_tiny
 
@@ -91,3 +99,48 @@ def test_sources_are_parsed_and_bad_ones_named(video: Path, tmp_path: Path) -> N
         process_video(video)
     with pytest.raises(ValueError, match="max_frames"):
         process_video(video, callback=lambda f, i: f, max_frames=0)
+
+
+def test_read_ahead_overlaps_decoding_with_the_callers_work() -> None:
+    """Frames come in order; the next frame is decoded while the caller works on the current one (in another
+    thread); a reading error reaches the caller at its frame; closing early stops the decoding thread."""
+    import threading
+    import time
+
+    events, threads = [], set()
+
+    def slow_frames(count: int, fail_at: int | None = None):
+        for index in range(count):
+            threads.add(threading.get_ident())
+            if index == fail_at:
+                raise OSError(f"frame {index} is damaged")
+            time.sleep(0.05)  # decoding
+            events.append(("decoded", index))
+            yield np.full((2, 2, 3), index, np.uint8)
+
+    seen = []
+    for frame in read_ahead(slow_frames(4), depth=2):
+        events.append(("used", int(frame[0, 0, 0])))
+        seen.append(int(frame[0, 0, 0]))
+        time.sleep(0.08)  # inference
+    assert seen == [0, 1, 2, 3] and threading.get_ident() not in threads
+    # frame 1 was decoded before the caller finished frame 0: decoding overlapped the work
+    assert events.index(("decoded", 1)) < events.index(("used", 1)) and events.index(("decoded", 1)) < 3
+
+    with pytest.raises(OSError, match="frame 2 is damaged"):
+        list(read_ahead(slow_frames(4, fail_at=2)))
+    source = slow_frames(100)
+    ahead = read_ahead(source, depth=2)
+    assert int(next(ahead)[0, 0, 0]) == 0
+    ahead.close()  # waits for the frames in flight, then stops
+    assert len([e for e in events[-3:] if e[0] == "decoded"]) <= 3 and next(source) is not None
+    with pytest.raises(ValueError, match="depth"):
+        next(read_ahead(iter([]), depth=0))
+
+
+def test_process_video_reports_cpu_use_with_and_without_prefetch(detector: RFDETR, video: Path) -> None:
+    for prefetch in (0, 2):
+        stats = process_video(video, detector, threshold=0.3, progress=False, prefetch=prefetch, max_frames=5)
+        assert stats.frames == 5 and stats.cpu_seconds > 0 and stats.cpu_cores == stats.cpu_seconds / stats.seconds
+    with pytest.raises(ValueError, match="prefetch"):
+        process_video(video, detector, prefetch=-1)

@@ -255,7 +255,7 @@ class RFDETR:
             raise ValueError("predict() got an empty list of images")
         loaded = [_load_input(item, index) for index, item in enumerate(items)]
         sizes = [_height_width(image) for image in loaded]
-        outputs = self._forward(self.processor(loaded, return_tensors="pt"))
+        outputs = self._forward(self.processor(loaded, return_tensors="pt", device=self.device))
         if self.is_segmentation:  # the id map is skipped: predict returns the stack of masks
             results = self.processor.post_process_instance_segmentation(
                 outputs, threshold=threshold, target_sizes=sizes, return_binary_maps=True

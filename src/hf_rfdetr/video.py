@@ -31,7 +31,9 @@ import contextlib
 import os
 import time
 import warnings
+from collections import deque
 from collections.abc import Callable, Iterator
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
 from types import ModuleType
@@ -47,7 +49,15 @@ if TYPE_CHECKING:
 
     from .facade import RFDETR
 
-__all__ = ["VideoStats", "annotate_frame", "frame_callback", "iter_frames", "open_capture", "process_video"]
+__all__ = [
+    "VideoStats",
+    "annotate_frame",
+    "frame_callback",
+    "iter_frames",
+    "open_capture",
+    "process_video",
+    "read_ahead",
+]
 
 #: A video file path, a webcam index (0, "0") or a stream URL ("rtsp://...", "http://...").
 VideoSource = str | int | os.PathLike
@@ -59,16 +69,23 @@ DEFAULT_FPS = 30.0
 
 @dataclass
 class VideoStats:
-    """What `process_video` did: frames processed, wall-clock seconds, and the written video (if any)."""
+    """What `process_video` did: frames processed, wall-clock seconds, the process's CPU seconds over the same time
+    (all its threads), and the written video (if any)."""
 
     frames: int
     seconds: float
     output: Path | None = None
+    cpu_seconds: float = 0.0
 
     @property
     def fps(self) -> float:
         """Frames processed per second (reading, inference, annotation and writing together)."""
         return self.frames / self.seconds if self.seconds > 0 else 0.0
+
+    @property
+    def cpu_cores(self) -> float:
+        """Average number of CPU cores the process kept busy (`cpu_seconds / seconds`)."""
+        return self.cpu_seconds / self.seconds if self.seconds > 0 else 0.0
 
 
 def _backend() -> ModuleType:
@@ -159,6 +176,19 @@ def _read(capture: Any, max_frames: int | None) -> Iterator[np.ndarray]:
         capture.release()
 
 
+def read_ahead(frames: Iterator[np.ndarray], depth: int = 2) -> Iterator[np.ndarray]:
+    """The frames of `frames`, each decoded in a background thread while the caller works on the previous ones (up to
+    `depth` ahead), so that decoding overlaps inference. A reading error is raised in the caller at that frame.
+    Closing this generator waits for the frames in flight (at most `depth`) and leaves `frames` open."""
+    if depth < 1:
+        raise ValueError(f"depth must be a positive integer, got {depth!r}")
+    with ThreadPoolExecutor(max_workers=1, thread_name_prefix="hf_rfdetr-decode") as decoder:
+        pending = deque(decoder.submit(next, frames, None) for _ in range(depth))
+        while (frame := pending.popleft().result()) is not None:
+            pending.append(decoder.submit(next, frames, None))
+            yield frame
+
+
 def frame_callback(
     model: RFDETR, threshold: float = 0.5, on_detections: Callable[[int, sv.Detections], None] | None = None
 ) -> FrameCallback:
@@ -186,6 +216,7 @@ def process_video(
     max_frames: int | None = None,
     progress: bool = True,
     codec: str = "mp4v",
+    prefetch: int = 2,
 ) -> VideoStats:
     """Run detection on every frame of a video file, webcam (index) or stream URL.
 
@@ -200,9 +231,11 @@ def process_video(
         show: display frames in an OpenCV window ("q" stops); needs OpenCV with GUI support.
         max_frames: stop after this many frames (streams and webcams run until they end, "q" or Ctrl+C).
         progress: show a tqdm progress bar (frames, frames/s).
+        prefetch: frames decoded ahead in a background thread while the model works (`read_ahead`); 0 reads each
+            frame when it is needed.
 
     Returns:
-        `VideoStats`: frames processed, seconds, `fps`, and the output path.
+        `VideoStats`: frames processed, seconds, `fps`, CPU seconds (`cpu_cores`), and the output path.
 
     Raises:
         FileNotFoundError / OSError: the source cannot be opened (the message names it); ValueError: bad arguments.
@@ -211,6 +244,8 @@ def process_video(
         raise ValueError("pass exactly one of model (an RFDETR facade) or callback(frame, index)")
     if max_frames is not None and max_frames < 1:
         raise ValueError(f"max_frames must be a positive integer or None, got {max_frames!r}")
+    if not isinstance(prefetch, int) or prefetch < 0:
+        raise ValueError(f"prefetch must be a non-negative integer, got {prefetch!r}")
     callback = callback or frame_callback(model, threshold)  # type: ignore[arg-type]
     display = _display() if show else None
     capture = open_capture(source)
@@ -218,15 +253,17 @@ def process_video(
     total = min(total, max_frames) if total and max_frames else (total or max_frames)
     from tqdm.auto import tqdm
 
-    frames, start = 0, time.perf_counter()
+    frames, start, cpu_start = 0, time.perf_counter(), time.process_time()
     with contextlib.ExitStack() as stack:
         bar = stack.enter_context(tqdm(total=total, unit="frame", desc=str(source), disable=not progress))
         reader = _read(capture, max_frames)
         stack.callback(reader.close)
         stack.callback(capture.release)
+        ahead = read_ahead(reader, prefetch) if prefetch else reader
+        stack.callback(ahead.close)  # before the reader: the decoding thread stops first
         sink = None
         try:
-            for index, frame in enumerate(reader):
+            for index, frame in enumerate(ahead):
                 result = callback(frame, index)
                 result = frame if result is None else result
                 if output is not None and sink is None:
@@ -239,10 +276,11 @@ def process_video(
                     break
         except KeyboardInterrupt:  # a webcam / stream is stopped with Ctrl+C: keep what was written
             pass
-    seconds = time.perf_counter() - start
+    seconds, cpu_seconds = time.perf_counter() - start, time.process_time() - cpu_start
     if display is not None:
         _backend().destroyAllWindows()
-    return VideoStats(frames=frames, seconds=seconds, output=Path(output) if output is not None and frames else None)
+    written = Path(output) if output is not None and frames else None
+    return VideoStats(frames=frames, seconds=seconds, output=written, cpu_seconds=cpu_seconds)
 
 
 def _open_sink(output: str | os.PathLike, frame: np.ndarray, fps: float, codec: str) -> sv.VideoSink:

@@ -286,8 +286,10 @@ class RFDetrImageProcessor(BaseImageProcessor):
             return_tensors: `None` or `"pt"` (torch tensors) or `"np"` (numpy arrays).
             **kwargs: per-call overrides of the constructor options (`do_resize`, `size`, `keep_aspect_ratio`,
                 `size_divisor`, `do_rescale`, `rescale_factor`, `do_normalize`, `image_mean`, `image_std`,
-                `do_convert_rgb`), and `input_data_format` (`"channels_first"` or `"channels_last"`: the layout of
-                numpy / torch inputs; guessed from the shape when not given).
+                `do_convert_rgb`), `input_data_format` (`"channels_first"` or `"channels_last"`: the layout of
+                numpy / torch inputs; guessed from the shape when not given), and `device` (a torch device: each
+                image is moved there as read, still uint8, and converted, resized and normalised there; the outputs
+                live there. Default: where the input tensors are, the CPU for files, PIL images and arrays).
 
         Returns:
             `BatchFeature` with `pixel_values` `(B, 3, H, W)` float32 (`(B, C, H, W)` with `do_convert_rgb=False`)
@@ -304,7 +306,9 @@ class RFDetrImageProcessor(BaseImageProcessor):
                 or malformed annotations (including an `iscrowd` other than 0 or 1).
             FileNotFoundError: a path that does not exist.
         """
+        device = kwargs.pop("device", None)
         options = self._resolve_options(kwargs)
+        options["device"] = None if device is None else torch.device(device)
         image_list = list(images) if isinstance(images, (list, tuple)) else [images]
         if not image_list:
             raise ValueError("`images` is empty: expected an image or a non-empty list of images.")
@@ -331,7 +335,7 @@ class RFDetrImageProcessor(BaseImageProcessor):
         if unknown:
             raise TypeError(
                 f"Unexpected preprocess argument(s) {unknown}; valid overrides are "
-                f"{[*_OPTION_NAMES, 'input_data_format']}."
+                f"{[*_OPTION_NAMES, 'input_data_format', 'device']}."
             )
         options = {name: overrides.get(name, getattr(self, name)) for name in _OPTION_NAMES}
         options["channels_first"] = channels_first
@@ -569,6 +573,8 @@ def _to_rgb_float(image: Any, index: int, options: dict[str, Any]) -> torch.Tens
         chw = to_chw(image, where, channels_first=options["channels_first"], convert_rgb=options["do_convert_rgb"])
     except TypeError as error:
         raise ValueError(str(error)) from error
+    if options.get("device") is not None:
+        chw = chw.to(options["device"], non_blocking=True)
     return _to_float(chw, index, options["do_rescale"], options["rescale_factor"])
 
 

@@ -145,7 +145,8 @@ def pad_batch(images: list[torch.Tensor], canvas: tuple[int, int]) -> tuple[torc
     for image in images:
         padding = [0, 0, canvas[1] - int(image.shape[2]), canvas[0] - int(image.shape[1])]  # left, top, right, bottom
         values.append(tvf.pad(image, padding, fill=0.0))
-        masks.append(tvf.pad(torch.ones((1, *image.shape[1:]), dtype=torch.int64), padding, fill=0)[0])
+        ones = torch.ones((1, *image.shape[1:]), dtype=torch.int64, device=image.device)
+        masks.append(tvf.pad(ones, padding, fill=0)[0])
     return torch.stack(values), torch.stack(masks)
 
 
