@@ -38,6 +38,7 @@ from __future__ import annotations
 
 import argparse
 import gc
+import json
 import logging
 import os
 import statistics
@@ -113,6 +114,10 @@ def race(models: dict[str, Callable], pixel_values: torch.Tensor, repeats: int) 
     return timings
 
 
+#: Key ratios per variant, for `--json` (and benchmarks/speed_report.py).
+RESULTS: dict[str, dict[str, float]] = {}
+
+
 def report(variant: str, timings: dict[str, list[float]], gflop: float, floors: dict[str, float], deltas) -> None:
     references = [name for name in ("rfdetr", "transformers") if name in timings]
     rounds = len(next(iter(timings.values())))
@@ -130,6 +135,9 @@ def report(variant: str, timings: dict[str, list[float]], gflop: float, floors: 
             f"{name:<14}{median:>10.1f}{ratio:>14.2f}{median / floors['fp32']:>14.2f}"
             f"{median / floors['bf16']:>14.2f}{deltas[name]:>14.1e}"
         )
+        if name in ("fp32", "optimized"):
+            RESULTS.setdefault(variant, {})[f"{name} forward / faster reference"] = ratio
+    RESULTS[variant]["optimized forward / bf16 floor"] = statistics.median(timings["optimized"]) / floors["bf16"]
 
 
 SETTINGS: dict[str, Callable[[torch.nn.Module], torch.nn.Module]] = {
@@ -174,6 +182,10 @@ def predict_race(variant: str, repeats: int) -> None:
         print(f"{name:<16}{statistics.median(values):>10.1f}{ratio:>18.2f}")
     overhead = statistics.median(p / f for p, f in zip(timings["fast predict"], timings["fast forward"]))
     print(f"fast predict / fast forward: {overhead:.2f}")
+    RESULTS.setdefault(variant, {})["fast predict / fast forward"] = overhead
+    RESULTS[variant]["fast predict / rfdetr predict"] = statistics.median(
+        fast / theirs for fast, theirs in zip(timings["fast predict"], timings["rfdetr predict"])
+    )
 
 
 def drift_table() -> None:
@@ -236,6 +248,7 @@ def main() -> None:
     parser.add_argument("--batch", type=int, default=1)
     parser.add_argument("--no-drift", action="store_true", help="skip the drift table on the demo checkpoint")
     parser.add_argument("--no-predict", action="store_true", help="skip the end-to-end predict table")
+    parser.add_argument("--json", type=Path, help="also write the key ratios to this JSON file")
     args = parser.parse_args()
     warnings.filterwarnings("ignore")
     logging.disable(logging.WARNING)
@@ -273,6 +286,7 @@ def main() -> None:
         timings = race(models, pixel_values, args.repeats)
         report(variant, timings, gflop, floors, deltas)
         weights = sum(t.nbytes for t in optimized.state_dict().values()) / 2**20
+        RESULTS.setdefault(variant, {})["process RSS after optimize / before"] = after / before
         print(
             f"optimize(): {optimized._hf_rfdetr_optimization}; process RSS {before:.0f} MB before, {after:.0f} MB "
             f"after: {after - before:+.0f} MB = {(after - before) / weights:+.0%} of the model's {weights:.0f} MB of weights"
@@ -281,6 +295,8 @@ def main() -> None:
             predict_race(variant, args.repeats)
     if not args.no_drift:
         drift_table()
+    if args.json:
+        args.json.write_text(json.dumps(RESULTS, indent=2))
 
 
 if __name__ == "__main__":

@@ -268,6 +268,10 @@ def _benchmark(variant: str, folder: Path, args: argparse.Namespace) -> None:
     _print_agreement(processor, outputs, args.top_k)
 
 
+#: Key ratios per variant, for `--json` (and benchmarks/speed_report.py).
+RESULTS: dict[str, dict[str, float]] = {}
+
+
 def _print_latency(
     variant: str,
     size: tuple[int, ...],
@@ -288,6 +292,7 @@ def _print_latency(
         print(f"   {name:<26}{value:>9.1f}")
     ratios = {"ours ORT / PyTorch": ours / pytorch, "ours ORT / rfdetr ORT": ours / rfdetr, "int8 / fp32": int8 / ours}
     print("   " + "   ".join(f"{name} {value:.2f}" for name, value in ratios.items()))
+    RESULTS[variant] = {"ORT fp32 ours / rfdetr export": ours / rfdetr, "ORT int8 / ORT fp32 (ours)": int8 / ours}
 
 
 #: (candidate, reference) pairs compared under each latency table.
@@ -325,6 +330,7 @@ def main() -> None:
     parser.add_argument("--threads", type=int, default=2)
     parser.add_argument("--top-k", type=int, default=10, help="detections compared per graph pair")
     parser.add_argument("--keep", type=Path, help="write the exports here and keep them (default: a temp dir)")
+    parser.add_argument("--json", type=Path, help="also write the key ratios to this JSON file")
     args = parser.parse_args()
     warnings.filterwarnings("ignore")
     logging.disable(logging.WARNING)
@@ -334,6 +340,8 @@ def main() -> None:
         root = args.keep or Path(scratch)
         for variant in args.variants:
             _benchmark(variant, root / variant, args)
+    if args.json:
+        args.json.write_text(json.dumps(RESULTS, indent=2))
 
 
 def _print_header(args: argparse.Namespace) -> None:

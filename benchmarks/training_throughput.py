@@ -24,6 +24,7 @@ from __future__ import annotations
 import argparse
 import contextlib
 import io
+import json
 import logging
 import os
 import statistics
@@ -54,6 +55,10 @@ def _targets(batch: int, num_labels: int) -> list[dict[str, torch.Tensor]]:
         boxes = torch.cat([torch.rand(count, 2, generator=generator) * 0.6 + 0.2, torch.rand(count, 2) * 0.2 + 0.05], 1)
         targets.append({"class_labels": torch.randint(0, num_labels, (count,), generator=generator), "boxes": boxes})
     return targets
+
+
+#: Key ratios per variant and the memory run, for `--json` (and benchmarks/speed_report.py).
+RESULTS: dict[str, dict[str, float]] = {}
 
 
 def _interleaved_seconds(steps: dict[str, Callable[[], None]], rounds: int) -> dict[str, list[float]]:
@@ -157,6 +162,7 @@ def main() -> None:
     parser.add_argument("--batch", type=int, default=2)
     parser.add_argument("--steps", type=int, default=5, help="interleaved rounds (one step of each per round)")
     parser.add_argument("--rss-epochs", type=int, default=6, help="epochs of the memory run (0: skip it)")
+    parser.add_argument("--json", type=Path, help="also write the key ratios to this JSON file")
     args = parser.parse_args()
     warnings.filterwarnings("ignore")
     logging.disable(logging.WARNING)
@@ -182,6 +188,8 @@ def main() -> None:
             for name in timings
             if "rfdetr" in timings and name != "rfdetr"
         }
+        for name, ratio in ratios.items():
+            RESULTS.setdefault(variant, {})[f"training images/s {name} / rfdetr"] = ratio
         row = f"{variant:<10}{cells.get('rfdetr', float('nan')):>14.2f}{cells['ours']:>12.2f}"
         row += f"{ratios.get('ours', float('nan')):>15.2f}"
         if mixed:
@@ -196,6 +204,9 @@ def main() -> None:
         )
         if len(rss) > 1:
             print(f"growth from epoch 2 to {len(rss)}: {rss[-1] - rss[1]:+.0f} MB")
+            RESULTS["fine_tune"] = {f"RSS growth epoch 2 to {len(rss)}, MB": rss[-1] - rss[1]}
+    if args.json:
+        args.json.write_text(json.dumps(RESULTS, indent=2))
 
 
 if __name__ == "__main__":
