@@ -8,14 +8,19 @@ import pytest
 import torch
 
 from hf_rfdetr import RFDetrConfig, RFDetrForObjectDetection, fine_tune
+from hf_rfdetr.optimization import has_native_bf16
 from hf_rfdetr.training import apply_transforms, load_coco_folder
 
 from .synthetic_coco import class_names, write_synthetic_coco
 
 
 @pytest.mark.slow
-def test_training_from_scratch_reaches_map50_on_held_out_images(tmp_path: Path) -> None:
-    """240 training images of 1-4 coloured shapes (3 classes), 8 epochs on the CPU (about two minutes)."""
+@pytest.mark.parametrize("amp", [False, True], ids=["float32", "bf16-mixed"])
+def test_training_from_scratch_reaches_map50_on_held_out_images(tmp_path: Path, amp: bool) -> None:
+    """240 training images of 1-4 coloured shapes (3 classes), 8 epochs on the CPU (about two minutes; 1.5 with
+    `amp=True`, bf16 mixed precision, measured at 0.86 / EMA 0.84 held-out mAP50)."""
+    if amp and not has_native_bf16():
+        pytest.skip("bf16 mixed precision is emulated on this CPU (no AVX512-BF16 / AMX): too slow for a test")
     root = write_synthetic_coco(tmp_path / "shapes", num_train=240, num_valid=32, num_test=48, image_size=(128, 128))
     config = RFDetrConfig(
         backbone_hidden_size=96,
@@ -51,6 +56,7 @@ def test_training_from_scratch_reaches_map50_on_held_out_images(tmp_path: Path) 
         num_workers=0,
         checkpoint_interval=100,
         output_dir=tmp_path / "run",
+        amp=amp,
     )
     curve = [
         (round(e["epoch"]), e["eval_map_50"], e["eval_ema_map_50"])

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import importlib
 import json
 from pathlib import Path
 
@@ -143,3 +144,58 @@ def test_tensorboard_and_wandb_reporting(dataset_dir: Path, tiny_folder: Path, t
     fine_tune(tiny_folder, dataset_dir, epochs=1, use_ema=False, output_dir=tmp_path / "run", **options)
     events = list(tmp_path.rglob("events.out.tfevents.*"))
     assert events, "TensorBoard wrote no event file"
+
+
+def test_amp_follows_the_original_and_asks_for_bf16_on_the_cpu(monkeypatch) -> None:
+    """ "auto": the original's choice (mixed precision on CUDA: bf16 where supported, else fp16; float32 on the CPU);
+    True: bf16 on the CPU too (with a warning where bf16 is emulated); False: float32."""
+    module = importlib.import_module("hf_rfdetr.training.fine_tune")  # the module, not the function of that name
+
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: False)
+    assert module.mixed_precision("auto", None) == {} == module.mixed_precision("auto", "cpu")
+    assert module.mixed_precision(False, "cuda") == {}
+    monkeypatch.setattr(torch.cuda, "is_bf16_supported", lambda *a, **k: True)
+    assert module.mixed_precision("auto", "cuda:1") == {"bf16": True}
+    monkeypatch.setattr(torch.cuda, "is_bf16_supported", lambda *a, **k: False)
+    assert module.mixed_precision("auto", "cuda") == {"fp16": True} == module.mixed_precision(True, "cuda")
+    monkeypatch.setattr("hf_rfdetr.optimization.has_native_bf16", lambda: True)
+    assert module.mixed_precision(True, "cpu") == {"bf16": True}
+    monkeypatch.setattr("hf_rfdetr.optimization.has_native_bf16", lambda: False)
+    with pytest.warns(UserWarning, match="emulated"):
+        assert module.mixed_precision(True, None) == {"bf16": True}
+    with pytest.raises(ValueError, match="amp must be"):
+        module.mixed_precision("bf16", "cpu")
+
+
+def test_amp_trains_in_bfloat16_on_the_cpu(dataset_dir: Path, tiny_folder: Path, tmp_path: Path) -> None:
+    seen = set()
+
+    class Dtypes(TrainerCallback):  # the backbone's matrix products run in bf16 during the training steps
+        def on_train_begin(self, args, state, control, model=None, **kwargs) -> None:
+            fc1 = model.model.backbone.layers[0].mlp.fc1
+            fc1.register_forward_hook(lambda module, inputs, output: seen.add((module.training, output.dtype)))
+
+    with pytest.warns(UserWarning) if not _native_bf16() else _no_warning():
+        trainer = fine_tune(
+            tiny_folder, dataset_dir, epochs=1, output_dir=tmp_path / "run", amp=True, callbacks=[Dtypes()], **COMMON
+        )
+    assert trainer.args.bf16 and (True, torch.bfloat16) in seen
+    losses = [entry["loss"] for entry in trainer.state.log_history if "loss" in entry]
+    assert losses and all(torch.isfinite(torch.tensor(losses)))
+    assert next(trainer.model.parameters()).dtype == torch.float32  # the weights stay float32
+    explicit = fine_tune(
+        tiny_folder, dataset_dir, epochs=1, output_dir=tmp_path / "run2", amp=True, bf16=False, **COMMON
+    )
+    assert not explicit.args.bf16  # TrainingArguments' own flags win
+
+
+def _native_bf16() -> bool:
+    from hf_rfdetr.optimization import has_native_bf16
+
+    return has_native_bf16()
+
+
+def _no_warning():
+    import contextlib
+
+    return contextlib.nullcontext()
