@@ -11,7 +11,7 @@ round), so that load from other processes hits them alike; the table gives the m
 over rounds of the per-round ratio ours / rfdetr (> 1: we train faster). The tiny config has no counterpart in the
 original; its row shows our images/s alone. On a CPU with native bf16 (`hf_rfdetr.optimization.has_native_bf16`) a
 third step runs in the same rounds: ours under `torch.autocast("cpu", torch.bfloat16)`, which is what
-`fine_tune(..., bf16=True)` (the Trainer's mixed precision) does; the original always trains in float32 on the CPU
+`fine_tune(..., amp=True)` (the Trainer's bf16 mixed precision) does; the original always trains in float32 on the CPU
 (its Lightning precision is "32-true" there, bf16 being slow where it is emulated).
 
 Then (`--rss-epochs N`, 0 to skip) `hf_rfdetr.fine_tune` trains the tiny config for N epochs on a synthetic COCO folder
