@@ -10,7 +10,8 @@ What it does (chosen by measurement, see `benchmarks/cpu_fast_path.py` and `test
   (symmetric) once, activations per tensor at each call (`torch.ops.quantized.linear_dynamic`, fbgemm). Attention,
   GELU and the layer norms stay float32, and so does everything after the backbone (projector, two-stage selection,
   decoder, box refinement). On the bundled demo checkpoint and its mirrored, flipped and rotated copies this moves the
-  scores by at most 0.003 and keeps every detection; on a 2-core AMD EPYC it is 1.8x float32 eager on Nano and Base.
+  scores by at most 0.0014 and keeps every detection; on a 2-core AMD EPYC (VNNI, BF16) its forward is 0.51x rfdetr's
+  on Nano and 0.53x on Base, and 0.8x the bf16 backbone path (`benchmarks/cpu_fast_path.py`).
 - Elsewhere the backbone runs under `torch.autocast` in bfloat16 (`dtype="auto"` picks bfloat16 only on CPUs with
   native bf16 instructions, AVX512-BF16 / AMX / Arm BF16: oneDNN emulates it elsewhere, slower than float32; on CUDA
   bfloat16 where supported, else float16). The rest stays float32, where bf16 moves the scores by up to 0.1 and
@@ -91,9 +92,15 @@ def has_int8_dot_products() -> bool:
     """Whether this CPU has int8 dot-product instructions (AVX512-VNNI or AVX-VNNI) and PyTorch its int8 linear
     kernels (fbgemm / x86 quantized engine)."""
     engines = set(getattr(torch.backends.quantized, "supported_engines", ()))
-    if not engines & {"fbgemm", "x86"} or not hasattr(torch.ops.quantized, "linear_dynamic"):
+    if not engines & {"fbgemm", "x86"} or not _has_int8_kernels():
         return False
     return bool(_cpu_flags() & {"avx512_vnni", "avx_vnni"})
+
+
+def _has_int8_kernels() -> bool:
+    """PyTorch marks its quantized tensors deprecated (to be removed in a future release; the project pins torch
+    2.14.1): without them, "auto" falls back to the bf16 path and `quantize=True` is refused."""
+    return hasattr(torch, "quantize_per_channel") and hasattr(torch.ops.quantized, "linear_dynamic")
 
 
 def resolve_dtype(dtype: torch.dtype | str, device: torch.device) -> torch.dtype:
@@ -211,7 +218,7 @@ def _resolve_quantize(quantize: bool | str, dtype: torch.dtype | str, device: to
         return dtype == "auto" and device.type == "cpu" and has_int8_dot_products()
     if not isinstance(quantize, bool):
         raise ValueError(f'quantize must be "auto", True or False, got {quantize!r}')
-    if quantize and (device.type != "cpu" or not hasattr(torch.ops.quantized, "linear_dynamic")):
+    if quantize and (device.type != "cpu" or not _has_int8_kernels()):
         raise ValueError(
             f"quantize=True needs the model on the CPU and PyTorch's int8 linear kernels (fbgemm / x86); the model is "
             f"on {device.type}. Pass quantize=False (or dtype=torch.float16 / torch.bfloat16 on a GPU)"
@@ -234,7 +241,7 @@ def _pack_int8(linear: nn.Linear) -> tuple[torch.ScriptObject, torch.Tensor, int
     weight = linear.weight.detach().float()
     scales = (weight.abs().amax(dim=1) / 127).clamp(min=1e-12).double()
     zero_points = torch.zeros(weight.shape[0], dtype=torch.long)
-    with warnings.catch_warnings():  # quantized tensors are deprecated in PyTorch; pinned here, see has_int8_...
+    with warnings.catch_warnings():  # quantized tensors are deprecated in PyTorch (see `_has_int8_kernels`)
         warnings.simplefilter("ignore")
         quantized = torch.quantize_per_channel(weight, scales, zero_points, 0, torch.qint8)
         bias = None if linear.bias is None else linear.bias.detach().float()
