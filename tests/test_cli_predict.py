@@ -10,6 +10,7 @@ import numpy as np
 import pytest
 from PIL import Image
 
+import hf_rfdetr
 from hf_rfdetr import RFDETR
 from hf_rfdetr.cli import build_parser, main
 from hf_rfdetr.video import iter_frames
@@ -95,6 +96,27 @@ def test_folders_skip_videos_unless_asked(model_folder: Path, inputs: Path, tmp_
         == 0
     )
     assert json.loads((out / "detections.json").read_text())["videos"][0]["frames"] == 2
+
+
+def test_optimize_runs_the_fast_path(model_folder: Path, inputs: Path, tmp_path: Path, monkeypatch) -> None:
+    seen = []
+    optimize = RFDETR.optimize_for_inference
+
+    def record(self, *args, **kwargs) -> None:
+        optimize(self, *args, **kwargs)
+        seen.append(hf_rfdetr.is_optimized(self.model))
+
+    monkeypatch.setattr(RFDETR, "optimize_for_inference", record)
+    out = tmp_path / "out"
+    arguments = ["predict", "--model", str(model_folder), str(inputs), "--output-dir", str(out), "--no-progress"]
+    assert main([*arguments, "--optimize", "--threshold", "0.0"]) == 0
+    assert seen == [True]
+    fast = json.loads((out / "detections.json").read_text())["images"]
+    assert main([*arguments, "--threshold", "0.0"]) == 0 and seen == [True]  # without the flag: float32
+    exact = json.loads((out / "detections.json").read_text())["images"]
+    for fast_entry, exact_entry in zip(fast, exact, strict=True):  # threshold 0: the same top-300 detections
+        best_fast, best_exact = fast_entry["detections"][0], exact_entry["detections"][0]
+        assert abs(best_fast["score"] - best_exact["score"]) < 0.05
 
 
 @pytest.mark.parametrize(

@@ -56,6 +56,12 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     parser.add_argument("--videos", action="store_true", help="also process the videos found in INPUT folders")
     parser.add_argument("--max-frames", type=int, help="process at most this many frames of each video")
     parser.add_argument("--device", help="cpu, cuda, ... (default: CUDA when available)")
+    parser.add_argument(
+        "--optimize",
+        action="store_true",
+        help="the fast inference path (optimize_for_inference: int8 or bf16 backbone where the CPU has it, bf16 / "
+        "fp16 on CUDA); scores move by about 0.001",
+    )
     parser.add_argument("--no-progress", action="store_true", help="do not show progress bars")
     parser.set_defaults(run_command=run)
 
@@ -95,6 +101,8 @@ def run(args: argparse.Namespace) -> int:
     from ..facade import RFDETR
 
     model = RFDETR(pretrain_weights=args.model, device=args.device)
+    if args.optimize:
+        model.optimize_for_inference()
     args.output_dir.mkdir(parents=True, exist_ok=True)
     names = _OutputNames(args.output_dir)
     report: dict[str, Any] = {"model": args.model, "threshold": args.threshold, "images": [], "videos": []}
