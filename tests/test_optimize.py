@@ -12,7 +12,7 @@ import torch
 from PIL import Image, ImageOps
 
 import hf_rfdetr
-from hf_rfdetr import RFDetrForObjectDetection, RFDetrImageProcessor, optimization
+from hf_rfdetr import RFDetrForInstanceSegmentation, RFDetrForObjectDetection, RFDetrImageProcessor, optimization
 from hf_rfdetr.demo_assets import DEMO_IMAGE, DEMO_MODEL
 from hf_rfdetr.onnx.quantization import match_detections
 
@@ -262,3 +262,19 @@ def test_int8_adds_at_most_a_quarter_of_the_backbone_linears(demo) -> None:
         assert packed == linear_bytes // 4
     finally:
         hf_rfdetr.restore(model)
+
+
+def test_int8_runs_on_a_segmentation_model_and_keeps_its_mask_head_float32() -> None:
+    torch.manual_seed(0)
+    model = perturb_(RFDetrForInstanceSegmentation(tiny_config(segmentation_head=True)), seed=1).eval()
+    pixel_values = torch.randn(1, 3, 64, 64)
+    expected = _forward(model, pixel_values)
+    hf_rfdetr.optimize(model, dtype="float32", quantize=True)
+    assert _int8_linears(model) and not any(
+        hasattr(module, optimization._INT8) for module in model.segmentation_head.modules()
+    )
+    actual = _forward(model, pixel_values)
+    hf_rfdetr.restore(model)
+    assert actual.pred_masks.shape == expected.pred_masks.shape and actual.pred_masks.dtype == torch.float32
+    assert not torch.equal(actual.pred_masks, expected.pred_masks)  # int8 ran
+    assert torch.equal(_forward(model, pixel_values).pred_masks, expected.pred_masks)  # restored exactly
