@@ -38,9 +38,13 @@ def demo() -> tuple[RFDetrForObjectDetection, RFDetrImageProcessor]:
 
 def _image(copy: str) -> Image.Image:
     image = Image.open(DEMO_IMAGE).convert("RGB")
-    return {"scene": image, "mirrored": ImageOps.mirror(image), "rotated": image.transpose(Image.Transpose.ROTATE_90)}[
-        copy
-    ]
+    copies = {
+        "scene": image,
+        "mirrored": ImageOps.mirror(image),
+        "flipped": ImageOps.flip(image),
+        "rotated": image.transpose(Image.Transpose.ROTATE_90),
+    }
+    return copies[copy]
 
 
 def _forward(model: torch.nn.Module, pixel_values: torch.Tensor):
@@ -64,7 +68,7 @@ FAST_PATHS = {"bfloat16": {"dtype": torch.bfloat16, "quantize": False}, "int8": 
 
 
 @pytest.mark.parametrize("path", sorted(FAST_PATHS))
-@pytest.mark.parametrize("copy", ["scene", "mirrored", "rotated"])
+@pytest.mark.parametrize("copy", ["scene", "mirrored", "flipped", "rotated"])
 def test_fast_backbone_keeps_the_float32_detections(demo, copy: str, path: str) -> None:
     model, processor = demo
     image = _image(copy)
