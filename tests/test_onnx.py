@@ -127,6 +127,25 @@ def test_export_at_native_grid_and_other_resolution(tmp_path: Path) -> None:
     assert max(_max_differences(model, RFDetrOnnxModel.from_pretrained(folder), pixel_values)) <= ATOL
 
 
+def test_an_optimized_model_exports_its_float32_graph_and_stays_optimized(tmp_path: Path) -> None:
+    """`hf_rfdetr.optimize` (int8 backbone linears) changes the PyTorch forward only: the export is the float32 graph,
+    validated against the float32 forward, and the model runs int8 again afterwards."""
+    import hf_rfdetr
+
+    model = hf_rfdetr.optimize(_tiny_model(), dtype="float32", quantize=True)
+    folder = export_onnx(model, tmp_path / "onnx", validate=True)
+    assert hf_rfdetr.is_optimized(model) and model._hf_rfdetr_optimization.int8
+    validation = json.loads((folder / "export_report.json").read_text())["validation"]["model.onnx"]
+    for batch in (1, 3):  # validated against the float32 forward (the int8 one is 1e-2 away)
+        worst = max(validation[f"logits@batch{batch}"], validation[f"pred_boxes@batch{batch}"])
+        assert worst <= ATOL or validation[f"proposal_score_gap@batch{batch}"] < TIE_GAP
+    onnx_model = RFDetrOnnxModel.from_pretrained(folder)
+    pixel_values = torch.randn(1, 3, 64, 64)
+    with hf_rfdetr.optimization.float32_forward(model):
+        logit_error, box_error = _max_differences(model, onnx_model, pixel_values)
+    assert logit_error <= ATOL and box_error <= ATOL
+
+
 def test_graph_holds_one_query_group(tiny_export) -> None:
     """Inference uses group 0 of 13: its 20 queries are in the graph, the 12 training-only groups are not."""
     model, folder = tiny_export

@@ -30,9 +30,11 @@ graph needs no change for that.
 
 from __future__ import annotations
 
+import contextlib
 import functools
 import types
 import warnings
+from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -42,6 +44,7 @@ from torch import nn
 
 __all__ = [
     "OptimizationSettings",
+    "float32_forward",
     "has_int8_dot_products",
     "has_native_bf16",
     "is_optimized",
@@ -210,6 +213,25 @@ def restore(model: nn.Module) -> nn.Module:
         delattr(module, _INT8)
     delattr(model, _STATE)
     return model
+
+
+@contextlib.contextmanager
+def float32_forward(model: nn.Module) -> Iterator[nn.Module]:
+    """Within the block `model` runs its plain float32 forward (for export, tracing, a float32 reference); after it,
+    `model` is optimised again as it was (nothing to do for a model that was not)."""
+    settings = getattr(model, _STATE, None)
+    restore(model)
+    try:
+        yield model
+    finally:
+        if settings is not None:
+            optimize(
+                model,
+                dtype=settings.dtype,
+                quantize=settings.int8,
+                backbone_only=settings.backbone_only,
+                compile=settings.compiled,
+            )
 
 
 def _resolve_quantize(quantize: bool | str, dtype: torch.dtype | str, device: torch.device) -> bool:

@@ -58,6 +58,7 @@ from ..extras import require
 from ..models.rfdetr.configuration_rfdetr import RFDetrConfig
 from ..models.rfdetr.image_processing_rfdetr import RFDetrImageProcessor
 from ..models.rfdetr.modeling_rfdetr import RFDetrForInstanceSegmentation, RFDetrForObjectDetection
+from ..optimization import float32_forward
 from .quantization import float_modules_for, quantize_dynamic_int8
 
 logger = logging.getLogger(__name__)
@@ -240,8 +241,27 @@ def export_onnx(
     if fp16 and quantize:
         raise ValueError("fp16 (GPUs) and quantize (int8, CPUs) are separate targets: export them to two folders")
     model, image_processor = _load(model, image_processor)
+    with float32_forward(model):  # an optimize()d model exports its float32 graph, and stays optimised
+        return _export_loaded(
+            model, image_processor, Path(output_dir), resolution, opset, fp16, quantize, validate, atol, backend, device
+        )
+
+
+def _export_loaded(
+    model: RFDetrExportable,
+    image_processor: RFDetrImageProcessor,
+    output_dir: Path,
+    resolution: int | tuple[int, int] | None,
+    opset: int,
+    fp16: bool,
+    quantize: bool,
+    validate: bool,
+    atol: float,
+    backend: str,
+    device: str | torch.device,
+) -> Path:
+    """`export_onnx` for a loaded model in its float32 forward."""
     height, width = export_input_size(model.config, resolution)
-    output_dir = Path(output_dir)
     output_dir.mkdir(parents=True, exist_ok=True)
     use_optimum, reason = _choose_backend(backend, square=height == width)
     onnx_path = output_dir / ONNX_FILE
