@@ -87,6 +87,11 @@ def _ours_step(model: RFDetrForObjectDetection, pixel_values, targets):
     return step
 
 
+def _cell(value: float | None, width: int) -> str:
+    """`value` right-aligned with two decimals, or "-" where there is none (the tiny config has no reference)."""
+    return f"{'-' if value is None else f'{value:.2f}':>{width}}"
+
+
 def _mixed_precision(step: Callable[[], None]) -> Callable[[], None]:
     def mixed() -> None:
         with torch.autocast("cpu", dtype=torch.bfloat16):
@@ -190,10 +195,9 @@ def main() -> None:
         }
         for name, ratio in ratios.items():
             RESULTS.setdefault(variant, {})[f"training images/s {name} / rfdetr"] = ratio
-        row = f"{variant:<10}{cells.get('rfdetr', float('nan')):>14.2f}{cells['ours']:>12.2f}"
-        row += f"{ratios.get('ours', float('nan')):>15.2f}"
+        row = f"{variant:<10}{_cell(cells.get('rfdetr'), 14)}{_cell(cells['ours'], 12)}{_cell(ratios.get('ours'), 15)}"
         if mixed:
-            row += f"{cells['ours bf16']:>12.2f}{ratios.get('ours bf16', float('nan')):>15.2f}"
+            row += f"{_cell(cells['ours bf16'], 12)}{_cell(ratios.get('ours bf16'), 15)}"
         print(row)
     if args.rss_epochs:
         with tempfile.TemporaryDirectory() as scratch:
