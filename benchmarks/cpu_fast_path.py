@@ -53,6 +53,8 @@ import torch
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # for the tests' reference builders
 
+from interleave import interleaved_ms  # noqa: E402
+
 import hf_rfdetr  # noqa: E402
 from hf_rfdetr.optimization import has_native_bf16  # noqa: E402
 from tests.conftest import converted_model, reference_model  # noqa: E402
@@ -97,21 +99,6 @@ def transformers_reference(variant: str) -> torch.nn.Module | None:
 
 def logits_of(output) -> torch.Tensor:
     return output.logits if hasattr(output, "logits") else output["pred_logits"]  # ours, transformers | rfdetr
-
-
-def race(models: dict[str, Callable], pixel_values: torch.Tensor, repeats: int) -> dict[str, list[float]]:
-    """Interleaved timings in ms: each round runs every model once, starting one later each round; 2 warm-up rounds."""
-    names = list(models)
-    timings = {name: [] for name in names}
-    with torch.inference_mode():
-        for round_index in range(repeats + 2):
-            shift = round_index % len(names)
-            for name in names[shift:] + names[:shift]:
-                start = time.perf_counter()
-                models[name](pixel_values)
-                if round_index >= 2:
-                    timings[name].append((time.perf_counter() - start) * 1000)
-    return timings
 
 
 #: Key ratios per variant, for `--json` (and benchmarks/speed_report.py).
@@ -167,12 +154,13 @@ def predict_race(variant: str, repeats: int) -> None:
     fast.optimize_for_inference()
     pixel_values = fast.processor(image, return_tensors="pt")["pixel_values"]
     runs = {
-        "rfdetr predict": lambda _: theirs.predict(image, threshold=0.5),
-        "ours predict": lambda _: ours.predict(image, threshold=0.5),
-        "fast predict": lambda _: fast.predict(image, threshold=0.5),
-        "fast forward": lambda _: fast.model(pixel_values),
+        "rfdetr predict": lambda: theirs.predict(image, threshold=0.5),
+        "ours predict": lambda: ours.predict(image, threshold=0.5),
+        "fast predict": lambda: fast.predict(image, threshold=0.5),
+        "fast forward": lambda: fast.model(pixel_values),
     }
-    timings = race(runs, pixel_values, repeats)
+    with torch.inference_mode():
+        timings = interleaved_ms(runs, repeats)
     print(
         f"\n{variant}: end to end on a 640x480 image, optimize_for_inference() = {fast.model._hf_rfdetr_optimization}"
     )
@@ -283,7 +271,10 @@ def main() -> None:
             deltas = {
                 name: (logits_of(model(pixel_values)) - expected).abs().max().item() for name, model in models.items()
             }
-        timings = race(models, pixel_values, args.repeats)
+        with torch.inference_mode():
+            timings = interleaved_ms(
+                {name: lambda m=m, x=pixel_values: m(x) for name, m in models.items()}, args.repeats
+            )
         report(variant, timings, gflop, floors, deltas)
         weights = sum(t.nbytes for t in optimized.state_dict().values()) / 2**20
         RESULTS.setdefault(variant, {})["process RSS after optimize / before"] = after / before

@@ -46,6 +46,8 @@ import torch
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # for the tests' reference builders
 
+from interleave import interleaved_ms  # noqa: E402
+
 import hf_rfdetr  # noqa: E402
 from tests.conftest import converted_model, reference_model  # noqa: E402
 
@@ -78,23 +80,6 @@ def forward_gflop(model: torch.nn.Module, pixel_values: torch.Tensor) -> float:
     with counter:
         model(pixel_values)
     return counter.get_total_flops() / 1e9
-
-
-def race(runs: dict[str, Callable[[], object]], device: torch.device, repeats: int) -> dict[str, list[float]]:
-    """Interleaved ms per call of each run, 3 warm-up rounds (compilation, CUDA graph capture)."""
-    names = list(runs)
-    timings = {name: [] for name in names}
-    with torch.inference_mode():
-        for index in range(repeats + 3):
-            shift = index % len(names)
-            for name in names[shift:] + names[:shift]:
-                synchronize(device)
-                start = time.perf_counter()
-                runs[name]()
-                synchronize(device)
-                if index >= 3:
-                    timings[name].append((time.perf_counter() - start) * 1000)
-    return timings
 
 
 def onnx_runs(variant: str, model, pixel_values: torch.Tensor, folder: Path) -> dict[str, Callable[[], object]]:
@@ -208,7 +193,8 @@ def main() -> None:
                     runs = model_runs(variant, dtype, device, pixel_values, args.modes)
                     if not args.no_onnx and device.type == "cuda" and dtype == torch.float16:
                         runs.update(onnx_runs(variant, converted_model(variant), pixel_values, Path(scratch)))
-                    timings = race(runs, device, args.repeats)
+                    with torch.inference_mode():  # 3 warm-up rounds: compilation, CUDA graph capture
+                        timings = interleaved_ms(runs, args.repeats, 3, lambda: synchronize(device))
                     report(f"{variant} {dtype_name} batch {batch}", timings, batch, gflop, tflops)
     if not args.no_video:
         video_cpu_use(device)

@@ -63,7 +63,6 @@ import sys
 import tempfile
 import time
 import warnings
-from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -73,6 +72,8 @@ from PIL import Image
 
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # for tests.conftest's reference builders
+
+from interleave import interleaved_ms  # noqa: E402
 
 from hf_rfdetr import RFDetrForObjectDetection, RFDetrImageProcessor, RFDetrOnnxModel, export_onnx  # noqa: E402
 from hf_rfdetr.demo_assets import DEMO_IMAGE  # noqa: E402
@@ -175,20 +176,6 @@ def _ours_outputs(model: RFDetrOnnxModel, array: np.ndarray) -> Outputs:
     return outputs.logits, outputs.pred_boxes
 
 
-def _interleaved_median_ms(runners: dict[str, Callable[[], object]], warmup: int, repeats: int) -> dict[str, float]:
-    """Median ms per runner; each round runs every runner once, so load spikes hit them alike."""
-    for _ in range(warmup):
-        for run in runners.values():
-            run()
-    timings: dict[str, list[float]] = {name: [] for name in runners}
-    for _ in range(repeats):
-        for name, run in runners.items():
-            start = time.perf_counter()
-            run()
-            timings[name].append((time.perf_counter() - start) * 1000)
-    return {name: statistics.median(values) for name, values in timings.items()}
-
-
 # -- agreement ------------------------------------------------------------------------------------------------------
 def _top_score_delta(a: Outputs, b: Outputs) -> float:
     """Max |delta| of the top-100 sorted sigmoid scores over all (query, class) pairs: blind to query order."""
@@ -253,7 +240,8 @@ def _benchmark(variant: str, folder: Path, args: argparse.Namespace) -> None:
         "ORT rfdetr-export fp32": lambda: rfdetr_session.run(None, {graphs.rfdetr_input: array}),
         "ORT ours int8": lambda: int8.session.run(None, {"pixel_values": array}),
     }
-    ms = _interleaved_median_ms(runners, args.warmup, args.repeats)
+    timings = interleaved_ms(runners, args.repeats, args.warmup)
+    ms = {name: statistics.median(values) for name, values in timings.items()}
     _print_latency(variant, tuple(pixel_values.shape[2:]), graphs, export_s, ms, args)
 
     with torch.inference_mode():

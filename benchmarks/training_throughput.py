@@ -6,7 +6,7 @@ resident memory of a multi-epoch fine-tuning run, epoch by epoch.
 One step = forward in training mode (all Group DETR groups), the loss (matching + IA-BCE + L1 + GIoU on every layer
 and the two-stage proposals), backward and an AdamW step over the original's parameter groups. The original's own
 step is its `LWDETR` + `SetCriterion` + `get_param_dict` groups (its Lightning loop adds data loading and logging
-around the same calls). The two steps are interleaved (each round runs both, in alternating order, after one warm-up
+around the same calls). The steps are interleaved (each round runs each once, in rotating order, after one warm-up
 round), so that load from other processes hits them alike; the table gives the median images/s of each and the median
 over rounds of the per-round ratio ours / rfdetr (> 1: we train faster). The tiny config has no counterpart in the
 original; its row shows our images/s alone. On a CPU with native bf16 (`hf_rfdetr.optimization.has_native_bf16`) a
@@ -30,7 +30,6 @@ import os
 import statistics
 import sys
 import tempfile
-import time
 import warnings
 from collections.abc import Callable
 from pathlib import Path
@@ -39,6 +38,8 @@ import torch
 
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+from interleave import interleaved_ms  # noqa: E402
 
 from hf_rfdetr import RFDetrForObjectDetection  # noqa: E402
 from hf_rfdetr.optimization import has_native_bf16  # noqa: E402
@@ -59,19 +60,6 @@ def _targets(batch: int, num_labels: int) -> list[dict[str, torch.Tensor]]:
 
 #: Key ratios per variant and the memory run, for `--json` (and benchmarks/speed_report.py).
 RESULTS: dict[str, dict[str, float]] = {}
-
-
-def _interleaved_seconds(steps: dict[str, Callable[[], None]], rounds: int) -> dict[str, list[float]]:
-    """Seconds per step of each entry, one of each per round in alternating order, after one warm-up round."""
-    names = list(steps)
-    timings = {name: [] for name in names}
-    for index in range(rounds + 1):
-        for name in names if index % 2 else names[::-1]:
-            start = time.perf_counter()
-            steps[name]()
-            if index:
-                timings[name].append(time.perf_counter() - start)
-    return timings
 
 
 def _ours_step(model: RFDetrForObjectDetection, pixel_values, targets):
@@ -186,8 +174,8 @@ def main() -> None:
             steps["ours bf16"] = _mixed_precision(steps["ours"])
         if variant != "tiny":
             steps["rfdetr"] = _original_step(variant, pixel_values, targets)
-        timings = _interleaved_seconds(steps, args.steps)
-        cells = {name: args.batch / statistics.median(values) for name, values in timings.items()}
+        timings = interleaved_ms(steps, args.steps, warmup=1)
+        cells = {name: 1000 * args.batch / statistics.median(values) for name, values in timings.items()}
         ratios = {
             name: statistics.median(theirs / mine for mine, theirs in zip(timings[name], timings["rfdetr"]))
             for name in timings
