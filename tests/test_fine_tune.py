@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import importlib
 import json
 from pathlib import Path
@@ -11,6 +12,7 @@ import torch
 from transformers import TrainerCallback
 
 from hf_rfdetr import RFDetrForObjectDetection, RFDetrImageProcessor, fine_tune
+from hf_rfdetr.optimization import has_native_bf16
 from hf_rfdetr.training import load_coco_folder
 
 from .conftest import tiny_config
@@ -175,7 +177,7 @@ def test_amp_trains_in_bfloat16_on_the_cpu(dataset_dir: Path, tiny_folder: Path,
             fc1 = model.model.backbone.layers[0].mlp.fc1
             fc1.register_forward_hook(lambda module, inputs, output: seen.add((module.training, output.dtype)))
 
-    with pytest.warns(UserWarning) if not _native_bf16() else _no_warning():
+    with contextlib.nullcontext() if has_native_bf16() else pytest.warns(UserWarning, match="emulated"):
         trainer = fine_tune(
             tiny_folder, dataset_dir, epochs=1, output_dir=tmp_path / "run", amp=True, callbacks=[Dtypes()], **COMMON
         )
@@ -187,15 +189,3 @@ def test_amp_trains_in_bfloat16_on_the_cpu(dataset_dir: Path, tiny_folder: Path,
         tiny_folder, dataset_dir, epochs=1, output_dir=tmp_path / "run2", amp=True, bf16=False, **COMMON
     )
     assert not explicit.args.bf16  # TrainingArguments' own flags win
-
-
-def _native_bf16() -> bool:
-    from hf_rfdetr.optimization import has_native_bf16
-
-    return has_native_bf16()
-
-
-def _no_warning():
-    import contextlib
-
-    return contextlib.nullcontext()

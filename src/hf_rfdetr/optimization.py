@@ -54,7 +54,7 @@ __all__ = [
 ]
 
 _STATE = "_hf_rfdetr_optimization"
-_INT8 = "_hf_rfdetr_int8"  # on a quantised nn.Linear: (packed int8 weights, the weight tensor they came from)
+_INT8 = "_hf_rfdetr_int8"  # on a quantised nn.Linear: what `_pack_int8` returns
 _DTYPES = {"float32": torch.float32, "bfloat16": torch.bfloat16, "float16": torch.float16}
 
 
