@@ -58,6 +58,27 @@ def test_registration_runs_when_transformers_was_imported_first() -> None:
     assert result.stdout.split() == ["RFDetrForObjectDetection", "RFDetrObjectDetectionPipeline"]
 
 
+def test_importing_another_transformers_model_after_hf_rfdetr() -> None:
+    # DETR's modeling imports transformers.modeling_layers, which imports the Auto modules half-way through: the
+    # registration must wait for it (it imports modeling_layers itself), then still register everything.
+    result = _python(
+        """
+        import hf_rfdetr
+        from transformers import DetrForObjectDetection
+        from transformers import AutoConfig, AutoModelForObjectDetection
+        print(DetrForObjectDetection.__name__, type(AutoModelForObjectDetection.from_config(AutoConfig.for_model("rfdetr"))).__name__)
+        from transformers.pipelines import PIPELINE_REGISTRY
+        print(PIPELINE_REGISTRY.supported_tasks["object-detection"]["impl"].__name__)
+        """
+    )
+    assert result.returncode == 0, result.stderr[-3000:]
+    assert result.stdout.split() == [
+        "DetrForObjectDetection",
+        "RFDetrForObjectDetection",
+        "RFDetrObjectDetectionPipeline",
+    ]
+
+
 @pytest.mark.parametrize("argv", [["--help"], ["predict", "--help"], ["train", "--help"], ["export", "--help"]])
 def test_help_does_not_import_torch(argv: list[str]) -> None:
     result = _python(

@@ -4,7 +4,11 @@
 means importing `transformers.modeling_utils`, torchvision and `torch._dynamo` (seconds), and `hf-rfdetr --help` must
 not import torch at all. So each part is registered when the transformers (or Optimum) module it extends has been
 imported: at once for a module that is already imported, otherwise right after that module has executed, through an
-import hook (a `sys.meta_path` finder that wraps the module's loader). Either way, by the time `AutoConfig`,
+import hook (a `sys.meta_path` finder that wraps the module's loader). A registration imports transformers modules
+itself, so it never runs in the middle of importing one: the Auto modules are often imported by another transformers
+module (`from transformers import DetrForObjectDetection` imports `modeling_layers`, which imports `modeling_auto`),
+and registering then would import that module half-initialised. It runs once every transformers (and Optimum) module
+being imported has finished. Either way, by the time `AutoConfig`,
 `AutoModelForObjectDetection`, `AutoImageProcessor`, `pipeline` or Optimum's `TasksManager` can be used, RF-DETR is
 registered with it; the hook removes itself once every part is done.
 """
@@ -154,16 +158,24 @@ def _initializing(name: str) -> bool:
     return module is not None and bool(getattr(getattr(module, "__spec__", None), "_initializing", False))
 
 
+#: Packages whose modules a registration imports: none of them may be half-imported when it runs.
+WATCHED_PACKAGES = ("transformers", "optimum")
+
+
 class _AfterImport(importlib.abc.MetaPathFinder):
-    """A `sys.meta_path` finder that runs `TRIGGERS[name]` once module `name` has executed and none of `OWN_MODULES`
-    is half-imported (re-checked after each of those finishes)."""
+    """A `sys.meta_path` finder that runs `TRIGGERS[name]` once module `name` has executed and no module of
+    `WATCHED_PACKAGES` or `OWN_MODULES` is half-imported (re-checked after each of those finishes)."""
 
     def __init__(self, pending: dict[str, Callable[[], None]]) -> None:
         self.pending = pending  # trigger module -> registration, until it has run
         self.watched = set(pending) | set(OWN_MODULES)
+        self.executing: list[str] = []  # the watched modules whose code is running, outermost first
+
+    def watches(self, fullname: str) -> bool:
+        return fullname in self.watched or fullname.split(".", 1)[0] in WATCHED_PACKAGES
 
     def find_spec(self, fullname: str, path=None, target=None) -> importlib.machinery.ModuleSpec | None:
-        if fullname not in self.watched:
+        if not self.watches(fullname):
             return None
         for finder in sys.meta_path:  # the spec the other finders give, with its loader wrapped
             if finder is self or not hasattr(finder, "find_spec"):
@@ -179,8 +191,8 @@ class _AfterImport(importlib.abc.MetaPathFinder):
         return spec
 
     def run_ready(self) -> None:
-        """Run each pending registration whose trigger has been imported, unless one of ours is half-imported."""
-        if any(_initializing(name) for name in OWN_MODULES):
+        """Run each pending registration whose trigger has been imported, unless a watched module is half-imported."""
+        if self.executing or any(_initializing(name) for name in OWN_MODULES):
             return
         for name in [name for name in self.pending if name in sys.modules and not _initializing(name)]:
             register = self.pending.pop(name, None)
@@ -199,7 +211,11 @@ class _RegisteringLoader(importlib.abc.Loader):
 
     def exec_module(self, module: ModuleType) -> None:
         module.__spec__.loader = self.loader  # what reloads and introspection should see
-        self.loader.exec_module(module)
+        self.finder.executing.append(module.__name__)
+        try:
+            self.loader.exec_module(module)
+        finally:
+            self.finder.executing.remove(module.__name__)
         module.__spec__._initializing = False  # set again by importlib afterwards; run_ready must see it finished
         self.finder.run_ready()
 
