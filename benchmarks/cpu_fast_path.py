@@ -13,7 +13,9 @@ Models, all holding the same random (perturbed) weights:
   bf16-all      ours with the whole forward under bf16 autocast (`optimize(model, backbone_only=False)`), for scale
 
 Each round runs every model once on the same input, in a rotating order (interleaved, so that load on a shared
-machine hits all alike); the table shows median milliseconds and the median over rounds of the ratio of each model's
+machine hits all alike). All share one process: `optimize` keeps freed memory in it (`keep_freed_memory`), which
+speeds up every model here alike; `separate_processes.py` gives each model a process of its own, as applications run
+them; the table shows median milliseconds and the median over rounds of the ratio of each model's
 time to the faster reference's (< 1: faster than both references). The floor is the forward's FLOPs (counted with
 `torch.utils.flop_counter.FlopCounterMode` on our float32 forward, a multiply-add = 2 FLOPs) over the throughput of a
 large matmul measured on this machine, in float32 and in bfloat16. The goals of issue 13: `optimized` Base within

@@ -1,0 +1,195 @@
+"""CPU speed as users get it: each model alone in a fresh process, against both references on the same weights.
+
+    python benchmarks/separate_processes.py [--variants nano base] [--rounds 3] [--repeats 10] [--threads 2]
+
+`cpu_fast_path.py` races every model in one process, interleaved call by call. That keeps machine load fair, but the
+models evict each other's weights from the caches, and the process's allocator serves all of them: glibc's heap
+stays large, so nobody pays the page faults a lone model pays each forward, and a setting one model makes
+(`hf_rfdetr.optimize` keeps freed memory, see `hf_rfdetr.optimization.keep_freed_memory`) speeds up the others too.
+Here each runner gets a process of its own, the way an application runs one model:
+
+  rfdetr predict       the original 1.11.2, `RFDETRNano(pretrain_weights=...).predict(image)` (unoptimised default)
+  ours predict         `hf_rfdetr.RFDETRNano(checkpoint).predict(image)`, float32
+  fast predict         the same after `optimize_for_inference()` with its defaults
+  rfdetr forward       the original's LWDETR module on random pixels at the model's resolution
+  transformers forward transformers' own `RfDetrForObjectDetection` (transformers 5.x; skipped when absent)
+  fp32 forward         ours, float32 eager
+  optimized forward    ours after `hf_rfdetr.optimize(model)` with its defaults
+
+`predict` runs on the demo image resized to 640x480, threshold 0.5. Every runner loads the same random (perturbed)
+weights of `tests.conftest.reference_model(variant)`, warms up, and reports the median of `--repeats` calls. A round
+starts one process per runner, in an order that rotates from round to round; the table gives the median over rounds
+of each runner's median and of its ratio to the round's reference (rfdetr's predict for the predicts, the faster of
+rfdetr's and transformers' forwards for the forwards), and the optimized forward over the machine's bf16 matmul floor
+(as in `cpu_fast_path.py`).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import os
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+import warnings
+from pathlib import Path
+
+import torch
+
+os.environ.setdefault("HF_HUB_OFFLINE", "1")
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))  # for the tests' reference builders
+
+PREDICTS = ["rfdetr predict", "ours predict", "fast predict"]
+FORWARDS = ["rfdetr forward", "transformers forward", "fp32 forward", "optimized forward"]
+FACADES = {"nano": "RFDETRNano", "base": "RFDETRBase"}
+
+
+def load_runner(name: str, variant: str, checkpoint: Path):
+    """The callable that `name` times, built from the original's checkpoint file."""
+    from PIL import Image
+
+    import hf_rfdetr
+    from hf_rfdetr.demo_assets import DEMO_IMAGE
+
+    facade = FACADES[variant]
+    if name.endswith("predict"):
+        image = Image.open(DEMO_IMAGE).convert("RGB").resize((640, 480))
+        if name == "rfdetr predict":
+            import rfdetr
+
+            model = getattr(rfdetr, facade)(pretrain_weights=str(checkpoint), device="cpu")
+        else:
+            model = getattr(hf_rfdetr, facade)(checkpoint, device="cpu")
+            if name == "fast predict":
+                model.optimize_for_inference()
+        return lambda: model.predict(image, threshold=0.5)
+    if name == "rfdetr forward":
+        from tests.conftest import reference_model
+
+        module = reference_model(variant)
+    elif name == "transformers forward":
+        import transformers
+
+        if not hasattr(transformers, "RfDetrForObjectDetection"):
+            return None
+        from tests.test_parity_transformers import transformers_model
+
+        module = transformers_model(variant)
+    else:
+        module = getattr(hf_rfdetr, facade)(checkpoint, device="cpu").model.eval()
+        if name == "optimized forward":
+            hf_rfdetr.optimize(module)
+    size = hf_rfdetr.RFDetrConfig.from_variant(variant).resolution
+    pixel_values = torch.randn(1, 3, size, size, generator=torch.Generator().manual_seed(0))
+    return lambda: module(pixel_values)
+
+
+def worker(name: str, variant: str, checkpoint: Path, repeats: int) -> None:
+    """Time one runner in this process; print its median milliseconds as JSON (null when it cannot run here)."""
+    warnings.filterwarnings("ignore")
+    logging.disable(logging.WARNING)
+    run = load_runner(name, variant, checkpoint)
+    if run is None:
+        print(json.dumps(None))
+        return
+    timings = []
+    with torch.inference_mode():
+        for index in range(3 + repeats):
+            start = time.perf_counter()
+            run()
+            if index >= 3:
+                timings.append((time.perf_counter() - start) * 1000)
+    print(json.dumps(statistics.median(timings)))
+
+
+def spawn(name: str, variant: str, checkpoint: Path, repeats: int) -> float | None:
+    command = [sys.executable, __file__, "--worker", name, "--variants", variant]
+    command += ["--checkpoint", str(checkpoint), "--repeats", str(repeats)]
+    result = subprocess.run(command, capture_output=True, text=True, check=False)
+    if result.returncode != 0:
+        raise RuntimeError(f"{name} ({variant}) failed:\n{result.stderr[-3000:]}")
+    return json.loads(result.stdout.strip().splitlines()[-1])
+
+
+def race(variant: str, checkpoint: Path, rounds: int, repeats: int) -> dict[str, list[float]]:
+    """Per runner, its median milliseconds in each round (runners that cannot run here are left out)."""
+    runners = PREDICTS + FORWARDS
+    timings: dict[str, list[float]] = {name: [] for name in runners}
+    for index in range(rounds):
+        shift = index % len(runners)
+        for name in runners[shift:] + runners[:shift]:
+            value = spawn(name, variant, checkpoint, repeats)
+            if value is not None:
+                timings[name].append(value)
+    return {name: values for name, values in timings.items() if values}
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--variants", nargs="+", default=["nano", "base"])
+    parser.add_argument("--rounds", type=int, default=3)
+    parser.add_argument("--repeats", type=int, default=10)
+    parser.add_argument("--threads", type=int, default=None, help="intra-op threads (default: torch's)")
+    parser.add_argument("--json", type=Path, help="also write the key ratios to this JSON file")
+    parser.add_argument("--worker", help=argparse.SUPPRESS)
+    parser.add_argument("--checkpoint", type=Path, help=argparse.SUPPRESS)
+    args = parser.parse_args()
+    if args.threads:
+        os.environ["OMP_NUM_THREADS"] = str(args.threads)  # inherited by the workers
+        torch.set_num_threads(args.threads)
+    if args.worker:
+        worker(args.worker, args.variants[0], args.checkpoint, args.repeats)
+        return
+    warnings.filterwarnings("ignore")
+    logging.disable(logging.WARNING)
+    from cpu_fast_path import forward_gflop, matmul_gflops
+
+    from tests.conftest import converted_model, reference_model
+
+    bf16_gflops = matmul_gflops(torch.bfloat16)
+    print(f"torch {torch.__version__}, {torch.get_num_threads()} threads; bf16 matmul {bf16_gflops:.0f} GFLOP/s")
+    results: dict[str, dict[str, float]] = {}
+    with tempfile.TemporaryDirectory() as scratch:
+        for variant in args.variants:
+            checkpoint = Path(scratch) / f"{variant}.pth"
+            torch.save({"model": reference_model(variant).state_dict()}, checkpoint)
+            ours = converted_model(variant)
+            size = ours.config.resolution
+            floor = forward_gflop(ours, torch.randn(1, 3, size, size)) / bf16_gflops * 1000
+            del ours
+            timings = race(variant, checkpoint, args.rounds, args.repeats)
+            results[variant] = report(variant, timings, floor)
+    if args.json:
+        args.json.write_text(json.dumps(results, indent=2))
+
+
+def report(variant: str, timings: dict[str, list[float]], floor: float) -> dict[str, float]:
+    """Print the table; return the key ratios (the names speed_report.py reads)."""
+    rounds = len(timings["rfdetr predict"])
+    references = [name for name in ("rfdetr forward", "transformers forward") if name in timings]
+    faster = [min(timings[name][i] for name in references) for i in range(rounds)]
+    print(f"\n{variant}: each runner alone in a fresh process, {rounds} rounds; bf16 floor {floor:.0f} ms")
+    print(f"{'runner':<22}{'median ms':>10}{'/ reference':>13}")
+    ratios: dict[str, float] = {}
+    for name, values in timings.items():
+        reference = timings["rfdetr predict"] if name in PREDICTS else faster
+        ratios[name] = statistics.median(value / base for value, base in zip(values, reference))
+        print(f"{name:<22}{statistics.median(values):>10.1f}{ratios[name]:>13.2f}")
+    optimized_floor = statistics.median(timings["optimized forward"]) / floor
+    print(f"optimized forward / bf16 floor: {optimized_floor:.2f}")
+    return {
+        "fast predict / rfdetr predict": ratios["fast predict"],
+        "ours predict / rfdetr predict": ratios["ours predict"],
+        "fp32 forward / faster reference": ratios["fp32 forward"],
+        "optimized forward / faster reference": ratios["optimized forward"],
+        "optimized forward / bf16 floor": optimized_floor,
+    }
+
+
+if __name__ == "__main__":
+    main()
