@@ -1,12 +1,11 @@
-"""CPU speed as users get it: each model alone in a fresh process, against both references on the same weights.
+"""CPU speed as users get it: each model in a process of its own, against both references on the same weights.
 
-    python benchmarks/separate_processes.py [--variants nano base] [--rounds 3] [--repeats 10] [--threads 2]
+    python benchmarks/separate_processes.py [--variants nano base] [--repeats 10] [--threads 2]
 
-`cpu_fast_path.py` races every model in one process, interleaved call by call. That keeps machine load fair, but the
-models evict each other's weights from the caches, and the process's allocator serves all of them: glibc's heap
-stays large, so nobody pays the page faults a lone model pays each forward, and a setting one model makes
-(`hf_rfdetr.optimize` keeps freed memory, see `hf_rfdetr.optimization.keep_freed_memory`) speeds up the others too.
-Here each runner gets a process of its own, the way an application runs one model:
+`cpu_fast_path.py` races every model in one process, interleaved call by call. Its allocator then serves all of
+them: glibc's heap stays large, so no model pays the page faults that a lone model pays at each forward, and a setting
+one model makes (`hf_rfdetr.optimize` keeps freed memory, `hf_rfdetr.optimization.keep_freed_memory`) speeds up the
+others too. Here each runner gets a process of its own, the way an application runs one model:
 
   rfdetr predict       the original 1.11.2, `RFDETRNano(pretrain_weights=...).predict(image)` (unoptimised default)
   ours predict         `hf_rfdetr.RFDETRNano(checkpoint).predict(image)`, float32
@@ -17,11 +16,13 @@ Here each runner gets a process of its own, the way an application runs one mode
   optimized forward    ours after `hf_rfdetr.optimize(model)` with its defaults
 
 `predict` runs on the demo image resized to 640x480, threshold 0.5. Every runner loads the same random (perturbed)
-weights of `tests.conftest.reference_model(variant)`, warms up, and reports the median of `--repeats` calls. A round
-starts one process per runner, in an order that rotates from round to round; the table gives the median over rounds
-of each runner's median and of its ratio to the round's reference (rfdetr's predict for the predicts, the faster of
-rfdetr's and transformers' forwards for the forwards), and the optimized forward over the machine's bf16 matmul floor
-(as in `cpu_fast_path.py`).
+weights of `tests.conftest.reference_model(variant)`. All runner processes of a variant stay alive side by side, idle
+between calls, and are called round by round, one call each in a rotating order, after warm-up rounds (interleaved as
+in `cpu_fast_path.py`, so that load from elsewhere on the machine hits all alike: on a shared VM a process can run 30%
+slower for seconds at a time); each call is timed inside its process. The table gives the median milliseconds and the
+median over rounds of the ratio to the round's reference (rfdetr's predict for the predicts, the faster of rfdetr's
+and transformers' forwards for the forwards), and the optimized forward over the machine's bf16 matmul floor (as in
+`cpu_fast_path.py`).
 """
 
 from __future__ import annotations
@@ -89,50 +90,68 @@ def load_runner(name: str, variant: str, checkpoint: Path):
     return lambda: module(pixel_values)
 
 
-def worker(name: str, variant: str, checkpoint: Path, repeats: int) -> None:
-    """Time one runner in this process; print its median milliseconds as JSON (null when it cannot run here)."""
+def worker(name: str, variant: str, checkpoint: Path) -> None:
+    """Serve one runner: print "ready" (or "absent" where it cannot run here), then for each "run" line on stdin time
+    one call and print its milliseconds, until stdin closes."""
     warnings.filterwarnings("ignore")
     logging.disable(logging.WARNING)
     run = load_runner(name, variant, checkpoint)
-    if run is None:
-        print(json.dumps(None))
-        return
-    timings = []
+    print("absent" if run is None else "ready", flush=True)
     with torch.inference_mode():
-        for index in range(3 + repeats):
+        for _ in sys.stdin:
             start = time.perf_counter()
             run()
-            if index >= 3:
-                timings.append((time.perf_counter() - start) * 1000)
-    print(json.dumps(statistics.median(timings)))
+            print((time.perf_counter() - start) * 1000, flush=True)
 
 
-def spawn(name: str, variant: str, checkpoint: Path, repeats: int) -> float | None:
-    command = [sys.executable, __file__, "--worker", name, "--variants", variant]
-    command += ["--checkpoint", str(checkpoint), "--repeats", str(repeats)]
-    result = subprocess.run(command, capture_output=True, text=True, check=False)
-    if result.returncode != 0:
-        raise RuntimeError(f"{name} ({variant}) failed:\n{result.stderr[-3000:]}")
-    return json.loads(result.stdout.strip().splitlines()[-1])
+def race(variant: str, checkpoint: Path, repeats: int, warmup: int = 3) -> dict[str, list[float]]:
+    """Per runner, the milliseconds of each timed call, one call per round (runners absent here are left out)."""
+    workers: dict[str, subprocess.Popen] = {}
+    try:
+        for name in PREDICTS + FORWARDS:
+            command = [
+                sys.executable,
+                __file__,
+                "--worker",
+                name,
+                "--variants",
+                variant,
+                "--checkpoint",
+                str(checkpoint),
+            ]
+            process = subprocess.Popen(command, stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True)
+            state = process.stdout.readline().strip()
+            if state == "ready":
+                workers[name] = process
+            else:
+                process.stdin.close()
+                if state != "absent" or process.wait() != 0:
+                    raise RuntimeError(f"{name} ({variant}) could not start (exit status {process.wait()})")
 
+        def call(name: str) -> float:
+            process = workers[name]
+            process.stdin.write("run\n")
+            process.stdin.flush()
+            return float(process.stdout.readline())
 
-def race(variant: str, checkpoint: Path, rounds: int, repeats: int) -> dict[str, list[float]]:
-    """Per runner, its median milliseconds in each round (runners that cannot run here are left out)."""
-    runners = PREDICTS + FORWARDS
-    timings: dict[str, list[float]] = {name: [] for name in runners}
-    for index in range(rounds):
-        shift = index % len(runners)
-        for name in runners[shift:] + runners[:shift]:
-            value = spawn(name, variant, checkpoint, repeats)
-            if value is not None:
-                timings[name].append(value)
-    return {name: values for name, values in timings.items() if values}
+        names = list(workers)
+        timings: dict[str, list[float]] = {name: [] for name in names}
+        for index in range(warmup + repeats):
+            shift = index % len(names)
+            for name in names[shift:] + names[:shift]:
+                milliseconds = call(name)
+                if index >= warmup:
+                    timings[name].append(milliseconds)
+        return timings
+    finally:
+        for process in workers.values():
+            process.stdin.close()
+            process.wait()
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--variants", nargs="+", default=["nano", "base"])
-    parser.add_argument("--rounds", type=int, default=3)
     parser.add_argument("--repeats", type=int, default=10)
     parser.add_argument("--threads", type=int, default=None, help="intra-op threads (default: torch's)")
     parser.add_argument("--json", type=Path, help="also write the key ratios to this JSON file")
@@ -143,7 +162,7 @@ def main() -> None:
         os.environ["OMP_NUM_THREADS"] = str(args.threads)  # inherited by the workers
         torch.set_num_threads(args.threads)
     if args.worker:
-        worker(args.worker, args.variants[0], args.checkpoint, args.repeats)
+        worker(args.worker, args.variants[0], args.checkpoint)
         return
     warnings.filterwarnings("ignore")
     logging.disable(logging.WARNING)
@@ -162,7 +181,7 @@ def main() -> None:
             size = ours.config.resolution
             floor = forward_gflop(ours, torch.randn(1, 3, size, size)) / bf16_gflops * 1000
             del ours
-            timings = race(variant, checkpoint, args.rounds, args.repeats)
+            timings = race(variant, checkpoint, args.repeats)
             results[variant] = report(variant, timings, floor)
     if args.json:
         args.json.write_text(json.dumps(results, indent=2))
@@ -173,7 +192,7 @@ def report(variant: str, timings: dict[str, list[float]], floor: float) -> dict[
     rounds = len(timings["rfdetr predict"])
     references = [name for name in ("rfdetr forward", "transformers forward") if name in timings]
     faster = [min(timings[name][i] for name in references) for i in range(rounds)]
-    print(f"\n{variant}: each runner alone in a fresh process, {rounds} rounds; bf16 floor {floor:.0f} ms")
+    print(f"\n{variant}: each runner in a process of its own, {rounds} rounds; bf16 floor {floor:.0f} ms")
     print(f"{'runner':<22}{'median ms':>10}{'/ reference':>13}")
     ratios: dict[str, float] = {}
     for name, values in timings.items():

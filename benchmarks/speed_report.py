@@ -77,9 +77,8 @@ def main() -> None:
         folder = Path(scratch)
         cpu = ["--variants", *args.variants, "--repeats", repeats] + (["--no-drift"] if args.quick else [])
         results["cpu"] = run("cpu_fast_path.py", cpu, folder / "cpu.json")
-        rounds = ["--rounds", "1" if args.quick else "3"]
         results["solo"] = run(
-            "separate_processes.py", ["--variants", *args.variants, "--repeats", repeats, *rounds], folder / "solo.json"
+            "separate_processes.py", ["--variants", *args.variants, "--repeats", repeats], folder / "solo.json"
         )
         results["onnx"] = run(
             "onnx_speed.py", ["--variants", *args.variants, "--repeats", repeats], folder / "onnx.json"
