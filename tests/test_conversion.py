@@ -231,4 +231,7 @@ def test_cli_help(capsys) -> None:
     with pytest.raises(SystemExit) as exit_info:
         main(["convert", "--help"])
     assert exit_info.value.code == 0
-    assert "--push-to-hub REPO" in capsys.readouterr().out
+    text = " ".join(capsys.readouterr().out.split())
+    assert "--push-to-hub REPO" in text
+    # every checkpoint name `convert` accepts, detection and segmentation
+    assert "nano, small, medium, base, large, large-legacy, seg-preview, seg-nano" in text and "seg-2xlarge" in text

@@ -22,21 +22,24 @@ ORDER = 50
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:
+    from ..pretrained_weights import known_names  # light: no torch, no transformers
+
+    names = ", ".join(known_names())
     parser = subparsers.add_parser(
         "convert",
         help="convert an original rfdetr .pth checkpoint into a Hugging Face folder",
-        description="Convert an original rfdetr checkpoint (.pth) into a folder with config.json, model.safetensors, "
+        description="Convert an original rfdetr checkpoint (.pth, or .pt for Seg) into a folder with config.json, model.safetensors, "
         "preprocessor_config.json, the model code and a model card.",
     )
     parser.add_argument(
         "checkpoint",
-        help="path to the original .pth checkpoint, or a name of the original's COCO checkpoints (nano, small, medium, "
-        "base, large, large-legacy: downloaded once, md5-checked, cached)",
+        help=f"path to the original .pth (or Seg .pt) checkpoint, or a name of the original's COCO checkpoints "
+        f"({names}: downloaded once, md5-checked, cached)",
     )
     parser.add_argument("output", help="folder to write")
     parser.add_argument(
         "--variant",
-        help="nano, small, medium, base, large or large-legacy (default: read from the checkpoint)",
+        help=f"one of {names} (default: read from the checkpoint)",
     )
     parser.add_argument(
         "--weights", choices=("model", "ema"), default="model", help="regular or EMA weights (training checkpoints)"
