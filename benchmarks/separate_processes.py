@@ -14,6 +14,9 @@ others too. Here each runner gets a process of its own, the way an application r
   transformers forward transformers' own `RfDetrForObjectDetection` (transformers 5.x; skipped when absent)
   fp32 forward         ours, float32 eager
   optimized forward    ours after `hf_rfdetr.optimize(model)` with its defaults
+  optimized, glibc defaults
+                       the same with `tune_allocator=False` (glibc's allocator left as it is: the cost of its page
+                       faults)
 
 `predict` runs on the demo image resized to 640x480, threshold 0.5. Every runner loads the same random (perturbed)
 weights of `tests.conftest.reference_model(variant)`. All runner processes of a variant stay alive side by side, idle
@@ -46,7 +49,7 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))  # for the tests' reference builders
 
 PREDICTS = ["rfdetr predict", "ours predict", "fast predict"]
-FORWARDS = ["rfdetr forward", "transformers forward", "fp32 forward", "optimized forward"]
+FORWARDS = ["rfdetr forward", "transformers forward", "fp32 forward", "optimized forward", "optimized, glibc defaults"]
 FACADES = {"nano": "RFDETRNano", "base": "RFDETRBase"}
 
 
@@ -83,8 +86,8 @@ def load_runner(name: str, variant: str, checkpoint: Path):
         module = transformers_model(variant)
     else:
         module = getattr(hf_rfdetr, facade)(checkpoint, device="cpu").model.eval()
-        if name == "optimized forward":
-            hf_rfdetr.optimize(module)
+        if name.startswith("optimized"):
+            hf_rfdetr.optimize(module, tune_allocator=name == "optimized forward")
     size = hf_rfdetr.RFDetrConfig.from_variant(variant).resolution
     pixel_values = torch.randn(1, 3, size, size, generator=torch.Generator().manual_seed(0))
     return lambda: module(pixel_values)
@@ -193,12 +196,12 @@ def report(variant: str, timings: dict[str, list[float]], floor: float) -> dict[
     references = [name for name in ("rfdetr forward", "transformers forward") if name in timings]
     faster = [min(timings[name][i] for name in references) for i in range(rounds)]
     print(f"\n{variant}: each runner in a process of its own, {rounds} rounds; bf16 floor {floor:.0f} ms")
-    print(f"{'runner':<22}{'median ms':>10}{'/ reference':>13}")
+    print(f"{'runner':<26}{'median ms':>10}{'/ reference':>13}")
     ratios: dict[str, float] = {}
     for name, values in timings.items():
         reference = timings["rfdetr predict"] if name in PREDICTS else faster
         ratios[name] = statistics.median(value / base for value, base in zip(values, reference))
-        print(f"{name:<22}{statistics.median(values):>10.1f}{ratios[name]:>13.2f}")
+        print(f"{name:<26}{statistics.median(values):>10.1f}{ratios[name]:>13.2f}")
     optimized_floor = statistics.median(timings["optimized forward"]) / floor
     print(f"optimized forward / bf16 floor: {optimized_floor:.2f}")
     return {

@@ -23,9 +23,10 @@ What it does (chosen by measurement, see `benchmarks/cpu_fast_path.py` and `test
   `torch.inference_mode`, as `pipeline` and `predict` call it) and in eval mode; otherwise the float32 weights run.
 - On Linux with glibc, `tune_allocator=True` (the default, on CPU) keeps freed memory in the process: glibc hands
   large freed buffers back to the system at once, and each forward page-faults its working set back in (Base int8:
-  about 40,000 faults, 160 MB, per forward). Keeping it cut the int8 forward from 378-414 to 298 ms on Base and
-  from 147-173 to 105-130 ms on Nano (2-core AMD EPYC), for 5-70 MB more resident memory. It is a setting of the
-  whole process (`keep_freed_memory()`), which `restore` leaves as it is.
+  up to 40,000 faults, 160 MB, per forward). With each model in its own process (`benchmarks/separate_processes.py`,
+  2-core AMD EPYC) the int8 Base forward took 322 ms against 355 ms with glibc's defaults, Nano 128 against 132 ms,
+  for 5-70 MB more resident memory. It is a setting of the whole process (`keep_freed_memory()`), which `restore`
+  leaves as it is.
 - `torch.compile` is an option (`compile=True`), off by default: on CPU in float32 it took long to compile and gained
   0 to 8 % over eager (issue 13: Nano 243 vs 241 ms, Base 606 vs 659 ms).
 
@@ -55,9 +56,9 @@ __all__ = [
     "has_int8_dot_products",
     "has_native_bf16",
     "is_optimized",
+    "keep_freed_memory",
     "optimize",
     "resolve_dtype",
-    "keep_freed_memory",
     "restore",
 ]
 
