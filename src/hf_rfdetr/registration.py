@@ -7,8 +7,8 @@ imported: at once for a module that is already imported, otherwise right after t
 import hook (a `sys.meta_path` finder that wraps the module's loader). A registration imports transformers modules
 itself, so it never runs in the middle of importing one: the Auto modules are often imported by another transformers
 module (`from transformers import DetrForObjectDetection` imports `modeling_layers`, which imports `modeling_auto`),
-and registering then would import that module half-initialised. It runs once every transformers (and Optimum) module
-being imported has finished. Either way, by the time `AutoConfig`,
+and registering then would import that module half-initialised. It runs once every transformers, Optimum and
+hf_rfdetr module being imported has finished. Either way, by the time `AutoConfig`,
 `AutoModelForObjectDetection`, `AutoImageProcessor`, `pipeline` or Optimum's `TasksManager` can be used, RF-DETR is
 registered with it; the hook removes itself once every part is done.
 """
@@ -133,15 +133,11 @@ TRIGGERS: dict[str, Callable[[], None]] = {
     "hf_rfdetr.models.rfdetr.configuration_rfdetr": register_config,
     "hf_rfdetr.models.rfdetr.image_processing_rfdetr": register_image_processor,
 }
-#: This package's modules that the registrations import. A trigger can fire while one of them is itself being
-#: imported (our model imports `transformers.modeling_layers`, which imports the Auto modules): the registration then
-#: waits until that module has finished, instead of importing it half-initialised.
-OWN_MODULES = (
-    "hf_rfdetr.models.rfdetr.configuration_rfdetr",
-    "hf_rfdetr.models.rfdetr.modeling_rfdetr",
-    "hf_rfdetr.models.rfdetr.image_processing_rfdetr",
-    "hf_rfdetr.pipeline_rfdetr",
-)
+#: The packages whose modules the registrations import (every trigger is one of them): a trigger can fire while one
+#: of their modules is itself being imported (`transformers.modeling_layers` imports the Auto modules half-way; so does
+#: our model, through it), and the registration then waits until every such module has finished, instead of importing
+#: one half-initialised.
+WATCHED_PACKAGES = ("transformers", "optimum", "hf_rfdetr")
 
 
 def register_all() -> None:
@@ -158,24 +154,16 @@ def _initializing(name: str) -> bool:
     return module is not None and bool(getattr(getattr(module, "__spec__", None), "_initializing", False))
 
 
-#: Packages whose modules a registration imports: none of them may be half-imported when it runs.
-WATCHED_PACKAGES = ("transformers", "optimum")
-
-
 class _AfterImport(importlib.abc.MetaPathFinder):
     """A `sys.meta_path` finder that runs `TRIGGERS[name]` once module `name` has executed and no module of
-    `WATCHED_PACKAGES` or `OWN_MODULES` is half-imported (re-checked after each of those finishes)."""
+    `WATCHED_PACKAGES` is being executed (re-checked after each of those finishes)."""
 
     def __init__(self, pending: dict[str, Callable[[], None]]) -> None:
         self.pending = pending  # trigger module -> registration, until it has run
-        self.watched = set(pending) | set(OWN_MODULES)
         self.executing: list[str] = []  # the watched modules whose code is running, outermost first
 
-    def watches(self, fullname: str) -> bool:
-        return fullname in self.watched or fullname.split(".", 1)[0] in WATCHED_PACKAGES
-
     def find_spec(self, fullname: str, path=None, target=None) -> importlib.machinery.ModuleSpec | None:
-        if not self.watches(fullname):
+        if fullname.partition(".")[0] not in WATCHED_PACKAGES:
             return None
         for finder in sys.meta_path:  # the spec the other finders give, with its loader wrapped
             if finder is self or not hasattr(finder, "find_spec"):
@@ -191,8 +179,8 @@ class _AfterImport(importlib.abc.MetaPathFinder):
         return spec
 
     def run_ready(self) -> None:
-        """Run each pending registration whose trigger has been imported, unless a watched module is half-imported."""
-        if self.executing or any(_initializing(name) for name in OWN_MODULES):
+        """Run each pending registration whose trigger has been imported, unless a watched module is being executed."""
+        if self.executing:
             return
         for name in [name for name in self.pending if name in sys.modules and not _initializing(name)]:
             register = self.pending.pop(name, None)
