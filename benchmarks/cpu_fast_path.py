@@ -88,6 +88,10 @@ def rss_mb() -> float:
     return psutil.Process().memory_info().rss / 2**20
 
 
+#: The original's facade class (and ours, of the same name) for each variant that `predict` races.
+FACADES = {"nano": "RFDETRNano", "base": "RFDETRBase"}
+
+
 def transformers_reference(variant: str) -> torch.nn.Module | None:
     """transformers' RfDetrForObjectDetection with the original's weights, or None without transformers 5.x."""
     import transformers
@@ -146,7 +150,7 @@ def predict_race(variant: str, repeats: int) -> None:
     from hf_rfdetr.demo_assets import DEMO_IMAGE
 
     image = Image.open(DEMO_IMAGE).convert("RGB").resize((640, 480))
-    facade = {"nano": "RFDETRNano", "base": "RFDETRBase"}[variant]
+    facade = FACADES[variant]
     with tempfile.TemporaryDirectory() as scratch:
         checkpoint = Path(scratch) / "weights.pth"
         torch.save({"model": reference_model(variant).state_dict()}, checkpoint)

@@ -22,10 +22,10 @@ others too. Here each runner gets a process of its own, the way an application r
 weights of `tests.conftest.reference_model(variant)`. All runner processes of a variant stay alive side by side, idle
 between calls, and are called round by round, one call each in a rotating order, after warm-up rounds (interleaved as
 in `cpu_fast_path.py`, so that load from elsewhere on the machine hits all alike: on a shared VM a process can run 30%
-slower for seconds at a time); each call is timed inside its process. The table gives the median milliseconds and the
-median over rounds of the ratio to the round's reference (rfdetr's predict for the predicts, the faster of rfdetr's
-and transformers' forwards for the forwards), and the optimized forward over the machine's bf16 matmul floor (as in
-`cpu_fast_path.py`).
+slower for seconds at a time); each call is timed around its round trip to the process (the pipe adds well under a
+millisecond). The table gives the median milliseconds and the median over rounds of the ratio to the round's
+reference (rfdetr's predict for the predicts, the faster of rfdetr's and transformers' forwards for the forwards), and
+the optimized forward over the machine's bf16 matmul floor (as in `cpu_fast_path.py`).
 """
 
 from __future__ import annotations
@@ -38,7 +38,6 @@ import statistics
 import subprocess
 import sys
 import tempfile
-import time
 import warnings
 from pathlib import Path
 
@@ -48,9 +47,11 @@ os.environ.setdefault("HF_HUB_OFFLINE", "1")
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))  # for the tests' reference builders
 
+from cpu_fast_path import FACADES, forward_gflop, matmul_gflops, transformers_reference  # noqa: E402
+from interleave import interleaved_ms  # noqa: E402
+
 PREDICTS = ["rfdetr predict", "ours predict", "fast predict"]
 FORWARDS = ["rfdetr forward", "transformers forward", "fp32 forward", "optimized forward", "optimized, glibc defaults"]
-FACADES = {"nano": "RFDETRNano", "base": "RFDETRBase"}
 
 
 def load_runner(name: str, variant: str, checkpoint: Path):
@@ -77,13 +78,9 @@ def load_runner(name: str, variant: str, checkpoint: Path):
 
         module = reference_model(variant)
     elif name == "transformers forward":
-        import transformers
-
-        if not hasattr(transformers, "RfDetrForObjectDetection"):
+        module = transformers_reference(variant)
+        if module is None:
             return None
-        from tests.test_parity_transformers import transformers_model
-
-        module = transformers_model(variant)
     else:
         module = getattr(hf_rfdetr, facade)(checkpoint, device="cpu").model.eval()
         if name.startswith("optimized"):
@@ -94,21 +91,21 @@ def load_runner(name: str, variant: str, checkpoint: Path):
 
 
 def worker(name: str, variant: str, checkpoint: Path) -> None:
-    """Serve one runner: print "ready" (or "absent" where it cannot run here), then for each "run" line on stdin time
-    one call and print its milliseconds, until stdin closes."""
+    """Serve one runner: print "ready" (or "absent" where it cannot run here), then for each line on stdin make one
+    call and print "done", until stdin closes."""
     warnings.filterwarnings("ignore")
     logging.disable(logging.WARNING)
     run = load_runner(name, variant, checkpoint)
     print("absent" if run is None else "ready", flush=True)
     with torch.inference_mode():
         for _ in sys.stdin:
-            start = time.perf_counter()
             run()
-            print((time.perf_counter() - start) * 1000, flush=True)
+            print("done", flush=True)
 
 
 def race(variant: str, checkpoint: Path, repeats: int, warmup: int = 3) -> dict[str, list[float]]:
-    """Per runner, the milliseconds of each timed call, one call per round (runners absent here are left out)."""
+    """Per runner, the milliseconds of each timed call, one call per round (runners absent here are left out), timed
+    from here: the pipe's round trip (well under a millisecond) is included."""
     workers: dict[str, subprocess.Popen] = {}
     try:
         for name in PREDICTS + FORWARDS:
@@ -131,21 +128,13 @@ def race(variant: str, checkpoint: Path, repeats: int, warmup: int = 3) -> dict[
                 if state != "absent" or process.wait() != 0:
                     raise RuntimeError(f"{name} ({variant}) could not start (exit status {process.wait()})")
 
-        def call(name: str) -> float:
-            process = workers[name]
+        def call(process: subprocess.Popen) -> None:
             process.stdin.write("run\n")
             process.stdin.flush()
-            return float(process.stdout.readline())
+            process.stdout.readline()
 
-        names = list(workers)
-        timings: dict[str, list[float]] = {name: [] for name in names}
-        for index in range(warmup + repeats):
-            shift = index % len(names)
-            for name in names[shift:] + names[:shift]:
-                milliseconds = call(name)
-                if index >= warmup:
-                    timings[name].append(milliseconds)
-        return timings
+        runs = {name: lambda process=process: call(process) for name, process in workers.items()}
+        return interleaved_ms(runs, repeats, warmup)
     finally:
         for process in workers.values():
             process.stdin.close()
@@ -169,8 +158,6 @@ def main() -> None:
         return
     warnings.filterwarnings("ignore")
     logging.disable(logging.WARNING)
-    from cpu_fast_path import forward_gflop, matmul_gflops
-
     from tests.conftest import converted_model, reference_model
 
     bf16_gflops = matmul_gflops(torch.bfloat16)

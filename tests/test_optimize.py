@@ -297,11 +297,12 @@ import ctypes, resource, sys
 import torch
 import hf_rfdetr
 from hf_rfdetr import RFDetrForObjectDetection
+from hf_rfdetr.optimization import _M_MMAP_THRESHOLD, _M_TRIM_THRESHOLD
 from tests.conftest import tiny_config
 
 tune = sys.argv[1] == "tune"
-ctypes.CDLL(None).mallopt(-3, 128 << 10)  # M_MMAP_THRESHOLD
-ctypes.CDLL(None).mallopt(-1, 128 << 10)  # M_TRIM_THRESHOLD
+ctypes.CDLL(None).mallopt(_M_MMAP_THRESHOLD, 128 << 10)
+ctypes.CDLL(None).mallopt(_M_TRIM_THRESHOLD, 128 << 10)
 model = RFDetrForObjectDetection(tiny_config()).eval()
 assert hf_rfdetr.optimize(model, tune_allocator=tune)._hf_rfdetr_optimization.allocator_tuned == tune
 

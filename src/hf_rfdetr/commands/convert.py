@@ -28,8 +28,8 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     parser = subparsers.add_parser(
         "convert",
         help="convert an original rfdetr .pth checkpoint into a Hugging Face folder",
-        description="Convert an original rfdetr checkpoint (.pth, or .pt for Seg) into a folder with config.json, model.safetensors, "
-        "preprocessor_config.json, the model code and a model card.",
+        description="Convert an original rfdetr checkpoint (.pth, or .pt for Seg) into a folder with config.json, "
+        "model.safetensors, preprocessor_config.json, the model code and a model card.",
     )
     parser.add_argument(
         "checkpoint",
