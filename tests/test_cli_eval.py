@@ -54,7 +54,7 @@ class NoisyOracle(torch.nn.Module):
         return pixels.to(torch.float16).numpy().tobytes()
 
     def forward(self, pixel_values: torch.Tensor, labels=None, **kwargs):
-        from hf_rfdetr.models.rfdetr.modeling_rfdetr import RFDetrObjectDetectionOutput
+        from hf_rfdetr.models.rfdetr.outputs_rfdetr import RFDetrObjectDetectionOutput
 
         queries, classes = self.config.num_queries, self.config.num_labels
         logits = torch.full((len(pixel_values), queries, classes), -6.0)

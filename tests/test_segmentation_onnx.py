@@ -28,7 +28,7 @@ from hf_rfdetr import (
     RFDetrOnnxModel,
     export_onnx,
 )
-from hf_rfdetr.models.rfdetr.modeling_rfdetr import RFDetrInstanceSegmentationOutput
+from hf_rfdetr.models.rfdetr.outputs_rfdetr import RFDetrInstanceSegmentationOutput
 from hf_rfdetr.onnx import compare_outputs
 from hf_rfdetr.onnx.export import MASK_RTOL, TIE_GAP, _validate, validation_tolerances
 from hf_rfdetr.onnx.quantization import FLOAT_MODULES, SEGMENTATION_FLOAT_MODULES, float_module_names, node_scope

@@ -271,7 +271,7 @@ class SegOracle(torch.nn.Module):
         return pixels.to(torch.float16).numpy().tobytes()
 
     def forward(self, pixel_values: torch.Tensor, labels=None, **kwargs):
-        from hf_rfdetr.models.rfdetr.modeling_rfdetr import RFDetrInstanceSegmentationOutput
+        from hf_rfdetr.models.rfdetr.outputs_rfdetr import RFDetrInstanceSegmentationOutput
 
         queries, classes, side = self.config.num_queries, self.config.num_labels, pixel_values.shape[-1] // 4
         logits = torch.full((len(pixel_values), queries, classes), -6.0)

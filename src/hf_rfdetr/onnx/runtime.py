@@ -33,7 +33,7 @@ import torch
 from torch import nn
 
 from ..models.rfdetr.configuration_rfdetr import RFDetrConfig
-from ..models.rfdetr.modeling_rfdetr import RFDetrInstanceSegmentationOutput, RFDetrObjectDetectionOutput
+from ..models.rfdetr.outputs_rfdetr import RFDetrInstanceSegmentationOutput, RFDetrObjectDetectionOutput
 
 logger = logging.getLogger(__name__)
 

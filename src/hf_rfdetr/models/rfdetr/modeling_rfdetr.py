@@ -28,7 +28,6 @@ from __future__ import annotations
 import importlib
 import json
 import math
-from dataclasses import dataclass
 from pathlib import Path
 
 import torch
@@ -36,7 +35,7 @@ import torch.nn.functional as F
 from safetensors import SafetensorError, safe_open
 from torch import nn
 from transformers import PreTrainedModel
-from transformers.utils import ModelOutput, logging
+from transformers.utils import logging
 
 from .backbone_rfdetr import RFDetrBackbone, RFDetrEmbeddings, RFDetrEncoderLayer
 from .configuration_rfdetr import RFDetrConfig, RFDetrConfigError
@@ -52,124 +51,15 @@ from .heads_rfdetr import (
 )
 from .initialization_rfdetr import RFDetrInit
 from .loss_rfdetr import RFDetrLoss, check_labels
+from .outputs_rfdetr import (
+    _OPTIONAL_OUTPUTS,
+    RFDetrInstanceSegmentationOutput,
+    RFDetrModelOutput,
+    RFDetrObjectDetectionOutput,
+)
 from .projector_rfdetr import RFDetrChannelLayerNorm, RFDetrMultiScaleProjector
 
 logger = logging.get_logger(__name__)
-
-
-@dataclass
-class RFDetrModelOutput(ModelOutput):
-    """Outputs of [`RFDetrModel`].
-
-    Args:
-        last_hidden_state: (B, Q, d_model) the last decoder layer's output.
-        intermediate_hidden_states: (L, B, Q, d_model) every decoder layer's normed output.
-        reference_boxes: (B, Q, 4) the decoder's reference boxes, normalised cxcywh.
-        enc_logits: (B, G * K, num_labels) two-stage class logits of the selected proposals (G groups).
-        enc_pred_boxes: (B, G * K, 4) two-stage boxes of the selected proposals.
-        hidden_states: with `output_hidden_states`, the decoder's input queries and every decoder layer's output,
-            L + 1 tensors (B, Q, d_model).
-        attentions: with `output_attentions`, every decoder layer's self-attention weights (B * G, heads, Q / G,
-            Q / G), G query groups (1 at inference).
-        cross_attentions: with `output_attentions`, every decoder layer's deformable sampling weights
-            (B, Q, heads, levels, points).
-        backbone_hidden_states: with `output_hidden_states`, the backbone embeddings and every backbone block's
-            output as the blocks see them, windowed: (B * num_windows**2, 1 + tokens per window, C_vit).
-        backbone_attentions: with `output_attentions`, every backbone block's attention weights: (B * num_windows**2,
-            heads, T, T) for windowed blocks, (B, heads, num_windows**2 * T, num_windows**2 * T) for global ones.
-        mask_features: segmentation configs only: (B, d_model, H / p, W / p) the projector's first level map, the
-            mask head's spatial input.
-        enc_hidden_states: segmentation configs only: (B, G * K, d_model) the normed two-stage memory at the selected
-            positions (the proposals' features), the mask head's input for the proposals' masks.
-    """
-
-    last_hidden_state: torch.FloatTensor | None = None
-    intermediate_hidden_states: torch.FloatTensor | None = None
-    reference_boxes: torch.FloatTensor | None = None
-    enc_logits: torch.FloatTensor | None = None
-    enc_pred_boxes: torch.FloatTensor | None = None
-    hidden_states: tuple[torch.FloatTensor, ...] | None = None
-    attentions: tuple[torch.FloatTensor, ...] | None = None
-    cross_attentions: tuple[torch.FloatTensor, ...] | None = None
-    backbone_hidden_states: tuple[torch.FloatTensor, ...] | None = None
-    backbone_attentions: tuple[torch.FloatTensor, ...] | None = None
-    mask_features: torch.FloatTensor | None = None
-    enc_hidden_states: torch.FloatTensor | None = None
-
-
-@dataclass
-class RFDetrObjectDetectionOutput(ModelOutput):
-    """Outputs of [`RFDetrForObjectDetection`].
-
-    Args:
-        loss: total training loss, when `labels` are given.
-        loss_dict: the individual loss terms.
-        logits: (B, Q, num_labels) class logits of the last decoder layer (sigmoid gives scores).
-        pred_boxes: (B, Q, 4) normalised cxcywh boxes of the last decoder layer.
-        auxiliary_outputs: `logits` and `pred_boxes` of the earlier decoder layers (training only).
-        enc_logits, enc_pred_boxes: two-stage proposals, see [`RFDetrModelOutput`].
-        last_hidden_state, intermediate_hidden_states: decoder states, see [`RFDetrModelOutput`].
-        hidden_states, attentions, cross_attentions, backbone_hidden_states, backbone_attentions: when asked for
-            with `output_hidden_states` / `output_attentions`, see [`RFDetrModelOutput`].
-    """
-
-    loss: torch.FloatTensor | None = None
-    loss_dict: dict | None = None
-    logits: torch.FloatTensor | None = None
-    pred_boxes: torch.FloatTensor | None = None
-    auxiliary_outputs: list[dict] | None = None
-    enc_logits: torch.FloatTensor | None = None
-    enc_pred_boxes: torch.FloatTensor | None = None
-    last_hidden_state: torch.FloatTensor | None = None
-    intermediate_hidden_states: torch.FloatTensor | None = None
-    hidden_states: tuple[torch.FloatTensor, ...] | None = None
-    attentions: tuple[torch.FloatTensor, ...] | None = None
-    cross_attentions: tuple[torch.FloatTensor, ...] | None = None
-    backbone_hidden_states: tuple[torch.FloatTensor, ...] | None = None
-    backbone_attentions: tuple[torch.FloatTensor, ...] | None = None
-
-
-@dataclass
-class RFDetrInstanceSegmentationOutput(ModelOutput):
-    """Outputs of [`RFDetrForInstanceSegmentation`].
-
-    Args:
-        loss: total training loss, when `labels` are given.
-        loss_dict: the individual loss terms.
-        logits: (B, Q, num_labels) class logits of the last decoder layer (sigmoid gives scores).
-        pred_boxes: (B, Q, 4) normalised cxcywh boxes of the last decoder layer.
-        pred_masks: mask logits of the last decoder layer at (h, w) = (H // r, W // r) of the input, r =
-            `config.mask_downsample_ratio` (sigmoid gives probabilities): dense (B, Q, h, w) in eval mode; in training
-            mode an `RFDetrMaskFactors` (the dense logits of all Group DETR queries are never built).
-        auxiliary_outputs: `logits`, `pred_boxes` and `pred_masks` (`RFDetrMaskFactors`) of the earlier decoder
-            layers (in training or when `labels` are given).
-        enc_logits, enc_pred_boxes: two-stage proposals, see [`RFDetrModelOutput`].
-        enc_pred_masks: the proposals' mask logits as `RFDetrMaskFactors` (in training or when `labels` are given).
-        last_hidden_state, intermediate_hidden_states: decoder states, see [`RFDetrModelOutput`].
-        hidden_states, attentions, cross_attentions, backbone_hidden_states, backbone_attentions: when asked for
-            with `output_hidden_states` / `output_attentions`, see [`RFDetrModelOutput`].
-    """
-
-    loss: torch.FloatTensor | None = None
-    loss_dict: dict | None = None
-    logits: torch.FloatTensor | None = None
-    pred_boxes: torch.FloatTensor | None = None
-    pred_masks: torch.FloatTensor | RFDetrMaskFactors | None = None
-    auxiliary_outputs: list[dict] | None = None
-    enc_logits: torch.FloatTensor | None = None
-    enc_pred_boxes: torch.FloatTensor | None = None
-    enc_pred_masks: RFDetrMaskFactors | None = None
-    last_hidden_state: torch.FloatTensor | None = None
-    intermediate_hidden_states: torch.FloatTensor | None = None
-    hidden_states: tuple[torch.FloatTensor, ...] | None = None
-    attentions: tuple[torch.FloatTensor, ...] | None = None
-    cross_attentions: tuple[torch.FloatTensor, ...] | None = None
-    backbone_hidden_states: tuple[torch.FloatTensor, ...] | None = None
-    backbone_attentions: tuple[torch.FloatTensor, ...] | None = None
-
-
-#: The optional outputs both model classes pass through.
-_OPTIONAL_OUTPUTS = ("hidden_states", "attentions", "cross_attentions", "backbone_hidden_states", "backbone_attentions")
 
 
 def _guarded(initializer):
