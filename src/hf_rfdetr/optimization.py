@@ -27,8 +27,11 @@ What it does (chosen by measurement, see `benchmarks/cpu_fast_path.py` and `test
   2-core AMD EPYC) the int8 Base forward took 322 ms against 355 ms with glibc's defaults, Nano 128 against 132 ms,
   for 5-70 MB more resident memory. It is a setting of the whole process (`keep_freed_memory()`), which `restore`
   leaves as it is.
-- `torch.compile` is an option (`compile=True`), off by default: on CPU in float32 it took long to compile and gained
-  0 to 8 % over eager (issue 13: Nano 243 vs 241 ms, Base 606 vs 659 ms).
+- `torch.compile` is an option (`compile=True`), off by default: on CPU it took 5-30 s to compile and did not pay.
+  In float32 it gained 0 to 8% over eager (issue 13: Nano 243 vs 241 ms, Base 606 vs 659 ms); with the int8 backbone
+  (each int8 linear one opaque operator, `torch.ops.hf_rfdetr.int8_linear`, so the graph does not break) Nano took
+  154 ms compiled against 143 ms eager, Base 354 against 361 ms: inductor's fused pointwise and layer-norm kernels were
+  no faster here than eager's.
 
 In eval mode the model already runs one Group DETR query group (the training groups are skipped), so the inference
 graph needs no change for that.
@@ -49,6 +52,7 @@ from pathlib import Path
 import torch
 import torch.nn.functional as F
 from torch import nn
+from torch.utils.weak import WeakIdKeyDictionary
 
 __all__ = [
     "OptimizationSettings",
@@ -63,7 +67,7 @@ __all__ = [
 ]
 
 _STATE = "_hf_rfdetr_optimization"
-_INT8 = "_hf_rfdetr_int8"  # on a quantised nn.Linear: what `_pack_int8` returns
+_INT8 = "_hf_rfdetr_int8"  # marks a quantised nn.Linear (its int8 copy: `_PACKED`)
 _DTYPES = {"float32": torch.float32, "bfloat16": torch.bfloat16, "float16": torch.float16}
 
 
@@ -217,7 +221,7 @@ def optimize(
             "auto"), True (any CPU with PyTorch's int8 kernels) or False.
         backbone_only: autocast the backbone only (default: the detections stay those of float32), or the whole
             forward (False: faster by a few percent, scores move by up to 0.1).
-        compile: also replace `model.forward` by `torch.compile(model.forward)` (slow to compile, little gain on CPU).
+        compile: also replace `model.forward` by `torch.compile(model.forward)` (slow to compile, no gain on CPU).
         tune_allocator: for a model on the CPU, keep freed memory in the process (`keep_freed_memory()`, glibc on
             Linux: a process-wide setting that `restore` leaves in place), so that each forward does not page-fault
             its working set back in.
@@ -260,6 +264,7 @@ def restore(model: nn.Module) -> nn.Module:
             del module.forward  # the instance attribute set by `optimize`; the class's forward shows again
     for module in quantized:
         delattr(module, _INT8)
+        _PACKED.pop(module.weight, None)
     delattr(model, _STATE)
     return model
 
@@ -299,40 +304,71 @@ def _resolve_quantize(quantize: bool | str, dtype: torch.dtype | str, device: to
 
 
 def _quantize_linears(module: nn.Module) -> None:
-    """Give every nn.Linear in `module` an int8 forward (weights packed now, see `_int8_linear_forward`)."""
+    """Give every nn.Linear in `module` an int8 forward (weights packed now, see `int8_linear`)."""
     for linear in module.modules():
         if isinstance(linear, nn.Linear):
-            setattr(linear, _INT8, _pack_int8(linear))
+            _packed_int8(linear.weight, linear.bias)
+            setattr(linear, _INT8, True)
             linear.forward = types.MethodType(_int8_linear_forward, linear)
 
 
-def _pack_int8(linear: nn.Linear) -> tuple[torch.ScriptObject, torch.Tensor, int, bool]:
-    """`linear`'s weight quantised per output channel, symmetric (scale = max |w| / 127), packed for fbgemm, with the
-    weight tensor and its version (to notice a changed weight) and whether activations use 7 bits (`reduce_range`:
-    without VNNI, fbgemm's int16 intermediate sums could saturate)."""
-    weight = linear.weight.detach().float()
-    scales = (weight.abs().amax(dim=1) / 127).clamp(min=1e-12).double()
+@dataclass
+class _PackedInt8:
+    """A linear layer's weight quantised per output channel, symmetric (scale = max |w| / 127), packed for fbgemm with
+    its bias; the versions of the weight and bias it was packed from (to notice a changed weight), and whether
+    activations use 7 bits (`reduce_range`: without VNNI, fbgemm's int16 intermediate sums could saturate)."""
+
+    packed: torch.ScriptObject
+    versions: tuple[int, int]
+    reduce_range: bool
+
+
+#: weight tensor -> its int8 copy; held weakly, so that the copy goes with the weight (a freed or deep-copied model).
+_PACKED: WeakIdKeyDictionary = WeakIdKeyDictionary()
+
+
+def _versions(weight: torch.Tensor, bias: torch.Tensor | None) -> tuple[int, int]:
+    return weight._version, -1 if bias is None else bias._version
+
+
+def _packed_int8(weight: torch.Tensor, bias: torch.Tensor | None) -> _PackedInt8:
+    """The int8 copy of (`weight`, `bias`), packed now if there is none or they changed since it was packed."""
+    entry = _PACKED.get(weight)
+    if entry is not None and entry.versions == _versions(weight, bias):
+        return entry
+    scales = (weight.detach().float().abs().amax(dim=1) / 127).clamp(min=1e-12).double()
     zero_points = torch.zeros(weight.shape[0], dtype=torch.long)
     with warnings.catch_warnings():  # quantized tensors are deprecated in PyTorch (see `_has_int8_kernels`)
         warnings.simplefilter("ignore")
-        quantized = torch.quantize_per_channel(weight, scales, zero_points, 0, torch.qint8)
-        bias = None if linear.bias is None else linear.bias.detach().float()
-        packed = torch.ops.quantized.linear_prepack(quantized, bias)
-    return packed, linear.weight, linear.weight._version, not has_int8_dot_products()
+        quantized = torch.quantize_per_channel(weight.detach().float(), scales, zero_points, 0, torch.qint8)
+        packed = torch.ops.quantized.linear_prepack(quantized, None if bias is None else bias.detach().float())
+    entry = _PACKED[weight] = _PackedInt8(packed, _versions(weight, bias), not has_int8_dot_products())
+    return entry
+
+
+@torch.library.custom_op("hf_rfdetr::int8_linear", mutates_args=())
+def int8_linear(hidden_states: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor | None) -> torch.Tensor:
+    """(..., in_features) -> (..., out_features) float32: `weight` (out_features, in_features) in int8, per output
+    channel, and the activations in int8 per tensor, quantised at each call (fbgemm, int32 accumulation).
+
+    An operator of its own (`torch.ops.hf_rfdetr.int8_linear`), so that `torch.compile` sees one opaque call per
+    linear layer instead of breaking its graph at the packing check.
+    """
+    entry = _packed_int8(weight, bias)
+    return torch.ops.quantized.linear_dynamic(hidden_states.float().contiguous(), entry.packed, entry.reduce_range)
+
+
+@int8_linear.register_fake
+def _(hidden_states: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor | None) -> torch.Tensor:
+    return hidden_states.new_empty((*hidden_states.shape[:-1], weight.shape[0]), dtype=torch.float32)
 
 
 def _int8_linear_forward(self: nn.Linear, hidden_states: torch.Tensor) -> torch.Tensor:
-    """(..., in_features) -> (..., out_features): int8 weights and per-tensor dynamic int8 activations (fbgemm,
-    int32 accumulation, float32 out), repacked if the weight changed since; the float32 linear in training mode or
-    when autograd may need gradients."""
+    """`int8_linear` in eval mode without autograd; the float32 linear in training mode or when autograd may need
+    gradients."""
     if self.training or (torch.is_grad_enabled() and (self.weight.requires_grad or hidden_states.requires_grad)):
         return F.linear(hidden_states, self.weight, self.bias)
-    packed, weight, version, reduce_range = getattr(self, _INT8)
-    if weight is not self.weight or weight._version != version:  # loaded / trained / deep-copied since packing
-        setattr(self, _INT8, _pack_int8(self))
-        packed = getattr(self, _INT8)[0]
-    output = torch.ops.quantized.linear_dynamic(hidden_states.float().contiguous(), packed, reduce_range)
-    return output.to(hidden_states.dtype)
+    return int8_linear(hidden_states, self.weight, self.bias).to(hidden_states.dtype)
 
 
 def _backbone(model: nn.Module, option: str) -> nn.Module:
