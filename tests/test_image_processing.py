@@ -29,7 +29,7 @@ from .conftest import tiny_config  # noqa: E402
 
 MEAN = torch.tensor([0.485, 0.456, 0.406]).view(3, 1, 1)
 STD = torch.tensor([0.229, 0.224, 0.225]).view(3, 1, 1)
-LOGGER_NAME = "hf_rfdetr.models.rfdetr.image_processing_rfdetr"
+LOGGER_NAME = "hf_rfdetr.models.rfdetr.coco_targets"  # the annotation warnings
 
 
 def make_image(height: int, width: int, seed: int = 0) -> np.ndarray:

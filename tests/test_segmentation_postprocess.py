@@ -440,14 +440,19 @@ def test_extreme_mask_thresholds() -> None:
 
 
 def test_saved_processor_runs_as_remote_code(tmp_path: Path) -> None:
-    """`save_pretrained` copies `image_sizing.py` and `post_processing.py`; in a process where `hf_rfdetr` cannot be
-    imported, `AutoImageProcessor.from_pretrained(trust_remote_code=True)` pre- and post-processes as here."""
+    """`save_pretrained` copies the modules the processor imports (`image_sizing.py`, `coco_targets.py`, ...); in a
+    process where `hf_rfdetr` cannot be imported, `AutoImageProcessor.from_pretrained(trust_remote_code=True)` pre- and
+    post-processes as here."""
     folder = tmp_path / "processor"
     processor = RFDetrImageProcessor.from_config(RFDetrConfig.from_variant("seg-nano"), num_top_queries=20)
     processor.save_pretrained(folder)
-    assert {"image_processing_rfdetr.py", "image_sizing.py", "post_processing.py", "image_io.py"} <= {
-        path.name for path in folder.glob("*.py")
-    }
+    assert {
+        "image_processing_rfdetr.py",
+        "image_sizing.py",
+        "post_processing.py",
+        "image_io.py",
+        "coco_targets.py",
+    } <= {path.name for path in folder.glob("*.py")}
     outputs = seg_outputs(batch=1, queries=20, classes=3, head=(10, 10), seed=9)
     torch.save(vars(outputs), tmp_path / "outputs.pt")
     expected = processor.post_process_instance_segmentation(outputs, 0.3, [(31, 45)])[0]

@@ -17,8 +17,9 @@
 `projector_rfdetr` (multi-scale projector) -> `decoder_rfdetr` (two-stage query selection, deformable decoder) ->
 `heads_rfdetr` (class, box and mask heads) -> `modeling_rfdetr` (the `PreTrainedModel` classes, detection and
 instance segmentation, initialised as the original by `initialization_rfdetr`) -> `loss_rfdetr` (matcher and
-criterion, with the mask costs and losses); `image_processing_rfdetr` prepares inputs and post-processes, with `image_io` (the image reader),
-`image_sizing` (size forms, resize, padding) and `post_processing` (top-k selection, boxes, masks).
+criterion, with the mask costs and losses); `image_processing_rfdetr` prepares inputs and post-processes, with
+`image_io` (the image reader), `image_sizing` (size forms, resize, padding), `coco_targets` (COCO annotations to
+training targets) and `post_processing` (top-k selection, boxes, masks).
 
 The folder imports nothing from the rest of `hf_rfdetr` at import time: it is what a saved folder carries for
 `trust_remote_code`. The public names are re-exported lazily by `hf_rfdetr` itself.

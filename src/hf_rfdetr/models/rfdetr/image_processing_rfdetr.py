@@ -13,8 +13,9 @@
 # limitations under the License.
 """Image processor for RF-DETR: pre-processing of images (and COCO annotations) and post-processing of detections.
 
-The size forms, resize and padding live in `image_sizing`, the post-processing helpers in `post_processing`; files are
-read by `image_io`. All are imported relatively, so a saved folder carries them for `trust_remote_code`.
+The size forms, resize and padding live in `image_sizing`, COCO annotations become targets in `coco_targets`, the
+post-processing helpers live in `post_processing`; files are read by `image_io`. All are imported relatively, so a
+saved folder carries them for `trust_remote_code`.
 """
 
 from __future__ import annotations
@@ -22,17 +23,17 @@ from __future__ import annotations
 import math
 import os
 import warnings
-from collections.abc import Mapping, Sequence
+from collections.abc import Sequence
 from typing import Any
 
 import numpy as np
 import torch
-from torchvision.ops import box_convert
 from torchvision.transforms.v2 import functional as tvf
 from transformers.image_processing_utils import BaseImageProcessor, BatchFeature
 from transformers.processing_utils import ImagesKwargs
 from transformers.utils import logging
 
+from .coco_targets import prepare_targets
 from .image_io import load_image, to_chw
 from .image_sizing import (
     canvas_size,
@@ -324,7 +325,7 @@ class RFDetrImageProcessor(BaseImageProcessor):
             )
         data: dict[str, Any] = {"pixel_values": pixel_values, "pixel_mask": pixel_mask}
         if annotations is not None:
-            data["labels"] = _prepare_targets(annotations, orig_sizes, pixel_mask)
+            data["labels"] = prepare_targets(annotations, orig_sizes, pixel_mask)
         return _to_batch_feature(data, return_tensors)
 
     def _resolve_options(self, overrides: dict[str, Any]) -> dict[str, Any]:
@@ -632,140 +633,6 @@ def _normalize(images: torch.Tensor, options: dict[str, Any]) -> torch.Tensor:
 def _per_channel(values: list[float], channels: int) -> list[float]:
     """A statistic checked by `_check_channels`, with one value per channel (3 equal values stand for any C)."""
     return values if len(values) == channels else values[:1] * channels
-
-
-# ----------------------------------------------------------------------------------------------------------------------
-# Annotations
-# ----------------------------------------------------------------------------------------------------------------------
-
-
-def _prepare_targets(
-    annotations: Any, orig_sizes: list[tuple[int, int]], pixel_mask: torch.Tensor
-) -> list[dict[str, torch.Tensor]]:
-    """Build one training target per image from COCO-style `annotations` (one dict per image)."""
-    annotation_list = [annotations] if isinstance(annotations, Mapping) else list(annotations)
-    if len(annotation_list) != len(orig_sizes):
-        raise ValueError(
-            f"Got {len(annotation_list)} annotation dict(s) for {len(orig_sizes)} image(s); pass exactly one "
-            "{'image_id': ..., 'annotations': [...]} per image."
-        )
-    padded_size = (int(pixel_mask.shape[1]), int(pixel_mask.shape[2]))
-    return [
-        _prepare_target(annotation, index, orig_size, _unpadded_size(pixel_mask[index]), padded_size)
-        for index, (annotation, orig_size) in enumerate(zip(annotation_list, orig_sizes))
-    ]
-
-
-def _unpadded_size(mask: torch.Tensor) -> tuple[int, int]:
-    """`(h, w)` of the image region of a `(H, W)` pixel mask (the top-left block of ones)."""
-    return int(mask[:, 0].sum()), int(mask[0, :].sum())
-
-
-def _prepare_target(
-    annotation: Any,
-    index: int,
-    orig_size: tuple[int, int],
-    resized_size: tuple[int, int],
-    padded_size: tuple[int, int],
-) -> dict[str, torch.Tensor]:
-    """Convert one image's COCO annotation dict into tensors (boxes normalised cx, cy, w, h of the image)."""
-    image_id, objects = _image_annotation_fields(annotation, index)
-    parsed = [_parse_object(obj, image_id, j) for j, obj in enumerate(objects)]
-    kept = [(bbox, category_id) for bbox, category_id, is_crowd in parsed if not is_crowd]
-    xyxy = box_convert(torch.tensor([bbox for bbox, _ in kept], dtype=torch.float64).reshape(-1, 4), "xywh", "xyxy")
-    height, width = orig_size
-    limits = torch.tensor([width, height, width, height], dtype=torch.float64)
-    clipped = torch.minimum(xyxy.clamp_min(0.0), limits)
-    valid = (clipped[:, 2] > clipped[:, 0]) & (clipped[:, 3] > clipped[:, 1])
-    counts = {
-        "crowd": len(parsed) - len(kept),
-        "degenerate": int((~valid).sum()),
-        "clipped": int(((clipped != xyxy).any(-1) & valid).sum()),
-    }
-    _report_counts(image_id, counts)
-    classes = torch.tensor([category_id for _, category_id in kept], dtype=torch.int64)
-    return _target_tensors(image_id, clipped[valid], classes[valid], orig_size, resized_size, padded_size)
-
-
-def _image_annotation_fields(annotation: Any, index: int) -> tuple[int, list[Any]]:
-    """Return `(image_id, objects)` of one image's annotation dict, validating its structure."""
-    if not isinstance(annotation, Mapping) or "image_id" not in annotation or "annotations" not in annotation:
-        raise ValueError(
-            f"Annotation for image {index} must be a dict with 'image_id' and 'annotations' keys, got "
-            f"{type(annotation).__name__} {list(annotation) if isinstance(annotation, Mapping) else ''}."
-        )
-    objects = annotation["annotations"]
-    if not isinstance(objects, (list, tuple)):
-        raise ValueError(f"image_id {annotation['image_id']}: 'annotations' must be a list of object dicts.")
-    return int(annotation["image_id"]), list(objects)
-
-
-def _parse_object(obj: Any, image_id: int, j: int) -> tuple[tuple[float, float, float, float], int, bool]:
-    """Validate one COCO object; return its `(x, y, w, h)` bbox, category id and crowd flag."""
-    where = f"image_id {image_id}, annotation {j}"
-    if not isinstance(obj, Mapping):
-        raise ValueError(f"{where}: expected a dict, got {type(obj).__name__}.")
-    for key in ("bbox", "category_id"):
-        if key not in obj:
-            raise ValueError(f"{where}: missing '{key}'.")
-    bbox = obj["bbox"]
-    if (
-        not isinstance(bbox, (list, tuple, np.ndarray, torch.Tensor))
-        or len(bbox) != 4
-        or not all(_is_number(v) for v in bbox)
-    ):
-        raise ValueError(f"{where}: 'bbox' must be 4 finite numbers [x, y, width, height], got {bbox!r}.")
-    category_id = obj["category_id"]
-    if not _is_number(category_id) or float(category_id) != int(category_id):
-        raise ValueError(f"{where}: 'category_id' must be an integer, got {category_id!r}.")
-    is_crowd = obj.get("iscrowd", 0)
-    if not isinstance(is_crowd, (bool, np.bool_)) and (not _is_number(is_crowd) or float(is_crowd) not in (0.0, 1.0)):
-        raise ValueError(f"{where}: 'iscrowd' must be the integer 0 or 1, got {is_crowd!r}.")
-    x, y, w, h = (float(v) for v in bbox)
-    return (x, y, w, h), int(category_id), bool(is_crowd)
-
-
-def _is_number(value: Any) -> bool:
-    """True for a finite real number (Python, numpy or 0-d torch scalar), False for bools and anything else."""
-    if isinstance(value, torch.Tensor):
-        value = value.item() if value.numel() == 1 else None
-    if isinstance(value, (bool, np.bool_)) or not isinstance(value, (int, float, np.integer, np.floating)):
-        return False
-    return math.isfinite(float(value))
-
-
-def _report_counts(image_id: int, counts: dict[str, int]) -> None:
-    """Log a warning with the number of dropped / clipped boxes of one image, if any."""
-    if any(counts.values()):
-        logger.warning(
-            f"image_id {image_id}: dropped {counts['crowd']} crowd annotation(s) (iscrowd=1), dropped "
-            f"{counts['degenerate']} box(es) with zero width or height after clipping, clipped "
-            f"{counts['clipped']} box(es) to the image."
-        )
-
-
-def _target_tensors(
-    image_id: int,
-    xyxy: torch.Tensor,
-    classes: torch.Tensor,
-    orig_size: tuple[int, int],
-    resized_size: tuple[int, int],
-    padded_size: tuple[int, int],
-) -> dict[str, torch.Tensor]:
-    """Assemble the target dict from `(N, 4)` float64 clipped pixel boxes; boxes `(N, 4)` cxcywh normalised by the
-    image size (the model's frame, see the class docstring), `area` in resized-image pixels."""
-    height, width = orig_size
-    cxcywh = box_convert(xyxy, "xyxy", "cxcywh") / torch.tensor([width, height, width, height], dtype=torch.float64)
-    area = cxcywh[:, 2] * resized_size[1] * cxcywh[:, 3] * resized_size[0]
-    return {
-        "class_labels": classes,
-        "boxes": cxcywh.to(torch.float32),
-        "image_id": torch.tensor([image_id], dtype=torch.int64),
-        "area": area.to(torch.float32),
-        "iscrowd": torch.zeros(len(classes), dtype=torch.int64),
-        "orig_size": torch.tensor(orig_size, dtype=torch.int64),
-        "size": torch.tensor(padded_size, dtype=torch.int64),
-    }
 
 
 def _to_batch_feature(data: dict[str, Any], return_tensors: str | None) -> BatchFeature:
