@@ -25,7 +25,8 @@ from hypothesis import event, given
 from hypothesis import strategies as st
 from PIL import Image, ImageOps
 
-from hf_rfdetr.training.data import ANNOTATION_FILE, DatasetError, check_training_data, load_coco_folder
+from hf_rfdetr.training.data import ANNOTATION_FILE, DatasetError, load_coco_folder
+from hf_rfdetr.training.data_checks import check_training_data
 from hf_rfdetr.training.transforms import decode_image
 
 from .fuzzing import fuzz_settings

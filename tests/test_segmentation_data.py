@@ -18,7 +18,8 @@ from PIL import Image
 from pycocotools import mask as mask_utils
 
 from hf_rfdetr.synthetic import SHAPES
-from hf_rfdetr.training.data import ANNOTATION_FILE, DatasetError, check_training_data, load_coco_folder
+from hf_rfdetr.training.data import ANNOTATION_FILE, DatasetError, load_coco_folder
+from hf_rfdetr.training.data_checks import check_training_data
 from hf_rfdetr.training.hub_data import prepare_dataset
 from hf_rfdetr.training.masks import MaskError, decode_masks, rle_runs, segmentation_to_rle
 from hf_rfdetr.training.transforms import (

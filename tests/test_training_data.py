@@ -17,13 +17,8 @@ from PIL import Image
 from torchvision.transforms import v2
 
 from hf_rfdetr import RFDetrForObjectDetection, RFDetrImageProcessor, fine_tune
-from hf_rfdetr.training.data import (
-    ANNOTATION_FILE,
-    DatasetError,
-    check_training_data,
-    id2label_from_dataset,
-    load_coco_folder,
-)
+from hf_rfdetr.training.data import ANNOTATION_FILE, DatasetError, id2label_from_dataset, load_coco_folder
+from hf_rfdetr.training.data_checks import check_training_data
 from hf_rfdetr.training.hub_data import prepare_dataset
 from hf_rfdetr.training.transforms import (
     MULTI_SCALE_KEY,

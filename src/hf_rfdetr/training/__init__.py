@@ -17,7 +17,8 @@ from ..extras import require
 
 require("train", "hf_rfdetr.training (fine-tuning, COCO evaluation)")
 
-from .data import DatasetError, check_training_data, id2label_from_dataset, load_coco_folder  # noqa: E402 (after the extra check)
+from .data import DatasetError, id2label_from_dataset, load_coco_folder  # noqa: E402 (after the extra check)
+from .data_checks import check_training_data  # noqa: E402
 from .ema import RFDetrEMACallback  # noqa: E402 (after the extra check)
 from .fine_tune import fine_tune  # noqa: E402 (after the extra check)
 from .hub_data import prepare_dataset  # noqa: E402 (after the extra check)

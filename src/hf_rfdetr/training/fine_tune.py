@@ -34,7 +34,8 @@ from transformers import (
 from ..models.rfdetr.configuration_rfdetr import VARIANT_ALIASES, VARIANTS, RFDetrConfig
 from ..models.rfdetr.image_processing_rfdetr import RFDetrImageProcessor
 from ..models.rfdetr.modeling_rfdetr import RFDetrForInstanceSegmentation, RFDetrForObjectDetection
-from .data import check_training_data, id2label_from_dataset, load_coco_folder
+from .data import id2label_from_dataset, load_coco_folder
+from .data_checks import check_training_data
 from .ema import RFDetrEMACallback
 from .hub_data import prepare_dataset
 from .metrics import SEGM_PREFIX
