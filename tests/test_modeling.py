@@ -230,3 +230,38 @@ def test_drop_path_ramps_over_the_blocks_and_is_off_in_eval() -> None:
         torch.manual_seed(0)
         kept = without.train()(pixel_values).logits
     assert (dropped - kept).abs().max() > 1e-4, "drop path must change the training outputs"
+
+
+@pytest.mark.parametrize("dtype", [torch.bfloat16, torch.float16])
+@pytest.mark.parametrize("segmentation", [False, True], ids=["detection", "segmentation"])
+def test_half_precision_weights_with_padding_and_labels(dtype: torch.dtype, segmentation: bool) -> None:
+    """A model stored in bfloat16 / float16 (`from_pretrained(dtype=...)`, `model.half()`, the Trainer's
+    `bf16_full_eval`) runs on a padded batch, as the pipeline sends one, and computes its loss: the padding's valid
+    ratios (float32) used to turn the sampling boxes float32 in front of bfloat16 layers, and the matcher's `cdist`
+    has no bfloat16 kernel on the CPU. Its scores stay those of float32 on the same (rounded) weights."""
+    from hf_rfdetr import RFDetrForInstanceSegmentation
+
+    torch.manual_seed(0)
+    model_class = RFDetrForInstanceSegmentation if segmentation else RFDetrForObjectDetection
+    model = perturb_(model_class(tiny_config(segmentation_head=segmentation)), seed=3).eval()
+    model.to(dtype).float()  # float32 on the weights the half model holds
+    pixel_values = _pixels()
+    pixel_mask = torch.ones(2, 64, 64, dtype=torch.long)
+    pixel_mask[1, :, 40:] = 0  # the second image is 40 px wide, padded to 64
+    labels = [
+        {"class_labels": torch.tensor([1]), "boxes": torch.tensor([[0.5, 0.5, 0.4, 0.3]])},
+        {"class_labels": torch.tensor([0, 2]), "boxes": torch.tensor([[0.3, 0.4, 0.2, 0.2], [0.7, 0.6, 0.3, 0.5]])},
+    ]
+    if segmentation:
+        for target in labels:
+            target["masks"] = torch.zeros(len(target["boxes"]), 64, 64, dtype=torch.bool)
+            target["masks"][:, 16:48, 8:32] = True
+    with torch.no_grad():
+        expected = model(pixel_values, pixel_mask=pixel_mask, labels=labels)
+        actual = model.to(dtype)(pixel_values.to(dtype), pixel_mask=pixel_mask, labels=labels)
+    assert actual.logits.dtype == actual.pred_boxes.dtype == dtype
+    top = [outputs.logits.float().sigmoid().flatten(1).topk(20).values for outputs in (expected, actual)]
+    torch.testing.assert_close(top[1], top[0], atol=0.01, rtol=0)  # measured: 1e-3
+    assert (
+        torch.isfinite(actual.loss) and abs(actual.loss.float() - expected.loss) < 0.06 * expected.loss
+    )  # measured: 3%

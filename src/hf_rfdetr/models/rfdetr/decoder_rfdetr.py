@@ -106,20 +106,27 @@ class RFDetrMultiscaleDeformableAttention(nn.Module):
         padding_mask: torch.Tensor | None = None,
     ) -> tuple[torch.Tensor, torch.Tensor]:
         """query (B, Q, C), reference_boxes (B, Q, 1 or n_levels, 4), memory (B, S, C) -> (B, Q, C) and the sampling
-        weights (B, Q, heads, levels, points) (softmax over levels x points)."""
+        weights (B, Q, heads, levels, points) (softmax over levels x points).
+
+        The sampling (locations, weights, `grid_sample`, the weighted sum) runs in float32 (float64 in a float64
+        model) whatever the model's dtype, as autocast runs it: bfloat16 would round the locations to 1/256 of the
+        feature map, and PyTorch's bfloat16 / float16 `grid_sample` on the CPU returns NaN for some inputs. Float32
+        models are unaffected."""
         batch_size, num_queries, _ = query.shape
         heads, levels, points = self.n_heads, self.n_levels, self.n_points
         head_dim = self.d_model // heads
         value = self.value_proj(memory)
+        dtype, sampling = value.dtype, torch.promote_types(value.dtype, torch.float32)  # float32, or float64
         if padding_mask is not None:
             value = value.masked_fill(padding_mask[..., None], 0.0)
         # (B * heads, head_dim, S): one grid_sample batch entry per image and head.
-        value = value.reshape(batch_size, -1, heads, head_dim).permute(0, 2, 3, 1).flatten(0, 1)
+        value = value.to(sampling).reshape(batch_size, -1, heads, head_dim).permute(0, 2, 3, 1).flatten(0, 1)
 
-        offsets = self.sampling_offsets(query).view(batch_size, num_queries, heads, levels, points, 2)
-        weights = self.attention_weights(query).view(batch_size, num_queries, heads, levels * points).softmax(-1)
+        offsets = self.sampling_offsets(query).to(sampling).view(batch_size, num_queries, heads, levels, points, 2)
+        weights = self.attention_weights(query).to(sampling).view(batch_size, num_queries, heads, levels * points)
+        weights = weights.softmax(-1)
         attention_weights = weights.view(batch_size, num_queries, heads, levels, points)
-        boxes = reference_boxes[:, :, None, :, None, :]
+        boxes = reference_boxes.to(sampling)[:, :, None, :, None, :]
         locations = boxes[..., :2] + offsets / points * boxes[..., 2:] * 0.5
         # grid_sample wants (B * heads, Q, levels * points, 2) in [-1, 1].
         grids = (2 * locations - 1).permute(0, 2, 1, 3, 4, 5).flatten(0, 1)
@@ -137,8 +144,8 @@ class RFDetrMultiscaleDeformableAttention(nn.Module):
         sampled = sampled[0] if levels == 1 else torch.cat(sampled, dim=-1)
         weights = weights.transpose(1, 2).flatten(0, 1)[:, None]  # (B * heads, 1, Q, levels * points)
         output = (sampled * weights).sum(-1)  # (B * heads, head_dim, Q)
-        output = output.reshape(batch_size, heads * head_dim, num_queries).transpose(1, 2)
-        return self.output_proj(output), attention_weights
+        output = output.reshape(batch_size, heads * head_dim, num_queries).transpose(1, 2).to(dtype)
+        return self.output_proj(output), attention_weights.to(dtype)
 
 
 class RFDetrGroupSelfAttention(nn.Module):

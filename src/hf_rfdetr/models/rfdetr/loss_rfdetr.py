@@ -166,7 +166,7 @@ class RFDetrHungarianMatcher(nn.Module):
         negative = (1 - self.focal_alpha) * probabilities**_FOCAL_GAMMA * -F.logsigmoid(-target_logits)
         positive = self.focal_alpha * (1 - probabilities) ** _FOCAL_GAMMA * -F.logsigmoid(target_logits)
         cost = (
-            self.bbox_cost * torch.cdist(flat_boxes, target_boxes, p=1)
+            self.bbox_cost * torch.cdist(flat_boxes.float(), target_boxes.float(), p=1)  # no bf16 cdist on CPU
             + self.class_cost * (positive - negative)
             - self.giou_cost * generalized_box_iou(_xyxy(flat_boxes), _xyxy(target_boxes))
         )

@@ -362,7 +362,7 @@ class RFDetrModel(RFDetrPreTrainedModel):
 
         sampling_boxes = reference_boxes[:, :, None]
         if valid_ratios is not None:
-            sampling_boxes = sampling_boxes * torch.cat((valid_ratios, valid_ratios), dim=-1)[:, None]
+            sampling_boxes = sampling_boxes * torch.cat((valid_ratios, valid_ratios), dim=-1)[:, None].to(memory.dtype)
         decoder = self.decoder(
             queries,
             sampling_boxes,
