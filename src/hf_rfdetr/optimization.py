@@ -336,11 +336,12 @@ def _packed_int8(weight: torch.Tensor, bias: torch.Tensor | None) -> _PackedInt8
     entry = _PACKED.get(weight)
     if entry is not None and entry.versions == _versions(weight, bias):
         return entry
-    scales = (weight.detach().float().abs().amax(dim=1) / 127).clamp(min=1e-12).double()
+    matrix = weight.detach().float()
+    scales = (matrix.abs().amax(dim=1) / 127).clamp(min=1e-12).double()
     zero_points = torch.zeros(weight.shape[0], dtype=torch.long)
     with warnings.catch_warnings():  # quantized tensors are deprecated in PyTorch (see `_has_int8_kernels`)
         warnings.simplefilter("ignore")
-        quantized = torch.quantize_per_channel(weight.detach().float(), scales, zero_points, 0, torch.qint8)
+        quantized = torch.quantize_per_channel(matrix, scales, zero_points, 0, torch.qint8)
         packed = torch.ops.quantized.linear_prepack(quantized, None if bias is None else bias.detach().float())
     entry = _PACKED[weight] = _PackedInt8(packed, _versions(weight, bias), not has_int8_dot_products())
     return entry
