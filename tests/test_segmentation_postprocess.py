@@ -380,6 +380,56 @@ def test_image_segmentation_pipeline_reads_the_result() -> None:
     ] * 4
 
 
+@pytest.fixture(scope="module")
+def padded_seg_folder(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A tiny RF-DETR Seg folder whose saved processor keeps the aspect ratio (so a 480x300 image is padded)."""
+    from hf_rfdetr import RFDetrForInstanceSegmentation
+    from tests.conftest import perturb_, tiny_config
+
+    torch.manual_seed(0)
+    config = tiny_config(segmentation_head=True)
+    folder = tmp_path_factory.mktemp("seg_keep_aspect")
+    perturb_(RFDetrForInstanceSegmentation(config), 0, scale=0.1).eval().save_pretrained(folder)
+    RFDetrImageProcessor.from_config(config, keep_aspect_ratio=True).save_pretrained(folder)
+    return folder
+
+
+def _top_half_of_the_image_region(module: torch.nn.Module, args: tuple, kwargs: dict, output: Any) -> Any:
+    """Forward hook: every query's mask logits cover exactly the top half of the image region (not of the canvas)."""
+    canvas_height = kwargs["pixel_values"].shape[-2] if "pixel_values" in kwargs else args[0].shape[-2]
+    pixel_mask = kwargs.get("pixel_mask")
+    image_rows = canvas_height if pixel_mask is None else int(pixel_mask[0, :, 0].sum())
+    mask_rows = output.pred_masks.shape[-2]
+    output.pred_masks = torch.full_like(output.pred_masks, -20.0)
+    output.pred_masks[:, :, : image_rows * mask_rows // canvas_height // 2] = 20.0
+    return output
+
+
+def test_padded_inputs_give_masks_on_the_image_region_in_predict_and_pipeline(padded_seg_folder: Path) -> None:
+    """With `keep_aspect_ratio=True` the processor pads a 480x300 image; the facade's `predict` and
+    `pipeline("image-segmentation")` pass the padding's `pixel_mask` on, so a mask covering the top half of the image
+    region covers the top 150 of the image's 300 rows (the padded canvas stretched it to 125 before)."""
+    from PIL import Image
+    from transformers import pipeline
+
+    from hf_rfdetr import RFDETRNano
+
+    image = Image.new("RGB", (480, 300), (128, 128, 128))
+    facade = RFDETRNano(pretrain_weights=str(padded_seg_folder))
+    canvas = facade.processor(image, return_tensors="pt")["pixel_values"].shape[-2:]
+    assert canvas[0] * 480 > canvas[1] * 300  # the canvas is taller than the image: there is padding below it
+    facade.model.register_forward_hook(_top_half_of_the_image_region, with_kwargs=True)
+    detections = facade.predict(image, threshold=0.0)
+    assert len(detections) > 0 and detections.mask.shape[1:] == (300, 480)
+    assert set(detections.mask.any(axis=2).sum(axis=1).tolist()) == {150}
+    segmenter = pipeline("image-segmentation", model=str(padded_seg_folder))
+    segmenter.model.register_forward_hook(_top_half_of_the_image_region, with_kwargs=True)
+    for results in segmenter([image, image], threshold=0.0, batch_size=2):
+        assert results
+        rows = [int((np.array(result["mask"]) > 0).any(axis=1).sum()) for result in results]
+        assert set(rows) <= {0, 150} and 150 in rows  # a segment owns its pixels or none (overlaps resolved)
+
+
 # ----------------------------------------------------------------------------------------------------------------------
 # 4. Errors
 # ----------------------------------------------------------------------------------------------------------------------

@@ -255,10 +255,15 @@ class RFDETR:
             raise ValueError("predict() got an empty list of images")
         loaded = [_load_input(item, index) for index, item in enumerate(items)]
         sizes = [_height_width(image) for image in loaded]
-        outputs = self._forward(self.processor(loaded, return_tensors="pt", device=self.device))
+        inputs = self.processor(loaded, return_tensors="pt", device=self.device)
+        outputs = self._forward(inputs)
         if self.is_segmentation:  # the id map is skipped: predict returns the stack of masks
             results = self.processor.post_process_instance_segmentation(
-                outputs, threshold=threshold, target_sizes=sizes, return_binary_maps=True
+                outputs,
+                threshold=threshold,
+                target_sizes=sizes,
+                return_binary_maps=True,
+                pixel_mask=inputs["pixel_mask"],
             )
         else:
             results = self.processor.post_process_object_detection(outputs, threshold=threshold, target_sizes=sizes)

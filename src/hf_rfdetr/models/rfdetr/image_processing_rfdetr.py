@@ -23,7 +23,7 @@ from __future__ import annotations
 import math
 import os
 import warnings
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from typing import Any
 
 import numpy as np
@@ -438,7 +438,8 @@ class RFDetrImageProcessor(BaseImageProcessor):
                 transformers' rf_detr; the pipeline passes 0.5, as for Mask2Former). Its other pixels stay -1.
             pixel_mask: the processor's `(B, H, W)` `pixel_mask` when the inputs were padded (`keep_aspect_ratio=True`
                 or aspect-preserving sizes): only each image's region of the mask logits is resized to its target
-                size. Not needed for the default squash resize (no padding). Needs `target_sizes`.
+                size. Not needed for the default squash resize (no padding). Needs `target_sizes`. When None, the
+                `pixel_mask` the outputs carry, if any (`RFDetrImageSegmentationPipeline` puts it there).
             **kwargs: other arguments of transformers' segmentation post-processors; ignored with a warning.
 
         Returns:
@@ -456,6 +457,10 @@ class RFDetrImageProcessor(BaseImageProcessor):
         if kwargs:
             warnings.warn(
                 f"post_process_instance_segmentation: ignored argument(s) {sorted(kwargs)}.", UserWarning, stacklevel=2
+            )
+        if pixel_mask is None:
+            pixel_mask = (
+                outputs.get("pixel_mask") if isinstance(outputs, Mapping) else getattr(outputs, "pixel_mask", None)
             )
         _check_segmentation_options(
             return_binary_maps, return_coco_annotation, overlap_mask_area_threshold, pixel_mask, target_sizes
