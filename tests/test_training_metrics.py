@@ -62,3 +62,75 @@ def test_false_positives_ranked_above_lower_precision() -> None:
 def test_mismatched_lengths_raise() -> None:
     with pytest.raises(ValueError, match="2 predictions for 1 targets"):
         coco_metrics([_prediction([], [], [])] * 2, [_target([], [])])
+
+
+def test_detections_on_crowd_regions_are_ignored_as_pycocotools_does_on_the_json(tmp_path) -> None:
+    """Crowd regions (`iscrowd=1`) were left out of the evaluation targets, so a detection on one counted as a false
+    positive (mAP 0.5 where pycocotools on the COCO json gives 1.0). They now reach `coco_metrics` as `iscrowd`
+    ground truth from the evaluation transform, never the loss's targets, and the metrics equal COCOeval's."""
+    import contextlib
+    import io
+    import json
+
+    from pycocotools.coco import COCO
+    from pycocotools.cocoeval import COCOeval
+
+    from hf_rfdetr.training import apply_transforms, id2label_from_dataset, load_coco_folder
+    from hf_rfdetr.training.metrics import _RECALLS, _STATS
+
+    from .conftest import tiny_config
+    from .synthetic_coco import write_synthetic_coco
+
+    root = write_synthetic_coco(tmp_path / "coco", num_train=1, num_valid=3, image_size=(64, 96))
+    annotation_file = root / "valid" / "_annotations.coco.json"
+    document = json.loads(annotation_file.read_text())
+    real = list(document["annotations"])
+    for index, image in enumerate(document["images"]):  # one crowd region per image, of the first object's class
+        first = next(annotation for annotation in real if annotation["image_id"] == image["id"])
+        box = [2.0 + index, 40.0, 30.0, 20.0]
+        document["annotations"].append(
+            {**first, "id": 1000 + index, "bbox": box, "area": box[2] * box[3], "iscrowd": 1, "segmentation": []}
+        )
+    annotation_file.write_text(json.dumps(document))
+
+    splits = load_coco_folder(root)
+    names = id2label_from_dataset(splits)
+    category_ids = {category["name"]: category["id"] for category in document["categories"]}
+    transformed = apply_transforms(splits, tiny_config(id2label=names))
+    position = {image["id"]: index for index, image in enumerate(document["images"])}
+    detections = []  # every real object found (slightly off), one detection inside each crowd region, one miss
+    for annotation in document["annotations"]:
+        x, y, w, h = annotation["bbox"]
+        box = [x + 1, y, w - 2, h] if annotation["iscrowd"] else [x + 0.5, y + 0.5, w, h]
+        detections.append({**annotation, "bbox": box, "score": 0.95 if annotation["iscrowd"] else 0.6})
+    detections.append({**detections[0], "bbox": [80.0, 2.0, 10.0, 10.0], "score": 0.3})
+
+    predictions, targets = [], []
+    for row, labels in zip(splits["validation"], (item["labels"] for item in transformed["validation"])):
+        assert labels["class_labels"].tolist() == [  # the loss's targets: the non-crowd objects only
+            label for label, crowd in zip(row["objects"]["category"], row["objects"]["iscrowd"]) if not crowd
+        ]
+        mine = [d for d in detections if position[d["image_id"]] == position[row["image_id"]]]
+        by_name = {category_ids[name]: label for label, name in names.items()}
+        predictions.append(
+            {
+                "scores": torch.tensor([d["score"] for d in mine]),
+                "labels": torch.tensor([by_name[d["category_id"]] for d in mine]),
+                "boxes": torch.tensor([[x, y, x + w, y + h] for x, y, w, h in (d["bbox"] for d in mine)]),
+            }
+        )
+        targets.append(labels)
+    ours = coco_metrics(predictions, targets)
+
+    with contextlib.redirect_stdout(io.StringIO()):
+        ground_truth = COCO(str(annotation_file))
+        results = [{key: d[key] for key in ("image_id", "category_id", "bbox", "score")} for d in detections]
+        evaluation = COCOeval(ground_truth, ground_truth.loadRes(results), "bbox")
+        evaluation.evaluate()
+        evaluation.accumulate()
+        evaluation.summarize()
+    expected = dict(zip(_STATS + _RECALLS, evaluation.stats))
+    assert expected["map"] > 0.5  # the crowd detections outscore every real one: counted, they would halve it
+    for name in _STATS + _RECALLS:
+        assert ours[name] == pytest.approx(expected[name], abs=1e-6), name
+    assert "crowd_boxes" not in transformed["train"][0]["labels"]  # training targets carry no crowd regions

@@ -248,7 +248,9 @@ def coco_metrics(
         targets: per image `class_labels` (N,), `boxes` (N, 4) normalised cxcywh and `orig_size` (height, width);
             for segmentation also the N masks, packed RLE at the original size under `RLE_KEY` (`pack_target_masks`)
             or `masks` (N, S, S) at the network input. Box ground-truth areas are box areas in the original image,
-            mask ones mask areas.
+            mask ones mask areas. Crowd regions (`crowd_boxes` absolute xywh and `crowd_class_labels`, which the
+            evaluation transform adds) are box ground truth with `iscrowd=1`: pycocotools ignores the detections
+            matched to them, as when it reads the COCO json.
         id2label: adds per-class AP as `map_<label>` (and `segm_map_<label>`).
 
     Returns:
@@ -270,6 +272,8 @@ def coco_metrics(
         labels = torch.as_tensor(target["class_labels"]).tolist()
         for label, box in zip(labels, _absolute_xywh(torch.as_tensor(target["boxes"]), (height, width))):
             annotations.append(_annotation(len(annotations) + 1, image_id, label, float(box[2] * box[3]), bbox=box))
+        for label, box in _crowd_boxes(target):  # ignored regions: detections on them are not false positives
+            annotations.append(_annotation(len(annotations) + 1, image_id, label, box[2] * box[3], bbox=box, crowd=1))
         detections += coco_results(prediction, image_id)
         if segmentation:
             for label, text, crowd in _target_rles(target, image_id, labels):
@@ -289,14 +293,30 @@ def coco_metrics(
 
 
 def _annotation(
-    annotation_id: int, image_id: int, label: int, area: float, bbox: Any = None, segmentation: Any = None
+    annotation_id: int,
+    image_id: int,
+    label: int,
+    area: float,
+    bbox: Any = None,
+    segmentation: Any = None,
+    crowd: int = 0,
 ) -> dict[str, Any]:
-    annotation = {"id": annotation_id, "image_id": image_id, "category_id": int(label), "area": area, "iscrowd": 0}
+    annotation = {"id": annotation_id, "image_id": image_id, "category_id": int(label), "area": area, "iscrowd": crowd}
     if bbox is not None:
         annotation["bbox"] = [float(v) for v in bbox]
     if segmentation is not None:
         annotation["segmentation"] = segmentation
     return annotation
+
+
+def _crowd_boxes(target: dict[str, Any]) -> list[tuple[int, list[float]]]:
+    """The target's crowd regions (`transforms.CROWD_BOXES_KEY`, absolute xywh) as (label, box); none when absent."""
+    from .transforms import CROWD_BOXES_KEY, CROWD_LABELS_KEY
+
+    if CROWD_BOXES_KEY not in target:
+        return []
+    boxes = torch.as_tensor(target[CROWD_BOXES_KEY]).double().reshape(-1, 4).tolist()
+    return [(int(label), box) for label, box in zip(torch.as_tensor(target[CROWD_LABELS_KEY]).tolist(), boxes)]
 
 
 def _mask_area(rle: dict[str, Any]) -> float:
@@ -344,7 +364,8 @@ def _evaluate(
     with contextlib.redirect_stdout(io.StringIO()):
         ground_truth.createIndex()
         if not results or not annotations:
-            return {prefix + name: (0.0 if annotations else -1.0) for name in _STATS + _RECALLS}
+            counted = any(not annotation["iscrowd"] for annotation in annotations)
+            return {prefix + name: (0.0 if counted else -1.0) for name in _STATS + _RECALLS}
         evaluation = COCOeval(ground_truth, ground_truth.loadRes(results), iouType=iou_type)
         evaluation.evaluate()
         evaluation.accumulate()

@@ -70,6 +70,9 @@ SHORT_SIDE_SIZES = (400, 500, 600)
 CROP_SIDES = (384, 600)
 #: Key the training transform adds to each target; `RFDetrDataCollator` rescales only batches marked with it.
 MULTI_SCALE_KEY = "multi_scale"
+#: Keys of the crowd regions (`iscrowd=1`) that evaluation targets carry for the metrics only (see `crowd_regions`):
+#: absolute xywh boxes in the original image, float32 `(M, 4)`, and their classes `(M,)`. The loss never reads them.
+CROWD_BOXES_KEY, CROWD_LABELS_KEY = "crowd_boxes", "crowd_class_labels"
 _BILINEAR = InterpolationMode.BILINEAR
 
 
@@ -242,6 +245,21 @@ def source_boxes(objects: Any, height: int, width: int) -> tuple[tv_tensors.Boun
     return boxes, torch.tensor([int(categories[i]) for i in keep], dtype=torch.int64)
 
 
+def crowd_regions(objects: Any) -> dict[str, torch.Tensor]:
+    """The crowd objects (`iscrowd=1`) of one row's `objects`, as the annotation gives them (`CROWD_BOXES_KEY`:
+    absolute xywh, float32 (the evaluation loop moves targets to the device; MPS has no float64); `CROWD_LABELS_KEY`:
+    classes): the ground truth that COCO evaluation ignores detections
+    on, as pycocotools does reading the COCO json. Not for the loss (crowd objects are not trained on)."""
+    columns = object_columns(objects)
+    bboxes, categories = columns.get("bbox") or [], columns.get("category") or []
+    crowd = columns.get("iscrowd") or [0] * len(bboxes)
+    kept = [index for index in range(len(bboxes)) if crowd[index]]
+    return {
+        CROWD_BOXES_KEY: torch.tensor([bboxes[i] for i in kept], dtype=torch.float32).reshape(-1, 4),
+        CROWD_LABELS_KEY: torch.tensor([int(categories[i]) for i in kept], dtype=torch.int64),
+    }
+
+
 def source_masks(objects: Any, height: int, width: int, image_id: Any = None) -> tv_tensors.Mask:
     """`(N, height, width)` bool masks of one row's non-crowd objects, in the order of `source_boxes`.
 
@@ -287,18 +305,23 @@ class DetectionTransform:
     `orig_size` and `size` `(2,)` int64 `(height, width)`}; crowd objects and boxes without area are left out. With
     `multi_scale=True` (training) the targets also carry `MULTI_SCALE_KEY: True` for `RFDetrDataCollator`. With
     `masks=True` they also carry `masks` `(N, S, S)` bool, one per kept box (`(0, S, S)` for an image without
-    objects), transformed with the image (see the module docstring).
+    objects), transformed with the image (see the module docstring). With `crowd=True` (evaluation) they also carry
+    the crowd regions for the metrics (`crowd_regions`: `CROWD_BOXES_KEY`, `CROWD_LABELS_KEY`).
 
     Args:
         pipeline: a torchvision v2 transform `(PIL image, BoundingBoxes[, Mask])` -> the same, transformed.
         multi_scale: mark the targets for per-batch multi-scale.
         masks: decode `objects.segmentation` and add `masks` to the targets (instance segmentation).
+        crowd: add the crowd regions, which `coco_metrics` scores as `iscrowd` ground truth.
     """
 
-    def __init__(self, pipeline: v2.Transform, *, multi_scale: bool = False, masks: bool = False) -> None:
+    def __init__(
+        self, pipeline: v2.Transform, *, multi_scale: bool = False, masks: bool = False, crowd: bool = False
+    ) -> None:
         self.pipeline = pipeline
         self.multi_scale = multi_scale
         self.masks = masks
+        self.crowd = crowd
 
     def __call__(self, batch: Mapping[str, list[Any]]) -> dict[str, list[Any]]:
         image_ids = batch.get("image_id") or [None] * len(batch["image"])
@@ -320,6 +343,8 @@ class DetectionTransform:
         labels = _targets(boxes.as_subclass(torch.Tensor), classes, image_id, (height, width), pixels.shape[-2:], masks)
         if self.multi_scale:
             labels[MULTI_SCALE_KEY] = True
+        if self.crowd:
+            labels.update(crowd_regions(objects))
         return pixels.as_subclass(torch.Tensor), labels
 
 
@@ -365,7 +390,7 @@ def build_transforms(
 
     Args:
         config: gives `resolution` and `block_size`.
-        train: training augmentation (else the evaluation resize).
+        train: training augmentation (else the evaluation resize, with the crowd regions in the targets).
         multi_scale: per-batch multi-scale training (the default of the original): samples come out at
             `max(training_scales(config))` and `RFDetrDataCollator` resizes each batch to a random scale. `False`
             trains at `resolution`.
@@ -375,7 +400,7 @@ def build_transforms(
     """
     with_masks = bool(getattr(config, "segmentation_head", False)) if masks is None else masks
     if not train:
-        return DetectionTransform(eval_pipeline(config.resolution), masks=with_masks)
+        return DetectionTransform(eval_pipeline(config.resolution), masks=with_masks, crowd=True)
     scale = max(training_scales(config, expanded_scales)) if multi_scale else config.resolution
     pipeline = train_pipeline(scale, scale_jitter=scale_jitter, hflip_prob=hflip_prob)
     return DetectionTransform(pipeline, multi_scale=multi_scale, masks=with_masks)
@@ -534,6 +559,8 @@ def _rescale(pixel_values: torch.Tensor, labels: list[dict[str, Any]], scale: in
 
 __all__ = [
     "CROP_SIDES",
+    "CROWD_BOXES_KEY",
+    "CROWD_LABELS_KEY",
     "MULTI_SCALE_KEY",
     "SHORT_SIDE_SIZES",
     "DetectionTransform",
@@ -543,6 +570,7 @@ __all__ = [
     "RandomSquareCrop",
     "apply_transforms",
     "build_transforms",
+    "crowd_regions",
     "decode_image",
     "eval_pipeline",
     "multi_scale_scales",
