@@ -95,6 +95,42 @@ def test_early_stopping_on_ema_map(dataset_dir: Path, tiny_folder: Path, tmp_pat
     assert round(trainer.state.epoch) == 2 < 6
 
 
+def test_early_stopping_saves_the_best_checkpoints_weights_and_ema(
+    dataset_dir: Path, tiny_folder: Path, tmp_path: Path
+) -> None:
+    """With early stopping, output_dir held the best checkpoint's weights but output_dir/ema the last step's average
+    (and its eval_results.json another epoch's metrics); both now come from the best checkpoint."""
+    from safetensors.torch import load_file
+
+    class FirstEpochIsBest(TrainerCallback):  # the metric the best checkpoint is chosen on, made deterministic
+        def on_evaluate(self, args, state, control, metrics=None, **kwargs) -> None:
+            metrics["eval_ema_map"] = 1.0 if round(state.epoch) == 1 else 0.0
+
+    output = tmp_path / "run"
+    trainer = fine_tune(
+        tiny_folder,
+        dataset_dir,
+        epochs=2,
+        early_stopping=True,
+        early_stopping_use_ema=True,
+        output_dir=output,
+        callbacks=[FirstEpochIsBest()],
+        **COMMON,
+    )
+    best = Path(trainer.state.best_model_checkpoint)
+    assert best.name == "checkpoint-2" and trainer.state.global_step == 4
+
+    def same(first: Path, second: Path) -> bool:
+        one, other = load_file(first), load_file(second)
+        return one.keys() == other.keys() and all(torch.equal(one[key], other[key]) for key in one)
+
+    assert same(output / "model.safetensors", best / "model.safetensors")
+    assert same(output / "ema" / "model.safetensors", best / "ema" / "model.safetensors")
+    assert not same(output / "ema" / "model.safetensors", output / "checkpoint-4" / "ema" / "model.safetensors")
+    epochs = [json.loads((folder / "eval_results.json").read_text())["epoch"] for folder in (output, output / "ema")]
+    assert epochs == [1.0, 1.0]
+
+
 def test_datasets_dataset_without_ema(dataset_dir: Path, tiny_folder: Path, tmp_path: Path) -> None:
     splits = load_coco_folder(dataset_dir)
     trainer = fine_tune(

@@ -36,7 +36,7 @@ from ..models.rfdetr.image_processing_rfdetr import RFDetrImageProcessor
 from ..models.rfdetr.modeling_rfdetr import RFDetrForInstanceSegmentation, RFDetrForObjectDetection
 from .data import id2label_from_dataset, load_coco_folder
 from .data_checks import check_training_data
-from .ema import RFDetrEMACallback
+from .ema import EMA_FOLDER, RFDetrEMACallback
 from .hub_data import prepare_dataset
 from .metrics import SEGM_PREFIX
 from .optim import LearningRates
@@ -296,6 +296,9 @@ def fine_tune(
     trainer.save_model(str(output_dir))
     processor.save_pretrained(str(output_dir))
     if ema is not None and trainer.is_world_process_zero():
+        best = _best_checkpoint(trainer)
+        if best is not None:  # the weights are the best checkpoint's (load_best_model_at_end): its average too
+            ema.load(best / EMA_FOLDER, trainer.model.device)
         ema.save(Path(output_dir) / "ema", trainer.model)
         processor.save_pretrained(str(Path(output_dir) / "ema"))
     trainer.save_state()
@@ -329,6 +332,13 @@ def _training_summary(
     )
 
 
+def _best_checkpoint(trainer: RFDetrTrainer) -> Path | None:
+    """The checkpoint whose weights `load_best_model_at_end` restored (early stopping), or None: the final model and
+    its EMA average, and their `eval_results.json`, all come from it."""
+    best = trainer.state.best_model_checkpoint
+    return Path(best) if trainer.args.load_best_model_at_end and best else None
+
+
 def _mask_metrics(log_history: list[dict], prefix: str, step: int) -> dict[str, float]:
     """The mask (`segm_*`) metrics logged with `prefix` at `step`, named `eval_segm_*` (none for detection)."""
     entries = [entry for entry in log_history if f"{prefix}map" in entry and entry.get("step") == step]
@@ -340,13 +350,12 @@ def _mask_metrics(log_history: list[dict], prefix: str, step: int) -> dict[str, 
 
 def _write_results_and_card(trainer: RFDetrTrainer, folder: Path, prefix: str, training: str) -> None:
     """`eval_results.json` with the metrics of the weights saved in `folder` (when they were evaluated), and the
-    model card `README.md` (the metrics of `load_best_model_at_end` runs are those of the best checkpoint)."""
+    model card `README.md` (the metrics of `load_best_model_at_end` runs, regular and EMA, are those of the best
+    checkpoint)."""
     from ..model_card import evaluation_from_log_history, write_model_card
 
-    step = trainer.state.global_step
-    best = trainer.state.best_model_checkpoint
-    if prefix == "eval_" and trainer.args.load_best_model_at_end and best:
-        step = int(str(best).rsplit("-", 1)[-1])
+    best = _best_checkpoint(trainer)
+    step = int(best.name.rsplit("-", 1)[-1]) if best is not None else trainer.state.global_step
     evaluation = evaluation_from_log_history(trainer.state.log_history, prefix, step=step, source="eval_results.json")
     if evaluation is not None:
         results = {"epoch": evaluation.epoch, **{f"eval_{key}": value for key, value in evaluation.metrics.items()}}
