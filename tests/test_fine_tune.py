@@ -7,6 +7,7 @@ import importlib
 import json
 from pathlib import Path
 
+import datasets
 import pytest
 import torch
 from transformers import TrainerCallback
@@ -139,6 +140,30 @@ def test_datasets_dataset_without_ema(dataset_dir: Path, tiny_folder: Path, tmp_
     assert trainer.model.config.resolution == 96 and trainer.model.config.num_labels == 3
     assert not (tmp_path / "run" / "ema").exists()
     assert not any("eval_ema_map" in entry for entry in trainer.state.log_history)
+
+
+def test_datasets_dict_with_val_or_valid_split_is_evaluated(
+    dataset_dir: Path, tiny_folder: Path, tmp_path: Path
+) -> None:
+    """A DatasetDict whose held-out split was named 'val' or 'valid' (as load_coco_folder accepts for folders) was
+    never evaluated, silently; it is now the validation split, and unknown split names are refused up front."""
+    splits = load_coco_folder(dataset_dir)
+    for name in ("val", "Valid"):
+        renamed = datasets.DatasetDict(train=splits["train"], **{name: splits["validation"]})
+        trainer = fine_tune(
+            tiny_folder,
+            dataset=renamed,
+            epochs=1,
+            use_ema=False,
+            output_dir=tmp_path / name,
+            early_stopping=True,
+            **COMMON,
+        )
+        assert sum("eval_map" in entry for entry in trainer.state.log_history) == 1, name
+    with pytest.raises(ValueError, match=r"split\(s\) \['holdout'\] that fine_tune does not know"):
+        fine_tune(tiny_folder, dataset=datasets.DatasetDict(train=splits["train"], holdout=splits["validation"]))
+    with pytest.raises(ValueError, match=r"2 'validation' splits \['val', 'validation'\]"):
+        fine_tune(tiny_folder, dataset=datasets.DatasetDict(val=splits["validation"], validation=splits["validation"]))
 
 
 def test_variant_names_start_from_the_variant_with_the_dataset_labels() -> None:

@@ -34,7 +34,7 @@ from transformers import (
 from ..models.rfdetr.configuration_rfdetr import VARIANT_ALIASES, VARIANTS, RFDetrConfig
 from ..models.rfdetr.image_processing_rfdetr import RFDetrImageProcessor
 from ..models.rfdetr.modeling_rfdetr import RFDetrForInstanceSegmentation, RFDetrForObjectDetection
-from .data import id2label_from_dataset, load_coco_folder
+from .data import _SPLIT_ALIASES, id2label_from_dataset, load_coco_folder
 from .data_checks import check_training_data
 from .ema import EMA_FOLDER, RFDetrEMACallback
 from .hub_data import prepare_dataset
@@ -111,6 +111,34 @@ def _load_model(
         model.config.resolution = overrides["resolution"]
         model.config.validate()
     return model
+
+
+def _named_splits(dataset: datasets.DatasetDict) -> datasets.DatasetDict:
+    """`dataset` with its splits named as `fine_tune` uses them: `train`, `validation` (also accepted as `val` or
+    `valid`, in any case, as `load_coco_folder` accepts the folders) and `test`; anything else than a `DatasetDict`
+    is returned as it is (`prepare_dataset` and the data checks explain it).
+
+    Raises:
+        ValueError: splits of other names (they would be silently unused, a held-out split never evaluated), or
+            two names for one split.
+    """
+    if not isinstance(dataset, datasets.DatasetDict):
+        return dataset
+    unknown = [name for name in dataset if str(name).lower() not in _SPLIT_ALIASES]
+    if unknown:
+        raise ValueError(
+            f"dataset has split(s) {unknown} that fine_tune does not know: it trains on 'train', evaluates on "
+            f"'validation' (or 'val' / 'valid') and leaves 'test' alone; rename or drop the others "
+            f"(datasets.DatasetDict(train=..., validation=...))"
+        )
+    renamed: dict[str, datasets.Dataset] = {}
+    for name, split in dataset.items():
+        target = _SPLIT_ALIASES[str(name).lower()]
+        if target in renamed:
+            names = [other for other in dataset if _SPLIT_ALIASES[str(other).lower()] == target]
+            raise ValueError(f"dataset has {len(names)} '{target}' splits {names}: keep one")
+        renamed[target] = split
+    return datasets.DatasetDict(renamed)
 
 
 def _best_model_metric(segmentation: bool, ema: bool) -> str:
@@ -230,7 +258,7 @@ def fine_tune(
     if dataset_dir is not None:
         splits, summaries = load_coco_folder(dataset_dir, return_summary=True, masks=segmentation)
     else:
-        splits, summaries = prepare_dataset(dataset), None
+        splits, summaries = prepare_dataset(_named_splits(dataset)), None
     # before the model is built and the first step is taken
     check_training_data(splits, summaries=summaries, masks=segmentation)
     if model_error is not None:
