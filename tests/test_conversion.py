@@ -144,6 +144,55 @@ def test_fine_tuned_checkpoint_keeps_its_class_names(tmp_path: Path) -> None:
 
 
 @pytest.mark.reference
+def test_new_layout_checkpoint_keeps_its_architecture(tmp_path: Path) -> None:
+    """rfdetr 1.11.2's training checkpoints keep the architecture in `model_config` (their `args` is the TrainConfig,
+    without resolution or num_queries): a Nano trained at 320 px with 100 queries converts to that architecture, its
+    outputs match the original built from the same model_config, and --verify rejects a config that lost it."""
+    import json as json_module
+
+    from rfdetr.config import RFDETRNanoConfig, TrainConfig
+    from rfdetr.models import build_model_from_config
+
+    from hf_rfdetr.conversion import _verification_image, config_from_checkpoint, verify_against_original
+    from hf_rfdetr.models.rfdetr.configuration_rfdetr import RFDetrConfig
+    from hf_rfdetr.models.rfdetr.modeling_rfdetr import RFDetrForObjectDetection
+
+    model_config = RFDETRNanoConfig(device="cpu", resolution=320, num_queries=100, num_select=200, num_classes=3)
+    torch.manual_seed(2)
+    reference = perturb_(build_model_from_config(model_config), seed=2).eval()
+    train_config = TrainConfig(dataset_dir=str(tmp_path), class_names=["apple", "banana", "cherry"])
+    as_saved = lambda value: json_module.loads(json_module.dumps(value, default=str))  # noqa: E731
+    payload = {
+        "model": reference.state_dict(),
+        "args": as_saved(train_config.model_dump()),
+        "model_name": "RFDETRNano",
+        "model_config": as_saved(model_config.model_dump()),
+        "rfdetr_version": "1.11.2",
+    }
+    path = tmp_path / "checkpoint_best_ema.pth"
+    torch.save(payload, path)
+    out = convert_checkpoint(path, tmp_path / "fruit", verify=True)
+    config = json.loads((out / "config.json").read_text())
+    assert (config["resolution"], config["positional_encoding_size"], config["num_queries"]) == (320, 20, 100)
+    assert config["id2label"] == {"0": "apple", "1": "banana", "2": "cherry", "3": "N/A"}
+    processor = AutoImageProcessor.from_pretrained(out)
+    assert processor.num_top_queries == 200
+    pixel_values = processor([_verification_image()], return_tensors="pt")["pixel_values"]
+    assert tuple(pixel_values.shape[-2:]) == (320, 320)
+    with torch.no_grad():
+        expected = reference(pixel_values)
+    actual = _converted_outputs(out, pixel_values)
+    assert (actual.logits - expected["pred_logits"]).abs().max() <= 1e-4
+    assert (actual.pred_boxes - expected["pred_boxes"]).abs().max() <= 1e-4
+    # --verify builds the original from the checkpoint, so a config that lost its resolution fails it
+    checkpoint = load_checkpoint(path)
+    lost = RFDetrConfig.from_dict({**config_from_checkpoint(checkpoint).to_dict(), "resolution": 384})
+    model = RFDetrForObjectDetection.from_pretrained(out, config=lost)
+    with pytest.raises(CheckpointError, match="trained at resolution 320"):
+        verify_against_original(model, checkpoint, lost)
+
+
+@pytest.mark.reference
 def test_bare_state_dict_infers_the_variant(tmp_path: Path) -> None:
     path = tmp_path / "rf-detr-base.pth"
     torch.save({"model": reference_model("base").state_dict()}, path)

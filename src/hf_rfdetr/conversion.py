@@ -188,6 +188,7 @@ _ARG_FIELDS = {
     "projector_scale": "projector_scale",
     "dim_feedforward": "decoder_ffn_dim",
     "mask_downsample_ratio": "mask_downsample_ratio",
+    "num_select": "num_select",  # not a model field: the processor's num_top_queries (`from_config` reads it)
 }
 #: Architecture switches of the original that this port implements only in their default (True / False) state.
 _REQUIRED_FLAGS = {"two_stage": True, "bbox_reparam": True, "lite_refpoint_refine": True, "layer_norm": True}
@@ -265,6 +266,21 @@ def _args(checkpoint: dict) -> dict:
     return dict(args) if isinstance(args, dict) else dict(vars(args))
 
 
+#: `model_config` entries that describe the training host or run, not the architecture.
+_NOT_ARCHITECTURE = ("device", "pretrain_weights", "model_name")
+
+
+def _architecture(checkpoint: dict) -> dict:
+    """The checkpoint's architecture settings, as `RFDETR.from_checkpoint` of rfdetr 1.11.2 restores them: the saved
+    `model_config` (the `ModelConfig` dump that newer checkpoints carry, whose `args` is then the `TrainConfig`
+    without resolution, patch size or query count) over the legacy `args` (the single namespace of older ones)."""
+    architecture = _args(checkpoint)
+    model_config = checkpoint.get("model_config")
+    if isinstance(model_config, dict):
+        architecture.update({k: v for k, v in model_config.items() if k not in _NOT_ARCHITECTURE})
+    return architecture
+
+
 def _variant_from_weights(state_dict: dict[str, torch.Tensor]) -> str:
     """The named variant whose architecture fits the weights (mask head or not, patch size, widths, decoder depth,
     position grid)."""
@@ -322,11 +338,11 @@ def _require_original_keys(state_dict: dict[str, torch.Tensor]) -> None:
 
 
 def config_from_checkpoint(checkpoint: dict, variant: str | None = None, weights: str = "model") -> RFDetrConfig:
-    """The RFDetrConfig of an original checkpoint: its saved `args` over the named variant's defaults, the class
-    count from the weights, and the class names when the checkpoint has them (else COCO's for 91 slots)."""
+    """The RFDetrConfig of an original checkpoint: its saved architecture (`model_config`, else `args`) over the
+    named variant's defaults, the class count from the weights, and the class names when the checkpoint has them (else COCO's for 91 slots)."""
     from .models.rfdetr.coco_classes import COCO_ID2LABEL
 
-    args, state_dict = _args(checkpoint), checkpoint[weights]
+    args, state_dict = _architecture(checkpoint), checkpoint[weights]
     _require_original_keys(state_dict)
     for flag, required in _REQUIRED_FLAGS.items():
         if flag in args and bool(args[flag]) != required:
@@ -385,22 +401,41 @@ def verify_against_original(
     from .models.rfdetr.image_processing_rfdetr import RFDetrImageProcessor
 
     class_name = {v: k for k, v in _MODEL_NAME_VARIANT.items()}[config.variant] + "Config"
-    reference_config = getattr(reference_configs, class_name)(
-        device="cpu",
-        resolution=config.resolution,
-        positional_encoding_size=config.positional_encoding_size,
-        num_classes=config.num_labels - 1,
-        num_queries=config.num_queries,
-        group_detr=config.group_detr,
-    )
+    reference_class = getattr(reference_configs, class_name)
+    # The reference is built from what the checkpoint says it is (its model_config / args), not from our config, so
+    # that a setting the conversion lost shows up as a difference; our config fills only what the checkpoint omits.
+    options = {
+        "resolution": config.resolution,
+        "positional_encoding_size": config.positional_encoding_size,
+        "num_queries": config.num_queries,
+        "group_detr": config.group_detr,
+    }
+    saved = _architecture(checkpoint)
+    for name in (*_ARG_FIELDS, "encoder", *_REQUIRED_FLAGS):
+        if name in reference_class.model_fields and name != "num_select" and saved.get(name) is not None:
+            options[name] = saved[name]
+    reference_config = reference_class(device="cpu", num_classes=config.num_labels - 1, **options)
     reference = build_model_from_config(reference_config).eval()
     reference.load_state_dict(checkpoint[weights], strict=True)
     image = _verification_image()
-    processor = RFDetrImageProcessor.from_config(config)
-    pixel_values = processor([image, image.transpose(0)], return_tensors="pt")["pixel_values"]
+    images = [image, image.transpose(0)]
+    pixel_values = RFDetrImageProcessor.from_config(config)(images, return_tensors="pt")["pixel_values"]
+    side = int(reference_config.resolution)
+    reference_processor = RFDetrImageProcessor.from_config(config, size={"height": side, "width": side})
+    reference_pixel_values = reference_processor(images, return_tensors="pt")["pixel_values"]
+    if reference_pixel_values.shape != pixel_values.shape:
+        raise CheckpointError(
+            f"the converted model takes {tuple(pixel_values.shape[-2:])} inputs (resolution {config.resolution}) but "
+            f"the checkpoint was trained at resolution {side}"
+        )
     model.eval()
     with torch.no_grad():
-        expected, actual = reference(pixel_values), model(pixel_values)
+        expected, actual = reference(reference_pixel_values), model(pixel_values)
+    if expected["pred_logits"].shape != actual.logits.shape:
+        raise CheckpointError(
+            f"converted model gives logits {tuple(actual.logits.shape)}, the original "
+            f"{tuple(expected['pred_logits'].shape)}"
+        )
     deltas = {
         "logits": (expected["pred_logits"] - actual.logits).abs().max().item(),
         "pred_boxes": (expected["pred_boxes"] - actual.pred_boxes).abs().max().item(),
