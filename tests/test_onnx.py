@@ -382,6 +382,29 @@ def test_runner_errors_name_the_problem(tiny_export, tmp_path: Path) -> None:
 
 
 # ------------------------------------------------------------------------------------------------------------ CLI
+def test_saved_processor_fits_the_graph_when_the_source_keeps_the_aspect_ratio(tmp_path: Path) -> None:
+    """A source processor with keep_aspect_ratio=True (and a pad_size) would give the fixed-size graph inputs of
+    another shape; the exported folder's own processor feeds it, on a non-square image, the same detections as the
+    PyTorch model with that processor."""
+    model = _tiny_model(seed=3)
+    source = RFDetrImageProcessor.from_config(
+        model.config, keep_aspect_ratio=True, pad_size={"height": 64, "width": 64}
+    )
+    folder = export_onnx(model, tmp_path / "onnx", image_processor=source, resolution=(64, 96))
+    processor = RFDetrImageProcessor.from_pretrained(folder)
+    assert not processor.keep_aspect_ratio and processor.pad_size is None
+    image = Image.fromarray(np.random.default_rng(7).integers(0, 255, (45, 90, 3), dtype=np.uint8))
+    inputs = processor(image, return_tensors="pt")
+    assert tuple(inputs["pixel_values"].shape) == (1, 3, 64, 96)
+    onnx_model = RFDetrOnnxModel.from_pretrained(folder)
+    sizes = [(image.height, image.width)]
+    with torch.no_grad():
+        expected = processor.post_process_object_detection(model(**inputs), 0.0, sizes, top_k=10)[0]
+    actual = processor.post_process_object_detection(onnx_model(**inputs), 0.0, sizes, top_k=10)[0]
+    assert torch.equal(actual["labels"], expected["labels"])
+    torch.testing.assert_close(actual["boxes"], expected["boxes"], atol=1e-3, rtol=0)
+
+
 def test_cli_export(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     model = _tiny_model(seed=4)
     model.save_pretrained(tmp_path / "model")

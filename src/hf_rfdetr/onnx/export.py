@@ -381,13 +381,30 @@ def _export_with_optimum(
 def _save_companions(
     model: RFDetrExportable, image_processor: RFDetrImageProcessor, folder: Path, height: int, width: int
 ) -> None:
-    """config.json and preprocessor_config.json for an export at (height, width)."""
+    """config.json and preprocessor_config.json for an export at (height, width).
+
+    The graph takes exactly (height, width) and no `pixel_mask`, so the saved processor resizes every image to that
+    size (squashing it, as the original's `predict`): an aspect-keeping resize with padding would give other input
+    sizes, or padded inputs whose boxes the graph, without the mask, would place on the padded canvas."""
     config = copy.deepcopy(model.config)
     if height == width:
         config.resolution = height
     config.save_pretrained(folder)
     processor = RFDetrImageProcessor.from_dict(image_processor.to_dict())
+    if processor.keep_aspect_ratio or processor.pad_size is not None:
+        logger.warning(
+            "the exported graph takes fixed %dx%d inputs without a pixel mask: its processor resizes to that size "
+            "(keep_aspect_ratio=False, no pad_size) instead of the source processor's keep_aspect_ratio=%s, "
+            "pad_size=%s",
+            height,
+            width,
+            processor.keep_aspect_ratio,
+            processor.pad_size,
+        )
     processor.size = {"height": height, "width": width}
+    processor.keep_aspect_ratio = False
+    processor.pad_size = None
+    processor.do_resize = True
     processor.save_pretrained(folder)
 
 
