@@ -10,7 +10,7 @@ from pathlib import Path
 import datasets
 import pytest
 import torch
-from transformers import TrainerCallback
+from transformers import AutoImageProcessor, TrainerCallback, pipeline
 
 from hf_rfdetr import RFDetrForObjectDetection, RFDetrImageProcessor, fine_tune
 from hf_rfdetr.optimization import has_native_bf16
@@ -67,6 +67,11 @@ def test_fine_tune_writes_model_ema_and_metrics(dataset_dir: Path, tiny_folder: 
     )
     assert trainer.state.global_step == 4
     assert RFDetrForObjectDetection.from_pretrained(output / "ema").config.id2label == trainer.model.config.id2label
+    # checkpoints carry the image processor (they lacked it: AutoImageProcessor and pipeline failed on them)
+    checkpoint = output / "checkpoint-4"
+    detector = pipeline("object-detection", model=str(checkpoint))
+    assert isinstance(detector.image_processor, RFDetrImageProcessor)
+    assert AutoImageProcessor.from_pretrained(checkpoint / "ema").size == detector.image_processor.size
 
 
 def test_resume_continues_from_the_last_checkpoint(dataset_dir: Path, tiny_folder: Path, tmp_path: Path) -> None:

@@ -308,21 +308,21 @@ def fine_tune(
         trainer_callbacks.append(EarlyStoppingCallback(early_stopping_patience, early_stopping_min_delta))
     trainer_callbacks.extend(callbacks or [])
     ema = RFDetrEMACallback(decay=0.993, tau=100) if use_ema else None
+    processor = RFDetrImageProcessor.from_config(model.config)
     trainer = RFDetrTrainer(
         model=model,
         args=args,
         train_dataset=transformed["train"],
         eval_dataset=transformed.get("validation"),
         data_collator=RFDetrDataCollator.from_config(model.config, seed=seed),
+        processing_class=processor,  # saved in every checkpoint: each loads with AutoImageProcessor / pipeline
         compute_metrics=CocoEvaluator(id2label),
         learning_rates=LearningRates(lr=lr, lr_encoder=lr_encoder, weight_decay=weight_decay),
         ema=ema,
         callbacks=trainer_callbacks,
     )
     trainer.train(resume_from_checkpoint=str(resume) if isinstance(resume, (str, Path)) else resume)
-    processor = RFDetrImageProcessor.from_config(model.config)
-    trainer.save_model(str(output_dir))
-    processor.save_pretrained(str(output_dir))
+    trainer.save_model(str(output_dir))  # with the processor
     if ema is not None and trainer.is_world_process_zero():
         best = _best_checkpoint(trainer)
         if best is not None:  # the weights are the best checkpoint's (load_best_model_at_end): its average too

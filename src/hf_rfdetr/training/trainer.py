@@ -92,7 +92,8 @@ class RFDetrTrainer(Trainer):
             (`learning_rate`, `weight_decay`), `lr_encoder`, `lr_vit_layer_decay`, `lr_component_decay` from here.
         ema: an `RFDetrEMACallback`; its weights are evaluated too, as `eval_ema_*` metrics.
 
-    Checkpoints: each `checkpoint-N/` also holds the EMA weights (`ema/`) and the random state of the data collator
+    Checkpoints: each `checkpoint-N/` also holds the EMA weights (`ema/`, with the `processing_class`, as the
+    checkpoint itself) and the random state of the data collator
     (`collator_state.pt`, when the collator has `state_dict` / `load_state_dict`, as `RFDetrDataCollator`), next to
     the Trainer's own `rng_state.pth` (python, numpy, torch), so that a resumed run continues exactly as an
     uninterrupted one. `checkpoint_complete.json` is written last; `train(resume_from_checkpoint=True)` resumes from
@@ -153,6 +154,8 @@ class RFDetrTrainer(Trainer):
             torch.save(self.data_collator.state_dict(), self._collator_state_file(folder))
         if self.ema is not None and self.ema.shadow is not None and self.is_world_process_zero():
             self.ema.save(folder / EMA_FOLDER, self.model)
+            if hasattr(self.processing_class, "save_pretrained"):  # the EMA folder loads on its own too
+                self.processing_class.save_pretrained(folder / EMA_FOLDER)
         self.accelerator.wait_for_everyone()
         if self.args.should_save:
             mark_complete(folder, self.state.global_step)
