@@ -331,6 +331,9 @@ def test_train_fine_tunes_and_keeps_the_trained_model(tiny_folder: Path, tmp_pat
     assert json.loads((output / "preprocessor_config.json").read_text())["size"] == {"height": 64, "width": 64}
     detections = model.predict(random_image(64, 64, 13), threshold=0.0)
     assert set(detections.data["class_name"]) <= set(class_names(3))
+    for card in (output / "README.md", output / "ema" / "README.md"):  # they named a deleted temporary folder
+        text = card.read_text()
+        assert "rfdetr-start-" not in text and f"from `{tiny_folder}`" in text, card
 
 
 def test_export_calls_export_onnx(detector: RFDETR, tmp_path: Path, monkeypatch) -> None:

@@ -166,6 +166,8 @@ class RFDETR:
         self.model: RFDetrModelClass = model.to(self.device).eval()
         self.processor: RFDetrImageProcessor = processor
         self._optimized: torch.nn.Module | None = None
+        #: Where the weights came from (a checkpoint name, Hub id, folder or file; None: random), for model cards.
+        self._source: str | None = None if pretrain_weights is None else str(pretrain_weights)
         self._autocast: torch.dtype | None = None
 
     def _variant_checkpoint(self) -> str:
@@ -368,8 +370,10 @@ class RFDETR:
         self.remove_optimized_model()
         with tempfile.TemporaryDirectory(prefix="rfdetr-start-") as start:
             self.model.save_pretrained(start)  # a folder: fine_tune re-initialises the class heads if labels differ
-            trainer = fine_tune(start, dataset_dir, **kwargs)
+            # the model cards name where the weights came from, not this temporary folder
+            trainer = fine_tune(start, dataset_dir, model_name=self._source, **kwargs)
         output_dir = Path(kwargs.get("output_dir", "output"))
+        self._source = str(output_dir)
         self.model = trainer.model.to(self.device).eval()
         self.processor = RFDetrImageProcessor.from_pretrained(output_dir)
         return trainer

@@ -220,6 +220,7 @@ def fine_tune(
     seed: int = 42,
     callbacks: list[TrainerCallback] | None = None,
     amp: bool | str = "auto",
+    model_name: str | None = None,
     **training_arguments,
 ) -> RFDetrTrainer:
     """Fine-tune RF-DETR on a COCO folder (`dataset_dir` with `train/ valid/ [test/]`, each holding
@@ -235,7 +236,8 @@ def fine_tune(
     `early_stopping_use_ema`; checkpoints are then kept every epoch so the
     best can be restored), `output_dir`, `callbacks` (more `TrainerCallback`s for the trainer), `amp` (mixed precision,
     see `mixed_precision`: "auto" as the original, bfloat16 / float16 on CUDA and float32 on the CPU; True also on
-    the CPU, in bfloat16, about 1.6x the float32 images/s on CPUs with native bf16; False: float32). Extra keyword
+    the CPU, in bfloat16, about 1.6x the float32 images/s on CPUs with native bf16; False: float32), `model_name`
+    (what the model cards name as the starting model; default: `model` when it is a name or folder). Extra keyword
     arguments go to `TrainingArguments` (its `bf16=` / `fp16=` override `amp`).
 
     `model` is a variant name (random initialisation), a Hub id or folder (its weights; class heads re-initialised
@@ -248,7 +250,7 @@ def fine_tune(
     """
     if (dataset_dir is None) == (dataset is None):
         raise ValueError("pass exactly one of dataset_dir (a COCO folder) or dataset (a datasets.DatasetDict)")
-    source_name = str(model) if isinstance(model, (str, os.PathLike)) else None
+    source_name = model_name or (str(model) if isinstance(model, (str, os.PathLike)) else None)
     # The config decides whether the masks are read. A model that cannot be resolved (a wrong name, offline) is
     # reported after the data checks, so that data problems still come first, before anything is loaded.
     try:
