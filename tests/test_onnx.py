@@ -420,6 +420,29 @@ def test_cli_export(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     assert "hf-rfdetr export: error: cannot export at height 70" in capsys.readouterr().err
 
 
+def test_export_resolves_names_and_names_missing_folders(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """`export` takes what the other entry points take: a checkpoint name whose COCO folder is cached exports offline
+    (here a tiny model stands in for it), and a local folder that does not exist is named as such."""
+    from hf_rfdetr import pretrained_weights
+
+    monkeypatch.setenv("HF_ASSETS_CACHE", str(tmp_path / "assets"))
+    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
+    cached = pretrained_weights._coco_folder(pretrained_weights.CHECKPOINTS["nano"])
+    model = _tiny_model(seed=5)
+    model.save_pretrained(cached)
+    assert main(["export", "nano", str(tmp_path / "onnx"), "--backend", "torch"]) == 0
+    pixel_values = torch.rand(2, 3, 64, 64)
+    assert max(_max_differences(model, RFDetrOnnxModel.from_pretrained(tmp_path / "onnx"), pixel_values)) <= ATOL
+
+    missing = tmp_path / "no-such-folder"
+    assert main(["export", str(missing), str(tmp_path / "out")]) == 1
+    assert f"model folder {str(missing)!r} does not exist" in capsys.readouterr().err
+    with pytest.raises(FileNotFoundError, match="'./no/such/folder' does not exist"):
+        export_onnx("./no/such/folder", tmp_path / "out")
+
+
 # ----------------------------------------------------------------------------------------------- real model sizes
 @pytest.mark.slow
 @pytest.mark.parametrize("variant", ["nano", "base"])

@@ -88,6 +88,25 @@ def test_every_entry_point_loads_a_transformers_folder(theirs, tmp_path: Path, c
     assert json.loads((tmp_path / "saved" / "config.json").read_text())["model_type"] == "rfdetr"
 
 
+def test_export_converts_a_transformers_folder_and_the_config_says_how(theirs, tmp_path: Path) -> None:
+    """`hf-rfdetr export` converts a transformers rf_detr folder as from_pretrained does; `RFDetrConfig.from_pretrained`
+    on it names the problem and the fix instead of failing on a read-only property."""
+    from hf_rfdetr import RFDetrConfig, RFDetrOnnxModel
+    from hf_rfdetr.models.rfdetr.configuration_rfdetr import RFDetrConfigError
+
+    folder, _ = theirs
+    with pytest.raises(RFDetrConfigError, match=r"transformers' own rf_detr configuration.*hf_rfdetr\.pretrained"):
+        RFDetrConfig.from_pretrained(folder)
+    assert main(["export", str(folder), str(tmp_path / "onnx"), "--backend", "torch"]) == 0
+    ours = RFDetrForObjectDetection.from_pretrained(folder).eval()
+    pixel_values = verification_pixel_values(ours.config)
+    with torch.no_grad():
+        expected = ours(pixel_values)
+    actual = RFDetrOnnxModel.from_pretrained(tmp_path / "onnx")(pixel_values)
+    assert (actual.logits - expected.logits).abs().max() <= 1e-4
+    assert (actual.pred_boxes - expected.pred_boxes).abs().max() <= 1e-4
+
+
 def test_the_conversion_is_cached_and_the_default_epsilon_is_reported(theirs, tmp_path: Path, caplog, monkeypatch):
     folder, _ = theirs
     first = hf_rfdetr.pretrained(folder)

@@ -296,7 +296,7 @@ def _load(
     model: RFDetrExportable | str | Path, image_processor: RFDetrImageProcessor | None
 ) -> tuple[RFDetrExportable, RFDetrImageProcessor]:
     if isinstance(model, (str, Path)):
-        source = str(model)
+        source = _resolve_source(model)
         config = RFDetrConfig.from_pretrained(source)
         model_class = RFDetrForInstanceSegmentation if is_segmentation(config) else RFDetrForObjectDetection
         model = model_class.from_pretrained(source, config=config)
@@ -311,6 +311,24 @@ def _load(
             f"{type(model).__name__}"
         )
     return model, image_processor or RFDetrImageProcessor.from_config(model.config)
+
+
+def _resolve_source(model: str | Path) -> str:
+    """The folder or Hub id to load, resolved as every other entry point does (`hf_rfdetr.pretrained`): a checkpoint
+    name gives its cached COCO folder, a transformers `rf_detr` folder or repository its cached conversion.
+
+    Raises:
+        FileNotFoundError: a local path (absolute, `.`/`~`-relative, or with more than one `/`) that does not exist.
+        ValueError: an unknown checkpoint name (the message lists the known ones).
+    """
+    from ..pretrained_weights import pretrained
+
+    text, path = str(model), Path(model).expanduser()
+    if path.exists():
+        return pretrained(path)
+    if path.is_absolute() or text.startswith((".", "~")) or text.count("/") > 1:  # a path, not a Hub id "org/name"
+        raise FileNotFoundError(f"model folder {text!r} does not exist")
+    return pretrained(text)
 
 
 def _choose_backend(backend: str, square: bool) -> tuple[bool, str]:

@@ -258,7 +258,16 @@ class RFDetrConfig(PretrainedConfig):
     @classmethod
     def from_dict(cls, config_dict: dict[str, Any], **kwargs: Any) -> RFDetrConfig:
         """`PretrainedConfig.from_dict`; `AutoConfig.from_pretrained` passes the folder or Hub id it read as
-        `name_or_path`, which an `RFDetrConfigError` then names."""
+        `name_or_path`, which an `RFDetrConfigError` then names. transformers' own `rf_detr` configuration (another
+        layout of other fields) is refused with an `RFDetrConfigError` saying how to convert it."""
+        if config_dict.get("model_type") == "rf_detr":
+            error = RFDetrConfigError(
+                "this is transformers' own rf_detr configuration (model_type 'rf_detr'), not this package's "
+                f"'{cls.model_type}': convert the checkpoint first, with hf_rfdetr.pretrained(FOLDER_OR_REPO) (a "
+                "cached folder of this package, for any from_pretrained) or RFDetrForObjectDetection.from_pretrained"
+                "(FOLDER_OR_REPO), which converts on load"
+            )
+            raise error.located(kwargs.get("name_or_path")) from None
         try:
             return super().from_dict(config_dict, **kwargs)
         except RFDetrConfigError as error:
