@@ -443,6 +443,19 @@ def test_export_resolves_names_and_names_missing_folders(
         export_onnx("./no/such/folder", tmp_path / "out")
 
 
+def test_a_float16_model_validates_against_the_float32_graph_it_exports(tmp_path: Path) -> None:
+    """The float32 graph of a float16 model (an object, or a folder saved in float16, which transformers 5 loads in
+    float16) is validated against the float32 model it was exported from, not the float16 one (6.9e-1 apart)."""
+    model = _tiny_model(seed=8).half()
+    model.save_pretrained(tmp_path / "fp16")
+    for source in (model, tmp_path / "fp16"):
+        name = "object" if source is model else "folder"
+        folder = export_onnx(source, tmp_path / f"onnx-{name}", validate=True, backend="torch")
+        validation = json.loads((folder / "export_report.json").read_text())["validation"]["model.onnx"]
+        assert max(validation["logits@batch1"], validation["pred_boxes@batch3"]) <= ATOL, (name, validation)
+    assert model.dtype == torch.float16  # the caller's model is left as it was
+
+
 # ----------------------------------------------------------------------------------------------- real model sizes
 @pytest.mark.slow
 @pytest.mark.parametrize("variant", ["nano", "base"])

@@ -443,6 +443,8 @@ def _validate(
 
     generator = torch.Generator().manual_seed(0)
     model = model.eval()
+    if model.dtype != torch.float32:  # a half-precision model (a float16 folder under transformers 5's dtype="auto")
+        model = copy.deepcopy(model).float()  # exports its weights in float32: compare with what was exported
     results: dict[str, dict[str, float]] = {}
     for file_name in files:
         onnx_model = RFDetrOnnxModel.from_pretrained(folder, file_name=file_name)
