@@ -336,6 +336,36 @@ def test_train_fine_tunes_and_keeps_the_trained_model(tiny_folder: Path, tmp_pat
         assert "rfdetr-start-" not in text and f"from `{tiny_folder}`" in text, card
 
 
+def test_train_takes_the_originals_schedule_and_refuses_its_other_options_up_front(
+    tiny_folder: Path, tmp_path: Path
+) -> None:
+    """The original's warmup_epochs= / lr_drop= failed in TrainingArguments after the data and model were loaded;
+    they now set the original's step schedule, and options without an equivalent are refused before loading."""
+    model = RFDETR(pretrain_weights=tiny_folder, device="cpu")
+    missing = tmp_path / "no-such-dataset"  # any data loading would fail on it first
+    for name, value, error, message in [
+        ("class_names", ["a"], ValueError, r"class_names= is an option of the original .* from the dataset"),
+        ("ema_decay", 0.99, ValueError, r"ema_decay= .* use_ema=False"),
+        ("warmup_epoch", 1, TypeError, r"unexpected keyword argument 'warmup_epoch'"),
+    ]:
+        with pytest.raises(error, match=message):
+            model.train(dataset_dir=missing, **{name: value})
+    dataset = write_synthetic_coco(tmp_path / "shapes", num_train=4, num_valid=1, image_size=(64, 64))
+    trainer = model.train(
+        dataset_dir=dataset,
+        epochs=2,
+        batch_size=2,
+        grad_accum_steps=1,
+        warmup_epochs=0.5,
+        lr_drop=1,
+        output_dir=tmp_path / "run",
+        tensorboard=False,
+        num_workers=0,
+    )
+    assert trainer.state.global_step == 4  # 2 steps per epoch: 1 warmup step, x0.1 from step 2 (epoch 1) on
+    assert [trainer.lr_scheduler.lr_lambdas[0](step) for step in range(4)] == [0.0, 1.0, 0.1, 0.1]
+
+
 def test_export_calls_export_onnx(detector: RFDETR, tmp_path: Path, monkeypatch) -> None:
     """The facade's part only (the exporter itself is tested with hf_rfdetr.onnx)."""
     import sys

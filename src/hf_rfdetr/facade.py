@@ -45,6 +45,7 @@ downloaded once (md5-checked), converted and cached as safetensors (`hf_rfdetr.p
 
 from __future__ import annotations
 
+import inspect
 import os
 import tempfile
 import warnings
@@ -356,7 +357,10 @@ class RFDETR:
         `grad_accum_steps`, `lr`, `lr_encoder`, `resolution`, `weight_decay`, `device` (default: this object's),
         `use_ema`, `gradient_checkpointing`, `checkpoint_interval`, `resume`, `tensorboard`, `wandb`, `project`,
         `run`, `early_stopping`, `early_stopping_patience`, `early_stopping_min_delta`, `early_stopping_use_ema`,
-        `output_dir` (default "output"), or `dataset=` (a `datasets.DatasetDict`) instead of `dataset_dir`.
+        `warmup_epochs`, `lr_drop`, `seed`, `num_workers`, `amp`, `output_dir` (default "output"), or `dataset=` (a
+        `datasets.DatasetDict`) instead of `dataset_dir`. Options of the original without an equivalent
+        (`class_names`, `ema_decay`, ...) and unknown names are refused before anything is loaded, naming what to
+        use instead.
 
         The class heads are re-initialised for the dataset's labels when they differ from the model's. Afterwards
         this object holds the model `fine_tune` saved in `output_dir`: the regular (non-EMA) weights at the end of
@@ -365,7 +369,10 @@ class RFDETR:
         `RFDETR(pretrain_weights="OUTPUT_DIR/ema")`. Returns the `transformers.Trainer`.
         """
         from .training import fine_tune
+        from .training.fine_tune import check_training_options
 
+        known = set(inspect.signature(fine_tune).parameters) - {"model", "dataset_dir", "training_arguments"}
+        check_training_options({name: value for name, value in kwargs.items() if name not in known})  # before loading
         kwargs.setdefault("device", None if self.device.type == "cuda" else self.device.type)
         self.remove_optimized_model()
         with tempfile.TemporaryDirectory(prefix="rfdetr-start-") as start:

@@ -113,6 +113,70 @@ def _load_model(
     return model
 
 
+#: Options of the original `TrainConfig` (rfdetr 1.11) that `fine_tune` has no equivalent for, with what to do.
+ORIGINAL_OPTIONS = {
+    "class_names": "the class names come from the dataset's categories",
+    "num_classes": "the class count comes from the dataset's categories",
+    "dataset_file": "the dataset is a COCO folder (dataset_dir=) or a datasets.DatasetDict (dataset=)",
+    "ema_decay": "the EMA uses the original's defaults (decay 0.993, tau 100); use_ema=False turns it off",
+    "ema_tau": "the EMA uses the original's defaults (decay 0.993, tau 100); use_ema=False turns it off",
+    "lr_scheduler": "the schedule is the original's 'step' one (warmup_epochs=, lr_drop=); for another, pass "
+    "TrainingArguments' lr_scheduler_type= instead",
+    "lr_min_factor": "the schedule is the original's 'step' one (warmup_epochs=, lr_drop=)",
+    "lr_vit_layer_decay": "the layer decay is the original's default 0.8 (hf_rfdetr.training.LearningRates for "
+    "RFDetrTrainer)",
+    "lr_component_decay": "the decoder decay is the original's default 0.7 (hf_rfdetr.training.LearningRates for "
+    "RFDetrTrainer)",
+    "clip_max_norm": "gradients are clipped at the original's 0.1",
+    "drop_path": "not supported",
+    "group_detr": "a model setting: RFDetrConfig(group_detr=...)",
+    "ia_bce_loss": "a model setting of the config",
+    "cls_loss_coef": "a model setting of the config",
+    "num_select": "a model setting of the config",
+    "segmentation_head": "start from a segmentation model (a Seg variant or folder) instead",
+    "multi_scale": "multi-scale training is always on (hf_rfdetr.training.apply_transforms for other settings)",
+    "expanded_scales": "hf_rfdetr.training.apply_transforms(..., expanded_scales=) with RFDetrTrainer",
+    "scale_jitter": "hf_rfdetr.training.apply_transforms(..., scale_jitter=) with RFDetrTrainer",
+    "aug_config": "hf_rfdetr.training.apply_transforms(..., hflip_prob=, scale_jitter=) with RFDetrTrainer",
+    "square_resize_div_64": "images are always resized to a square",
+    "do_random_resize_via_padding": "not supported",
+    "run_test": "evaluate the test split afterwards with hf-rfdetr eval (hf_rfdetr.commands.eval)",
+    "eval_max_dets": "evaluation keeps the top 100 detections per image, as COCO's mAP",
+    "eval_interval": "evaluation runs every epoch (eval_strategy= / eval_steps= of TrainingArguments otherwise)",
+    "mlflow": "pass report_to=['mlflow'] (a TrainingArguments field)",
+    "clearml": "pass report_to=['clearml'] (a TrainingArguments field)",
+    "progress_bar": "pass disable_tqdm= (a TrainingArguments field)",
+    "sync_bn": "not supported",
+    "fp16_eval": "pass fp16_full_eval= / bf16_full_eval= (TrainingArguments fields)",
+    "devices": "launch with accelerate / torchrun for several devices",
+    "accelerator": "device= ('cpu', 'cuda', ...)",
+    "strategy": "launch with accelerate / torchrun for distributed training",
+    "ema_update_interval": "the EMA is updated every step, as the original's default",
+    "eval_batch_size": "pass per_device_eval_batch_size= (a TrainingArguments field)",
+}
+
+
+def check_training_options(options: dict) -> None:
+    """Refuse, before any data or model is loaded, the keyword arguments of `fine_tune` that are neither
+    `TrainingArguments` fields nor its own: an option of the original `TrainConfig` without an equivalent names what
+    to use instead; any other name is a `TypeError`, as Python gives for an unexpected keyword."""
+    import dataclasses
+
+    fields = {field.name for field in dataclasses.fields(TrainingArguments) if field.init}
+    for name in options:
+        if name in ORIGINAL_OPTIONS:
+            raise ValueError(
+                f"{name}= is an option of the original rfdetr train() that hf_rfdetr does not take: "
+                f"{ORIGINAL_OPTIONS[name]}"
+            )
+        if name not in fields:
+            raise TypeError(
+                f"unexpected keyword argument {name!r}: fine_tune / train() take the original's training options "
+                "(epochs, batch_size, grad_accum_steps, lr, lr_encoder, warmup_epochs, lr_drop, ...) and "
+                "transformers.TrainingArguments fields"
+            )
+
+
 def _named_splits(dataset: datasets.DatasetDict) -> datasets.DatasetDict:
     """`dataset` with its splits named as `fine_tune` uses them: `train`, `validation` (also accepted as `val` or
     `valid`, in any case, as `load_coco_folder` accepts the folders) and `test`; anything else than a `DatasetDict`
@@ -221,6 +285,8 @@ def fine_tune(
     callbacks: list[TrainerCallback] | None = None,
     amp: bool | str = "auto",
     model_name: str | None = None,
+    warmup_epochs: float = 0.0,
+    lr_drop: float | None = None,
     **training_arguments,
 ) -> RFDetrTrainer:
     """Fine-tune RF-DETR on a COCO folder (`dataset_dir` with `train/ valid/ [test/]`, each holding
@@ -237,8 +303,12 @@ def fine_tune(
     best can be restored), `output_dir`, `callbacks` (more `TrainerCallback`s for the trainer), `amp` (mixed precision,
     see `mixed_precision`: "auto" as the original, bfloat16 / float16 on CUDA and float32 on the CPU; True also on
     the CPU, in bfloat16, about 1.6x the float32 images/s on CPUs with native bf16; False: float32), `model_name`
-    (what the model cards name as the starting model; default: `model` when it is a name or folder). Extra keyword
-    arguments go to `TrainingArguments` (its `bf16=` / `fp16=` override `amp`).
+    (what the model cards name as the starting model; default: `model` when it is a name or folder),
+    `warmup_epochs` and `lr_drop` (the original's step schedule: a linear warmup over `warmup_epochs` epochs, the
+    learning rates x0.1 from epoch `lr_drop` on; without them the rates stay constant, as the original's defaults,
+    `lr_drop=100` for 100 epochs, do). Extra keyword arguments go to `TrainingArguments` (its `bf16=` / `fp16=`
+    override `amp`); other options of the original `TrainConfig` are refused up front, naming what to use instead
+    (`check_training_options`).
 
     `model` is a variant name (random initialisation), a Hub id or folder (its weights; class heads re-initialised
     for the dataset's labels) or an `RFDetrForObjectDetection`. A segmentation model (a Seg variant such as `seg-nano`
@@ -248,6 +318,7 @@ def fine_tune(
     The final model and its image processor are saved in
     `output_dir` (and the EMA weights in `output_dir/ema`). Returns the trainer (`trainer.model`, `trainer.state`).
     """
+    check_training_options(training_arguments)
     if (dataset_dir is None) == (dataset is None):
         raise ValueError("pass exactly one of dataset_dir (a COCO folder) or dataset (a datasets.DatasetDict)")
     source_name = model_name or (str(model) if isinstance(model, (str, os.PathLike)) else None)
@@ -322,6 +393,8 @@ def fine_tune(
         learning_rates=LearningRates(lr=lr, lr_encoder=lr_encoder, weight_decay=weight_decay),
         ema=ema,
         callbacks=trainer_callbacks,
+        warmup_epochs=warmup_epochs,
+        lr_drop=lr_drop if lr_drop is not None and lr_drop < epochs else None,
     )
     trainer.train(resume_from_checkpoint=str(resume) if isinstance(resume, (str, Path)) else resume)
     trainer.save_model(str(output_dir))  # with the processor

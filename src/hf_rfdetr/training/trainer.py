@@ -17,6 +17,7 @@ to the regular ones, COCO metrics, and checkpoints that survive a kill (marked c
 from __future__ import annotations
 
 import functools
+import math
 import os
 from dataclasses import replace
 from pathlib import Path
@@ -91,6 +92,8 @@ class RFDetrTrainer(Trainer):
         learning_rates: the original's lr knobs; `lr` and `weight_decay` come from `TrainingArguments`
             (`learning_rate`, `weight_decay`), `lr_encoder`, `lr_vit_layer_decay`, `lr_component_decay` from here.
         ema: an `RFDetrEMACallback`; its weights are evaluated too, as `eval_ema_*` metrics.
+        warmup_epochs, lr_drop: the original's step schedule (see `create_scheduler`); without them the
+            `TrainingArguments` schedule (`lr_scheduler_type`).
 
     Checkpoints: each `checkpoint-N/` also holds the EMA weights (`ema/`, with the `processing_class`, as the
     checkpoint itself) and the random state of the data collator
@@ -102,13 +105,22 @@ class RFDetrTrainer(Trainer):
     """
 
     def __init__(
-        self, *args, learning_rates: LearningRates | None = None, ema: RFDetrEMACallback | None = None, **kwargs
+        self,
+        *args,
+        learning_rates: LearningRates | None = None,
+        ema: RFDetrEMACallback | None = None,
+        warmup_epochs: float = 0.0,
+        lr_drop: float | None = None,
+        **kwargs,
     ) -> None:
         callbacks = list(kwargs.pop("callbacks", None) or [])
         if ema is not None:
             callbacks.append(ema)
         super().__init__(*args, callbacks=callbacks, **kwargs)
         self.learning_rates = learning_rates or LearningRates()
+        if warmup_epochs < 0 or (lr_drop is not None and lr_drop < 0):
+            raise ValueError(f"warmup_epochs and lr_drop must be >= 0, got {warmup_epochs} and {lr_drop}")
+        self.warmup_epochs, self.lr_drop = float(warmup_epochs), lr_drop
         self.ema = ema
         if ema is not None:
             ema.save_on_checkpoint = False  # written by `_save_checkpoint`, before the checkpoint is marked complete
@@ -198,6 +210,29 @@ class RFDetrTrainer(Trainer):
             optimizer_kwargs.pop("lr", None)
             self.optimizer = optimizer_class(parameter_groups(self.model, rates), **optimizer_kwargs)
         return self.optimizer
+
+    def create_scheduler(self, num_training_steps: int, optimizer=None):
+        """`Trainer.create_scheduler`; with `warmup_epochs` or `lr_drop` the original's step schedule instead (its
+        `lr_scheduler="step"`): a linear ramp from 0 over the first `warmup_epochs` epochs, then the base rates, x0.1
+        from epoch `lr_drop` on (per optimizer step, epochs counted in this run's steps per epoch)."""
+        if self.lr_scheduler is not None or (not self.warmup_epochs and self.lr_drop is None):
+            return super().create_scheduler(num_training_steps, optimizer)
+        steps_per_epoch = num_training_steps / max(float(self.args.num_train_epochs), 1e-12)
+        if self.args.max_steps > 0:  # max_steps given: epochs are the dataloader's
+            steps_per_epoch = max(1, len(self.get_train_dataloader()) // self.args.gradient_accumulation_steps)
+        warmup = math.ceil(self.warmup_epochs * steps_per_epoch)
+        drop = None if self.lr_drop is None else round(self.lr_drop * steps_per_epoch)
+
+        def factor(step: int) -> float:
+            if step < warmup:
+                return step / max(1, warmup)
+            return 0.1 if drop is not None and step >= drop else 1.0
+
+        self.lr_scheduler = torch.optim.lr_scheduler.LambdaLR(
+            self.optimizer if optimizer is None else optimizer, factor
+        )
+        self._created_lr_scheduler = True
+        return self.lr_scheduler
 
     def get_eval_dataloader(self, eval_dataset=None):
         """`Trainer.get_eval_dataloader`; a segmentation split of `apply_transforms` also gives each target its
