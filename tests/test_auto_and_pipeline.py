@@ -92,6 +92,19 @@ def test_pipeline_takes_batches_of_mixed_sizes(saved_folder: Path) -> None:
     assert all(d["box"]["xmax"] <= 64 for d in batched[1])
 
 
+def test_pipeline_batch_size_above_the_decoder_depth_equals_single_calls(saved_folder: Path) -> None:
+    """The pipeline splits every output tensor along dim 0 to unbatch it: with `intermediate_hidden_states` stacked
+    layer first, a batch of more images than decoder layers (2 here) raised IndexError."""
+    detector = pipeline("object-detection", model=str(saved_folder), threshold=0.3)
+    images = [_scene(90, 120, seed=1), _scene(200, 64, seed=2), _scene(64, 64, seed=3), _scene(100, 50, seed=4)]
+    assert detector.model.config.decoder_layers < len(images)
+    batched = detector(images, batch_size=len(images))
+    for image, found in zip(images, batched):
+        single = detector(image)
+        assert [d["label"] for d in found] == [d["label"] for d in single] and len(single) > 0
+        assert [d["score"] for d in found] == pytest.approx([d["score"] for d in single], abs=1e-5)
+
+
 def test_image_feature_extraction_pipeline_returns_the_decoder_states(saved_folder: Path) -> None:
     """The second task transformers' rf_detr declares for its pipeline tests: a detection checkpoint loads as the
     base model (AutoModel) and the pipeline returns its last decoder states, (1, num_queries, d_model) per image."""

@@ -21,7 +21,8 @@ def test_eval_outputs(tiny_model: RFDetrForObjectDetection) -> None:
         out = tiny_model(_pixels())
     assert out.logits.shape == (2, 20, 3) and out.pred_boxes.shape == (2, 20, 4)
     assert out.enc_logits.shape == (2, 20, 3) and out.enc_pred_boxes.shape == (2, 20, 4)
-    assert out.intermediate_hidden_states.shape == (2, 2, 20, 32)
+    assert out.intermediate_hidden_states.shape == (2, 2, 20, 32)  # (B, L, Q, d_model): batch first
+    torch.testing.assert_close(out.intermediate_hidden_states[:, -1], out.last_hidden_state, rtol=0, atol=0)
     assert out.auxiliary_outputs is None and out.loss is None
     assert torch.isfinite(out.logits).all() and (out.pred_boxes[..., 2:] > 0).all()
     # The two images give different predictions (the batch is not mixed up).

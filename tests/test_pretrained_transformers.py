@@ -88,6 +88,29 @@ def test_every_entry_point_loads_a_transformers_folder(theirs, tmp_path: Path, c
     assert json.loads((tmp_path / "saved" / "config.json").read_text())["model_type"] == "rfdetr"
 
 
+def test_a_transformers_segmentation_folder_loads_with_the_segmentation_class(tmp_path: Path, monkeypatch) -> None:
+    """`RFDetrForInstanceSegmentation.from_pretrained` converts a folder of transformers'
+    `RfDetrForInstanceSegmentation` as the detection class does (it raised an AttributeError on transformers' config)."""
+    from hf_rfdetr import RFDetrForInstanceSegmentation
+
+    from .conftest import perturb_
+    from .test_parity_transformers import tiny_transformers_config
+
+    monkeypatch.setenv("HF_ASSETS_CACHE", str(tmp_path / "assets"))
+    torch.manual_seed(0)
+    theirs = perturb_(
+        transformers.RfDetrForInstanceSegmentation(tiny_transformers_config(intermediate_size=128)), 0, 0.1
+    ).eval()
+    theirs.save_pretrained(tmp_path / "seg")
+    ours = RFDetrForInstanceSegmentation.from_pretrained(tmp_path / "seg").eval()
+    assert ours.config.model_type == "rfdetr" and ours.config.segmentation_head
+    pixel_values = verification_pixel_values(ours.config)
+    with torch.no_grad():
+        expected, actual = theirs(pixel_values=pixel_values), ours(pixel_values)
+    for name in ("logits", "pred_boxes", "pred_masks"):
+        torch.testing.assert_close(actual[name], expected[name], rtol=0, atol=1e-4, msg=name)
+
+
 def test_export_converts_a_transformers_folder_and_the_config_says_how(theirs, tmp_path: Path) -> None:
     """`hf-rfdetr export` converts a transformers rf_detr folder as from_pretrained does; `RFDetrConfig.from_pretrained`
     on it names the problem and the fix instead of failing on a read-only property."""

@@ -251,10 +251,24 @@ class RFDetrPreTrainedModel(PreTrainedModel):
 
     @classmethod
     def from_pretrained(cls, pretrained_model_name_or_path, *args, **kwargs):
-        """`PreTrainedModel.from_pretrained`. A damaged or truncated `.safetensors` file raises `OSError` naming the
-        file (safetensors' own `SafetensorError` names none), and a configuration no model can be built from raises
-        `RFDetrConfigError` naming its `config.json`; every loader (Auto classes, pipeline, the `RFDETR` facade, the
-        `hf-rfdetr` commands) comes through here."""
+        """`PreTrainedModel.from_pretrained`; every loader (Auto classes, pipeline, the `RFDETR` facade, the
+        `hf-rfdetr` commands) comes through here.
+
+        A folder or Hub repository of transformers' own RF-DETR (model_type "rf_detr", detection or segmentation) is
+        first converted into a cached folder of this package (`hf_rfdetr.pretrained_weights`, transformers 5.x),
+        keeping its labels; saving the result writes this package's format. A damaged or truncated `.safetensors`
+        file raises `OSError` naming the file (safetensors' own `SafetensorError` names none), and a configuration no
+        model can be built from raises `RFDetrConfigError` naming its `config.json`.
+        """
+        if pretrained_model_name_or_path is not None and kwargs.get("config") is None:
+            try:  # by name: the remote-code copy of this file loads without the package (and converts nothing)
+                weights = importlib.import_module("hf_rfdetr.pretrained_weights")
+            except ImportError:
+                weights = None
+            if weights is not None:
+                pretrained_model_name_or_path = weights.as_rfdetr_checkpoint(
+                    str(pretrained_model_name_or_path), revision=kwargs.get("revision"), token=kwargs.get("token")
+                )
         try:
             return super().from_pretrained(pretrained_model_name_or_path, *args, **kwargs)
         except SafetensorError as error:
@@ -376,7 +390,7 @@ class RFDetrModel(RFDetrPreTrainedModel):
         )
         output = RFDetrModelOutput(
             last_hidden_state=decoder.intermediate[-1],
-            intermediate_hidden_states=decoder.intermediate,
+            intermediate_hidden_states=decoder.intermediate.transpose(0, 1),  # batch first, as transformers' DETRs
             reference_boxes=reference_boxes,
             enc_logits=enc_logits,
             enc_pred_boxes=enc_boxes,
@@ -471,22 +485,6 @@ class RFDetrForObjectDetection(RFDetrPreTrainedModel):
         self.criterion = RFDetrLoss(config)
         self.post_init()
 
-    @classmethod
-    def from_pretrained(cls, pretrained_model_name_or_path, *args, **kwargs):
-        """`PreTrainedModel.from_pretrained`; a folder or Hub repository of transformers' own RF-DETR (model_type
-        "rf_detr") is first converted into a cached folder of this package (`hf_rfdetr.pretrained_weights`,
-        transformers 5.x), keeping its labels. Saving the result writes this package's format."""
-        if pretrained_model_name_or_path is not None and kwargs.get("config") is None:
-            try:  # by name: the remote-code copy of this file loads without the package (and converts nothing)
-                weights = importlib.import_module("hf_rfdetr.pretrained_weights")
-            except ImportError:
-                weights = None
-            if weights is not None:
-                pretrained_model_name_or_path = weights.as_rfdetr_checkpoint(
-                    str(pretrained_model_name_or_path), revision=kwargs.get("revision"), token=kwargs.get("token")
-                )
-        return super().from_pretrained(pretrained_model_name_or_path, *args, **kwargs)
-
     def forward(
         self,
         pixel_values: torch.Tensor,
@@ -551,7 +549,7 @@ def _detect(
         output_hidden_states=output_hidden_states,
         return_dict=True,
     )
-    hidden_states = outputs.intermediate_hidden_states
+    hidden_states = outputs.intermediate_hidden_states.transpose(0, 1)  # (L, B, Q, d_model)
     if not with_auxiliary:
         hidden_states = hidden_states[-1:]
     logits = module.class_embed(hidden_states)
@@ -641,7 +639,7 @@ class RFDetrForInstanceSegmentation(RFDetrPreTrainedModel):
             self, pixel_values, pixel_mask, with_auxiliary, output_attentions, output_hidden_states
         )
         image_size = tuple(pixel_values.shape[-2:])
-        hidden_states = outputs.intermediate_hidden_states
+        hidden_states = outputs.intermediate_hidden_states.transpose(0, 1)  # (L, B, Q, d_model)
         if not with_auxiliary:
             hidden_states = hidden_states[-1:]
         masks = self.segmentation_head(outputs.mask_features, hidden_states, image_size, all_layers=with_auxiliary)

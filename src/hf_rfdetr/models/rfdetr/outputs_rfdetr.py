@@ -30,7 +30,8 @@ class RFDetrModelOutput(ModelOutput):
 
     Args:
         last_hidden_state: (B, Q, d_model) the last decoder layer's output.
-        intermediate_hidden_states: (L, B, Q, d_model) every decoder layer's normed output.
+        intermediate_hidden_states: (B, L, Q, d_model) every decoder layer's normed output (batch first, as
+            in transformers' DETR models: pipelines split every output tensor along dim 0).
         reference_boxes: (B, Q, 4) the decoder's reference boxes, normalised cxcywh.
         enc_logits: (B, G * K, num_labels) two-stage class logits of the selected proposals (G groups).
         enc_pred_boxes: (B, G * K, 4) two-stage boxes of the selected proposals.
