@@ -364,6 +364,9 @@ def test_train_takes_the_originals_schedule_and_refuses_its_other_options_up_fro
     )
     assert trainer.state.global_step == 4  # 2 steps per epoch: 1 warmup step, x0.1 from step 2 (epoch 1) on
     assert [trainer.lr_scheduler.lr_lambdas[0](step) for step in range(4)] == [0.0, 1.0, 0.1, 0.1]
+    # the logged rate is the base lr's (it was group 0's: the encoder embeddings', with layer decay)
+    logged = [entry["learning_rate"] for entry in trainer.state.log_history if "learning_rate" in entry]
+    assert logged == pytest.approx([1e-4, 1e-5])  # lr's default, then x0.1 after lr_drop
 
 
 def test_export_calls_export_onnx(detector: RFDETR, tmp_path: Path, monkeypatch) -> None:

@@ -211,6 +211,19 @@ class RFDetrTrainer(Trainer):
             self.optimizer = optimizer_class(parameter_groups(self.model, rates), **optimizer_kwargs)
         return self.optimizer
 
+    def _get_learning_rate(self) -> float:
+        """The logged `learning_rate`: the rate of the base `lr` group (heads, projector), not of group 0 (the
+        encoder's embeddings, with layer decay: 1.9e-5 for lr=1e-3); the groups keep their order (checkpoints)."""
+        learning_rate = super()._get_learning_rate()
+        base_rates = getattr(self.lr_scheduler, "base_lrs", None)
+        if not base_rates or self.is_deepspeed_enabled:
+            return learning_rate
+        for index, base in enumerate(base_rates):
+            if math.isclose(base, self.args.learning_rate, rel_tol=1e-9):
+                last = self.lr_scheduler.get_last_lr()[index]
+                return last.item() if torch.is_tensor(last) else last
+        return learning_rate
+
     def create_scheduler(self, num_training_steps: int, optimizer=None):
         """`Trainer.create_scheduler`; with `warmup_epochs` or `lr_drop` the original's step schedule instead (its
         `lr_scheduler="step"`): a linear ramp from 0 over the first `warmup_epochs` epochs, then the base rates, x0.1
