@@ -69,7 +69,9 @@ def test_eval_outputs_dense_masks_of_the_last_layer(tiny_seg_model: RFDetrForIns
     with torch.no_grad():
         outputs = tiny_seg_model(pixel_values)
         base = tiny_seg_model.model(pixel_values)
-        every_layer = tiny_seg_model.segmentation_head(base.mask_features, base.intermediate_hidden_states.transpose(0, 1), (64, 64))
+        every_layer = tiny_seg_model.segmentation_head(
+            base.mask_features, base.intermediate_hidden_states.transpose(0, 1), (64, 64)
+        )
     assert outputs.logits.shape == (2, 20, 3) and outputs.pred_boxes.shape == (2, 20, 4)
     assert outputs.pred_masks.shape == (2, 20, 16, 16)  # (H // 4, W // 4)
     assert outputs.auxiliary_outputs is None and outputs.enc_pred_masks is None
