@@ -5,16 +5,18 @@ from __future__ import annotations
 import contextlib
 import importlib
 import json
+import warnings
 from pathlib import Path
 
 import datasets
 import pytest
 import torch
-from transformers import AutoImageProcessor, TrainerCallback, pipeline
+from transformers import AutoImageProcessor, TrainerCallback, TrainingArguments, pipeline
 
 from hf_rfdetr import RFDetrForObjectDetection, RFDetrImageProcessor, fine_tune
 from hf_rfdetr.optimization import has_native_bf16
 from hf_rfdetr.training import load_coco_folder
+from hf_rfdetr.training.fine_tune import _checkpointing
 
 from .conftest import tiny_config
 from .synthetic_coco import class_names, write_synthetic_coco
@@ -139,9 +141,15 @@ def test_early_stopping_saves_the_best_checkpoints_weights_and_ema(
 
 def test_datasets_dataset_without_ema(dataset_dir: Path, tiny_folder: Path, tmp_path: Path) -> None:
     splits = load_coco_folder(dataset_dir)
-    trainer = fine_tune(
-        tiny_folder, dataset=splits, epochs=1, resolution=96, use_ema=False, output_dir=tmp_path / "run", **COMMON
-    )
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        trainer = fine_tune(
+            tiny_folder, dataset=splits, epochs=1, resolution=96, use_ema=False, output_dir=tmp_path / "run", **COMMON
+        )
+    # every run warned "`gradient_checkpointing` is deprecated" on transformers 5 (the flag was always passed)
+    assert not [str(w.message) for w in caught if "checkpointing" in str(w.message)]
+    on = TrainingArguments(output_dir=str(tmp_path / "args"), **_checkpointing(True))
+    assert getattr(on, "activation_checkpointing", None) or on.gradient_checkpointing
     assert trainer.model.config.resolution == 96 and trainer.model.config.num_labels == 3
     assert not (tmp_path / "run" / "ema").exists()
     assert not any("eval_ema_map" in entry for entry in trainer.state.log_history)

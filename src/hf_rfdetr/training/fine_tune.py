@@ -243,6 +243,17 @@ def mixed_precision(amp: bool | str, device: str | None) -> dict[str, bool]:
     return {"bf16": True}
 
 
+def _checkpointing(enabled: bool) -> dict[str, bool]:
+    """The `TrainingArguments` flag for gradient checkpointing, only when on, under the name of the installed
+    transformers (`activation_checkpointing` from v5, where `gradient_checkpointing` warns that it is deprecated)."""
+    if not enabled:
+        return {}
+    import dataclasses
+
+    names = {field.name for field in dataclasses.fields(TrainingArguments)}
+    return {"activation_checkpointing" if "activation_checkpointing" in names else "gradient_checkpointing": True}
+
+
 def _report_to(tensorboard: bool, wandb: bool, project: str | None) -> list[str]:
     targets = []
     if tensorboard:
@@ -362,7 +373,7 @@ def fine_tune(
         load_best_model_at_end=early_stopping and evaluation,
         metric_for_best_model=metric if evaluation else None,
         greater_is_better=True,
-        gradient_checkpointing=gradient_checkpointing,
+        **_checkpointing(gradient_checkpointing),
         report_to=_report_to(tensorboard, wandb, project),
         run_name=run,
         use_cpu=device == "cpu",
