@@ -386,6 +386,11 @@ def test_export_calls_export_onnx(detector: RFDETR, tmp_path: Path, monkeypatch)
     monkeypatch.chdir(tmp_path)
     detector.export()
     assert calls[-1][1] == "output"
+    # the original's options: mapped where export_onnx has them, else refused naming the option (a bare TypeError)
+    detector.export("out", opset_version=18, shape=[192, 128], batch_size=1, dynamic_batch=True)
+    assert calls[-1][3] == {"opset": 18, "resolution": (192, 128)}
+    with pytest.raises(ValueError, match=r"export\(simplify=...\) is an option of the original .* onnxsim"):
+        detector.export("out", simplify=True)
 
 
 @pytest.mark.reference

@@ -388,13 +388,16 @@ class RFDETR:
     def export(self, output_dir: str | os.PathLike = "output", **kwargs: Any) -> Path:
         """Export to ONNX in `output_dir` (default "output", as the original): `hf_rfdetr.export_onnx(self.model,
         output_dir, image_processor=self.processor, **kwargs)` (options: `opset`, `fp16`, `quantize`, `validate`,
-        ...; needs the `onnx` extra). Returns the folder holding `model.onnx`."""
+        ...; needs the `onnx` extra). The original's `opset_version=` and `shape=(height, width)` are taken as
+        `opset=` and `resolution=`; its `batch_size=` and `dynamic_batch=` are accepted and unused (the batch size
+        of the graph is always dynamic); its other options (`simplify`, ...) are refused, naming what to do instead.
+        Returns the folder holding `model.onnx`."""
         try:
             from .onnx import export_onnx
         except ImportError as error:
             raise ImportError(f"ONNX export needs the onnx extra: pip install 'hf-rfdetr[onnx]' ({error})") from error
         self.remove_optimized_model()
-        return export_onnx(self.model, output_dir, image_processor=self.processor, **kwargs)
+        return export_onnx(self.model, output_dir, image_processor=self.processor, **_export_options(kwargs))
 
     def save_pretrained(self, folder: str | os.PathLike) -> Path:
         """Save the model and its image processor to `folder` (loadable with `pretrain_weights=folder`, the Auto
@@ -410,6 +413,41 @@ class RFDETR:
             f"{type(self).__name__}(variant={config.variant!r}, resolution={config.resolution}, "
             f"num_labels={config.num_labels}, device={str(self.device)!r})"
         )
+
+
+#: The original `export(...)` options without an equivalent in `export_onnx`, with what to do instead.
+_ORIGINAL_EXPORT_OPTIONS = {
+    "simplify": "the graph is exported as it is; run onnxsim on model.onnx to simplify it",
+    "backbone_only": "the whole model is exported",
+    "force": "the export always runs",
+    "verbose": "not supported",
+    "infer_dir": "validate=True checks the exported model against PyTorch instead",
+    "format": "the export is ONNX",
+}
+
+
+def _export_options(options: dict[str, Any]) -> dict[str, Any]:
+    """The facade's `export` keywords as `export_onnx`'s: the original's `opset_version` -> `opset`, `shape` ->
+    `resolution`, `batch_size` / `dynamic_batch` dropped (the batch axis is always dynamic); other original options
+    raise `ValueError` naming what to do instead; unknown names a `TypeError`."""
+    options = dict(options)
+    for original, ours in (("opset_version", "opset"), ("shape", "resolution")):
+        if original in options:
+            if ours in options:
+                raise TypeError(f"export() got both {original}= (the original's name) and {ours}=; pass one")
+            value = options.pop(original)
+            if original == "shape" and value is not None and not isinstance(value, int):
+                value = tuple(int(side) for side in value)  # (height, width), as the original's
+            options[ours] = value
+    options.pop("batch_size", None)
+    options.pop("dynamic_batch", None)
+    for name in options:
+        if name in _ORIGINAL_EXPORT_OPTIONS:
+            raise ValueError(
+                f"export({name}=...) is an option of the original rfdetr that hf_rfdetr does not take: "
+                f"{_ORIGINAL_EXPORT_OPTIONS[name]}"
+            )
+    return options
 
 
 class RFDETRNano(RFDETR):
