@@ -54,6 +54,7 @@ def test_saved_folder_carries_the_code(saved_folder: Path) -> None:
     config = json.loads((saved_folder / "config.json").read_text())
     assert config["model_type"] == "rfdetr"
     assert config["auto_map"]["AutoModelForObjectDetection"] == "modeling_rfdetr.RFDetrForObjectDetection"
+    assert config["auto_map"]["AutoModel"] == "modeling_rfdetr.RFDetrModel"  # the feature-extraction pipeline's
     processor = json.loads((saved_folder / "preprocessor_config.json").read_text())
     assert processor["auto_map"]["AutoImageProcessor"] == "image_processing_rfdetr.RFDetrImageProcessor"
     for module in ("modeling_rfdetr", "backbone_rfdetr", "projector_rfdetr", "decoder_rfdetr", "configuration_rfdetr"):
@@ -137,6 +138,9 @@ def test_remote_code_loads_without_the_package(saved_folder: Path, tmp_path: Pat
         model = AutoModelForObjectDetection.from_pretrained({str(saved_folder)!r}, trust_remote_code=True).eval()
         processor = AutoImageProcessor.from_pretrained({str(saved_folder)!r}, trust_remote_code=True)
         assert type(model).__module__.startswith("transformers_modules"), type(model).__module__
+        from transformers import AutoModel
+        base = AutoModel.from_pretrained({str(saved_folder)!r}, trust_remote_code=True)
+        assert type(base).__name__ == "RFDetrModel", type(base)
         with torch.no_grad():
             out = model(torch.load({str(tmp_path / "pixels.pt")!r}))
         torch.save({{"logits": out.logits, "pred_boxes": out.pred_boxes}}, {str(tmp_path / "out.pt")!r})

@@ -245,6 +245,21 @@ class RFDetrPreTrainedModel(PreTrainedModel):
             readme.write_text(card, encoding="utf-8")
         return super()._upload_modified_files(working_dir, repo_id, *args, **kwargs)
 
+    #: Auto classes the saved `auto_map` names besides the saved class's own (transformers writes only that one):
+    #: `AutoModel` (the image-feature-extraction pipeline) builds the base model from any RF-DETR folder.
+    _also_auto_mapped: dict[str, str] = {"AutoModel": "RFDetrModel"}
+
+    def save_pretrained(self, save_directory, *args, **kwargs):
+        """`PreTrainedModel.save_pretrained`; a class registered for `trust_remote_code` (`import hf_rfdetr` does it)
+        also writes `_also_auto_mapped` into the saved `auto_map`, so that those Auto classes load the folder with
+        `trust_remote_code=True` alone."""
+        if self._auto_class is not None:
+            module = type(self).__module__.split(".")[-1]
+            auto_map = dict(getattr(self.config, "auto_map", None) or {})
+            auto_map |= {auto_class: f"{module}.{name}" for auto_class, name in self._also_auto_mapped.items()}
+            self.config.auto_map = auto_map
+        return super().save_pretrained(save_directory, *args, **kwargs)
+
     def __init__(self, config: RFDetrConfig, *inputs, **kwargs) -> None:
         config.validate()  # value ranges and consistency (the configuration itself checks only types)
         super().__init__(config, *inputs, **kwargs)
@@ -578,6 +593,9 @@ def _criterion_layers(
 
 
 class RFDetrForInstanceSegmentation(RFDetrPreTrainedModel):
+    # `pipeline("image-segmentation")` loads AutoModelForImageSegmentation.
+    _also_auto_mapped = {"AutoModel": "RFDetrModel", "AutoModelForImageSegmentation": "RFDetrForInstanceSegmentation"}
+
     """RF-DETR Seg: the detector plus the mask head (`config.segmentation_head=True`, e.g.
     `RFDetrConfig.from_variant("seg-nano")`): pixel_values -> logits (B, Q, num_labels), pred_boxes (B, Q, 4) and
     pred_masks (B, Q, H // r, W // r) mask logits, r = `config.mask_downsample_ratio`.
@@ -602,16 +620,6 @@ class RFDetrForInstanceSegmentation(RFDetrPreTrainedModel):
         )
         self.criterion = RFDetrLoss(config)
         self.post_init()
-
-    def save_pretrained(self, save_directory, *args, **kwargs):
-        """`PreTrainedModel.save_pretrained`; a class registered for `trust_remote_code` (`import hf_rfdetr` does it)
-        also names itself for `AutoModelForImageSegmentation` in the saved `auto_map`, the class that
-        `pipeline("image-segmentation")` loads (transformers writes only the one registered Auto class)."""
-        if self._auto_class is not None:
-            auto_map = dict(getattr(self.config, "auto_map", None) or {})
-            auto_map["AutoModelForImageSegmentation"] = f"{type(self).__module__.split('.')[-1]}.{type(self).__name__}"
-            self.config.auto_map = auto_map
-        return super().save_pretrained(save_directory, *args, **kwargs)
 
     def forward(
         self,
