@@ -158,6 +158,26 @@ def test_unreadable_inputs_are_listed_and_the_rest_processed(model_folder: Path,
     assert "notes.jpg' is not an image Pillow can read" in captured.err.splitlines()[-1]
 
 
+def test_a_too_small_image_is_listed_and_its_batch_processed(model_folder: Path, tmp_path: Path, capsys) -> None:
+    """A readable 1x1 image (under the model's 2x2 minimum) in the middle of a batch: it goes under `errors`, named by
+    its file, and the images of its batch are still processed (the whole run stopped at it before)."""
+    paths = [tmp_path / "a.png", tmp_path / "dot.png", tmp_path / "c.png"]
+    Image.fromarray(random_image(32, 32, seed=4)).save(paths[0])
+    Image.new("RGB", (1, 1)).save(paths[1])
+    Image.fromarray(random_image(40, 24, seed=5)).save(paths[2])
+    out = tmp_path / "out"
+    argv = ["predict", "--model", str(model_folder), *map(str, paths), "--output-dir", str(out), "--no-progress"]
+    assert main(argv) == 1
+    report = json.loads((out / "detections.json").read_text())
+    assert [entry["input"] for entry in report["images"]] == [str(paths[0]), str(paths[2])]
+    (error,) = report["errors"]
+    assert error == {
+        "input": str(paths[1]),
+        "error": f"{paths[1]}: image of 1x1 pixels is smaller than the minimum 2x2.",
+    }
+    assert "Traceback" not in capsys.readouterr().err
+
+
 def test_predict_is_listed_first_in_help() -> None:
     text = build_parser().format_help()
     assert "predict" in text and text.index("predict") < text.index("train")

@@ -138,11 +138,11 @@ def _predict_images(
 ) -> list[dict]:
     """Annotate and describe `images`, `args.batch_size` per forward pass. Images are read as a viewer shows them
     (`hf_rfdetr.models.rfdetr.image_io.load_image`: EXIF orientation, 16-bit scaling), so boxes, sizes and annotated copies are in
-    the displayed frame; files that cannot be read go to `errors` (`{"input", "error"}`) and the rest carry on."""
+    the displayed frame; files that cannot be read, or are too small for the model (under 2x2 pixels), go to `errors` (`{"input", "error"}`) and the rest carry on."""
     from tqdm.auto import tqdm
 
     from ..annotate import draw_detections
-    from ..models.rfdetr.image_io import load_image
+    from ..models.rfdetr.image_io import check_spatial_size, load_image
 
     entries = []
     with tqdm(total=len(images), unit="image", desc="images", disable=args.no_progress or not images) as bar:
@@ -151,7 +151,9 @@ def _predict_images(
             readable, pictures = [], []
             for path in batch:
                 try:
-                    pictures.append(load_image(path))
+                    picture = load_image(path)
+                    check_spatial_size(picture.height, picture.width, str(path))
+                    pictures.append(picture)
                     readable.append(path)
                 except (OSError, ValueError) as error:
                     errors.append({"input": str(path), "error": str(error)})

@@ -310,7 +310,9 @@ def to_chw(
             chw = chw.permute(2, 0, 1)
         else:
             chw = torch.from_numpy(np.array(to_rgb(image, where), dtype=np.uint8)).permute(2, 0, 1)
-        _check_spatial_size(chw, where)  # PIL images obey the same 2x2 minimum as arrays
+        check_spatial_size(
+            int(chw.shape[1]), int(chw.shape[2]), where
+        )  # PIL images obey the same 2x2 minimum as arrays
         return chw
     if isinstance(image, np.ndarray):
         tensor, default_first = torch.from_numpy(_numpy_pixels(image, where)), False
@@ -330,7 +332,7 @@ def to_chw(
             )
     else:
         chw = _layout(tensor, where, default_first)
-    _check_spatial_size(chw, where)
+    check_spatial_size(int(chw.shape[1]), int(chw.shape[2]), where)
     pixels = _pixel_dtype(chw, where)
     return _to_three_channels(pixels, where) if convert_rgb else pixels
 
@@ -379,9 +381,8 @@ def _layout(tensor: torch.Tensor, where: str, channels_first: bool) -> torch.Ten
     return tensor if (first and channels_first) or not last else tensor.permute(2, 0, 1)
 
 
-def _check_spatial_size(chw: torch.Tensor, where: str) -> None:
-    """Raise `ValueError` for an empty image or one smaller than 2x2."""
-    height, width = int(chw.shape[1]), int(chw.shape[2])
+def check_spatial_size(height: int, width: int, where: str) -> None:
+    """Raise `ValueError` naming `where` for an empty image or one smaller than 2x2 (what the model can take)."""
     if height == 0 or width == 0:
         raise ValueError(f"{where}: empty image (height={height}, width={width}).")
     if height < 2 or width < 2:
