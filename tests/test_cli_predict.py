@@ -181,3 +181,13 @@ def test_a_too_small_image_is_listed_and_its_batch_processed(model_folder: Path,
 def test_predict_is_listed_first_in_help() -> None:
     text = build_parser().format_help()
     assert "predict" in text and text.index("predict") < text.index("train")
+
+
+def test_output_names_differ_ignoring_case(tmp_path: Path) -> None:
+    """`a.jpg` and `sub/a.JPG` must not be written to names that are one file on macOS and Windows."""
+    from hf_rfdetr.commands.predict import _OutputNames
+
+    names = _OutputNames(tmp_path)
+    written = [names.next(Path(p), Path(p).suffix).name for p in ("in/a.jpg", "in/sub/a.JPG", "in/A.jpg", "in/b.jpg")]
+    assert written == ["a.jpg", "a-1.JPG", "A-2.jpg", "b.jpg"]
+    assert len({name.casefold() for name in written}) == len(written)

@@ -234,7 +234,8 @@ def mask_rles(masks: Any) -> list[dict]:
 
 
 class _OutputNames:
-    """Output paths in one folder: the input's stem with a new suffix, `-1`, `-2`, ... when a name repeats."""
+    """Output paths in one folder: the input's stem with a new suffix, `-1`, `-2`, ... when a name repeats, ignoring
+    case (`a.jpg` and `sub/a.JPG` would be one file on macOS and Windows)."""
 
     def __init__(self, folder: Path) -> None:
         self.folder = folder
@@ -242,8 +243,8 @@ class _OutputNames:
 
     def next(self, source: Path, suffix: str) -> Path:
         name, count = f"{source.stem}{suffix}", 0
-        while name in self.used:
+        while name.casefold() in self.used:
             count += 1
             name = f"{source.stem}-{count}{suffix}"
-        self.used.add(name)
+        self.used.add(name.casefold())
         return self.folder / name
