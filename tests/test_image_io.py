@@ -299,6 +299,9 @@ def test_pipeline_still_reads_base64_strings(files, detector) -> None:
     encoded = base64.b64encode(files["rotated"].read_bytes()).decode()
     expected = detector(str(files["rotated"]))
     assert detector(encoded) == expected and detector(f"data:image/jpeg;base64,{encoded}") == expected
+    # A missing path that happens to be valid base64 ("data/img" decodes) is reported as the missing file it is.
+    with pytest.raises(FileNotFoundError, match=r"'data/img': no such file, nor a base64-encoded image"):
+        detector("data/img")
     with pytest.raises(FileNotFoundError, match="missing.jpg' does not exist"):
         detector(str(files["rotated"].parent / "missing.jpg"))
 

@@ -38,7 +38,7 @@ from transformers.pipelines.image_segmentation import ImageSegmentationPipeline
 from transformers.pipelines.object_detection import ObjectDetectionPipeline
 
 from .models.rfdetr.configuration_rfdetr import RFDetrConfig
-from .models.rfdetr.image_io import load_image
+from .models.rfdetr.image_io import ImageReadError, load_image
 
 __all__ = ["RFDetrImageSegmentationPipeline", "RFDetrObjectDetectionPipeline", "register_pipeline"]
 
@@ -100,7 +100,13 @@ def _read(image: Any, timeout: float | None) -> Any:
     if isinstance(image, str) and not image.startswith(("http://", "https://")) and not os.path.isfile(image):
         data = _base64_bytes(image)
         if data is not None:
-            return load_image(data, name="base64 image")
+            try:
+                return load_image(data, name="base64 image")
+            except ImageReadError:
+                if image.startswith("data:image/"):
+                    raise
+                shown = image if len(image) <= 80 else f"{image[:77]}..."
+                raise FileNotFoundError(f"{shown!r}: no such file, nor a base64-encoded image") from None
     if isinstance(image, str | os.PathLike | bytes | Image.Image):
         return load_image(image, timeout=timeout)
     return image
