@@ -106,6 +106,25 @@ def test_pipeline_batch_size_above_the_decoder_depth_equals_single_calls(saved_f
         assert [d["score"] for d in found] == pytest.approx([d["score"] for d in single], abs=1e-5)
 
 
+def test_pipeline_batches_images_the_processor_pads_to_their_own_sizes(saved_folder: Path) -> None:
+    """With `keep_aspect_ratio=True` the processor pads each image to its own size; transformers' collate function
+    concatenated them as they were (RuntimeError for mixed shapes). The batch now equals the processor's own padded
+    batch through the model and post-processing."""
+    RFDetrImageProcessor.from_pretrained(saved_folder, keep_aspect_ratio=True).save_pretrained(saved_folder)
+    detector = pipeline("object-detection", model=str(saved_folder), threshold=0.3)
+    images = [_scene(90, 120, seed=1), _scene(200, 64, seed=2), _scene(64, 64, seed=3)]
+    assert len({detector.image_processor(image, return_tensors="pt")["pixel_values"].shape for image in images}) > 1
+    batched = detector(images, batch_size=len(images))
+    processor, model = detector.image_processor, detector.model
+    with torch.no_grad():
+        outputs = model(**processor(images, return_tensors="pt"))
+    sizes = [(image.height, image.width) for image in images]
+    for found, expected in zip(batched, processor.post_process_object_detection(outputs, 0.3, sizes)):
+        assert len(found) == len(expected["scores"])
+        assert [d["score"] for d in found] == pytest.approx(expected["scores"].tolist(), abs=1e-5)
+    assert sum(len(found) for found in batched) > 0
+
+
 def test_image_feature_extraction_pipeline_returns_the_decoder_states(saved_folder: Path) -> None:
     """The second task transformers' rf_detr declares for its pipeline tests: a detection checkpoint loads as the
     base model (AutoModel) and the pipeline returns its last decoder states, (1, num_queries, d_model) per image."""

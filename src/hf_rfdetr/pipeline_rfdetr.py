@@ -31,8 +31,12 @@ from __future__ import annotations
 import base64
 import binascii
 import os
+from collections.abc import Callable
 from typing import Any
 
+import torch
+import torch.nn.functional as F
+from torch.utils.data import DataLoader
 from transformers.pipelines import PIPELINE_REGISTRY
 from transformers.pipelines.image_segmentation import ImageSegmentationPipeline
 from transformers.pipelines.object_detection import ObjectDetectionPipeline
@@ -59,6 +63,20 @@ class _RFDetrImageReading:
         if self._is_rfdetr() and isinstance(inputs, (list, tuple)) and len(inputs) == 0:
             return []
         return super().__call__(*args, **kwargs)
+
+    def get_iterator(self, inputs: Any, num_workers: int, batch_size: int, *args: Any, **kwargs: Any) -> Any:
+        """transformers' iterator; for RF-DETR with `batch_size > 1` its batches are padded to a common size first.
+
+        transformers' collate function concatenates `pixel_values` as they are, which fails when the processor pads
+        each image to its own size (`keep_aspect_ratio=True` with images of different shapes)."""
+        iterator = super().get_iterator(inputs, num_workers, batch_size, *args, **kwargs)
+        if self._is_rfdetr() and batch_size > 1:
+            loader = iterator
+            while loader is not None and not isinstance(loader, DataLoader):
+                loader = getattr(loader, "loader", None)
+            if loader is not None:
+                loader.collate_fn = _padded_to_a_common_size(loader.collate_fn)
+        return iterator
 
 
 class RFDetrObjectDetectionPipeline(_RFDetrImageReading, ObjectDetectionPipeline):
@@ -110,6 +128,28 @@ def _read(image: Any, timeout: float | None) -> Any:
     if isinstance(image, str | os.PathLike | bytes | Image.Image):
         return load_image(image, timeout=timeout)
     return image
+
+
+def _padded_to_a_common_size(collate: Callable[[list], Any]) -> Callable[[list], Any]:
+    """`collate` after padding every item's `pixel_values` (1, C, H, W) and `pixel_mask` (1, H, W) at the bottom and
+    right with zeros to the batch's largest height and width, as the processor pads a batch."""
+
+    def padded(items: list) -> Any:
+        sizes = [tuple(item["pixel_values"].shape[-2:]) for item in items]
+        height, width = max(size[0] for size in sizes), max(size[1] for size in sizes)
+        if all(size == (height, width) for size in sizes):
+            return collate(items)
+        items = [dict(item) for item in items]
+        for item, (item_height, item_width) in zip(items, sizes):
+            padding = (0, width - item_width, 0, height - item_height)
+            mask = item.get("pixel_mask")
+            if mask is None:
+                mask = torch.ones((1, item_height, item_width), dtype=torch.long)
+            item["pixel_values"] = F.pad(item["pixel_values"], padding)
+            item["pixel_mask"] = F.pad(mask, padding)
+        return collate(items)
+
+    return padded
 
 
 def _base64_bytes(text: str) -> bytes | None:
