@@ -144,8 +144,19 @@ def test_datasets_dataset_without_ema(dataset_dir: Path, tiny_folder: Path, tmp_
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always")
         trainer = fine_tune(
-            tiny_folder, dataset=splits, epochs=1, resolution=96, use_ema=False, output_dir=tmp_path / "run", **COMMON
+            tiny_folder,
+            dataset=splits,
+            epochs=1,
+            resolution=96,
+            use_ema=False,
+            output_dir=tmp_path / "run",
+            clip_max_norm=0.5,  # the original's name for max_grad_norm
+            lr_scheduler_type="linear",  # recipe arguments can be overridden (they collided: "multiple values")
+            per_device_eval_batch_size=2,
+            **COMMON,
         )
+    assert (trainer.args.max_grad_norm, trainer.args.per_device_eval_batch_size) == (0.5, 2)
+    assert trainer.args.lr_scheduler_type == "linear"
     # every run warned "`gradient_checkpointing` is deprecated" on transformers 5 (the flag was always passed)
     assert not [str(w.message) for w in caught if "checkpointing" in str(w.message)]
     on = TrainingArguments(output_dir=str(tmp_path / "args"), **_checkpointing(True))
@@ -195,6 +206,8 @@ def test_bad_arguments_are_explained(dataset_dir: Path, tmp_path: Path) -> None:
         fine_tune(model, dataset_dir, output_dir=tmp_path, **COMMON)
     with pytest.raises(ValueError, match="resolution=70 must be divisible"):
         fine_tune("nano", dataset_dir, resolution=70, output_dir=tmp_path, **COMMON)
+    with pytest.raises(TypeError, match=r"num_train_epochs= is set by fine_tune / train\(\) from epochs="):
+        fine_tune("nano", dataset_dir, num_train_epochs=3, output_dir=tmp_path)
 
 
 def test_cli_train(dataset_dir: Path, tiny_folder: Path, tmp_path: Path, capsys) -> None:

@@ -19,6 +19,7 @@ import json
 import os
 import warnings
 from pathlib import Path
+from typing import Any
 
 import datasets
 import torch
@@ -127,7 +128,6 @@ ORIGINAL_OPTIONS = {
     "RFDetrTrainer)",
     "lr_component_decay": "the decoder decay is the original's default 0.7 (hf_rfdetr.training.LearningRates for "
     "RFDetrTrainer)",
-    "clip_max_norm": "gradients are clipped at the original's 0.1",
     "drop_path": "not supported",
     "group_detr": "a model setting: RFDetrConfig(group_detr=...)",
     "ia_bce_loss": "a model setting of the config",
@@ -156,14 +156,51 @@ ORIGINAL_OPTIONS = {
 }
 
 
+#: `TrainingArguments` fields that `fine_tune` sets from its own parameters (named here): passing them too is refused.
+SET_FROM_PARAMETERS = {
+    "output_dir": "output_dir",
+    "num_train_epochs": "epochs",
+    "per_device_train_batch_size": "batch_size",
+    "gradient_accumulation_steps": "grad_accum_steps",
+    "learning_rate": "lr",
+    "report_to": "tensorboard= / wandb=",
+    "run_name": "run",
+    "use_cpu": "device",
+    "dataloader_num_workers": "num_workers",
+    "load_best_model_at_end": "early_stopping",
+    "metric_for_best_model": "early_stopping / early_stopping_use_ema",
+    "activation_checkpointing": "gradient_checkpointing",
+}
+
+
+def _recipe_arguments(evaluation: bool, batch_size: int) -> dict[str, Any]:
+    """The `TrainingArguments` of the original recipe that `fine_tune`'s extra keyword arguments may override
+    (its `clip_max_norm`, 0.1, is `max_grad_norm`)."""
+    return {
+        "max_grad_norm": 0.1,
+        "lr_scheduler_type": "constant",
+        "per_device_eval_batch_size": batch_size,
+        "eval_strategy": "epoch" if evaluation else "no",
+        "save_strategy": "epoch",
+        "logging_strategy": "epoch",
+        "greater_is_better": True,
+    }
+
+
 def check_training_options(options: dict) -> None:
     """Refuse, before any data or model is loaded, the keyword arguments of `fine_tune` that are neither
     `TrainingArguments` fields nor its own: an option of the original `TrainConfig` without an equivalent names what
-    to use instead; any other name is a `TypeError`, as Python gives for an unexpected keyword."""
+    to use instead, a field `fine_tune` sets from a parameter of its own names that parameter; any other name is a
+    `TypeError`, as Python gives for an unexpected keyword. The original's `clip_max_norm` is taken (`max_grad_norm`).
+    """
     import dataclasses
 
-    fields = {field.name for field in dataclasses.fields(TrainingArguments) if field.init}
+    fields = {field.name for field in dataclasses.fields(TrainingArguments) if field.init} | {"clip_max_norm"}
     for name in options:
+        if name in SET_FROM_PARAMETERS:
+            raise TypeError(
+                f"{name}= is set by fine_tune / train() from {SET_FROM_PARAMETERS[name]}=; pass that instead"
+            )
         if name in ORIGINAL_OPTIONS:
             raise ValueError(
                 f"{name}= is an option of the original rfdetr train() that hf_rfdetr does not take: "
@@ -330,6 +367,8 @@ def fine_tune(
     `output_dir` (and the EMA weights in `output_dir/ema`). Returns the trainer (`trainer.model`, `trainer.state`).
     """
     check_training_options(training_arguments)
+    if "clip_max_norm" in training_arguments:  # the original's name
+        training_arguments["max_grad_norm"] = training_arguments.pop("clip_max_norm")
     if (dataset_dir is None) == (dataset is None):
         raise ValueError("pass exactly one of dataset_dir (a COCO folder) or dataset (a datasets.DatasetDict)")
     source_name = model_name or (str(model) if isinstance(model, (str, os.PathLike)) else None)
@@ -361,18 +400,11 @@ def fine_tune(
         output_dir=str(output_dir),
         num_train_epochs=epochs,
         per_device_train_batch_size=batch_size,
-        per_device_eval_batch_size=batch_size,
         gradient_accumulation_steps=grad_accum_steps,
         learning_rate=lr,
         weight_decay=weight_decay,
-        max_grad_norm=0.1,
-        lr_scheduler_type="constant",
-        eval_strategy="epoch" if evaluation else "no",
-        save_strategy="epoch",
-        logging_strategy="epoch",
         load_best_model_at_end=early_stopping and evaluation,
         metric_for_best_model=metric if evaluation else None,
-        greater_is_better=True,
         **_checkpointing(gradient_checkpointing),
         report_to=_report_to(tensorboard, wandb, project),
         run_name=run,
@@ -381,7 +413,7 @@ def fine_tune(
         remove_unused_columns=False,
         seed=seed,
         **precision,
-        **training_arguments,
+        **(_recipe_arguments(evaluation, batch_size) | training_arguments),
     )
     if device not in (None, "cpu"):
         model.to(device)
