@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import functools
+import inspect
 from pathlib import Path
 
 import pytest
@@ -108,3 +110,59 @@ def test_evaluation_sees_every_image_when_the_last_batch_is_short(tmp_path: Path
     assert all(images == targets for images, targets in evaluator.batches)
     assert evaluator.batches[-1][0] == 8 % eval_batch_size
     assert "eval_map" in metrics and "eval_ema_map" not in metrics  # no EMA weights before training
+
+
+@functools.cache
+def _schedule_model() -> RFDetrForObjectDetection:
+    return RFDetrForObjectDetection(tiny_config())
+
+
+def _schedule(
+    tmp_path: Path, size: int, batch: int, accum: int, epochs: int = 1, max_steps: int = -1, **options
+) -> tuple[int, int, list[float]]:
+    """(optimizer steps in all, per epoch, the schedule's lr factor at every step) of an RFDetrTrainer on `size`
+    items, as `Trainer.train` sizes them (`set_initial_training_values`), without training."""
+    scheduler_type = options.pop("lr_scheduler_type", "constant")
+    args = TrainingArguments(
+        output_dir=str(tmp_path),
+        num_train_epochs=epochs,
+        max_steps=max_steps,
+        per_device_train_batch_size=batch,
+        gradient_accumulation_steps=accum,
+        lr_scheduler_type=scheduler_type,
+        report_to=[],
+        use_cpu=True,
+        remove_unused_columns=False,
+    )
+    trainer = RFDetrTrainer(
+        model=_schedule_model(), args=args, train_dataset=[{}] * size, data_collator=lambda batch: batch, **options
+    )
+    sizing = inspect.signature(trainer.set_initial_training_values).parameters
+    extra = [batch * accum] if "total_train_batch_size" in sizing else []  # transformers 4.57
+    values = trainer.set_initial_training_values(args, trainer.get_train_dataloader(), *extra)
+    total, per_epoch = values[-1], values[1]
+    trainer.create_optimizer()
+    scheduler = trainer.create_scheduler(total)
+    return total, per_epoch, [scheduler.lr_lambdas[0](step) for step in range(total)]
+
+
+def test_the_step_schedule_drops_at_epoch_100_by_default(tmp_path: Path) -> None:
+    """The original's step schedule has lr_drop=100: a run of more than 100 epochs trains at x0.1 from epoch 100 on
+    (it never dropped: lr_drop defaulted to None). lr_scheduler_type= other than the recipe's 'constant' is
+    transformers' schedule; lr_drop=None never drops."""
+    from hf_rfdetr.cli import build_parser
+    from hf_rfdetr.training import fine_tune
+
+    total, per_epoch, factors = _schedule(tmp_path, 20, 2, 1, epochs=101)
+    assert (total, per_epoch) == (1010, 10)
+    assert factors[999] == 1.0 and factors[1000:] == [0.1] * 10
+    assert set(_schedule(tmp_path, 20, 2, 1, epochs=101, lr_drop=None)[2]) == {1.0}
+    _, _, linear = _schedule(tmp_path, 20, 2, 1, epochs=101, lr_scheduler_type="linear")
+    assert linear[0] == 1.0 and linear[505] == pytest.approx(0.5) and linear[1000] == pytest.approx(10 / 1010)
+    with pytest.raises(ValueError, match="warmup_ratio"):
+        _schedule(tmp_path, 20, 2, 1, lr_scheduler_type="linear", warmup_epochs=1)
+    assert inspect.signature(fine_tune).parameters["lr_drop"].default == 100
+    arguments = build_parser().parse_args(["train", "--dataset-dir", "data"])
+    assert (arguments.lr_drop, arguments.warmup_epochs) == (100, 0)
+    arguments = build_parser().parse_args(["train", "--dataset-dir", "d", "--lr-drop", "5", "--warmup-epochs", "1"])
+    assert (arguments.lr_drop, arguments.warmup_epochs) == (5, 1)

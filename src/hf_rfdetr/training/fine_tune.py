@@ -334,7 +334,7 @@ def fine_tune(
     amp: bool | str = "auto",
     model_name: str | None = None,
     warmup_epochs: float = 0.0,
-    lr_drop: float | None = None,
+    lr_drop: float | None = 100,
     **training_arguments,
 ) -> RFDetrTrainer:
     """Fine-tune RF-DETR on a COCO folder (`dataset_dir` with `train/ valid/ [test/]`, each holding
@@ -353,8 +353,9 @@ def fine_tune(
     the CPU, in bfloat16, about 1.6x the float32 images/s on CPUs with native bf16; False: float32), `model_name`
     (what the model cards name as the starting model; default: `model` when it is a name or folder),
     `warmup_epochs` and `lr_drop` (the original's step schedule: a linear warmup over `warmup_epochs` epochs, the
-    learning rates x0.1 from epoch `lr_drop` on; without them the rates stay constant, as the original's defaults,
-    `lr_drop=100` for 100 epochs, do). Extra keyword arguments go to `TrainingArguments` (its `bf16=` / `fp16=`
+    learning rates x0.1 from epoch `lr_drop` on; the defaults are the original's, no warmup and `lr_drop=100`, so a
+    run of more than 100 epochs drops the rates from epoch 100; `lr_drop=None` never drops; a
+    `lr_scheduler_type=` other than the recipe's "constant" replaces this schedule by transformers' one). Extra keyword arguments go to `TrainingArguments` (its `bf16=` / `fp16=`
     override `amp`); other options of the original `TrainConfig` are refused up front, naming what to use instead
     (`check_training_options`).
 
@@ -437,7 +438,7 @@ def fine_tune(
         ema=ema,
         callbacks=trainer_callbacks,
         warmup_epochs=warmup_epochs,
-        lr_drop=lr_drop if lr_drop is not None and lr_drop < epochs else None,
+        lr_drop=lr_drop,
     )
     trainer.train(resume_from_checkpoint=str(resume) if isinstance(resume, (str, Path)) else resume)
     trainer.save_model(str(output_dir))  # with the processor

@@ -92,8 +92,10 @@ class RFDetrTrainer(Trainer):
         learning_rates: the original's lr knobs; `lr` and `weight_decay` come from `TrainingArguments`
             (`learning_rate`, `weight_decay`), `lr_encoder`, `lr_vit_layer_decay`, `lr_component_decay` from here.
         ema: an `RFDetrEMACallback`; its weights are evaluated too, as `eval_ema_*` metrics.
-        warmup_epochs, lr_drop: the original's step schedule (see `create_scheduler`); without them the
-            `TrainingArguments` schedule (`lr_scheduler_type`).
+        warmup_epochs, lr_drop: the original's step schedule (see `create_scheduler`), used while the
+            `TrainingArguments`' `lr_scheduler_type` is the recipe's "constant"; `lr_drop` defaults to the original's
+            100 (epochs), None never drops. Another `lr_scheduler_type` (linear, cosine, ...) is transformers' own
+            schedule, with its `warmup_steps` / `warmup_ratio` (`warmup_epochs` is then refused).
 
     Checkpoints: each `checkpoint-N/` also holds the EMA weights (`ema/`, with the `processing_class`, as the
     checkpoint itself) and the random state of the data collator
@@ -110,7 +112,7 @@ class RFDetrTrainer(Trainer):
         learning_rates: LearningRates | None = None,
         ema: RFDetrEMACallback | None = None,
         warmup_epochs: float = 0.0,
-        lr_drop: float | None = None,
+        lr_drop: float | None = 100,
         **kwargs,
     ) -> None:
         callbacks = list(kwargs.pop("callbacks", None) or [])
@@ -121,6 +123,12 @@ class RFDetrTrainer(Trainer):
         if warmup_epochs < 0 or (lr_drop is not None and lr_drop < 0):
             raise ValueError(f"warmup_epochs and lr_drop must be >= 0, got {warmup_epochs} and {lr_drop}")
         self.warmup_epochs, self.lr_drop = float(warmup_epochs), lr_drop
+        if self.warmup_epochs and not self._recipe_schedule():
+            raise ValueError(
+                f"warmup_epochs={warmup_epochs} sets the warmup of the recipe's schedule (lr_scheduler_type='constant'); "
+                f"with lr_scheduler_type={self._scheduler_type()!r} use TrainingArguments' warmup_steps= or "
+                "warmup_ratio= instead"
+            )
         self.ema = ema
         if ema is not None:
             ema.save_on_checkpoint = False  # written by `_save_checkpoint`, before the checkpoint is marked complete
@@ -224,11 +232,21 @@ class RFDetrTrainer(Trainer):
                 return last.item() if torch.is_tensor(last) else last
         return learning_rate
 
+    def _scheduler_type(self) -> str:
+        kind = self.args.lr_scheduler_type
+        return str(getattr(kind, "value", kind))
+
+    def _recipe_schedule(self) -> bool:
+        """Whether the original's step schedule applies: `lr_scheduler_type` is the recipe's "constant"."""
+        return self._scheduler_type() == "constant"
+
     def create_scheduler(self, num_training_steps: int, optimizer=None):
-        """`Trainer.create_scheduler`; with `warmup_epochs` or `lr_drop` the original's step schedule instead (its
-        `lr_scheduler="step"`): a linear ramp from 0 over the first `warmup_epochs` epochs, then the base rates, x0.1
-        from epoch `lr_drop` on (per optimizer step, epochs counted in this run's steps per epoch)."""
-        if self.lr_scheduler is not None or (not self.warmup_epochs and self.lr_drop is None):
+        """`Trainer.create_scheduler`; while `lr_scheduler_type` is the recipe's "constant", the original's step
+        schedule instead (its `lr_scheduler="step"`, `lr_drop=100` by default): a linear ramp from 0 over the first
+        `warmup_epochs` epochs, then the base rates, x0.1 from epoch `lr_drop` on (per optimizer step, epochs
+        counted in this run's steps per epoch). Any other `lr_scheduler_type` is transformers' schedule."""
+        recipe = self._recipe_schedule() and (self.warmup_epochs or self.lr_drop is not None)
+        if self.lr_scheduler is not None or not recipe:
             return super().create_scheduler(num_training_steps, optimizer)
         steps_per_epoch = num_training_steps / max(float(self.args.num_train_epochs), 1e-12)
         if self.args.max_steps > 0:  # max_steps given: epochs are the dataloader's
