@@ -166,3 +166,19 @@ def test_the_step_schedule_drops_at_epoch_100_by_default(tmp_path: Path) -> None
     assert (arguments.lr_drop, arguments.warmup_epochs) == (100, 0)
     arguments = build_parser().parse_args(["train", "--dataset-dir", "d", "--lr-drop", "5", "--warmup-epochs", "1"])
     assert (arguments.lr_drop, arguments.warmup_epochs) == (5, 1)
+
+
+def test_the_step_schedule_rounds_as_the_original(tmp_path: Path) -> None:
+    """warmup int(steps_per_epoch * warmup_epochs) steps and the drop at int(lr_drop) * steps_per_epoch, as
+    rfdetr's _build_managed_scheduler (were ceil and round: one warmup step more, a drop at 2.5 epochs 8 steps
+    early); with max_steps an epoch is the Trainer's ceil(batches / accumulation) optimizer steps (was floor: the
+    schedule ran ahead by a third with 5 batches in windows of 2)."""
+    total, per_epoch, factors = _schedule(tmp_path, 100, 4, 1, epochs=10, warmup_epochs=0.5, lr_drop=5)
+    assert (total, per_epoch) == (250, 25)
+    assert factors[:13] == [step / 12 for step in range(12)] + [1.0]  # 12 warmup steps, not 13
+    assert factors[124] == 1.0 and factors[125] == 0.1
+    _, per_epoch, factors = _schedule(tmp_path, 256, 4, 4, epochs=12, lr_drop=2.5)
+    assert per_epoch == 16 and factors.index(0.1) == 32  # epoch int(2.5) = 2, not step round(2.5 * 16) = 40
+    _, per_epoch, factors = _schedule(tmp_path, 10, 2, 2, max_steps=9, warmup_epochs=1, lr_drop=2)
+    assert per_epoch == 3  # 5 batches: windows of 2, 2 and 1
+    assert factors == pytest.approx([0.0, 1 / 3, 2 / 3, 1.0, 1.0, 1.0, 0.1, 0.1, 0.1])

@@ -244,15 +244,20 @@ class RFDetrTrainer(Trainer):
         """`Trainer.create_scheduler`; while `lr_scheduler_type` is the recipe's "constant", the original's step
         schedule instead (its `lr_scheduler="step"`, `lr_drop=100` by default): a linear ramp from 0 over the first
         `warmup_epochs` epochs, then the base rates, x0.1 from epoch `lr_drop` on (per optimizer step, epochs
-        counted in this run's steps per epoch). Any other `lr_scheduler_type` is transformers' schedule."""
+        counted in this run's steps per epoch). Rounded as the original: `int(steps_per_epoch * warmup_epochs)`
+        warmup steps, the drop at step `int(lr_drop) * steps_per_epoch`, `steps_per_epoch = total // epochs`
+        (with `max_steps`: the Trainer's `ceil(batches / gradient_accumulation_steps)`). Any other `lr_scheduler_type` is transformers' schedule."""
         recipe = self._recipe_schedule() and (self.warmup_epochs or self.lr_drop is not None)
         if self.lr_scheduler is not None or not recipe:
             return super().create_scheduler(num_training_steps, optimizer)
-        steps_per_epoch = num_training_steps / max(float(self.args.num_train_epochs), 1e-12)
-        if self.args.max_steps > 0:  # max_steps given: epochs are the dataloader's
-            steps_per_epoch = max(1, len(self.get_train_dataloader()) // self.args.gradient_accumulation_steps)
-        warmup = math.ceil(self.warmup_epochs * steps_per_epoch)
-        drop = None if self.lr_drop is None else round(self.lr_drop * steps_per_epoch)
+        epochs = float(self.args.num_train_epochs)
+        if self.args.max_steps <= 0 and epochs.is_integer() and epochs >= 1:  # the original's sizing
+            steps_per_epoch = max(1, num_training_steps // int(epochs))
+        else:  # max_steps given (or fractional epochs): an epoch is the Trainer's, ceil(batches / accumulation)
+            batches = len(self.get_train_dataloader())
+            steps_per_epoch = max(1, math.ceil(batches / self.args.gradient_accumulation_steps))
+        warmup = int(steps_per_epoch * self.warmup_epochs)  # as the original rounds: down, in whole steps
+        drop = None if self.lr_drop is None else int(self.lr_drop) * steps_per_epoch
 
         def factor(step: int) -> float:
             if step < warmup:
