@@ -57,17 +57,51 @@ def _train(output_dir: Path, callback: RFDetrEMACallback, resume: str | None = N
 
 
 def test_update_follows_the_original_formula() -> None:
+    """The first update copies the weights (the original's AveragedModel; it blended with decay 0.0099, keeping 1%
+    of the initial weights), the second blends with decay 0.993 * (1 - exp(-2 / 100))."""
     model = RFDetrForObjectDetection(tiny_config())
     callback = RFDetrEMACallback(decay=0.993, tau=100)
     callback.shadow = {k: v.clone() for k, v in model.state_dict().items() if v.is_floating_point()}
+    with torch.no_grad():
+        model.class_embed.weight.add_(1.0)
+    callback.update(model)
+    torch.testing.assert_close(callback.shadow["class_embed.weight"], model.class_embed.weight, rtol=0, atol=0)
     before = callback.shadow["class_embed.weight"].clone()
     with torch.no_grad():
         model.class_embed.weight.add_(1.0)
     callback.update(model)
-    decay = 0.993 * (1 - math.exp(-1 / 100))
+    decay = 0.993 * (1 - math.exp(-2 / 100))
     expected = decay * before + (1 - decay) * model.class_embed.weight
     torch.testing.assert_close(callback.shadow["class_embed.weight"], expected)
-    assert callback.updates == 2 and callback.current_decay() == 0.993 * (1 - math.exp(-2 / 100))
+    assert callback.updates == 3 and callback.current_decay() == 0.993 * (1 - math.exp(-3 / 100))
+
+
+def test_updates_equal_torch_averaged_model() -> None:
+    """Update by update, the average equals the original's: torch's AveragedModel with rfdetr's multi_avg_fn
+    (decay * (1 - exp(-(n_averaged + 1) / tau)), buffers averaged too)."""
+    from torch.optim.swa_utils import AveragedModel
+
+    def multi_avg(averaged, current, n_averaged) -> None:
+        if not averaged[0].is_floating_point():  # num_batches_tracked: not in the shadow (float entries only)
+            return
+        decay = 0.9 * (1 - math.exp(-(int(n_averaged) + 1) / 2))
+        torch._foreach_mul_(averaged, decay)
+        torch._foreach_add_(averaged, current, alpha=1 - decay)
+
+    torch.manual_seed(0)
+    model = torch.nn.Sequential(torch.nn.Linear(4, 4), torch.nn.BatchNorm1d(4))
+    reference = AveragedModel(model, use_buffers=True, multi_avg_fn=multi_avg)
+    callback = RFDetrEMACallback(decay=0.9, tau=2)
+    callback.shadow = {k: v.clone() for k, v in model.state_dict().items() if v.is_floating_point()}
+    for _ in range(5):
+        with torch.no_grad():
+            model[0].weight.add_(torch.randn_like(model[0].weight))
+            model[1].running_mean.add_(torch.randn(4))
+        reference.update_parameters(model)
+        callback.update(model)
+        expected = reference.module.state_dict()
+        for name, value in callback.shadow.items():
+            torch.testing.assert_close(value, expected[name], msg=name)
 
 
 def test_trainer_saves_and_resumes_the_average(tmp_path: Path) -> None:

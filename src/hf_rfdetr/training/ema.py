@@ -13,8 +13,10 @@
 # limitations under the License.
 """Exponential moving average of the weights as a `TrainerCallback` (the original's ModelEma).
 
-After every `update_interval`-th optimizer step: ema = d * ema + (1 - d) * weights with
-d = decay * (1 - exp(-updates / tau)), `updates` counting from 1 (so early updates follow the weights closely).
+After every `update_interval`-th optimizer step: the first update copies the weights (as the original's
+`torch.optim.swa_utils.AveragedModel`), each later one sets ema = d * ema + (1 - d) * weights with
+d = decay * (1 - exp(-updates / tau)), `updates` being the update's number (2 for the second), so early updates
+follow the weights closely.
 Every Trainer checkpoint gets an `ema/` folder (config.json + model.safetensors, loadable with `from_pretrained`
 and holding the update count) and resuming restores it. With `RFDetrTrainer` the folder is written inside the
 checkpoint save, before the checkpoint is marked complete (see `checkpoints.py`); with a plain `Trainer`, in `on_save`.
@@ -61,12 +63,16 @@ class RFDetrEMACallback(TrainerCallback):
 
     @torch.no_grad()
     def update(self, model: torch.nn.Module) -> None:
-        decay = self.current_decay()
+        """One update; `updates` counts from 1, the number of the update to come (the first is a copy)."""
         state = model.state_dict()
         averaged = list(self.shadow.values())
         current = [state[name].detach() for name in self.shadow]
-        torch._foreach_mul_(averaged, decay)
-        torch._foreach_add_(averaged, current, alpha=1.0 - decay)
+        if self.updates <= 1:  # AveragedModel.update_parameters with n_averaged == 0
+            torch._foreach_copy_(averaged, current)
+        else:
+            decay = self.current_decay()
+            torch._foreach_mul_(averaged, decay)
+            torch._foreach_add_(averaged, current, alpha=1.0 - decay)
         self.updates += 1
 
     def on_step_end(self, args, state, control, model=None, **kwargs):
