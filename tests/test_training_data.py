@@ -752,3 +752,25 @@ def test_a_model_that_cannot_be_resolved_is_reported_after_the_data_checks(tmp_p
     with pytest.raises(OSError, match="not-a-model-it-is-never-loaded"):
         fine_tune("not-a-model-it-is-never-loaded", root, output_dir=tmp_path / "out", device="cpu")
     assert not (tmp_path / "out").exists()
+
+
+def test_boxes_with_fractional_coordinates_inside_the_image_are_not_reported_clipped(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    """[10.1, 2.3, 30.7, 40.9] lies inside its image but was counted 'clipped': (x + w) - x is not w in floats."""
+    root = small_folder(tmp_path)
+    inside = [[10.1, 2.3, 30.7, 40.9], [0.3, 0.7, 12.9, 3.3], [1.1, 2.2, 3.3, 4.4]]
+
+    def fractional(document: dict) -> None:
+        for index, bbox in enumerate(inside):
+            document["annotations"][index].update(bbox=bbox, image_id=0)
+
+    edit_json(root, "train", fractional)
+    with caplog.at_level(logging.WARNING, logger=DATA_LOGGER):
+        loaded, summaries = load_coco_folder(root, return_summary=True)
+    assert summaries["train"].as_dict()["clipped"] == 0
+    assert not [record for record in caplog.records if "clipped" in record.getMessage()]
+    objects = loaded["train"][0]["objects"]
+    boxes = objects["bbox"] if isinstance(objects, dict) else [item["bbox"] for item in objects]
+    for bbox in inside:  # kept as they are
+        assert any(box == pytest.approx(bbox) for box in boxes), bbox

@@ -573,6 +573,8 @@ def _clean_box(bbox: Any, width: int, height: int, where: str) -> tuple[float, f
     x, y, w, h = (float(value) for value in bbox)
     if w < _FLOAT32_TINY or h < _FLOAT32_TINY:  # also a positive size that float32 storage would turn into 0
         return None
+    if x >= 0 and y >= 0 and x + w <= width and y + h <= height:  # inside: as it is (`(x + w) - x` may not be w)
+        return x, y, w, h
     x0, y0 = min(max(x, 0.0), width), min(max(y, 0.0), height)
     x1, y1 = min(max(x + w, 0.0), width), min(max(y + h, 0.0), height)
     if x1 - x0 < _FLOAT32_TINY or y1 - y0 < _FLOAT32_TINY:
@@ -581,7 +583,8 @@ def _clean_box(bbox: Any, width: int, height: int, where: str) -> tuple[float, f
 
 
 def _box_status(bbox: list[float], cleaned: tuple[float, float, float, float] | None) -> str | None:
-    """Which `SplitSummary` list a box goes to (`None` when it was kept unchanged)."""
+    """Which `SplitSummary` list a box goes to (`None` when it was kept unchanged: `_clean_box` returns a box inside
+    its image as it is)."""
     if cleaned is None:
         return "dropped_degenerate" if min(bbox[2], bbox[3]) < _FLOAT32_TINY else "dropped_outside"
     return None if tuple(float(v) for v in bbox) == cleaned else "clipped"
