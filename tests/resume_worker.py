@@ -27,7 +27,7 @@ from hf_rfdetr import fine_tune  # noqa: E402
 
 #: The tiny run's settings, shared with the test (which also checks the run it compares to).
 SETTINGS = dict(
-    batch_size=4,
+    batch_size=2,
     grad_accum_steps=1,
     lr=1e-3,
     device="cpu",

@@ -362,8 +362,11 @@ def test_train_takes_the_originals_schedule_and_refuses_its_other_options_up_fro
         tensorboard=False,
         num_workers=0,
     )
-    assert trainer.state.global_step == 4  # 2 steps per epoch: 1 warmup step, x0.1 from step 2 (epoch 1) on
-    assert [trainer.lr_scheduler.lr_lambdas[0](step) for step in range(4)] == [0.0, 1.0, 0.1, 0.1]
+    # 4 images, under 5 batches: 5 steps per epoch as the original (drawn with replacement); 2 warmup steps
+    # (int(0.5 * 5)), x0.1 from step 5 (epoch 1) on
+    assert trainer.state.global_step == 10
+    factors = [trainer.lr_scheduler.lr_lambdas[0](step) for step in range(10)]
+    assert factors == [0.0, 0.5, 1.0, 1.0, 1.0] + [0.1] * 5
     # the logged rate is the base lr's (it was group 0's: the encoder embeddings', with layer decay)
     logged = [entry["learning_rate"] for entry in trainer.state.log_history if "learning_rate" in entry]
     assert logged == pytest.approx([1e-4, 1e-5])  # lr's default, then x0.1 after lr_drop

@@ -62,15 +62,16 @@ def test_fine_tune_writes_model_ema_and_metrics(dataset_dir: Path, tiny_folder: 
     assert list(config["id2label"].values()) == class_names(3)  # the dataset's classes, no superclass
     for name in ("model.safetensors", "preprocessor_config.json", "ema/model.safetensors", "ema/config.json"):
         assert (output / name).exists(), name
-    assert sorted(p.name for p in output.glob("checkpoint-*")) == ["checkpoint-4"]  # only every 2nd epoch kept
+    # 8 images, under 5 batches of 4: 5 steps per epoch, as the original (drawn with replacement)
+    assert sorted(p.name for p in output.glob("checkpoint-*")) == ["checkpoint-10"]  # only every 2nd epoch kept
     evaluations = [entry for entry in trainer.state.log_history if "eval_map" in entry]
     assert len(evaluations) == 2 and all(
         "eval_ema_map" in entry and "eval_map_red-rectangle" in entry for entry in evaluations
     )
-    assert trainer.state.global_step == 4
+    assert trainer.state.global_step == 10
     assert RFDetrForObjectDetection.from_pretrained(output / "ema").config.id2label == trainer.model.config.id2label
     # checkpoints carry the image processor (they lacked it: AutoImageProcessor and pipeline failed on them)
-    checkpoint = output / "checkpoint-4"
+    checkpoint = output / "checkpoint-10"
     detector = pipeline("object-detection", model=str(checkpoint))
     assert isinstance(detector.image_processor, RFDetrImageProcessor)
     assert AutoImageProcessor.from_pretrained(checkpoint / "ema").size == detector.image_processor.size
@@ -82,9 +83,9 @@ def test_resume_continues_from_the_last_checkpoint(dataset_dir: Path, tiny_folde
     resumed = fine_tune(
         tiny_folder, dataset_dir, epochs=2, checkpoint_interval=1, output_dir=output, resume=True, **COMMON
     )
-    assert resumed.state.global_step == 4 and round(resumed.state.epoch) == 2
+    assert resumed.state.global_step == 10 and round(resumed.state.epoch) == 2
     steps = [entry["step"] for entry in resumed.state.log_history if "loss" in entry]
-    assert steps == [2, 4]  # the first epoch's log comes from the checkpoint, the second was trained now
+    assert steps == [5, 10]  # the first epoch's log comes from the checkpoint, the second was trained now
 
 
 def test_early_stopping_on_ema_map(dataset_dir: Path, tiny_folder: Path, tmp_path: Path) -> None:
@@ -126,7 +127,7 @@ def test_early_stopping_saves_the_best_checkpoints_weights_and_ema(
         **COMMON,
     )
     best = Path(trainer.state.best_model_checkpoint)
-    assert best.name == "checkpoint-2" and trainer.state.global_step == 4
+    assert best.name == "checkpoint-5" and trainer.state.global_step == 10
 
     def same(first: Path, second: Path) -> bool:
         one, other = load_file(first), load_file(second)
@@ -134,7 +135,7 @@ def test_early_stopping_saves_the_best_checkpoints_weights_and_ema(
 
     assert same(output / "model.safetensors", best / "model.safetensors")
     assert same(output / "ema" / "model.safetensors", best / "ema" / "model.safetensors")
-    assert not same(output / "ema" / "model.safetensors", output / "checkpoint-4" / "ema" / "model.safetensors")
+    assert not same(output / "ema" / "model.safetensors", output / "checkpoint-10" / "ema" / "model.safetensors")
     epochs = [json.loads((folder / "eval_results.json").read_text())["epoch"] for folder in (output, output / "ema")]
     assert epochs == [1.0, 1.0]
 

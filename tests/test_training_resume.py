@@ -34,7 +34,7 @@ from .conftest import tiny_config
 from .synthetic_coco import write_synthetic_coco
 
 WORKER = Path(__file__).with_name("resume_worker.py")
-EPOCHS = 2  # 8 images in batches of 4: checkpoint-2 after the first epoch, checkpoint-4 after the second
+EPOCHS = 2  # 8 images, batches of 2: under 5 batches, drawn with replacement, 5 steps (checkpoint-5, checkpoint-10)
 TOLERANCE = 1e-6
 
 
@@ -211,8 +211,8 @@ def test_sigkill_after_the_first_checkpoint_then_resume_equals_an_uninterrupted_
     inputs: tuple[Path, Path], uninterrupted: Path, tmp_path: Path
 ) -> None:
     output = tmp_path / "run"
-    _run_and_kill(inputs, output, "complete:2")
-    assert is_complete(output / "checkpoint-2") and not (output / "checkpoint-4").exists()
+    _run_and_kill(inputs, output, "complete:5")
+    assert is_complete(output / "checkpoint-5") and not (output / "checkpoint-10").exists()
     _run(inputs, output, resume=True)
     _assert_same_run(uninterrupted, output)
 
@@ -221,15 +221,15 @@ def test_sigkill_after_the_first_checkpoint_then_resume_equals_an_uninterrupted_
 def test_sigkill_during_a_save_keeps_the_previous_checkpoint_and_resume_skips_the_broken_one(
     inputs: tuple[Path, Path], uninterrupted: Path, tmp_path: Path
 ) -> None:
-    """Killed inside the EMA save of checkpoint-4 (`ema/model.safetensors` written, `ema/ema_state.json` not): the
-    folder is incomplete, checkpoint-2 survives `save_total_limit=1`, and resume=True continues from it."""
+    """Killed inside the EMA save of checkpoint-10 (`ema/model.safetensors` written, `ema/ema_state.json` not): the
+    folder is incomplete, checkpoint-5 survives `save_total_limit=1`, and resume=True continues from it."""
     output = tmp_path / "run"
-    _run_and_kill(inputs, output, "ema:4")
-    broken = output / "checkpoint-4"
+    _run_and_kill(inputs, output, "ema:10")
+    broken = output / "checkpoint-10"
     assert (broken / "ema" / "model.safetensors").exists() and not (broken / "ema" / "ema_state.json").exists()
-    assert not is_complete(broken) and is_complete(output / "checkpoint-2")
+    assert not is_complete(broken) and is_complete(output / "checkpoint-5")
     stderr = _run(inputs, output, resume=True)
-    assert f"Resuming from {output / 'checkpoint-2'}: skipped the incomplete checkpoint {broken}" in stderr
+    assert f"Resuming from {output / 'checkpoint-5'}: skipped the incomplete checkpoint {broken}" in stderr
     _assert_same_run(uninterrupted, output)
 
 
@@ -241,14 +241,14 @@ class _Interrupted(Exception):
 def test_an_interrupted_save_at_any_point_leaves_an_incomplete_checkpoint(
     inputs: tuple[Path, Path], tmp_path: Path, monkeypatch, point: str
 ) -> None:
-    """In process, an exception at each stage of the save of checkpoint-4 stands for a kill there: checkpoint-4 is
-    never complete, checkpoint-2 stays complete, and resume=True picks checkpoint-2 (then re-saves checkpoint-4)."""
+    """In process, an exception at each stage of the save of checkpoint-10 stands for a kill there: checkpoint-10 is
+    never complete, checkpoint-5 stays complete, and resume=True picks checkpoint-5 (then re-saves checkpoint-10)."""
     import hf_rfdetr.training.trainer as trainer_module
 
     def interrupt(original):
         def wrapper(*args, **kwargs):
             folder = next(Path(a) for a in (*args, *kwargs.values()) if isinstance(a, (str, Path)))
-            if "checkpoint-4" in folder.parts:
+            if "checkpoint-10" in folder.parts:
                 raise _Interrupted(point)
             return original(*args, **kwargs)
 
@@ -260,24 +260,24 @@ def test_an_interrupted_save_at_any_point_leaves_an_incomplete_checkpoint(
         monkeypatch.setattr(trainer_module, "mark_complete", interrupt(trainer_module.mark_complete))
     else:
         monkeypatch.setattr(Trainer, point, interrupt(getattr(Trainer, point)))
-    options = dict(epochs=EPOCHS, output_dir=tmp_path, batch_size=4, grad_accum_steps=1, device="cpu")
+    options = dict(epochs=EPOCHS, output_dir=tmp_path, batch_size=2, grad_accum_steps=1, device="cpu")
     options |= dict(tensorboard=False, num_workers=0, checkpoint_interval=1, save_total_limit=1)
     with pytest.raises(_Interrupted):
         fine_tune(inputs[1], inputs[0], **options)
-    assert is_complete(tmp_path / "checkpoint-2") and not is_complete(tmp_path / "checkpoint-4")
-    assert resolve_checkpoint(True, tmp_path) == str(tmp_path / "checkpoint-2")
+    assert is_complete(tmp_path / "checkpoint-5") and not is_complete(tmp_path / "checkpoint-10")
+    assert resolve_checkpoint(True, tmp_path) == str(tmp_path / "checkpoint-5")
     monkeypatch.undo()
     trainer = fine_tune(inputs[1], inputs[0], resume=True, **options)
-    assert trainer.state.global_step == 4 and (tmp_path / "model.safetensors").exists()
+    assert trainer.state.global_step == 10 and (tmp_path / "model.safetensors").exists()
 
 
 @pytest.mark.slow
 def test_resume_with_dataloader_workers_is_exact(inputs: tuple[Path, Path], tmp_path: Path) -> None:
     """With num_workers=2 each worker seeds its collator generator and augmentations from the worker seed, which the
     restored global RNG determines: a run resumed from its epoch-1 checkpoint equals the uninterrupted run."""
-    options = dict(epochs=EPOCHS, batch_size=4, grad_accum_steps=1, device="cpu", tensorboard=False, lr=1e-3)
+    options = dict(epochs=EPOCHS, batch_size=2, grad_accum_steps=1, device="cpu", tensorboard=False, lr=1e-3)
     options |= dict(num_workers=2, checkpoint_interval=1, disable_tqdm=True)
     fine_tune(inputs[1], inputs[0], output_dir=tmp_path / "straight", **options)
-    shutil.copytree(tmp_path / "straight" / "checkpoint-2", tmp_path / "resumed" / "checkpoint-2")
+    shutil.copytree(tmp_path / "straight" / "checkpoint-5", tmp_path / "resumed" / "checkpoint-5")
     fine_tune(inputs[1], inputs[0], output_dir=tmp_path / "resumed", resume=True, **options)
     _assert_same_run(tmp_path / "straight", tmp_path / "resumed")

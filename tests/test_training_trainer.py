@@ -172,13 +172,28 @@ def test_the_step_schedule_rounds_as_the_original(tmp_path: Path) -> None:
     """warmup int(steps_per_epoch * warmup_epochs) steps and the drop at int(lr_drop) * steps_per_epoch, as
     rfdetr's _build_managed_scheduler (were ceil and round: one warmup step more, a drop at 2.5 epochs 8 steps
     early); with max_steps an epoch is the Trainer's ceil(batches / accumulation) optimizer steps (was floor: the
-    schedule ran ahead by a third with 5 batches in windows of 2)."""
+    schedule ran ahead by a sixth with 11 batches in windows of 2)."""
     total, per_epoch, factors = _schedule(tmp_path, 100, 4, 1, epochs=10, warmup_epochs=0.5, lr_drop=5)
     assert (total, per_epoch) == (250, 25)
     assert factors[:13] == [step / 12 for step in range(12)] + [1.0]  # 12 warmup steps, not 13
     assert factors[124] == 1.0 and factors[125] == 0.1
     _, per_epoch, factors = _schedule(tmp_path, 256, 4, 4, epochs=12, lr_drop=2.5)
     assert per_epoch == 16 and factors.index(0.1) == 32  # epoch int(2.5) = 2, not step round(2.5 * 16) = 40
-    _, per_epoch, factors = _schedule(tmp_path, 10, 2, 2, max_steps=9, warmup_epochs=1, lr_drop=2)
-    assert per_epoch == 3  # 5 batches: windows of 2, 2 and 1
-    assert factors == pytest.approx([0.0, 1 / 3, 2 / 3, 1.0, 1.0, 1.0, 0.1, 0.1, 0.1])
+    _, per_epoch, factors = _schedule(tmp_path, 22, 2, 2, max_steps=14, warmup_epochs=1, lr_drop=2)
+    assert per_epoch == 6  # 11 batches: 5 windows of 2 and 1 of 1
+    assert factors == pytest.approx([step / 6 for step in range(6)] + [1.0] * 6 + [0.1, 0.1])
+
+
+def test_a_small_training_set_is_drawn_with_replacement_to_5_steps_per_epoch(tmp_path: Path) -> None:
+    """Under batch x accumulation x 5 items, the original draws that many with replacement per epoch (5 optimizer
+    steps); it had ceil(items / (batch x accumulation)) steps: 3 instead of 5 for 37 items in 4 x 4, 2 for 4 in 2."""
+    total, per_epoch, factors = _schedule(tmp_path, 37, 4, 4, epochs=10, warmup_epochs=1, lr_drop=5)
+    assert (total, per_epoch) == (50, 5)
+    assert factors[:6] == [0.0, 0.2, 0.4, 0.6, 0.8, 1.0] and factors.index(0.1) == 25
+    assert _schedule(tmp_path, 4, 2, 1, epochs=2)[:2] == (10, 5)
+    assert _schedule(tmp_path, 64, 4, 4, epochs=150)[:2] == (750, 5)  # the drop at epoch 100: step 500, not 400
+    assert _schedule(tmp_path, 80, 4, 4, epochs=1)[:2] == (5, 5)  # enough items: sampled as before
+    trainer = _trainer(tmp_path)  # 8 items in batches of 2
+    sampler = trainer._get_train_sampler()
+    assert sampler.replacement and sampler.num_samples == 10
+    assert len(trainer.get_train_dataloader()) == 5

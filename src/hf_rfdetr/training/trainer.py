@@ -25,7 +25,7 @@ from typing import Any
 
 import torch
 from transformers import EvalPrediction, Trainer
-from transformers.trainer_utils import PREFIX_CHECKPOINT_DIR
+from transformers.trainer_utils import PREFIX_CHECKPOINT_DIR, has_length
 
 from .checkpoints import mark_complete, remove_checkpoint, resolve_checkpoint, rotate_checkpoints
 from .ema import EMA_FOLDER, RFDetrEMACallback
@@ -34,6 +34,10 @@ from .optim import LearningRates, parameter_groups
 
 #: File of a checkpoint holding the data collator's random state (`state_dict()`), one per process when distributed.
 COLLATOR_STATE = "collator_state.pt"
+
+#: Optimizer steps an epoch has at least on one process, as the original's (rfdetr `_MIN_TRAIN_BATCHES`): a smaller
+#: training set is sampled with replacement (see `RFDetrTrainer._get_train_sampler`).
+MIN_TRAIN_STEPS = 5
 
 #: Output fields that are not predictions (kept out of the evaluation loop's gathering).
 IGNORED_OUTPUTS = [
@@ -97,6 +101,12 @@ class RFDetrTrainer(Trainer):
             100 (epochs), None never drops. Another `lr_scheduler_type` (linear, cosine, ...) is transformers' own
             schedule, with its `warmup_steps` / `warmup_ratio` (`warmup_epochs` is then refused).
 
+    Small training sets: on one process, a training set of fewer than `batch size x gradient_accumulation_steps x 5`
+    items is sampled with replacement, `batch x accumulation x 5` items per epoch, so that an epoch has 5 optimizer
+    steps, as the original's. With several processes (world_size > 1) the Trainer's sampling is kept: an epoch has
+    ceil(items / (batch x processes)) batches per process (the original repeats the dataset up to the same minimum
+    per process instead).
+
     Checkpoints: each `checkpoint-N/` also holds the EMA weights (`ema/`, with the `processing_class`, as the
     checkpoint itself) and the random state of the data collator
     (`collator_state.pt`, when the collator has `state_dict` / `load_state_dict`, as `RFDetrDataCollator`), next to
@@ -143,6 +153,16 @@ class RFDetrTrainer(Trainer):
         if checkpoint:
             self._load_collator_state(checkpoint)
         return super().train(checkpoint, *args, **kwargs)
+
+    def _get_train_sampler(self, train_dataset=None):
+        """`Trainer._get_train_sampler`; on one process, a training set of fewer than `MIN_TRAIN_STEPS` effective
+        batches is drawn with replacement, `MIN_TRAIN_STEPS` effective batches per epoch, as the original's
+        `RandomSampler(replacement=True, num_samples=...)` (accelerate seeds it per epoch, so resuming stays exact)."""
+        dataset = self.train_dataset if train_dataset is None else train_dataset
+        minimum = self.args.train_batch_size * self.args.gradient_accumulation_steps * MIN_TRAIN_STEPS
+        if self.args.world_size == 1 and dataset is not None and has_length(dataset) and len(dataset) < minimum:
+            return torch.utils.data.RandomSampler(dataset, replacement=True, num_samples=minimum)
+        return super()._get_train_sampler(train_dataset)
 
     def _collator_state_file(self, folder: str | os.PathLike) -> Path:
         suffix = f"_{self.args.process_index}" if self.args.world_size > 1 else ""
