@@ -224,6 +224,31 @@ def test_cli_train(dataset_dir: Path, tiny_folder: Path, tmp_path: Path, capsys)
     assert "missing" in capsys.readouterr().err
 
 
+def test_cli_train_starts_checkpoint_names_from_their_coco_weights(tmp_path: Path, monkeypatch) -> None:
+    """`hf-rfdetr train --model nano` trained from random weights, silently; it now starts from the COCO checkpoint
+    (`hf_rfdetr.pretrained`), as the original's `RFDETRNano().train()`, and `--from-scratch` asks for random weights."""
+    from types import SimpleNamespace
+
+    import hf_rfdetr.training
+    from hf_rfdetr import pretrained_weights
+    from hf_rfdetr.cli import main
+
+    started: list[tuple[str, str | None]] = []
+
+    def fake_fine_tune(model, dataset_dir, **kwargs):
+        started.append((str(model), kwargs.get("model_name")))
+        return SimpleNamespace(state=SimpleNamespace(log_history=[]))
+
+    monkeypatch.setattr(hf_rfdetr.training, "fine_tune", fake_fine_tune)
+    monkeypatch.setattr(pretrained_weights, "pretrained", lambda name, **_: f"/cache/coco-{name}")
+    (tmp_path / "data").mkdir()
+    arguments = ["train", "--dataset-dir", str(tmp_path / "data"), "--output-dir", str(tmp_path / "out")]
+    assert main([*arguments, "--model", "nano"]) == 0
+    assert main([*arguments, "--model", "nano", "--from-scratch"]) == 0
+    assert main([*arguments, "--model", str(tmp_path / "data")]) == 0  # a folder is used as it is
+    assert started == [("/cache/coco-nano", "nano"), ("nano", "nano"), (str(tmp_path / "data"), str(tmp_path / "data"))]
+
+
 def test_tensorboard_and_wandb_reporting(dataset_dir: Path, tiny_folder: Path, tmp_path: Path, monkeypatch) -> None:
     from hf_rfdetr.training.fine_tune import _report_to
 

@@ -16,6 +16,7 @@
 from __future__ import annotations
 
 import argparse
+from pathlib import Path
 
 ORDER = 20
 
@@ -31,7 +32,13 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     parser.add_argument(
         "--model",
         default="base",
-        help="variant name (base, nano, ..., seg-nano, ...), Hub id or local folder (default: base)",
+        help="checkpoint name (base, nano, ..., seg-nano, ...: its COCO weights, as the original's train()), Hub id "
+        "or local folder (default: base)",
+    )
+    parser.add_argument(
+        "--from-scratch",
+        action="store_true",
+        help="start a checkpoint name's architecture from random weights instead of its COCO checkpoint",
     )
     parser.add_argument("--output-dir", default="output", help="where checkpoints and the final model go")
     for name, kind, default, text in (
@@ -72,11 +79,18 @@ def run(args: argparse.Namespace) -> int:
     from ..extras import require
 
     require("train", "hf-rfdetr train")
+    from ..pretrained_weights import pretrained, resolve_name
     from ..training import fine_tune
 
+    if not Path(args.dataset_dir).is_dir():  # before a checkpoint is downloaded
+        raise FileNotFoundError(f"--dataset-dir {args.dataset_dir}: no such folder")
+    model = args.model
+    if resolve_name(model) and not args.from_scratch and not Path(model).exists():
+        model = pretrained(model)  # the COCO checkpoint, as RFDETRBase().train(): downloaded on first use
     trainer = fine_tune(
-        args.model,
+        model,
         args.dataset_dir,
+        model_name=args.model,
         epochs=args.epochs,
         batch_size=args.batch_size,
         grad_accum_steps=args.grad_accum_steps,
