@@ -407,3 +407,23 @@ def test_the_installed_command_prints_one_line_and_exits_1(bad_inputs: dict) -> 
 def test_segmentation_and_loss_weights_are_range_checked(field: str, value) -> None:
     with pytest.raises(RFDetrConfigError, match=rf"^{field}={value}"):
         tiny_config(**{field: value}).validate()
+
+
+@pytest.mark.parametrize(
+    ("device", "message"),
+    [("cdua", "--device 'cdua' is not a device name"), ("cuda:7", "--device 'cuda:7': no such device is available")],
+)
+@pytest.mark.parametrize("command", ["predict", "eval", "train", "export"])
+def test_a_bad_device_is_a_one_line_error(command: str, device: str, message: str, tmp_path, capsys) -> None:
+    """A mistyped or absent --device gave torch's RuntimeError traceback from deep inside each command."""
+    from hf_rfdetr.cli import main
+
+    required = {
+        "predict": [str(tmp_path / "a.jpg"), "--model", str(tmp_path), "--output-dir", str(tmp_path / "out")],
+        "eval": ["--dataset-dir", str(tmp_path), "--model", str(tmp_path)],
+        "train": ["--dataset-dir", str(tmp_path)],
+        "export": [str(tmp_path), str(tmp_path / "onnx")],
+    }[command]
+    assert main([command, *required, "--device", device]) == 1
+    err = capsys.readouterr().err
+    assert "Traceback" not in err and err.splitlines()[-1].startswith(f"hf-rfdetr {command}: error: {message}"), err

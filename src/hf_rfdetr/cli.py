@@ -54,6 +54,8 @@ def build_parser() -> argparse.ArgumentParser:
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     try:
+        if getattr(args, "device", None):
+            check_device(args.device)
         with quiet_loading(args.verbose):
             return args.run_command(args)
     except USER_ERRORS as error:
@@ -66,6 +68,24 @@ def main(argv: list[str] | None = None) -> int:
             raise
         print(f"hf-rfdetr {args.command}: interrupted", file=sys.stderr)
         return 130
+
+
+def check_device(name: str) -> None:
+    """Raise `ValueError` naming `--device` when `name` is not a device PyTorch knows or has here (torch raises a
+    `RuntimeError` deep inside the command otherwise)."""
+    import torch
+
+    try:
+        device = torch.device(name)
+    except RuntimeError as error:
+        raise ValueError(f"--device {name!r} is not a device name (cpu, cuda, cuda:1, mps, ...): {error}") from None
+    available = {
+        "cuda": lambda: torch.cuda.is_available() and (device.index or 0) < torch.cuda.device_count(),
+        "mps": lambda: torch.backends.mps.is_available(),
+        "xpu": lambda: hasattr(torch, "xpu") and torch.xpu.is_available(),
+    }
+    if device.type in available and not available[device.type]():
+        raise ValueError(f"--device {name!r}: no such device is available on this machine (PyTorch sees none)")
 
 
 def one_line(error: BaseException) -> str:
