@@ -1,6 +1,6 @@
 """Detect objects in an image with RF-DETR and write an annotated copy.
 
-    python examples/demo.py [--model ID_OR_FOLDER] [--image PATH] [--threshold T] [--output PATH]
+    python examples/demo.py [--model NAME_ID_OR_FOLDER] [--image PATH] [--threshold T] [--output PATH]
 
 It runs the `transformers` object-detection pipeline (`import hf_rfdetr` registers RF-DETR with the Auto classes),
 prints one line per detection and draws the boxes with "label score" captions, one colour per label
@@ -9,8 +9,9 @@ prints one line per detection and draws the boxes with "label score" captions, o
 Without arguments it runs offline on what the package bundles (`hf_rfdetr.demo_assets`): `DEMO_MODEL`, a ~1M-parameter
 RF-DETR trained from scratch on synthetic shapes by `scripts/train_demo_checkpoint.py`, on `DEMO_IMAGE`, a scene of
 the same generator. That checkpoint knows three classes only (red rectangles, green circles, blue triangles). Real use
-starts from a COCO-pretrained checkpoint: `--model` takes a Hugging Face Hub repository id or a local folder, for
-example one converted from an original rfdetr `.pth` with `hf-rfdetr convert rf-detr-base.pth rf-detr-base-hf`.
+starts from a COCO-pretrained checkpoint: `--model` takes a checkpoint name (`base`, `nano`, ...: the original's COCO
+weights, downloaded and converted on first use), a Hugging Face Hub repository id or a local folder, for example one
+converted from an original rfdetr `.pth` with `hf-rfdetr convert rf-detr-base.pth rf-detr-base-hf`.
 """
 
 from __future__ import annotations
@@ -24,6 +25,7 @@ from PIL import Image
 from transformers import AutoConfig, AutoImageProcessor, Pipeline, pipeline
 from transformers.utils import logging as transformers_logging
 
+import hf_rfdetr
 from hf_rfdetr import RFDetrImageProcessor
 from hf_rfdetr.annotate import PALETTE, draw_detections  # noqa: F401  (PALETTE: the caption colours, for the tests)
 from hf_rfdetr.demo_assets import DEMO_IMAGE, DEMO_MODEL
@@ -37,7 +39,9 @@ BUNDLED_MODEL_NOTE = (
 
 
 def load_detector(model: str) -> Pipeline:
-    """The object-detection pipeline of `model` (a Hub repository id or a local folder)."""
+    """The object-detection pipeline of `model`: a checkpoint name ("base", "nano", ...: the original's COCO weights,
+    downloaded and converted once), a Hub repository id or a local folder (`hf_rfdetr.pretrained` resolves it)."""
+    model = hf_rfdetr.pretrained(model)
     try:
         processor = AutoImageProcessor.from_pretrained(model)
     except OSError:  # a folder with weights and config only: derive the processor from the config
@@ -47,7 +51,10 @@ def load_detector(model: str) -> Pipeline:
 
 def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--model", help="Hub repository id or local folder (default: the bundled demo checkpoint)")
+    parser.add_argument(
+        "--model",
+        help="checkpoint name (base, nano, ...), Hub repository id or local folder (default: the bundled demo checkpoint)",
+    )
     parser.add_argument("--image", type=Path, default=DEMO_IMAGE, help="input image (default: the bundled scene)")
     parser.add_argument("--threshold", type=float, default=0.5, help="keep detections scoring above this")
     parser.add_argument("--output", type=Path, default=Path("demo_detections.jpg"), help="annotated image to write")

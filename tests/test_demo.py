@@ -181,6 +181,17 @@ def test_demo_with_a_model_and_image(tiny_folder: Path, tmp_path: Path, demo: Mo
     assert (drawn[y0 : y1 + 1, x0] == best).all(axis=-1).mean() > 0.5  # the best box's left edge
 
 
+def test_demo_takes_checkpoint_names(tiny_folder: Path, tmp_path: Path, demo: ModuleType, monkeypatch) -> None:
+    """`--model base` as the README shows: the name resolves through `hf_rfdetr.pretrained` (it went to the Hub as a
+    repository id)."""
+    import hf_rfdetr
+
+    asked: list[str] = []
+    monkeypatch.setattr(hf_rfdetr, "pretrained", lambda name: asked.append(name) or str(tiny_folder))
+    assert demo.main(["--model", "base", "--output", str(tmp_path / "out.png")]) == 0
+    assert asked == ["base"] and (tmp_path / "out.png").is_file()
+
+
 def test_demo_reports_a_model_it_cannot_load(demo: ModuleType, tmp_path: Path, capsys) -> None:
     if not huggingface_hub.constants.HF_HUB_OFFLINE:
         pytest.skip("needs HF_HUB_OFFLINE=1 before huggingface_hub is imported (conftest sets it)")
