@@ -284,3 +284,21 @@ def test_cli_help(capsys) -> None:
     assert "--push-to-hub REPO" in text
     # every checkpoint name `convert` accepts, detection and segmentation
     assert "nano, small, medium, base, large, large-legacy, seg-preview, seg-nano" in text and "seg-2xlarge" in text
+
+
+@pytest.mark.reference
+def test_forced_variant_must_agree_with_the_checkpoint(legacy_checkpoint: Path, tmp_path: Path, capsys) -> None:
+    """--variant base on a Nano checkpoint used to keep the Nano architecture (its args win) but write
+    variant 'base' into config.json and the model card; now it is refused, naming both, and an agreeing one works."""
+    from hf_rfdetr.conversion import config_from_checkpoint
+
+    checkpoint = load_checkpoint(legacy_checkpoint)  # Namespace args, no model_name: the args must speak
+    with pytest.raises(CheckpointError, match=r"--variant 'base'.*patch_size=16 \(variant 'base' has 14\)"):
+        config_from_checkpoint(checkpoint, "base")
+    assert config_from_checkpoint(checkpoint, "nano").variant == "nano"
+    named = tmp_path / "fruit.pth"
+    torch.save({"model": checkpoint["model"], "args": NANO_ARGS, "model_name": "RFDETRNano"}, named)
+    assert main(["convert", str(named), str(tmp_path / "out"), "--variant", "base"]) == 1
+    error = capsys.readouterr().err
+    assert "--variant 'base' contradicts the checkpoint, which is RFDETRNano ('nano')" in error
+    assert not (tmp_path / "out").exists()

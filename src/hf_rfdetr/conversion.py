@@ -337,6 +337,39 @@ def _require_original_keys(state_dict: dict[str, torch.Tensor]) -> None:
     )
 
 
+#: Config fields that tell the named variants apart and that fine-tuning does not change (resolution and query count
+#: do change, so they are not compared).
+_VARIANT_FIELDS = ("patch_size", "backbone_hidden_size", "decoder_layers", "d_model")
+
+
+def _check_forced_variant(forced: str, model_name: object, args: dict, overrides: dict) -> None:
+    """Raise CheckpointError when the checkpoint's recorded architecture (its `model_name`, or the architecture
+    fields of its args) contradicts the variant asked for with `--variant`: the args would win and the folder would
+    carry a variant name that is not its architecture."""
+    try:
+        expected = RFDetrConfig.from_variant(forced)
+    except ValueError as error:
+        raise CheckpointError(str(error)) from error
+    recorded = _MODEL_NAME_VARIANT.get(model_name) if isinstance(model_name, str) else None
+    if recorded is not None and recorded != expected.variant:
+        raise CheckpointError(
+            f"--variant {forced!r} contradicts the checkpoint, which is {model_name} ({recorded!r}); drop --variant "
+            f"or pass --variant {recorded}"
+        )
+    differing = [
+        f"{field}={overrides[field]} (variant {expected.variant!r} has {getattr(expected, field)})"
+        for field in _VARIANT_FIELDS
+        if field in overrides and overrides[field] != getattr(expected, field)
+    ]
+    if differing:
+        if args.get("encoder"):
+            differing.insert(0, f"encoder={args['encoder']}")
+        raise CheckpointError(
+            f"--variant {forced!r} contradicts the checkpoint's recorded architecture: {', '.join(differing)}; "
+            "drop --variant (the checkpoint's own architecture is used)"
+        )
+
+
 def config_from_checkpoint(checkpoint: dict, variant: str | None = None, weights: str = "model") -> RFDetrConfig:
     """The RFDetrConfig of an original checkpoint: its saved architecture (`model_config`, else `args`) over the
     named variant's defaults, the class count from the weights, and the class names when the checkpoint has them (else COCO's for 91 slots)."""
@@ -350,6 +383,7 @@ def config_from_checkpoint(checkpoint: dict, variant: str | None = None, weights
     for flag, what in _UNSUPPORTED_FLAGS.items():
         if args.get(flag):
             raise CheckpointError(f"checkpoint args.{flag}=True: {what} are not supported by this converter yet")
+    forced = variant
     variant = (
         variant or _MODEL_NAME_VARIANT.get(checkpoint.get("model_name") or "") or _variant_from_weights(state_dict)
     )
@@ -358,6 +392,8 @@ def config_from_checkpoint(checkpoint: dict, variant: str | None = None, weights
     if args.get("encoder") in _ENCODER_WIDTH:
         overrides["backbone_hidden_size"] = _ENCODER_WIDTH[args["encoder"]]
         overrides["backbone_num_attention_heads"] = _ENCODER_WIDTH[args["encoder"]] // 64
+    if forced:
+        _check_forced_variant(forced, checkpoint.get("model_name"), args, overrides)
     grid = int(round((state_dict[_BACKBONE_KEY + "embeddings.position_embeddings"].shape[1] - 1) ** 0.5))
     overrides.setdefault("positional_encoding_size", grid)
     num_slots = state_dict["class_embed.bias"].shape[0]
