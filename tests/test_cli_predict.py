@@ -191,3 +191,28 @@ def test_output_names_differ_ignoring_case(tmp_path: Path) -> None:
     written = [names.next(Path(p), Path(p).suffix).name for p in ("in/a.jpg", "in/sub/a.JPG", "in/A.jpg", "in/b.jpg")]
     assert written == ["a.jpg", "a-1.JPG", "A-2.jpg", "b.jpg"]
     assert len({name.casefold() for name in written}) == len(written)
+
+
+def test_outputs_never_overwrite_or_become_inputs(model_folder: Path, tmp_path: Path, monkeypatch) -> None:
+    """`predict r_in --output-dir r_in` used to replace r_in/a.png by its annotated copy, and `predict . --output-dir
+    predictions` run twice read predictions/*.png back as inputs: now an output whose name is an input's gets the
+    next free name, and an output folder inside a searched folder is skipped."""
+    folder = tmp_path / "r_in"
+    folder.mkdir()
+    Image.fromarray(random_image(48, 64, seed=1)).save(folder / "a.png")
+    original = (folder / "a.png").read_bytes()
+    common = ["--model", str(model_folder), "--threshold", "0", "--no-progress"]
+    assert main(["predict", str(folder), "--output-dir", str(folder), *common]) == 0
+    assert (folder / "a.png").read_bytes() == original
+    report = json.loads((folder / "detections.json").read_text())
+    assert [Path(entry["output"]).name for entry in report["images"]] == ["a-1.png"]
+
+    project = tmp_path / "proj"
+    project.mkdir()
+    Image.fromarray(random_image(48, 64, seed=1)).save(project / "a.png")
+    monkeypatch.chdir(project)
+    for _ in range(2):
+        assert main(["predict", ".", "--output-dir", "predictions", *common]) == 0
+        report = json.loads((project / "predictions" / "detections.json").read_text())
+        assert [entry["input"] for entry in report["images"]] == ["a.png"]
+    assert sorted(p.name for p in (project / "predictions").iterdir()) == ["a.png", "detections.json"]

@@ -39,7 +39,9 @@ def register(subparsers: argparse._SubParsersAction) -> None:
             "orientation applied). With a segmentation model (seg-nano, ..., or a folder of one) masks are drawn too "
             "and each detection has a 'mask': COCO RLE ({'size': [height, width], 'counts': text}, decode with "
             "pycocotools.mask.decode). Inputs that cannot be read are listed under 'errors' in detections.json and on "
-            "stderr, the others are processed, and the exit code is 1."
+            "stderr, the others are processed, and the exit code is 1. Inputs are never overwritten: an annotated "
+            "copy whose name is taken by an input gets the next free name (demo.jpg -> demo-1.jpg), and an "
+            "--output-dir inside an INPUT folder is skipped when that folder is searched."
         ),
     )
     parser.add_argument("inputs", nargs="+", metavar="INPUT", help="image or video files, or folders of images")
@@ -66,16 +68,25 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     parser.set_defaults(run_command=run)
 
 
-def collect_inputs(inputs: list[str], videos_in_folders: bool = False) -> tuple[list[Path], list[Path]]:
+def collect_inputs(
+    inputs: list[str], videos_in_folders: bool = False, exclude: Path | None = None
+) -> tuple[list[Path], list[Path]]:
     """`(images, videos)` named by `inputs`: files by their suffix (unknown suffixes are tried as images), folders
-    by their image files (and video files with `videos_in_folders`), sorted, recursively. Raises
-    `FileNotFoundError` naming a missing input and `ValueError` when nothing is found."""
+    by their image files (and video files with `videos_in_folders`), sorted, recursively, leaving out what lies in
+    `exclude` (the output folder) when it is a subfolder of the searched one. Raises `FileNotFoundError` naming a
+    missing input and `ValueError` when nothing is found."""
+    skip = exclude.resolve() if exclude is not None else None
     images: list[Path] = []
     videos: list[Path] = []
     for text in inputs:
         path = Path(text)
         if path.is_dir():
-            files = sorted(p for p in path.rglob("*") if p.is_file() and not p.name.startswith("."))
+            inside = skip is not None and path.resolve() in skip.parents  # exclude is a subfolder of path
+            files = sorted(
+                p
+                for p in path.rglob("*")
+                if p.is_file() and not p.name.startswith(".") and not (inside and skip in p.resolve().parents)
+            )
             images += [p for p in files if p.suffix.lower() in IMAGE_SUFFIXES]
             videos += [p for p in files if videos_in_folders and p.suffix.lower() in VIDEO_SUFFIXES]
         elif path.is_file():
@@ -93,7 +104,7 @@ def run(args: argparse.Namespace) -> int:
         raise ValueError(f"--batch-size must be at least 1, got {args.batch_size}")
     if args.max_frames is not None and args.max_frames < 1:
         raise ValueError(f"--max-frames must be at least 1, got {args.max_frames}")
-    images, videos = collect_inputs(args.inputs, args.videos)
+    images, videos = collect_inputs(args.inputs, args.videos, exclude=args.output_dir)
     if args.no_progress:
         from transformers.utils import logging as transformers_logging
 
@@ -104,7 +115,7 @@ def run(args: argparse.Namespace) -> int:
     if args.optimize:
         model.optimize_for_inference()
     args.output_dir.mkdir(parents=True, exist_ok=True)
-    names = _OutputNames(args.output_dir)
+    names = _OutputNames(args.output_dir, reserved=images + videos)
     report: dict[str, Any] = {"model": args.model, "threshold": args.threshold, "images": [], "videos": []}
     errors: list[dict[str, str]] = []
     report["images"] = _predict_images(model, images, names, args, errors)
@@ -235,15 +246,20 @@ def mask_rles(masks: Any) -> list[dict]:
 
 class _OutputNames:
     """Output paths in one folder: the input's stem with a new suffix, `-1`, `-2`, ... when a name repeats, ignoring
-    case (`a.jpg` and `sub/a.JPG` would be one file on macOS and Windows)."""
+    case (`a.jpg` and `sub/a.JPG` would be one file on macOS and Windows), or would land on one of the `reserved`
+    files (the inputs: an output never overwrites an input)."""
 
-    def __init__(self, folder: Path) -> None:
+    def __init__(self, folder: Path, reserved: list[Path] = ()) -> None:
         self.folder = folder
         self.used: set[str] = set()
+        self.reserved = {str(path.resolve()).casefold() for path in reserved}
+
+    def _taken(self, name: str) -> bool:
+        return name.casefold() in self.used or str((self.folder / name).resolve()).casefold() in self.reserved
 
     def next(self, source: Path, suffix: str) -> Path:
         name, count = f"{source.stem}{suffix}", 0
-        while name.casefold() in self.used:
+        while self._taken(name):
             count += 1
             name = f"{source.stem}-{count}{suffix}"
         self.used.add(name.casefold())
