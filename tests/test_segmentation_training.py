@@ -389,9 +389,11 @@ def test_eval_equals_the_trainer_evaluation_for_masks(
 
 @pytest.mark.slow
 def test_cli_train_seg_nano(seg_dataset_dir: Path, tmp_path: Path, capsys) -> None:
-    """`hf-rfdetr train --model seg-nano` trains an RFDetrForInstanceSegmentation (at a small resolution here) and
-    reports mask mAP; the saved folder evaluates with `hf-rfdetr eval` (box and mask columns)."""
-    arguments = ["train", "--dataset-dir", str(seg_dataset_dir), "--model", "seg-nano", "--output-dir", str(tmp_path)]
+    """`hf-rfdetr train --model seg-nano --from-scratch` trains an RFDetrForInstanceSegmentation (random weights, at a
+    small resolution here: offline, without the COCO checkpoint) and reports mask mAP; the saved folder evaluates with
+    `hf-rfdetr eval` (box and mask columns)."""
+    arguments = ["train", "--dataset-dir", str(seg_dataset_dir), "--model", "seg-nano", "--from-scratch"]
+    arguments += ["--output-dir", str(tmp_path)]
     arguments += ["--epochs", "1", "--batch-size", "4", "--grad-accum-steps", "1", "--device", "cpu", "--no-ema"]
     assert main([*arguments, "--resolution", "48", "--num-workers", "0", "--no-tensorboard", "--lr", "1e-3"]) == 0
     out = capsys.readouterr().out

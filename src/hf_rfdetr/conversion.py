@@ -337,9 +337,9 @@ def _require_original_keys(state_dict: dict[str, torch.Tensor]) -> None:
     )
 
 
-#: Config fields that tell the named variants apart and that fine-tuning does not change (resolution and query count
-#: do change, so they are not compared).
-_VARIANT_FIELDS = ("patch_size", "backbone_hidden_size", "decoder_layers", "d_model")
+#: Config fields that tell the named variants apart and that training a variant does not change (resolution, query
+#: count and decoder depth may be set for a run, so they are not compared).
+_VARIANT_FIELDS = ("patch_size", "backbone_hidden_size", "d_model")
 
 
 def _check_forced_variant(forced: str, model_name: object, args: dict, overrides: dict) -> None:
