@@ -321,7 +321,9 @@ def test_train_fine_tunes_and_keeps_the_trained_model(tiny_folder: Path, tmp_pat
         tensorboard=False,
         num_workers=0,
     )
-    assert trainer.state.global_step == 5  # 4 images < 5 batches of 2: drawn with replacement, 5 steps (as the original)
+    assert (
+        trainer.state.global_step == 5
+    )  # 4 images < 5 batches of 2: drawn with replacement, 5 steps (as the original)
     assert model.class_names == class_names(3) and model.model is trainer.model and not model.model.training
     saved = RFDetrForObjectDetection.from_pretrained(output).state_dict()
     for key, value in model.model.state_dict().items():  # the facade holds the saved (regular) weights
