@@ -594,7 +594,10 @@ def _criterion_layers(
 
 class RFDetrForInstanceSegmentation(RFDetrPreTrainedModel):
     # `pipeline("image-segmentation")` loads AutoModelForImageSegmentation.
-    _also_auto_mapped = {"AutoModel": "RFDetrModel", "AutoModelForImageSegmentation": "RFDetrForInstanceSegmentation"}
+    _also_auto_mapped = {
+        **RFDetrPreTrainedModel._also_auto_mapped,
+        "AutoModelForImageSegmentation": "RFDetrForInstanceSegmentation",
+    }
 
     """RF-DETR Seg: the detector plus the mask head (`config.segmentation_head=True`, e.g.
     `RFDetrConfig.from_variant("seg-nano")`): pixel_values -> logits (B, Q, num_labels), pred_boxes (B, Q, 4) and
