@@ -353,8 +353,14 @@ def int8_linear(hidden_states: torch.Tensor, weight: torch.Tensor, bias: torch.T
     channel, and the activations in int8 per tensor, quantised at each call (fbgemm, int32 accumulation).
 
     An operator of its own (`torch.ops.hf_rfdetr.int8_linear`), so that `torch.compile` sees one opaque call per
-    linear layer instead of breaking its graph at the packing check.
+    linear layer instead of breaking its graph at the packing check. Eager forwards call `_int8_linear` directly: the
+    operator's Python dispatch costs about 50 us a call, 2-3% of an int8 Nano forward (48 linears).
     """
+    return _int8_linear(hidden_states, weight, bias)
+
+
+def _int8_linear(hidden_states: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor | None) -> torch.Tensor:
+    """The computation of `int8_linear`."""
     entry = _packed_int8(weight, bias)
     return torch.ops.quantized.linear_dynamic(hidden_states.float().contiguous(), entry.packed, entry.reduce_range)
 
@@ -369,7 +375,8 @@ def _int8_linear_forward(self: nn.Linear, hidden_states: torch.Tensor) -> torch.
     gradients."""
     if self.training or (torch.is_grad_enabled() and (self.weight.requires_grad or hidden_states.requires_grad)):
         return F.linear(hidden_states, self.weight, self.bias)
-    return int8_linear(hidden_states, self.weight, self.bias).to(hidden_states.dtype)
+    run = int8_linear if torch.compiler.is_compiling() else _int8_linear
+    return run(hidden_states, self.weight, self.bias).to(hidden_states.dtype)
 
 
 def _backbone(model: nn.Module, option: str) -> nn.Module:
