@@ -23,6 +23,7 @@ from PIL import Image  # noqa: E402
 from transformers import AutoImageProcessor, pipeline  # noqa: E402
 
 from hf_rfdetr import RFDetrForObjectDetection  # noqa: E402
+from hf_rfdetr.models.rfdetr import post_processing  # noqa: E402
 from hf_rfdetr.models.rfdetr.image_processing_rfdetr import RFDetrImageProcessor  # noqa: E402
 
 from .conftest import tiny_config  # noqa: E402
@@ -220,6 +221,22 @@ def test_postprocess_parity(integer_logits: bool) -> None:
         assert torch.equal(mine["labels"], ref["labels"])
         assert (mine["scores"] - ref["scores"]).abs().max().item() <= 1e-6
         assert (mine["boxes"] - ref["boxes"]).abs().max().item() <= 1e-4
+
+
+@pytest.mark.parametrize("k", [1, 7, 300, 300 * 91, 10**9])
+def test_top_k_selection_is_the_full_stable_sort(k: int) -> None:
+    """The post-processing selects with `topk` and sorts only what it selected; it must return exactly the first k of
+    the original's full stable descending sort: ties (many here: integer logits) broken by the lower flattened index,
+    also where a tie straddles the k-th place, and NaN scores ranked first as the sort ranks them."""
+    generator = torch.Generator().manual_seed(5)
+    logits = torch.randint(-3, 3, (3, 300, 91), generator=generator).float()
+    logits[1, 10:13, 4] = float("nan")
+    logits[2] = float("nan")  # a row of NaN only
+    probs = logits.sigmoid().reshape(3, -1)
+    expected = torch.argsort(probs, dim=1, descending=True, stable=True)[:, :k]
+    scores, labels, queries = post_processing.select_top_k(logits, k)
+    assert torch.equal(queries * 91 + labels, expected)
+    torch.testing.assert_close(scores, probs.gather(1, expected), rtol=0, atol=0, equal_nan=True)
 
 
 def test_postprocess_threshold_is_strict() -> None:

@@ -96,8 +96,25 @@ def select_top_k(logits: torch.Tensor, k: int) -> tuple[torch.Tensor, torch.Tens
     """
     batch_size, num_queries, num_classes = logits.shape
     probs = logits.float().sigmoid().reshape(batch_size, num_queries * num_classes)
-    order = torch.argsort(probs, dim=1, descending=True, stable=True)[:, :k]
+    order = _stable_top_k(probs, k)
     return probs.gather(1, order), order % num_classes, torch.div(order, num_classes, rounding_mode="floor")
+
+
+def _stable_top_k(probs: torch.Tensor, k: int) -> torch.Tensor:
+    """`torch.argsort(probs, dim=1, descending=True, stable=True)[:, :k]` for `(B, N)` `probs`, without sorting all N.
+
+    `topk` finds each row's k-th largest value; every value above it is taken, and of the values equal to it the
+    lowest-indexed ones up to k in all; only those k are then sorted (stably, so ties keep index order). A full stable
+    sort of Nano's 300 x 91 scores took 2 ms, most of the post-processing. NaN ranks first, as in the full sort.
+    """
+    k = min(k, probs.shape[1])
+    key = probs.nan_to_num(nan=2.0)  # probabilities are at most 1
+    kth = key.topk(k, dim=1).values[:, -1:]
+    above, tied = key > kth, key == kth
+    still_needed = k - above.sum(dim=1, keepdim=True)
+    chosen = above | (tied & (tied.cumsum(dim=1) <= still_needed))
+    indices = chosen.nonzero()[:, 1].reshape(probs.shape[0], k)  # ascending index order within each row
+    return indices.gather(1, torch.argsort(key.gather(1, indices), dim=1, descending=True, stable=True))
 
 
 def scale_boxes(pred_boxes: torch.Tensor, queries: torch.Tensor, sizes: torch.Tensor) -> torch.Tensor:
