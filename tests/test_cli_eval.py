@@ -122,6 +122,9 @@ def test_eval_prints_the_pycocotools_metrics(
         assert result["metrics"][f"map_{name}"] == pytest.approx(per_class[label + 1], abs=1e-6)
         assert _printed(out, name) == pytest.approx(per_class[label + 1], abs=5.1e-5)
     assert f"on {dataset_dir} [test]: 12 images" in out
+    # both written files are named, as the other commands name what they wrote
+    assert f"wrote {detections} (detections in COCO results format)" in out.splitlines()
+    assert f"wrote {output}" in out.splitlines()
 
 
 def test_eval_equals_the_trainer_evaluation(

@@ -92,6 +92,8 @@ def run(args: argparse.Namespace) -> int:
     )
     result["weights"] = "ema" if args.use_ema else "model"
     print(format_report(result))
+    if args.predictions_json:
+        print(f"wrote {args.predictions_json} (detections in COCO results format)")
     if args.output_json:
         Path(args.output_json).write_text(json.dumps(result, indent=2) + "\n")
         print(f"wrote {args.output_json}")
