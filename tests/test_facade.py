@@ -349,6 +349,7 @@ def test_train_takes_the_originals_schedule_and_refuses_its_other_options_up_fro
         ("class_names", ["a"], ValueError, r"class_names= is an option of the original .* from the dataset"),
         ("ema_decay", 0.99, ValueError, r"ema_decay= .* use_ema=False"),
         ("warmup_epoch", 1, TypeError, r"unexpected keyword argument 'warmup_epoch'"),
+        ("epochs", 0, ValueError, r"^epochs=0: .* must be positive"),  # trained nothing, saved as if trained
     ]:
         with pytest.raises(error, match=message):
             model.train(dataset_dir=missing, **{name: value})

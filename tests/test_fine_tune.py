@@ -211,6 +211,30 @@ def test_bad_arguments_are_explained(dataset_dir: Path, tmp_path: Path) -> None:
         fine_tune("nano", dataset_dir, num_train_epochs=3, output_dir=tmp_path)
 
 
+def test_non_positive_epochs_are_refused_before_anything_is_loaded(tmp_path: Path, monkeypatch, capsys) -> None:
+    """`epochs=0` trained nothing and saved the untrained model as the fine-tuned one; it is refused first, before
+    the data (a missing folder here) or the model (an unknown name; a checkpoint download for the CLI) is read."""
+    from hf_rfdetr import pretrained_weights
+    from hf_rfdetr.cli import main
+
+    missing = tmp_path / "no-such-dataset"
+    for epochs in (0, -2, 0.0):
+        with pytest.raises(ValueError, match=rf"^epochs={epochs!r}: .* must be positive \(1 or more passes"):
+            fine_tune("no-such-model", missing, epochs=epochs, output_dir=tmp_path / "out")
+    assert not (tmp_path / "out").exists()
+
+    def no_download(name, **_):
+        raise AssertionError("the checkpoint was downloaded before --epochs was checked")
+
+    monkeypatch.setattr(pretrained_weights, "pretrained", no_download)
+    (tmp_path / "data").mkdir()
+    arguments = ["train", "--dataset-dir", str(tmp_path / "data"), "--model", "nano", "--output-dir", str(tmp_path)]
+    assert main([*arguments, "--epochs", "0"]) == 1
+    error = capsys.readouterr().err.strip()
+    assert error.startswith("hf-rfdetr train: error: --epochs 0: the number of passes over the training set must be")
+    assert len(error.splitlines()) == 1 and "Traceback" not in error
+
+
 def test_cli_train(dataset_dir: Path, tiny_folder: Path, tmp_path: Path, capsys) -> None:
     from hf_rfdetr.cli import main
 

@@ -369,8 +369,10 @@ class RFDETR:
         `RFDETR(pretrain_weights="OUTPUT_DIR/ema")`. Returns the `transformers.Trainer`.
         """
         from .training import fine_tune
-        from .training.fine_tune import check_training_options
+        from .training.fine_tune import check_epochs, check_training_options
 
+        if "epochs" in kwargs:
+            check_epochs(kwargs["epochs"])
         known = set(inspect.signature(fine_tune).parameters) - {"model", "dataset_dir", "training_arguments"}
         check_training_options({name: value for name, value in kwargs.items() if name not in known})  # before loading
         kwargs.setdefault("device", None if self.device.type == "cuda" else self.device.type)

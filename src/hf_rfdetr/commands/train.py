@@ -76,6 +76,10 @@ def register(subparsers: argparse._SubParsersAction) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
+    if args.epochs <= 0:  # before anything is loaded: 0 epochs would save the untrained model as the trained one
+        raise ValueError(
+            f"--epochs {args.epochs}: the number of passes over the training set must be at least 1 (default: 100)"
+        )
     from ..extras import require
 
     require("train", "hf-rfdetr train")

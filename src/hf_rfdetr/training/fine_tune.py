@@ -214,6 +214,16 @@ def check_training_options(options: dict) -> None:
             )
 
 
+def check_epochs(epochs: Any) -> None:
+    """Refuse, before any data or model is loaded, an `epochs` that trains nothing (0, negative, NaN) or is not a
+    number: the run would save its starting weights as the fine-tuned model."""
+    if isinstance(epochs, bool) or not isinstance(epochs, (int, float)) or not epochs > 0:
+        raise ValueError(
+            f"epochs={epochs!r}: the number of passes over the training set must be positive (1 or more passes; "
+            "the original's default is 100)"
+        )
+
+
 def _named_splits(dataset: datasets.DatasetDict) -> datasets.DatasetDict:
     """`dataset` with its splits named as `fine_tune` uses them: `train`, `validation` (also accepted as `val` or
     `valid`, in any case, as `load_coco_folder` accepts the folders) and `test`; anything else than a `DatasetDict`
@@ -367,6 +377,7 @@ def fine_tune(
     The final model and its image processor are saved in
     `output_dir` (and the EMA weights in `output_dir/ema`). Returns the trainer (`trainer.model`, `trainer.state`).
     """
+    check_epochs(epochs)
     check_training_options(training_arguments)
     if "clip_max_norm" in training_arguments:  # the original's name
         training_arguments["max_grad_norm"] = training_arguments.pop("clip_max_norm")
