@@ -167,6 +167,28 @@ def test_datasets_dataset_without_ema(dataset_dir: Path, tiny_folder: Path, tmp_
     assert not any("eval_ema_map" in entry for entry in trainer.state.log_history)
 
 
+def test_split_aliases_and_the_originals_option_names_each_have_one_home() -> None:
+    """fine_tune imported data.py's private split table, and knew `clip_max_norm` in its option check and in its
+    translation; both now read one public table each (`SPLIT_ALIASES`, `RENAMED_OPTIONS`)."""
+    from hf_rfdetr.commands import eval as eval_command
+    from hf_rfdetr.training import data
+
+    fine_tune_module = importlib.import_module("hf_rfdetr.training.fine_tune")  # the package exports the function
+    assert fine_tune_module.SPLIT_ALIASES is data.SPLIT_ALIASES and "SPLIT_ALIASES" in data.__all__
+    assert not hasattr(data, "_SPLIT_ALIASES") and not hasattr(eval_command, "SPLITS")
+    assert data.SPLIT_ALIASES == {
+        "train": "train",
+        "valid": "validation",
+        "val": "validation",
+        "validation": "validation",
+        "test": "test",
+    }
+    assert fine_tune_module.RENAMED_OPTIONS == {"clip_max_norm": "max_grad_norm"}
+    fine_tune_module.check_training_options({"clip_max_norm": 0.5, "max_grad_norm": 1.0})  # both are taken
+    renamed = fine_tune_module.rename_original_options({"clip_max_norm": 0.5, "max_grad_norm": 1.0, "seed": 1})
+    assert renamed == {"max_grad_norm": 0.5, "seed": 1}  # the original's name wins, as before
+
+
 def test_datasets_dict_with_val_or_valid_split_is_evaluated(
     dataset_dir: Path, tiny_folder: Path, tmp_path: Path
 ) -> None:

@@ -23,8 +23,6 @@ from typing import Any
 
 ORDER = 30
 
-#: --split values -> the split names of `hf_rfdetr.training.load_coco_folder`.
-SPLITS = {"valid": "validation", "val": "validation", "validation": "validation", "test": "test", "train": "train"}
 #: Rows of the printed summary: metric key -> name.
 SUMMARY_ROWS = {
     "map": "mAP@[.50:.95]",
@@ -73,7 +71,9 @@ def run(args: argparse.Namespace) -> int:
     from ..extras import require
 
     require("train", "hf-rfdetr eval")
-    if args.split.lower() not in SPLITS:
+    from ..training.data import SPLIT_ALIASES
+
+    if args.split.lower() not in SPLIT_ALIASES:
         raise ValueError(f"--split {args.split!r}: expected one of valid, test, train")
     if args.batch_size < 1:
         raise ValueError(f"--batch-size must be at least 1, got {args.batch_size}")
@@ -84,7 +84,7 @@ def run(args: argparse.Namespace) -> int:
     result = evaluate_coco_folder(
         model_path,
         dataset_dir,
-        split=SPLITS[args.split.lower()],
+        split=SPLIT_ALIASES[args.split.lower()],
         batch_size=args.batch_size,
         device=args.device,
         num_workers=args.num_workers,

@@ -48,7 +48,9 @@ logger = logging.getLogger(__name__)
 ANNOTATION_FILE = "_annotations.coco.json"
 #: Canonical split name -> folder names tried, in order.
 SPLIT_FOLDERS: dict[str, tuple[str, ...]] = {"train": ("train",), "validation": ("valid", "val"), "test": ("test",)}
-_SPLIT_ALIASES = {
+#: Split names accepted in any API or folder (lower case) -> canonical split name (`load_coco_folder`'s `splits=`,
+#: the splits of a `datasets.DatasetDict` given to `fine_tune`, `hf-rfdetr eval --split`).
+SPLIT_ALIASES: dict[str, str] = {
     "train": "train",
     "valid": "validation",
     "val": "validation",
@@ -274,10 +276,10 @@ def _split_folders(root: Path, splits: Sequence[str] | None) -> dict[str, Path]:
     if splits is None:
         wanted = ["train"] + [name for name in ("validation", "test") if _find_folder(root, name) is not None]
     else:
-        unknown = [name for name in splits if name not in _SPLIT_ALIASES]
+        unknown = [name for name in splits if name not in SPLIT_ALIASES]
         if unknown:
-            raise ValueError(f"Unknown split name(s) {unknown}; expected some of {sorted(_SPLIT_ALIASES)}")
-        wanted = list(dict.fromkeys(_SPLIT_ALIASES[name] for name in splits))
+            raise ValueError(f"Unknown split name(s) {unknown}; expected some of {sorted(SPLIT_ALIASES)}")
+        wanted = list(dict.fromkeys(SPLIT_ALIASES[name] for name in splits))
     folders = {}
     for name in wanted:
         folder = _find_folder(root, name)
@@ -621,6 +623,8 @@ def _is_finite(value: Any) -> bool:
 __all__ = [
     "ANNOTATION_FILE",
     "DatasetError",
+    "SPLIT_ALIASES",
+    "SPLIT_FOLDERS",
     "SplitSummary",
     "detection_features",
     "id2label_from_dataset",

@@ -35,7 +35,7 @@ from transformers import (
 from ..models.rfdetr.configuration_rfdetr import VARIANT_ALIASES, VARIANTS, RFDetrConfig
 from ..models.rfdetr.image_processing_rfdetr import RFDetrImageProcessor
 from ..models.rfdetr.modeling_rfdetr import RFDetrForInstanceSegmentation, RFDetrForObjectDetection
-from .data import _SPLIT_ALIASES, id2label_from_dataset, load_coco_folder
+from .data import SPLIT_ALIASES, id2label_from_dataset, load_coco_folder
 from .data_checks import check_training_data
 from .ema import EMA_FOLDER, RFDetrEMACallback
 from .hub_data import prepare_dataset
@@ -156,6 +156,20 @@ ORIGINAL_OPTIONS = {
 }
 
 
+#: Options of the original `TrainConfig` that `fine_tune` takes under their `TrainingArguments` name: original -> field.
+RENAMED_OPTIONS = {"clip_max_norm": "max_grad_norm"}
+
+
+def rename_original_options(options: dict[str, Any]) -> dict[str, Any]:
+    """`options` with the original's names of `RENAMED_OPTIONS` replaced by their `TrainingArguments` names (the
+    original's value wins when both are given)."""
+    options = dict(options)
+    for original, name in RENAMED_OPTIONS.items():
+        if original in options:
+            options[name] = options.pop(original)
+    return options
+
+
 #: `TrainingArguments` fields that `fine_tune` sets from its own parameters (named here): passing them too is refused.
 SET_FROM_PARAMETERS = {
     "output_dir": "output_dir",
@@ -191,11 +205,12 @@ def check_training_options(options: dict) -> None:
     """Refuse, before any data or model is loaded, the keyword arguments of `fine_tune` that are neither
     `TrainingArguments` fields nor its own: an option of the original `TrainConfig` without an equivalent names what
     to use instead, a field `fine_tune` sets from a parameter of its own names that parameter; any other name is a
-    `TypeError`, as Python gives for an unexpected keyword. The original's `clip_max_norm` is taken (`max_grad_norm`).
+    `TypeError`, as Python gives for an unexpected keyword. The original's names of `RENAMED_OPTIONS`
+    (`clip_max_norm`) are taken (`rename_original_options`).
     """
     import dataclasses
 
-    fields = {field.name for field in dataclasses.fields(TrainingArguments) if field.init} | {"clip_max_norm"}
+    fields = {field.name for field in dataclasses.fields(TrainingArguments) if field.init} | set(RENAMED_OPTIONS)
     for name in options:
         if name in SET_FROM_PARAMETERS:
             raise TypeError(
@@ -235,7 +250,7 @@ def _named_splits(dataset: datasets.DatasetDict) -> datasets.DatasetDict:
     """
     if not isinstance(dataset, datasets.DatasetDict):
         return dataset
-    unknown = [name for name in dataset if str(name).lower() not in _SPLIT_ALIASES]
+    unknown = [name for name in dataset if str(name).lower() not in SPLIT_ALIASES]
     if unknown:
         raise ValueError(
             f"dataset has split(s) {unknown} that fine_tune does not know: it trains on 'train', evaluates on "
@@ -244,9 +259,9 @@ def _named_splits(dataset: datasets.DatasetDict) -> datasets.DatasetDict:
         )
     renamed: dict[str, datasets.Dataset] = {}
     for name, split in dataset.items():
-        target = _SPLIT_ALIASES[str(name).lower()]
+        target = SPLIT_ALIASES[str(name).lower()]
         if target in renamed:
-            names = [other for other in dataset if _SPLIT_ALIASES[str(other).lower()] == target]
+            names = [other for other in dataset if SPLIT_ALIASES[str(other).lower()] == target]
             raise ValueError(f"dataset has {len(names)} '{target}' splits {names}: keep one")
         renamed[target] = split
     return datasets.DatasetDict(renamed)
@@ -379,8 +394,7 @@ def fine_tune(
     """
     check_epochs(epochs)
     check_training_options(training_arguments)
-    if "clip_max_norm" in training_arguments:  # the original's name
-        training_arguments["max_grad_norm"] = training_arguments.pop("clip_max_norm")
+    training_arguments = rename_original_options(training_arguments)  # clip_max_norm= -> max_grad_norm=
     if (dataset_dir is None) == (dataset is None):
         raise ValueError("pass exactly one of dataset_dir (a COCO folder) or dataset (a datasets.DatasetDict)")
     source_name = model_name or (str(model) if isinstance(model, (str, os.PathLike)) else None)
