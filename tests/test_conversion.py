@@ -302,3 +302,50 @@ def test_forced_variant_must_agree_with_the_checkpoint(legacy_checkpoint: Path, 
     error = capsys.readouterr().err
     assert "--variant 'base' contradicts the checkpoint, which is RFDETRNano ('nano')" in error
     assert not (tmp_path / "out").exists()
+
+
+def _fake_nano_weights() -> dict[str, torch.Tensor]:
+    """The weights `config_from_checkpoint` reads before the settings: Nano's patch embedding, 24x24 position grid,
+    91 class slots."""
+    from hf_rfdetr.conversion import _BACKBONE_KEY
+
+    return {
+        _BACKBONE_KEY + "embeddings.patch_embeddings.projection.weight": torch.zeros(384, 3, 16, 16),
+        _BACKBONE_KEY + "embeddings.position_embeddings": torch.zeros(1, 24 * 24 + 1, 384),
+        "class_embed.bias": torch.zeros(91),
+    }
+
+
+def test_checkpoint_errors_name_where_the_setting_was_read() -> None:
+    """rfdetr 1.11.2 checkpoints keep the architecture in `model_config`, which wins over `args`; the errors said
+    `checkpoint args.X=...` even for a value read from `model_config`. They now name the entry it came from."""
+    from hf_rfdetr.conversion import config_from_checkpoint
+
+    weights = _fake_nano_weights()
+    cases = [
+        (
+            {"args": {"two_stage": True}, "model_config": {"two_stage": False}},
+            r"^checkpoint model_config\.two_stage=False: only two_stage=True is supported$",
+        ),
+        ({"args": {"two_stage": False}}, r"^checkpoint args\.two_stage=False: only two_stage=True is supported$"),
+        (
+            {"args": {"lr": 1e-4}, "model_config": {"backbone_lora": True}},
+            r"^checkpoint model_config\.backbone_lora=True: LoRA backbones .* not supported",
+        ),
+        ({"args": {"backbone_lora": True}}, r"^checkpoint args\.backbone_lora=True: LoRA backbones"),
+        (
+            {"args": {"resolution": 384}, "model_config": {"resolution": 70}, "model_name": "RFDETRNano"},
+            r"^the checkpoint's model_config settings \(over args\) do not form a valid configuration of variant "
+            r"'nano': resolution=70 must be divisible",
+        ),
+        (
+            {"args": {"resolution": 70}, "model_name": "RFDETRNano"},
+            r"^the checkpoint's args do not form a valid configuration of variant 'nano': resolution=70",
+        ),
+    ]
+    for entries, message in cases:
+        with pytest.raises(CheckpointError, match=message):
+            config_from_checkpoint({"model": weights, **entries})
+    recorded = {"encoder": "dinov2_windowed_small", "patch_size": 16}
+    with pytest.raises(CheckpointError, match=r"^--variant 'base' .*: model_config\.encoder=dinov2_windowed_small, "):
+        config_from_checkpoint({"model": weights, "args": {"lr": 1e-4}, "model_config": recorded}, "base")

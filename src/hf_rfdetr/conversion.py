@@ -281,6 +281,24 @@ def _architecture(checkpoint: dict) -> dict:
     return architecture
 
 
+def _setting_source(checkpoint: dict, key: str) -> str:
+    """Where `_architecture` read `key` from, for messages: `model_config.KEY` (rfdetr 1.11.2's architecture dump,
+    which wins) or `args.KEY` (the legacy namespace, or the TrainConfig of newer checkpoints)."""
+    model_config = checkpoint.get("model_config")
+    if isinstance(model_config, dict) and key in model_config and key not in _NOT_ARCHITECTURE:
+        return f"model_config.{key}"
+    return f"args.{key}"
+
+
+def _settings_source(checkpoint: dict) -> str:
+    """What the checkpoint's architecture settings were read from, for messages ("model_config settings (over args)",
+    "args", ...)."""
+    has_config, has_args = isinstance(checkpoint.get("model_config"), dict), checkpoint.get("args") is not None
+    if has_config:
+        return "model_config settings" + (" (over args)" if has_args else "")
+    return "args" if has_args else "weights"
+
+
 def _variant_from_weights(state_dict: dict[str, torch.Tensor]) -> str:
     """The named variant whose architecture fits the weights (mask head or not, patch size, widths, decoder depth,
     position grid)."""
@@ -342,7 +360,7 @@ def _require_original_keys(state_dict: dict[str, torch.Tensor]) -> None:
 _VARIANT_FIELDS = ("patch_size", "backbone_hidden_size", "d_model")
 
 
-def _check_forced_variant(forced: str, model_name: object, args: dict, overrides: dict) -> None:
+def _check_forced_variant(forced: str, checkpoint: dict, args: dict, overrides: dict) -> None:
     """Raise CheckpointError when the checkpoint's recorded architecture (its `model_name`, or the architecture
     fields of its args) contradicts the variant asked for with `--variant`: the args would win and the folder would
     carry a variant name that is not its architecture."""
@@ -350,6 +368,7 @@ def _check_forced_variant(forced: str, model_name: object, args: dict, overrides
         expected = RFDetrConfig.from_variant(forced)
     except ValueError as error:
         raise CheckpointError(str(error)) from error
+    model_name = checkpoint.get("model_name")
     recorded = _MODEL_NAME_VARIANT.get(model_name) if isinstance(model_name, str) else None
     if recorded is not None and recorded != expected.variant:
         raise CheckpointError(
@@ -363,7 +382,7 @@ def _check_forced_variant(forced: str, model_name: object, args: dict, overrides
     ]
     if differing:
         if args.get("encoder"):
-            differing.insert(0, f"encoder={args['encoder']}")
+            differing.insert(0, f"{_setting_source(checkpoint, 'encoder')}={args['encoder']}")
         raise CheckpointError(
             f"--variant {forced!r} contradicts the checkpoint's recorded architecture: {', '.join(differing)}; "
             "drop --variant (the checkpoint's own architecture is used)"
@@ -379,10 +398,15 @@ def config_from_checkpoint(checkpoint: dict, variant: str | None = None, weights
     _require_original_keys(state_dict)
     for flag, required in _REQUIRED_FLAGS.items():
         if flag in args and bool(args[flag]) != required:
-            raise CheckpointError(f"checkpoint args.{flag}={args[flag]}: only {flag}={required} is supported")
+            raise CheckpointError(
+                f"checkpoint {_setting_source(checkpoint, flag)}={args[flag]}: only {flag}={required} is supported"
+            )
     for flag, what in _UNSUPPORTED_FLAGS.items():
         if args.get(flag):
-            raise CheckpointError(f"checkpoint args.{flag}=True: {what} are not supported by this converter yet")
+            raise CheckpointError(
+                f"checkpoint {_setting_source(checkpoint, flag)}={args[flag]}: {what} are not supported by this "
+                "converter yet"
+            )
     forced = variant
     variant = (
         variant or _MODEL_NAME_VARIANT.get(checkpoint.get("model_name") or "") or _variant_from_weights(state_dict)
@@ -393,7 +417,7 @@ def config_from_checkpoint(checkpoint: dict, variant: str | None = None, weights
         overrides["backbone_hidden_size"] = _ENCODER_WIDTH[args["encoder"]]
         overrides["backbone_num_attention_heads"] = _ENCODER_WIDTH[args["encoder"]] // 64
     if forced:
-        _check_forced_variant(forced, checkpoint.get("model_name"), args, overrides)
+        _check_forced_variant(forced, checkpoint, args, overrides)
     grid = int(round((state_dict[_BACKBONE_KEY + "embeddings.position_embeddings"].shape[1] - 1) ** 0.5))
     overrides.setdefault("positional_encoding_size", grid)
     num_slots = state_dict["class_embed.bias"].shape[0]
@@ -411,7 +435,10 @@ def config_from_checkpoint(checkpoint: dict, variant: str | None = None, weights
     try:
         return RFDetrConfig.from_variant(variant, **overrides)
     except ValueError as error:
-        raise CheckpointError(f"checkpoint arguments do not form a valid configuration: {error}") from error
+        raise CheckpointError(
+            f"the checkpoint's {_settings_source(checkpoint)} do not form a valid configuration of variant "
+            f"{variant!r}: {error}"
+        ) from error
 
 
 def verify_against_original(
