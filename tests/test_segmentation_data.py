@@ -485,3 +485,33 @@ def test_synthetic_masks_cover_the_drawn_shapes(tmp_path: Path, mask_format: str
             assert mask.sum() == w * h
         box_fill = mask.sum() / (w * h)
         assert {"rectangle": 0.99, "circle": 0.7, "triangle": 0.4}[shape] < box_fill <= 1.0
+
+
+def test_missing_mask_errors_tell_cli_and_api_users_what_to_do(tmp_path: Path, capsys) -> None:
+    """The errors for missing masks told users to pass `masks=True`, an option `hf-rfdetr train` / `eval` do not
+    have (a Seg --model reads the folder's masks by itself): they now say what to do in both."""
+    from hf_rfdetr.cli import main
+
+    root = seg_folder(tmp_path)
+    edit_json(root, "train", lambda document: document["annotations"][1].pop("segmentation"))
+    arguments = ["train", "--dataset-dir", str(root), "--model", "seg-nano", "--from-scratch", "--output-dir"]
+    assert main([*arguments, str(tmp_path / "out")]) == 1
+    error = capsys.readouterr().err.strip()
+    assert len(error.splitlines()) == 1 and error.startswith("hf-rfdetr train: error: ")
+    assert "has no 'segmentation', but a segmentation model needs a mask for every object" in error
+    assert "boxes only, train or evaluate a detection model (hf-rfdetr: a --model that is not a Seg one" in error
+    assert "Python: load_coco_folder without masks=True)" in error
+    assert not (tmp_path / "out").exists()
+
+    how = (
+        "hf-rfdetr train / eval with a Seg --model (seg-nano, ...) read every annotation's 'segmentation' (COCO "
+        "polygons or RLE) from the COCO folder; in Python, load_coco_folder(path, masks=True) reads them and a "
+        "datasets dataset needs an objects.segmentation field"
+    )
+    plain = load_coco_folder(seg_folder(tmp_path / "plain"))  # loaded without the masks
+    with pytest.raises(DatasetError, match=r"the objects have no 'segmentation' field, which a segmentation") as info:
+        apply_transforms(plain, seg_config())["validation"][0]
+    assert how in str(info.value)
+    with pytest.raises(DatasetError, match=r"The train split has no objects.segmentation, but the model") as info:
+        check_training_data(plain, masks=True)
+    assert how in str(info.value)

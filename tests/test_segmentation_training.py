@@ -126,8 +126,11 @@ def test_wrong_class_mask_and_missing_target_masks() -> None:
     empty = coco_metrics([_prediction([], [], [], _masks())], [target])
     assert empty["segm_map"] == 0.0 and empty["map"] == 0.0
     without = {key: value for key, value in target.items() if key != "masks"}
-    with pytest.raises(ValueError, match="target 0 has no masks, but the predictions do"):
+    with pytest.raises(ValueError, match="target 0 has no masks, but the predictions do") as info:
         coco_metrics([_prediction([rectangle], [0], [0.9], _masks(rectangle))], [without])
+    # CLI users have no masks=True option: the message says what to do there too
+    assert "hf-rfdetr train / eval with a Seg --model (seg-nano, ...) read every annotation's" in str(info.value)
+    assert "in Python, load_coco_folder(path, masks=True) reads them" in str(info.value)
 
 
 def test_detection_predictions_report_no_mask_metrics() -> None:

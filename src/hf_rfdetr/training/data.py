@@ -554,8 +554,9 @@ def _annotation_rle(
         found = "no 'segmentation'" if "segmentation" not in annotation else f"'segmentation': {segmentation!r}"
         raise DatasetError(
             f"{where} has {found}, but a segmentation model needs a mask for every object: expected COCO polygons "
-            "[[x1, y1, x2, y2, ...], ...] or an RLE {'size': [height, width], 'counts': ...}. Add its mask, mark it "
-            "iscrowd=1, or load without masks=True to train detection only."
+            "[[x1, y1, x2, y2, ...], ...] or an RLE {'size': [height, width], 'counts': ...}. Add its mask or mark "
+            "it iscrowd=1; for boxes only, train or evaluate a detection model (hf-rfdetr: a --model that is not a Seg "
+            "one; Python: load_coco_folder without masks=True)."
         )
     try:
         counts = segmentation_to_rle(segmentation, height, width)

@@ -28,7 +28,7 @@ from typing import Any
 import datasets
 
 from .data import _MAX_LISTED_IDS, DatasetError, SplitSummary, _id_list, object_columns, object_fields
-from .masks import is_missing
+from .masks import MASKS_HOW_TO, is_missing
 
 #: Splits that training reads (and must be able to learn from or measure on).
 TRAINING_SPLITS = ("train", "validation")
@@ -141,8 +141,7 @@ def _check_split_masks(split: str, where: str | None, dataset: datasets.Dataset,
     if "segmentation" not in object_fields(dataset.features):
         raise DatasetError(
             f"{name} has no objects.segmentation, but the model segments (config.segmentation_head): there are no "
-            "masks to learn from. Load a COCO folder with load_coco_folder(path, masks=True), or give a Hub dataset "
-            "an objects.segmentation field (COCO polygons or RLE per object)."
+            f"masks to learn from: {MASKS_HOW_TO}."
         )
     missing = counts.usable - counts.masked
     if missing:

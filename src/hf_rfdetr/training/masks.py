@@ -40,7 +40,15 @@ POLYGON_MARGIN = 10
 #: Characters of COCO's compressed RLE alphabet (`rleToString` in pycocotools' `maskApi.c`): 48 ('0') .. 111 ('o').
 _RLE_FIRST, _RLE_LAST = 48, 111
 
-__all__ = ["MaskError", "decode_masks", "is_missing", "rle_runs", "segmentation_to_rle"]
+__all__ = ["MASKS_HOW_TO", "MaskError", "decode_masks", "is_missing", "rle_runs", "segmentation_to_rle"]
+
+#: How a segmentation model gets its masks, for error messages, in the terms of the CLI (which has no masks option: a
+#: Seg model reads them) and of the Python API.
+MASKS_HOW_TO = (
+    "hf-rfdetr train / eval with a Seg --model (seg-nano, ...) read every annotation's 'segmentation' (COCO polygons "
+    "or RLE) from the COCO folder; in Python, load_coco_folder(path, masks=True) reads them and a datasets dataset "
+    "needs an objects.segmentation field"
+)
 
 
 class MaskError(ValueError):

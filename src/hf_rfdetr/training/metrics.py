@@ -335,9 +335,11 @@ def _target_rles(target: dict[str, Any], image_id: int, labels: list[int]) -> li
         return [(int(label), text, int(flag)) for label, text, flag in zip(classes, counts, crowd)]
     if RLE_KEY not in target:
         if "masks" not in target:
+            from .masks import MASKS_HOW_TO
+
             raise ValueError(
-                f"target {image_id} has no masks, but the predictions do: evaluate segmentation on targets with "
-                "'masks' (a dataset loaded with masks=True)"
+                f"target {image_id} has no masks, but the predictions do (a segmentation model): evaluate it on "
+                f"targets with 'masks' ({MASKS_HOW_TO})"
             )
         target = pack_target_masks(target)
     counts = unpack_rles(target[RLE_KEY])

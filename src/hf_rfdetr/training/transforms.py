@@ -60,7 +60,7 @@ from ..models.rfdetr.configuration_rfdetr import RFDetrConfig
 from ..models.rfdetr.image_io import load_image
 from ..models.rfdetr.image_processing_rfdetr import IMAGENET_MEAN, IMAGENET_STD
 from .data import DatasetError, object_columns
-from .masks import MaskError, decode_masks, is_missing, segmentation_to_rle
+from .masks import MASKS_HOW_TO, MaskError, decode_masks, is_missing, segmentation_to_rle
 
 logger = logging.getLogger(__name__)
 
@@ -276,8 +276,8 @@ def source_masks(objects: Any, height: int, width: int, image_id: Any = None) ->
     segmentations = columns.get("segmentation")
     if segmentations is None and count:
         raise DatasetError(
-            f"image_id {image_id}: the objects have no 'segmentation' field, which a segmentation model trains on; "
-            "load the dataset with load_coco_folder(..., masks=True) (or add objects.segmentation to a Hub dataset)."
+            f"image_id {image_id}: the objects have no 'segmentation' field, which a segmentation model trains on: "
+            f"{MASKS_HOW_TO}."
         )
     counts = []
     for index in range(count):
