@@ -49,6 +49,17 @@ def load_detector(model: str) -> Pipeline:
     return pipeline("object-detection", model=model, image_processor=processor)
 
 
+def read_image(path: Path) -> Image.Image:
+    """The image at `path` in RGB; `OSError` naming it when it is missing or not an image."""
+    if not path.is_file():
+        raise FileNotFoundError(f"image {str(path)!r} does not exist or is not a file")
+    try:
+        with Image.open(path) as image:
+            return image.convert("RGB")
+    except OSError as error:  # Pillow's UnidentifiedImageError, a truncated file, ...
+        raise OSError(f"image {str(path)!r} cannot be read as an image ({error})") from error
+
+
 def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument(
@@ -64,6 +75,11 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
 def main(argv: Sequence[str] | None = None) -> int:
     args = parse_args(argv)
     transformers_logging.disable_progress_bar()
+    try:  # before the model loads: a wrong path is one line, not a traceback
+        image = read_image(args.image)
+    except OSError as error:
+        print(f"error: {error}", file=sys.stderr)
+        return 2
     if args.model is None:
         print(BUNDLED_MODEL_NOTE.format(model=DEMO_MODEL))
     model = str(DEMO_MODEL) if args.model is None else args.model
@@ -71,9 +87,9 @@ def main(argv: Sequence[str] | None = None) -> int:
         detector = load_detector(model)
     except (OSError, ValueError) as error:
         hint = "" if Path(model).is_dir() else " (not a local folder; is the Hub reachable, or HF_HUB_OFFLINE set?)"
-        print(f"error: could not load model {model!r}{hint}:\n{error}", file=sys.stderr)
+        reason = " ".join(line.strip() for line in str(error).splitlines() if line.strip())  # one line
+        print(f"error: could not load model {model!r}{hint}: {reason}", file=sys.stderr)
         return 2
-    image = Image.open(args.image).convert("RGB")
     detections = sorted(detector(image, threshold=args.threshold), key=lambda d: -d["score"])
     for detection in detections:
         box = detection["box"]

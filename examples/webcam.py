@@ -31,8 +31,12 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--max-frames", type=int, help="stop after this many frames")
     args = parser.parse_args(argv)
 
+    try:  # before the model loads: no camera (or an unreadable file) is one line, not a traceback
+        cap = open_capture(args.source)  # cv2.VideoCapture(0) in the reference
+    except (OSError, ImportError) as error:
+        print(f"error: {error}", file=sys.stderr)
+        return 1
     model = RFDETRBase(pretrain_weights=args.model)
-    cap = open_capture(args.source)  # cv2.VideoCapture(0) in the reference; raises a clear error if it cannot open
     if args.show:
         import cv2  # only for the window
 

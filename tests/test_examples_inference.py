@@ -99,7 +99,40 @@ def test_live_scripts_take_a_file_for_the_stream(name: str, model_folder: Path, 
         assert np.abs(written[0].astype(int) - source.astype(int)).max() > 50
 
 
-@pytest.mark.parametrize("name", ["webcam", "rtsp"])
-def test_live_scripts_name_an_unreachable_source(name: str, model_folder: Path) -> None:
+def test_live_scripts_name_an_unreachable_source(model_folder: Path, capsys) -> None:
     with pytest.raises(OSError, match="cannot open stream 'rtsp://127.0.0.1:9/live'"):
-        example(name)(["--model", str(model_folder), "--source", "rtsp://127.0.0.1:9/live"])
+        example("rtsp")(["--model", str(model_folder), "--source", "rtsp://127.0.0.1:9/live"])
+    assert example("webcam")(["--model", str(model_folder), "--source", "rtsp://127.0.0.1:9/live"]) == 1
+    assert (
+        capsys.readouterr().err
+        == "error: cannot open stream 'rtsp://127.0.0.1:9/live': not a readable video, or the stream is unreachable\n"
+    )
+
+
+def _run_example(name: str, *argv: str) -> subprocess.CompletedProcess:
+    command = [sys.executable, str(EXAMPLES / f"{name}.py"), *argv]
+    env = {**os.environ, "HF_HUB_OFFLINE": "1", "OMP_NUM_THREADS": "1"}
+    return subprocess.run(command, capture_output=True, text=True, env=env, timeout=300)
+
+
+def test_webcam_without_a_camera_and_demo_without_its_image_exit_with_one_line(
+    model_folder: Path, tmp_path: Path
+) -> None:
+    """Both ended in a Python traceback (and OpenCV's own warnings for the camera); they now exit non-zero with one
+    line naming the problem. Camera 99 stands in for a machine without a camera."""
+    webcam = _run_example("webcam", "--model", str(model_folder), "--source", "99")
+    assert webcam.returncode == 1 and webcam.stdout == ""
+    assert webcam.stderr == "error: cannot open webcam 99: is a camera connected and free?\n", webcam.stderr
+
+    output = tmp_path / "out.jpg"
+    missing = _run_example(
+        "demo", "--model", str(model_folder), "--image", str(tmp_path / "missing.jpg"), "--output", str(output)
+    )
+    assert missing.returncode == 2 and "Traceback" not in missing.stderr
+    assert missing.stderr == f"error: image {str(tmp_path / 'missing.jpg')!r} does not exist or is not a file\n"
+    text = tmp_path / "notes.jpg"
+    text.write_text("not an image")
+    unreadable = _run_example("demo", "--model", str(model_folder), "--image", str(text), "--output", str(output))
+    assert unreadable.returncode == 2 and len(unreadable.stderr.splitlines()) == 1, unreadable.stderr
+    assert unreadable.stderr.startswith(f"error: image {str(text)!r} cannot be read as an image (")
+    assert not output.exists()

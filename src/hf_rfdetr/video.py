@@ -125,6 +125,21 @@ def parse_source(source: VideoSource) -> str | int:
     return text
 
 
+@contextlib.contextmanager
+def _quiet_opencv(backend: ModuleType) -> Iterator[None]:
+    """OpenCV's log silenced (not supervision's fallback), unless the user chose a level with `OPENCV_LOG_LEVEL`."""
+    logging_module = getattr(getattr(backend, "utils", None), "logging", None)
+    if logging_module is None or "OPENCV_LOG_LEVEL" in os.environ:
+        yield
+        return
+    level = logging_module.getLogLevel()
+    logging_module.setLogLevel(logging_module.LOG_LEVEL_SILENT)
+    try:
+        yield
+    finally:
+        logging_module.setLogLevel(level)
+
+
 def open_capture(source: VideoSource) -> Any:
     """An opened `VideoCapture` (OpenCV's, or supervision's fallback) for a file, webcam index or stream URL.
 
@@ -134,7 +149,8 @@ def open_capture(source: VideoSource) -> Any:
     """
     parsed = parse_source(source)
     backend = _backend()
-    capture = backend.VideoCapture(parsed)
+    with _quiet_opencv(backend):  # its warnings ("can't open camera by index") would repeat our error over lines
+        capture = backend.VideoCapture(parsed)
     if capture.isOpened():
         return capture
     capture.release()
