@@ -28,7 +28,8 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         description="Export RF-DETR to ONNX with a dynamic batch size: pixel_values -> logits, pred_boxes. Optimum "
         "runs when it can be imported (pip install 'hf-rfdetr[onnx]', which pins transformers 4.57), torch.onnx otherwise "
         "(pip install 'hf-rfdetr[ort]', any transformers); "
-        "the output says which. Run the result with hf_rfdetr.RFDetrOnnxModel.from_pretrained(OUTPUT).",
+        "the output says which. Run the result with hf_rfdetr.RFDetrOnnxModel.from_pretrained(OUTPUT); its README.md "
+        "(model card) says how.",
     )
     parser.add_argument("model", help="Hub repository id or local folder of the model")
     parser.add_argument("output", help="folder to write")
@@ -51,6 +52,7 @@ def run(args: argparse.Namespace) -> int:
     from ..extras import require
 
     require("ort", "hf-rfdetr export", ("onnx", "onnxruntime") if args.validate or args.quantize else ("onnx",))
+    from ..model_card import ONNX_GENERATED_MARKER
     from ..onnx import export_onnx
     from ..onnx.export import REPORT_FILE
 
@@ -68,8 +70,12 @@ def run(args: argparse.Namespace) -> int:
     )
     report = json.loads((folder / REPORT_FILE).read_text())
     height, width = report["input_size"]
+    card = folder / "README.md"
+    written = report["files"] + (
+        ["README.md (model card)"] if card.is_file() and ONNX_GENERATED_MARKER in card.read_text() else []
+    )
     print(f"exported with {report['backend']} ({report['backend_reason']}), opset {report['opset']}")
-    print(f"input pixel_values (batch, 3, {height}, {width}); wrote {', '.join(report['files'])} to {folder}")
+    print(f"input pixel_values (batch, 3, {height}, {width}); wrote {', '.join(written)} to {folder}")
     for file_name, differences in report["validation"].items():
         worst = ", ".join(f"{name} {value:.1e}" for name, value in differences.items())
         print(f"validated {file_name}: max |onnxruntime - PyTorch|: {worst}")

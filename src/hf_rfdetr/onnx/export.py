@@ -211,7 +211,9 @@ def export_onnx(
         model: an `RFDetrForObjectDetection` or `RFDetrForInstanceSegmentation` (graph outputs `logits`, `pred_boxes`
             and `pred_masks`), or a Hub id / local folder to load one from (`config.segmentation_head` chooses).
         output_dir: folder to write (created): `model.onnx`, `config.json`, `preprocessor_config.json`,
-            `export_report.json`, and `model_quantized.onnx` with `quantize=True`.
+            `export_report.json`, `model_quantized.onnx` with `quantize=True`, and a model card `README.md` (what the
+            folder holds, the graph, how to run it, the source model; a README.md that is not an earlier export's
+            card is kept).
         image_processor: saved beside the model (default: the folder's, or one derived from the config).
         resolution: export input size, an int or (height, width), multiples of `config.block_size` (default:
             `config.resolution`). The batch size stays dynamic.
@@ -240,11 +242,28 @@ def export_onnx(
         raise ValueError(f"opset {opset} is too old: RF-DETR's deformable attention needs GridSample (opset >= 16)")
     if fp16 and quantize:
         raise ValueError("fp16 (GPUs) and quantize (int8, CPUs) are separate targets: export them to two folders")
+    source = str(model) if isinstance(model, (str, Path)) else None
     model, image_processor = _load(model, image_processor)
+    source = source or _describe(model)
     with float32_forward(model):  # an optimize()d model exports its float32 graph, and stays optimised
-        return _export_loaded(
+        folder = _export_loaded(
             model, image_processor, Path(output_dir), resolution, opset, fp16, quantize, validate, atol, backend, device
         )
+    from ..model_card import write_onnx_card
+
+    if write_onnx_card(folder, source) is None:
+        logger.warning("%s already has a README.md that is not an ONNX export card: kept, not replaced", folder)
+    return folder
+
+
+def _describe(model: RFDetrExportable) -> str:
+    """The source model of an export from a model object, for the card: its folder or Hub id when it was loaded from
+    one, else its class and variant."""
+    name = getattr(model, "name_or_path", "") or getattr(model.config, "_name_or_path", "")
+    if name:
+        return str(name)
+    variant = f" ({model.config.variant})" if model.config.variant else ""
+    return f"an in-memory {type(model).__name__}{variant}"
 
 
 def _export_loaded(
