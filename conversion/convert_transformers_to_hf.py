@@ -41,7 +41,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
 def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
     logging.basicConfig(format="%(message)s")
-    logging.getLogger("hf_rfdetr.conversion_transformers").setLevel(logging.INFO)
+    logging.getLogger("hf_rfdetr.transformers_checkpoints").setLevel(logging.INFO)
     from hf_rfdetr.conversion import CheckpointError
     from hf_rfdetr.conversion_transformers import convert_transformers_checkpoint
 

@@ -46,6 +46,7 @@ from hf_rfdetr.conversion_transformers import (  # noqa: E402
     verification_pixel_values,
     verify_against_transformers,
 )
+from hf_rfdetr.transformers_checkpoints import weights  # noqa: E402
 
 REPO = Path(__file__).resolve().parents[1]
 CLI = REPO / "conversion" / "convert_transformers_to_hf.py"
@@ -450,6 +451,20 @@ def test_convert_transformers_checkpoint_round_trip(tiny_checkpoint, tmp_path: P
     assert ours_out.logits.std() > 0.1, "the comparison must be meaningful"
 
 
+def test_verification_images_are_the_bundled_demo_picture_and_its_mirror_image() -> None:
+    """Not the seeded noise that stands in when the package lacks its demo asset."""
+    from PIL import Image
+
+    import hf_rfdetr
+    from hf_rfdetr.models.rfdetr.image_processing_rfdetr import RFDetrImageProcessor
+
+    config = RFDetrConfig(resolution=64)
+    picture = Image.open(Path(hf_rfdetr.__file__).parent / "assets" / "demo.jpg").convert("RGB")
+    processor = RFDetrImageProcessor.from_config(config)
+    expected = processor([picture, picture.transpose(Image.Transpose.FLIP_LEFT_RIGHT)], return_tensors="pt")
+    assert torch.equal(verification_pixel_values(config), expected["pixel_values"])
+
+
 def test_verify_rejects_a_corrupted_weight(tiny_checkpoint, tmp_path: Path, monkeypatch) -> None:
     folder, _ = tiny_checkpoint
 
@@ -458,7 +473,7 @@ def test_verify_rejects_a_corrupted_weight(tiny_checkpoint, tmp_path: Path, monk
         converted["class_embed.bias"] = converted["class_embed.bias"] + 0.5
         return converted
 
-    monkeypatch.setattr(conversion_transformers, "convert_transformers_state_dict", corrupted)
+    monkeypatch.setattr(weights, "convert_transformers_state_dict", corrupted)  # the stage that loads the weights
     convert_transformers_checkpoint(folder, tmp_path / "unverified")  # without verification nothing notices
     with pytest.raises(CheckpointError, match="disagrees with transformers") as error:
         convert_transformers_checkpoint(folder, tmp_path / "verified", verify=True)
