@@ -125,19 +125,32 @@ def parse_source(source: VideoSource) -> str | int:
     return text
 
 
+_FFMPEG_LOG_SETTINGS = ("OPENCV_FFMPEG_LOGLEVEL", "OPENCV_FFMPEG_DEBUG")
+
+
 @contextlib.contextmanager
 def _quiet_opencv(backend: ModuleType) -> Iterator[None]:
-    """OpenCV's log silenced (not supervision's fallback), unless the user chose a level with `OPENCV_LOG_LEVEL`."""
+    """OpenCV's log silenced (not supervision's fallback), unless the user chose a level with `OPENCV_LOG_LEVEL`.
+
+    OpenCV's FFmpeg backend logs on its own ("[tcp @ 0x...] Connection ... failed: Connection refused" for an
+    unreachable stream): it is quiet too, unless `OPENCV_FFMPEG_LOGLEVEL` / `OPENCV_FFMPEG_DEBUG` is set. OpenCV reads
+    that level once, at the process's first FFmpeg open, so FFmpeg stays quiet afterwards (`os.environ` is restored).
+    """
     logging_module = getattr(getattr(backend, "utils", None), "logging", None)
     if logging_module is None or "OPENCV_LOG_LEVEL" in os.environ:
         yield
         return
     level = logging_module.getLogLevel()
     logging_module.setLogLevel(logging_module.LOG_LEVEL_SILENT)
+    quiet_ffmpeg = not any(name in os.environ for name in _FFMPEG_LOG_SETTINGS)
+    if quiet_ffmpeg:
+        os.environ["OPENCV_FFMPEG_LOGLEVEL"] = "-8"  # AV_LOG_QUIET
     try:
         yield
     finally:
         logging_module.setLogLevel(level)
+        if quiet_ffmpeg:
+            os.environ.pop("OPENCV_FFMPEG_LOGLEVEL", None)
 
 
 def open_capture(source: VideoSource) -> Any:
