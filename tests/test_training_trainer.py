@@ -197,3 +197,21 @@ def test_a_small_training_set_is_drawn_with_replacement_to_5_steps_per_epoch(tmp
     sampler = trainer._get_train_sampler()
     assert sampler.replacement and sampler.num_samples == 10
     assert len(trainer.get_train_dataloader()) == 5
+
+
+def test_predict_scores_a_test_set_as_evaluate_does(tmp_path: Path) -> None:
+    """`predict` leaves the non-prediction outputs (loss_dict, ...) out as `evaluate` does: per-image predictions and
+    targets, and the same COCO metrics under `test_`."""
+    trainer = _trainer(tmp_path, metric_for_best_model="eval_map")
+    evaluated = trainer.evaluate(_BoxesWithSizes(), metric_key_prefix="test")
+    output = trainer.predict(_BoxesWithSizes())
+    assert output.metrics["test_map"] == evaluated["test_map"]
+    assert output.metrics["test_map_50"] == evaluated["test_map_50"]
+    assert output.metrics["test_loss"] == pytest.approx(evaluated["test_loss"])
+    images = [image for batch in output.predictions for image in batch]
+    targets = [target for batch in output.label_ids for target in batch]
+    assert len(images) == len(targets) == 8
+    logits, boxes = images[0]  # per image (logits, pred_boxes), nothing else
+    assert logits.shape == (trainer.model.config.num_queries, trainer.model.config.num_labels)
+    assert boxes.shape == (trainer.model.config.num_queries, 4)
+    assert sorted(targets[0]) == ["boxes", "class_labels", "orig_size"]

@@ -298,6 +298,18 @@ class RFDetrTrainer(Trainer):
             eval_dataset = self.eval_dataset
         return super().get_eval_dataloader(with_mask_ground_truth(eval_dataset))
 
+    def get_test_dataloader(self, test_dataset):
+        """`Trainer.get_test_dataloader`; a segmentation split of `apply_transforms` gives its targets the annotated
+        masks at the original size, as in `get_eval_dataloader`."""
+        return super().get_test_dataloader(with_mask_ground_truth(test_dataset))
+
+    def predict(self, test_dataset, ignore_keys=None, metric_key_prefix: str = "test"):
+        """`Trainer.predict` of the weights (not the EMA average), the non-prediction outputs (`IGNORED_OUTPUTS`)
+        left out by default as in `evaluate`: `predictions` and `label_ids` per batch a list of per-image objects
+        (see `gather_function`), `metrics` the `compute_metrics` ones (`test_map`, ...) and `test_loss`."""
+        ignore_keys = IGNORED_OUTPUTS if ignore_keys is None else ignore_keys
+        return super().predict(test_dataset, ignore_keys=ignore_keys, metric_key_prefix=metric_key_prefix)
+
     def evaluate(self, eval_dataset=None, ignore_keys=None, metric_key_prefix: str = "eval") -> dict[str, float]:
         """Evaluate the weights and, with EMA, the averaged weights; one log line and one `on_evaluate` for both."""
         ignore_keys = IGNORED_OUTPUTS if ignore_keys is None else ignore_keys
