@@ -388,13 +388,14 @@ def test_export_calls_export_onnx(detector: RFDETR, tmp_path: Path, monkeypatch)
 
     monkeypatch.setitem(sys.modules, "hf_rfdetr.onnx", types.SimpleNamespace(export_onnx=export_onnx))
     assert detector.export(tmp_path / "onnx", opset=18) == tmp_path / "onnx"
-    assert calls == [(detector.model, tmp_path / "onnx", detector.processor, {"opset": 18})]
+    source = detector_folder(detector)  # what the detector was given: the card names it
+    assert calls == [(detector.model, tmp_path / "onnx", detector.processor, {"opset": 18, "source": source})]
     monkeypatch.chdir(tmp_path)
     detector.export()
     assert calls[-1][1] == "output"
     # the original's options: mapped where export_onnx has them, else refused naming the option (a bare TypeError)
     detector.export("out", opset_version=18, shape=[192, 128], batch_size=1, dynamic_batch=True)
-    assert calls[-1][3] == {"opset": 18, "resolution": (192, 128)}
+    assert calls[-1][3] == {"opset": 18, "resolution": (192, 128), "source": source}
     with pytest.raises(ValueError, match=r"export\(simplify=...\) is an option of the original .* onnxsim"):
         detector.export("out", simplify=True)
 
@@ -442,3 +443,23 @@ def test_export_writes_an_onnx_model_that_detects_the_same(detector: RFDETR, tmp
     outputs = onnx_model(**detector.processor(image, return_tensors="pt"))
     expected = detector.processor.post_process_object_detection(outputs, threshold=0.3, target_sizes=[(48, 80)])[0]
     assert_same(detector.predict(image, threshold=0.3), expected, detector.model.config.id2label)
+
+
+def test_a_facade_export_card_names_the_source_the_user_gave(tiny_folder: Path, tmp_path: Path, monkeypatch) -> None:
+    """The export card named the model's folder (for a checkpoint name: the cached COCO folder) as its source; it now
+    names what the user gave the facade (`self._source`), as the facade's training cards do."""
+    import hf_rfdetr.facade as facade
+
+    monkeypatch.setattr(facade, "pretrained", lambda name: str(tiny_folder) if name == "nano" else name)
+    named = RFDETR(pretrain_weights="nano", device="cpu")
+    assert named.model.name_or_path == str(tiny_folder)  # the "cached COCO folder"
+    card = (named.export(tmp_path / "nano-onnx", backend="torch") / "README.md").read_text()
+    assert "The source model: `nano`, the original RF-DETR COCO checkpoint `rf-detr-nano.pth`" in card
+    assert str(tiny_folder) not in card
+    # a folder is named as given; a random model has no source: the model object is described
+    card = RFDETR(pretrain_weights=tiny_folder, device="cpu").export(tmp_path / "folder-onnx", backend="torch")
+    assert f"The source model: `{tiny_folder}`." in (card / "README.md").read_text()
+    with pytest.warns(UserWarning, match="RANDOM weights"):
+        random = RFDETRNano(pretrain_weights=None, device="cpu", resolution=64)
+    card = (random.export(tmp_path / "random-onnx", backend="torch") / "README.md").read_text()
+    assert "The source model: `an in-memory RFDetrForObjectDetection (nano)`." in card

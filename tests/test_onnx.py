@@ -657,4 +657,8 @@ def test_a_segmentation_export_card_names_the_mask_output() -> None:
     assert "base_model: org/rf-detr-seg" in card and "[org/rf-detr-seg](https://huggingface.co/org/rf-detr-seg)" in card
     assert 'session.run(["logits", "pred_boxes", "pred_masks"]' in card
     named = render_onnx_card(config, report, "seg-nano")  # a checkpoint name is no Hub repository
-    assert "base_model" not in named and "the original RF-DETR COCO checkpoint `seg-nano`" in named
+    assert (
+        "base_model" not in named and "`seg-nano`, the original RF-DETR COCO checkpoint `rf-detr-seg-nano.pt`" in named
+    )
+    by_file = render_onnx_card(config, report, "rf-detr-seg-nano.pt")  # not named twice
+    assert "`rf-detr-seg-nano.pt`, the original RF-DETR COCO checkpoint (converted by hf_rfdetr)" in by_file

@@ -399,7 +399,9 @@ class RFDETR:
         except ImportError as error:
             raise ImportError(f"ONNX export needs the onnx extra: pip install 'hf-rfdetr[onnx]' ({error})") from error
         self.remove_optimized_model()
-        return export_onnx(self.model, output_dir, image_processor=self.processor, **_export_options(kwargs))
+        options = _export_options(kwargs)
+        options.setdefault("source", self._source)  # the card names what the user gave, not the cached COCO folder
+        return export_onnx(self.model, output_dir, image_processor=self.processor, **options)
 
     def save_pretrained(self, folder: str | os.PathLike) -> Path:
         """Save the model and its image processor to `folder` (loadable with `pretrain_weights=folder`, the Auto

@@ -556,12 +556,14 @@ def render_onnx_card(config: RFDetrConfig, report: dict, source: str, repo_id: s
         validation_text = f"max \\|onnxruntime - PyTorch\\| at batch sizes 1 and 3: {checked}"
     else:
         validation_text = "not run (`hf-rfdetr export --validate` / `validate=True` compares with PyTorch)"
-    from .pretrained_weights import resolve_name
+    from .pretrained_weights import CHECKPOINTS, resolve_name
 
     checkpoint = resolve_name(source) if not Path(source).exists() else None
     hub_source = source if not checkpoint and _is_hub_id(source) and not Path(source).exists() else None
     if checkpoint:
-        source_text = f"`{source}`, the original RF-DETR COCO checkpoint `{checkpoint}` (converted by hf_rfdetr)"
+        file = CHECKPOINTS[checkpoint].filename  # the original's file: "nano" -> rf-detr-nano.pth
+        named = "" if source.strip().lower() == file else f" `{file}`"
+        source_text = f"`{source}`, the original RF-DETR COCO checkpoint{named} (converted by hf_rfdetr)"
     elif hub_source:
         source_text = f"[{source}](https://huggingface.co/{source})"
     else:

@@ -203,6 +203,7 @@ def export_onnx(
     atol: float = 1e-4,
     backend: str = "auto",
     device: str | torch.device = "cpu",
+    source: str | None = None,
 ) -> Path:
     """Export an RF-DETR detector or segmentation model to `output_dir/model.onnx`, with its config and image processor
     beside it.
@@ -231,6 +232,9 @@ def export_onnx(
         backend: "optimum", "torch" or "auto" (Optimum when it can be imported, else torch.onnx). Which one ran,
             and why, is logged and recorded in the report.
         device: where to trace the model.
+        source: the source model the card names (default: `model` when it is a Hub id / folder, else the folder or
+            Hub id the model was loaded from, else its class and variant); the facade passes the checkpoint name,
+            Hub id, folder or file the user gave it (for a name: not the cached COCO folder it was loaded from).
 
     Returns:
         `output_dir` as a `Path`.
@@ -242,7 +246,8 @@ def export_onnx(
         raise ValueError(f"opset {opset} is too old: RF-DETR's deformable attention needs GridSample (opset >= 16)")
     if fp16 and quantize:
         raise ValueError("fp16 (GPUs) and quantize (int8, CPUs) are separate targets: export them to two folders")
-    source = str(model) if isinstance(model, (str, Path)) else None
+    if source is None and isinstance(model, (str, Path)):
+        source = str(model)
     model, image_processor = _load(model, image_processor)
     source = source or _describe(model)
     with float32_forward(model):  # an optimize()d model exports its float32 graph, and stays optimised
