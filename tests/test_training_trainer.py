@@ -8,10 +8,11 @@ from pathlib import Path
 
 import pytest
 import torch
-from transformers import EarlyStoppingCallback, TrainingArguments
+from transformers import EarlyStoppingCallback, Trainer, TrainingArguments
 
 from hf_rfdetr import RFDetrForObjectDetection
 from hf_rfdetr.training import CocoEvaluator, LearningRates, RFDetrEMACallback, RFDetrTrainer, parameter_groups
+from hf_rfdetr.training.trainer import IGNORED_OUTPUTS
 
 from .conftest import tiny_config
 from .test_training_ema import _Boxes, _collate
@@ -215,3 +216,81 @@ def test_predict_scores_a_test_set_as_evaluate_does(tmp_path: Path) -> None:
     assert logits.shape == (trainer.model.config.num_queries, trainer.model.config.num_labels)
     assert boxes.shape == (trainer.model.config.num_queries, 4)
     assert sorted(targets[0]) == ["boxes", "class_labels", "orig_size"]
+
+
+class _Scenes(torch.utils.data.Dataset):
+    """Eight random images with 1 to 3 boxes each (image i has 3 - i % 3) and different original sizes."""
+
+    def __init__(self) -> None:
+        generator = torch.Generator().manual_seed(1)
+        self.images = torch.randn(8, 3, 64, 64, generator=generator)
+        self.boxes = torch.rand(8, 3, 4, generator=generator) * torch.tensor([0.5, 0.5, 0.2, 0.2]) + 0.25
+
+    def __len__(self) -> int:
+        return 8
+
+    def __getitem__(self, index: int) -> dict:
+        count = 3 - index % 3
+        label = {
+            "class_labels": torch.arange(index, index + count) % 3,
+            "boxes": self.boxes[index, :count],
+            "orig_size": torch.tensor([48 + 8 * index, 96]),
+        }
+        return {"pixel_values": self.images[index], "labels": label}
+
+
+class _NearTheTargets(RFDetrForObjectDetection):
+    """The real outputs (loss_dict, auxiliary_outputs, ... included), the first queries moved onto the targets with
+    a per-image offset: a mAP between 0 and 1 that depends on every image, object and original size."""
+
+    def forward(self, pixel_values, labels=None, **kwargs):
+        outputs = super().forward(pixel_values, labels=labels, **kwargs)
+        if labels is not None:
+            logits, boxes = outputs.logits.clone(), outputs.pred_boxes.clone()
+            for index, target in enumerate(labels):
+                count, image = len(target["class_labels"]), int(target["orig_size"][0] - 48) // 8  # _Scenes' index
+                boxes[index, :count] = target["boxes"] + 0.01 * (image % 4)
+                logits[index, torch.arange(count), target["class_labels"]] = 5.0 - image
+            outputs.logits, outputs.pred_boxes = logits, boxes
+        return outputs
+
+
+def _coco_map(trainer_class, tmp_path: Path, eval_batch_size: int, ignore_keys) -> dict[str, float]:
+    torch.manual_seed(0)
+    model = _NearTheTargets(tiny_config())
+    args = TrainingArguments(
+        output_dir=str(tmp_path),
+        per_device_eval_batch_size=eval_batch_size,
+        eval_do_concat_batches=False,
+        report_to=[],
+        use_cpu=True,
+        remove_unused_columns=False,
+    )
+    evaluator = CocoEvaluator(id2label=model.config.id2label)
+    trainer = trainer_class(model=model, args=args, data_collator=_collate, compute_metrics=evaluator)
+    return trainer.evaluate(_Scenes(), ignore_keys=ignore_keys)
+
+
+@pytest.mark.parametrize("ignore_keys", [IGNORED_OUTPUTS, None], ids=["ignore_keys", "all_outputs"])
+def test_coco_evaluator_scores_a_plain_trainer_as_rfdetr_trainer(tmp_path: Path, ignore_keys) -> None:
+    """A plain transformers.Trainer hands CocoEvaluator the batch's output arrays (B, ...), loss_dict and the other
+    outputs too without ignore_keys; the metrics equal RFDetrTrainer's (per-image gathering) on the same model and
+    data."""
+    expected = _coco_map(RFDetrTrainer, tmp_path, 4, None)
+    assert 0.2 < expected["eval_map"] < 0.99  # neither trivial nor perfect
+    for batch_size in (4, 2, 1):
+        metrics = _coco_map(Trainer, tmp_path, batch_size, ignore_keys)
+        for name in ("map", "map_50", "map_75", "mar_1", "mar_100", "map_cat", "map_dog", "map_bird"):
+            assert metrics[f"eval_{name}"] == expected[f"eval_{name}"], (batch_size, name)
+
+
+def test_coco_evaluator_refuses_a_plain_trainers_cut_last_batch(tmp_path: Path) -> None:
+    """8 images in batches of 3, 5 or 7: under a plain Trainer accelerate cuts the tensors of the last batch's targets
+    to as many rows as it has images (2, 3, 1): image 6 loses a box (3), image 6 may have lost some (5: it has 3),
+    image 7 loses its orig_size (7). Refused with a clear error rather than scored wrongly; RFDetrTrainer is exact."""
+    expected = _coco_map(RFDetrTrainer, tmp_path, 4, None)
+    for batch_size in (3, 5, 7):
+        assert _coco_map(RFDetrTrainer, tmp_path, batch_size, None)["eval_map"] == expected["eval_map"]
+        with pytest.raises(ValueError, match="Use RFDetrTrainer") as error:
+            _coco_map(Trainer, tmp_path, batch_size, IGNORED_OUTPUTS)
+        assert f"last evaluation batch has {8 % batch_size} image(s)" in str(error.value)
