@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import functools
 import inspect
+import json
 from pathlib import Path
 
 import pytest
@@ -294,3 +295,34 @@ def test_coco_evaluator_refuses_a_plain_trainers_cut_last_batch(tmp_path: Path) 
         with pytest.raises(ValueError, match="Use RFDetrTrainer") as error:
             _coco_map(Trainer, tmp_path, batch_size, IGNORED_OUTPUTS)
         assert f"last evaluation batch has {8 % batch_size} image(s)" in str(error.value)
+
+
+class _FirstEvaluationIsBest:
+    """`compute_metrics` whose `rank` falls with every call: the first evaluation is the best."""
+
+    calls = 0
+
+    def __call__(self, evaluation) -> dict[str, float]:
+        self.calls += 1
+        return {"rank": -float(self.calls)}
+
+
+def test_load_best_model_at_end_restores_the_best_checkpoints_ema(tmp_path: Path) -> None:
+    """Checkpoints at steps 4 and 8, the one of step 4 best: after training the EMA weights are that checkpoint's
+    average (as the weights are its weights), not the last step's, and evaluating them gives its logged EMA loss."""
+    from safetensors.torch import load_file
+
+    trainer = _trainer(tmp_path, metric_for_best_model="eval_rank", greater_is_better=True, load_best_model_at_end=True)
+    trainer.compute_metrics = _FirstEvaluationIsBest()
+    trainer.train()
+    assert Path(trainer.state.best_model_checkpoint).name == "checkpoint-4"
+    best = load_file(tmp_path / "checkpoint-4" / "ema" / "model.safetensors")
+    last = load_file(tmp_path / "checkpoint-8" / "ema" / "model.safetensors")
+    shadow = trainer.ema.shadow
+    assert any(not torch.equal(best[name], last[name]) for name in shadow)
+    assert all(torch.equal(shadow[name], best[name]) for name in shadow)
+    assert (
+        trainer.ema.updates == json.loads((tmp_path / "checkpoint-4" / "ema" / "ema_state.json").read_text())["updates"]
+    )
+    logged = next(entry for entry in trainer.state.log_history if entry.get("step") == 4 and "eval_ema_loss" in entry)
+    assert trainer.evaluate()["eval_ema_loss"] == pytest.approx(logged["eval_ema_loss"], rel=1e-5)

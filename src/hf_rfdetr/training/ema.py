@@ -19,7 +19,9 @@ d = decay * (1 - exp(-updates / tau)), `updates` being the update's number (2 fo
 follow the weights closely.
 Every Trainer checkpoint gets an `ema/` folder (config.json + model.safetensors, loadable with `from_pretrained`
 and holding the update count) and resuming restores it. With `RFDetrTrainer` the folder is written inside the
-checkpoint save, before the checkpoint is marked complete (see `checkpoints.py`); with a plain `Trainer`, in `on_save`.
+checkpoint save, before the checkpoint is marked complete (see `checkpoints.py`); with a plain `Trainer`, in
+`on_save`. With `load_best_model_at_end`, the average of the best checkpoint is restored at the end of training, as
+its weights are.
 """
 
 from __future__ import annotations
@@ -34,8 +36,11 @@ import torch
 from safetensors.torch import load_file, save_file
 from transformers import TrainerCallback
 from transformers.dynamic_module_utils import custom_object_save
+from transformers.utils import logging
 
 EMA_FOLDER = "ema"
+
+logger = logging.get_logger(__name__)
 
 
 class RFDetrEMACallback(TrainerCallback):
@@ -60,6 +65,21 @@ class RFDetrEMACallback(TrainerCallback):
             if not (folder / "model.safetensors").exists():
                 raise FileNotFoundError(f"resuming with EMA but {folder / 'model.safetensors'} is missing")
             self.load(folder, model.device if hasattr(model, "device") else None)
+
+    def on_train_end(self, args, state, control, model=None, **kwargs):
+        """With `load_best_model_at_end` the Trainer has just restored the weights of the best checkpoint: restore its
+        average too (its `ema/` folder), so that the EMA weights evaluated, saved or exported after training are
+        the best checkpoint's, not the last step's."""
+        if self.shadow is None or not args.load_best_model_at_end or not state.best_model_checkpoint:
+            return
+        folder = Path(state.best_model_checkpoint) / EMA_FOLDER
+        if not (folder / "model.safetensors").is_file():
+            logger.warning(
+                f"load_best_model_at_end: {folder / 'model.safetensors'} is missing, the EMA weights stay the last "
+                "step's"
+            )
+            return
+        self.load(folder, getattr(model, "device", None))
 
     @torch.no_grad()
     def update(self, model: torch.nn.Module) -> None:
