@@ -350,6 +350,9 @@ def test_train_takes_the_originals_schedule_and_refuses_its_other_options_up_fro
         ("ema_decay", 0.99, ValueError, r"ema_decay= .* use_ema=False"),
         ("warmup_epoch", 1, TypeError, r"unexpected keyword argument 'warmup_epoch'"),
         ("epochs", 0, ValueError, r"^epochs=0: .* must be positive"),  # trained nothing, saved as if trained
+        ("batch_size", 0, ValueError, r"^batch_size=0: .* must be an integer, 1 or more"),  # failed in the DataLoader
+        ("grad_accum_steps", -1, ValueError, r"^grad_accum_steps=-1: .* must be an integer, 1 or more"),
+        ("lr", -1e-4, ValueError, r"^lr=-0.0001: the learning rate must be positive"),  # failed in AdamW
     ]:
         with pytest.raises(error, match=message):
             model.train(dataset_dir=missing, **{name: value})

@@ -16,6 +16,7 @@ from transformers import AutoImageProcessor, TrainerCallback, TrainingArguments,
 from hf_rfdetr import RFDetrForObjectDetection, RFDetrImageProcessor, fine_tune
 from hf_rfdetr.optimization import has_native_bf16
 from hf_rfdetr.training import load_coco_folder
+from hf_rfdetr.training.data import DatasetError
 from hf_rfdetr.training.fine_tune import _checkpointing
 
 from .conftest import tiny_config
@@ -255,6 +256,68 @@ def test_non_positive_epochs_are_refused_before_anything_is_loaded(tmp_path: Pat
     error = capsys.readouterr().err.strip()
     assert error.startswith("hf-rfdetr train: error: --epochs 0: the number of passes over the training set must be")
     assert len(error.splitlines()) == 1 and "Traceback" not in error
+
+
+def test_out_of_range_training_numbers_are_refused_before_anything_is_loaded(
+    tmp_path: Path, monkeypatch, capsys
+) -> None:
+    """A non-positive batch size, accumulation, learning rate, ... failed late (in torch's DataLoader / AdamW, the
+    Trainer, a ZeroDivisionError at the first epoch end) or not at all (resolution=0 was taken as None); they are
+    refused first, as epochs, naming the value. The original's valid values stay valid: weight decay, the encoder's
+    learning rate, warmup, lr_drop, num_workers, patience and seed 0 (the missing data folder is reported then)."""
+    from hf_rfdetr import pretrained_weights
+    from hf_rfdetr.cli import main
+
+    missing = tmp_path / "no-such-dataset"
+    for name, value, message in [
+        ("batch_size", 0, r"the number of images per device and step must be an integer, 1 or more \(default: 4\)"),
+        ("batch_size", 2.5, r"the number of images per device and step must be an integer, 1 or more"),
+        ("batch_size", True, r"the number of images per device and step must be an integer, 1 or more"),
+        ("grad_accum_steps", 0, r"the number of steps accumulated per optimizer update must be an integer, 1 or more"),
+        ("lr", 0, r"the learning rate must be positive \(default: 0.0001\)"),
+        ("lr", -1e-4, r"the learning rate must be positive"),
+        ("lr", float("nan"), r"the learning rate must be positive"),
+        ("lr", "1e-4", r"the learning rate must be positive"),
+        ("lr_encoder", -1e-4, r"the encoder's learning rate must be 0 or more \(0 freezes the encoder"),
+        ("weight_decay", -0.1, r"AdamW's weight decay must be 0 or more \(0 turns it off; default: 0.0001\)"),
+        ("warmup_epochs", -1, r"the epochs of linear learning-rate warmup must be 0 or more"),
+        ("lr_drop", -1, r"the epoch from which the learning rates are x0.1 must be 0 or more, or None"),
+        ("checkpoint_interval", 0, r"the number of epochs between kept checkpoints must be an integer, 1 or more"),
+        (
+            "early_stopping_patience",
+            -1,
+            r"the evaluations without improvement before stopping must be an integer, 0 or more",
+        ),
+        ("num_workers", -1, r"the number of data loading processes must be an integer, 0 or more"),
+        ("resolution", 0, r"the input size must be an integer, 1 or more, or None for the model's own \(a multiple"),
+        ("seed", -1, r"the random seed must be an integer, 0 to 2\*\*32 - 1 \(default: 42\)"),
+        ("seed", 2**32, r"the random seed must be an integer, 0 to 2\*\*32 - 1"),
+    ]:
+        with pytest.raises(ValueError, match=rf"^{name}={value!r}: {message}"):
+            fine_tune("no-such-model", missing, **{name: value}, output_dir=tmp_path / "out")
+    assert not (tmp_path / "out").exists()
+    valid = dict(weight_decay=0, lr_encoder=0.0, warmup_epochs=0, lr_drop=0, num_workers=0, seed=0, resolution=None)
+    for name, value in [*valid.items(), ("lr_drop", None), ("early_stopping_patience", 0), ("batch_size", 1)]:
+        with pytest.raises(DatasetError, match="no-such-dataset does not exist"):  # past the checks: data is read
+            fine_tune("nano", missing, **{name: value}, output_dir=tmp_path / "out")
+
+    def no_download(name, **_):
+        raise AssertionError("the checkpoint was downloaded before the numbers were checked")
+
+    monkeypatch.setattr(pretrained_weights, "pretrained", no_download)
+    (tmp_path / "data").mkdir()
+    arguments = ["train", "--dataset-dir", str(tmp_path / "data"), "--model", "nano", "--output-dir", str(tmp_path)]
+    for flag, value, message in [
+        ("--batch-size", "0", "the number of images per device and step must be an integer, 1 or more (default: 4)"),
+        ("--grad-accum-steps", "-1", "the number of steps accumulated per optimizer update must be an integer, 1"),
+        ("--lr", "0", "the learning rate must be positive (default: 0.0001)"),
+        ("--weight-decay", "-0.0001", "AdamW's weight decay must be 0 or more"),
+        ("--num-workers", "-2", "the number of data loading processes must be an integer, 0 or more"),
+    ]:
+        assert main([*arguments, flag, value]) == 1
+        error = capsys.readouterr().err.strip()
+        assert error.startswith(f"hf-rfdetr train: error: {flag} {value}: {message}"), error
+        assert len(error.splitlines()) == 1 and "Traceback" not in error
 
 
 def test_cli_train(dataset_dir: Path, tiny_folder: Path, tmp_path: Path, capsys) -> None:

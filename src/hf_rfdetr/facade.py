@@ -369,10 +369,11 @@ class RFDETR:
         `RFDETR(pretrain_weights="OUTPUT_DIR/ema")`. Returns the `transformers.Trainer`.
         """
         from .training import fine_tune
-        from .training.fine_tune import check_epochs, check_training_options
+        from .training.fine_tune import check_epochs, check_training_numbers, check_training_options
 
         if "epochs" in kwargs:
             check_epochs(kwargs["epochs"])
+        check_training_numbers(kwargs)  # batch_size=0, lr=-1, ...: before the model is saved and the data read
         known = set(inspect.signature(fine_tune).parameters) - {"model", "dataset_dir", "training_arguments"}
         check_training_options({name: value for name, value in kwargs.items() if name not in known})  # before loading
         kwargs.setdefault("device", None if self.device.type == "cuda" else self.device.type)

@@ -80,6 +80,11 @@ def run(args: argparse.Namespace) -> int:
         raise ValueError(
             f"--epochs {args.epochs}: the number of passes over the training set must be at least 1 (default: 100)"
         )
+    from ..training.fine_tune import TRAINING_NUMBERS, check_training_numbers
+
+    # before anything is loaded: a batch size of 0, a negative learning rate, ... failed late, in torch or the Trainer
+    numbers = {name: getattr(args, name) for name in TRAINING_NUMBERS}
+    check_training_numbers(numbers, spelling=_flag)
     from ..extras import require
 
     require("train", "hf-rfdetr train")
@@ -134,3 +139,8 @@ def run(args: argparse.Namespace) -> int:
         )
     print(f"saved the fine-tuned model to {args.output_dir}")
     return 0
+
+
+def _flag(name: str, value: float) -> str:
+    """`--batch-size 0`: an option as typed on the command line (floats without a trailing .0)."""
+    return f"--{name.replace('_', '-')} {value if isinstance(value, int) else format(value, 'g')}"

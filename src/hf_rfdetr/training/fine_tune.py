@@ -18,6 +18,7 @@ from __future__ import annotations
 import json
 import os
 import warnings
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -239,6 +240,61 @@ def check_epochs(epochs: Any) -> None:
         )
 
 
+#: `fine_tune`'s numeric options besides `epochs`, as `check_training_numbers` checks them: name -> (whole numbers only,
+#: lowest value, whether it is allowed, highest value or None, what the value is, a note on the limit or ""). The
+#: original's `TrainConfig` refuses `batch_size`, `grad_accum_steps` and `checkpoint_interval` below 1; the other
+#: limits are where torch, `TrainingArguments` or the Trainer would fail late (or, for `lr` 0, train nothing but the
+#: encoder). Its valid values stay valid: weight decay, warmup, `lr_drop` and the encoder's rate may be 0.
+TRAINING_NUMBERS: dict[str, tuple[bool, float, bool, float | None, str, str]] = {
+    "batch_size": (True, 1, True, None, "the number of images per device and step", ""),
+    "grad_accum_steps": (True, 1, True, None, "the number of steps accumulated per optimizer update", "1: none"),
+    "lr": (False, 0, False, None, "the learning rate", ""),
+    "lr_encoder": (False, 0, True, None, "the encoder's learning rate", "0 freezes the encoder"),
+    "weight_decay": (False, 0, True, None, "AdamW's weight decay", "0 turns it off"),
+    "warmup_epochs": (False, 0, True, None, "the epochs of linear learning-rate warmup", ""),
+    "lr_drop": (False, 0, True, None, "the epoch from which the learning rates are x0.1", ""),
+    "checkpoint_interval": (True, 1, True, None, "the number of epochs between kept checkpoints", ""),
+    "early_stopping_patience": (True, 0, True, None, "the evaluations without improvement before stopping", ""),
+    "num_workers": (True, 0, True, None, "the number of data loading processes", "0: the main process"),
+    "resolution": (True, 1, True, None, "the input size", "a multiple of the model's patch_size x num_windows"),
+    "seed": (True, 0, True, 2**32 - 1, "the random seed", ""),
+}
+#: The options of `TRAINING_NUMBERS` that may be None: what None means.
+_NONE_MEANS = {"lr_drop": "None never drops", "resolution": "None for the model's own"}
+
+
+def check_training_numbers(values: dict[str, Any], spelling: Callable[[str, Any], str] | None = None) -> None:
+    """Refuse, before any data or model is loaded, a value of `TRAINING_NUMBERS` out of its range or not a number
+    (a `ValueError` naming it as `spelling(name, value)` spells it, `name=value` by default; `hf-rfdetr train` spells
+    its flags). Names that are not in `TRAINING_NUMBERS` are ignored."""
+    import inspect
+    import numbers
+
+    spelling = spelling or (lambda name, value: f"{name}={value!r}")
+    defaults = inspect.signature(fine_tune).parameters
+    for name, value in values.items():
+        if name not in TRAINING_NUMBERS or (value is None and name in _NONE_MEANS):
+            continue
+        whole, low, low_allowed, high, what, note = TRAINING_NUMBERS[name]
+        kind = numbers.Integral if whole else numbers.Real
+        if (
+            not isinstance(value, bool)
+            and isinstance(value, kind)
+            and (value >= low if low_allowed else value > low)
+            and (high is None or value <= high)
+        ):
+            continue
+        if high is not None:
+            rule = f"{low} to {'2**32 - 1' if high == 2**32 - 1 else high}"
+        else:
+            rule = f"{low} or more" if low_allowed else "positive"
+        rule = f"an integer, {rule}" if whole else rule
+        if name in _NONE_MEANS:
+            rule += f", or {_NONE_MEANS[name]}"
+        notes = "; ".join(part for part in (note, f"default: {defaults[name].default}") if part)
+        raise ValueError(f"{spelling(name, value)}: {what} must be {rule} ({notes})")
+
+
 def _named_splits(dataset: datasets.DatasetDict) -> datasets.DatasetDict:
     """`dataset` with its splits named as `fine_tune` uses them: `train`, `validation` (also accepted as `val` or
     `valid`, in any case, as `load_coco_folder` accepts the folders) and `test`; anything else than a `DatasetDict`
@@ -382,7 +438,8 @@ def fine_tune(
     run of more than 100 epochs drops the rates from epoch 100; `lr_drop=None` never drops; a
     `lr_scheduler_type=` other than the recipe's "constant" replaces this schedule by transformers' one). Extra keyword arguments go to `TrainingArguments` (its `bf16=` / `fp16=`
     override `amp`); other options of the original `TrainConfig` are refused up front, naming what to use instead
-    (`check_training_options`).
+    (`check_training_options`), as are out-of-range numbers (`batch_size=0`, a negative `lr`, ...:
+    `check_training_numbers`).
 
     `model` is a variant name (random initialisation), a Hub id or folder (its weights; class heads re-initialised
     for the dataset's labels) or an `RFDetrForObjectDetection`. A segmentation model (a Seg variant such as `seg-nano`
@@ -393,6 +450,22 @@ def fine_tune(
     `output_dir` (and the EMA weights in `output_dir/ema`). Returns the trainer (`trainer.model`, `trainer.state`).
     """
     check_epochs(epochs)
+    check_training_numbers(
+        dict(
+            batch_size=batch_size,
+            grad_accum_steps=grad_accum_steps,
+            lr=lr,
+            lr_encoder=lr_encoder,
+            weight_decay=weight_decay,
+            warmup_epochs=warmup_epochs,
+            lr_drop=lr_drop,
+            checkpoint_interval=checkpoint_interval,
+            early_stopping_patience=early_stopping_patience,
+            num_workers=num_workers,
+            resolution=resolution,
+            seed=seed,
+        )
+    )
     check_training_options(training_arguments)
     training_arguments = rename_original_options(training_arguments)  # clip_max_norm= -> max_grad_norm=
     if (dataset_dir is None) == (dataset is None):
