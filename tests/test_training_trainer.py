@@ -326,3 +326,74 @@ def test_load_best_model_at_end_restores_the_best_checkpoints_ema(tmp_path: Path
     )
     logged = next(entry for entry in trainer.state.log_history if entry.get("step") == 4 and "eval_ema_loss" in entry)
     assert trainer.evaluate()["eval_ema_loss"] == pytest.approx(logged["eval_ema_loss"], rel=1e-5)
+
+
+def _generic_trainer_card(trainer: RFDetrTrainer) -> str:
+    """transformers' own `Trainer.create_model_card` (what `push_to_hub` uploaded before)."""
+    Trainer.create_model_card(trainer, model_name="my-rfdetr")
+    return (Path(trainer.args.output_dir) / "README.md").read_text()
+
+
+def test_create_model_card_writes_the_rfdetr_card_with_the_training_facts(tmp_path: Path, monkeypatch) -> None:
+    """`Trainer.push_to_hub` writes the card with `create_model_card` then uploads `output_dir`: RFDetrTrainer's is
+    the RF-DETR card (transformers' arguments in its metadata, the run's training facts and validation metrics), on
+    transformers 4.57 and 5.x; a card of the user's own is kept. Nothing is uploaded (the upload is replaced)."""
+    from types import SimpleNamespace
+
+    import transformers.trainer as trainer_module
+    from huggingface_hub import ModelCard
+
+    from hf_rfdetr.model_card import GENERATED_MARKER
+
+    trainer = _trainer(tmp_path, metric_for_best_model="eval_map")
+    trainer.train()
+    trainer.save_model()
+    readme = tmp_path / "README.md"
+    assert "generated_from_trainer" in _generic_trainer_card(trainer)
+    trainer.create_model_card(
+        language="en",
+        license="mit",
+        tags=["custom"],
+        model_name="my-rfdetr",
+        finetuned_from="someone/rf-detr-base",
+        tasks="object-detection",
+        dataset_tags="someone/shapes",
+        dataset="someone/shapes",
+        dataset_args="default",
+    )
+    text = readme.read_text()
+    assert GENERATED_MARKER in text and "# my-rfdetr" in text
+    assert "generated_from_trainer" not in text and "trained from scratch" not in text
+    data = ModelCard.load(readme).data
+    assert data.license == "mit" and data.language == "en" and data.base_model == "someone/rf-detr-base"
+    assert data.datasets == ["someone/shapes"] and data.pipeline_tag == "object-detection"
+    assert {"custom", "rf-detr", "object-detection"} <= set(data.tags)
+    assert "fine-tuned from `someone/rf-detr-base` with `RFDetrTrainer`" in text
+    assert "(8 training images) for 1.6 epochs (8 optimizer steps), batch 2 x 1 accumulation steps" in text
+    assert (
+        "lr 0.001 (encoder 0.0005), weight decay 0.0001, resolution 64; EMA of the weights (decay 0.9, tau 2)" in text
+    )
+    logged = [entry for entry in trainer.state.log_history if "eval_map" in entry][-1]
+    assert f"| mAP@.50 | {logged['eval_map_50']:.4f} |" in text
+    assert {"README.md", "config.json", "model.safetensors"} <= {path.name for path in tmp_path.iterdir()}
+
+    uploaded = {}
+
+    def upload_folder(**kwargs):
+        uploaded.update(kwargs, readme=(Path(kwargs["folder_path"]) / "README.md").read_text())
+
+    if hasattr(trainer_module, "hf_api"):  # transformers 5.x
+        monkeypatch.setattr(trainer_module, "hf_api", lambda: SimpleNamespace(upload_folder=upload_folder))
+    else:  # 4.57
+        monkeypatch.setattr(trainer_module, "upload_folder", upload_folder)
+    _generic_trainer_card(trainer)
+    trainer.hub_model_id = "someone/my-rfdetr"  # as init_hf_repo sets it (no repository is created)
+    trainer.push_to_hub(license="mit")
+    assert uploaded["repo_id"] == "someone/my-rfdetr" and uploaded["folder_path"] == str(tmp_path)
+    assert GENERATED_MARKER in uploaded["readme"] and "generated_from_trainer" not in uploaded["readme"]
+    assert 'model="someone/my-rfdetr"' in uploaded["readme"]  # the snippets load the repository
+    assert ModelCard.load(readme).data.license == "mit"
+
+    readme.write_text("# my own card\n")
+    trainer.create_model_card(model_name="my-rfdetr")
+    assert readme.read_text() == "# my own card\n"

@@ -27,6 +27,7 @@ import numpy as np
 import torch
 from transformers import EvalPrediction, Trainer
 from transformers.trainer_utils import PREFIX_CHECKPOINT_DIR, has_length
+from transformers.utils import logging
 
 from .checkpoints import mark_complete, remove_checkpoint, resolve_checkpoint, rotate_checkpoints
 from .ema import EMA_FOLDER, RFDetrEMACallback
@@ -39,6 +40,11 @@ COLLATOR_STATE = "collator_state.pt"
 #: Optimizer steps an epoch has at least on one process, as the original's (rfdetr `_MIN_TRAIN_BATCHES`): a smaller
 #: training set is sampled with replacement (see `RFDetrTrainer._get_train_sampler`).
 MIN_TRAIN_STEPS = 5
+
+logger = logging.get_logger(__name__)
+
+#: A line of transformers' generic Trainer card (`Trainer.create_model_card`), which ours replaces.
+_TRAINER_CARD_MARKER = "This model card has been generated automatically according to the information the Trainer"
 
 #: Output fields that are not predictions (kept out of the evaluation loop's gathering).
 IGNORED_OUTPUTS = [
@@ -168,6 +174,58 @@ def _check_last_batch(batches: list[list[dict[str, Any]]]) -> None:
             "(or their orig_size), so the mAP would be wrong. Use RFDetrTrainer (it gathers per image), or a "
             "per_device_eval_batch_size that divides the evaluation set (1 always does)."
         )
+
+
+def _as_list(value: str | list[str] | None) -> list[str]:
+    return [value] if isinstance(value, str) else list(value or [])
+
+
+def _is_hub_id(text: str) -> bool:
+    """Whether `text` is a valid Hub repository id (`NAME` or `ORG/NAME`)."""
+    from huggingface_hub.errors import HFValidationError
+    from huggingface_hub.utils import validate_repo_id
+
+    if not text:
+        return False
+    try:
+        validate_repo_id(text)
+    except HFValidationError:
+        return False
+    return True
+
+
+def _with_metadata(
+    card: str,
+    readme: Path,
+    language: str | None,
+    license: str | None,
+    tags: str | list[str] | None,
+    datasets: list[str],
+) -> str:
+    """`card` with transformers' `create_model_card` metadata: `license` and `language` set, `tags` (and those of
+    the existing `readme`, but transformers' `generated_from_trainer`) added to the card's, the Hub ids among
+    `datasets` added to its `datasets`."""
+    from huggingface_hub import ModelCard
+
+    extra_tags = _as_list(tags)
+    if readme.is_file():
+        try:
+            extra_tags += [tag for tag in ModelCard.load(readme).data.tags or [] if tag != "generated_from_trainer"]
+        except Exception:  # an unreadable README.md: replaced without its tags
+            pass
+    hub_datasets = [name for name in datasets if _is_hub_id(name)]
+    if not (language or license or extra_tags or hub_datasets):
+        return card
+    document = ModelCard(card)
+    data = document.data
+    if license:
+        data.license = license
+    if language:
+        data.language = language
+    data.tags = list(dict.fromkeys([*(data.tags or []), *extra_tags]))
+    if hub_datasets:
+        data.datasets = list(dict.fromkeys([*(data.datasets or []), *hub_datasets]))
+    return str(document)
 
 
 def _gather_per_image(accelerator: Any, data: Any) -> Any:
@@ -387,6 +445,114 @@ class RFDetrTrainer(Trainer):
         if eval_dataset is None and not isinstance(self.eval_dataset, dict):
             eval_dataset = self.eval_dataset
         return super().get_eval_dataloader(with_mask_ground_truth(eval_dataset))
+
+    def create_model_card(
+        self,
+        language: str | None = None,
+        license: str | None = None,
+        tags: str | list[str] | None = None,
+        model_name: str | None = None,
+        finetuned_from: str | None = None,
+        tasks: str | list[str] | None = None,
+        dataset_tags: str | list[str] | None = None,
+        dataset: str | list[str] | None = None,
+        dataset_args: str | list[str] | None = None,
+        **kwargs,
+    ) -> None:
+        """Write the RF-DETR model card (`hf_rfdetr.model_card`) as `output_dir/README.md`, instead of transformers'
+        generic Trainer card: `Trainer.push_to_hub` calls this before uploading `output_dir`.
+
+        The card holds what the trainer knows: the model's configuration and size, the training (start weights,
+        training images, epochs and steps, batch, learning rates, EMA), the validation COCO metrics of its log (those
+        of the best checkpoint with `load_best_model_at_end`; else `eval_results.json`) and the test ones of
+        `test_results.json` (`trainer.save_metrics("test", ...)`). The `source` and `dataset` of an earlier card of
+        this package in `output_dir` (`fine_tune`'s) are kept unless given here. A README.md of your own (neither
+        transformers' generic card nor one with this package's marker line) is kept as it is.
+
+        Args (transformers' own): `license`, `language` and `tags` go to the card's metadata (tags beside the card's
+        own and those of an existing README.md); `finetuned_from` is the start model (its Hub id becomes
+        `base_model`; default: the model's `name_or_path` when it is a Hub id); `dataset` (or else the first of
+        `dataset_tags`) is the training dataset (a Hub id is linked and added to the metadata, as the other
+        `dataset_tags`); `model_name` names the repository when the trainer has no `hub_model_id`. `tasks` and
+        `dataset_args` are accepted and not used: the task is the model's (object detection or instance
+        segmentation).
+        """
+        if not self.is_world_process_zero():
+            return
+        from ..model_card import card_fields, carries_code, is_generated_card, render_model_card
+
+        folder = Path(self.args.output_dir)
+        folder.mkdir(parents=True, exist_ok=True)
+        readme = folder / "README.md"
+        existing = readme.read_text(encoding="utf-8") if readme.is_file() else ""
+        if not is_generated_card(existing) and _TRAINER_CARD_MARKER not in existing:
+            logger.info(f"{readme} is a card of your own (without the hf_rfdetr marker line): kept as it is")
+            return
+        previous = card_fields(readme)
+        model = self.accelerator.unwrap_model(self.model)
+        config = model.config
+        start = str(getattr(config, "_name_or_path", "") or "")
+        from_hub = _is_hub_id(start) and not os.path.isdir(start)
+        base_model = finetuned_from or (start if from_hub else None)
+        datasets_named = [name for name in (_as_list(dataset) + _as_list(dataset_tags)) if name]
+        if base_model:
+            source = f"fine-tuned from `{base_model}` with `RFDetrTrainer`"
+        else:
+            source = previous.get("source") or "trained with `hf_rfdetr.training.RFDetrTrainer`"
+        card = render_model_card(
+            config,
+            sum(parameter.numel() for parameter in model.parameters()),
+            repo_id=getattr(self, "hub_model_id", None)
+            or self.args.hub_model_id
+            or model_name
+            or folder.resolve().name,
+            source=source,
+            dataset=datasets_named[0] if datasets_named else previous.get("dataset"),
+            evaluations=self._card_evaluations(folder),
+            training=self._training_summary(start if from_hub else Path(start).name) or previous.get("training"),
+            remote_code=carries_code(folder),
+            base_model=base_model,
+        )
+        readme.write_text(_with_metadata(card, readme, language, license, tags, datasets_named), encoding="utf-8")
+
+    def _training_summary(self, start: str) -> str | None:
+        """One line for the model card: what this trainer trained, how long, with which settings (None before
+        training)."""
+        if not self.state.global_step:
+            return None
+        args = self.args
+        origin = f" from `{start}`" if start else ""
+        dataset = self.train_dataset
+        images = f" ({len(dataset)} training images)" if dataset is not None and has_length(dataset) else ""
+        processes = f" on {args.world_size} processes" if args.world_size > 1 else ""
+        ema = (
+            f"; EMA of the weights (decay {self.ema.decay:g}, tau {self.ema.tau:g}) evaluated too"
+            if self.ema is not None
+            else ""
+        )
+        return (
+            f"trained with `hf_rfdetr.training.RFDetrTrainer`{origin}{images} for {self.state.epoch or 0:g} epochs "
+            f"({self.state.global_step} optimizer steps), batch {args.per_device_train_batch_size} x "
+            f"{args.gradient_accumulation_steps} accumulation steps per device{processes}, lr {args.learning_rate:g} "
+            f"(encoder {self.learning_rates.lr_encoder:g}), weight decay {args.weight_decay:g}, resolution "
+            f"{self.model.config.resolution}{ema}"
+        )
+
+    def _card_evaluations(self, folder: Path) -> list:
+        """The model card's COCO metrics: validation from the log (at the best checkpoint with
+        `load_best_model_at_end`, else the last evaluation), or `eval_results.json`; test from `test_results.json`."""
+        from ..model_card import evaluation_from_log_history, read_evaluations
+
+        best = self.state.best_model_checkpoint
+        step = None
+        if self.args.load_best_model_at_end and best:
+            step = int(Path(best).name.rsplit("-", 1)[-1])
+        logged = evaluation_from_log_history(self.state.log_history, "eval_", step=step, source="trainer_state.json")
+        files = [evaluation for evaluation in read_evaluations(folder) if evaluation.source != "trainer_state.json"]
+        if logged is not None:
+            files = [evaluation for evaluation in files if evaluation.split != "validation"]
+            return [logged, *files]
+        return files
 
     def get_test_dataloader(self, test_dataset):
         """`Trainer.get_test_dataloader`; a segmentation split of `apply_transforms` gives its targets the annotated
