@@ -38,7 +38,7 @@ from ..models.rfdetr.image_processing_rfdetr import RFDetrImageProcessor
 from ..models.rfdetr.modeling_rfdetr import RFDetrForInstanceSegmentation, RFDetrForObjectDetection
 from .data import SPLIT_ALIASES, id2label_from_dataset, load_coco_folder
 from .data_checks import check_training_data
-from .ema import EMA_FOLDER, RFDetrEMACallback
+from .ema import RFDetrEMACallback
 from .hub_data import prepare_dataset
 from .metrics import SEGM_PREFIX
 from .optim import LearningRates
@@ -540,11 +540,8 @@ def fine_tune(
     )
     trainer.train(resume_from_checkpoint=str(resume) if isinstance(resume, (str, Path)) else resume)
     trainer.save_model(str(output_dir))  # with the processor
-    if ema is not None and trainer.is_world_process_zero():
-        best = _best_checkpoint(trainer)
-        if best is not None:  # the weights are the best checkpoint's (load_best_model_at_end): its average too
-            ema.load(best / EMA_FOLDER, trainer.model.device)
-        ema.save(Path(output_dir) / "ema", trainer.model)
+    if ema is not None and trainer.is_world_process_zero():  # the best checkpoint's average with early stopping
+        ema.save(Path(output_dir) / "ema", trainer.model)  # (restored by RFDetrEMACallback.on_train_end)
         processor.save_pretrained(str(Path(output_dir) / "ema"))
     trainer.save_state()
     if trainer.is_world_process_zero():
