@@ -89,13 +89,16 @@ def test_resume_continues_from_the_last_checkpoint(dataset_dir: Path, tiny_folde
     assert steps == [5, 10]  # the first epoch's log comes from the checkpoint, the second was trained now
 
 
-def test_early_stopping_on_ema_map(dataset_dir: Path, tiny_folder: Path, tmp_path: Path) -> None:
+@pytest.mark.parametrize("patience", [0, 1])
+def test_early_stopping_on_ema_map(dataset_dir: Path, tiny_folder: Path, tmp_path: Path, patience: int) -> None:
+    """As in the original, patience 0 stops at the first evaluation without improvement (the second here), not after
+    the first evaluation (transformers' EarlyStoppingCallback with 0)."""
     trainer = fine_tune(
         tiny_folder,
         dataset_dir,
         epochs=6,
         early_stopping=True,
-        early_stopping_patience=1,
+        early_stopping_patience=patience,
         early_stopping_min_delta=2.0,  # no mAP can improve by 2: stop after the second evaluation
         early_stopping_use_ema=True,
         output_dir=tmp_path / "run",

@@ -520,7 +520,11 @@ def fine_tune(
     if early_stopping:
         if not evaluation:
             raise ValueError("early_stopping needs a validation split (valid/ folder) to measure mAP on")
-        trainer_callbacks.append(EarlyStoppingCallback(early_stopping_patience, early_stopping_min_delta))
+        # The original (Lightning's EarlyStopping) compares the count with the patience only after an evaluation
+        # without improvement, transformers' callback after every one: patience 0 would stop after the first
+        # evaluation here but at the first one without improvement there. From 1 on they agree.
+        patience = max(early_stopping_patience, 1)
+        trainer_callbacks.append(EarlyStoppingCallback(patience, early_stopping_min_delta))
     trainer_callbacks.extend(callbacks or [])
     ema = RFDetrEMACallback(decay=0.993, tau=100) if use_ema else None
     processor = RFDetrImageProcessor.from_config(model.config)
