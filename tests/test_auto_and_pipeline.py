@@ -181,6 +181,83 @@ def test_remote_code_loads_without_the_package(saved_folder: Path, tmp_path: Pat
     assert (actual["pred_boxes"] - expected.pred_boxes).abs().max() <= 1e-6
 
 
+def test_remote_code_pipeline_with_keep_aspect_ratio(saved_folder: Path, tmp_path: Path) -> None:
+    """Without the package, transformers' own object-detection pipeline with a `keep_aspect_ratio=True` processor:
+    single images and same-size batches give the package's boxes; a batch of images the processor pads to different
+    sizes (which transformers' collate function concatenates as they are: "Sizes of tensors must match") is refused
+    with a ValueError naming the cause and the fixes (`import hf_rfdetr`, whose pipeline pads the batch, or
+    batch_size=1)."""
+    RFDetrImageProcessor.from_pretrained(saved_folder, keep_aspect_ratio=True).save_pretrained(saved_folder)
+    wide, tall = _scene(90, 120, seed=1), _scene(200, 64, seed=2)
+    wide.save(tmp_path / "wide.png")
+    tall.save(tmp_path / "tall.png")
+    expected = pipeline("object-detection", model=str(saved_folder))(wide, threshold=0.3)
+    assert len(expected) > 0
+    script = textwrap.dedent(
+        f"""
+        import json, sys
+        sys.modules["hf_rfdetr"] = None  # any import of the package now fails
+        from transformers import pipeline
+        detector = pipeline("object-detection", model={str(saved_folder)!r}, trust_remote_code=True)
+        assert type(detector).__name__ == "ObjectDetectionPipeline", type(detector)
+        wide, tall = {str(tmp_path / "wide.png")!r}, {str(tmp_path / "tall.png")!r}
+        print(json.dumps([detector(wide, threshold=0.3), *detector([wide, wide], threshold=0.3, batch_size=2)]))
+        try:
+            detector([wide, tall], threshold=0.3, batch_size=2)
+        except Exception as error:
+            print(json.dumps([type(error).__name__, str(error)]))
+        """
+    )
+    env = {key: value for key, value in os.environ.items() if key != "PYTHONPATH"}
+    env.update(HF_MODULES_CACHE=str(tmp_path / "modules"), HF_HUB_OFFLINE="1")
+    result = subprocess.run(
+        [sys.executable, "-c", script], cwd=tmp_path, env=env, capture_output=True, text=True, timeout=300
+    )
+    assert result.returncode == 0, result.stderr[-3000:]
+    found, (error_type, message) = (json.loads(line) for line in result.stdout.strip().splitlines()[-2:])
+    for detections in found:
+        assert [d["box"] for d in detections] == [d["box"] for d in expected]
+        assert [d["score"] for d in detections] == pytest.approx([d["score"] for d in expected], abs=1e-5)
+    assert error_type == "ValueError", message
+    assert "different sizes [(" in message and "keep_aspect_ratio=True" in message
+    assert "import hf_rfdetr" in message and "batch_size=1" in message
+
+
+@pytest.mark.skipif(
+    int(__import__("transformers").__version__.split(".")[0]) >= 5,
+    reason="transformers 4.57's slow/fast image-processor notices; 5.x has none (backends instead of use_fast)",
+)
+def test_auto_image_processor_loads_ours_without_the_use_fast_notices(saved_folder: Path, tmp_path: Path) -> None:
+    """transformers 4.57 logged "Using a slow image processor as `use_fast` is unset ... minor differences in outputs"
+    (no use_fast) and "does not have a fast version. Falling back" (use_fast=True) for every RF-DETR folder, from the
+    saved name alone; ours is the only (torchvision-based) implementation. Other processors keep their notices."""
+    import logging
+
+    from transformers import DetrImageProcessor
+    from transformers.utils import logging as transformers_logging
+
+    records: list[str] = []
+    handler = logging.Handler()
+    handler.emit = lambda record: records.append(record.getMessage())
+    auto_logger = logging.getLogger("transformers.models.auto.image_processing_auto")
+    auto_logger.addHandler(handler)
+    try:
+        for options in ({}, {"use_fast": True}, {"use_fast": False}):
+            transformers_logging.warning_once.cache_clear()  # the notices are logged once per process
+            assert type(AutoImageProcessor.from_pretrained(saved_folder, **options)) is RFDetrImageProcessor
+            assert records == [], (options, records)
+        transformers_logging.warning_once.cache_clear()
+        pipeline("object-detection", model=str(saved_folder))
+        assert records == []
+        DetrImageProcessor().save_pretrained(tmp_path / "detr")
+        transformers_logging.warning_once.cache_clear()
+        assert type(AutoImageProcessor.from_pretrained(tmp_path / "detr")) is DetrImageProcessor
+        assert len(records) == 1 and records[0].startswith("Using a slow image processor as `use_fast` is unset")
+    finally:
+        auto_logger.removeHandler(handler)
+        transformers_logging.warning_once.cache_clear()
+
+
 @pytest.mark.parametrize(("dtype", "score_tolerance"), [(torch.float16, 0.03), (torch.bfloat16, 0.15)])
 def test_pipeline_on_a_model_loaded_in_half_precision(dtype: torch.dtype, score_tolerance: float) -> None:
     """`from_pretrained(..., dtype=torch.float16 / torch.bfloat16)` then the pipeline, on a batch of two sizes (a

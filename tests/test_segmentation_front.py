@@ -531,6 +531,88 @@ def test_image_segmentation_pipeline_as_remote_code(seg_folder: Path, tmp_path: 
         np.testing.assert_array_equal(np.load(tmp_path / f"mask{index}.npy") == 255, mask)
 
 
+def test_remote_code_segmentation_pipeline_maps_padded_masks_like_the_package(seg_folder: Path, tmp_path: Path) -> None:
+    """A `keep_aspect_ratio=True` processor pads the image; the model outputs carry the `pixel_mask` they were given,
+    so transformers' own image-segmentation pipeline (remote code, no `hf_rfdetr`) maps only the image's region of the
+    mask logits onto the image, as the package does. Before, that pipeline resized the padded strip into the masks
+    (different areas, an extra instance)."""
+    folder = tmp_path / "seg-kar"
+    model = perturb_(RFDetrForInstanceSegmentation.from_pretrained(seg_folder), seed=0, scale=0.3)
+    with torch.no_grad():
+        model.class_embed.bias.fill_(2.0)  # every query above the threshold: masks of every shape
+    model.save_pretrained(folder)
+    RFDetrImageProcessor.from_pretrained(seg_folder, keep_aspect_ratio=True).save_pretrained(folder)
+    image = Image.fromarray(random_image(40, 88, seed=31))
+    image.save(tmp_path / "photo.png")
+    model = RFDetrForInstanceSegmentation.from_pretrained(folder).eval()
+    processor = RFDetrImageProcessor.from_pretrained(folder)
+    inputs = processor(image, return_tensors="pt")
+    assert not bool(inputs["pixel_mask"].all())  # padded
+    with torch.no_grad():
+        outputs = model(**inputs)
+    expected = processor.post_process_instance_segmentation(
+        {"logits": outputs.logits, "pred_boxes": outputs.pred_boxes, "pred_masks": outputs.pred_masks},
+        threshold=0.1,
+        overlap_mask_area_threshold=0.5,
+        target_sizes=[(image.height, image.width)],
+        pixel_mask=inputs["pixel_mask"],
+    )[0]
+    expected_masks = [(expected["segmentation"] == info["id"]).numpy() for info in expected["segments_info"]]
+    assert len(expected_masks) > 0
+    script = textwrap.dedent(
+        f"""
+        import json, sys
+        sys.modules["hf_rfdetr"] = None  # any import of the package now fails
+        import numpy as np
+        from transformers import pipeline
+        segmenter = pipeline("image-segmentation", model={str(folder)!r}, trust_remote_code=True, device="cpu")
+        assert type(segmenter).__name__ == "ImageSegmentationPipeline", type(segmenter)
+        photo = {str(tmp_path / "photo.png")!r}
+        for run, found in enumerate([segmenter(photo, threshold=0.1), *segmenter([photo, photo], threshold=0.1, batch_size=2)]):
+            for index, annotation in enumerate(found):
+                np.save({str(tmp_path)!r} + f"/mask{{run}}_{{index}}.npy", np.asarray(annotation["mask"]))
+            print(json.dumps([len(found)]))
+        """
+    )
+    env = {key: value for key, value in os.environ.items() if key != "PYTHONPATH"}
+    env.update(HF_MODULES_CACHE=str(tmp_path / "modules"), HF_HUB_OFFLINE="1")
+    completed = subprocess.run(
+        [sys.executable, "-c", script], cwd=tmp_path, env=env, capture_output=True, text=True, timeout=300
+    )
+    assert completed.returncode == 0, completed.stderr[-3000:]
+    counts = [json.loads(line)[0] for line in completed.stdout.strip().splitlines()[-3:]]
+    assert counts == [len(expected_masks)] * 3
+    for run in range(3):
+        for index, mask in enumerate(expected_masks):
+            np.testing.assert_array_equal(np.load(tmp_path / f"mask{run}_{index}.npy") == 255, mask)
+    torch.testing.assert_close(outputs.pixel_mask, inputs["pixel_mask"], rtol=0, atol=0)
+
+
+def test_segmentation_outputs_carry_the_pixel_mask_last() -> None:
+    """`pixel_mask` is the last output field: `return_dict=False` keeps every other output at its place, and without
+    `target_sizes` the post-processing ignores the carried mask (the masks stay on the canvas, as before)."""
+    model = RFDetrForInstanceSegmentation(tiny_config(segmentation_head=True)).eval()
+    pixel_values = torch.randn(2, 3, 64, 64, generator=torch.Generator().manual_seed(5))
+    pixel_mask = torch.ones(2, 64, 64, dtype=torch.long)
+    pixel_mask[1, :, 48:] = 0
+    with torch.no_grad():
+        without = model(pixel_values)
+        given = model(pixel_values, pixel_mask=pixel_mask)
+        as_tuple = model(pixel_values, pixel_mask=pixel_mask, return_dict=False)
+    assert without.pixel_mask is None and "pixel_mask" not in without
+    assert given.pixel_mask is pixel_mask and list(given.keys())[-1] == "pixel_mask"
+    assert list(given.keys())[:-1] == list(without.keys())  # the other outputs keep their positions
+    assert len(as_tuple) == len(without.to_tuple()) + 1 and as_tuple[-1] is pixel_mask
+    for position, value in enumerate(given.to_tuple()[:-1]):
+        torch.testing.assert_close(as_tuple[position], value)
+    processor = RFDetrImageProcessor(size={"height": 64, "width": 64}, size_divisor=16, num_top_queries=10)
+    unpadded = processor.post_process_instance_segmentation(
+        {"logits": given.logits, "pred_boxes": given.pred_boxes, "pred_masks": given.pred_masks}, threshold=0.0
+    )
+    for found, expected in zip(processor.post_process_instance_segmentation(given, threshold=0.0), unpadded):
+        assert torch.equal(found["masks"], expected["masks"])
+
+
 # ----------------------------------------------------------------------------------------------------------------------
 # 6. The example
 # ----------------------------------------------------------------------------------------------------------------------

@@ -41,3 +41,14 @@ def test_trainer_has_a_gather_function_attribute() -> None:
         f"transformers {transformers.__version__}: Trainer no longer sets self.gather_function; "
         "RFDetrTrainer.gather_function (training/trainer.py) needs a new hook"
     )
+
+
+def test_pipelines_build_their_batch_collate_function_from_the_module_global() -> None:
+    """modeling_rfdetr._explain_unequal_pipeline_batches (remote code) replaces `pipelines.base.pad_collate_fn`, which
+    `Pipeline.get_iterator` must look up by name when it batches, and which concatenates `pixel_values` unpadded."""
+    source = inspect.getsource(pipelines_base.Pipeline.get_iterator)
+    assert "pad_collate_fn(self.tokenizer, feature_extractor)" in source, (
+        f"transformers {transformers.__version__}: Pipeline.get_iterator no longer calls pad_collate_fn; "
+        "modeling_rfdetr._explain_unequal_pipeline_batches needs a new hook"
+    )
+    assert 'key in ["pixel_values", "image"]' in inspect.getsource(pipelines_base._pad)

@@ -22,8 +22,8 @@ reads images with the package's one image reader (what the processor, the facade
 returns `[]` for an empty list. For every other model it behaves exactly as transformers' pipeline.
 `ImageSegmentationPipeline` reads images the same way as the detection pipeline (transformers' `load_image`), so
 `pipeline("image-segmentation", ...)` builds `RFDetrImageSegmentationPipeline`, the same treatment for RF-DETR Seg
-models (`RFDetrForInstanceSegmentation`; the masks come from `post_process_instance_segmentation`, given the
-padding's `pixel_mask`).
+models (`RFDetrForInstanceSegmentation`; the masks come from `post_process_instance_segmentation`, which reads the
+padding's `pixel_mask` from the model outputs, as in transformers' own pipeline).
 """
 
 from __future__ import annotations
@@ -99,15 +99,6 @@ class RFDetrImageSegmentationPipeline(_RFDetrImageReading, ImageSegmentationPipe
         if self._is_rfdetr():
             image = _read(image, timeout)
         return super().preprocess(image, subtask=subtask, timeout=timeout)
-
-    def _forward(self, model_inputs: dict[str, Any]) -> Any:
-        """transformers' forward; for RF-DETR the outputs also carry the processor's `pixel_mask`, which
-        `post_process_instance_segmentation` reads so that a padded image's masks cover its own region only."""
-        pixel_mask = model_inputs.get("pixel_mask")
-        model_outputs = super()._forward(model_inputs)
-        if self._is_rfdetr() and pixel_mask is not None:
-            model_outputs["pixel_mask"] = pixel_mask
-        return model_outputs
 
 
 def _read(image: Any, timeout: float | None) -> Any:

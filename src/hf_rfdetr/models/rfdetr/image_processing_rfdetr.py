@@ -439,7 +439,8 @@ class RFDetrImageProcessor(BaseImageProcessor):
             pixel_mask: the processor's `(B, H, W)` `pixel_mask` when the inputs were padded (`keep_aspect_ratio=True`
                 or aspect-preserving sizes): only each image's region of the mask logits is resized to its target
                 size. Not needed for the default squash resize (no padding). Needs `target_sizes`. When None, the
-                `pixel_mask` the outputs carry, if any (`RFDetrImageSegmentationPipeline` puts it there).
+                `pixel_mask` the outputs carry, if any and if `target_sizes` is given (`RFDetrForInstanceSegmentation`
+                returns the one it was given, so transformers' image-segmentation pipeline gets it too).
             **kwargs: other arguments of transformers' segmentation post-processors; ignored with a warning.
 
         Returns:
@@ -458,7 +459,7 @@ class RFDetrImageProcessor(BaseImageProcessor):
             warnings.warn(
                 f"post_process_instance_segmentation: ignored argument(s) {sorted(kwargs)}.", UserWarning, stacklevel=2
             )
-        if pixel_mask is None:
+        if pixel_mask is None and target_sizes is not None:  # without target sizes the masks stay on the canvas
             pixel_mask = (
                 outputs.get("pixel_mask") if isinstance(outputs, Mapping) else getattr(outputs, "pixel_mask", None)
             )

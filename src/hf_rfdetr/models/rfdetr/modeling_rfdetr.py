@@ -640,7 +640,8 @@ class RFDetrForInstanceSegmentation(RFDetrPreTrainedModel):
 
         In eval mode without labels only the last decoder layer's masks are computed, dense. In training mode, or
         with labels, every decoder layer's and the two-stage proposals' masks are computed as `RFDetrMaskFactors`
-        (what the loss samples), and `pred_masks` is dense only in eval mode.
+        (what the loss samples), and `pred_masks` is dense only in eval mode. The outputs carry the `pixel_mask` given
+        (for the post-processing of padded inputs, see [`RFDetrInstanceSegmentationOutput`]).
         """
         output_attentions, output_hidden_states, return_dict = _output_options(
             self.config, output_attentions, output_hidden_states, return_dict
@@ -680,6 +681,7 @@ class RFDetrForInstanceSegmentation(RFDetrPreTrainedModel):
             last_hidden_state=outputs.last_hidden_state,
             intermediate_hidden_states=outputs.intermediate_hidden_states,
             **{name: outputs[name] for name in _OPTIONAL_OUTPUTS if name in outputs},
+            pixel_mask=pixel_mask,
         )
         return output if return_dict else output.to_tuple()
 
@@ -705,6 +707,48 @@ def _name_for_pipelines() -> None:
     modeling_auto.MODEL_FOR_INSTANCE_SEGMENTATION_MAPPING_NAMES.setdefault(
         RFDetrConfig.model_type, RFDetrForInstanceSegmentation.__name__
     )
+    _explain_unequal_pipeline_batches()
+
+
+#: What transformers' pipelines cannot batch for RF-DETR without the package (see `_explain_unequal_pipeline_batches`).
+UNEQUAL_BATCH_MESSAGE = (
+    "transformers' pipeline (batch_size={batch_size}) concatenates the image processor's pixel_values as they are, "
+    "but RFDetrImageProcessor gave these images different sizes {sizes} (keep_aspect_ratio=True, or an "
+    "aspect-preserving `size`, pads each image only to its own shape). `import hf_rfdetr` before building the "
+    "pipeline (its pipelines pad a batch to a common size), or pass batch_size=1."
+)
+
+
+def _explain_unequal_pipeline_batches() -> None:
+    """Make transformers' pipeline batching refuse RF-DETR inputs of different sizes with `UNEQUAL_BATCH_MESSAGE`.
+
+    transformers' `pad_collate_fn` concatenates `pixel_values` without padding (a bare "Sizes of tensors must match"
+    `RuntimeError` when they differ) and offers no hook to a processor or model; `import hf_rfdetr` pads such batches
+    in its pipeline classes (`hf_rfdetr.pipeline_rfdetr`). For remote code only, the collate function built for an
+    `RFDetrImageProcessor` checks the sizes first; other processors get transformers' function unchanged. Pinned by
+    tests/test_transformers_internals.py.
+    """
+    from transformers.pipelines import base
+
+    original = base.pad_collate_fn
+    if getattr(original, "explains_rfdetr_batches", False):
+        return
+
+    def pad_collate_fn(tokenizer, feature_extractor):
+        collate = original(tokenizer, feature_extractor)
+        if type(feature_extractor).__name__ != "RFDetrImageProcessor":
+            return collate
+
+        def collate_equal_sizes(items):
+            sizes = sorted({tuple(item["pixel_values"].shape[-2:]) for item in items if "pixel_values" in item})
+            if len(sizes) > 1:
+                raise ValueError(UNEQUAL_BATCH_MESSAGE.format(batch_size=len(items), sizes=sizes))
+            return collate(items)
+
+        return collate_equal_sizes
+
+    pad_collate_fn.explains_rfdetr_batches = True
+    base.pad_collate_fn = pad_collate_fn
 
 
 _name_for_pipelines()

@@ -116,6 +116,11 @@ class RFDetrInstanceSegmentationOutput(ModelOutput):
         last_hidden_state, intermediate_hidden_states: decoder states, see [`RFDetrModelOutput`].
         hidden_states, attentions, cross_attentions, backbone_hidden_states, backbone_attentions: when asked for
             with `output_hidden_states` / `output_attentions`, see [`RFDetrModelOutput`].
+        pixel_mask: the `(B, H, W)` `pixel_mask` the model was given (None without one): it tells
+            `RFDetrImageProcessor.post_process_instance_segmentation` which part of the mask logits is image when the
+            inputs were padded (`keep_aspect_ratio=True`), so that transformers' own image-segmentation pipeline (which
+            passes the model outputs alone) maps masks correctly. Last, so that `to_tuple()` keeps the other outputs'
+            positions.
     """
 
     loss: torch.FloatTensor | None = None
@@ -134,6 +139,7 @@ class RFDetrInstanceSegmentationOutput(ModelOutput):
     cross_attentions: tuple[torch.FloatTensor, ...] | None = None
     backbone_hidden_states: tuple[torch.FloatTensor, ...] | None = None
     backbone_attentions: tuple[torch.FloatTensor, ...] | None = None
+    pixel_mask: torch.LongTensor | None = None
 
 
 #: The optional outputs both model classes pass through.
