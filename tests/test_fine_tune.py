@@ -187,9 +187,11 @@ def test_split_aliases_and_the_originals_option_names_each_have_one_home() -> No
         "validation": "validation",
         "test": "test",
     }
-    assert fine_tune_module.RENAMED_OPTIONS == {"clip_max_norm": "max_grad_norm"}
-    fine_tune_module.check_training_options({"clip_max_norm": 0.5, "max_grad_norm": 1.0})  # both are taken
-    renamed = fine_tune_module.rename_original_options({"clip_max_norm": 0.5, "max_grad_norm": 1.0, "seed": 1})
+    from hf_rfdetr.training import options
+
+    assert options.RENAMED_OPTIONS == {"clip_max_norm": "max_grad_norm"}
+    options.check_training_options({"clip_max_norm": 0.5, "max_grad_norm": 1.0})  # both are taken
+    renamed = options.rename_original_options({"clip_max_norm": 0.5, "max_grad_norm": 1.0, "seed": 1})
     assert renamed == {"max_grad_norm": 0.5, "seed": 1}  # the original's name wins, as before
 
 

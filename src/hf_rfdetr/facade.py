@@ -369,7 +369,7 @@ class RFDETR:
         `RFDETR(pretrain_weights="OUTPUT_DIR/ema")`. Returns the `transformers.Trainer`.
         """
         from .training import fine_tune
-        from .training.fine_tune import check_epochs, check_training_numbers, check_training_options
+        from .training.options import check_epochs, check_training_numbers, check_training_options
 
         if "epochs" in kwargs:
             check_epochs(kwargs["epochs"])

@@ -80,7 +80,7 @@ def run(args: argparse.Namespace) -> int:
         raise ValueError(
             f"--epochs {args.epochs}: the number of passes over the training set must be at least 1 (default: 100)"
         )
-    from ..training.fine_tune import TRAINING_NUMBERS, check_training_numbers
+    from ..training.options import TRAINING_NUMBERS, check_training_numbers
 
     # before anything is loaded: a batch size of 0, a negative learning rate, ... failed late, in torch or the Trainer
     numbers = {name: getattr(args, name) for name in TRAINING_NUMBERS}
