@@ -585,6 +585,112 @@ def test_validation_fails_on_a_real_difference(tiny_export, tmp_path: Path) -> N
         _validate(changed, folder, ["model.onnx"], 64, 64, ATOL, fp16=False)
 
 
+def test_fp16_and_int8_validation_compares_detections_and_refuses_a_broken_graph(tmp_path: Path) -> None:
+    """fp16 and int8 validation used to check nothing (any graph passed): their rounding reorders near-tied two-stage
+    proposals, so per-query differences reach O(1) for a correct graph. They now match the demo scene's detections
+    (class, IoU, score within a stated tolerance): a correct export of the demo checkpoint passes, a wrong one fails."""
+    from hf_rfdetr.demo_assets import DEMO_MODEL
+    from hf_rfdetr.onnx.export import DETECTION_SCORE_TOLERANCE, _validate
+
+    model = RFDetrForObjectDetection.from_pretrained(DEMO_MODEL).eval()
+    size = model.config.resolution
+    fp16_folder = export_onnx(model, tmp_path / "fp16", fp16=True, validate=True, backend="torch")
+    int8_folder = export_onnx(model, tmp_path / "int8", quantize=True, validate=True, backend="torch")
+    for folder, file_name, kind in [
+        (fp16_folder, "model.onnx", "float16"),
+        (int8_folder, "model_quantized.onnx", "int8"),
+    ]:
+        report = json.loads((folder / "export_report.json").read_text())
+        checked = report["detections"][file_name]
+        assert checked["detections@batch1"] >= 5 and checked["detections@batch3"] >= 3 * 5, checked
+        assert checked["max_score_drift@batch3"] <= DETECTION_SCORE_TOLERANCE[kind] and checked["min_iou@batch3"] > 0.9
+        method = report["validation_method"][file_name]
+        assert method.startswith(f"{kind}: detections of the demo scene above 0.55 matched") and "not checked" in method
+    assert report["validation_method"]["model.onnx"].startswith("per query: max |ORT - PyTorch| <= atol 0.0001")
+
+    changed = RFDetrForObjectDetection.from_pretrained(DEMO_MODEL).eval()
+    with torch.no_grad():
+        changed.bbox_embed.layers[-1].bias.add_(0.3)  # every box moves: a graph that disagrees with the model
+    for folder, file_name, fp16 in [(fp16_folder, "model.onnx", True), (int8_folder, "model_quantized.onnx", False)]:
+        with pytest.raises(ValueError, match=r"detections of the demo scene differ from PyTorch's .* missing: "):
+            _validate(changed, folder, [file_name], size, size, ATOL, fp16=fp16)
+
+
+def test_quiet_export_silences_our_tracer_warnings_and_optimums_notices_only() -> None:
+    """The TracerWarnings of our modules (shape-derived values the export fixes) and the listed transformers /
+    Optimum log lines are dropped during an export; other modules' TracerWarnings and other log lines are kept."""
+    import logging
+    import warnings
+
+    from hf_rfdetr.onnx.export import quiet_export
+
+    records: list[logging.LogRecord] = []
+    handler = logging.Handler()
+    handler.emit = records.append
+    library = logging.getLogger("transformers")
+    library.addHandler(handler)
+    try:
+        with warnings.catch_warnings(record=True) as caught:
+            warnings.simplefilter("always")
+            with quiet_export():
+                for module in ("hf_rfdetr.models.rfdetr.modeling_rfdetr", "user_code"):
+                    warnings.warn_explicit("frozen", torch.jit.TracerWarning, "f.py", 1, module=module)
+                logging.getLogger("transformers.modeling_utils").warning("`torch_dtype` is deprecated! Use `dtype`")
+                logging.getLogger("transformers.modeling_utils").warning("something else")
+            logging.getLogger("transformers.modeling_utils").warning("`torch_dtype` is deprecated! Use `dtype`")
+            warnings.warn_explicit("frozen", torch.jit.TracerWarning, "f.py", 2, module="hf_rfdetr.x")
+    finally:
+        library.removeHandler(handler)
+    assert [w.lineno for w in caught] == [1, 2]  # user_code inside, ours after the export
+    assert [r.getMessage() for r in records] == ["something else", "`torch_dtype` is deprecated! Use `dtype`"]
+
+
+def test_opset_16_exports_and_validates(tmp_path: Path) -> None:
+    """README: opset 16 is enough (GridSample). It exports and validates; each LayerNorm is then decomposed."""
+    model = _tiny_model(seed=3)
+    folder = export_onnx(model, tmp_path / "16", opset=16, validate=True)
+    report = json.loads((folder / "export_report.json").read_text())
+    assert report["opset"] == 16 and onnx.load(str(folder / "model.onnx")).opset_import[0].version == 16
+    assert max(v for k, v in report["validation"]["model.onnx"].items() if not k.startswith("proposal")) <= ATOL
+    assert "LayerNormalization" not in _op_types(folder / "model.onnx") and "GridSample" in _op_types(
+        folder / "model.onnx"
+    )
+
+
+@pytest.mark.optimum
+def test_optimum_export_prints_no_tracer_warnings_or_optimums_notices(tmp_path: Path) -> None:
+    """Through Optimum, export_onnx printed our modules' TracerWarnings (shape-derived values; the torch.onnx path
+    silenced them), transformers' torch_dtype deprecation and slow-processor notices for Optimum's own calls, and
+    Optimum's "lower than the recommended minimum opset (17)" for the supported opset 16."""
+    import logging
+    import warnings
+
+    from transformers.utils import logging as transformers_logging
+
+    transformers_logging.warning_once.cache_clear()  # the deprecation is logged once per process
+    records: list[logging.LogRecord] = []
+    handler = logging.Handler()
+    handler.emit = records.append
+    libraries = [logging.getLogger("transformers"), logging.getLogger("optimum")]
+    for library in libraries:
+        library.addHandler(handler)
+    model = _tiny_model(seed=4)
+    model.save_pretrained(tmp_path / "model")
+    try:
+        with warnings.catch_warnings(record=True) as caught:
+            warnings.simplefilter("always")
+            folder = export_onnx(tmp_path / "model", tmp_path / "onnx", opset=16, backend="optimum", validate=True)
+    finally:
+        for library in libraries:
+            library.removeHandler(handler)
+    assert json.loads((folder / "export_report.json").read_text())["opset"] == 16
+    tracer = [f"{w.filename}:{w.lineno}" for w in caught if issubclass(w.category, torch.jit.TracerWarning)]
+    assert tracer == []
+    messages = [record.getMessage() for record in records]
+    for fragment in ("torch_dtype", "slow image processor", "recommended minimum opset"):
+        assert not [message for message in messages if fragment in message], messages
+
+
 def _python_blocks(card: str) -> list[str]:
     return [block.split("\n", 1)[1] for block in card.split("```")[1::2] if block.startswith("python\n")]
 

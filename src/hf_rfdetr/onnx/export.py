@@ -73,9 +73,26 @@ MASK_OUTPUTS = {"pred_masks": {0: "batch_size"}}
 #: Optimum's task names (`TasksManager`) for the two heads; Optimum has no "instance-segmentation" task.
 DETECTION_TASK = "object-detection"
 SEGMENTATION_TASK = "image-segmentation"
+#: The default opset: from 17 on, each LayerNorm is one `LayerNormalization` node. Opset 16 exports and validates as
+#: well, on both exporters (the demo checkpoint: the same outputs to 2e-6), with each LayerNorm decomposed into
+#: primitive ops (1708 nodes instead of 1428). Optimum calls its config's default (17) "the recommended minimum" and
+#: warns below it; `export_onnx`, which supports 16, leaves that warning out.
 DEFAULT_OPSET = 17
 #: GridSample (deformable attention) exists from opset 16.
 MIN_OPSET = 16
+#: The modules whose TracerWarnings `export_onnx` silences (regular expression over the warning's module name).
+OWN_MODULES = r"hf_rfdetr\."
+#: Log lines that the libraries `export_onnx` calls print about their own calls, dropped during the export (logger
+#: name -> message fragments): Optimum's `main_export` loads the scratch folder with `from_pretrained(torch_dtype=...)`
+#: (transformers 4.57 calls that argument deprecated) and reloads its image processor (transformers' slow-processor
+#: notice; the saved processor is ours, written afterwards), and calls any opset below its default of 17 "lower than
+#: the recommended minimum" (16 is supported, see `DEFAULT_OPSET`; lower ones are refused before).
+FOREIGN_NOISE: dict[str, tuple[str, ...]] = {
+    "transformers.modeling_utils": ("`torch_dtype` is deprecated",),
+    "transformers.configuration_utils": ("`torch_dtype` is deprecated",),
+    "transformers.models.auto.image_processing_auto": ("Using a slow image processor as `use_fast` is unset",),
+    "optimum.exporters.onnx.convert": ("is lower than the recommended minimum opset",),
+}
 BACKENDS = ("auto", "optimum", "torch")
 
 RFDetrExportable = RFDetrForObjectDetection | RFDetrForInstanceSegmentation
@@ -112,11 +129,17 @@ class ExportReport:
     #: (MatMul / Conv / Gemm) they matched, which the int8 graph leaves unquantised.
     float_modules: list[str] = field(default_factory=list)
     float_nodes: list[str] = field(default_factory=list)
-    #: Per file: max |ORT - PyTorch| of logits, pred_boxes (and pred_masks) at each validated batch size.
+    #: Per file: max |ORT - PyTorch| of logits, pred_boxes (and pred_masks) at each validated batch size, on random
+    #: inputs (checked for the float32 model.onnx only, see `validation_method`).
     validation: dict[str, dict[str, float]] = field(default_factory=dict)
     #: The largest difference accepted for model.onnx per output and batch size (`validation_tolerances`): `atol`, and
     #: for mask logits `atol + MASK_RTOL * max |mask logit|` of that batch.
     tolerances: dict[str, float] = field(default_factory=dict)
+    #: Per file: the detection check on the bundled demo scene at each validated batch size (see `_validate`): how
+    #: many PyTorch detections it compared, the largest score drift and the smallest IoU of the matched pairs.
+    detections: dict[str, dict[str, float]] = field(default_factory=dict)
+    #: Per file: what decided whether it passed (float16 and int8 files: the detections, not per-query differences).
+    validation_method: dict[str, str] = field(default_factory=dict)
 
 
 def export_input_size(config: RFDetrConfig, resolution: int | tuple[int, int] | None = None) -> tuple[int, int]:
@@ -160,6 +183,40 @@ def inference_graph(model: RFDetrExportable, height: int, width: int) -> Iterato
     finally:
         del embeddings.interpolate_pos_encoding
         model.train(was_training)
+
+
+class _DropMessages(logging.Filter):
+    def __init__(self, fragments: tuple[str, ...]) -> None:
+        super().__init__()
+        self.fragments = fragments
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        message = record.getMessage()
+        return not any(fragment in message for fragment in self.fragments)
+
+
+@contextmanager
+def quiet_export() -> Iterator[None]:
+    """Silence, for the duration of an export, what says nothing about it.
+
+    - `torch.jit.TracerWarning`s raised in `hf_rfdetr` modules (`OWN_MODULES`), and only those: every Python value the
+      tracer freezes there derives from shapes the export fixes, never from pixel values: the channel count and the
+      image-size checks (`check_inputs`), the patch grid (`inference_graph`), the levels' sizes of the two-stage
+      proposals, the number of proposals (`min(num_queries, sequence length)`), the single query group of the
+      grouped heads (eval mode) and the mask head's decoder layers. Only the batch size stays dynamic, and nothing
+      frozen depends on it (validation runs batch 1 and 3 through a graph traced at batch 2).
+    - The `FOREIGN_NOISE` log lines of transformers and Optimum.
+    """
+    filters = [(logging.getLogger(name), _DropMessages(fragments)) for name, fragments in FOREIGN_NOISE.items()]
+    for named_logger, drop in filters:
+        named_logger.addFilter(drop)
+    try:
+        with warnings.catch_warnings():
+            warnings.filterwarnings("ignore", category=torch.jit.TracerWarning, module=OWN_MODULES)
+            yield
+    finally:
+        for named_logger, drop in filters:
+            named_logger.removeFilter(drop)
 
 
 class RFDetrOnnxGraph(nn.Module):
@@ -218,7 +275,8 @@ def export_onnx(
         image_processor: saved beside the model (default: the folder's, or one derived from the config).
         resolution: export input size, an int or (height, width), multiples of `config.block_size` (default:
             `config.resolution`). The batch size stays dynamic.
-        opset: ONNX opset, at least 16 (GridSample).
+        opset: ONNX opset, at least 16 (GridSample); 16 works on both exporters, 17 (the default) keeps each
+            LayerNorm one `LayerNormalization` node.
         fp16: export the float16 model (weights, inputs and outputs in float16), for GPUs.
         quantize: also write `model_quantized.onnx`, dynamically int8-quantised for CPUs by onnxruntime: the
             backbone's linear layers and the decoder's projections in int8; the layers whose int8 error changes
@@ -226,9 +284,12 @@ def export_onnx(
             convolutions, the two-stage and final class / box heads, the reference-point head, the deformable
             attention's sampling offsets and attention weights) stay float32. The report lists those nodes. For a
             segmentation model the mask head stays float32 as well (`SEGMENTATION_FLOAT_MODULES`).
-        validate: run every written file in onnxruntime (CPU) at batch sizes 1 and 3 and compare with PyTorch; the
-            float32 graph must agree to `atol` (mask logits: to `atol + MASK_RTOL * max |mask logit|`, see
-            `validation_tolerances`), otherwise `ValueError`. The differences go into the report.
+        validate: run every written file in onnxruntime (CPU) at batch sizes 1 and 3 and compare with PyTorch,
+            otherwise `ValueError`: the float32 graph must agree query by query to `atol` (mask logits: to
+            `atol + MASK_RTOL * max |mask logit|`, see `validation_tolerances`); every file's detections of the
+            bundled demo scene must match PyTorch's (class, IoU >= 0.7, score within 0.05, int8 0.1; float16 and
+            int8 reorder near-tied proposals, so their per-query differences are not comparable). The differences
+            and what decided go into the report.
         backend: "optimum", "torch" or "auto" (Optimum when it can be imported, else torch.onnx). Which one ran,
             and why, is logged and recorded in the report.
         device: where to trace the model.
@@ -244,6 +305,12 @@ def export_onnx(
     require("ort", "ONNX export", ("onnx", "onnxruntime") if validate or quantize else ("onnx",))
     if opset < MIN_OPSET:
         raise ValueError(f"opset {opset} is too old: RF-DETR's deformable attention needs GridSample (opset >= 16)")
+    if opset < DEFAULT_OPSET:
+        logger.info(
+            "opset %d: supported; each LayerNorm becomes primitive ops (LayerNormalization is opset %d)",
+            opset,
+            DEFAULT_OPSET,
+        )
     if fp16 and quantize:
         raise ValueError("fp16 (GPUs) and quantize (int8, CPUs) are separate targets: export them to two folders")
     if source is None and isinstance(model, (str, Path)):
@@ -311,7 +378,18 @@ def _export_loaded(
         report.float_modules = list(float_modules)
         report.files.append(QUANTIZED_FILE)
     if validate:
-        report.validation = _validate(model, output_dir, report.files, height, width, atol, fp16, report.tolerances)
+        report.validation = _validate(
+            model,
+            output_dir,
+            report.files,
+            height,
+            width,
+            atol,
+            fp16,
+            report.tolerances,
+            report.detections,
+            report.validation_method,
+        )
     (output_dir / REPORT_FILE).write_text(json.dumps(asdict(report), indent=2) + "\n")
     return output_dir
 
@@ -374,9 +452,7 @@ def _export_with_torch(model: RFDetrExportable, path: Path, height: int, width: 
     # Batch 2 when tracing, as Optimum's dummy inputs: batch-dependent shapes must stay symbolic.
     dummy = torch.rand(2, model.config.num_channels, height, width, device=model.device, dtype=model.dtype)
     outputs = output_axes(model)
-    with inference_graph(model, height, width), torch.no_grad(), warnings.catch_warnings():
-        # Shape-derived Python values (fixed image size, one query group) are constants of the graph, as intended.
-        warnings.simplefilter("ignore", torch.jit.TracerWarning)
+    with inference_graph(model, height, width), torch.no_grad(), quiet_export():
         torch.onnx.export(
             RFDetrOnnxGraph(model).eval(),
             (dummy,),
@@ -405,7 +481,7 @@ def _export_with_optimum(
     from .optimum import register_optimum
 
     register_optimum()
-    with tempfile.TemporaryDirectory() as scratch:
+    with tempfile.TemporaryDirectory() as scratch, quiet_export():
         model.save_pretrained(scratch)
         _save_companions(model, image_processor, Path(scratch), height, width)  # the export size in config.json
         main_export(
@@ -459,18 +535,36 @@ def _validate(
     atol: float,
     fp16: bool,
     used_tolerances: dict[str, float] | None = None,
+    detections: dict[str, dict[str, float]] | None = None,
+    methods: dict[str, str] | None = None,
 ) -> dict[str, dict[str, float]]:
-    """Max |ORT - PyTorch| per file and output at batch sizes 1 and 3 (see `compare_outputs`). The float32 graph must
-    be within `validation_tolerances` (recorded in `used_tolerances`), unless the input's two-stage ranking has a
-    near-tie (then a warning says so)."""
+    """Validate every file of `files` against the float32 PyTorch model; returns max |ORT - PyTorch| per file and
+    output at batch sizes 1 and 3 on random inputs (see `compare_outputs`).
+
+    Two checks, both raising `ValueError`:
+
+    - float32 `model.onnx`, query by query: within `validation_tolerances` (recorded in `used_tolerances`) on random
+      inputs, unless the input's two-stage ranking has a near-tie (then a warning says so).
+    - every file, on what users see (`compare_detections`, recorded in `detections`): the detections of the bundled
+      demo scene (as is at batch 1; as is, mirrored and upside down at batch 3) above `DETECTION_THRESHOLD` must
+      match PyTorch's by class and IoU, their scores within `DETECTION_SCORE_TOLERANCE`. This is the check of the
+      float16 and int8 files: their rounding reorders near-tied two-stage proposals, which gives those queries other
+      embeddings, so their per-query differences (recorded too) reach O(1) for a correct graph (the demo checkpoint
+      in float16: logits 1.2, boxes 0.25 on the demo scene; 0.7 / 0.96 on random inputs) while the detections agree
+      (scores within 0.011, IoU >= 0.995).
+
+    `methods` gets one line per file saying which check decided.
+    """
     from .runtime import RFDetrOnnxModel
 
     generator = torch.Generator().manual_seed(0)
     model = model.eval()
     if model.dtype != torch.float32:  # a half-precision model (a float16 folder under transformers 5's dtype="auto")
         model = copy.deepcopy(model).float()  # exports its weights in float32: compare with what was exported
+    scenes = _validation_scenes(model, folder, height, width)
     results: dict[str, dict[str, float]] = {}
     for file_name in files:
+        kind = "int8" if file_name == QUANTIZED_FILE else "float16" if fp16 else "float32"
         onnx_model = RFDetrOnnxModel.from_pretrained(folder, file_name=file_name)
         differences = {}
         for batch_size in (1, 3):
@@ -483,7 +577,7 @@ def _validate(
                 used_tolerances.update({f"{name}@batch{batch_size}": value for name, value in tolerances.items()})
             differences.update({f"{name}@batch{batch_size}": value for name, value in comparison.items()})
             failed = [name for name, tolerance in tolerances.items() if comparison[name] > tolerance]
-            if file_name != ONNX_FILE or fp16 or not failed:
+            if kind != "float32" or not failed:
                 continue
             name = max(failed, key=lambda output: comparison[output] / tolerances[output])
             message = (
@@ -506,7 +600,146 @@ def _validate(
                 comparison["proposal_score_gap"],
             )
         results[file_name] = differences
+        checked = _check_detections(model, onnx_model, folder / file_name, kind, scenes)
+        if detections is not None:
+            detections[file_name] = checked
+        if methods is not None:
+            methods[file_name] = _validation_method(kind, atol, checked)
     return results
+
+
+#: The detection check of `validate=True`: detections scoring above DETECTION_THRESHOLD + DETECTION_MARGIN on either
+#: side need a partner of the same class with IoU >= DETECTION_IOU (both sides listed down to threshold - margin).
+DETECTION_THRESHOLD = 0.5
+DETECTION_MARGIN = 0.05
+DETECTION_IOU = 0.7
+#: The largest score difference of matched detections, per file kind. float16: the demo checkpoint drifts by 0.011
+#: at most; int8: `match_detections`' default, as its error depends on the CPU's int8 kernels (README).
+DETECTION_SCORE_TOLERANCE = {"float32": 0.05, "float16": 0.05, "int8": 0.1}
+
+
+def _validation_scenes(model: RFDetrExportable, folder: Path, height: int, width: int) -> torch.Tensor | None:
+    """The detection check's inputs: the bundled demo scene as is, mirrored and upside down, through the export's
+    processor (None for a model that does not take RGB images)."""
+    if model.config.num_channels != 3:
+        return None
+    from PIL import Image
+
+    from ..demo_assets import DEMO_IMAGE
+
+    scene = Image.open(DEMO_IMAGE).convert("RGB")
+    images = [scene, scene.transpose(Image.Transpose.FLIP_LEFT_RIGHT), scene.transpose(Image.Transpose.FLIP_TOP_BOTTOM)]
+    processor = RFDetrImageProcessor.from_pretrained(folder)
+    pixel_values = processor(images, return_tensors="pt")["pixel_values"]
+    if tuple(pixel_values.shape[-2:]) != (height, width):
+        raise ValueError(
+            f"{folder}: the saved processor gives {tuple(pixel_values.shape[-2:])} inputs, not {height}x{width}"
+        )
+    return pixel_values
+
+
+def compare_detections(
+    processor: RFDetrImageProcessor,
+    expected: Any,
+    actual: Any,
+    image_size: tuple[int, int],
+    score_tolerance: float,
+    id2label: dict[int, str] | None = None,
+) -> list[Any]:
+    """Per image, `match_detections` of the post-processed detections of `expected` and `actual` (model outputs)
+    with the `DETECTION_*` rule, boxes in pixels of `image_size` (height, width), labelled with `id2label`."""
+    from .quantization import match_detections
+
+    def listed(outputs: Any) -> list[list[dict]]:
+        results = processor.post_process_object_detection(
+            {"logits": outputs["logits"].float(), "pred_boxes": outputs["pred_boxes"].float()},
+            DETECTION_THRESHOLD - DETECTION_MARGIN,
+            [image_size] * len(outputs["logits"]),
+        )
+        names = ("xmin", "ymin", "xmax", "ymax")
+        return [
+            [
+                {
+                    "label": (id2label or {}).get(int(label), str(int(label))),
+                    "score": float(score),
+                    "box": dict(zip(names, map(float, box))),
+                }
+                for score, label, box in zip(result["scores"], result["labels"], result["boxes"])
+            ]
+            for result in results
+        ]
+
+    return [
+        match_detections(
+            wanted,
+            found,
+            threshold=DETECTION_THRESHOLD,
+            margin=DETECTION_MARGIN,
+            iou_threshold=DETECTION_IOU,
+            score_tolerance=score_tolerance,
+        )
+        for wanted, found in zip(listed(expected), listed(actual))
+    ]
+
+
+def _check_detections(
+    model: RFDetrExportable, onnx_model: Any, path: Path, kind: str, scenes: torch.Tensor | None
+) -> dict[str, float]:
+    """The detection check of one file (see `_validate`): per batch size, how many PyTorch detections it compared
+    (score >= threshold + margin), the largest score drift and the smallest IoU of the matched pairs."""
+    if scenes is None:
+        return {}
+    processor = RFDetrImageProcessor.from_pretrained(path.parent)
+    tolerance = DETECTION_SCORE_TOLERANCE[kind]
+    checked: dict[str, float] = {}
+    for batch in (scenes[:1], scenes):
+        with torch.no_grad():
+            expected = model(pixel_values=batch.to(model.device))
+        matches = compare_detections(
+            processor,
+            expected,
+            onnx_model(pixel_values=batch),
+            tuple(scenes.shape[-2:]),
+            tolerance,
+            model.config.id2label,
+        )
+        problems = [f"image {index}: {line}" for index, match in enumerate(matches) for line in match.problems()]
+        if problems:
+            raise ValueError(
+                f"{path} ({kind}): its detections of the demo scene differ from PyTorch's (same class, IoU >= "
+                f"{DETECTION_IOU}, score within {tolerance} above {DETECTION_THRESHOLD + DETECTION_MARGIN:g}): "
+                + "; ".join(problems[:8])
+            )
+        high = DETECTION_THRESHOLD + DETECTION_MARGIN
+        pairs = [pair for match in matches for pair in match.pairs if max(pair[0]["score"], pair[1]["score"]) >= high]
+        suffix = f"@batch{len(batch)}"
+        checked[f"detections{suffix}"] = float(sum(pair[0]["score"] >= high for pair in pairs))
+        checked[f"max_score_drift{suffix}"] = max((abs(e["score"] - a["score"]) for e, a, _ in pairs), default=0.0)
+        checked[f"min_iou{suffix}"] = min((iou for _, _, iou in pairs), default=1.0)
+    if not checked["detections@batch3"]:
+        logger.warning(
+            "%s: the model detects nothing above %g in the demo scene, so the detection check compared nothing%s",
+            path,
+            DETECTION_THRESHOLD + DETECTION_MARGIN,
+            "" if kind == "float32" else f" and {kind} outputs were not checked: compare detections on your own images",
+        )
+    return checked
+
+
+def _validation_method(kind: str, atol: float, checked: dict[str, float]) -> str:
+    rule = (
+        f"detections of the demo scene above {DETECTION_THRESHOLD + DETECTION_MARGIN:g} matched to PyTorch's (same "
+        f"class, IoU >= {DETECTION_IOU}, score within {DETECTION_SCORE_TOLERANCE[kind]}): "
+        f"{int(checked.get('detections@batch3', 0))} at batch 3"
+        if checked
+        else "no detection check (the model does not take RGB images)"
+    )
+    if kind == "float32":
+        return f"per query: max |ORT - PyTorch| <= atol {atol:g} on random inputs; and {rule}"
+    return (
+        f"{kind}: {rule}. Per-query differences are recorded but not checked: {kind} rounding reorders near-tied "
+        "two-stage proposals, which moves them to other queries"
+    )
 
 
 #: Proposal scores closer than this (relative to the largest) may be ranked differently by two correct runtimes.
