@@ -223,41 +223,6 @@ def test_remote_code_pipeline_with_keep_aspect_ratio(saved_folder: Path, tmp_pat
     assert "import hf_rfdetr" in message and "batch_size=1" in message
 
 
-@pytest.mark.skipif(
-    int(__import__("transformers").__version__.split(".")[0]) >= 5,
-    reason="transformers 4.57's slow/fast image-processor notices; 5.x has none (backends instead of use_fast)",
-)
-def test_auto_image_processor_loads_ours_without_the_use_fast_notices(saved_folder: Path, tmp_path: Path) -> None:
-    """transformers 4.57 logged "Using a slow image processor as `use_fast` is unset ... minor differences in outputs"
-    (no use_fast) and "does not have a fast version. Falling back" (use_fast=True) for every RF-DETR folder, from the
-    saved name alone; ours is the only (torchvision-based) implementation. Other processors keep their notices."""
-    import logging
-
-    from transformers import DetrImageProcessor
-    from transformers.utils import logging as transformers_logging
-
-    records: list[str] = []
-    handler = logging.Handler()
-    handler.emit = lambda record: records.append(record.getMessage())
-    auto_logger = logging.getLogger("transformers.models.auto.image_processing_auto")
-    auto_logger.addHandler(handler)
-    try:
-        for options in ({}, {"use_fast": True}, {"use_fast": False}):
-            transformers_logging.warning_once.cache_clear()  # the notices are logged once per process
-            assert type(AutoImageProcessor.from_pretrained(saved_folder, **options)) is RFDetrImageProcessor
-            assert records == [], (options, records)
-        transformers_logging.warning_once.cache_clear()
-        pipeline("object-detection", model=str(saved_folder))
-        assert records == []
-        DetrImageProcessor().save_pretrained(tmp_path / "detr")
-        transformers_logging.warning_once.cache_clear()
-        assert type(AutoImageProcessor.from_pretrained(tmp_path / "detr")) is DetrImageProcessor
-        assert len(records) == 1 and records[0].startswith("Using a slow image processor as `use_fast` is unset")
-    finally:
-        auto_logger.removeHandler(handler)
-        transformers_logging.warning_once.cache_clear()
-
-
 @pytest.mark.parametrize(("dtype", "score_tolerance"), [(torch.float16, 0.03), (torch.bfloat16, 0.15)])
 def test_pipeline_on_a_model_loaded_in_half_precision(dtype: torch.dtype, score_tolerance: float) -> None:
     """`from_pretrained(..., dtype=torch.float16 / torch.bfloat16)` then the pipeline, on a batch of two sizes (a

@@ -18,7 +18,6 @@ from __future__ import annotations
 import importlib.abc
 import importlib.machinery
 import importlib.util
-import logging
 import sys
 from collections.abc import Callable
 from types import ModuleType
@@ -82,40 +81,7 @@ def register_image_processor() -> None:
         )
     except TypeError:  # transformers 4.57
         AutoImageProcessor.register(RFDetrConfig, slow_image_processor_class=RFDetrImageProcessor, exist_ok=True)
-        auto_logger = logging.getLogger(AutoImageProcessor.from_pretrained.__module__)
-        if not any(isinstance(existing, _NoFastVersionNotice) for existing in auto_logger.filters):
-            auto_logger.addFilter(_NoFastVersionNotice())
     RFDetrImageProcessor.register_for_auto_class("AutoImageProcessor")
-
-
-class _NoFastVersionNotice(logging.Filter):
-    """Drops transformers 4.57's slow/fast notices when `AutoImageProcessor.from_pretrained` loads our processor.
-
-    4.57 decides on the saved `image_processor_type` string alone: a name not ending in "Fast" with `use_fast` unset
-    logs "Using a slow image processor as `use_fast` is unset ... minor differences in outputs", and `use_fast=True`
-    looks for the "...Fast" name in transformers' built-in table (never in registered classes) and logs "does not have
-    a fast version. Falling back". Its fast slot takes only `BaseImageProcessorFast` subclasses, found the same way.
-    So no registration or saved name avoids them, and neither applies: `RFDetrImageProcessor` is the one
-    implementation (torch / torchvision based, what transformers 5.x registers as the "torchvision" backend), and
-    both paths load it. The filter reads the `image_processor_type` of the file being loaded from the loading frame,
-    so other processors' notices pass. transformers 5.x logs neither.
-    """
-
-    _NOTICES = ("Using a slow image processor as `use_fast` is unset", "`use_fast` is set to `True` but the image")
-
-    def filter(self, record: logging.LogRecord) -> bool:
-        if not str(record.msg).startswith(self._NOTICES):
-            return True
-        frame = sys._getframe(1)
-        while frame is not None:
-            if frame.f_code.co_name == "from_pretrained" and frame.f_globals.get("__name__") == record.name:
-                config_dict = frame.f_locals.get("config_dict")
-                return not (isinstance(config_dict, dict) and config_dict.get("image_processor_type") == _PROCESSOR)
-            frame = frame.f_back
-        return True
-
-
-_PROCESSOR = "RFDetrImageProcessor"
 
 
 def register_no_video_processor() -> None:

@@ -149,6 +149,7 @@ class RFDetrConfig(PretrainedConfig):
         "enc_pred_masks",
         "last_hidden_state",
         "intermediate_hidden_states",
+        "pixel_mask",  # a segmentation output carries the mask it was given, for post-processing padded inputs
     ]
 
     def __init__(
