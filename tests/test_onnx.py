@@ -25,7 +25,6 @@ from hf_rfdetr import RFDetrConfig, RFDetrForObjectDetection, RFDetrImageProcess
 from hf_rfdetr.cli import main
 from hf_rfdetr.demo_assets import DEMO_IMAGE
 from hf_rfdetr.onnx import compare_outputs, optimum_status
-from hf_rfdetr.onnx.export import TIE_GAP
 from hf_rfdetr.onnx.quantization import (
     FLOAT_MODULES,
     float_module_names,
@@ -34,6 +33,7 @@ from hf_rfdetr.onnx.quantization import (
     nodes_of_modules,
     quantize_dynamic_int8,
 )
+from hf_rfdetr.onnx.validation import TIE_GAP
 
 from .conftest import perturb_, tiny_config
 
@@ -575,14 +575,14 @@ def test_compare_outputs_reports_near_tied_proposals() -> None:
 
 def test_validation_fails_on_a_real_difference(tiny_export, tmp_path: Path) -> None:
     """A graph that disagrees with the model (here: the model changed after export) is refused."""
-    from hf_rfdetr.onnx.export import _validate
+    from hf_rfdetr.onnx.validation import validate_export
 
     model, folder = tiny_export
     changed = _tiny_model()
     with torch.no_grad():
         changed.class_embed.bias.add_(1.0)
     with pytest.raises(ValueError, match=r"onnxruntime differs from PyTorch by 1\.0.e\+00 > atol 0.0001"):
-        _validate(changed, folder, ["model.onnx"], 64, 64, ATOL, fp16=False)
+        validate_export(changed, folder, ["model.onnx"], 64, 64, ATOL, fp16=False)
 
 
 def test_fp16_and_int8_validation_compares_detections_and_refuses_a_broken_graph(tmp_path: Path) -> None:
@@ -590,7 +590,7 @@ def test_fp16_and_int8_validation_compares_detections_and_refuses_a_broken_graph
     proposals, so per-query differences reach O(1) for a correct graph. They now match the demo scene's detections
     (class, IoU, score within a stated tolerance): a correct export of the demo checkpoint passes, a wrong one fails."""
     from hf_rfdetr.demo_assets import DEMO_MODEL
-    from hf_rfdetr.onnx.export import DETECTION_SCORE_TOLERANCE, _validate
+    from hf_rfdetr.onnx.validation import DETECTION_SCORE_TOLERANCE, validate_export
 
     model = RFDetrForObjectDetection.from_pretrained(DEMO_MODEL).eval()
     size = model.config.resolution
@@ -613,7 +613,7 @@ def test_fp16_and_int8_validation_compares_detections_and_refuses_a_broken_graph
         changed.bbox_embed.layers[-1].bias.add_(0.3)  # every box moves: a graph that disagrees with the model
     for folder, file_name, fp16 in [(fp16_folder, "model.onnx", True), (int8_folder, "model_quantized.onnx", False)]:
         with pytest.raises(ValueError, match=r"detections of the demo scene differ from PyTorch's .* missing: "):
-            _validate(changed, folder, [file_name], size, size, ATOL, fp16=fp16)
+            validate_export(changed, folder, [file_name], size, size, ATOL, fp16=fp16)
 
 
 def test_quiet_export_silences_our_tracer_warnings_and_optimums_notices_only() -> None:

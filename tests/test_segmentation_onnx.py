@@ -30,8 +30,8 @@ from hf_rfdetr import (
 )
 from hf_rfdetr.models.rfdetr.outputs_rfdetr import RFDetrInstanceSegmentationOutput
 from hf_rfdetr.onnx import compare_outputs
-from hf_rfdetr.onnx.export import MASK_RTOL, TIE_GAP, _validate, validation_tolerances
 from hf_rfdetr.onnx.quantization import FLOAT_MODULES, SEGMENTATION_FLOAT_MODULES, float_module_names, node_scope
+from hf_rfdetr.onnx.validation import MASK_RTOL, TIE_GAP, validate_export, validation_tolerances
 
 from .conftest import perturb_, tiny_config
 
@@ -197,7 +197,7 @@ def test_validation_fails_on_a_mask_difference(seg_export) -> None:
     with torch.no_grad():
         changed.segmentation_head.bias.add_(0.5)
     with pytest.raises(ValueError, match=r"onnxruntime differs from PyTorch by 5\.0.e-01 > atol 0.0001"):
-        _validate(changed, folder, ["model.onnx"], 64, 64, ATOL, fp16=False)
+        validate_export(changed, folder, ["model.onnx"], 64, 64, ATOL, fp16=False)
     comparison = compare_outputs(
         changed(pixel_values=_pixels(1, 0)), RFDetrOnnxModel.from_pretrained(folder)(_pixels(1, 0))
     )

@@ -24,9 +24,10 @@
   when `optimum-onnx` is installed (it needs transformers < 4.58).
 """
 
-from .export import ExportReport, compare_outputs, export_input_size, export_onnx, inference_graph, optimum_status
+from .export import ExportReport, export_input_size, export_onnx, inference_graph, optimum_status
 from .quantization import FLOAT_MODULES, SEGMENTATION_FLOAT_MODULES, DetectionMatch, match_detections
 from .runtime import RFDetrOnnxModel
+from .validation import compare_outputs
 
 __all__ = [
     "FLOAT_MODULES",

@@ -38,6 +38,7 @@ from ..models.rfdetr.outputs_rfdetr import RFDetrInstanceSegmentationOutput, RFD
 logger = logging.getLogger(__name__)
 
 ONNX_FILE = "model.onnx"
+QUANTIZED_FILE = "model_quantized.onnx"  # beside it with `export_onnx(quantize=True)`
 _PROVIDERS = {"cpu": "CPUExecutionProvider", "cuda": "CUDAExecutionProvider"}
 #: `graph_optimization` names -> onnxruntime's `GraphOptimizationLevel` member names.
 GRAPH_OPTIMIZATION_LEVELS = {
