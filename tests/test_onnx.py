@@ -743,12 +743,54 @@ def test_export_folders_get_a_model_card_whose_snippets_run(
     folder = export_onnx(model, tmp_path / "int8", quantize=True, validate=True, backend="torch")
     card = (folder / "README.md").read_text()
     assert "| `model_quantized.onnx` | the same graph with dynamic int8 weights" in card
-    assert "| validation | max \\|onnxruntime - PyTorch\\| at batch sizes 1 and 3: `model.onnx` " in card
+    assert (
+        "| validation | `model.onnx` (float32): passed per query (no detections in the demo scene to compare); "
+        "`model_quantized.onnx` (int8): not checked (no detections in the demo scene to compare); see" in card
+    )
     assert "The source model: `an in-memory RFDetrForObjectDetection" in card
     # a README.md that is not an export card (the user's) is kept; an earlier export card is replaced
     (folder / "README.md").write_text("my notes\n")
     export_onnx(model, folder, backend="torch")
     assert (folder / "README.md").read_text() == "my notes\n"
+
+
+def test_a_float16_export_card_states_what_validation_checked_not_unchecked_differences(tmp_path: Path) -> None:
+    """The card of a float16 (or int8) export showed the per-query max |onnxruntime - PyTorch| as its validation:
+    those are O(1) for a correct graph (rounding reorders near-tied two-stage proposals) and not checked; the
+    detections are. The card now says per file what was checked and the result, and prints no unchecked numbers."""
+    from hf_rfdetr.demo_assets import DEMO_MODEL
+
+    model = RFDetrForObjectDetection.from_pretrained(DEMO_MODEL).eval()
+    folder = export_onnx(model, tmp_path / "fp16", fp16=True, validate=True, backend="torch")
+    report = json.loads((folder / "export_report.json").read_text())
+    card = (folder / "README.md").read_text()
+    checked = report["detections"]["model.onnx"]
+    assert checked["detections@batch3"] >= 3
+    assert "| validation | `model.onnx` (float16): passed by its detections of the demo scene; see" in card
+    assert "max \\|onnxruntime - PyTorch\\|" not in card and "max |onnxruntime - PyTorch|" not in card
+    for value in report["validation"]["model.onnx"].values():  # the unchecked per-query differences
+        assert f"{value:.1e}" not in card, value
+    method = report["validation_method"]["model.onnx"].removeprefix("float16: ")
+    assert "\n## Validation\n" in card
+    assert (
+        f"- `model.onnx` (float16): passed by its detections of the demo scene. The check: {method}. Result: " in card
+    )
+    assert (
+        f"{int(checked['detections@batch1'])} detections at batch 1 and {int(checked['detections@batch3'])} at "
+        f"batch 3 matched PyTorch's, largest score drift {checked['max_score_drift@batch3']:.3f}, smallest IoU "
+        f"{checked['min_iou@batch3']:.3f}"
+    ) in card
+    assert "Per-query differences are recorded but not checked" in card
+
+    # a model that detects nothing in the demo scene: its float16 graph was not checked, and the card says so
+    folder = export_onnx(_tiny_model(seed=10), tmp_path / "tiny", fp16=True, validate=True, backend="torch")
+    card = (folder / "README.md").read_text()
+    assert (
+        "| validation | `model.onnx` (float16): not checked (no detections in the demo scene to compare); see" in card
+    )
+    assert "Result: the model detects nothing above 0.55 in the demo scene, so no detections were compared." in card
+    for value in json.loads((folder / "export_report.json").read_text())["validation"]["model.onnx"].values():
+        assert f"{value:.1e}" not in card, value
 
 
 def test_a_segmentation_export_card_names_the_mask_output() -> None:
