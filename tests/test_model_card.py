@@ -210,3 +210,33 @@ def test_fine_tune_writes_results_and_cards(tmp_path: Path) -> None:
     assert f"| mAP@[.50:.95] | {shown} |" in card and "| metric | validation (epoch 1) |" in card
     assert "on the COCO folder `shapes` (2 training images) for 1 epochs" in card
     assert "EMA of the weights" in (output / "ema" / "README.md").read_text()
+
+
+def test_create_model_card_after_fine_tune_still_names_the_training_data(tmp_path: Path) -> None:
+    """fine_tune's card names its training data (the COCO folder); `trainer.create_model_card()` (what
+    `trainer.push_to_hub()` runs first) kept fine_tune's source line but replaced its training line with the
+    trainer's own, which lost the folder's name. The two cards now agree while the trainer has not trained further."""
+    from hf_rfdetr import fine_tune
+
+    from .synthetic_coco import class_names, write_synthetic_coco
+
+    dataset_dir = write_synthetic_coco(tmp_path / "shapes", num_train=2, num_valid=2, image_size=(64, 64))
+    torch.manual_seed(0)
+    model = RFDetrForObjectDetection(tiny_config(id2label=dict(enumerate(class_names(3)))))
+    output = tmp_path / "run"
+    trainer = fine_tune(
+        model, dataset_dir, epochs=1, batch_size=2, grad_accum_steps=1, device="cpu", tensorboard=False,
+        num_workers=0, output_dir=output, use_ema=False,
+    )  # fmt: skip
+    readme = output / "README.md"
+    written = card_fields(readme)
+    assert written["source"] == "fine-tuned with `hf_rfdetr.fine_tune`"
+    assert "on the COCO folder `shapes` (2 training images) for 1 epochs" in written["training"]
+    trainer.create_model_card(model_name="my-rfdetr")
+    card = readme.read_text()
+    assert card_fields(readme) == written
+    assert f"- {written['training']}\n" in card and "on the COCO folder `shapes`" in card
+
+    trainer.state.global_step += 1  # trained further: fine_tune's line no longer describes the weights
+    trainer.create_model_card(model_name="my-rfdetr")
+    assert card_fields(readme)["training"].startswith("trained with `hf_rfdetr.training.RFDetrTrainer`")

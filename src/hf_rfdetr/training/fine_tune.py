@@ -386,6 +386,7 @@ def fine_tune(
         summary = _training_summary(
             source_name, dataset_dir, splits, trainer, batch_size, grad_accum_steps, lr, lr_encoder
         )
+        trainer.card_training = (trainer.state.global_step, summary)  # trainer.create_model_card writes it too
         _write_results_and_card(trainer, Path(output_dir), "eval_", summary)
         if ema is not None:
             _write_results_and_card(trainer, Path(output_dir) / "ema", "eval_ema_", summary + "; EMA of the weights")

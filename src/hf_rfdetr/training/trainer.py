@@ -440,6 +440,11 @@ class RFDetrTrainer(Trainer):
             eval_dataset = self.eval_dataset
         return super().get_eval_dataloader(with_mask_ground_truth(eval_dataset))
 
+    #: The training line of the card `hf_rfdetr.fine_tune` wrote and the optimizer step it describes (fine_tune sets
+    #: it): `create_model_card` writes that line, which names the training data (a COCO folder, a `datasets` dataset)
+    #: the trainer does not know, while the trainer has not trained further.
+    card_training: tuple[int, str] | None = None
+
     def create_model_card(
         self,
         language: str | None = None,
@@ -469,7 +474,8 @@ class RFDetrTrainer(Trainer):
         `dataset_tags`) is the training dataset (a Hub id is linked and added to the metadata, as the other
         `dataset_tags`); `model_name` names the repository when the trainer has no `hub_model_id`. `tasks` and
         `dataset_args` are accepted and not used: the task is the model's (object detection or instance
-        segmentation).
+        segmentation). After `hf_rfdetr.fine_tune`, the training line is fine_tune's (`card_training`: it names the
+        training data) until the trainer trains further.
         """
         if not self.is_world_process_zero():
             return
@@ -493,6 +499,10 @@ class RFDetrTrainer(Trainer):
             source = f"fine-tuned from `{base_model}` with `RFDetrTrainer`"
         else:
             source = previous.get("source") or "trained with `hf_rfdetr.training.RFDetrTrainer`"
+        if self.card_training is not None and self.card_training[0] == self.state.global_step:
+            training = self.card_training[1]
+        else:
+            training = self._training_summary(start if from_hub else Path(start).name) or previous.get("training")
         card = render_model_card(
             config,
             sum(parameter.numel() for parameter in model.parameters()),
@@ -503,7 +513,7 @@ class RFDetrTrainer(Trainer):
             source=source,
             dataset=datasets_named[0] if datasets_named else previous.get("dataset"),
             evaluations=self._card_evaluations(folder),
-            training=self._training_summary(start if from_hub else Path(start).name) or previous.get("training"),
+            training=training,
             remote_code=carries_code(folder),
             base_model=base_model,
         )
