@@ -223,7 +223,7 @@ def test_postprocess_parity(integer_logits: bool) -> None:
         assert (mine["boxes"] - ref["boxes"]).abs().max().item() <= 1e-4
 
 
-@pytest.mark.parametrize("k", [1, 7, 300, 300 * 91, 10**9])
+@pytest.mark.parametrize("k", [0, 1, 7, 300, 300 * 91, 10**9])
 def test_top_k_selection_is_the_full_stable_sort(k: int) -> None:
     """The post-processing selects with `topk` and sorts only what it selected; it must return exactly the first k of
     the original's full stable descending sort: ties (many here: integer logits) broken by the lower flattened index,

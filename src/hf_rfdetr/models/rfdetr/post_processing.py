@@ -108,6 +108,8 @@ def _stable_top_k(probs: torch.Tensor, k: int) -> torch.Tensor:
     sort of Nano's 300 x 91 scores took 2 ms, most of the post-processing. NaN ranks first, as in the full sort.
     """
     k = min(k, probs.shape[1])
+    if k == 0:
+        return probs.new_empty((probs.shape[0], 0), dtype=torch.long)
     key = probs.nan_to_num(nan=2.0)  # probabilities are at most 1
     kth = key.topk(k, dim=1).values[:, -1:]
     above, tied = key > kth, key == kth
