@@ -128,6 +128,23 @@ def test_push_folder_without_code_and_with_metrics(model, stub: HubStub, tmp_pat
     assert "- org/pets" in card and "type: map" in card  # card metadata: dataset and model-index results
 
 
+def test_push_a_segmentation_folder_keeps_its_mask_head(stub: HubStub, tmp_path: Path) -> None:
+    """A segmentation folder was loaded with the detection class: the upload lost the 23 mask-head tensors, said
+    RFDetrForObjectDetection in config.json and counted the detector's parameters in the card."""
+    from hf_rfdetr import RFDetrForInstanceSegmentation
+
+    torch.manual_seed(0)
+    model = perturb_(RFDetrForInstanceSegmentation(tiny_config(segmentation_head=True)), seed=3).eval()
+    folder = tmp_path / "seg"
+    model.save_pretrained(folder)
+    RFDetrImageProcessor.from_config(model.config).save_pretrained(folder)
+    push_to_hub(folder, "org/tiny-segmenter", api=stub)
+    repo = stub.root / "org/tiny-segmenter"
+    assert json.loads((repo / "config.json").read_text())["architectures"] == ["RFDetrForInstanceSegmentation"]
+    _assert_equal_models(RFDetrForInstanceSegmentation.from_pretrained(repo), model)
+    assert f"| parameters | {model.num_parameters():,} |" in (repo / "README.md").read_text()
+
+
 def test_push_keeps_a_card_the_user_wrote(model, stub: HubStub, tmp_path: Path) -> None:
     folder = tmp_path / "saved"
     model.save_pretrained(folder)

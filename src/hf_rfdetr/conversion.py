@@ -540,7 +540,7 @@ def convert_checkpoint(
     """
     from .model_card import render_model_card
     from .models.rfdetr.image_processing_rfdetr import RFDetrImageProcessor
-    from .models.rfdetr.modeling_rfdetr import RFDetrForInstanceSegmentation, RFDetrForObjectDetection
+    from .models.rfdetr.modeling_rfdetr import model_class_for
 
     checkpoint = load_checkpoint(checkpoint_path, trust=trust)
     key = {"model": "model", "ema": "ema_model"}.get(weights)
@@ -552,8 +552,7 @@ def convert_checkpoint(
         config = config_from_checkpoint(checkpoint, variant, weights=key)
     except CheckpointError as error:
         raise CheckpointError(f"{str(checkpoint_path)!r}: {error}") from error
-    model_class = RFDetrForInstanceSegmentation if config.segmentation_head else RFDetrForObjectDetection
-    model = model_class(config).eval()
+    model = model_class_for(config)(config).eval()
     try:
         load_original_state_dict(model, checkpoint[key])
     except ValueError as error:

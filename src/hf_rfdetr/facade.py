@@ -62,7 +62,7 @@ from transformers import AutoConfig, AutoModelForInstanceSegmentation, AutoModel
 from .models.rfdetr.configuration_rfdetr import RFDetrConfig
 from .models.rfdetr.image_io import load_image, to_chw
 from .models.rfdetr.image_processing_rfdetr import RFDetrImageProcessor
-from .models.rfdetr.modeling_rfdetr import RFDetrForInstanceSegmentation, RFDetrForObjectDetection
+from .models.rfdetr.modeling_rfdetr import RFDetrForInstanceSegmentation, RFDetrForObjectDetection, model_class_for
 from .pretrained_weights import CHECKPOINTS, as_rfdetr_checkpoint, pretrained, resolve_name
 from .verbosity import quiet_loading
 
@@ -198,7 +198,7 @@ class RFDETR:
             )
         elif labels:
             config = RFDetrConfig.from_dict({**config.to_dict(), **labels})
-        return _model_class(config)(config), RFDetrImageProcessor.from_config(config)
+        return model_class_for(config)(config), RFDetrImageProcessor.from_config(config)
 
     # ------------------------------------------------------------------------------------------------------------------
     # Properties
@@ -563,11 +563,6 @@ class _PixelsOnly(torch.nn.Module):
 # ----------------------------------------------------------------------------------------------------------------------
 
 
-def _model_class(config: Any) -> type[RFDetrModelClass]:
-    """`RFDetrForInstanceSegmentation` for a config with a mask head, else `RFDetrForObjectDetection`."""
-    return RFDetrForInstanceSegmentation if getattr(config, "segmentation_head", False) else RFDetrForObjectDetection
-
-
 def _default_device() -> torch.device:
     return torch.device("cuda" if torch.cuda.is_available() else "cpu")
 
@@ -649,7 +644,7 @@ def _from_original_checkpoint(
     checkpoint = load_checkpoint(path)
     try:
         config = config_from_checkpoint(checkpoint)
-        model = _model_class(config)(config)
+        model = model_class_for(config)(config)
         load_original_state_dict(model, checkpoint["model"])  # raises, naming the keys that do not fit
     except CheckpointError as error:
         raise CheckpointError(f"pretrain_weights {str(path)!r}: {error}") from error

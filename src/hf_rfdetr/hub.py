@@ -34,8 +34,9 @@ from .model_card import (
     read_evaluations,
     render_model_card,
 )
+from .models.rfdetr.configuration_rfdetr import RFDetrConfig
 from .models.rfdetr.image_processing_rfdetr import RFDetrImageProcessor
-from .models.rfdetr.modeling_rfdetr import RFDetrForObjectDetection
+from .models.rfdetr.modeling_rfdetr import RFDetrForInstanceSegmentation, RFDetrForObjectDetection, model_class_for
 
 #: Files carrying the model apart from its code.
 MODEL_FILES = ("config.json", "model.safetensors", "preprocessor_config.json", "README.md")
@@ -199,9 +200,10 @@ def _check_folder(path: str | os.PathLike) -> Path:
     return folder
 
 
-def _load_model(folder: Path) -> RFDetrForObjectDetection:
-    """The folder's model, in the dtype its weights were saved in."""
-    model = RFDetrForObjectDetection.from_pretrained(folder)
+def _load_model(folder: Path) -> RFDetrForObjectDetection | RFDetrForInstanceSegmentation:
+    """The folder's model (its task class: a segmentation folder keeps its mask head), in the dtype its weights were
+    saved in."""
+    model = model_class_for(RFDetrConfig.from_pretrained(folder)).from_pretrained(folder)
     dtypes = {parameter.dtype for parameter in _saved_tensors(folder)}
     if len(dtypes) == 1:
         model.to(dtypes.pop())

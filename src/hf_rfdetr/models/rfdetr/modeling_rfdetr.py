@@ -689,6 +689,12 @@ class RFDetrForInstanceSegmentation(RFDetrPreTrainedModel):
 __all__ = ["RFDetrModel", "RFDetrForObjectDetection", "RFDetrForInstanceSegmentation", "RFDetrPreTrainedModel"]
 
 
+def model_class_for(config: RFDetrConfig) -> type[RFDetrForObjectDetection | RFDetrForInstanceSegmentation]:
+    """The task class of `config`: `RFDetrForInstanceSegmentation` when it has a mask head (`segmentation_head`), else
+    `RFDetrForObjectDetection` (both share the config type, so the Auto classes cannot tell them apart)."""
+    return RFDetrForInstanceSegmentation if getattr(config, "segmentation_head", False) else RFDetrForObjectDetection
+
+
 def _name_for_pipelines() -> None:
     """Let transformers' object-detection pipeline accept this class when it is loaded as remote code.
 
