@@ -184,3 +184,33 @@ def test_eval_help(capsys) -> None:
     out = capsys.readouterr().out
     for flag in ("--model", "--dataset-dir", "--split", "--batch-size", "--use-ema", "--output-json"):
         assert flag in out
+
+
+def test_eval_scores_object_sizes_by_the_json_area_as_pycocotools(
+    dataset_dir: Path, model_dir: Path, tmp_path: Path, capsys, monkeypatch
+) -> None:
+    """A COCO folder whose `area` is not the box area (pycocotools ranks small / medium / large objects by the json's
+    `area`): every printed metric equals pycocotools on the written detections against the json."""
+    import shutil
+
+    root = tmp_path / "areas"
+    shutil.copytree(dataset_dir, root)
+    file = root / "test" / "_annotations.coco.json"
+    document = json.loads(file.read_text())
+    for index, annotation in enumerate(document["annotations"]):
+        annotation["area"] = [300.0, 2000.0, 12000.0][index % 3]  # the boxes are all small (< 32 * 32)
+    file.write_text(json.dumps(document))
+    oracle = NoisyOracle(root, "test")
+    monkeypatch.setattr("hf_rfdetr.commands.eval._load", lambda model, device: oracle)
+    output, detections = tmp_path / "metrics.json", tmp_path / "detections.json"
+    arguments = ["eval", "--model", str(model_dir), "--dataset-dir", str(root), "--split", "test", "--device", "cpu"]
+    assert main([*arguments, "--output-json", str(output), "--predictions-json", str(detections)]) == 0
+    assert f"wrote {detections} (detections in COCO results format)" in capsys.readouterr().out.splitlines()
+    assert not (tmp_path / "detections_segm.json").exists()  # a detection model writes its one file, as before
+    metrics = json.loads(output.read_text())["metrics"]
+    stats, _ = _pycocotools(file, detections)
+    names = ["map", "map_50", "map_75", "map_small", "map_medium", "map_large"]
+    names += ["mar_1", "mar_10", "mar_100", "mar_small", "mar_medium", "mar_large"]
+    assert stats[4] > 0 and stats[5] > 0, "the json's areas put objects in every range"
+    for name, value in zip(names, stats):
+        assert metrics[name] == pytest.approx(value, abs=1e-9), name

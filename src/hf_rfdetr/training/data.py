@@ -16,8 +16,9 @@
 Every loader here returns the standard Hub object-detection layout (as `cppe-5`), one row per image:
 
 - `image_id` (`int64`), `image` (`datasets.Image`, decoded lazily from its file), `width`, `height` (`int32`),
-- `objects`: per image, lists `id` (`int64`), `area` (`float32`), `bbox` (`float32` COCO `[x, y, w, h]` in absolute
-  pixels), `category` (`datasets.ClassLabel`, contiguous `0..K-1`) and `iscrowd` (`int8`); for segmentation
+- `objects`: per image, lists `id` (`int64`), `area` (`float32`: the annotation's `area`, which evaluation scores
+  small / medium / large objects by, as pycocotools does; where it has none, its mask's area with `masks=True`, else
+  its box's), `bbox` (`float32` COCO `[x, y, w, h]` in absolute pixels), `category` (`datasets.ClassLabel`, contiguous `0..K-1`) and `iscrowd` (`int8`); for segmentation
   (`load_coco_folder(..., masks=True)`) also `segmentation` (`string`): each object's mask as a COCO compressed RLE
   `counts` string at the image's `height x width` (`""` for a crowd object without one), decoded by the transforms.
 
@@ -522,7 +523,13 @@ def _add_annotation(
         row["segmentation"].append(_annotation_rle(annotation, image, bool(is_crowd), where, summary))
     row["id"].append(int(annotation_id))
     area = annotation.get("area")
-    row["area"].append(float(area) if _is_finite(area) and area > 0 else box[2] * box[3])
+    if _is_finite(area) and area > 0:
+        area = float(area)
+    elif masks and row["segmentation"][-1]:  # no area: the mask's, what COCO's `area` is for a segmentation
+        area = float(sum(rle_runs(row["segmentation"][-1])[1::2]))
+    else:
+        area = box[2] * box[3]
+    row["area"].append(area)
     row["bbox"].append(list(box))
     row["category"].append(cat2label[int(category_id)])
     row["iscrowd"].append(is_crowd)

@@ -46,6 +46,11 @@ RLE_KEY = "masks_rle"
 #: Keys of the annotated masks at the original size that evaluation targets carry (see `with_mask_ground_truth`):
 #: packed RLE of every object with a segmentation, crowd regions included, their labels and crowd flags.
 GT_RLE_KEY, GT_LABELS_KEY, GT_CROWD_KEY = "annotated_masks_rle", "annotated_masks_labels", "annotated_masks_iscrowd"
+#: Keys of the annotations' own `area` (the dataset's `objects.area`, in original-image pixels; NaN where an object has
+#: none) that evaluation targets carry (see `with_mask_ground_truth`): one per box of the target (`GT_AREA_KEY`) and
+#: one per annotated mask (`GT_MASK_AREA_KEY`). pycocotools takes the ground truth's small / medium / large ranges
+#: from the COCO json's `area`, for `bbox` and `segm` alike, so `coco_metrics` does too when the targets carry it.
+GT_AREA_KEY, GT_MASK_AREA_KEY = "annotated_areas", "annotated_masks_area"
 #: Separator of the RLE strings in a packed tensor (a space: outside COCO's RLE alphabet, characters 48 to 111).
 _RLE_SEPARATOR = b" "
 
@@ -127,9 +132,10 @@ def post_process_segmentation(
 
 
 class MaskGroundTruth:
-    """Wraps an evaluation transform (`DetectionTransform` with masks, for `datasets.Dataset.with_transform`): each
-    target also gets the annotated masks of its image at the original size (`GT_RLE_KEY`, `GT_LABELS_KEY`,
-    `GT_CROWD_KEY`): every object with a `segmentation`, crowd regions too, as pycocotools reads a COCO json."""
+    """Wraps an evaluation transform (`DetectionTransform`, for `datasets.Dataset.with_transform`): each target also
+    gets the annotations' own `area` of its boxes (`GT_AREA_KEY`, see `annotated_box_areas`) and, with masks, the
+    annotated masks of its image at the original size (`GT_RLE_KEY`, `GT_LABELS_KEY`, `GT_CROWD_KEY`,
+    `GT_MASK_AREA_KEY`): every object with a `segmentation`, crowd regions too, as pycocotools reads a COCO json."""
 
     def __init__(self, transform: Any) -> None:
         self.transform = transform
@@ -138,30 +144,66 @@ class MaskGroundTruth:
         output = self.transform(batch)
         for target, objects in zip(output["labels"], batch["objects"]):
             height, width = (int(v) for v in target["orig_size"])
-            target.update(annotated_masks(objects, height, width))
+            target.update(annotated_box_areas(objects, target, height, width))
+            if getattr(self.transform, "masks", False):
+                target.update(annotated_masks(objects, height, width))
         return output
+
+
+def _given_area(value: Any) -> float:
+    """An object's `area` as a float, NaN when it has none (missing, not finite or not positive)."""
+    try:
+        area = float(value)
+    except (TypeError, ValueError):
+        return float("nan")
+    return area if np.isfinite(area) and area > 0 else float("nan")
+
+
+def annotated_box_areas(objects: Any, target: dict[str, Any], height: int, width: int) -> dict[str, torch.Tensor]:
+    """One row's `objects` -> the `area` of each box of its evaluation `target` (`GT_AREA_KEY`, float32, NaN where an
+    object has none): the non-crowd objects whose box, clipped to the image, kept an area, as `DetectionTransform`
+    keeps them. Nothing when the dataset has no `area` or the boxes cannot be matched one to one. The target's own
+    `area` (box areas in `pixel_values` pixels, for the loss) is left as it is."""
+    from .data import object_columns
+    from .transforms import source_boxes
+
+    columns = object_columns(objects)
+    areas, bboxes = columns.get("area"), columns.get("bbox") or []
+    if not areas or len(areas) != len(bboxes):
+        return {}
+    crowd = columns.get("iscrowd") or [0] * len(bboxes)
+    non_crowd = [index for index in range(len(bboxes)) if not crowd[index]]
+    boxes, _ = source_boxes(objects, height, width)
+    kept_box = ((boxes[:, 2] > boxes[:, 0]) & (boxes[:, 3] > boxes[:, 1])).tolist()
+    kept = [index for index, keep in zip(non_crowd, kept_box) if keep]
+    if len(kept) != len(target["class_labels"]):
+        return {}
+    return {GT_AREA_KEY: torch.tensor([_given_area(areas[index]) for index in kept], dtype=torch.float32)}
 
 
 def annotated_masks(objects: Any, height: int, width: int) -> dict[str, torch.Tensor]:
     """One row's `objects` -> the packed RLE masks at `(height, width)` of the objects with a `segmentation`, their
-    labels and crowd flags (see `MaskGroundTruth`)."""
+    labels, crowd flags and `area` (NaN where an object has none) (see `MaskGroundTruth`)."""
     from .data import object_columns
     from .masks import is_missing, segmentation_to_rle
 
     columns = object_columns(objects)
     segmentations = columns.get("segmentation") or []
     crowd = columns.get("iscrowd") or [0] * len(segmentations)
+    areas = columns.get("area") or [None] * len(segmentations)
     kept = [index for index, segmentation in enumerate(segmentations) if not is_missing(segmentation)]
     return {
         GT_RLE_KEY: pack_rles([segmentation_to_rle(segmentations[index], height, width) for index in kept]),
         GT_LABELS_KEY: torch.tensor([int(columns["category"][index]) for index in kept], dtype=torch.int64),
         GT_CROWD_KEY: torch.tensor([int(bool(crowd[index])) for index in kept], dtype=torch.int64),
+        GT_MASK_AREA_KEY: torch.tensor([_given_area(areas[index]) for index in kept], dtype=torch.float32),
     }
 
 
 def with_mask_ground_truth(dataset: Any) -> Any:
-    """`dataset` with `MaskGroundTruth` around its evaluation transform when it has one with masks (a split of
-    `apply_transforms` for a segmentation model); any other dataset is returned as it is."""
+    """`dataset` with `MaskGroundTruth` around its evaluation transform (a split of `apply_transforms` that is not the
+    training one: the annotations' `area`, and for a segmentation model the annotated masks); any other dataset is
+    returned as it is."""
     import datasets
 
     from .transforms import DetectionTransform
@@ -169,7 +211,7 @@ def with_mask_ground_truth(dataset: Any) -> Any:
     if not isinstance(dataset, datasets.Dataset) or dataset.format.get("type") != "custom":
         return dataset
     transform = dataset.format["format_kwargs"].get("transform")
-    if not isinstance(transform, DetectionTransform) or not transform.masks or transform.multi_scale:
+    if not isinstance(transform, DetectionTransform) or transform.multi_scale:
         return dataset
     return dataset.with_transform(
         MaskGroundTruth(transform),
@@ -247,8 +289,10 @@ def coco_metrics(
             segmentation also the K masks at the original size, packed RLE under `RLE_KEY` (`post_process_segmentation`).
         targets: per image `class_labels` (N,), `boxes` (N, 4) normalised cxcywh and `orig_size` (height, width);
             for segmentation also the N masks, packed RLE at the original size under `RLE_KEY` (`pack_target_masks`)
-            or `masks` (N, S, S) at the network input. Box ground-truth areas are box areas in the original image,
-            mask ones mask areas. Crowd regions (`crowd_boxes` absolute xywh and `crowd_class_labels`, which the
+            or `masks` (N, S, S) at the network input. Ground-truth areas (pycocotools' small / medium / large) are
+            the annotations' own `area` when the targets carry it (`GT_AREA_KEY`, `GT_MASK_AREA_KEY`, added by
+            `with_mask_ground_truth`), as pycocotools reads it from a COCO json for both `bbox` and `segm`; else box
+            areas in the original image, and mask areas for the masks. Crowd regions (`crowd_boxes` absolute xywh and `crowd_class_labels`, which the
             evaluation transform adds) are box ground truth with `iscrowd=1`: pycocotools ignores the detections
             matched to them, as when it reads the COCO json.
         id2label: adds per-class AP as `map_<label>` (and `segm_map_<label>`).
@@ -270,17 +314,18 @@ def coco_metrics(
         height, width = (int(v) for v in target["orig_size"])
         images.append({"id": image_id, "height": height, "width": width})
         labels = torch.as_tensor(target["class_labels"]).tolist()
-        for label, box in zip(labels, _absolute_xywh(torch.as_tensor(target["boxes"]), (height, width))):
-            annotations.append(_annotation(len(annotations) + 1, image_id, label, float(box[2] * box[3]), bbox=box))
+        boxes = _absolute_xywh(torch.as_tensor(target["boxes"]), (height, width))
+        for label, box, area in zip(labels, boxes, _given_areas(target, GT_AREA_KEY, len(labels))):
+            area = float(box[2] * box[3]) if area is None else area
+            annotations.append(_annotation(len(annotations) + 1, image_id, label, area, bbox=box))
         for label, box in _crowd_boxes(target):  # ignored regions: detections on them are not false positives
             annotations.append(_annotation(len(annotations) + 1, image_id, label, box[2] * box[3], bbox=box, crowd=1))
         detections += coco_results(prediction, image_id)
         if segmentation:
-            for label, text, crowd in _target_rles(target, image_id, labels):
+            for label, text, crowd, area in _target_rles(target, image_id, labels):
                 rle = {"size": [height, width], "counts": text}
-                mask_annotations.append(
-                    _annotation(len(mask_annotations) + 1, image_id, label, _mask_area(rle), segmentation=rle)
-                )
+                area = _mask_area(rle) if area is None else area
+                mask_annotations.append(_annotation(len(mask_annotations) + 1, image_id, label, area, segmentation=rle))
                 mask_annotations[-1]["iscrowd"] = crowd
             segments += coco_segment_results({**prediction, "size": (height, width)}, image_id)
     categories = sorted(
@@ -319,20 +364,33 @@ def _crowd_boxes(target: dict[str, Any]) -> list[tuple[int, list[float]]]:
     return [(int(label), box) for label, box in zip(torch.as_tensor(target[CROWD_LABELS_KEY]).tolist(), boxes)]
 
 
+def _given_areas(target: dict[str, Any], key: str, count: int) -> list[float | None]:
+    """The annotations' own areas under `key` of a target (None where an object has none, or for all `count` objects
+    when the target does not carry them, or not one per object)."""
+    if key not in target:
+        return [None] * count
+    values = torch.as_tensor(target[key]).double().reshape(-1).tolist()
+    if len(values) != count:
+        return [None] * count
+    return [value if np.isfinite(value) and value > 0 else None for value in values]
+
+
 def _mask_area(rle: dict[str, Any]) -> float:
     from pycocotools import mask as mask_utils
 
     return float(mask_utils.area({"size": rle["size"], "counts": rle["counts"].encode("ascii")}))
 
 
-def _target_rles(target: dict[str, Any], image_id: int, labels: list[int]) -> list[tuple[int, str, int]]:
-    """The target's mask ground truth at its original size as (label, RLE string, iscrowd): the annotated masks when
-    the target carries them (`GT_RLE_KEY`), else its own masks (packed, or encoded here from `masks`)."""
+def _target_rles(target: dict[str, Any], image_id: int, labels: list[int]) -> list[tuple[int, str, int, float | None]]:
+    """The target's mask ground truth at its original size as (label, RLE string, iscrowd, annotated area or None):
+    the annotated masks when the target carries them (`GT_RLE_KEY`), else its own masks (packed, or encoded here from
+    `masks`), with the boxes' annotated areas (`GT_AREA_KEY`) when the target carries them."""
     if GT_RLE_KEY in target:
         counts = unpack_rles(target[GT_RLE_KEY])
         classes = torch.as_tensor(target[GT_LABELS_KEY]).tolist()
         crowd = torch.as_tensor(target[GT_CROWD_KEY]).tolist()
-        return [(int(label), text, int(flag)) for label, text, flag in zip(classes, counts, crowd)]
+        areas = _given_areas(target, GT_MASK_AREA_KEY, len(counts))
+        return [(int(label), text, int(flag), area) for label, text, flag, area in zip(classes, counts, crowd, areas)]
     if RLE_KEY not in target:
         if "masks" not in target:
             from .masks import MASKS_HOW_TO
@@ -345,7 +403,8 @@ def _target_rles(target: dict[str, Any], image_id: int, labels: list[int]) -> li
     counts = unpack_rles(target[RLE_KEY])
     if len(counts) != len(labels):
         raise ValueError(f"target {image_id}: {len(counts)} masks for {len(labels)} boxes")
-    return [(int(label), text, 0) for label, text in zip(labels, counts)]
+    areas = _given_areas(target, GT_AREA_KEY, len(labels))
+    return [(int(label), text, 0, area) for label, text, area in zip(labels, counts, areas)]
 
 
 def _evaluate(
