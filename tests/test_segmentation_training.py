@@ -12,6 +12,7 @@ import torch
 
 from hf_rfdetr import RFDetrForInstanceSegmentation, RFDetrImageProcessor, fine_tune
 from hf_rfdetr.cli import main
+from hf_rfdetr.commands.eval import segm_predictions_path
 from hf_rfdetr.training.fine_tune import _best_model_metric, is_segmentation_model
 from hf_rfdetr.training.metrics import (
     GT_CROWD_KEY,
@@ -309,7 +310,7 @@ def _pycocotools_segm(annotation_file: Path, detections: Path) -> list[float]:
 
     results = json.loads(detections.read_text())
     for result in results:
-        del result["bbox"]  # scored as masks (mask areas), as loadRes does for segmentation results
+        assert "bbox" not in result  # else loadRes would score the masks with the boxes' areas
     with contextlib.redirect_stdout(io.StringIO()):
         ground_truth = COCO(str(annotation_file))
         evaluation = COCOeval(ground_truth, ground_truth.loadRes(results), iouType="segm")
@@ -346,7 +347,7 @@ def test_eval_prints_mask_metrics_equal_to_pycocotools(
     assert main([*arguments, "--predictions-json", str(detections)]) == 0
     out = capsys.readouterr().out
     metrics = json.loads(output.read_text())["metrics"]
-    stats = _pycocotools_segm(eval_dataset_dir / "test" / "_annotations.coco.json", detections)
+    stats = _pycocotools_segm(eval_dataset_dir / "test" / "_annotations.coco.json", segm_predictions_path(detections))
     assert 0.1 < stats[0] < 0.9, "the test needs a model with a measurable mask mAP"
     assert metrics["segm_map"] == pytest.approx(stats[0], abs=1e-6)
     assert metrics["segm_map_50"] == pytest.approx(stats[1], abs=1e-6)
@@ -357,8 +358,94 @@ def test_eval_prints_mask_metrics_equal_to_pycocotools(
     box, mask = _printed_row(out, "red-rectangle")
     assert mask == pytest.approx(metrics["segm_map_red-rectangle"], abs=5.1e-5)
     assert re.search(r"^metric\s+box\s+mask$", out, flags=re.MULTILINE) and "mask AP" in out
-    written = json.loads(detections.read_text())
+    written = json.loads(segm_predictions_path(detections).read_text())
     assert written and all(set(result["segmentation"]) == {"size", "counts"} for result in written)
+
+
+def _pycocotools_all(annotation_file: Path, boxes: Path, masks: Path) -> dict[str, float]:
+    """Every summary metric of pycocotools alone: `bbox` on the box results, `segm` on the mask results."""
+    import contextlib
+    import io
+
+    from pycocotools.coco import COCO
+    from pycocotools.cocoeval import COCOeval
+
+    names = ["map", "map_50", "map_75", "map_small", "map_medium", "map_large"]
+    names += ["mar_1", "mar_10", "mar_100", "mar_small", "mar_medium", "mar_large"]
+    stats = {}
+    with contextlib.redirect_stdout(io.StringIO()):
+        ground_truth = COCO(str(annotation_file))
+        for iou_type, prefix, results in (("bbox", "", boxes), ("segm", "segm_", masks)):
+            evaluation = COCOeval(ground_truth, ground_truth.loadRes(str(results)), iouType=iou_type)
+            evaluation.evaluate()
+            evaluation.accumulate()
+            evaluation.summarize()
+            stats |= {prefix + name: float(value) for name, value in zip(names, evaluation.stats)}
+    return stats
+
+
+def test_eval_predictions_files_give_every_printed_metric_and_json_areas_rank_objects(
+    eval_dataset_dir: Path, seg_model_dir: Path, tmp_path: Path, capsys, monkeypatch
+) -> None:
+    """`--predictions-json` on a Seg model: box results in FILE, mask results without `bbox` in FILE_segm.json (with a
+    `bbox`, loadRes takes a result's area from it even for `segm`), and pycocotools on them against the split's json
+    gives every printed metric, box and mask; the json's `area` (here not the mask area, as exporters writing the box
+    area do) decides small / medium / large, for `hf-rfdetr eval` and the Trainer's evaluation alike."""
+    import shutil
+
+    from transformers import TrainingArguments
+
+    from hf_rfdetr.training import CocoEvaluator, RFDetrDataCollator, RFDetrTrainer, apply_transforms, load_coco_folder
+
+    root = tmp_path / "areas"
+    shutil.copytree(eval_dataset_dir, root)
+    for split in ("valid", "test"):
+        file = root / split / "_annotations.coco.json"
+        document = json.loads(file.read_text())
+        for index, annotation in enumerate(document["annotations"]):
+            annotation["area"] = [300.0, 2000.0, 12000.0][index % 3]  # the masks are all small (< 32 * 32)
+        file.write_text(json.dumps(document))
+    oracle = SegOracle(root, "test")
+    monkeypatch.setattr("hf_rfdetr.commands.eval._load", lambda model, device: oracle)
+    output, detections = tmp_path / "metrics.json", tmp_path / "detections.json"
+    arguments = ["eval", "--model", str(seg_model_dir), "--dataset-dir", str(root), "--split", "test"]
+    assert (
+        main([*arguments, "--device", "cpu", "--output-json", str(output), "--predictions-json", str(detections)]) == 0
+    )
+    out = capsys.readouterr().out
+    masks = tmp_path / "detections_segm.json"
+    assert segm_predictions_path(detections) == masks
+    assert f"wrote {masks} (mask detections in COCO results format, RLE, pycocotools iouType 'segm')" in out
+    boxes_written, masks_written = json.loads(detections.read_text()), json.loads(masks.read_text())
+    assert boxes_written and all("segmentation" not in result for result in boxes_written)
+    assert masks_written and all("bbox" not in result for result in masks_written)
+    metrics = json.loads(output.read_text())["metrics"]
+    expected = _pycocotools_all(root / "test" / "_annotations.coco.json", detections, masks)
+    assert expected["segm_map_medium"] > 0 and expected["segm_map_large"] > 0 and expected["map_large"] > 0
+    for key, value in expected.items():
+        assert metrics[key] == pytest.approx(value, abs=1e-9), key
+    # the Trainer's evaluation (fine_tune's) scores by the json's area too: the same metrics as hf-rfdetr eval
+    model = SegOracle(root, "validation")
+    monkeypatch.setattr("hf_rfdetr.commands.eval._load", lambda name, device: model)
+    arguments = ["eval", "--model", str(seg_model_dir), "--dataset-dir", str(root), "--batch-size", "3"]
+    assert main([*arguments, "--output-json", str(output)]) == 0
+    written = json.loads(output.read_text())["metrics"]
+    args = TrainingArguments(
+        output_dir=str(tmp_path), per_device_eval_batch_size=2, use_cpu=True, report_to=[], remove_unused_columns=False
+    )
+    trainer = RFDetrTrainer(
+        model=model,
+        args=args,
+        eval_dataset=apply_transforms(load_coco_folder(root, splits=["validation"], masks=True), model.config)[
+            "validation"
+        ],
+        data_collator=RFDetrDataCollator(),
+        compute_metrics=CocoEvaluator(model.config.id2label),
+    )
+    trained = trainer.evaluate()
+    assert written["segm_map_medium"] > 0 or written["segm_map_large"] > 0
+    for key in expected:
+        assert written[key] == pytest.approx(trained[f"eval_{key}"], abs=1e-9), key
 
 
 def test_eval_equals_the_trainer_evaluation_for_masks(

@@ -62,7 +62,9 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     parser.add_argument(
         "--predictions-json",
         metavar="PATH",
-        help="also write the detections in COCO results format (for pycocotools; with RLE masks for a Seg model)",
+        help="also write the detections in COCO results format (for pycocotools, iouType 'bbox'); for a Seg model "
+        "also their RLE masks, without boxes, to PATH_segm.json beside it (for iouType 'segm': pycocotools takes a "
+        "result's area from its bbox when it has one)",
     )
     parser.set_defaults(run_command=run)
 
@@ -93,7 +95,12 @@ def run(args: argparse.Namespace) -> int:
     result["weights"] = "ema" if args.use_ema else "model"
     print(format_report(result))
     if args.predictions_json:
-        print(f"wrote {args.predictions_json} (detections in COCO results format)")
+        masks = segm_predictions_path(args.predictions_json)
+        if "segm_map" in result["metrics"]:
+            print(f"wrote {args.predictions_json} (box detections in COCO results format, pycocotools iouType 'bbox')")
+            print(f"wrote {masks} (mask detections in COCO results format, RLE, pycocotools iouType 'segm')")
+        else:
+            print(f"wrote {args.predictions_json} (detections in COCO results format)")
     if args.output_json:
         Path(args.output_json).write_text(json.dumps(result, indent=2) + "\n")
         print(f"wrote {args.output_json}")
@@ -108,6 +115,12 @@ def _model_path(model: str, use_ema: bool) -> str:
     if not (ema / "config.json").is_file():
         raise FileNotFoundError(f"--use-ema: {str(ema)!r} has no saved model (train writes it unless --no-ema)")
     return str(ema)
+
+
+def segm_predictions_path(path: str | Path) -> Path:
+    """The file of the mask results written beside the box results `path` (`preds.json` -> `preds_segm.json`)."""
+    path = Path(path)
+    return path.with_name(f"{path.stem}_segm{path.suffix}")
 
 
 def evaluate_coco_folder(
@@ -127,8 +140,15 @@ def evaluate_coco_folder(
     post-processed and scored by the loop `CocoEvaluator` uses (`training.metrics`: `post_process`, top 100 per image,
     then `coco_metrics`). A segmentation model (`config.segmentation_head`) is evaluated on the split's masks too
     (`post_process_segmentation`: masks at the original image size, RLE), with pycocotools' `segm` metrics beside
-    the `bbox` ones, against the annotated masks at the original size (crowd regions as `iscrowd`). The model's labels are matched to the dataset's categories by name, so a COCO-pretrained
-    model (91 slots) evaluates on a COCO folder.
+    the `bbox` ones, against the annotated masks at the original size (crowd regions as `iscrowd`). The model's
+    labels are matched to the dataset's categories by name, so a COCO-pretrained model (91 slots) evaluates on a COCO
+    folder. Ground-truth areas (small / medium / large) are the annotations' `area`, as pycocotools reads them from
+    the split's json (`with_mask_ground_truth`).
+
+    `predictions_json` gets the detections in COCO results format (`bbox`); for a segmentation model their masks go
+    to a second file beside it (`segm_predictions_path`), as `segmentation` without `bbox`: pycocotools' `loadRes`
+    takes every result's area from its `bbox` when it has one, even for `segm` scoring. Each file, scored by
+    pycocotools against the split's json (`bbox`, `segm`), gives the returned metrics.
 
     Returns:
         `{"model", "dataset_dir", "split", "images", "boxes", "metrics"}` with `metrics` as `coco_metrics` names
@@ -240,8 +260,9 @@ def _post_process(outputs: Any, sizes: list[tuple[int, int]]) -> list[dict[str, 
 
 
 def _write_predictions(predictions, targets, dataset_dir: Path, split: str, names, path: Path) -> None:
-    """Detections in COCO results format, with the split's image ids and category ids (and for a segmentation model
-    each detection's mask as a COCO RLE `segmentation` at the image's size)."""
+    """Detections in COCO results format, with the split's image ids and category ids, to `path`; for a segmentation
+    model also each detection's mask as a COCO RLE `segmentation` at the image's size, without `bbox`, to
+    `segm_predictions_path(path)` (with a `bbox`, pycocotools would score the mask with the box's area)."""
     from ..training.data import ANNOTATION_FILE, SPLIT_FOLDERS
     from ..training.metrics import RLE_KEY, coco_results, coco_segment_results
 
@@ -251,17 +272,15 @@ def _write_predictions(predictions, targets, dataset_dir: Path, split: str, name
     category_ids = {label: by_name.get(name) for label, name in names.items()}
     if None in category_ids.values():  # names made unique by load_coco_folder end with their category id
         category_ids = {label: category_ids[label] or int(names[label].rsplit("_", 1)[-1]) for label in names}
-    results = []
+    results, segments = [], []
     for prediction, target in zip(predictions, targets):
-        image_results = coco_results(prediction, int(target["image_id"][0]), category_ids)
+        image_id = int(target["image_id"][0])
+        results += coco_results(prediction, image_id, category_ids)
         if RLE_KEY in prediction:
-            masks = coco_segment_results(
-                {**prediction, "size": target["orig_size"]}, int(target["image_id"][0]), category_ids
-            )
-            for result, mask in zip(image_results, masks):
-                result["segmentation"] = mask["segmentation"]
-        results += image_results
+            segments += coco_segment_results({**prediction, "size": target["orig_size"]}, image_id, category_ids)
     path.write_text(json.dumps(results))
+    if any(RLE_KEY in prediction for prediction in predictions):
+        segm_predictions_path(path).write_text(json.dumps(segments))
 
 
 def format_report(result: dict[str, Any]) -> str:
