@@ -25,7 +25,7 @@ from hf_rfdetr.training.metrics import (
     pack_target_masks,
     post_process_segmentation,
     unpack_rles,
-    with_mask_ground_truth,
+    with_evaluation_ground_truth,
 )
 
 from .conftest import tiny_config
@@ -223,7 +223,7 @@ def test_crowd_regions_of_the_annotations_are_ignored_not_false_positives() -> N
 
 
 def test_evaluation_targets_carry_the_annotated_masks(tmp_path: Path) -> None:
-    """`with_mask_ground_truth`: each evaluation target gets its image's masks as annotated (here the exact drawn
+    """`with_evaluation_ground_truth`: each evaluation target gets its image's masks as annotated (here the exact drawn
     pixels, RLE) at the original size, crowd regions included; the training split is left alone."""
     from pycocotools.coco import COCO
 
@@ -234,8 +234,8 @@ def test_evaluation_targets_carry_the_annotated_masks(tmp_path: Path) -> None:
     document["annotations"][0]["iscrowd"] = 1
     (root / "valid" / "_annotations.coco.json").write_text(json.dumps(document))
     splits = apply_transforms(load_coco_folder(root, masks=True), seg_config(resolution=32))
-    assert with_mask_ground_truth(splits["train"]) is splits["train"]
-    dataset = with_mask_ground_truth(splits["validation"])
+    assert with_evaluation_ground_truth(splits["train"]) is splits["train"]
+    dataset = with_evaluation_ground_truth(splits["validation"])
     coco = COCO(str(root / "valid" / "_annotations.coco.json"))
     for row, image in zip(dataset, sorted(coco.imgs)):
         annotations = coco.loadAnns(coco.getAnnIds(imgIds=[image]))

@@ -143,7 +143,7 @@ def evaluate_coco_folder(
     the `bbox` ones, against the annotated masks at the original size (crowd regions as `iscrowd`). The model's
     labels are matched to the dataset's categories by name, so a COCO-pretrained model (91 slots) evaluates on a COCO
     folder. Ground-truth areas (small / medium / large) are the annotations' `area`, as pycocotools reads them from
-    the split's json (`with_mask_ground_truth`).
+    the split's json (`with_evaluation_ground_truth`).
 
     `predictions_json` gets the detections in COCO results format (`bbox`); for a segmentation model their masks go
     to a second file beside it (`segm_predictions_path`), as `segmentation` without `bbox`: pycocotools' `loadRes`
@@ -155,14 +155,14 @@ def evaluate_coco_folder(
         them (per-class AP as `map_<class>`; mask metrics as `segm_map`, ..., `segm_map_<class>`).
     """
     from ..training import apply_transforms, coco_metrics, id2label_from_dataset, load_coco_folder
-    from ..training.metrics import with_mask_ground_truth
+    from ..training.metrics import with_evaluation_ground_truth
 
     model = _load(model, device)
     segmentation = bool(getattr(model.config, "segmentation_head", False))
     splits = load_coco_folder(dataset_dir, splits=[split], masks=segmentation)
     names = id2label_from_dataset(splits)
     mapping = label_mapping(model.config.id2label, names)
-    dataset = with_mask_ground_truth(apply_transforms(splits, model.config)[split])
+    dataset = with_evaluation_ground_truth(apply_transforms(splits, model.config)[split])
     predictions, targets = _predict(model, dataset, batch_size, num_workers, mapping)
     metrics = coco_metrics(predictions, targets, names)
     if predictions_json is not None:

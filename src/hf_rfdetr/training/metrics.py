@@ -19,7 +19,7 @@ Segmentation (`pred_masks` in the outputs): each batch is post-processed at once
 masks at the original image size, RLE-encoded (`post_process_segmentation`), and the targets' masks are RLE-encoded at
 the original size too (`pack_target_masks`), so that no dense mask of the whole evaluation set is ever held. The mask
 ground truth is the annotation's own masks at the original size, crowd regions included as `iscrowd` (as pycocotools
-scores against a COCO json), when the evaluation dataset carries them (`with_mask_ground_truth`, applied by
+scores against a COCO json), when the evaluation dataset carries them (`with_evaluation_ground_truth`, applied by
 `RFDetrTrainer` and `hf-rfdetr eval`); otherwise the targets' masks nearest-resized back to the original size. The
 compressed RLE `counts` strings of one image travel as one uint8 tensor (`pack_rles` / `unpack_rles`), since the
 Trainer's evaluation loop only moves tensors. `coco_metrics` then adds pycocotools' `segm` metrics (`segm_map`,
@@ -43,11 +43,11 @@ _RECALLS = ("mar_1", "mar_10", "mar_100", "mar_small", "mar_medium", "mar_large"
 SEGM_PREFIX = "segm_"
 #: Key of the packed RLE masks in post-processed predictions and packed targets (see `pack_rles`).
 RLE_KEY = "masks_rle"
-#: Keys of the annotated masks at the original size that evaluation targets carry (see `with_mask_ground_truth`):
+#: Keys of the annotated masks at the original size that evaluation targets carry (see `with_evaluation_ground_truth`):
 #: packed RLE of every object with a segmentation, crowd regions included, their labels and crowd flags.
 GT_RLE_KEY, GT_LABELS_KEY, GT_CROWD_KEY = "annotated_masks_rle", "annotated_masks_labels", "annotated_masks_iscrowd"
 #: Keys of the annotations' own `area` (the dataset's `objects.area`, in original-image pixels; NaN where an object has
-#: none) that evaluation targets carry (see `with_mask_ground_truth`): one per box of the target (`GT_AREA_KEY`) and
+#: none) that evaluation targets carry (see `with_evaluation_ground_truth`): one per box of the target (`GT_AREA_KEY`) and
 #: one per annotated mask (`GT_MASK_AREA_KEY`). pycocotools takes the ground truth's small / medium / large ranges
 #: from the COCO json's `area`, for `bbox` and `segm` alike, so `coco_metrics` does too when the targets carry it.
 GT_AREA_KEY, GT_MASK_AREA_KEY = "annotated_areas", "annotated_masks_area"
@@ -131,7 +131,7 @@ def post_process_segmentation(
     ]
 
 
-class MaskGroundTruth:
+class EvaluationGroundTruth:
     """Wraps an evaluation transform (`DetectionTransform`, for `datasets.Dataset.with_transform`): each target also
     gets the annotations' own `area` of its boxes (`GT_AREA_KEY`, see `annotated_box_areas`) and, with masks, the
     annotated masks of its image at the original size (`GT_RLE_KEY`, `GT_LABELS_KEY`, `GT_CROWD_KEY`,
@@ -183,7 +183,7 @@ def annotated_box_areas(objects: Any, target: dict[str, Any], height: int, width
 
 def annotated_masks(objects: Any, height: int, width: int) -> dict[str, torch.Tensor]:
     """One row's `objects` -> the packed RLE masks at `(height, width)` of the objects with a `segmentation`, their
-    labels, crowd flags and `area` (NaN where an object has none) (see `MaskGroundTruth`)."""
+    labels, crowd flags and `area` (NaN where an object has none) (see `EvaluationGroundTruth`)."""
     from .data import object_columns
     from .masks import is_missing, segmentation_to_rle
 
@@ -200,8 +200,8 @@ def annotated_masks(objects: Any, height: int, width: int) -> dict[str, torch.Te
     }
 
 
-def with_mask_ground_truth(dataset: Any) -> Any:
-    """`dataset` with `MaskGroundTruth` around its evaluation transform (a split of `apply_transforms` that is not the
+def with_evaluation_ground_truth(dataset: Any) -> Any:
+    """`dataset` with `EvaluationGroundTruth` around its evaluation transform (a split of `apply_transforms` that is not the
     training one: the annotations' `area`, and for a segmentation model the annotated masks); any other dataset is
     returned as it is."""
     import datasets
@@ -214,7 +214,7 @@ def with_mask_ground_truth(dataset: Any) -> Any:
     if not isinstance(transform, DetectionTransform) or transform.multi_scale:
         return dataset
     return dataset.with_transform(
-        MaskGroundTruth(transform),
+        EvaluationGroundTruth(transform),
         columns=dataset.format["columns"],
         output_all_columns=dataset.format["output_all_columns"],
     )
@@ -291,7 +291,7 @@ def coco_metrics(
             for segmentation also the N masks, packed RLE at the original size under `RLE_KEY` (`pack_target_masks`)
             or `masks` (N, S, S) at the network input. Ground-truth areas (pycocotools' small / medium / large) are
             the annotations' own `area` when the targets carry it (`GT_AREA_KEY`, `GT_MASK_AREA_KEY`, added by
-            `with_mask_ground_truth`), as pycocotools reads it from a COCO json for both `bbox` and `segm`; else box
+            `with_evaluation_ground_truth`), as pycocotools reads it from a COCO json for both `bbox` and `segm`; else box
             areas in the original image, and mask areas for the masks. Crowd regions (`crowd_boxes` absolute xywh and `crowd_class_labels`, which the
             evaluation transform adds) are box ground truth with `iscrowd=1`: pycocotools ignores the detections
             matched to them, as when it reads the COCO json.

@@ -32,7 +32,13 @@ from transformers.utils import logging
 from ..models.rfdetr.configuration_rfdetr import RFDetrConfig
 from .checkpoints import mark_complete, remove_checkpoint, resolve_checkpoint, rotate_checkpoints
 from .ema import EMA_FOLDER, RFDetrEMACallback
-from .metrics import coco_metrics, pack_target_masks, post_process, post_process_segmentation, with_mask_ground_truth
+from .metrics import (
+    coco_metrics,
+    pack_target_masks,
+    post_process,
+    post_process_segmentation,
+    with_evaluation_ground_truth,
+)
 from .optim import LearningRates, parameter_groups
 
 #: File of a checkpoint holding the data collator's random state (`state_dict()`), one per process when distributed.
@@ -433,12 +439,12 @@ class RFDetrTrainer(Trainer):
         return self.lr_scheduler
 
     def get_eval_dataloader(self, eval_dataset=None):
-        """`Trainer.get_eval_dataloader`; a segmentation split of `apply_transforms` also gives each target its
-        annotated masks at the original size (`training.metrics.with_mask_ground_truth`), the mask metrics' ground
-        truth, crowd regions included."""
+        """`Trainer.get_eval_dataloader`; a split of `apply_transforms` also gives each target the annotations' `area`
+        and, for a segmentation model, its annotated masks at the original size
+        (`training.metrics.with_evaluation_ground_truth`): the metrics' ground truth, crowd regions included."""
         if eval_dataset is None and not isinstance(self.eval_dataset, dict):
             eval_dataset = self.eval_dataset
-        return super().get_eval_dataloader(with_mask_ground_truth(eval_dataset))
+        return super().get_eval_dataloader(with_evaluation_ground_truth(eval_dataset))
 
     #: The training line of the card `hf_rfdetr.fine_tune` wrote and the optimizer step it describes (fine_tune sets
     #: it): `create_model_card` writes that line, which names the training data (a COCO folder, a `datasets` dataset)
@@ -561,7 +567,7 @@ class RFDetrTrainer(Trainer):
     def get_test_dataloader(self, test_dataset):
         """`Trainer.get_test_dataloader`; a segmentation split of `apply_transforms` gives its targets the annotated
         masks at the original size, as in `get_eval_dataloader`."""
-        return super().get_test_dataloader(with_mask_ground_truth(test_dataset))
+        return super().get_test_dataloader(with_evaluation_ground_truth(test_dataset))
 
     def evaluate(self, eval_dataset=None, ignore_keys=None, metric_key_prefix: str = "eval") -> dict[str, float]:
         """Evaluate the weights and, with EMA, the averaged weights; one log line and one `on_evaluate` for both.
