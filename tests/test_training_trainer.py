@@ -272,36 +272,17 @@ def _coco_map(trainer_class, tmp_path: Path, eval_batch_size: int, ignore_keys) 
     return trainer.evaluate(_Scenes(), ignore_keys=ignore_keys)
 
 
-@pytest.mark.parametrize(
-    "ignore_keys", [IGNORED_OUTPUTS, None, []], ids=["ignore_keys", "config_default", "all_outputs"]
-)
+@pytest.mark.parametrize("ignore_keys", [IGNORED_OUTPUTS, None], ids=["ignore_keys", "all_outputs"])
 def test_coco_evaluator_scores_a_plain_trainer_as_rfdetr_trainer(tmp_path: Path, ignore_keys) -> None:
     """A plain transformers.Trainer hands CocoEvaluator the batch's output arrays (B, ...), loss_dict and the other
-    outputs too with `ignore_keys=[]`; the metrics equal RFDetrTrainer's (per-image gathering) on the same model and
-    data."""
+    outputs too without ignore_keys (as transformers' object-detection guide expects them); the metrics equal
+    RFDetrTrainer's (per-image gathering) on the same model and data."""
     expected = _coco_map(RFDetrTrainer, tmp_path, 4, None)
     assert 0.2 < expected["eval_map"] < 0.99  # neither trivial nor perfect
     for batch_size in (4, 2, 1):
         metrics = _coco_map(Trainer, tmp_path, batch_size, ignore_keys)
         for name in ("map", "map_50", "map_75", "mar_1", "mar_100", "map_cat", "map_dog", "map_bird"):
             assert metrics[f"eval_{name}"] == expected[f"eval_{name}"], (batch_size, name)
-
-
-def test_the_trainer_leaves_the_non_prediction_outputs_out_by_default(tmp_path: Path) -> None:
-    """The config's `keys_to_ignore_at_inference`: a plain Trainer's `predict` without `ignore_keys` gathers only the
-    predictions (logits, pred_boxes), as RFDetrTrainer does, not loss_dict or the decoder's hidden states."""
-    torch.manual_seed(0)
-    model = _NearTheTargets(tiny_config())
-    assert model.config.keys_to_ignore_at_inference == IGNORED_OUTPUTS
-    args = TrainingArguments(
-        output_dir=str(tmp_path), eval_do_concat_batches=False, report_to=[], use_cpu=True, remove_unused_columns=False
-    )
-    batches = Trainer(model=model, args=args, data_collator=_collate).predict(_Scenes()).predictions
-    assert batches and all(len(batch) == 2 for batch in batches)
-    assert [tuple(array.shape[1:]) for array in batches[0]] == [
-        (model.config.num_queries, model.config.num_labels),
-        (model.config.num_queries, 4),
-    ]
 
 
 def test_coco_evaluator_refuses_a_plain_trainers_cut_last_batch(tmp_path: Path) -> None:

@@ -29,7 +29,6 @@ from transformers import EvalPrediction, Trainer
 from transformers.trainer_utils import PREFIX_CHECKPOINT_DIR, has_length
 from transformers.utils import logging
 
-from ..models.rfdetr.configuration_rfdetr import RFDetrConfig
 from .checkpoints import mark_complete, remove_checkpoint, resolve_checkpoint, rotate_checkpoints
 from .ema import EMA_FOLDER, RFDetrEMACallback
 from .metrics import (
@@ -53,9 +52,20 @@ logger = logging.get_logger(__name__)
 #: A line of transformers' generic Trainer card (`Trainer.create_model_card`), which ours replaces.
 _TRAINER_CARD_MARKER = "This model card has been generated automatically according to the information the Trainer"
 
-#: Output fields that are not predictions (kept out of the evaluation loop's gathering): the config's
-#: `keys_to_ignore_at_inference`, which the Trainer reads when no `ignore_keys` is given.
-IGNORED_OUTPUTS = RFDetrConfig.keys_to_ignore_at_inference
+#: Output fields that are not predictions, which `RFDetrTrainer` keeps out of the evaluation loop's gathering unless
+#: given `ignore_keys`. Not the config's `keys_to_ignore_at_inference`: with transformers' plain Trainer the
+#: predictions keep `loss_dict` first, as for DETR, which transformers' object-detection guide reads
+#: (`batch[1], batch[2]`; tests/test_object_detection_guide.py).
+IGNORED_OUTPUTS = [
+    "loss_dict",
+    "auxiliary_outputs",
+    "enc_logits",
+    "enc_pred_boxes",
+    "enc_pred_masks",
+    "last_hidden_state",
+    "intermediate_hidden_states",
+    "pixel_mask",  # a segmentation output carries the mask it was given, for post-processing padded inputs
+]
 
 
 #: Target fields that are not indexed by object (not cut to the batch's size by the plain Trainer's last batch).
@@ -569,10 +579,16 @@ class RFDetrTrainer(Trainer):
         masks at the original size, as in `get_eval_dataloader`."""
         return super().get_test_dataloader(with_evaluation_ground_truth(test_dataset))
 
+    def predict(self, test_dataset, ignore_keys=None, metric_key_prefix: str = "test"):
+        """`Trainer.predict` of the weights (not the EMA average), the non-prediction outputs (`IGNORED_OUTPUTS`)
+        left out by default as in `evaluate`: `predictions` and `label_ids` per batch a list of per-image objects
+        (see `gather_function`), `metrics` the `compute_metrics` ones (`test_map`, ...) and `test_loss`."""
+        ignore_keys = IGNORED_OUTPUTS if ignore_keys is None else ignore_keys
+        return super().predict(test_dataset, ignore_keys=ignore_keys, metric_key_prefix=metric_key_prefix)
+
     def evaluate(self, eval_dataset=None, ignore_keys=None, metric_key_prefix: str = "eval") -> dict[str, float]:
-        """Evaluate the weights and, with EMA, the averaged weights; one log line and one `on_evaluate` for both.
-        (`predict` is `Trainer.predict`, of the weights only; both leave out the config's
-        `keys_to_ignore_at_inference` unless given `ignore_keys`.)"""
+        """Evaluate the weights and, with EMA, the averaged weights; one log line and one `on_evaluate` for both."""
+        ignore_keys = IGNORED_OUTPUTS if ignore_keys is None else ignore_keys
         dataloader = self.get_eval_dataloader(eval_dataset)
         metrics = self.evaluation_loop(
             dataloader, "Evaluation", ignore_keys=ignore_keys, metric_key_prefix=metric_key_prefix

@@ -139,18 +139,6 @@ class RFDetrConfig(PretrainedConfig):
     """
 
     model_type = "rfdetr"
-    #: Output fields that are not predictions: the Trainer leaves them out of evaluation and `predict` when no
-    #: `ignore_keys` is given (with `RFDetrTrainer` and with transformers' plain `Trainer` alike).
-    keys_to_ignore_at_inference = [
-        "loss_dict",
-        "auxiliary_outputs",
-        "enc_logits",
-        "enc_pred_boxes",
-        "enc_pred_masks",
-        "last_hidden_state",
-        "intermediate_hidden_states",
-        "pixel_mask",  # a segmentation output carries the mask it was given, for post-processing padded inputs
-    ]
 
     def __init__(
         self,
