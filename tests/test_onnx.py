@@ -794,7 +794,7 @@ def test_a_float16_export_card_states_what_validation_checked_not_unchecked_diff
 
 
 def test_a_segmentation_export_card_names_the_mask_output() -> None:
-    from hf_rfdetr.model_card import render_onnx_card
+    from hf_rfdetr.onnx.model_card import render_onnx_card
 
     config = tiny_config(segmentation_head=True, variant="seg-nano")
     report = {"backend": "torch", "backend_reason": "why", "opset": 17, "input_size": [64, 96], "files": ["model.onnx"]}

@@ -52,9 +52,9 @@ def run(args: argparse.Namespace) -> int:
     from ..extras import require
 
     require("ort", "hf-rfdetr export", ("onnx", "onnxruntime") if args.validate or args.quantize else ("onnx",))
-    from ..model_card import ONNX_GENERATED_MARKER
     from ..onnx import export_onnx
     from ..onnx.export import REPORT_FILE
+    from ..onnx.model_card import ONNX_GENERATED_MARKER
 
     folder = export_onnx(
         args.model,

@@ -320,7 +320,7 @@ def export_onnx(
         folder = _export_loaded(
             model, image_processor, Path(output_dir), resolution, opset, fp16, quantize, validate, atol, backend, device
         )
-    from ..model_card import write_onnx_card
+    from .model_card import write_onnx_card
 
     if write_onnx_card(folder, source) is None:
         logger.warning("%s already has a README.md that is not an ONNX export card: kept, not replaced", folder)

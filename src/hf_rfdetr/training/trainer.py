@@ -29,6 +29,7 @@ from transformers import EvalPrediction, Trainer
 from transformers.trainer_utils import PREFIX_CHECKPOINT_DIR, has_length
 from transformers.utils import logging
 
+from ..model_card import is_hub_id
 from .checkpoints import mark_complete, remove_checkpoint, resolve_checkpoint, rotate_checkpoints
 from .ema import EMA_FOLDER, RFDetrEMACallback
 from .metrics import (
@@ -190,20 +191,6 @@ def _as_list(value: str | list[str] | None) -> list[str]:
     return [value] if isinstance(value, str) else list(value or [])
 
 
-def _is_hub_id(text: str) -> bool:
-    """Whether `text` is a valid Hub repository id (`NAME` or `ORG/NAME`)."""
-    from huggingface_hub.errors import HFValidationError
-    from huggingface_hub.utils import validate_repo_id
-
-    if not text:
-        return False
-    try:
-        validate_repo_id(text)
-    except HFValidationError:
-        return False
-    return True
-
-
 def _with_metadata(
     card: str,
     readme: Path,
@@ -223,7 +210,7 @@ def _with_metadata(
             extra_tags += [tag for tag in ModelCard.load(readme).data.tags or [] if tag != "generated_from_trainer"]
         except Exception:  # an unreadable README.md: replaced without its tags
             pass
-    hub_datasets = [name for name in datasets if _is_hub_id(name)]
+    hub_datasets = [name for name in datasets if is_hub_id(name)]
     if not (language or license or extra_tags or hub_datasets):
         return card
     document = ModelCard(card)
@@ -508,7 +495,7 @@ class RFDetrTrainer(Trainer):
         model = self.accelerator.unwrap_model(self.model)
         config = model.config
         start = str(getattr(config, "_name_or_path", "") or "")
-        from_hub = _is_hub_id(start) and not os.path.isdir(start)
+        from_hub = is_hub_id(start) and not os.path.isdir(start)
         base_model = finetuned_from or (start if from_hub else None)
         datasets_named = [name for name in (_as_list(dataset) + _as_list(dataset_tags)) if name]
         if base_model:
