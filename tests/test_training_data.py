@@ -504,10 +504,97 @@ def test_hub_layout_missing_column_is_named() -> None:
     with pytest.raises(DatasetError, match="column 'objects' has no field 'bbox'"):
         prepare_dataset(no_bbox)
     bad_category = hub_dataset().select([0]).map(lambda row: {"objects": {**row["objects"], "category": [7, 0]}})
-    with pytest.raises(DatasetError, match=r"categories \[7\] are outside 0..2"):
+    with pytest.raises(DatasetError, match=r"split 'dataset', row 0: objects.category \[7\] are outside 0..2\."):
         prepare_dataset(bad_category, id2label={0: "a", 1: "b", 2: "c"})
     with pytest.raises(DatasetError, match="not a datasets.ClassLabel"):
         id2label_from_dataset(hub_dataset())
+
+
+def hub_rows(bad_objects: dict, good_objects: dict | None = None, layout: str = "columns") -> datasets.Dataset:
+    """Two 64x48 images: row 0 with `good_objects` (default: one box of class 0), row 1 with `bad_objects`, both
+    given as dicts of lists and stored as such (`layout="columns"`, cppe-5) or as lists of dicts (`"rows"`)."""
+    objects = [good_objects or {"bbox": [[1.0, 2.0, 30.0, 20.0]], "category": [0]}, bad_objects]
+    if layout == "rows":
+        objects = [[dict(zip(row, values)) for values in zip(*row.values())] for row in objects]
+    rows = {"image": [Image.new("RGB", (64, 48))] * 2, "width": [64, 64], "height": [48, 48]}
+    return datasets.Dataset.from_dict(rows | {"objects": objects})
+
+
+@pytest.mark.parametrize(
+    ("bbox", "bbox_format", "layout", "shown"),
+    [
+        ([5, 5, float("inf"), 10], "xywh", "columns", r"\[5.0, 5.0, inf, 10.0\]"),
+        ([float("nan"), 2, 10, 10], "xywh", "rows", r"\[nan, 2.0, 10.0, 10.0\]"),
+        ([5, 5, float("-inf"), 10], "xyxy", "columns", r"\[5.0, 5.0, -inf, 10.0\]"),
+        ([1, 2, 3], "xywh", "columns", r"\[1.0, 2.0, 3.0\]"),
+        ([1, 2, 3, 4, 5], "xyxy", "rows", r"\[1.0, 2.0, 3.0, 4.0, 5.0\]"),
+    ],
+)
+def test_hub_layout_malformed_bbox_names_split_row_and_object(
+    bbox: list, bbox_format: str, layout: str, shown: str
+) -> None:
+    """An infinite width was clamped to the image edge and trained on, a NaN box dropped unreported, and a bbox of 3
+    or 5 numbers failed with a bare unpacking error; all are refused up front, as `load_coco_folder` refuses them."""
+    order = "x, y, width, height" if bbox_format == "xywh" else "x0, y0, x1, y1"
+    expected = rf"split 'train', row 1, object 1: objects.bbox must be 4 finite numbers \[{order}\]; got {shown}\."
+    objects = {"bbox": [[1, 2, 3, 4], bbox], "category": [0, 0]}
+    with pytest.raises(DatasetError, match=expected):
+        prepare_dataset(
+            datasets.DatasetDict({"train": hub_rows(objects, layout=layout)}),
+            id2label={0: "a"},
+            bbox_format=bbox_format,
+        )
+
+
+def test_hub_layout_classlabel_no_label_is_refused_before_training(tmp_path: Path) -> None:
+    """A `ClassLabel` -1 (datasets' "no label") passed every check and failed at the first training step, naming a
+    batch position ("labels[0]: class_labels must be in [0, 2)") instead of the dataset row."""
+    bbox = datasets.List(datasets.List(datasets.Value("float32")))
+    category = datasets.List(datasets.ClassLabel(names=["a", "b"]))
+    rows = hub_rows({"bbox": [[1, 2, 3, 4]] * 2, "category": [1, -1]})
+    splits = datasets.DatasetDict({"train": rows.cast_column("objects", {"bbox": bbox, "category": category})})
+    expected = (
+        r"split 'train', row 1: objects.category \[-1\] are outside 0..1 \(-1 is a datasets.ClassLabel's 'no label'"
+    )
+    with pytest.raises(DatasetError, match=expected):
+        prepare_dataset(splits)
+    with pytest.raises(DatasetError, match=expected):  # before the model is loaded
+        fine_tune("not-a-model-it-is-never-loaded", dataset=splits, output_dir=tmp_path / "out", device="cpu")
+    assert not (tmp_path / "out").exists()
+
+
+@pytest.mark.parametrize(
+    ("category", "id2label", "message"),
+    [
+        (["cat"], None, r"\['cat'\] are not class ids: expected integers 0..K-1 \(class names: map them to their ids"),
+        (["cat"], {0: "cat"}, r"\['cat'\] are not class ids: expected integers 0..0 \(class names: map them to"),
+        ([1.5], None, r"\[1.5\] are not class ids: expected integers 0..K-1\."),
+        ([1.5], {0: "cat", 1: "dog"}, r"\[1.5\] are not class ids: expected integers 0..1\."),
+        ([-2], None, r"\[-2\] are outside 0..K-1\."),
+        ([0, 2], {0: "cat", 1: "dog"}, r"\[2\] are outside 0..1\."),
+    ],
+)
+def test_hub_layout_categories_that_are_not_class_ids_name_split_and_row(
+    category: list, id2label: dict | None, message: str
+) -> None:
+    """Category names failed with a bare `int()` error, a float category with Arrow's "Float value 1.500000 was
+    truncated" from the cast: neither named the split, the row or the column, nor said what is accepted."""
+    rows = hub_rows({"bbox": [[1, 2, 3, 4]] * len(category), "category": category}, {"bbox": [], "category": []})
+    with pytest.raises(DatasetError, match=rf"Dataset split 'train', row 1: objects.category {message}"):
+        prepare_dataset(datasets.DatasetDict({"train": rows}), id2label=id2label)
+
+
+@pytest.mark.parametrize(
+    ("field", "values", "boxes"),
+    [("category", [0], 2), ("category", [0, 0], 1), ("iscrowd", [0, 0], 1), ("area", [4.0], 2)],
+)
+def test_hub_layout_object_fields_of_another_length_name_split_and_row(field: str, values: list, boxes: int) -> None:
+    """Two boxes with one category passed `prepare_dataset` and failed in the transforms with a bare IndexError."""
+    good = {"bbox": [[1, 2, 3, 4]], "category": [0], field: values[:1]}
+    bad = {"bbox": [[1, 2, 3, 4]] * boxes, "category": [0] * boxes} | {field: values}
+    expected = rf"split 'train', row 1: objects.{field} has {len(values)} value\(s\) but objects.bbox has {boxes};"
+    with pytest.raises(DatasetError, match=expected):
+        prepare_dataset(datasets.DatasetDict({"train": hub_rows(bad, good)}), id2label={0: "a"})
 
 
 # ----------------------------------------------------------------------------------------------------------------------

@@ -17,6 +17,7 @@
 from __future__ import annotations
 
 import copy
+import math
 from collections.abc import Iterable, Mapping
 from typing import Any, Literal
 
@@ -26,6 +27,8 @@ from torchvision.ops import box_convert
 
 from .data import (
     DatasetError,
+    _is_finite,
+    _is_int,
     _list_feature,
     logger,
     object_columns,
@@ -49,7 +52,9 @@ def prepare_dataset(
     compressed RLE `counts` string; checked here against `width`/`height` when present, decoded by the transforms).
     `category` is either a `ClassLabel`
     or integers `0..K-1`; integers are cast to a `ClassLabel` named by `id2label` (or `"0"`, `"1"`, ... with a
-    warning when not given).
+    warning when not given). Every row is checked before anything is cast: each object needs one `bbox` of 4 finite
+    numbers, one `category` in `0..K-1` (a `ClassLabel`'s -1, "no label", is refused) and, where present, one
+    `iscrowd`, `area` and `segmentation`.
 
     Boxes are not modified here, but boxes with zero or negative width/height, and (where `width`/`height` are
     present) boxes partly or entirely outside the image are counted and reported with one warning per split: the
@@ -65,7 +70,8 @@ def prepare_dataset(
         and `objects.bbox` in COCO `xywh`.
 
     Raises:
-        DatasetError: naming the split and the missing or malformed column.
+        DatasetError: naming the split and the missing or malformed column, or the split, row (and object) and field
+            of a malformed value.
     """
     if bbox_format not in ("xywh", "xyxy"):
         raise ValueError(f"bbox_format must be 'xywh' or 'xyxy', got {bbox_format!r}")
@@ -78,6 +84,10 @@ def prepare_dataset(
     for name, split in splits.items():
         _check_columns(split, name)
     names = _class_names(splits, id2label)
+    largest = max((_check_objects(split, name, names, bbox_format) for name, split in splits.items()), default=-1)
+    if names is None:
+        names = [str(label) for label in range(largest + 1)]
+        logger.warning("objects.category has no class names; using %s. Pass id2label= to name them.", names)
     prepared = {name: _prepare_split(split, name, names, bbox_format) for name, split in splits.items()}
     if isinstance(dataset_or_dict, datasets.DatasetDict):
         return datasets.DatasetDict(prepared)
@@ -113,8 +123,9 @@ def _check_columns(dataset: datasets.Dataset, split: str) -> None:
         )
 
 
-def _class_names(splits: dict[str, datasets.Dataset], id2label: Mapping[int, str] | None) -> list[str]:
-    """One class list for all splits: `id2label`, else the first `ClassLabel`, else `"0".."K-1"` (warned)."""
+def _class_names(splits: dict[str, datasets.Dataset], id2label: Mapping[int, str] | None) -> list[str] | None:
+    """One class list for all splits: `id2label`, else the first `ClassLabel`, else `None` (`prepare_dataset` then
+    names the classes `"0".."K-1"` after the largest category)."""
     labels = [object_fields(split.features)["category"] for split in splits.values()]
     class_labels = [label.names for label in labels if isinstance(label, datasets.ClassLabel)]
     if id2label is not None:
@@ -125,21 +136,11 @@ def _class_names(splits: dict[str, datasets.Dataset], id2label: Mapping[int, str
     elif class_labels:
         names = list(class_labels[0])
     else:
-        count = 1 + max((_max_category(split) for split in splits.values()), default=-1)
-        names = [str(label) for label in range(count)]
-        logger.warning("objects.category has no class names; using %s. Pass id2label= to name them.", names)
+        return None
     for found in class_labels:
         if list(found) != names:
             raise DatasetError(f"Splits disagree on the class names: {list(found)} vs {names}.")
     return names
-
-
-def _max_category(dataset: datasets.Dataset) -> int:
-    """Largest integer category of a split (-1 when it has no objects)."""
-    largest = -1
-    for objects in dataset.select_columns(["objects"])["objects"]:
-        largest = max([largest, *(int(c) for c in object_columns(objects).get("category", []))])
-    return largest
 
 
 def _prepare_split(dataset: datasets.Dataset, split: str, names: list[str], bbox_format: str) -> datasets.Dataset:
@@ -148,7 +149,6 @@ def _prepare_split(dataset: datasets.Dataset, split: str, names: list[str], bbox
     features["image"] = features["image"] if isinstance(features["image"], datasets.Image) else datasets.Image()
     _set_category_feature(features, datasets.ClassLabel(names=names))
     if features != dataset.features:
-        _check_category_range(dataset, split, len(names))
         dataset = dataset.cast(features)
     if "image_id" not in dataset.column_names:
         dataset = dataset.add_column("image_id", list(range(len(dataset))))
@@ -168,12 +168,61 @@ def _set_category_feature(features: datasets.Features, class_label: datasets.Cla
         objects.feature["category"] = class_label
 
 
-def _check_category_range(dataset: datasets.Dataset, split: str, count: int) -> None:
-    """Raise `DatasetError` naming the row when an integer category is outside `0..count-1`."""
-    for row, objects in enumerate(dataset.select_columns(["objects"])["objects"]):
-        bad = [c for c in object_columns(objects).get("category", []) if not 0 <= int(c) < count]
-        if bad:
-            raise DatasetError(f"Dataset split '{split}', row {row}: categories {bad} are outside 0..{count - 1}.")
+def _check_categories(categories: list[Any], names: list[str] | None, where: str) -> None:
+    """Raise `DatasetError` naming `where` when one of a row's categories is not an integer `0..K-1` (`K` is
+    `len(names)`, unknown while `names` is `None`)."""
+    upper = "K-1" if names is None else len(names) - 1
+    not_ids = [value for value in categories if not _is_int(value)]
+    if not_ids:
+        strings = any(isinstance(value, str) for value in not_ids)
+        hint = " (class names: map them to their ids, or cast the column to a datasets.ClassLabel)" if strings else ""
+        raise DatasetError(
+            f"{where}: objects.category {not_ids} are not class ids: expected integers 0..{upper}{hint}."
+        )
+    outside = [value for value in categories if not 0 <= value < (len(names) if names is not None else math.inf)]
+    if outside:
+        hint = " (-1 is a datasets.ClassLabel's 'no label': give those objects a class or leave them out)"
+        raise DatasetError(
+            f"{where}: objects.category {outside} are outside 0..{upper}{hint if -1 in outside else ''}."
+        )
+
+
+#: The per-object fields read by the transforms and the evaluation: one value per object each.
+_PER_OBJECT_FIELDS = ("category", "iscrowd", "area", "segmentation")
+
+
+def _check_objects(dataset: datasets.Dataset, split: str, names: list[str] | None, bbox_format: str) -> int:
+    """The largest category of a split (-1 when it has no objects), checked before the cast and the `xyxy`
+    conversion; raises `DatasetError` naming the split, row (and object) and field when a row's boxes are not 4 finite
+    numbers each, its per-object fields do not hold one value per box, or a category is not a class id (also a
+    `ClassLabel`'s -1, "no label", which no cast would catch before the loss)."""
+    order = "x, y, width, height" if bbox_format == "xywh" else "x0, y0, x1, y1"
+    largest = -1
+    for row, objects in enumerate(_objects_column(dataset)):
+        where = f"Dataset split '{split}', row {row}"
+        columns = object_columns(objects)
+        boxes = columns.get("bbox") or []
+        for field in _PER_OBJECT_FIELDS:
+            values = columns.get(field)
+            if values is not None and len(values) != len(boxes):
+                raise DatasetError(
+                    f"{where}: objects.{field} has {len(values)} value(s) but objects.bbox has {len(boxes)}; every "
+                    "object needs one of each."
+                )
+        for index, bbox in enumerate(boxes):
+            if not isinstance(bbox, (list, tuple)) or len(bbox) != 4 or not all(_is_finite(value) for value in bbox):
+                raise DatasetError(
+                    f"{where}, object {index}: objects.bbox must be 4 finite numbers [{order}]; got {bbox!r}."
+                )
+        categories = columns.get("category") or []
+        _check_categories(categories, names, where)
+        largest = max([largest, *(int(category) for category in categories)])
+    return largest
+
+
+def _objects_column(dataset: datasets.Dataset) -> list[Any]:
+    """The `objects` column as plain Python values (whatever format the dataset is set to)."""
+    return dataset.select_columns(["objects"]).with_format(None)["objects"]
 
 
 def _xyxy_to_xywh_batch(objects_batch: list[Any]) -> dict[str, list[Any]]:
