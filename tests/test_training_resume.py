@@ -17,7 +17,7 @@ from pathlib import Path
 import pytest
 import torch
 from safetensors.torch import load_file
-from transformers import Trainer
+from transformers import Trainer, TrainerCallback
 
 from hf_rfdetr import RFDetrForObjectDetection, RFDetrImageProcessor, fine_tune
 from hf_rfdetr.training import RFDetrDataCollator, RFDetrTrainer
@@ -281,3 +281,36 @@ def test_resume_with_dataloader_workers_is_exact(inputs: tuple[Path, Path], tmp_
     shutil.copytree(tmp_path / "straight" / "checkpoint-5", tmp_path / "resumed" / "checkpoint-5")
     fine_tune(inputs[1], inputs[0], output_dir=tmp_path / "resumed", resume=True, **options)
     _assert_same_run(tmp_path / "straight", tmp_path / "resumed")
+
+
+class _StopAfterSave(TrainerCallback):
+    """Raises `_Interrupted` once checkpoint-`step` is saved (and marked complete): a kill right after it."""
+
+    def __init__(self, step: int) -> None:
+        self.step = step
+
+    def on_save(self, args, state, control, **kwargs):
+        if state.global_step == self.step:
+            raise _Interrupted(f"after checkpoint-{self.step}")
+
+
+@pytest.mark.slow
+def test_resume_keeps_the_early_stopping_patience_counter(inputs: tuple[Path, Path], tmp_path: Path) -> None:
+    """checkpoint-10's trainer_state.json holds EarlyStoppingCallback's counter; the resumed run restores it (transformers'
+    `restore_callback_states_from_checkpoint`, off by default, which RFDetrTrainer turns on) and stops at the same
+    step as the uninterrupted run, instead of counting the patience from 0 again."""
+    options = dict(epochs=6, batch_size=2, grad_accum_steps=1, device="cpu", tensorboard=False, lr=1e-3)
+    options |= dict(num_workers=0, disable_tqdm=True, early_stopping=True, early_stopping_patience=2)
+    straight = fine_tune(inputs[1], inputs[0], output_dir=tmp_path / "straight", **options)
+    stopped = straight.state.global_step
+    assert 10 < stopped < 30, f"the uninterrupted run should stop early, after checkpoint-10 (stopped at {stopped})"
+    counter = json.loads((tmp_path / "straight" / "checkpoint-10" / "trainer_state.json").read_text())
+    assert counter["stateful_callbacks"]["EarlyStoppingCallback"]["attributes"]["early_stopping_patience_counter"] > 0
+    with pytest.raises(_Interrupted):
+        fine_tune(inputs[1], inputs[0], output_dir=tmp_path / "run", callbacks=[_StopAfterSave(10)], **options)
+    resumed = fine_tune(inputs[1], inputs[0], output_dir=tmp_path / "run", resume=True, **options)
+    assert resumed.state.global_step == stopped
+    assert Path(resumed.state.best_model_checkpoint).name == Path(straight.state.best_model_checkpoint).name
+    for name in ("model.safetensors", "ema/model.safetensors"):
+        reference, actual = load_file(tmp_path / "straight" / name), load_file(tmp_path / "run" / name)
+        assert max((reference[key] - actual[key]).abs().max().item() for key in reference) <= TOLERANCE

@@ -256,7 +256,9 @@ class RFDetrTrainer(Trainer):
     checkpoint itself) and the random state of the data collator
     (`collator_state.pt`, when the collator has `state_dict` / `load_state_dict`, as `RFDetrDataCollator`), next to
     the Trainer's own `rng_state.pth` (python, numpy, torch), so that a resumed run continues exactly as an
-    uninterrupted one. `checkpoint_complete.json` is written last; `train(resume_from_checkpoint=True)` resumes from
+    uninterrupted one; the trainer turns on `TrainingArguments.restore_callback_states_from_checkpoint`, so that the
+    state of `ExportableState` callbacks (`EarlyStoppingCallback`'s patience counter) is resumed too (such callbacks
+    are rebuilt with the arguments saved in the checkpoint, as transformers does). `checkpoint_complete.json` is written last; `train(resume_from_checkpoint=True)` resumes from
     the newest complete checkpoint (naming the incomplete ones it skipped), and `save_total_limit` only ever deletes
     complete checkpoints older than the one just completed.
     """
@@ -288,6 +290,9 @@ class RFDetrTrainer(Trainer):
         if ema is not None:
             ema.save_on_checkpoint = False  # written by `_save_checkpoint`, before the checkpoint is marked complete
         self.args.eval_do_concat_batches = False  # detection targets differ in length: keep batches apart
+        # A resumed run continues exactly: the state of `ExportableState` callbacks (EarlyStoppingCallback's patience
+        # counter) and of the TrainerControl comes back from trainer_state.json (transformers' default is False)
+        self.args.restore_callback_states_from_checkpoint = True
 
     def train(self, resume_from_checkpoint: str | os.PathLike | bool | None = None, *args, **kwargs):
         """`Trainer.train`, resuming (`True`: from the newest complete checkpoint of `output_dir`; a folder: after
