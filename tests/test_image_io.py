@@ -9,13 +9,15 @@ channels-first; unreadable files are named; `pipeline([])` is `[]`; the pixel li
 from __future__ import annotations
 
 import json
+import logging
 from pathlib import Path
 
 import numpy as np
 import pytest
 import torch
-from PIL import Image
+from PIL import Image, ImageOps
 from transformers import AutoModelForObjectDetection, pipeline
+from transformers.image_utils import load_image as transformers_load_image
 
 import hf_rfdetr.models.rfdetr.image_io as image_io
 from hf_rfdetr import RFDETR, RFDetrImageProcessor
@@ -127,6 +129,86 @@ def test_exif_rotated_photo_every_path_finds_the_six_objects(
     assert_demo_scene(labels, np.array([d["box"] for d in entry["detections"]]), "hf-rfdetr predict")
     with Image.open(entry["output"]) as annotated:
         assert annotated.size == (WIDTH, HEIGHT)
+
+
+def orientation_warnings(caplog: pytest.LogCaptureFixture) -> list[str]:
+    """The EXIF-orientation warnings logged by `image_io` since the last `caplog.clear()`."""
+    return [
+        record.getMessage()
+        for record in caplog.records
+        if record.name == image_io.__name__
+        and record.levelno == logging.WARNING
+        and "EXIF orientation" in record.getMessage()
+    ]
+
+
+def test_pil_image_still_carrying_an_exif_orientation_warns(files, processor, caplog) -> None:
+    """`Image.open(path).convert("RGB")` keeps the orientation tag: the processor reads the image upright (480 x 360)
+    while `image.size` is the stored 360 x 480, so target sizes taken from it would be wrong; one warning per such
+    image says so, with the index, the orientation, both sizes and the way out. Upright images and paths are quiet."""
+    tagged = Image.open(files["rotated"]).convert("RGB")
+    assert tagged.getexif().get(0x0112) == 6 and tagged.size == (HEIGHT, WIDTH)
+    upright = Image.open(DEMO_IMAGE)
+    with caplog.at_level(logging.WARNING, logger=image_io.__name__):
+        processor([upright, tagged])
+        (message,) = orientation_warnings(caplog)
+        assert message.startswith("Image 1: PIL image with EXIF orientation 6 (rotated 90 degrees clockwise)")
+        assert "480x360 (width x height)" in message and "`.size` are 360x480" in message
+        assert "Boxes and masks come out in the displayed 480x360 frame" in message
+        assert (
+            "PIL.ImageOps.exif_transpose(image)" in message and "target_sizes=[(image.height, image.width)]" in message
+        )
+        assert "displayed_size(image)" in message
+        caplog.clear()
+        processor([tagged, tagged])
+        assert [m.split(":")[0] for m in orientation_warnings(caplog)] == ["Image 0", "Image 1"]  # one per image
+        caplog.clear()
+        processor(upright)
+        processor(str(files["rotated"]))  # files are read upright by load_image: no tag left, nothing to warn about
+        processor(ImageOps.exif_transpose(tagged))
+        processor(transformers_load_image(str(files["rotated"])))
+        assert load_image(tagged).getexif().get(0x0112) is None
+        assert orientation_warnings(caplog) == []
+
+
+def test_readme_pattern_on_an_exif_rotated_photo_gives_the_boxes_of_the_path(
+    files, processor, model, detector, facade: RFDETR, caplog
+) -> None:
+    """The README reads photos upright (transformers' `load_image`, or `ImageOps.exif_transpose`) and takes
+    `target_sizes` from that image: the boxes are those of the processor and `predict` on the path. The pipeline
+    (which reads PIL images upright first) does not warn; `predict` on the tagged PIL image warns once."""
+    path = files["rotated"]
+    reference_labels, reference = run_processor(processor, model, str(path), (HEIGHT, WIDTH))
+    assert_demo_scene(reference_labels, reference, "processor(path)")
+    with caplog.at_level(logging.WARNING, logger=image_io.__name__):
+        for upright in (transformers_load_image(str(path)), ImageOps.exif_transpose(Image.open(path)).convert("RGB")):
+            assert upright.size == (WIDTH, HEIGHT)
+            labels, boxes = run_processor(processor, model, upright, (upright.height, upright.width))
+            assert labels == reference_labels
+            np.testing.assert_allclose(boxes, reference, atol=1e-4)
+        found = facade.predict(str(path), threshold=THRESHOLD)
+        np.testing.assert_allclose(found.xyxy, reference, atol=1e-3)
+        tagged = Image.open(path).convert("RGB")
+        assert_demo_scene(*pipeline_boxes(detector(tagged, threshold=THRESHOLD)), "pipeline(tagged PIL image)")
+        assert orientation_warnings(caplog) == []
+        from_tagged = facade.predict(tagged, threshold=THRESHOLD)
+        (message,) = orientation_warnings(caplog)  # the facade's own read; the processor then gets a tensor
+        assert message.startswith("image 0: PIL image with EXIF orientation 6")
+    np.testing.assert_allclose(from_tagged.xyxy, reference, atol=1e-3)
+    # the stored size as target_sizes (the old README pattern) gives other boxes: what the warning is about
+    _, stored = run_processor(processor, model, tagged, (tagged.height, tagged.width))
+    assert np.abs(stored - reference).max() > 50
+
+
+def test_pil_image_with_an_orientation_is_upright_also_without_rgb_conversion() -> None:
+    """`do_convert_rgb=False` keeps grey and RGBA channels as they are, and still applies the EXIF orientation."""
+    pixels = np.arange(12 * 20, dtype=np.uint8).reshape(12, 20)
+    for image in (Image.fromarray(pixels), Image.fromarray(np.dstack([pixels] * 4))):
+        image.getexif()[0x0112] = 6
+        expected = to_chw(ImageOps.exif_transpose(image), convert_rgb=False)
+        assert expected.shape[1:] == (20, 12)
+        assert torch.equal(to_chw(image, convert_rgb=False), expected)
+        assert torch.equal(to_chw(image)[0], expected[0])
 
 
 def write_coco(folder: Path, image: Path, width: int, height: int) -> Path:

@@ -52,6 +52,15 @@ def test_readme_has_runnable_blocks() -> None:
     assert len(skipped) <= 3 and all("Hub" in reason or "network" in reason for _, reason in skipped), skipped
 
 
+def test_readme_reads_photos_upright() -> None:
+    """Snippets take `target_sizes` from the image they loaded and draw on it, so they load it as viewers show it
+    (transformers' `load_image`: EXIF orientation applied, RGB). `Image.open(...)` keeps a phone photo's orientation
+    tag and its stored `.size`, which is not the frame of the boxes (issue 10 reads images upright)."""
+    opened = [line for line, code, _ in BLOCKS if "Image.open(" in code]
+    assert opened == [], f"README blocks at lines {opened} read images with Image.open; use load_image"
+    assert sum("load_image(" in code for _, code, _ in BLOCKS) >= 7
+
+
 @pytest.mark.parametrize("line, code", [(line, code) for line, code, reason in BLOCKS if reason is None])
 def test_readme_block_runs(line: int, code: str, workdir: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.chdir(workdir)

@@ -38,6 +38,14 @@ Arrays and tensors follow one layout and dtype rule, `to_chw`:
   read channels-last, as numpy arrays are (and refused as smaller than 2x2 when it is).
 - dtypes: `uint8` (0-255); `uint16` (0-65535, scaled to 8 bits as 16-bit files are); `bool` (False black, True
   white); floats (`float16`, `bfloat16`, `float32`, `float64`) in `[0, 1]`. Other dtypes are refused.
+
+`to_chw` also takes PIL images, with their EXIF orientation applied as `load_image` does. A PIL image that still
+carries an orientation other than 1 (`Image.open(path)`, `.convert("RGB")` keeps the tag) is logged with one warning
+per image (transformers' logging, this module's logger), naming it, the orientation and its displayed and stored
+sizes: its `.size` is the stored one, not the displayed frame the boxes and masks come out in, so `target_sizes`
+taken from it or boxes drawn on it would be wrong. Read it upright first, `PIL.ImageOps.exif_transpose(image)`
+(transformers' `load_image` does it), and use that image and its size (or `displayed_size(image)`). Files read by
+`load_image`, and the images it returns, carry no orientation any more: they never warn.
 """
 
 from __future__ import annotations
@@ -52,6 +60,7 @@ from typing import IO, Any
 import numpy as np
 import torch
 from PIL import Image, ImageOps, UnidentifiedImageError
+from transformers.utils import logging
 
 __all__ = [
     "MAX_IMAGE_PIXELS",
@@ -63,6 +72,8 @@ __all__ = [
     "to_chw",
     "to_rgb",
 ]
+
+logger = logging.get_logger(__name__)
 
 _DEFAULT_MAX_IMAGE_PIXELS = 2 * 89_478_485
 
@@ -90,6 +101,15 @@ MAX_IMAGE_PIXELS: int | None = _limit_from_environment()
 _URL_SCHEMES = ("http://", "https://")
 _EXIF_ORIENTATION = 0x0112
 _SWAPPING_ORIENTATIONS = (5, 6, 7, 8)  # orientations that rotate by 90 degrees: width and height swap
+_ORIENTATION_NAMES = {
+    2: "mirrored left-right",
+    3: "rotated 180 degrees",
+    4: "mirrored top-bottom",
+    5: "mirrored left-right and rotated 90 degrees counter-clockwise",
+    6: "rotated 90 degrees clockwise",
+    7: "mirrored left-right and rotated 90 degrees clockwise",
+    8: "rotated 90 degrees counter-clockwise",
+}
 _CHANNELS = (1, 3, 4)
 _SIXTEEN_BIT_MODES = ("I;16", "I;16B", "I;16L", "I;16N", "I")
 _FLOAT_DTYPES = (torch.float16, torch.bfloat16, torch.float32, torch.float64)
@@ -240,9 +260,7 @@ def to_rgb(image: Image.Image, name: str = "image") -> Image.Image:
 
     RGB images without an orientation are returned as they are (no copy). A lazily opened image that cannot be
     decoded raises `ImageReadError` naming `name` and its file."""
-    _decode(image, name)
-    if _orientation(image) != 1:
-        image = ImageOps.exif_transpose(image)
+    image = _upright(image, name)
     if image.mode == "RGB":
         return image
     if image.mode in _SIXTEEN_BIT_MODES:
@@ -256,6 +274,37 @@ def to_rgb(image: Image.Image, name: str = "image") -> Image.Image:
         return image.convert("RGB")
     except ValueError as error:  # modes Pillow cannot convert to RGB (e.g. LAB, HSV without a profile)
         raise ImageReadError(f"{name}: cannot convert Pillow mode {image.mode!r} to RGB ({error})") from error
+
+
+def _upright(image: Image.Image, name: str) -> Image.Image:
+    """The decoded image with its EXIF orientation applied (the image itself when it has none)."""
+    _decode(image, name)
+    return ImageOps.exif_transpose(image) if _orientation(image) != 1 else image
+
+
+def _warn_if_oriented(image: Image.Image, where: str) -> None:
+    """Log a warning when an in-memory PIL image carries an EXIF orientation other than 1: it is read upright, so
+    its `.size` (stored) is not the frame of the boxes and masks (displayed)."""
+    orientation = _orientation(image)
+    if orientation == 1:
+        return
+    (stored_width, stored_height), (width, height) = image.size, displayed_size(image)
+    logger.warning(
+        "%s: PIL image with EXIF orientation %d (%s) is read as a viewer shows it, %dx%d (width x height), while "
+        "its stored pixels and `.size` are %dx%d. Boxes and masks come out in the displayed %dx%d frame. To work in "
+        "that frame, read it upright first, `image = PIL.ImageOps.exif_transpose(image)` (transformers' `load_image` "
+        "does it), and use that image and its size, e.g. target_sizes=[(image.height, image.width)] (or "
+        "`hf_rfdetr.models.rfdetr.image_io.displayed_size(image)` for the (width, height)).",
+        where,
+        orientation,
+        _ORIENTATION_NAMES[orientation],
+        width,
+        height,
+        stored_width,
+        stored_height,
+        width,
+        height,
+    )
 
 
 def _decode(image: Image.Image, name: str) -> None:
@@ -306,13 +355,15 @@ def to_chw(
         if not convert_rgb and image.mode != "RGB":
             if image.mode not in ("L", "RGBA"):
                 _refuse_non_rgb(f"mode {image.mode!r}", where)
-            chw = torch.from_numpy(np.array(image, dtype=np.uint8).reshape(image.height, image.width, -1))
+            upright = _upright(image, where)
+            chw = torch.from_numpy(np.array(upright, dtype=np.uint8).reshape(upright.height, upright.width, -1))
             chw = chw.permute(2, 0, 1)
         else:
             chw = torch.from_numpy(np.array(to_rgb(image, where), dtype=np.uint8)).permute(2, 0, 1)
         check_spatial_size(
             int(chw.shape[1]), int(chw.shape[2]), where
         )  # PIL images obey the same 2x2 minimum as arrays
+        _warn_if_oriented(image, where)
         return chw
     if isinstance(image, np.ndarray):
         tensor, default_first = torch.from_numpy(_numpy_pixels(image, where)), False

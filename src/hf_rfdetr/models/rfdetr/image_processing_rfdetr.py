@@ -277,7 +277,10 @@ class RFDetrImageProcessor(BaseImageProcessor):
 
         Args:
             images: a file path (read with EXIF orientation applied and 16-bit data scaled, see
-                `hf_rfdetr.models.rfdetr.image_io`), a PIL image (any mode: EXIF orientation applied, converted to 8-bit RGB), a
+                `hf_rfdetr.models.rfdetr.image_io`), a PIL image (any mode: EXIF orientation applied, converted to
+                8-bit RGB; a PIL image still carrying an orientation other than 1 is logged with a warning, as its
+                `.size` is then not the displayed frame the boxes come out in: pass
+                `PIL.ImageOps.exif_transpose(image)` or transformers' `load_image(...)` and use its size), a
                 numpy array `(H, W)` / `(H, W, C)` or a torch tensor `(H, W)` / `(C, H, W)` with `C` in {1, 3, 4}
                 (gray is replicated, alpha dropped; the other layout only where it is the one possible reading, an
                 ambiguous numpy shape is refused), uint8, uint16, bool or float in `[0, 1]`; or a list of those
