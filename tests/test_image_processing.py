@@ -9,6 +9,7 @@ os.environ.setdefault("HF_HUB_OFFLINE", "1")
 import importlib  # noqa: E402
 import json  # noqa: E402
 import logging  # noqa: E402
+import re  # noqa: E402
 import socket  # noqa: E402
 import warnings  # noqa: E402
 from collections.abc import Callable, Iterator  # noqa: E402
@@ -299,6 +300,67 @@ def test_postprocess_input_forms() -> None:
             assert torch.equal(mine[key], ref[key])
     with pytest.raises(ValueError, match="target sizes"):
         processor.post_process_object_detection(outputs, 0.3, [(480, 640)])
+
+
+@pytest.mark.parametrize(
+    "sizes, shown",
+    [
+        ([(-360, -480), (333, 517)], "(-360.0, -480.0)"),
+        ([(480, 640), (0, 0)], "(0.0, 0.0)"),
+        ([(float("nan"), 480), (333, 517)], "(nan, 480.0)"),
+        ([(480, 640), (float("inf"), 517)], "(inf, 517.0)"),
+        ([(480.5, 640), (333, 517)], "(480.5, 640.0)"),
+        (torch.tensor([[480, 640], [-1, 517]]), "(-1.0, 517.0)"),
+    ],
+)
+def test_postprocess_refuses_target_sizes_that_are_not_positive_integers(sizes: Any, shown: str) -> None:
+    """Zero, negative, fractional, NaN or infinite sizes gave boxes like [-480, -360, ...], all zeros or NaN; detection
+    refuses them as segmentation does, with the same message naming the image."""
+    index = 0 if shown.startswith(("(-360", "(nan", "(480.5")) else 1
+    message = (
+        rf"`target_sizes\[{index}\]` must be a \(height, width\) pair of positive integers.*got {re.escape(shown)}"
+    )
+    with pytest.raises(ValueError, match=message):
+        nano_processor().post_process_object_detection(_random_outputs(seed=5), 0.3, sizes)
+    with pytest.raises(ValueError, match=message):
+        nano_processor().post_process_instance_segmentation(
+            SimpleNamespace(**vars(_random_outputs(seed=5)), pred_masks=torch.zeros(2, 300, 4, 4)), 0.3, sizes
+        )
+
+
+def test_postprocess_target_sizes_as_integral_floats_and_unreadable_ones() -> None:
+    outputs, processor = _random_outputs(seed=5), nano_processor()
+    reference = processor.post_process_object_detection(outputs, 0.3, TARGET_SIZES)
+    as_floats = processor.post_process_object_detection(outputs, 0.3, TARGET_SIZES.float())
+    assert all(torch.equal(a["boxes"], b["boxes"]) for a, b in zip(as_floats, reference))
+    with pytest.raises(ValueError, match=r"`target_sizes` must hold one \(height, width\) pair of positive integers"):
+        processor.post_process_object_detection(outputs, 0.3, [("480", "wide"), (333, 517)])
+    with pytest.raises(ValueError, match=r"`target_sizes` must hold one \(height, width\) pair"):
+        processor.post_process_object_detection(outputs, 0.3, [None, (333, 517)])
+
+
+@pytest.mark.parametrize("threshold", [None, "0.5", -0.1, 1.5, float("nan"), True, [0.5]])
+def test_postprocess_threshold_must_be_a_number_in_the_unit_interval(threshold: Any) -> None:
+    """`threshold=None` or `"0.5"` raised a raw TypeError comparing a Tensor with it; out-of-range values kept all or
+    nothing silently. Detection and segmentation refuse them naming `threshold`."""
+    outputs = _random_outputs(seed=6)
+    message = rf"`threshold` must be in \[0, 1\] \(a number\), got {re.escape(repr(threshold))}"
+    with pytest.raises(ValueError, match=message):
+        nano_processor().post_process_object_detection(outputs, threshold, TARGET_SIZES)
+    with pytest.raises(ValueError, match=message):
+        nano_processor().post_process_instance_segmentation(
+            SimpleNamespace(**vars(outputs), pred_masks=torch.zeros(2, 300, 4, 4)), threshold
+        )
+
+
+def test_postprocess_threshold_accepts_every_kind_of_number() -> None:
+    outputs, processor = _random_outputs(seed=6), nano_processor()
+    reference = processor.post_process_object_detection(outputs, 0.5, TARGET_SIZES)
+    for same in (np.float64(0.5), np.float32(0.5), torch.tensor(0.5), np.array(0.5)):
+        results = processor.post_process_object_detection(outputs, same, TARGET_SIZES)
+        assert all(torch.equal(a["scores"], b["scores"]) for a, b in zip(results, reference))
+    assert processor.post_process_object_detection(outputs, 1, TARGET_SIZES)[0]["scores"].numel() == 0
+    assert processor.post_process_object_detection(outputs, 0, TARGET_SIZES)[0]["scores"].numel() == 300
 
 
 # ----------------------------------------------------------------------------------------------------------------------

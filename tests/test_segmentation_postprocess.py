@@ -469,8 +469,14 @@ def test_bad_target_sizes_and_options() -> None:
     assert torch.equal(_call(outputs, mask_threshold=np.float32(0.5))[0]["masks"], _call(outputs)[0]["masks"])
     with pytest.raises(ValueError, match=r"cannot both be True"):
         _call(outputs, return_binary_maps=True, return_coco_annotation=True)
-    with pytest.raises(ValueError, match=r"`overlap_mask_area_threshold` must be in \[0, 1\]"):
-        _call(outputs, overlap_mask_area_threshold=2)
+    for bad in (2, None, "0.5"):
+        with pytest.raises(ValueError, match=rf"`overlap_mask_area_threshold` must be in \[0, 1\].*got {bad!r}"):
+            _call(outputs, overlap_mask_area_threshold=bad)
+    for bad in (None, "0.3", 1.01):
+        with pytest.raises(ValueError, match=rf"`threshold` must be in \[0, 1\] \(a number\), got {bad!r}"):
+            _call(outputs, threshold=bad)
+    with pytest.raises(ValueError, match=r"`target_sizes\[0\]` must be a \(height, width\).*got \(nan, 10.0\)"):
+        _call(outputs, target_sizes=[(float("nan"), 10), (5, 5)])
     with pytest.raises(ValueError, match=r"`pixel_mask` maps masks to `target_sizes`"):
         _call(outputs, pixel_mask=torch.ones(2, 32, 32))
     with pytest.raises(ValueError, match=r"`pixel_mask` must be the processor's \(B, H, W\) mask with B = 2"):

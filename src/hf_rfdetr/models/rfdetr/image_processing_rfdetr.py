@@ -59,6 +59,7 @@ from .post_processing import (
     segment_map,
     select_top_k,
     target_size_tensor,
+    unit_interval,
 )
 
 logger = logging.get_logger(__name__)
@@ -382,15 +383,22 @@ class RFDetrImageProcessor(BaseImageProcessor):
         Args:
             outputs: model output with `logits` `(B, Q, C)` and `pred_boxes` `(B, Q, 4)` (normalised cx, cy, w, h),
                 as attributes or mapping keys (`pred_logits` is accepted for `logits`).
-            threshold: keep detections with `score > threshold` (strict, as `predict`).
-            target_sizes: `(B, 2)` tensor or list of `(height, width)` per image; boxes are scaled to it and clamped to
-                `[0, width]` / `[0, height]`. `None` keeps normalised boxes (clamped to `[0, 1]`).
+            threshold: a score in `[0, 1]`; keep detections with `score > threshold` (strict, as `predict`).
+            target_sizes: `(B, 2)` tensor or list of `(height, width)` per image, positive integers (the sizes of
+                the images as the processor read them: for a PIL image with an EXIF orientation, its displayed size,
+                see `preprocess`); boxes are scaled to it and clamped to `[0, width]` / `[0, height]`. `None` keeps
+                normalised boxes (clamped to `[0, 1]`).
             top_k: number of (query, class) pairs selected before thresholding; defaults to `num_top_queries`.
 
         Returns:
             One dict per image with `scores` `(K,)` float, `labels` `(K,)` int64 and `boxes` `(K, 4)` absolute
             `(x0, y0, x1, y1)`, sorted by descending score (ties: lower flattened query*C+class index first).
+
+        Raises:
+            ValueError: `threshold` not a number in `[0, 1]`, `target_sizes` not one pair of positive integers per
+                image, or outputs of the wrong shape.
         """
+        threshold = unit_interval(threshold, "threshold")
         logits, pred_boxes = prediction_tensors(outputs)
         sizes = target_size_tensor(target_sizes, int(logits.shape[0]), pred_boxes.device)
         scores, labels, queries = select_top_k(logits, self._top_k(top_k, logits))
@@ -423,8 +431,9 @@ class RFDetrImageProcessor(BaseImageProcessor):
         Args:
             outputs: model output with `logits` `(B, Q, C)`, `pred_boxes` `(B, Q, 4)` and `pred_masks` `(B, Q, h, w)`
                 mask logits (attributes or mapping keys).
-            threshold: keep instances with `score > threshold` (strict, as `predict`).
-            target_sizes: `(B, 2)` tensor or list of `(height, width)` per image (the original image sizes): boxes are
+            threshold: a score in `[0, 1]`; keep instances with `score > threshold` (strict, as `predict`).
+            target_sizes: `(B, 2)` tensor or list of `(height, width)` per image (the original image sizes, as the
+                processor read them: displayed sizes for EXIF-oriented PIL images, see `preprocess`): boxes are
                 scaled to it and masks resized to it. `None` keeps normalised boxes and masks at the mask-head
                 resolution `(h, w)`.
             mask_threshold: probability in `[0, 1]`; a pixel is in the mask when its resized logit is above
@@ -455,13 +464,14 @@ class RFDetrImageProcessor(BaseImageProcessor):
 
         Raises:
             ValueError: `pred_masks` missing or not `(B, Q, h, w)`, `target_sizes` not one positive `(height, width)`
-                per image, a threshold out of range, both `return_binary_maps` and `return_coco_annotation`, or a bad
+                per image, a threshold that is not a number in `[0, 1]`, both `return_binary_maps` and `return_coco_annotation`, or a bad
                 `pixel_mask`.
         """
         if kwargs:
             warnings.warn(
                 f"post_process_instance_segmentation: ignored argument(s) {sorted(kwargs)}.", UserWarning, stacklevel=2
             )
+        threshold = unit_interval(threshold, "threshold")
         if pixel_mask is None and target_sizes is not None:  # without target sizes the masks stay on the canvas
             pixel_mask = (
                 outputs.get("pixel_mask") if isinstance(outputs, Mapping) else getattr(outputs, "pixel_mask", None)
@@ -667,8 +677,7 @@ def _check_segmentation_options(
     """Raise `ValueError` on inconsistent `post_process_instance_segmentation` options."""
     if binary_maps and coco_annotation:
         raise ValueError("`return_binary_maps` and `return_coco_annotation` cannot both be True.")
-    if not 0.0 <= float(overlap_mask_area_threshold) <= 1.0:
-        raise ValueError(f"`overlap_mask_area_threshold` must be in [0, 1], got {overlap_mask_area_threshold!r}.")
+    unit_interval(overlap_mask_area_threshold, "overlap_mask_area_threshold")
     if pixel_mask is not None and target_sizes is None:
         raise ValueError("`pixel_mask` maps masks to `target_sizes`: pass the original (height, width) sizes too.")
 

@@ -64,22 +64,50 @@ def get_field(outputs: Any, name: str) -> torch.Tensor | None:
 def target_size_tensor(
     target_sizes: torch.Tensor | Sequence[Sequence[int]] | None, batch_size: int, device: torch.device
 ) -> torch.Tensor:
-    """`(B, 2)` float32 `(height, width)` per image; all ones (normalised boxes) when `target_sizes` is None."""
+    """`(B, 2)` float32 `(height, width)` per image; all ones (normalised boxes) when `target_sizes` is None.
+
+    Every size must be a pair of positive integers (an image size in pixels; integral floats are accepted): zero,
+    negative, fractional, NaN or infinite sizes raise `ValueError` naming the image, as they would give degenerate or
+    NaN boxes and masks. The one check of detection and segmentation post-processing alike."""
     if target_sizes is None:
         return torch.ones((batch_size, 2), dtype=torch.float32, device=device)
     if len(target_sizes) != batch_size:
         raise ValueError(
             f"Got {len(target_sizes)} target sizes for a batch of {batch_size}; pass one (height, width) per image."
         )
-    sizes = torch.as_tensor(
-        [[float(v) for v in size] for size in target_sizes]
-        if not isinstance(target_sizes, torch.Tensor)
-        else target_sizes,
-        dtype=torch.float32,
-    ).to(device)
+    try:
+        sizes = torch.as_tensor(
+            [[float(v) for v in size] for size in target_sizes]
+            if not isinstance(target_sizes, torch.Tensor)
+            else target_sizes,
+            dtype=torch.float32,
+        )
+    except (TypeError, ValueError) as error:
+        raise ValueError(
+            f"`target_sizes` must hold one (height, width) pair of positive integers per image, got {target_sizes!r} "
+            f"({error})."
+        ) from error
     if sizes.shape != (batch_size, 2):
         raise ValueError(f"`target_sizes` must have shape (batch_size, 2), got {tuple(sizes.shape)}.")
-    return sizes
+    valid = (torch.isfinite(sizes) & (sizes >= 1) & (sizes == sizes.round())).all(dim=1)
+    if not bool(valid.all()):
+        index = int((~valid).nonzero()[0, 0])
+        height, width = sizes[index].tolist()
+        raise ValueError(
+            f"`target_sizes[{index}]` must be a (height, width) pair of positive integers (the image size in pixels), "
+            f"got {(height, width)}."
+        )
+    return sizes.to(device)
+
+
+def unit_interval(value: Any, name: str = "threshold") -> float:
+    """`value` as a float in `[0, 1]` (a score or fraction threshold of the post-processing); `ValueError` naming
+    `name` for anything else: None, text, a bool, NaN, or a number outside the interval. Python, numpy and 0-d torch
+    numbers are accepted."""
+    number = value.item() if getattr(value, "ndim", None) == 0 and callable(getattr(value, "item", None)) else value
+    if isinstance(number, bool) or not isinstance(number, numbers.Real) or not 0.0 <= float(number) <= 1.0:
+        raise ValueError(f"`{name}` must be in [0, 1] (a number), got {value!r} of type {type(value).__name__}.")
+    return float(number)
 
 
 def cxcywh_to_xyxy(boxes: torch.Tensor) -> torch.Tensor:
@@ -156,13 +184,7 @@ def mask_sizes(
     resolution `head_size` when it is None."""
     if target_sizes is None:
         return [head_size] * batch_size
-    sizes = target_size_tensor(target_sizes, batch_size, torch.device("cpu")).tolist()
-    for index, (height, width) in enumerate(sizes):
-        if not (height >= 1 and width >= 1 and height == int(height) and width == int(width)):
-            raise ValueError(
-                f"`target_sizes[{index}]` must be a (height, width) pair of positive integers for masks, got "
-                f"{(height, width)}."
-            )
+    sizes = target_size_tensor(target_sizes, batch_size, torch.device("cpu")).tolist()  # checked there
     return [(int(height), int(width)) for height, width in sizes]
 
 
