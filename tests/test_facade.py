@@ -308,7 +308,7 @@ def test_predict_skips_a_mask_without_padding(detector: RFDETR, monkeypatch) -> 
 
 def test_train_fine_tunes_and_keeps_the_trained_model(tiny_folder: Path, tmp_path: Path) -> None:
     dataset = write_synthetic_coco(tmp_path / "shapes", num_train=4, num_valid=2, image_size=(64, 64))
-    model = RFDETR(pretrain_weights=tiny_folder, device="cpu")  # "cat", "dog", "bird": heads re-initialised
+    model = RFDETR(pretrain_weights=tiny_folder, device="cpu")  # "cat", "dog", "bird": class rows truncated / tiled
     before = model.model.state_dict()["model.backbone.embeddings.patch_embeddings.projection.weight"].clone()
     output = tmp_path / "run"
     trainer = model.train(
@@ -430,8 +430,10 @@ def test_original_checkpoint_is_converted_on_the_fly(tmp_path: Path, monkeypatch
     default = RFDETRNano(device="cpu")
     np.testing.assert_allclose(default.predict(image, threshold=0.0).xyxy, detections.xyxy, atol=1e-5)
 
-    two = RFDETR(pretrain_weights=path, class_names=["a", "b"], device="cpu")  # heads re-initialised
+    two = RFDETR(pretrain_weights=path, class_names=["a", "b"], device="cpu")  # the first 2 rows, as the original
     assert two.model.class_embed.out_features == 2
+    assert torch.equal(two.model.class_embed.weight, model.model.class_embed.weight[:2])
+    assert torch.equal(two.model.model.enc_out_class_embed.bias, model.model.model.enc_out_class_embed.bias[:, :2])
     key = "model.decoder.layers.0.fc1.weight"
     assert torch.equal(two.model.state_dict()[key], model.model.state_dict()[key])
 

@@ -227,12 +227,64 @@ def test_variant_names_start_from_the_variant_with_the_dataset_labels() -> None:
     assert model.config.positional_encoding_size == 28 and model.class_embed.out_features == 2
 
 
+@pytest.fixture
+def trained_heads(tmp_path: Path) -> Path:
+    """A tiny model whose class-head rows (decoder and every two-stage group) all differ, saved with names."""
+    torch.manual_seed(1)
+    model = RFDetrForObjectDetection(tiny_config())  # labels cat, dog, bird
+    with torch.no_grad():
+        for parameter in (*model.class_embed.parameters(), *model.model.enc_out_class_embed.parameters()):
+            parameter.copy_(torch.randn_like(parameter))
+    model.save_pretrained(tmp_path / "trained")
+    return tmp_path / "trained"
+
+
+@pytest.mark.parametrize(
+    ("labels", "rows"),
+    [
+        ({0: "x", 1: "y"}, [0, 1]),  # fewer: truncated, as the original's reinitialize_detection_head
+        ({index: f"c{index}" for index in range(5)}, [0, 1, 2, 0, 1]),  # more: tiled
+        ({0: "bird", 1: "cat", 2: "dog"}, [2, 0, 1]),  # the same names in another order: each keeps its row
+        ({0: "dog"}, [1]),  # a subset of the names
+    ],
+)
+def test_new_labels_start_from_the_trained_class_rows(trained_heads: Path, labels, rows) -> None:
+    """fine_tune's start model (and the facade's `num_classes` / `class_names`): never random class heads; a dataset
+    whose names the checkpoint knows gets their rows, so its labels are not swapped."""
+    from hf_rfdetr.training.fine_tune import _load_model
+
+    trained = RFDetrForObjectDetection.from_pretrained(trained_heads).eval()
+    model = _load_model(str(trained_heads), labels, None).eval()
+    index = torch.tensor(rows)
+    assert model.config.id2label == labels and model.config.label2id == {v: k for k, v in labels.items()}
+    assert model.config.num_labels == model.class_embed.out_features == len(labels)
+    assert torch.equal(model.class_embed.weight, trained.class_embed.weight[index])
+    assert torch.equal(model.class_embed.bias, trained.class_embed.bias[index])
+    assert torch.equal(model.model.enc_out_class_embed.weight, trained.model.enc_out_class_embed.weight[:, index])
+    assert torch.equal(model.model.enc_out_class_embed.bias, trained.model.enc_out_class_embed.bias[:, index])
+    untouched = trained.state_dict()
+    for name, tensor in model.state_dict().items():
+        if "class_embed" not in name:
+            assert torch.equal(tensor, untouched[name]), name
+    if sorted(rows) == [0, 1, 2]:  # a reordering: the same detections, their logits' columns reordered
+        pixel_values = torch.rand(2, 3, 64, 64, generator=torch.Generator().manual_seed(0))
+        with torch.no_grad():
+            torch.testing.assert_close(model(pixel_values).logits, trained(pixel_values).logits[..., index])
+
+
+def test_a_model_object_takes_the_dataset_labels_of_another_count(trained_heads: Path) -> None:
+    from hf_rfdetr.training.fine_tune import _load_model
+
+    model = RFDetrForObjectDetection.from_pretrained(trained_heads)
+    expected = model.class_embed.weight[[0, 1, 2, 0]].detach().clone()
+    labels = {0: "a", 1: "b", 2: "c", 3: "d"}
+    assert _load_model(model, labels, None) is model
+    assert model.config.id2label == labels and torch.equal(model.class_embed.weight, expected)
+
+
 def test_bad_arguments_are_explained(dataset_dir: Path, tmp_path: Path) -> None:
     with pytest.raises(ValueError, match="exactly one of dataset_dir"):
         fine_tune("nano", output_dir=tmp_path)
-    model = RFDetrForObjectDetection(tiny_config(id2label={0: "a", 1: "b"}))
-    with pytest.raises(ValueError, match="the model has 2 labels but the dataset has 3"):
-        fine_tune(model, dataset_dir, output_dir=tmp_path, **COMMON)
     with pytest.raises(ValueError, match="resolution=70 must be divisible"):
         fine_tune("nano", dataset_dir, resolution=70, output_dir=tmp_path, **COMMON)
     with pytest.raises(TypeError, match=r"num_train_epochs= is set by fine_tune / train\(\) from epochs="):

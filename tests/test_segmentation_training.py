@@ -505,7 +505,7 @@ def tiny_seg_folder(tmp_path: Path) -> Path:
 
 
 def test_fine_tune_a_seg_folder_on_a_datasets_dataset(seg_dataset_dir: Path, tiny_seg_folder: Path, tmp_path: Path):
-    """The `datasets` route: a DatasetDict with `objects.segmentation`; the folder's class heads are re-initialised
+    """The `datasets` route: a DatasetDict with `objects.segmentation`; the folder's class heads are relabelled
     for the dataset's labels and the model stays an RFDetrForInstanceSegmentation."""
     from hf_rfdetr.training import load_coco_folder
 

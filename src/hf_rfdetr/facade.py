@@ -59,6 +59,7 @@ from PIL import Image
 from safetensors import SafetensorError
 from transformers import AutoConfig, AutoModelForInstanceSegmentation, AutoModelForObjectDetection
 
+from .class_heads import relabel
 from .models.rfdetr.configuration_rfdetr import RFDetrConfig
 from .models.rfdetr.image_io import load_image, to_chw
 from .models.rfdetr.image_processing_rfdetr import RFDetrImageProcessor
@@ -119,9 +120,11 @@ class RFDETR:
             original file in the current folder, else downloaded once and cached). `None`: random weights.
         resolution: input size in pixels (square), a multiple of `patch_size * num_windows` (56 for Base, 32 for the
             others); default the model's. Position embeddings are interpolated for a new resolution.
-        num_classes: number of classes. With `pretrain_weights` whose class count differs, the class heads are
-            re-initialised (as the original does); without weights, the model gets exactly this many labels.
-        class_names: names of the classes (their count sets `num_classes`); default the checkpoint's names.
+        num_classes: number of classes. With `pretrain_weights`, the class heads keep the checkpoint's rows: tiled or
+            truncated to this count, as the original does (`hf_rfdetr.class_heads.relabel`); without weights, the
+            model gets exactly this many labels.
+        class_names: names of the classes (their count sets `num_classes`); default the checkpoint's names. Names the
+            checkpoint knows start from their own class-head rows.
         device: "cpu", "cuda", "cuda:1", ... (default: CUDA when available, else CPU).
         config: an `RFDetrConfig` to build a randomly initialised model from (instead of the class's variant).
         **overrides: other `RFDetrConfig` fields for a randomly initialised model (e.g. `num_queries=100`).
@@ -362,7 +365,8 @@ class RFDETR:
         (`class_names`, `ema_decay`, ...) and unknown names are refused before anything is loaded, naming what to
         use instead.
 
-        The class heads are re-initialised for the dataset's labels when they differ from the model's. Afterwards
+        The class heads start from the model's rows for the dataset's labels (`hf_rfdetr.class_heads.relabel`: rows of
+        the same names, else tiled / truncated by position, as the original). Afterwards
         this object holds the model `fine_tune` saved in `output_dir`: the regular (non-EMA) weights at the end of
         training, or the best checkpoint by validation mAP with `early_stopping` (as the original 1.11 keeps its
         trained module). The EMA weights are saved in `output_dir/ema`; load them with
@@ -379,7 +383,7 @@ class RFDETR:
         kwargs.setdefault("device", None if self.device.type == "cuda" else self.device.type)
         self.remove_optimized_model()
         with tempfile.TemporaryDirectory(prefix="rfdetr-start-") as start:
-            self.model.save_pretrained(start)  # a folder: fine_tune re-initialises the class heads if labels differ
+            self.model.save_pretrained(start)  # a folder: fine_tune relabels the class heads for the dataset
             # the model cards name where the weights came from, not this temporary folder
             trainer = fine_tune(start, dataset_dir, model_name=self._source, **kwargs)
         output_dir = Path(kwargs.get("output_dir", "output"))
@@ -617,15 +621,16 @@ def _from_folder_or_hub(name: str, id2label: dict[int, str] | None) -> tuple[RFD
     """Model and processor of a folder or Hub repository: a segmentation model (`segmentation_head` in its config)
     through `AutoModelForInstanceSegmentation`, a detector through `AutoModelForObjectDetection`."""
     name = as_rfdetr_checkpoint(name)  # transformers' own rf_detr: converted into a cached folder of ours
-    labels = {"id2label": id2label, "label2id": {v: k for k, v in id2label.items()}} if id2label else {}
     segmentation = bool(getattr(AutoConfig.from_pretrained(name), "segmentation_head", False))
     auto = AutoModelForInstanceSegmentation if segmentation else AutoModelForObjectDetection
-    model = auto.from_pretrained(name, ignore_mismatched_sizes=bool(labels), **labels)
+    model = auto.from_pretrained(name)
     if not isinstance(model, (RFDetrForObjectDetection, RFDetrForInstanceSegmentation)):
         raise ValueError(
             f"{name!r} holds a {type(model).__name__}, not an RF-DETR model of this package or of transformers; "
             "convert it first (hf-rfdetr convert)"
         )
+    if id2label:
+        relabel(model, id2label)
     try:
         processor = RFDetrImageProcessor.from_pretrained(name)
     except OSError:  # weights and config only: the processor follows from the config
@@ -636,9 +641,8 @@ def _from_folder_or_hub(name: str, id2label: dict[int, str] | None) -> tuple[RFD
 def _from_original_checkpoint(
     path: Path, id2label: dict[int, str] | None
 ) -> tuple[RFDetrModelClass, RFDetrImageProcessor]:
-    """Convert an original `rfdetr` checkpoint in memory (its regular `model` weights). New labels go through the
-    same `from_pretrained(..., ignore_mismatched_sizes=True)` as a folder: a different class count re-initialises
-    the class heads, as the original does."""
+    """Convert an original `rfdetr` checkpoint in memory (its regular `model` weights), with new labels as a folder
+    takes them (`hf_rfdetr.class_heads.relabel`)."""
     from .conversion import CheckpointError, config_from_checkpoint, load_checkpoint, load_original_state_dict
 
     checkpoint = load_checkpoint(path)
@@ -648,11 +652,9 @@ def _from_original_checkpoint(
         load_original_state_dict(model, checkpoint["model"])  # raises, naming the keys that do not fit
     except CheckpointError as error:
         raise CheckpointError(f"pretrain_weights {str(path)!r}: {error}") from error
-    if id2label is None:
-        return model, RFDetrImageProcessor.from_config(model.config)
-    with tempfile.TemporaryDirectory() as folder:
-        model.save_pretrained(folder)
-        return _from_folder_or_hub(folder, id2label)
+    if id2label:
+        relabel(model, id2label)
+    return model, RFDetrImageProcessor.from_config(model.config)
 
 
 # ----------------------------------------------------------------------------------------------------------------------

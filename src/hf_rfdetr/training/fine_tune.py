@@ -32,6 +32,7 @@ from transformers import (
     TrainingArguments,
 )
 
+from ..class_heads import relabel
 from ..models.rfdetr.configuration_rfdetr import VARIANT_ALIASES, VARIANTS, RFDetrConfig
 from ..models.rfdetr.image_processing_rfdetr import RFDetrImageProcessor
 from ..models.rfdetr.modeling_rfdetr import RFDetrForInstanceSegmentation, RFDetrForObjectDetection
@@ -86,29 +87,25 @@ def _load_model(
     resolution: int | None,
     segmentation: bool | None = None,
 ) -> RFDetrModel:
-    """A variant name (random initialisation), a Hub id / local folder (its weights; class heads re-initialised when
-    the labels differ) or a model object, with the dataset's labels; `RFDetrForInstanceSegmentation` when
+    """A variant name (random initialisation), a Hub id / local folder (its weights) or a model object, with the
+    dataset's labels: a trained model keeps its class-head rows (`hf_rfdetr.class_heads.relabel`: the rows of the
+    same label names, else tiled / truncated by position, as the original); `RFDetrForInstanceSegmentation` when
     `segmentation` (default: `is_segmentation_model(model)`), else `RFDetrForObjectDetection`."""
     if segmentation is None:
         segmentation = is_segmentation_model(model)
     label2id = {name: index for index, name in id2label.items()}
     overrides = {"resolution": resolution} if resolution else {}
     model_class = RFDetrForInstanceSegmentation if segmentation else RFDetrForObjectDetection
-    if isinstance(model, (RFDetrForObjectDetection, RFDetrForInstanceSegmentation)):
-        if model.config.num_labels != len(id2label):
-            raise ValueError(
-                f"the model has {model.config.num_labels} labels but the dataset has {len(id2label)}; pass its "
-                "name or folder instead, so the class heads can be re-initialised for the dataset"
-            )
-        model.config.id2label, model.config.label2id = dict(id2label), label2id
-    elif _variant_name(model):
+    if _variant_name(model):
         model = model_class(
             RFDetrConfig.from_variant(_variant_name(model), id2label=id2label, label2id=label2id, **overrides)
         )
         overrides = {}
     else:
-        auto_class = AutoModelForInstanceSegmentation if segmentation else AutoModelForObjectDetection
-        model = auto_class.from_pretrained(model, id2label=id2label, label2id=label2id, ignore_mismatched_sizes=True)
+        if not isinstance(model, (RFDetrForObjectDetection, RFDetrForInstanceSegmentation)):
+            auto_class = AutoModelForInstanceSegmentation if segmentation else AutoModelForObjectDetection
+            model = auto_class.from_pretrained(model)
+        relabel(model, id2label)
     if overrides:  # a new resolution: the position embeddings interpolate to it
         model.config.resolution = overrides["resolution"]
         model.config.validate()
@@ -275,8 +272,9 @@ def fine_tune(
     (`check_training_options`), as are out-of-range numbers (`batch_size=0`, a negative `lr`, ...:
     `check_training_numbers`).
 
-    `model` is a variant name (random initialisation), a Hub id or folder (its weights; class heads re-initialised
-    for the dataset's labels) or an `RFDetrForObjectDetection`. A segmentation model (a Seg variant such as `seg-nano`
+    `model` is a variant name (random initialisation), a Hub id or folder (its weights) or an
+    `RFDetrForObjectDetection`; a trained model's class heads start from its rows for the dataset's labels (the rows
+    of the same names, else tiled / truncated by position as the original does: `hf_rfdetr.class_heads.relabel`). A segmentation model (a Seg variant such as `seg-nano`
     or `RFDETRSegNano`, a folder / Hub id whose config has `segmentation_head`, or an `RFDetrForInstanceSegmentation`)
     is trained as an `RFDetrForInstanceSegmentation` on the masks of the data (COCO `segmentation` fields, or
     `objects.segmentation` of a `datasets` dataset), and evaluated with mask (`segm_*`) metrics beside the box ones.
