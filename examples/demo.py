@@ -21,7 +21,7 @@ import sys
 from collections.abc import Sequence
 from pathlib import Path
 
-from PIL import Image
+from PIL import Image, ImageOps
 from transformers import AutoConfig, AutoImageProcessor, Pipeline, pipeline
 from transformers.utils import logging as transformers_logging
 
@@ -50,12 +50,13 @@ def load_detector(model: str) -> Pipeline:
 
 
 def read_image(path: Path) -> Image.Image:
-    """The image at `path` in RGB; `OSError` naming it when it is missing or not an image."""
+    """The image at `path` in RGB, upright (its EXIF orientation applied, so that the boxes fit what is drawn);
+    `OSError` naming it when it is missing or not an image."""
     if not path.is_file():
         raise FileNotFoundError(f"image {str(path)!r} does not exist or is not a file")
     try:
         with Image.open(path) as image:
-            return image.convert("RGB")
+            return ImageOps.exif_transpose(image).convert("RGB")
     except OSError as error:  # Pillow's UnidentifiedImageError, a truncated file, ...
         raise OSError(f"image {str(path)!r} cannot be read as an image ({error})") from error
 

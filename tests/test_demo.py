@@ -249,3 +249,14 @@ def test_training_script_runs_end_to_end_and_redraws_the_same_demo_image(tmp_pat
         and report["num_parameters"] == RFDetrForObjectDetection.from_pretrained(tmp_path / "model").num_parameters()
     )
     assert 0.0 <= report["test_metrics"]["map"] <= 1.0 and len(report["validation_curve"]) == 1
+
+
+def test_demo_reads_a_phone_photo_upright(demo: ModuleType, tmp_path: Path) -> None:
+    """A photo stored sideways with EXIF orientation 6 is read as displayed, so its boxes fit what is drawn."""
+    upright = Image.open(DEMO_IMAGE).convert("RGB")
+    exif = Image.Exif()
+    exif[0x0112] = 6  # rotate 90 degrees clockwise to display
+    path = tmp_path / "phone.jpg"
+    upright.transpose(Image.Transpose.ROTATE_90).save(path, exif=exif)
+    image = demo.read_image(path)
+    assert image.size == upright.size and image.getexif().get(0x0112, 1) == 1
