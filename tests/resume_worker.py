@@ -72,10 +72,10 @@ def _install_pause(point: str, step: int) -> None:
     elif point in ("marker", "complete"):
         original_mark_complete = checkpoints.mark_complete
 
-        def mark_complete(folder, global_step):
+        def mark_complete(folder, global_step, **kwargs):
             if point == "marker" and at_step(folder):
                 _stop_here()
-            original_mark_complete(folder, global_step)
+            original_mark_complete(folder, global_step, **kwargs)
             if point == "complete" and at_step(folder):
                 _stop_here()
 

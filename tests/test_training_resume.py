@@ -23,11 +23,17 @@ from hf_rfdetr import RFDetrForObjectDetection, RFDetrImageProcessor, fine_tune
 from hf_rfdetr.training import RFDetrDataCollator, RFDetrTrainer
 from hf_rfdetr.training.checkpoints import (
     COMPLETE_MARKER,
+    RUN_RECORD,
+    check_checkpoint_fits,
+    checkpoint_run_id,
     incompleteness,
     is_complete,
     mark_complete,
+    record_run,
+    recorded_run_id,
     resolve_checkpoint,
     rotate_checkpoints,
+    start_run,
 )
 
 from .conftest import tiny_config
@@ -43,13 +49,13 @@ TOLERANCE = 1e-6
 # ----------------------------------------------------------------------------------------------------------------------
 
 
-def _checkpoint(root: Path, step: int, complete: bool = True) -> Path:
+def _checkpoint(root: Path, step: int, complete: bool = True, run_id: str | None = None) -> Path:
     folder = root / f"checkpoint-{step}"
     (folder / "ema").mkdir(parents=True)
     (folder / "model.safetensors").write_bytes(b"weights" * step)
     (folder / "ema" / "ema_state.json").write_text("{}")
     if complete:
-        mark_complete(folder, step)
+        mark_complete(folder, step, run_id=run_id)
     return folder
 
 
@@ -105,6 +111,101 @@ def test_rotation_counts_only_complete_checkpoints_and_keeps_the_newest_and_the_
     assert sorted(path.name for path in deleted) == ["checkpoint-2", "checkpoint-6", "checkpoint-7"]
     assert sorted(path.name for path in tmp_path.iterdir()) == ["checkpoint-10", "checkpoint-4", "checkpoint-8"]
     assert rotate_checkpoints(tmp_path, None, current) == []  # no limit: complete checkpoints are all kept
+
+
+def test_resume_true_takes_the_recorded_runs_newest_checkpoint_and_names_the_other_runs(tmp_path: Path, caplog) -> None:
+    """An earlier run left checkpoint-5/10/15 (run "old") in the folder; the run recorded there ("new") saved
+    checkpoint-8: resume=True continues checkpoint-8 and warns that it ignored the old run's."""
+    for step in (5, 10, 15):
+        _checkpoint(tmp_path, step, run_id="old")
+    record_run(tmp_path, "new")
+    _checkpoint(tmp_path, 8, run_id="new")
+    with caplog.at_level("WARNING", logger="hf_rfdetr.training.checkpoints"):
+        assert resolve_checkpoint(True, tmp_path) == str(tmp_path / "checkpoint-8")
+    assert caplog.messages == [
+        f"Resuming from {tmp_path / 'checkpoint-8'}, a checkpoint of the training run recorded in "
+        f"{tmp_path / RUN_RECORD} (run new): ignored checkpoint-5, checkpoint-10, checkpoint-15, saved by other runs "
+        "in the same folder."
+    ]
+    assert checkpoint_run_id(tmp_path / "checkpoint-8") == "new" and recorded_run_id(tmp_path) == "new"
+    assert resolve_checkpoint(tmp_path / "checkpoint-15", tmp_path) == str(tmp_path / "checkpoint-15")  # if named
+
+
+def test_resume_true_without_a_checkpoint_of_the_recorded_run_says_so(tmp_path: Path) -> None:
+    """The recorded run was killed before its first checkpoint: resume=True refuses the other runs' checkpoints."""
+    _checkpoint(tmp_path, 5, run_id="old")
+    _checkpoint(tmp_path, 10)  # written before run ids
+    record_run(tmp_path, "new")
+    with pytest.raises(
+        ValueError,
+        match=r"no complete checkpoint of the training run recorded in its "
+        rf"{RUN_RECORD} \(run new, .*; checkpoint-5, checkpoint-10 belong to other runs",
+    ):
+        resolve_checkpoint(True, tmp_path)
+
+
+def test_a_fresh_run_records_its_id_and_names_the_checkpoints_already_there(tmp_path: Path, caplog) -> None:
+    _checkpoint(tmp_path, 5)
+    _checkpoint(tmp_path, 10, complete=False)
+    with caplog.at_level("WARNING", logger="hf_rfdetr.training.checkpoints"):
+        run_id = start_run(tmp_path)
+    assert recorded_run_id(tmp_path) == run_id and len(run_id) == 32
+    assert len(caplog.messages) == 1
+    assert caplog.messages[0].startswith(
+        f"{tmp_path} already holds checkpoint-5, checkpoint-10 of another training run"
+    )
+    assert sorted(path.name for path in tmp_path.iterdir()) == [RUN_RECORD, "checkpoint-10", "checkpoint-5"]
+    caplog.clear()
+    with caplog.at_level("WARNING", logger="hf_rfdetr.training.checkpoints"):
+        assert start_run(tmp_path / "empty") != run_id
+    assert caplog.messages == []
+
+
+def test_rotation_with_a_run_id_leaves_the_other_runs_checkpoints_alone(tmp_path: Path) -> None:
+    for step in (2, 4, 6):
+        _checkpoint(tmp_path, step, run_id="old")
+    _checkpoint(tmp_path, 3, run_id="new")
+    current = _checkpoint(tmp_path, 5, run_id="new")
+    assert [path.name for path in rotate_checkpoints(tmp_path, 1, current, run_id="new")] == ["checkpoint-3"]
+    assert sorted(path.name for path in tmp_path.iterdir()) == [f"checkpoint-{step}" for step in (2, 4, 5, 6)]
+
+
+def _model_folder(folder: Path, **overrides) -> Path:
+    """A complete checkpoint-like folder holding a tiny model's config.json and weights."""
+    RFDetrForObjectDetection(tiny_config(**overrides)).save_pretrained(folder)
+    mark_complete(folder, 5)
+    return folder
+
+
+def test_a_checkpoint_of_other_labels_or_another_architecture_is_refused_naming_what_differs(tmp_path: Path) -> None:
+    model = RFDetrForObjectDetection(tiny_config())
+    check_checkpoint_fits(_model_folder(tmp_path / "same"), model)  # the same model: no error
+    renamed = _model_folder(tmp_path / "renamed", id2label={0: "cat", 1: "dog", 2: "fish"})
+    with pytest.raises(
+        ValueError,
+        match=r"renamed: it is a checkpoint of another model .* its labels \{0: 'cat', 1: "
+        r"'dog', 2: 'fish'\} \(the model's: \{0: 'cat', 1: 'dog', 2: 'bird'\}\)\. Resume from",
+    ):
+        check_checkpoint_fits(renamed, model)
+    fewer = _model_folder(tmp_path / "fewer", id2label={0: "cat", 1: "dog"})
+    with pytest.raises(
+        ValueError,
+        match=r"fewer: .* and 4 weight\(s\) of another name or shape .*configuration "
+        r"fields num_labels=2 \(the model's: 3\)",
+    ):
+        check_checkpoint_fits(fewer, model)
+    wider = _model_folder(tmp_path / "wider", d_model=64)
+    with pytest.raises(ValueError, match=r"wider: .* with the configuration fields d_model=64 \(the model's: 32\)\."):
+        check_checkpoint_fits(wider, model)
+
+
+def test_fine_tune_refuses_to_resume_a_checkpoint_of_other_labels(inputs: tuple[Path, Path], tmp_path: Path) -> None:
+    """An explicitly named checkpoint of a 2-label model, for a 3-label dataset: a ValueError naming the checkpoint
+    and the labels, not transformers' bare size-mismatch RuntimeError."""
+    folder = _model_folder(tmp_path / "other" / "checkpoint-5", id2label={0: "a", 1: "b"})
+    options = dict(epochs=1, batch_size=2, device="cpu", tensorboard=False, num_workers=0, disable_tqdm=True)
+    with pytest.raises(ValueError, match=rf"cannot resume from {folder}: .* num_labels=2 \(the model's: 3\)"):
+        fine_tune(inputs[1], inputs[0], output_dir=tmp_path / "run", resume=folder, **options)
 
 
 def test_the_trainer_methods_this_relies_on_exist() -> None:
@@ -314,3 +415,31 @@ def test_resume_keeps_the_early_stopping_patience_counter(inputs: tuple[Path, Pa
     for name in ("model.safetensors", "ema/model.safetensors"):
         reference, actual = load_file(tmp_path / "straight" / name), load_file(tmp_path / "run" / name)
         assert max((reference[key] - actual[key]).abs().max().item() for key in reference) <= TOLERANCE
+
+
+@pytest.mark.slow
+def test_resume_true_continues_this_run_not_an_earlier_runs_newer_checkpoint(
+    inputs: tuple[Path, Path], tmp_path: Path
+) -> None:
+    """An earlier run (batches of 1: checkpoint-8, checkpoint-16) used the folder; a new run (batches of 2:
+    checkpoint-5, checkpoint-10) is killed after checkpoint-5 and resumed with resume=True: it continues its own
+    checkpoint-5 (not the earlier run's checkpoint-16) and ends as the same run uninterrupted, the old checkpoints kept."""
+    options = dict(epochs=EPOCHS, grad_accum_steps=1, device="cpu", tensorboard=False, lr=1e-3, num_workers=0)
+    options |= dict(checkpoint_interval=1, disable_tqdm=True)
+    fine_tune(inputs[1], inputs[0], output_dir=tmp_path / "run", batch_size=1, **options)
+    fine_tune(inputs[1], inputs[0], output_dir=tmp_path / "straight", batch_size=2, **options)
+    with pytest.raises(_Interrupted):
+        fine_tune(
+            inputs[1], inputs[0], output_dir=tmp_path / "run", batch_size=2, callbacks=[_StopAfterSave(5)], **options
+        )
+    trainer = fine_tune(inputs[1], inputs[0], output_dir=tmp_path / "run", batch_size=2, resume=True, **options)
+    assert trainer.state.global_step == 10
+    _assert_same_run(tmp_path / "straight", tmp_path / "run")
+    assert sorted(
+        checkpoint_run_id(folder) == trainer.run_id for folder in (tmp_path / "run").glob("checkpoint-*")
+    ) == [
+        False,
+        False,
+        True,
+        True,  # the earlier run's checkpoint-8 and checkpoint-16, this run's 5 and 10
+    ]

@@ -19,6 +19,7 @@ from __future__ import annotations
 import functools
 import math
 import os
+import uuid
 from dataclasses import replace
 from pathlib import Path
 from typing import Any
@@ -30,7 +31,17 @@ from transformers.trainer_utils import PREFIX_CHECKPOINT_DIR, has_length
 from transformers.utils import logging
 
 from ..model_card import is_hub_id
-from .checkpoints import mark_complete, remove_checkpoint, resolve_checkpoint, rotate_checkpoints
+from .checkpoints import (
+    check_checkpoint_fits,
+    checkpoint_run_id,
+    mark_complete,
+    record_run,
+    recorded_run_id,
+    remove_checkpoint,
+    resolve_checkpoint,
+    rotate_checkpoints,
+    start_run,
+)
 from .ema import EMA_FOLDER, RFDetrEMACallback
 from .metrics import (
     coco_metrics,
@@ -258,9 +269,14 @@ class RFDetrTrainer(Trainer):
     the Trainer's own `rng_state.pth` (python, numpy, torch), so that a resumed run continues exactly as an
     uninterrupted one; the trainer turns on `TrainingArguments.restore_callback_states_from_checkpoint`, so that the
     state of `ExportableState` callbacks (`EarlyStoppingCallback`'s patience counter) is resumed too (such callbacks
-    are rebuilt with the arguments saved in the checkpoint, as transformers does). `checkpoint_complete.json` is written last; `train(resume_from_checkpoint=True)` resumes from
-    the newest complete checkpoint (naming the incomplete ones it skipped), and `save_total_limit` only ever deletes
-    complete checkpoints older than the one just completed.
+    are rebuilt with the arguments saved in the checkpoint, as transformers does). `checkpoint_complete.json` is
+    written last; `train(resume_from_checkpoint=True)` resumes from the newest complete checkpoint of this training
+    run (naming the incomplete ones it skipped), and `save_total_limit` only ever deletes complete checkpoints of this
+    run older than the one just completed. A run that does not resume records a new run id in
+    `output_dir/_training_run.json` (warning about checkpoints of earlier runs already there, which it leaves alone)
+    and each checkpoint carries its run's id, so `resume_from_checkpoint=True` never continues another run's checkpoint
+    left in the same folder; a checkpoint of other labels or another architecture is refused, naming the checkpoint and
+    the differing fields (`checkpoints.check_checkpoint_fits`).
     """
 
     def __init__(
@@ -293,16 +309,31 @@ class RFDetrTrainer(Trainer):
         # A resumed run continues exactly: the state of `ExportableState` callbacks (EarlyStoppingCallback's patience
         # counter) and of the TrainerControl comes back from trainer_state.json (transformers' default is False)
         self.args.restore_callback_states_from_checkpoint = True
+        #: The training run this trainer continues or started (see `checkpoints.py`), recorded in its checkpoints.
+        self.run_id: str | None = None
 
     def train(self, resume_from_checkpoint: str | os.PathLike | bool | None = None, *args, **kwargs):
-        """`Trainer.train`, resuming (`True`: from the newest complete checkpoint of `output_dir`; a folder: after
-        checking it is complete) with the EMA weights and the data collator's random state of the checkpoint."""
+        """`Trainer.train`, resuming (`True`: from the newest complete checkpoint of the run recorded in `output_dir`;
+        a folder: after checking it is complete and of this model, labels included) with the EMA weights and the data
+        collator's random state of the checkpoint. A run that does not resume records a new run id in `output_dir`."""
         checkpoint = resolve_checkpoint(resume_from_checkpoint, self.args.output_dir)
+        if checkpoint:
+            check_checkpoint_fits(checkpoint, self.model)
+        self.run_id = self._begin_run(checkpoint)
         if self.ema is not None:
             self.ema.resume_from = Path(checkpoint) / EMA_FOLDER if checkpoint else None
         if checkpoint:
             self._load_collator_state(checkpoint)
         return super().train(checkpoint, *args, **kwargs)
+
+    def _begin_run(self, checkpoint: str | None) -> str | None:
+        """The id of the run this `train` call continues (its checkpoint's) or starts (recorded in `output_dir` at
+        once, so that `resume=True` never continues an earlier run's checkpoints). A checkpoint saved before run ids
+        gets a new one, recorded with the first checkpoint saved, so that such an `output_dir` resumes as before
+        until then."""
+        if checkpoint is not None:
+            return checkpoint_run_id(checkpoint) or uuid.uuid4().hex
+        return start_run(self.args.output_dir) if self.args.should_save else None
 
     def _get_train_sampler(self, train_dataset=None):
         """`Trainer._get_train_sampler`; on one process, a training set of fewer than `MIN_TRAIN_STEPS` effective
@@ -348,8 +379,10 @@ class RFDetrTrainer(Trainer):
                 self.processing_class.save_pretrained(folder / EMA_FOLDER)
         self.accelerator.wait_for_everyone()
         if self.args.should_save:
-            mark_complete(folder, self.state.global_step)
-            rotate_checkpoints(folder.parent, limit, folder, self.state.best_model_checkpoint)
+            mark_complete(folder, self.state.global_step, run_id=self.run_id)
+            if self.run_id is not None and recorded_run_id(folder.parent) != self.run_id:
+                record_run(folder.parent, self.run_id)  # a resumed run's first save (from another folder, or old)
+            rotate_checkpoints(folder.parent, limit, folder, self.state.best_model_checkpoint, run_id=self.run_id)
 
     def prediction_step(self, model, inputs, prediction_loss_only: bool, ignore_keys: list[str] | None = None):
         """`Trainer.prediction_step`; for a segmentation model the batch is post-processed at once: per image the top
