@@ -586,13 +586,15 @@ def test_hub_layout_categories_that_are_not_class_ids_name_split_and_row(
 
 @pytest.mark.parametrize(
     ("field", "values", "boxes"),
-    [("category", [0], 2), ("category", [0, 0], 1), ("iscrowd", [0, 0], 1), ("area", [4.0], 2)],
+    [("category", [0], 2), ("category", [0, 0], 1), ("iscrowd", [0, 0], 1), ("area", [4.0], 2), ("category", None, 2)],
 )
 def test_hub_layout_object_fields_of_another_length_name_split_and_row(field: str, values: list, boxes: int) -> None:
-    """Two boxes with one category passed `prepare_dataset` and failed in the transforms with a bare IndexError."""
-    good = {"bbox": [[1, 2, 3, 4]], "category": [0], field: values[:1]}
+    """Two boxes with one category passed `prepare_dataset` and failed in the transforms with a bare IndexError; a
+    field stored as null (None) failed with a bare TypeError."""
+    good = {"bbox": [[1, 2, 3, 4]], "category": [0], field: [0] if values is None else values[:1]}
     bad = {"bbox": [[1, 2, 3, 4]] * boxes, "category": [0] * boxes} | {field: values}
-    expected = rf"split 'train', row 1: objects.{field} has {len(values)} value\(s\) but objects.bbox has {boxes};"
+    count = 0 if values is None else len(values)
+    expected = rf"split 'train', row 1: objects.{field} has {count} value\(s\) but objects.bbox has {boxes};"
     with pytest.raises(DatasetError, match=expected):
         prepare_dataset(datasets.DatasetDict({"train": hub_rows(bad, good)}), id2label={0: "a"})
 

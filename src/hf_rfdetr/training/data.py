@@ -165,9 +165,10 @@ def object_fields(features: datasets.Features) -> dict[str, Any]:
 
 
 def object_columns(objects: Any) -> dict[str, list[Any]]:
-    """One row's `objects` as a dict of per-object lists, whether it is stored as dict-of-lists or list-of-dicts."""
+    """One row's `objects` as a dict of per-object lists, whether it is stored as dict-of-lists or list-of-dicts; a
+    field stored as null is an empty list (the per-row checks then compare its length with the others')."""
     if isinstance(objects, Mapping):
-        return {key: list(value) for key, value in objects.items()}
+        return {key: [] if value is None else list(value) for key, value in objects.items()}
     rows = list(objects or [])
     keys = {key for row in rows for key in row}
     return {key: [row.get(key) for row in rows] for key in keys}
