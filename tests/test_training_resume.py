@@ -443,3 +443,28 @@ def test_resume_true_continues_this_run_not_an_earlier_runs_newer_checkpoint(
         True,
         True,  # the earlier run's checkpoint-8 and checkpoint-16, this run's 5 and 10
     ]
+
+
+def test_resuming_a_checkpoint_saved_inside_an_epoch_says_it_is_not_exact(
+    inputs: tuple[Path, Path], tmp_path: Path, caplog
+) -> None:
+    """checkpoint-3 of a 5-step epoch was saved after the data loader had prepared batch 4 (accelerate fetches one
+    batch ahead), with the random states after it: resuming it warns that the augmentations will differ; resuming
+    checkpoint-5, at the epoch end, does not warn (it is exact)."""
+    options = dict(epochs=1, batch_size=2, grad_accum_steps=1, device="cpu", tensorboard=False, num_workers=0)
+    options |= dict(disable_tqdm=True, save_strategy="steps", save_steps=3, use_ema=False, eval_strategy="no")
+    output = tmp_path / "run"
+    fine_tune(inputs[1], inputs[0], output_dir=output, **options)
+    assert sorted(path.name for path in output.glob("checkpoint-*")) == ["checkpoint-3", "checkpoint-5"]
+    warnings = {}
+    for step in (3, 5):
+        caplog.clear()
+        with caplog.at_level("WARNING", logger="hf_rfdetr.training.trainer"):
+            resumed = fine_tune(
+                inputs[1], inputs[0], output_dir=output, resume=output / f"checkpoint-{step}", **options
+            )
+        assert resumed.state.global_step == 5
+        warnings[step] = [message for message in caplog.messages if "saved inside epoch" in message]
+    assert warnings[5] == []
+    assert len(warnings[3]) == 1
+    assert warnings[3][0].startswith(f"Resuming from {output / 'checkpoint-3'}, saved inside epoch 1 (at epoch 0.6): ")

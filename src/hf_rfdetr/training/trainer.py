@@ -17,6 +17,7 @@ to the regular ones, COCO metrics, and checkpoints that survive a kill (marked c
 from __future__ import annotations
 
 import functools
+import json
 import math
 import os
 import uuid
@@ -245,6 +246,27 @@ def _gather_per_image(accelerator: Any, data: Any) -> Any:
     return accelerator.gather_for_metrics(data, use_gather_object=True)
 
 
+def _warn_if_mid_epoch(checkpoint: str) -> None:
+    """Say that a checkpoint saved inside an epoch (`save_strategy="steps"`) does not resume exactly. When it was
+    saved, the data loader had already prepared the next batch (accelerate fetches one batch ahead; DataLoader
+    workers several), so the random states saved with it (the Trainer's RNG, which draws the augmentations in the
+    main process, and the collator's multi-scale draws) are those after that batch, and a resumed run's workers start
+    new random streams. The images and their order are right; the augmentations from there on are not the
+    uninterrupted run's. At an epoch end nothing is prefetched: those checkpoints resume exactly."""
+    path = Path(checkpoint) / "trainer_state.json"
+    try:
+        epoch = float(json.loads(path.read_text()).get("epoch") or 0)
+    except (OSError, ValueError, TypeError):
+        return
+    if abs(epoch - round(epoch)) > 1e-6:
+        logger.warning(
+            f"Resuming from {checkpoint}, saved inside epoch {math.floor(epoch) + 1} (at epoch {epoch:.4g}): the run "
+            "continues with the same images in the same order, but the random augmentations and multi-scale draws "
+            "from there on differ from those of an uninterrupted run, so it will not end with exactly the same "
+            'weights. Checkpoints saved at epoch ends (save_strategy="epoch", fine_tune\'s default) resume exactly.'
+        )
+
+
 class RFDetrTrainer(Trainer):
     """`Trainer` for RF-DETR.
 
@@ -266,8 +288,9 @@ class RFDetrTrainer(Trainer):
     Checkpoints: each `checkpoint-N/` also holds the EMA weights (`ema/`, with the `processing_class`, as the
     checkpoint itself) and the random state of the data collator
     (`collator_state.pt`, when the collator has `state_dict` / `load_state_dict`, as `RFDetrDataCollator`), next to
-    the Trainer's own `rng_state.pth` (python, numpy, torch), so that a resumed run continues exactly as an
-    uninterrupted one; the trainer turns on `TrainingArguments.restore_callback_states_from_checkpoint`, so that the
+    the Trainer's own `rng_state.pth` (python, numpy, torch), so that a run resumed from a checkpoint saved at an epoch
+    end continues exactly as an uninterrupted one (one saved inside an epoch continues with other augmentations, which
+    resuming says: see `_warn_if_mid_epoch`); the trainer turns on `TrainingArguments.restore_callback_states_from_checkpoint`, so that the
     state of `ExportableState` callbacks (`EarlyStoppingCallback`'s patience counter) is resumed too (such callbacks
     are rebuilt with the arguments saved in the checkpoint, as transformers does). `checkpoint_complete.json` is
     written last; `train(resume_from_checkpoint=True)` resumes from the newest complete checkpoint of this training
@@ -320,6 +343,8 @@ class RFDetrTrainer(Trainer):
         if checkpoint:
             check_checkpoint_fits(checkpoint, self.model)
         self.run_id = self._begin_run(checkpoint)
+        if checkpoint and not self.args.ignore_data_skip:
+            _warn_if_mid_epoch(checkpoint)
         if self.ema is not None:
             self.ema.resume_from = Path(checkpoint) / EMA_FOLDER if checkpoint else None
         if checkpoint:
