@@ -255,9 +255,11 @@ def fine_tune(
     Parameters follow the original `model.train(...)`: `epochs`, `batch_size` x `grad_accum_steps` (the original
     recommends a total of 16), `lr`, `lr_encoder` (DINOv2 encoder, with layer-wise decay), `resolution` (a multiple of
     patch_size x num_windows), `weight_decay`, `device` ("cpu", "cuda", ...; default: what is available), `use_ema`,
-    `gradient_checkpointing`, `checkpoint_interval` (epochs between kept checkpoints), `resume` (a checkpoint folder
-    of `output_dir`, or True for the newest complete one: a checkpoint whose save was interrupted is skipped, with a
-    warning naming it; the resumed run continues exactly as an uninterrupted one with the same `seed`), `tensorboard`, `wandb` with `project` / `run`, `early_stopping`
+    `gradient_checkpointing`, `checkpoint_interval` (epochs between kept checkpoints), `resume` (a checkpoint folder,
+    or True for the newest complete checkpoint of the run recorded in `output_dir`: a checkpoint whose save was
+    interrupted, and checkpoints of other runs left in `output_dir`, are skipped with a warning naming them; a
+    checkpoint of other labels or another architecture is refused; a run resumed from an epoch-end checkpoint continues
+    exactly as an uninterrupted one with the same `seed`, one saved inside an epoch with other random augmentations), `tensorboard`, `wandb` with `project` / `run`, `early_stopping`
     (on validation mAP, mask mAP for a segmentation model as in the original, of the EMA weights with
     `early_stopping_use_ema`; checkpoints are then kept every epoch so the
     best can be restored), `output_dir`, `callbacks` (more `TrainerCallback`s for the trainer), `amp` (mixed precision,
