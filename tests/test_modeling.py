@@ -121,6 +121,25 @@ def test_blocks_after_the_last_tap_are_frozen() -> None:
     assert all(p.requires_grad for p in model.model.backbone.layers[10].parameters())
 
 
+def test_parameters_frozen_by_design_stay_frozen_after_loading(tmp_path) -> None:
+    """transformers 5 loads parameters back as trainable ones: the mask token and the blocks after the last tap then
+    had no gradient while trainable, and DistributedDataParallel failed on its second step."""
+    from .conftest import tiny_config
+
+    model = RFDetrForObjectDetection(tiny_config(out_feature_indexes=[1, 2]))  # blocks 2 and 3 never run
+    frozen = {name for name, p in model.named_parameters() if not p.requires_grad}
+    assert "model.backbone.embeddings.mask_token" in frozen and any(".layers.3." in name for name in frozen)
+    model.save_pretrained(tmp_path)
+    for loaded in (
+        RFDetrForObjectDetection.from_pretrained(tmp_path),
+        RFDetrForObjectDetection.from_pretrained(tmp_path, output_loading_info=True)[0],
+    ):
+        assert {name for name, p in loaded.named_parameters() if not p.requires_grad} == frozen
+        assert set(_gradients(loaded.train(), _pixels())) == {
+            n for n, p in loaded.named_parameters() if p.requires_grad
+        }
+
+
 def test_gradient_checkpointing_gives_the_same_gradients(tiny_model: RFDetrForObjectDetection) -> None:
     pixel_values = _pixels()
     expected = _gradients(tiny_model, pixel_values)

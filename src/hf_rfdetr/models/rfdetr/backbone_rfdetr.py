@@ -241,8 +241,14 @@ class RFDetrBackbone(nn.Module):
         self.global_attention_blocks = frozenset(config.out_feature_indexes)
         self.num_blocks_run = config.out_feature_indexes[-1]
         self.out_feature_indexes = tuple(config.out_feature_indexes)
-        # Blocks after the last tap (Base's block 11) never run: kept for checkpoint compatibility, frozen so that
-        # DistributedDataParallel sees no trainable parameter without a gradient.
+        self.freeze_unused()
+
+    def freeze_unused(self) -> None:
+        """Freeze the parameters that never get a gradient, so that DistributedDataParallel sees no trainable
+        parameter without one: the mask token and the blocks after the last tap (Base's block 11), both kept for
+        checkpoint compatibility. Called at construction and again after loading weights (transformers 5 replaces the
+        parameters it loads by trainable ones)."""
+        self.embeddings.mask_token.requires_grad_(False)
         for layer in self.layers[self.num_blocks_run :]:
             layer.requires_grad_(False)
 

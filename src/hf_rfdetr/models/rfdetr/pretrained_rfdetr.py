@@ -28,7 +28,7 @@ from torch import nn
 from transformers import PreTrainedModel
 from transformers.utils import logging
 
-from .backbone_rfdetr import RFDetrEmbeddings, RFDetrEncoderLayer
+from .backbone_rfdetr import RFDetrBackbone, RFDetrEmbeddings, RFDetrEncoderLayer
 from .configuration_rfdetr import RFDetrConfig, RFDetrConfigError
 from .heads_rfdetr import (
     RFDetrGroupedLayerNorm,
@@ -264,8 +264,13 @@ class RFDetrPreTrainedModel(PreTrainedModel):
                     str(pretrained_model_name_or_path), revision=kwargs.get("revision"), token=kwargs.get("token")
                 )
         try:
-            return super().from_pretrained(pretrained_model_name_or_path, *args, **kwargs)
+            loaded = super().from_pretrained(pretrained_model_name_or_path, *args, **kwargs)
         except SafetensorError as error:
             raise OSError(_damaged_weights_message(pretrained_model_name_or_path, kwargs, error)) from error
         except RFDetrConfigError as error:
             raise error.located(pretrained_model_name_or_path) from None
+        model = loaded[0] if isinstance(loaded, tuple) else loaded  # (model, loading_info) with output_loading_info
+        for module in model.modules():
+            if isinstance(module, RFDetrBackbone):
+                module.freeze_unused()  # transformers 5 loads the frozen parameters back as trainable ones
+        return loaded
