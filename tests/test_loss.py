@@ -131,6 +131,17 @@ def test_eval_mode_loss_uses_one_group_and_returns_auxiliary_outputs() -> None:
         ([{"class_labels": torch.tensor([0]), "boxes": torch.zeros(1, 5)}], r"boxes must be \(N, 4\)"),
         ([{"class_labels": torch.tensor([3]), "boxes": torch.rand(1, 4)}], r"class_labels must be in \[0, 3\)"),
         ([], r"labels must be a list of 1 dicts"),
+        # pixel boxes trained silently (loss 1477 instead of 13); float class ids and lists failed deep in the loss
+        (
+            [{"class_labels": torch.tensor([0]), "boxes": torch.tensor([[10.0, 10, 40, 40]])}],
+            r"normalised cxcywh in \[0, 1\] \(divide pixel",
+        ),
+        ([{"class_labels": torch.tensor([0]), "boxes": torch.tensor([[0.5, float("nan"), 0.2, 0.2]])}], r"in \[0, 1\]"),
+        (
+            [{"class_labels": torch.tensor([0.0]), "boxes": torch.rand(1, 4)}],
+            r"class_labels integer class ids; got torch.float32",
+        ),
+        ([{"class_labels": [0], "boxes": [[0.5, 0.5, 0.2, 0.2]]}], r"must be torch tensors; got list and list"),
     ],
 )
 def test_bad_labels_are_named(labels, message) -> None:

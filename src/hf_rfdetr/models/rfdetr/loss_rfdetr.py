@@ -75,6 +75,10 @@ def _random_points(shape: tuple[int, ...], device: torch.device, generator: torc
     return torch.rand(*shape, 2, device=device, generator=generator)
 
 
+#: How far outside [0, 1] a normalised box coordinate may be (rounding of a box that touches the image border).
+_BOX_TOLERANCE = 1e-4
+
+
 def check_labels(
     labels: list[dict[str, torch.Tensor]],
     batch_size: int,
@@ -91,6 +95,16 @@ def check_labels(
         if "class_labels" not in target or "boxes" not in target:
             raise ValueError(f"labels[{index}] needs 'class_labels' and 'boxes'; got keys {sorted(target)}")
         boxes, classes = target["boxes"], target["class_labels"]
+        if not isinstance(boxes, torch.Tensor) or not isinstance(classes, torch.Tensor):
+            raise ValueError(
+                f"labels[{index}]: boxes and class_labels must be torch tensors; got {type(boxes).__name__} and "
+                f"{type(classes).__name__} (the image processor's `annotations=` makes them)"
+            )
+        if not boxes.is_floating_point() or classes.is_floating_point() or classes.dtype == torch.bool:
+            raise ValueError(
+                f"labels[{index}]: boxes must be floating point and class_labels integer class ids; got {boxes.dtype} "
+                f"and {classes.dtype}"
+            )
         if boxes.ndim != 2 or boxes.shape[-1] != 4 or classes.ndim != 1 or len(classes) != len(boxes):
             raise ValueError(
                 f"labels[{index}]: boxes must be (N, 4) normalised cxcywh and class_labels (N,); got "
@@ -100,6 +114,12 @@ def check_labels(
             raise ValueError(
                 f"labels[{index}]: class_labels must be in [0, {num_labels}) (config.num_labels); got "
                 f"{sorted(set(classes.tolist()))}"
+            )
+        outside = ~torch.isfinite(boxes) | (boxes < -_BOX_TOLERANCE) | (boxes > 1 + _BOX_TOLERANCE)
+        if bool(outside.any()):
+            raise ValueError(
+                f"labels[{index}]: boxes must be normalised cxcywh in [0, 1] (divide pixel boxes by the image's width "
+                f"and height); got {boxes[outside.any(dim=-1)][:3].tolist()}"
             )
         if mask_size is not None:
             _check_masks(target, index, tuple(mask_size))
