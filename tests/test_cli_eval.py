@@ -214,3 +214,13 @@ def test_eval_scores_object_sizes_by_the_json_area_as_pycocotools(
     assert stats[4] > 0 and stats[5] > 0, "the json's areas put objects in every range"
     for name, value in zip(names, stats):
         assert metrics[name] == pytest.approx(value, abs=1e-9), name
+
+
+def test_predictions_keep_category_id_0_beside_names_made_unique() -> None:
+    """A folder with categories {0: "cat", 1: "dog", 2: "dog"}: --predictions-json failed with "invalid literal for
+    int() with base 10: 'cat'" (id 0 was taken for a missing one)."""
+    from hf_rfdetr.commands.eval import coco_category_ids
+
+    categories = [{"id": 0, "name": "cat"}, {"id": 1, "name": "dog"}, {"id": 2, "name": "dog"}]
+    assert coco_category_ids({0: "cat", 1: "dog_1", 2: "dog_2"}, categories) == {0: 0, 1: 1, 2: 2}
+    assert coco_category_ids({0: "a", 1: "b"}, [{"id": 3, "name": "a"}, {"id": 7, "name": "b"}]) == {0: 3, 1: 7}

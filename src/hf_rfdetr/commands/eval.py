@@ -267,11 +267,7 @@ def _write_predictions(predictions, targets, dataset_dir: Path, split: str, name
     from ..training.metrics import RLE_KEY, coco_results, coco_segment_results
 
     folder = next(dataset_dir / name for name in SPLIT_FOLDERS[split] if (dataset_dir / name).is_dir())
-    categories = json.loads((folder / ANNOTATION_FILE).read_text())["categories"]
-    by_name = {str(category["name"]): int(category["id"]) for category in categories}
-    category_ids = {label: by_name.get(name) for label, name in names.items()}
-    if None in category_ids.values():  # names made unique by load_coco_folder end with their category id
-        category_ids = {label: category_ids[label] or int(names[label].rsplit("_", 1)[-1]) for label in names}
+    category_ids = coco_category_ids(names, json.loads((folder / ANNOTATION_FILE).read_text())["categories"])
     results, segments = [], []
     for prediction, target in zip(predictions, targets):
         image_id = int(target["image_id"][0])
@@ -281,6 +277,18 @@ def _write_predictions(predictions, targets, dataset_dir: Path, split: str, name
     path.write_text(json.dumps(results))
     if any(RLE_KEY in prediction for prediction in predictions):
         segm_predictions_path(path).write_text(json.dumps(segments))
+
+
+def coco_category_ids(names: dict[int, str], categories: list[dict[str, Any]]) -> dict[int, int]:
+    """The dataset's category id of each label: by name, else (names that `load_coco_folder` made unique by
+    appending `_<category id>`, e.g. two categories named "dog") by that suffix. Category id 0 is an id like any
+    other."""
+    by_name = {str(category["name"]): int(category["id"]) for category in categories}
+    found = {label: by_name.get(name) for label, name in names.items()}
+    return {
+        label: category_id if category_id is not None else int(names[label].rsplit("_", 1)[-1])
+        for label, category_id in found.items()
+    }
 
 
 def format_report(result: dict[str, Any]) -> str:
