@@ -810,3 +810,134 @@ def test_a_segmentation_export_card_names_the_mask_output() -> None:
     )
     by_file = render_onnx_card(config, report, "rf-detr-seg-nano.pt")  # not named twice
     assert "`rf-detr-seg-nano.pt`, the original RF-DETR COCO checkpoint (converted by hf_rfdetr)" in by_file
+
+
+def test_the_onnx_card_states_the_saved_processors_top_k_and_the_int8_file_only_when_there_is_one(
+    tiny_export, tmp_path: Path
+) -> None:
+    """The card said post-processing keeps the top `config.num_queries` (query, class) pairs, but the saved processor
+    selects its `num_top_queries` (300 for a detector, at most queries x labels), and its usage snippet pointed to
+    `model_quantized.onnx` in folders without one. It now states what the saved processor selects, and names the
+    int8 file only where it was exported."""
+    from hf_rfdetr.onnx.model_card import render_onnx_card
+
+    model, folder = tiny_export  # quantized; its processor keeps num_top_queries 300 > 20 queries x 3 labels
+    card = (folder / "README.md").read_text()
+    pixel_values = torch.rand(1, 3, 64, 64, generator=torch.Generator().manual_seed(0))
+    outputs = RFDetrOnnxModel.from_pretrained(folder)(pixel_values=pixel_values)
+    kept = RFDetrImageProcessor.from_pretrained(folder).post_process_object_detection(outputs, 0.0)[0]
+    assert len(kept["scores"]) == 60 and "(top 60 (query, class) pairs)" in card
+    assert 'from_pretrained("tiny-onnx0")  # file_name="model_quantized.onnx" for the int8 graph\n' in card
+
+    processor = RFDetrImageProcessor.from_config(model.config, num_top_queries=7)
+    other = export_onnx(model, tmp_path / "top7", image_processor=processor, backend="torch")
+    card = (other / "README.md").read_text()
+    kept = RFDetrImageProcessor.from_pretrained(other).post_process_object_detection(outputs, 0.0)[0]
+    assert len(kept["scores"]) == 7 and "(top 7 (query, class) pairs)" in card
+    assert 'onnx_model = RFDetrOnnxModel.from_pretrained("top7")\n' in card and "model_quantized" not in card
+
+    # a segmentation processor derived from the config selects num_queries pairs (the original Seg's num_select)
+    config = tiny_config(segmentation_head=True, variant="seg-nano", num_queries=10)
+    report = {"backend": "torch", "backend_reason": "why", "opset": 17, "input_size": [64, 64], "files": ["model.onnx"]}
+    assert RFDetrImageProcessor.from_config(config).num_top_queries == 10
+    assert "(top 10 (query, class) pairs)" in render_onnx_card(config, report, "seg-nano")
+    assert "(top 4 (query, class) pairs)" in render_onnx_card(config, report, "seg-nano", num_top_queries=4)
+
+
+def _export_files(folder: Path) -> list[str]:
+    """The files of an export folder, less the processor's and config's code files that save_pretrained copies."""
+    return sorted(path.name for path in folder.iterdir() if path.suffix != ".py")
+
+
+def test_a_re_export_removes_the_earlier_exports_graphs_report_and_card(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    """Re-exporting into a folder kept the earlier export's files that the new one does not write: an export without
+    quantize left the earlier model_quantized.onnx, for the earlier input size, beside the new processor. A re-export
+    now deletes the earlier graphs (with their external data), report and card first, naming them; other files
+    (the user's) stay."""
+    model = _tiny_model(seed=11)
+    folder = export_onnx(model, tmp_path / "onnx", quantize=True, validate=True, backend="torch")
+    assert _export_files(folder) == [
+        "README.md",
+        "config.json",
+        "export_report.json",
+        "model.onnx",
+        "model_quantized.onnx",
+        "preprocessor_config.json",
+    ]
+    graph = onnx.load(str(folder / "model.onnx"))  # the earlier graph with its weights in an external-data file
+    onnx.save(graph, str(folder / "model.onnx"), save_as_external_data=True, location="weights.bin", size_threshold=0)
+    (folder / "notes.txt").write_text("mine\n")
+
+    with caplog.at_level("WARNING", logger="hf_rfdetr.onnx.export"):
+        export_onnx(model, folder, resolution=96, backend="torch")
+    assert (
+        f"removed the earlier export's files from {folder} before exporting: model.onnx, weights.bin, "
+        "model_quantized.onnx, export_report.json, README.md" in caplog.text
+    )
+    assert _export_files(folder) == [
+        "README.md",
+        "config.json",
+        "export_report.json",
+        "model.onnx",
+        "notes.txt",
+        "preprocessor_config.json",
+    ]
+    assert json.loads((folder / "export_report.json").read_text())["files"] == ["model.onnx"]
+    assert RFDetrOnnxModel.from_pretrained(folder).input_size == (96, 96)
+    card = (folder / "README.md").read_text()
+    assert "| input | `pixel_values` (batch, 3, 96, 96), float32" in card and "model_quantized" not in card
+
+
+def test_a_re_export_that_fails_validation_leaves_no_report_or_card_vouching_for_its_files(tmp_path: Path) -> None:
+    """A re-export that failed validation left the earlier export_report.json and card (another input size, both
+    files validated) and the earlier int8 graph beside its new unvalidated model.onnx, config and processor. Now the
+    folder holds the new files only, for inspection, with no report or card, and the error says so; the user's
+    README.md stays."""
+    model = _tiny_model(seed=11)
+    folder = export_onnx(model, tmp_path / "onnx", quantize=True, validate=True, backend="torch")
+    with pytest.raises(ValueError, match=r"onnxruntime differs from PyTorch by .* > atol 1e-12") as raised:
+        export_onnx(model, folder, resolution=96, validate=True, atol=1e-12, backend="torch")
+    assert (
+        f"{folder} now holds this export's unvalidated files (model.onnx, config.json, preprocessor_config.json), "
+        "left for inspection, and no export_report.json or README.md card vouching for them" in str(raised.value)
+    )
+    assert _export_files(folder) == ["config.json", "model.onnx", "preprocessor_config.json"]
+    assert RFDetrOnnxModel.from_pretrained(folder).input_size == (96, 96)
+    assert RFDetrImageProcessor.from_pretrained(folder).size == {"height": 96, "width": 96}
+
+    (folder / "README.md").write_text("my notes\n")
+    with pytest.raises(ValueError, match="holds this export's unvalidated files"):
+        export_onnx(model, folder, quantize=True, validate=True, atol=1e-12, backend="torch")
+    assert _export_files(folder) == [
+        "README.md",
+        "config.json",
+        "model.onnx",
+        "model_quantized.onnx",
+        "preprocessor_config.json",
+    ]
+    assert (folder / "README.md").read_text() == "my notes\n"
+
+
+@pytest.mark.optimum
+def test_an_optimum_re_export_removes_the_earlier_exports_files_too(tmp_path: Path) -> None:
+    """backend="optimum" goes through the same clean-up: an earlier int8 graph, report and card do not outlive the
+    export they described, and a failed validation leaves no report or card."""
+    model = _tiny_model(seed=12)
+    folder = export_onnx(model, tmp_path / "onnx", quantize=True, backend="optimum")
+    assert "model_quantized.onnx" in _export_files(folder)
+    export_onnx(model, folder, resolution=96, backend="optimum")
+    assert _export_files(folder) == [
+        "README.md",
+        "config.json",
+        "export_report.json",
+        "model.onnx",
+        "preprocessor_config.json",
+    ]
+    report = json.loads((folder / "export_report.json").read_text())
+    assert (report["backend"], report["files"], report["input_size"]) == ("optimum", ["model.onnx"], [96, 96])
+    with pytest.raises(ValueError, match="holds this export's unvalidated files"):
+        export_onnx(model, folder, validate=True, atol=1e-12, backend="optimum")
+    assert _export_files(folder) == ["config.json", "model.onnx", "preprocessor_config.json"]
+    assert RFDetrOnnxModel.from_pretrained(folder).input_size == (64, 64)

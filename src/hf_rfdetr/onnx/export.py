@@ -65,6 +65,7 @@ from .validation import validate_export
 logger = logging.getLogger(__name__)
 
 REPORT_FILE = "export_report.json"
+PROCESSOR_FILE = "preprocessor_config.json"
 INPUTS = {"pixel_values": {0: "batch_size"}}
 OUTPUTS = {"logits": {0: "batch_size"}, "pred_boxes": {0: "batch_size"}}
 #: The extra output of a segmentation model's graph: mask logits (batch, num_queries, H // r, W // r).
@@ -270,7 +271,9 @@ def export_onnx(
         output_dir: folder to write (created): `model.onnx`, `config.json`, `preprocessor_config.json`,
             `export_report.json`, `model_quantized.onnx` with `quantize=True`, and a model card `README.md` (what the
             folder holds, the graph, how to run it, the source model; a README.md that is not an earlier export's
-            card is kept).
+            card is kept). An earlier export's files there (`model.onnx`, `model_quantized.onnx`, their external
+            data, `export_report.json`, its card) are deleted first, with a warning naming them
+            (`remove_previous_export`), so that none of them outlives the export it described.
         image_processor: saved beside the model (default: the folder's, or one derived from the config).
         resolution: export input size, an int or (height, width), multiples of `config.block_size` (default:
             `config.resolution`). The batch size stays dynamic.
@@ -288,7 +291,8 @@ def export_onnx(
             `atol + MASK_RTOL * max |mask logit|`, see `validation_tolerances`); every file's detections of the
             bundled demo scene must match PyTorch's (class, IoU >= 0.7, score within 0.05, int8 0.1; float16 and
             int8 reorder near-tied proposals, so their per-query differences are not comparable). The differences
-            and what decided go into the report.
+            and what decided go into the report. A file that fails is left in `output_dir` for inspection, without
+            `export_report.json` or card, and the error says so.
         backend: "optimum", "torch" or "auto" (Optimum when it can be imported, else torch.onnx). Which one ran,
             and why, is logged and recorded in the report.
         device: where to trace the model.
@@ -352,8 +356,9 @@ def _export_loaded(
 ) -> Path:
     """`export_onnx` for a loaded model in its float32 forward."""
     height, width = export_input_size(model.config, resolution)
-    output_dir.mkdir(parents=True, exist_ok=True)
     use_optimum, reason = _choose_backend(backend, square=height == width)
+    output_dir.mkdir(parents=True, exist_ok=True)
+    remove_previous_export(output_dir)
     onnx_path = output_dir / ONNX_FILE
     if use_optimum:
         logger.warning("exporting with Optimum (optimum.exporters.onnx.main_export); %s", reason)
@@ -377,20 +382,89 @@ def _export_loaded(
         report.float_modules = list(float_modules)
         report.files.append(QUANTIZED_FILE)
     if validate:
-        report.validation = validate_export(
-            model,
-            output_dir,
-            report.files,
-            height,
-            width,
-            atol,
-            fp16,
-            report.tolerances,
-            report.detections,
-            report.validation_method,
-        )
+        try:
+            report.validation = validate_export(
+                model,
+                output_dir,
+                report.files,
+                height,
+                width,
+                atol,
+                fp16,
+                report.tolerances,
+                report.detections,
+                report.validation_method,
+            )
+        except ValueError as error:
+            written = ", ".join([*report.files, "config.json", PROCESSOR_FILE])
+            raise ValueError(
+                f"{error};\n{output_dir} now holds this export's unvalidated files ({written}), left for inspection, "
+                f"and no {REPORT_FILE} or README.md card vouching for them: do not use them as a validated export"
+            ) from error
     (output_dir / REPORT_FILE).write_text(json.dumps(asdict(report), indent=2) + "\n")
     return output_dir
+
+
+def previous_export_files(folder: Path) -> list[Path]:
+    """The files of `folder` that an export writes and an earlier export may have left there, which a new export
+    would not all replace (`remove_previous_export`): `model.onnx`, `model_quantized.onnx` and their external-data
+    files (the locations their tensors name, and Optimum's `<file>_data`), `export_report.json`, and a README.md that
+    is an earlier export's card (`hf_rfdetr.onnx.model_card.is_onnx_card`; any other README.md is the user's or the
+    source model's, and stays). config.json and preprocessor_config.json are rewritten by every export."""
+    from .model_card import is_onnx_card
+
+    found: dict[Path, None] = {}
+    for name in (ONNX_FILE, QUANTIZED_FILE):
+        graph = folder / name
+        for candidate in (graph, *(folder / location for location in _external_data_locations(graph))):
+            # only files directly in the folder: an external-data location is a path relative to the graph
+            if candidate.parent.resolve() == folder.resolve() and candidate.is_file():
+                found[candidate] = None
+        optimum_data = folder / f"{name}_data"
+        if optimum_data.is_file():
+            found[optimum_data] = None
+    if (folder / REPORT_FILE).is_file():
+        found[folder / REPORT_FILE] = None
+    card = folder / "README.md"
+    if card.is_file() and is_onnx_card(card.read_text(encoding="utf-8", errors="replace")):
+        found[card] = None
+    return list(found)
+
+
+def remove_previous_export(folder: Path) -> list[Path]:
+    """Delete `previous_export_files(folder)` before an export writes there, and log what went: otherwise a re-export
+    that quantises no more, or fails validation, leaves the earlier int8 graph (for the earlier input size), report
+    and card beside the new files, vouching for files they do not describe."""
+    removed = previous_export_files(folder)
+    for path in removed:
+        path.unlink()
+    if removed:
+        logger.warning(
+            "removed the earlier export's files from %s before exporting: %s",
+            folder,
+            ", ".join(path.name for path in removed),
+        )
+    return removed
+
+
+def _external_data_locations(graph: Path) -> list[str]:
+    """The external-data files (paths relative to the graph) that the tensors of the ONNX file `graph` name; none
+    when it is missing or unreadable."""
+    if not graph.is_file():
+        return []
+    try:
+        import onnx
+        from onnx.external_data_helper import ExternalDataInfo, uses_external_data
+
+        proto = onnx.load(str(graph), load_external_data=False)
+    except Exception:  # not installed, or not a readable ONNX file: nothing it names is known
+        return []
+    tensors = list(proto.graph.initializer)
+    for node in proto.graph.node:
+        for attribute in node.attribute:
+            tensors += [attribute.t] if attribute.HasField("t") else []
+            tensors += list(attribute.tensors)
+    return list(dict.fromkeys(ExternalDataInfo(t).location for t in tensors if uses_external_data(t)))
 
 
 def _load(
