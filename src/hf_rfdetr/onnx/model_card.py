@@ -39,7 +39,7 @@ def is_onnx_card(text: str) -> bool:
     return ONNX_GENERATED_MARKER in text
 
 
-#: The usage snippet's comment on loading the int8 graph, left out of the card of a folder without one.
+#: The usage snippet's comment on loading the int8 graph (a folder without one has none).
 QUANTIZED_HINT = '  # file_name="model_quantized.onnx" for the int8 graph'
 
 
@@ -167,13 +167,9 @@ def render_onnx_card(
         "session_outputs": ", ".join(names),
         "output_names": repr(names).replace("'", '"'),
         "top_k": selected_pairs(config, num_top_queries),
+        "quantized_hint": QUANTIZED_HINT if "model_quantized.onnx" in report.get("files", []) else "",
     }
-    card = Template(ONNX_TEMPLATE_PATH.read_text(encoding="utf-8")).substitute(values)
-    if "model_quantized.onnx" not in report.get(
-        "files", []
-    ):  # the snippet's pointer to an int8 graph this folder does not have
-        card = card.replace(QUANTIZED_HINT, "")
-    return card
+    return Template(ONNX_TEMPLATE_PATH.read_text(encoding="utf-8")).substitute(values)
 
 
 def selected_pairs(config: RFDetrConfig, num_top_queries: int | None = None) -> int:
