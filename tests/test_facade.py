@@ -468,3 +468,41 @@ def test_a_facade_export_card_names_the_source_the_user_gave(tiny_folder: Path, 
         random = RFDETRNano(pretrain_weights=None, device="cpu", resolution=64)
     card = (random.export(tmp_path / "random-onnx", backend="torch") / "README.md").read_text()
     assert "The source model: `an in-memory RFDetrForObjectDetection (nano)`." in card
+
+
+def test_predict_shape_runs_at_that_size_for_the_call_and_checks_it(detector: RFDETR) -> None:
+    image = Image.fromarray(random_image(40, 56, seed=11))
+    processor = RFDetrImageProcessor.from_pretrained(detector_folder(detector))
+    model = RFDetrForObjectDetection.from_pretrained(detector_folder(detector)).eval()
+    with torch.no_grad():
+        outputs = model(**processor([image], return_tensors="pt", size={"height": 32, "width": 48}))
+    expected = processor.post_process_object_detection(outputs, threshold=0.3, target_sizes=[(40, 56)])[0]
+    assert_same(detector.predict(image, threshold=0.3, shape=(32, 48)), expected, detector.model.config.id2label)
+    assert detector.processor.size == {"height": 64, "width": 64}  # the stored processor is unchanged
+    assert_same(
+        detector.predict(image, threshold=0.3, patch_size=8),
+        by_hand(detector, [image], 0.3)[0],
+        detector.model.config.id2label,
+    )
+    for shape in [(30, 48), (32, 0), (32.0, 48), (True, 16), (32,)]:
+        with pytest.raises(ValueError, match="multiples of 16"):
+            detector.predict(image, shape=shape)
+    with pytest.raises(ValueError, match="patch_size=8"):
+        detector.predict(image, patch_size=14)
+
+
+def test_predict_adds_source_shape_and_the_source_image_per_image(detector: RFDETR) -> None:
+    array = random_image(40, 56, seed=12)
+    floats = torch.from_numpy(array).permute(2, 0, 1).float() / 255
+    first, second = detector.predict([Image.fromarray(array), floats[:, :32, :48]], threshold=0.0)
+    np.testing.assert_array_equal(first.metadata["source_image"], array)
+    assert first.metadata["source_image"].dtype == np.uint8
+    assert second.metadata["source_image"].shape == (32, 48, 3)
+    np.testing.assert_array_equal(
+        second.metadata["source_image"], (floats[:, :32, :48] * 255).permute(1, 2, 0).to(torch.uint8).numpy()
+    )
+    assert first.data["source_shape"].dtype == np.int64
+    np.testing.assert_array_equal(first.data["source_shape"], np.tile([40, 56], (len(first), 1)))
+    np.testing.assert_array_equal(second.data["source_shape"], np.tile([32, 48], (len(second), 1)))
+    bare = detector.predict(array, threshold=0.0, include_source_image=False)
+    assert "source_image" not in bare.metadata and bare.data["source_shape"].shape == (len(bare), 2)

@@ -46,6 +46,7 @@ downloaded once (md5-checked), converted and cached as safetensors (`hf_rfdetr.p
 from __future__ import annotations
 
 import inspect
+import operator
 import os
 import tempfile
 import warnings
@@ -228,7 +229,13 @@ class RFDETR:
     # ------------------------------------------------------------------------------------------------------------------
 
     def predict(
-        self, images: ImageInput | Sequence[ImageInput], threshold: float = 0.5
+        self,
+        images: ImageInput | Sequence[ImageInput],
+        threshold: float = 0.5,
+        shape: tuple[int, int] | None = None,
+        patch_size: int | None = None,
+        include_source_image: bool = True,
+        **kwargs: Any,
     ) -> sv.Detections | list[sv.Detections]:
         """Detect objects in one image or a list of images (a list runs as one batch, in one forward pass).
 
@@ -239,11 +246,21 @@ class RFDETR:
                 uint16, bool or float in `[0, 1]`, grey or RGBA too, by the rule of `hf_rfdetr.models.rfdetr.image_io.to_chw`
                 (the processor's). For OpenCV / supervision frames (BGR) pass `frame[:, :, ::-1]`.
             threshold: keep detections whose score is above this.
+            shape: `(height, width)` to resize the images to for this call only (the stored processor is not
+                changed), as the original's; both must be positive multiples of `patch_size * num_windows`
+                (`model.config.block_size`). Default: the processor's size (`resolution` square).
+            patch_size: the original's check of the backbone patch size: must equal `model.config.patch_size`.
+            include_source_image: put the image as read, a uint8 RGB `(H, W, 3)` numpy array, in
+                `detections.metadata["source_image"]` (each image's in its own Detections for a list), as the
+                original does (files and PIL images with their EXIF orientation applied, float arrays / tensors
+                scaled by 255 and truncated). `False`: no `source_image`.
+            **kwargs: accepted and ignored, as the original does, with a warning naming them.
 
         Returns:
             `supervision.Detections` for one image, a list of them (one per image) for a list: `xyxy` `(N, 4)` in
             pixels of the original image, `confidence` `(N,)`, `class_id` `(N,)` (the model's label index; COCO
-            category id for COCO checkpoints, so `COCO_CLASSES[class_id]` names it) and `data["class_name"]` `(N,)`.
+            category id for COCO checkpoints, so `COCO_CLASSES[class_id]` names it), `data["class_name"]` `(N,)` and
+            `data["source_shape"]` `(N, 2)` int64 (the image's `(height, width)` on every row, as the original).
             Sorted by descending confidence. These are `processor.post_process_object_detection`'s results.
             A segmentation model (`is_segmentation`) adds `mask` `(N, H, W)` bool at the original image size, as the
             original's `predict`: `processor.post_process_instance_segmentation`'s masks (the mask logits resized
@@ -252,16 +269,20 @@ class RFDETR:
         Raises:
             FileNotFoundError: a path that does not exist. OSError: a URL that cannot be fetched (offline).
             ValueError: an array / tensor of the wrong shape, dtype or range, an unreadable or too large file
-                (`hf_rfdetr.models.rfdetr.image_io.ImageReadError`, naming it), an empty list.
+                (`hf_rfdetr.models.rfdetr.image_io.ImageReadError`, naming it), an empty list, a `shape` that is
+                not two positive multiples of `model.config.block_size`, a `patch_size` other than the model's.
             TypeError: an input of another type.
         """
+        if kwargs:
+            warnings.warn(f"predict() ignores {sorted(kwargs)}, as the original does", UserWarning, stacklevel=2)
+        size = self._predict_size(shape, patch_size)
         single = not isinstance(images, (list, tuple))
         items = [images] if single else list(images)
         if not items:
             raise ValueError("predict() got an empty list of images")
         loaded = [_load_input(item, index) for index, item in enumerate(items)]
         sizes = [_height_width(image) for image in loaded]
-        inputs = self.processor(loaded, return_tensors="pt", device=self.device)
+        inputs = self.processor(loaded, return_tensors="pt", device=self.device, **size)
         outputs = self._forward(inputs)
         if self.is_segmentation:  # the id map is skipped: predict returns the stack of masks
             results = self.processor.post_process_instance_segmentation(
@@ -274,7 +295,34 @@ class RFDETR:
         else:
             results = self.processor.post_process_object_detection(outputs, threshold=threshold, target_sizes=sizes)
         detections = [self._detections(result) for result in results]
+        for detection, image, (height, width) in zip(detections, loaded, sizes):
+            detection.data["source_shape"] = np.tile(np.array([height, width], dtype=np.int64), (len(detection), 1))
+            if include_source_image:
+                detection.metadata["source_image"] = _source_image(image)
         return detections[0] if single else detections
+
+    def _predict_size(self, shape: tuple[int, int] | None, patch_size: int | None) -> dict[str, Any]:
+        """The processor's per-call `size` for `predict(shape=..., patch_size=...)` (empty: the stored size), after the
+        original's checks: `patch_size` is the model's, both sides positive multiples of `config.block_size`."""
+        config = self.model.config
+        if patch_size is not None and (isinstance(patch_size, bool) or patch_size != config.patch_size):
+            raise ValueError(
+                f"predict(patch_size={patch_size!r}) does not match the model's patch_size={config.patch_size}; "
+                "patch size is an architectural parameter: omit patch_size"
+            )
+        if shape is None:
+            return {}
+        block = config.block_size
+        try:
+            height, width = (operator.index(side) for side in shape if not isinstance(side, bool))
+        except (TypeError, ValueError):
+            height = width = 0  # not two integers: refused below
+        if height <= 0 or width <= 0 or height % block or width % block:
+            raise ValueError(
+                f"predict(shape={shape!r}): shape must be (height, width), two positive multiples of {block} "
+                f"(patch_size={config.patch_size} * num_windows={config.num_windows})"
+            )
+        return {"size": {"height": height, "width": width}}
 
     def _forward(self, inputs: Any) -> Any:
         """Run the (optimised, if any) model on processor outputs; returns the model output."""
@@ -669,6 +717,15 @@ def _load_input(image: Any, index: int) -> Image.Image | torch.Tensor:
     if isinstance(image, (str, os.PathLike)):
         return load_image(image, name=f"image {index}: {os.fspath(image)!r}")
     return to_chw(image, f"image {index}")
+
+
+def _source_image(image: Image.Image | torch.Tensor) -> np.ndarray:
+    """A loaded `predict` input as the original's `source_image`: uint8 RGB `(H, W, 3)` (floats x 255, truncated)."""
+    if isinstance(image, Image.Image):
+        return np.array(image.convert("RGB"))
+    if image.dtype != torch.uint8:
+        image = (image.float() * 255).clamp(0, 255).to(torch.uint8)
+    return image.permute(1, 2, 0).contiguous().numpy().copy()
 
 
 def _height_width(image: Image.Image | torch.Tensor) -> tuple[int, int]:
