@@ -506,3 +506,21 @@ def test_predict_adds_source_shape_and_the_source_image_per_image(detector: RFDE
     np.testing.assert_array_equal(second.data["source_shape"], np.tile([32, 48], (len(second), 1)))
     bare = detector.predict(array, threshold=0.0, include_source_image=False)
     assert "source_image" not in bare.metadata and bare.data["source_shape"].shape == (len(bare), 2)
+
+
+def test_the_originals_inference_maps_onto_optimize_for_inference(detector: RFDETR) -> None:
+    image = random_image(48, 64, seed=13)
+    reference = detector.predict(image, threshold=0.0)
+    try:
+        detector.inference(dtype=torch.bfloat16, compile=False, batch_size=4, inplace=True)
+        assert hf_rfdetr.is_optimized(detector.model) and not detector.is_optimized_inplace
+        low = detector.predict(image, threshold=0.0)
+        # bf16 backbone linears: the top scores move by a few thousandths (0.004 on this tiny random model)
+        np.testing.assert_allclose(low.confidence[:5], reference.confidence[:5], atol=0.01)
+        with pytest.raises(ValueError, match="compile_backend"):
+            detector.inference(compile_backend="tensorrt")
+    finally:
+        detector.remove_optimized_model()
+    restored = detector.predict(image, threshold=0.0)
+    np.testing.assert_array_equal(restored.confidence, reference.confidence)
+    np.testing.assert_array_equal(restored.xyxy, reference.xyxy)

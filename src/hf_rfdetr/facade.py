@@ -389,6 +389,39 @@ class RFDETR:
         forward = _PixelsOnly(self.model)
         self._optimized = torch.compile(forward) if compile else forward
 
+    def inference(
+        self,
+        compile: bool = True,
+        batch_size: int = 1,
+        dtype: torch.dtype | str = torch.float32,
+        *,
+        inplace: bool = False,
+        compile_backend: str = "torchscript",
+    ) -> None:
+        """The original 1.11's optimisation call, as `optimize_for_inference(compile=compile, dtype=dtype)`.
+
+        `dtype` (a torch dtype or its name: float32, bfloat16, float16) is the precision of the backbone's linear
+        layers, the rest of the model stays float32 (`optimize_for_inference`); with the default float32 nothing is
+        quantised. `compile=True` runs the forward through `torch.compile` for either `compile_backend`
+        ("torchscript", the original's default, or "inductor": ours does not trace with TorchScript). `batch_size` is
+        accepted and has no effect: the eager path takes any batch, and `torch.compile` specialises on the shapes it
+        sees. Our optimisation always works on the loaded model in place, without a copy, and is undone exactly by
+        `remove_optimized_model()`; `inplace` is accepted either way (nothing is cleared, `export` keeps working).
+
+        Raises:
+            ValueError: an unknown `compile_backend`, or a dtype `optimize_for_inference` refuses.
+        """
+        if compile_backend not in ("torchscript", "inductor"):
+            raise ValueError(f"compile_backend must be 'torchscript' or 'inductor', got {compile_backend!r}")
+        del inplace
+        self.optimize_for_inference(compile=compile, batch_size=batch_size, dtype=dtype)
+
+    @property
+    def is_optimized_inplace(self) -> bool:
+        """Always False: the original's flag for a destructive `inference(inplace=True)` (the base model cleared,
+        `remove_optimized_model` a no-op). Ours never clears the model; `remove_optimized_model` always restores it."""
+        return False
+
     def remove_optimized_model(self) -> None:
         """Undo `optimize_for_inference`: float32, eager execution."""
         from .optimization import restore
