@@ -401,6 +401,34 @@ def test_export_calls_export_onnx(detector: RFDETR, tmp_path: Path, monkeypatch)
     assert calls[-1][3] == {"opset": 18, "resolution": (192, 128), "source": source}
     with pytest.raises(ValueError, match=r"export\(simplify=...\) is an option of the original .* onnxsim"):
         detector.export("out", simplify=True)
+    # the original's own defaults spelled out are accepted (and mean ONNX as here)
+    detector.export(
+        "out",
+        format="onnx",
+        verbose=True,
+        infer_dir=None,
+        patch_size=8,
+        quantization=None,
+        calibration_data=None,
+        max_images=100,
+        soc=None,
+        output_name=None,
+    )
+    assert calls[-1][3] == {"source": source}
+    refused = {
+        "format": ("tflite", "only format='onnx'"),
+        "infer_dir": ("images", "validate=True"),
+        "quantization": ("int8", "quantize=True"),
+        "calibration_data": ("images", "needs no data"),
+        "soc": ("SM8650", "ExecuTorch"),
+        "output_name": ("my-model", "model.onnx"),
+        "patch_size": (14, "the model's patch size"),
+    }
+    for name, (value, says) in refused.items():
+        with pytest.raises(ValueError, match=rf"export\({name}=...\) is an option of the original .*{says}"):
+            detector.export("out", **{name: value})
+    with pytest.raises(ValueError, match="ExecuTorch backend .* 'auto', 'torch' or 'optimum'"):
+        detector.export("out", backend="xnnpack")
 
 
 @pytest.mark.reference

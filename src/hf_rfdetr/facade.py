@@ -477,15 +477,19 @@ class RFDETR:
         """Export to ONNX in `output_dir` (default "output", as the original): `hf_rfdetr.export_onnx(self.model,
         output_dir, image_processor=self.processor, **kwargs)` (options: `opset`, `fp16`, `quantize`, `validate`,
         ...; needs the `onnx` extra). The original's `opset_version=` and `shape=(height, width)` are taken as
-        `opset=` and `resolution=`; its `batch_size=` and `dynamic_batch=` are accepted and unused (the batch size
-        of the graph is always dynamic); its other options (`simplify`, ...) are refused, naming what to do instead.
-        Returns the folder holding `model.onnx`."""
+        `opset=` and `resolution=`; its `batch_size=`, `dynamic_batch=`, `verbose=` and `max_images=` are accepted
+        and unused (the batch size of the graph is always dynamic); its defaults `format="onnx"`, `infer_dir=None`,
+        `quantization=None`, `calibration_data=None`, `soc=None`, `output_name=None` and a `patch_size` equal to the
+        model's are accepted; other values of these and its other options (`simplify`, ...) are refused, naming what
+        to do instead (`quantization="int8"`, the original's TFLite setting: `quantize=True` for an int8 ONNX model).
+        `backend=` is the ONNX exporter here ("auto", "torch", "optimum"); the original's ExecuTorch backends
+        ("xnnpack", "coreml", "qnn") are refused saying so. Returns the folder holding `model.onnx`."""
         try:
             from .onnx import export_onnx
         except ImportError as error:
             raise ImportError(f"ONNX export needs the onnx extra: pip install 'hf-rfdetr[onnx]' ({error})") from error
         self.remove_optimized_model()
-        options = _export_options(kwargs)
+        options = _export_options(kwargs, patch_size=self.model.config.patch_size)
         options.setdefault("source", self._source)  # the card names what the user gave, not the cached COCO folder
         return export_onnx(self.model, output_dir, image_processor=self.processor, **options)
 
@@ -510,17 +514,47 @@ _ORIGINAL_EXPORT_OPTIONS = {
     "simplify": "the graph is exported as it is; run onnxsim on model.onnx to simplify it",
     "backbone_only": "the whole model is exported",
     "force": "the export always runs",
-    "verbose": "not supported",
-    "infer_dir": "validate=True checks the exported model against PyTorch instead",
-    "format": "the export is ONNX",
+    "infer_dir": "validate=True checks the exported model against PyTorch (on a bundled demo image) instead",
+    "format": "only format='onnx' is exported; convert model.onnx with your target's tools",
+    "quantization": "it is the original's TFLite quantisation (ignored for ONNX there); for an int8 ONNX model pass "
+    "quantize=True (model_quantized.onnx, dynamic int8 for CPUs)",
+    "calibration_data": "it feeds the original's TFLite export; quantize=True is dynamic int8 and needs no data",
+    "soc": "it targets ExecuTorch's Qualcomm backend; only ONNX is exported",
+    "output_name": "the file is always output_dir/model.onnx (with its config and processor); rename it afterwards",
+    "patch_size": "it must be the model's patch size",
 }
+#: The original `export` options that are only refused when set to something other than their default (a value
+#: that does nothing for an ONNX export there): name -> the accepted value.
+_ORIGINAL_EXPORT_DEFAULTS: dict[str, Any] = {
+    "format": "onnx",
+    "infer_dir": None,
+    "quantization": None,
+    "calibration_data": None,
+    "soc": None,
+    "output_name": None,
+}
+#: The original's `backend=` values: ExecuTorch backends (ours names the ONNX exporter: "auto", "torch", "optimum").
+_EXECUTORCH_BACKENDS = ("xnnpack", "coreml", "qnn")
 
 
-def _export_options(options: dict[str, Any]) -> dict[str, Any]:
+def _export_options(options: dict[str, Any], patch_size: int | None = None) -> dict[str, Any]:
     """The facade's `export` keywords as `export_onnx`'s: the original's `opset_version` -> `opset`, `shape` ->
-    `resolution`, `batch_size` / `dynamic_batch` dropped (the batch axis is always dynamic); other original options
-    raise `ValueError` naming what to do instead; unknown names a `TypeError`."""
+    `resolution`, `batch_size` / `dynamic_batch` / `verbose` / `max_images` dropped (the batch axis is always dynamic),
+    its defaults (`format="onnx"`, `infer_dir=None`, `quantization=None`, ...) and `patch_size` equal to the model's
+    (`patch_size` here) dropped; other original options and values raise `ValueError` naming what to do instead, an
+    ExecuTorch `backend` too; unknown names a `TypeError`."""
     options = dict(options)
+    for name, default in _ORIGINAL_EXPORT_DEFAULTS.items():
+        if name in options and options[name] == default:
+            del options[name]
+    if "patch_size" in options and options["patch_size"] == patch_size and not isinstance(patch_size, bool):
+        del options["patch_size"]
+    backend = options.get("backend")
+    if isinstance(backend, str) and backend.lower() in _EXECUTORCH_BACKENDS:
+        raise ValueError(
+            f"export(backend={backend!r}) is an ExecuTorch backend of the original rfdetr (format='executorch'); "
+            "hf_rfdetr exports ONNX only, and its backend= names the ONNX exporter: 'auto', 'torch' or 'optimum'"
+        )
     for original, ours in (("opset_version", "opset"), ("shape", "resolution")):
         if original in options:
             if ours in options:
@@ -529,8 +563,8 @@ def _export_options(options: dict[str, Any]) -> dict[str, Any]:
             if original == "shape" and value is not None and not isinstance(value, int):
                 value = tuple(int(side) for side in value)  # (height, width), as the original's
             options[ours] = value
-    options.pop("batch_size", None)
-    options.pop("dynamic_batch", None)
+    for ignored in ("batch_size", "dynamic_batch", "verbose", "max_images"):
+        options.pop(ignored, None)
     for name in options:
         if name in _ORIGINAL_EXPORT_OPTIONS:
             raise ValueError(
