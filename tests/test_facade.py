@@ -552,3 +552,13 @@ def test_the_originals_inference_maps_onto_optimize_for_inference(detector: RFDE
     restored = detector.predict(image, threshold=0.0)
     np.testing.assert_array_equal(restored.confidence, reference.confidence)
     np.testing.assert_array_equal(restored.xyxy, reference.xyxy)
+
+
+def test_gradient_checkpointing_is_accepted_with_weights(tiny_folder: Path) -> None:
+    plain = RFDETR(pretrain_weights=tiny_folder, device="cpu")
+    checkpointed = RFDETR(pretrain_weights=tiny_folder, device="cpu", gradient_checkpointing=True)
+    assert checkpointed.model.is_gradient_checkpointing and not plain.model.is_gradient_checkpointing
+    image = random_image(48, 64, seed=14)
+    np.testing.assert_array_equal(checkpointed.predict(image).confidence, plain.predict(image).confidence)
+    with pytest.raises(ValueError, match="num_queries describe.* the architecture, .* pretrain_weights=None"):
+        RFDETR(pretrain_weights=tiny_folder, device="cpu", num_queries=10, gradient_checkpointing=True)

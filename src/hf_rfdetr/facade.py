@@ -128,7 +128,10 @@ class RFDETR:
             checkpoint knows start from their own class-head rows.
         device: "cpu", "cuda", "cuda:1", ... (default: CUDA when available, else CPU).
         config: an `RFDetrConfig` to build a randomly initialised model from (instead of the class's variant).
-        **overrides: other `RFDetrConfig` fields for a randomly initialised model (e.g. `num_queries=100`).
+        gradient_checkpointing: (keyword) enable gradient checkpointing on the model, with or without weights (less
+            memory in training, as the original's option); `train` then uses it unless told otherwise.
+        **overrides: other `RFDetrConfig` fields for a randomly initialised model (e.g. `num_queries=100`): they
+            describe the architecture, so they are refused with `pretrain_weights` (the weights fix it).
 
     Attributes:
         model: the `RFDetrForObjectDetection`, or `RFDetrForInstanceSegmentation` for a segmentation model (the
@@ -151,14 +154,17 @@ class RFDETR:
         **overrides: Any,
     ) -> None:
         id2label = _id2label(num_classes, class_names)
+        gradient_checkpointing = bool(overrides.pop("gradient_checkpointing", False))  # not an architecture option
         self.device = torch.device(device) if device is not None else _default_device()
         if pretrain_weights is VARIANT_CHECKPOINT:  # the COCO checkpoint, unless a new architecture is described
             pretrain_weights = None if config is not None or overrides else self._variant_checkpoint()
         if pretrain_weights is not None:
             if config is not None or overrides:
+                given = "config" if config is not None else ", ".join(sorted(overrides))
                 raise ValueError(
-                    f"config / {sorted(overrides)} describe a new model and cannot be combined with "
-                    f"pretrain_weights={str(pretrain_weights)!r}"
+                    f"{given} describe(s) the architecture, which pretrain_weights={str(pretrain_weights)!r} fixes: "
+                    "load the weights without it, or pass pretrain_weights=None for a randomly initialised model "
+                    "with it"
                 )
             with quiet_loading():  # no "Loading weights" bar for each model (the global setting is restored)
                 model, processor = _load_pretrained(pretrain_weights, id2label)
@@ -168,6 +174,9 @@ class RFDETR:
             model.config.resolution = int(resolution)
             model.config.validate()
             processor.size = {"height": int(resolution), "width": int(resolution)}
+        if gradient_checkpointing:
+            # transformers v5 renamed it (the old name warns that it is deprecated)
+            getattr(model, "activation_checkpointing_enable", model.gradient_checkpointing_enable)()
         self.model: RFDetrModelClass = model.to(self.device).eval()
         self.processor: RFDetrImageProcessor = processor
         self._optimized: torch.nn.Module | None = None
@@ -462,6 +471,7 @@ class RFDETR:
         known = set(inspect.signature(fine_tune).parameters) - {"model", "dataset_dir", "training_arguments"}
         check_training_options({name: value for name, value in kwargs.items() if name not in known})  # before loading
         kwargs.setdefault("device", None if self.device.type == "cuda" else self.device.type)
+        kwargs.setdefault("gradient_checkpointing", self.model.is_gradient_checkpointing)
         self.remove_optimized_model()
         with tempfile.TemporaryDirectory(prefix="rfdetr-start-") as start:
             self.model.save_pretrained(start)  # a folder: fine_tune relabels the class heads for the dataset
