@@ -227,7 +227,9 @@ def test_loading_options_and_errors(tiny_folder: Path, tmp_path: Path) -> None:
         RFDETR(pretrain_weights=tmp_path / "missing.pth")
     with pytest.raises(OSError, match="'nobody/no-such-model' is not a local folder or file.*Hub"):
         RFDETR(pretrain_weights="nobody/no-such-model")
-    with pytest.raises(ValueError, match="cannot be combined with pretrain_weights"):
+    with pytest.raises(
+        ValueError, match=r"num_queries describe\(s\) the architecture, which pretrain_weights=.* fixes"
+    ):
         RFDETR(pretrain_weights=tiny_folder, num_queries=10)
     with pytest.raises(ValueError, match="num_classes=3 but 2 class_names"):
         RFDETR(pretrain_weights=tiny_folder, num_classes=3, class_names=["a", "b"])
