@@ -483,9 +483,9 @@ def test_export_writes_an_onnx_model_that_detects_the_same(detector: RFDETR, tmp
 def test_a_facade_export_card_names_the_source_the_user_gave(tiny_folder: Path, tmp_path: Path, monkeypatch) -> None:
     """The export card named the model's folder (for a checkpoint name: the cached COCO folder) as its source; it now
     names what the user gave the facade (`self._source`), as the facade's training cards do."""
-    import hf_rfdetr.facade as facade
+    import hf_rfdetr.facade_loading as facade_loading
 
-    monkeypatch.setattr(facade, "pretrained", lambda name: str(tiny_folder) if name == "nano" else name)
+    monkeypatch.setattr(facade_loading, "pretrained", lambda name: str(tiny_folder) if name == "nano" else name)
     named = RFDETR(pretrain_weights="nano", device="cpu")
     assert named.model.name_or_path == str(tiny_folder)  # the "cached COCO folder"
     card = (named.export(tmp_path / "nano-onnx", backend="torch") / "README.md").read_text()

@@ -57,15 +57,12 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 import torch
 from PIL import Image
-from safetensors import SafetensorError
-from transformers import AutoConfig, AutoModelForInstanceSegmentation, AutoModelForObjectDetection
 
-from .class_heads import relabel
+from .facade_loading import ORIGINAL_WEIGHTS, RFDetrModelClass, default_device, load_pretrained, requested_labels
 from .models.rfdetr.configuration_rfdetr import RFDetrConfig
 from .models.rfdetr.image_io import load_image, to_chw
 from .models.rfdetr.image_processing_rfdetr import RFDetrImageProcessor
-from .models.rfdetr.modeling_rfdetr import RFDetrForInstanceSegmentation, RFDetrForObjectDetection, model_class_for
-from .pretrained_weights import CHECKPOINTS, as_rfdetr_checkpoint, pretrained, resolve_name
+from .models.rfdetr.modeling_rfdetr import RFDetrForInstanceSegmentation, model_class_for
 from .verbosity import quiet_loading
 
 if TYPE_CHECKING:
@@ -92,12 +89,6 @@ __all__ = [
 
 #: What `predict` accepts for one image (a list of them is a batch).
 ImageInput = str | os.PathLike | Image.Image | np.ndarray | torch.Tensor
-#: The model classes behind the facade: a detector, or a detector with a mask head (`config.segmentation_head`).
-RFDetrModelClass = RFDetrForObjectDetection | RFDetrForInstanceSegmentation
-
-#: The file each variant of the original package downloads when `pretrain_weights` is not given.
-ORIGINAL_WEIGHTS = {name: checkpoint.filename for name, checkpoint in CHECKPOINTS.items()}
-_CHECKPOINT_SUFFIXES = (".pth", ".pt", ".ckpt")
 
 
 class _VariantCheckpoint:
@@ -153,9 +144,9 @@ class RFDETR:
         config: RFDetrConfig | None = None,
         **overrides: Any,
     ) -> None:
-        id2label = _id2label(num_classes, class_names)
+        id2label = requested_labels(num_classes, class_names)
         gradient_checkpointing = bool(overrides.pop("gradient_checkpointing", False))  # not an architecture option
-        self.device = torch.device(device) if device is not None else _default_device()
+        self.device = torch.device(device) if device is not None else default_device()
         if pretrain_weights is VARIANT_CHECKPOINT:  # the COCO checkpoint, unless a new architecture is described
             pretrain_weights = None if config is not None or overrides else self._variant_checkpoint()
         if pretrain_weights is not None:
@@ -167,7 +158,7 @@ class RFDETR:
                     "with it"
                 )
             with quiet_loading():  # no "Loading weights" bar for each model (the global setting is restored)
-                model, processor = _load_pretrained(pretrain_weights, id2label)
+                model, processor = load_pretrained(pretrain_weights, id2label)
         else:
             model, processor = self._random_model(config, id2label, overrides)
         if resolution is not None and resolution != model.config.resolution:
@@ -685,101 +676,6 @@ class _PixelsOnly(torch.nn.Module):
         if getattr(outputs, "pred_masks", None) is not None:
             tensors["pred_masks"] = outputs.pred_masks
         return tensors
-
-
-# ----------------------------------------------------------------------------------------------------------------------
-# Loading
-# ----------------------------------------------------------------------------------------------------------------------
-
-
-def _default_device() -> torch.device:
-    return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-
-
-def _id2label(num_classes: int | None, class_names: Sequence[str] | None) -> dict[int, str] | None:
-    """Labels asked for by `num_classes` / `class_names` (`None`: keep the checkpoint's)."""
-    if class_names is not None:
-        names = [str(name) for name in class_names]
-        if num_classes is not None and num_classes != len(names):
-            raise ValueError(f"num_classes={num_classes} but {len(names)} class_names were given")
-        if not names or len(set(names)) != len(names):
-            raise ValueError(f"class_names must be non-empty and unique, got {names}")
-        return dict(enumerate(names))
-    if num_classes is None:
-        return None
-    if isinstance(num_classes, bool) or not isinstance(num_classes, int) or num_classes < 1:
-        raise ValueError(f"num_classes must be a positive integer, got {num_classes!r}")
-    return {i: f"class_{i}" for i in range(num_classes)}
-
-
-def _load_pretrained(
-    weights: str | os.PathLike, id2label: dict[int, str] | None
-) -> tuple[RFDetrModelClass, RFDetrImageProcessor]:
-    """Model and processor from a checkpoint name, a folder, an original checkpoint file or a Hub id (see `RFDETR`)."""
-    path = Path(weights)
-    if path.is_dir():
-        return _from_folder_or_hub(str(path), id2label)
-    if path.is_file():
-        return _from_original_checkpoint(path, id2label)
-    text = str(weights)
-    if text.startswith((".", "/", "~")) or text.count("/") > 1:  # a path, not a Hub id "org/name"
-        raise FileNotFoundError(f"pretrain_weights {text!r} does not exist")
-    if path.suffix in _CHECKPOINT_SUFFIXES and resolve_name(text) is None:
-        raise FileNotFoundError(
-            f"pretrain_weights {text!r} does not exist (the original's checkpoints by name: {', '.join(ORIGINAL_WEIGHTS.values())})"
-        )
-    resolved = pretrained(text)  # a name: the cached COCO folder; an unknown name: ValueError listing the names
-    if resolved != text:
-        return _from_folder_or_hub(resolved, id2label)
-    try:
-        return _from_folder_or_hub(text, id2label)
-    except OSError as error:
-        if isinstance(error.__cause__, SafetensorError):  # downloaded, but the cached file is damaged: says so itself
-            raise
-        raise OSError(
-            f"pretrain_weights {text!r} is not a local folder or file, and loading it from the Hugging Face Hub "
-            f"failed (offline, private or misspelled?): {str(error).splitlines()[0]}"
-        ) from error
-
-
-def _from_folder_or_hub(name: str, id2label: dict[int, str] | None) -> tuple[RFDetrModelClass, RFDetrImageProcessor]:
-    """Model and processor of a folder or Hub repository: a segmentation model (`segmentation_head` in its config)
-    through `AutoModelForInstanceSegmentation`, a detector through `AutoModelForObjectDetection`."""
-    name = as_rfdetr_checkpoint(name)  # transformers' own rf_detr: converted into a cached folder of ours
-    segmentation = bool(getattr(AutoConfig.from_pretrained(name), "segmentation_head", False))
-    auto = AutoModelForInstanceSegmentation if segmentation else AutoModelForObjectDetection
-    model = auto.from_pretrained(name)
-    if not isinstance(model, (RFDetrForObjectDetection, RFDetrForInstanceSegmentation)):
-        raise ValueError(
-            f"{name!r} holds a {type(model).__name__}, not an RF-DETR model of this package or of transformers; "
-            "convert it first (hf-rfdetr convert)"
-        )
-    if id2label:
-        relabel(model, id2label)
-    try:
-        processor = RFDetrImageProcessor.from_pretrained(name)
-    except OSError:  # weights and config only: the processor follows from the config
-        processor = RFDetrImageProcessor.from_config(model.config)
-    return model, processor
-
-
-def _from_original_checkpoint(
-    path: Path, id2label: dict[int, str] | None
-) -> tuple[RFDetrModelClass, RFDetrImageProcessor]:
-    """Convert an original `rfdetr` checkpoint in memory (its regular `model` weights), with new labels as a folder
-    takes them (`hf_rfdetr.class_heads.relabel`)."""
-    from .conversion import CheckpointError, config_from_checkpoint, load_checkpoint, load_original_state_dict
-
-    checkpoint = load_checkpoint(path)
-    try:
-        config = config_from_checkpoint(checkpoint)
-        model = model_class_for(config)(config)
-        load_original_state_dict(model, checkpoint["model"])  # raises, naming the keys that do not fit
-    except CheckpointError as error:
-        raise CheckpointError(f"pretrain_weights {str(path)!r}: {error}") from error
-    if id2label:
-        relabel(model, id2label)
-    return model, RFDetrImageProcessor.from_config(model.config)
 
 
 # ----------------------------------------------------------------------------------------------------------------------
