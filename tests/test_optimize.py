@@ -255,6 +255,21 @@ def test_int8_follows_changed_weights_and_deep_copies() -> None:
     assert torch.equal(_forward(model, pixel_values).logits, changed)
 
 
+def test_int8_runs_a_model_built_under_inference_mode() -> None:
+    """Weights created under `torch.inference_mode` keep no version counter: optimising such a model failed at its
+    first forward ("Inference tensors do not track version counter")."""
+    torch.manual_seed(0)
+    model = RFDetrForObjectDetection(tiny_config()).eval()
+    with torch.inference_mode():
+        twin = RFDetrForObjectDetection(tiny_config()).eval()
+        twin.load_state_dict(model.state_dict())
+    assert twin.model.backbone.layers[0].mlp.fc1.weight.is_inference()
+    for candidate in (model, twin):
+        hf_rfdetr.optimize(candidate, dtype="float32", quantize=True)
+    pixel_values = torch.randn(1, 3, 64, 64)
+    assert torch.equal(_forward(twin, pixel_values).logits, _forward(model, pixel_values).logits)
+
+
 def test_int8_compiles_without_graph_breaks() -> None:
     """The int8 linears are one operator each (`torch.ops.hf_rfdetr.int8_linear`): `torch.compile` traces the whole
     forward as one graph (a Python packing check in the forward broke it at every linear layer, and the compiled int8

@@ -328,7 +328,14 @@ _PACKED: WeakIdKeyDictionary = WeakIdKeyDictionary()
 
 
 def _versions(weight: torch.Tensor, bias: torch.Tensor | None) -> tuple[int, int]:
-    return weight._version, -1 if bias is None else bias._version
+    return _version(weight), _version(bias)
+
+
+def _version(tensor: torch.Tensor | None) -> int:
+    """The tensor's version counter (bumped by each in-place change); -1 for None and for inference tensors (a model
+    built or loaded under `torch.inference_mode`), which keep none: an in-place change to one of those, possible only
+    inside inference mode, leaves its int8 copy as it was (`restore` and `optimize` again rebuild it)."""
+    return -1 if tensor is None or tensor.is_inference() else tensor._version
 
 
 def _packed_int8(weight: torch.Tensor, bias: torch.Tensor | None) -> _PackedInt8:
