@@ -1,7 +1,7 @@
 """ONNX Runtime CPU latency of hf_rfdetr's export vs PyTorch and vs the rfdetr package's own export; int8 drift.
 
     OMP_NUM_THREADS=2 python benchmarks/onnx_speed.py [--variants nano base] [--repeats 20] [--warmup 3]
-        [--threads 2] [--top-k 10] [--keep DIR]
+        [--threads 2] [--top-k 10] [--keep DIR] [--spinning]
 
 For each variant, at batch 1 and the variant's native resolution, on the CPU, with the same weights everywhere (the
 original `rfdetr` model built offline with random, perturbed, seeded weights, as in tests/conftest.py, and loaded
@@ -18,7 +18,12 @@ inter-op thread); set OMP_NUM_THREADS to the same value. After `--warmup` rounds
 `--repeats` times, so that load from other processes hits them alike, and the median milliseconds are printed with the
 ratios `ours ORT / PyTorch`, `ours ORT / rfdetr ORT` and `int8 / fp32` (< 1 means the numerator is faster). The ORT
 timings are `InferenceSession.run` on a NumPy array, nothing around it, with ORT's default session settings otherwise
-(all graph optimisations, thread spinning on).
+(all graph optimisations) except thread spinning, which is off (`session.intra_op.allow_spinning = 0`) for every
+session here. With spinning on, a session's pool threads keep spinning after its run returns, while the next runner
+of the round works on the same cores: on 2 cores that inflated everything timed after an ORT run (Nano, one
+interleaved run: PyTorch 313 vs 238 ms, ORT int8 169 vs 101 ms, int8 / fp32 0.71 vs 0.51). A session used alone
+gains a few percent from spinning (Nano fp32 173 vs 181 ms, int8 87 vs 95 ms, run back to back), so
+`RFDetrOnnxModel` keeps ORT's default; `--spinning` turns it on here too.
 
 The rfdetr export: rfdetr 1.11.2's `RFDETR.export(format="onnx")` prepares the graph (`prepare_export_graph`: DINOv2
 position embeddings frozen to the export shape, one sanity forward pass) and writes it with `torch.onnx.export`
@@ -148,20 +153,21 @@ def _export_both(variant: str, ours: RFDetrForObjectDetection, reference: torch.
 
 
 # -- runners --------------------------------------------------------------------------------------------------------
-def _session_options(threads: int):
+def _session_options(threads: int, spinning: bool):
     import onnxruntime
 
     options = onnxruntime.SessionOptions()
     options.intra_op_num_threads = threads
     options.inter_op_num_threads = 1
+    options.add_session_config_entry("session.intra_op.allow_spinning", "1" if spinning else "0")
     return options
 
 
-def _rfdetr_session(graphs: Graphs, threads: int):
+def _rfdetr_session(graphs: Graphs, threads: int, spinning: bool):
     import onnxruntime
 
     return onnxruntime.InferenceSession(
-        str(graphs.rfdetr_file), sess_options=_session_options(threads), providers=["CPUExecutionProvider"]
+        str(graphs.rfdetr_file), sess_options=_session_options(threads, spinning), providers=["CPUExecutionProvider"]
     )
 
 
@@ -224,11 +230,13 @@ def _benchmark(variant: str, folder: Path, args: argparse.Namespace) -> None:
     processor = RFDetrImageProcessor.from_config(ours.config)
     pixel_values = _demo_pixel_values(processor)
     array = pixel_values.numpy()
-    fp32 = RFDetrOnnxModel.from_pretrained(graphs.ours_folder, session_options=_session_options(args.threads))
-    int8 = RFDetrOnnxModel.from_pretrained(
-        graphs.ours_folder, file_name=QUANTIZED_FILE, session_options=_session_options(args.threads)
+    fp32 = RFDetrOnnxModel.from_pretrained(
+        graphs.ours_folder, session_options=_session_options(args.threads, args.spinning)
     )
-    rfdetr_session = _rfdetr_session(graphs, args.threads)
+    int8 = RFDetrOnnxModel.from_pretrained(
+        graphs.ours_folder, file_name=QUANTIZED_FILE, session_options=_session_options(args.threads, args.spinning)
+    )
+    rfdetr_session = _rfdetr_session(graphs, args.threads, args.spinning)
 
     def pytorch() -> object:
         with torch.inference_mode():
@@ -317,6 +325,9 @@ def main() -> None:
     parser.add_argument("--warmup", type=int, default=3)
     parser.add_argument("--threads", type=int, default=2)
     parser.add_argument("--top-k", type=int, default=10, help="detections compared per graph pair")
+    parser.add_argument(
+        "--spinning", action="store_true", help="ORT's thread spinning on (default off: it skews interleaved runs)"
+    )
     parser.add_argument("--keep", type=Path, help="write the exports here and keep them (default: a temp dir)")
     parser.add_argument("--json", type=Path, help="also write the key ratios to this JSON file")
     args = parser.parse_args()
@@ -338,7 +349,7 @@ def _print_header(args: argparse.Namespace) -> None:
     omp = os.environ.get("OMP_NUM_THREADS", "unset")
     print(
         f"cpu, threads={args.threads} (torch {torch.get_num_threads()}, OMP_NUM_THREADS={omp}), batch 1, "
-        f"warm-up {args.warmup}, repeats {args.repeats}; torch {torch.__version__}, onnxruntime "
+        f"warm-up {args.warmup}, repeats {args.repeats}, ORT spinning {'on' if args.spinning else 'off'}; torch {torch.__version__}, onnxruntime "
         f"{version('onnxruntime')}, rfdetr {version('rfdetr')}"
     )
     if os.environ.get("OMP_NUM_THREADS") not in (None, str(args.threads)):
