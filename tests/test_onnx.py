@@ -558,6 +558,46 @@ def test_optimum_cli_entry_point(tmp_path: Path) -> None:
     assert plain.returncode != 0 and "custom or unsupported architecture" in plain.stderr
 
 
+@pytest.mark.optimum
+def test_the_optimum_cli_removes_an_earlier_exports_files_too(tmp_path: Path) -> None:
+    """`python -m hf_rfdetr.onnx.optimum_cli export onnx` into a folder holding an earlier export (another input size,
+    quantised, with its report and card) left that export's model_quantized.onnx, export_report.json and card beside
+    Optimum's new graph, vouching for it. It now removes them before Optimum writes, naming them, as `export_onnx`
+    does; other files (the user's) stay."""
+    model = _saved_tiny(tmp_path / "model", seed=13)
+    folder = export_onnx(model, tmp_path / "onnx", resolution=96, quantize=True, backend="torch")
+    assert "model_quantized.onnx" in _export_files(folder) and "export_report.json" in _export_files(folder)
+    (folder / "notes.txt").write_text("mine\n")
+
+    arguments = ["export", "onnx", "--model", str(tmp_path / "model"), "--task", "object-detection", str(folder)]
+    result = subprocess.run(
+        [sys.executable, "-m", "hf_rfdetr.onnx.optimum_cli", *arguments],
+        capture_output=True,
+        text=True,
+        env={**os.environ, "OMP_NUM_THREADS": "1"},
+    )
+    assert result.returncode == 0, result.stderr[-3000:]
+    assert (
+        f"removed the earlier export's files from {folder} before exporting: model.onnx, model_quantized.onnx, "
+        "export_report.json, README.md" in result.stderr
+    )
+    assert _export_files(folder) == ["config.json", "model.onnx", "notes.txt", "preprocessor_config.json"]
+    onnx_model = RFDetrOnnxModel.from_pretrained(folder)
+    assert onnx_model.input_size == (64, 64)  # Optimum's export of the saved model, not the earlier 96 x 96 one
+    pixel_values = torch.randn(2, 3, 64, 64, generator=torch.Generator().manual_seed(13))
+    assert max(_max_differences(model, onnx_model, pixel_values)) <= ATOL
+
+    # into a folder without an earlier export (or a new one): nothing is removed, nothing said
+    again = subprocess.run(
+        [sys.executable, "-m", "hf_rfdetr.onnx.optimum_cli", *arguments[:-1], str(tmp_path / "new")],
+        capture_output=True,
+        text=True,
+        env={**os.environ, "OMP_NUM_THREADS": "1"},
+    )
+    assert again.returncode == 0, again.stderr[-3000:]
+    assert "removed the earlier export's files" not in again.stderr
+
+
 def test_compare_outputs_reports_near_tied_proposals() -> None:
     """The comparison is query by query; the smallest gap between ranked two-stage scores tells ties apart."""
     generator = torch.Generator().manual_seed(0)

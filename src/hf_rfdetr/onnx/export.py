@@ -434,7 +434,8 @@ def previous_export_files(folder: Path) -> list[Path]:
 def remove_previous_export(folder: Path) -> list[Path]:
     """Delete `previous_export_files(folder)` before an export writes there, and log what went: otherwise a re-export
     that quantises no more, or fails validation, leaves the earlier int8 graph (for the earlier input size), report
-    and card beside the new files, vouching for files they do not describe."""
+    and card beside the new files, vouching for files they do not describe. `export_onnx` (and so `hf-rfdetr export`
+    and the facade's `export`) and `python -m hf_rfdetr.onnx.optimum_cli export onnx` call it."""
     removed = previous_export_files(folder)
     for path in removed:
         path.unlink()
