@@ -434,6 +434,92 @@ def test_export_calls_export_onnx(detector: RFDETR, tmp_path: Path, monkeypatch)
 
 
 @pytest.mark.reference
+def test_every_keyword_of_the_originals_export_is_taken_or_refused_by_name(
+    detector: RFDETR, tmp_path: Path, monkeypatch
+) -> None:
+    """The original's rarer export options (max_batch_size, notes, coreml_precision, ...) reached export_onnx as a
+    bare `TypeError: unexpected keyword`. Every keyword of the installed original's `export` signature (so that the
+    test follows the reference) is now accepted at its default, and with another value either taken (mapped onto
+    export_onnx's options, or unused) or refused with a message naming it and what to do; a keyword the original
+    does not know keeps the usual TypeError."""
+    import inspect
+    import sys
+    import types
+
+    from rfdetr.detr import RFDETR as OriginalRFDETR
+
+    from hf_rfdetr.onnx.export import export_onnx as real_export_onnx
+
+    accepts = inspect.signature(real_export_onnx)
+    calls = []
+
+    def export_onnx(model, output_dir, *, image_processor=None, **kwargs):
+        accepts.bind(model, output_dir, image_processor=image_processor, **kwargs)  # else the real one's TypeError
+        calls.append(kwargs)
+        return Path(output_dir)
+
+    monkeypatch.setitem(sys.modules, "hf_rfdetr.onnx", types.SimpleNamespace(export_onnx=export_onnx))
+    # a value other than the original's default, per option (any option not listed here: a plain object)
+    others = {
+        "infer_dir": "images",
+        "backbone_only": True,
+        "opset_version": 18,
+        "verbose": False,
+        "shape": (96, 128),
+        "batch_size": 4,
+        "dynamic_batch": True,
+        "patch_size": 14,
+        "format": "tflite",
+        "quantization": "int8",
+        "calibration_data": np.zeros((2, 64, 64, 3), np.float32),
+        "max_images": 10,
+        "backend": "xnnpack",
+        "soc": "SM8650",
+        "fp16": False,
+        "max_batch_size": 8,
+        "notes": {"run": 1},
+        "coreml_precision": "float16",
+        "coreai_precision": "float16",
+        "openvino_precision": "float32",
+        "output_name": "my-model",
+    }
+    parameters = inspect.signature(OriginalRFDETR.export).parameters.values()
+    parameters = [parameter for parameter in parameters if parameter.name not in ("self", "output_dir")]
+    assert len(parameters) >= 20
+    outcomes = {}
+    for parameter in parameters:
+        name = parameter.name
+        assert parameter.default is not inspect.Parameter.empty, name
+        detector.export(tmp_path / "out", **{name: parameter.default})  # the original's default: accepted
+        try:
+            detector.export(tmp_path / "out", **{name: others.get(name, object())})
+        except (TypeError, ValueError) as error:
+            assert name in str(error) and "unexpected keyword" not in str(error), f"{name}: {error}"
+            outcomes[name] = "refused"
+        else:
+            outcomes[name] = "taken"
+    taken = ["opset_version", "verbose", "shape", "batch_size", "dynamic_batch", "max_images", "fp16", "max_batch_size"]
+    assert {name for name, outcome in outcomes.items() if outcome == "taken"} == set(taken)
+    assert calls[-1] == {"source": detector_folder(detector)}  # output_name=None: nothing reaches export_onnx
+    says = {
+        "notes": "no ONNX metadata; add it to model.onnx afterwards",
+        "coreml_precision": "format='coreml' precision; only ONNX is exported here",
+        "coreai_precision": "format='coreai' precision; only ONNX is exported here",
+        "openvino_precision": "format='openvino' precision; only ONNX is exported here",
+        "backbone_only": "the whole model is exported",
+        "patch_size": r"the model's patch size \(8\)",
+    }
+    for name, message in says.items():
+        with pytest.raises(ValueError, match=rf"export\({name}=...\) is an option of the original .*{message}"):
+            detector.export(tmp_path / "out", **{name: others[name]})
+    # an array is no default (not compared elementwise), None is: the original's backend=None is auto here
+    detector.export(tmp_path / "out", backend=None, patch_size=None, notes=None, max_batch_size=None)
+    assert calls[-1] == {"source": detector_folder(detector)}
+    with pytest.raises(TypeError, match="unexpected keyword argument 'colour'"):
+        detector.export(tmp_path / "out", colour="red")
+
+
+@pytest.mark.reference
 def test_original_checkpoint_is_converted_on_the_fly(tmp_path: Path, monkeypatch) -> None:
     from .conftest import reference_model
     from .test_conversion import _reference_outputs

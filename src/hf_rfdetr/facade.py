@@ -477,14 +477,18 @@ class RFDETR:
     def export(self, output_dir: str | os.PathLike = "output", **kwargs: Any) -> Path:
         """Export to ONNX in `output_dir` (default "output", as the original): `hf_rfdetr.export_onnx(self.model,
         output_dir, image_processor=self.processor, **kwargs)` (options: `opset`, `fp16`, `quantize`, `validate`,
-        ...; needs the `onnx` extra). The original's `opset_version=` and `shape=(height, width)` are taken as
-        `opset=` and `resolution=`; its `batch_size=`, `dynamic_batch=`, `verbose=` and `max_images=` are accepted
-        and unused (the batch size of the graph is always dynamic); its defaults `format="onnx"`, `infer_dir=None`,
-        `quantization=None`, `calibration_data=None`, `soc=None`, `output_name=None` and a `patch_size` equal to the
-        model's are accepted; other values of these and its other options (`simplify`, ...) are refused, naming what
-        to do instead (`quantization="int8"`, the original's TFLite setting: `quantize=True` for an int8 ONNX model).
-        `backend=` is the ONNX exporter here ("auto", "torch", "optimum"); the original's ExecuTorch backends
-        ("xnnpack", "coreml", "qnn") are refused saying so. Returns the folder holding `model.onnx`."""
+        ...; needs the `onnx` extra). Every keyword of the original's `export` is taken or refused by name: its
+        `opset_version=` and `shape=(height, width)` are taken as `opset=` and `resolution=`; its `batch_size=`,
+        `dynamic_batch=`, `max_batch_size=`, `verbose=` and `max_images=` are accepted and unused (the batch size of
+        the graph is always dynamic, unbounded); its defaults `format="onnx"`, `infer_dir=None`, `backbone_only=False`,
+        `quantization=None`, `calibration_data=None`, `soc=None`, `backend=None`, `notes=None`,
+        `coreml_precision=None`, `coreai_precision=None`, `openvino_precision=None`, `output_name=None` and a
+        `patch_size` of None or equal to the model's are accepted; other values of these and its older options
+        (`simplify`, ...) raise `ValueError`, naming the option and what to do instead (`quantization="int8"`, the
+        original's TFLite setting: `quantize=True` for an int8 ONNX model). `fp16=` is `export_onnx`'s (a float16
+        graph), not the original's TensorRT-only setting. `backend=` is the ONNX exporter here ("auto", "torch",
+        "optimum"); the original's ExecuTorch backends ("xnnpack", "coreml", "qnn") are refused saying so. A keyword
+        neither knows is a `TypeError`. Returns the folder holding `model.onnx`."""
         try:
             from .onnx import export_onnx
         except ImportError as error:
@@ -523,32 +527,52 @@ _ORIGINAL_EXPORT_OPTIONS = {
     "soc": "it targets ExecuTorch's Qualcomm backend; only ONNX is exported",
     "output_name": "the file is always output_dir/model.onnx (with its config and processor); rename it afterwards",
     "patch_size": "it must be the model's patch size",
+    "notes": "hf_rfdetr writes no ONNX metadata; add it to model.onnx afterwards (graph = onnx.load(path); "
+    "onnx.helper.set_model_props(graph, {'rfdetr_notes': text}); onnx.save(graph, path))",
+    "coreml_precision": "it sets the original's format='coreml' precision; only ONNX is exported here (fp16=True for "
+    "a float16 graph)",
+    "coreai_precision": "it sets the original's format='coreai' precision; only ONNX is exported here (fp16=True for "
+    "a float16 graph)",
+    "openvino_precision": "it sets the original's format='openvino' precision; only ONNX is exported here (fp16=True "
+    "for a float16 graph; OpenVINO reads model.onnx)",
 }
 #: The original `export` options that are only refused when set to something other than their default (a value
 #: that does nothing for an ONNX export there): name -> the accepted value.
 _ORIGINAL_EXPORT_DEFAULTS: dict[str, Any] = {
     "format": "onnx",
     "infer_dir": None,
+    "backbone_only": False,
     "quantization": None,
     "calibration_data": None,
     "soc": None,
+    "backend": None,
+    "notes": None,
+    "coreml_precision": None,
+    "coreai_precision": None,
+    "openvino_precision": None,
     "output_name": None,
+    "patch_size": None,
 }
+#: The original `export` options accepted with any value and unused: the graph's batch axis is always dynamic
+#: (any batch size, unbounded), and the export logs what it does (verbose).
+_ORIGINAL_EXPORT_UNUSED = ("batch_size", "dynamic_batch", "max_batch_size", "verbose", "max_images")
 #: The original's `backend=` values: ExecuTorch backends (ours names the ONNX exporter: "auto", "torch", "optimum").
 _EXECUTORCH_BACKENDS = ("xnnpack", "coreml", "qnn")
 
 
 def _export_options(options: dict[str, Any], patch_size: int | None = None) -> dict[str, Any]:
     """The facade's `export` keywords as `export_onnx`'s: the original's `opset_version` -> `opset`, `shape` ->
-    `resolution`, `batch_size` / `dynamic_batch` / `verbose` / `max_images` dropped (the batch axis is always dynamic),
-    its defaults (`format="onnx"`, `infer_dir=None`, `quantization=None`, ...) and `patch_size` equal to the model's
-    (`patch_size` here) dropped; other original options and values raise `ValueError` naming what to do instead, an
-    ExecuTorch `backend` too; unknown names a `TypeError`."""
+    `resolution`, `_ORIGINAL_EXPORT_UNUSED` (`batch_size`, `dynamic_batch`, ...) dropped (the batch axis is always
+    dynamic), its `_ORIGINAL_EXPORT_DEFAULTS` (`format="onnx"`, `infer_dir=None`, `notes=None`, ...) and a
+    `patch_size` equal to the model's (`patch_size` here) dropped; other values of the original's options raise
+    `ValueError` naming the option and what to do instead, an ExecuTorch `backend` too; unknown names stay for
+    `export_onnx` (a `TypeError`)."""
     options = dict(options)
     for name, default in _ORIGINAL_EXPORT_DEFAULTS.items():
-        if name in options and options[name] == default:
+        if name in options and _is_default(options[name], default):
             del options[name]
-    if "patch_size" in options and options["patch_size"] == patch_size and not isinstance(patch_size, bool):
+    accepted = options.get("patch_size")
+    if accepted is not None and not isinstance(accepted, bool) and accepted == patch_size:
         del options["patch_size"]
     backend = options.get("backend")
     if isinstance(backend, str) and backend.lower() in _EXECUTORCH_BACKENDS:
@@ -564,15 +588,23 @@ def _export_options(options: dict[str, Any], patch_size: int | None = None) -> d
             if original == "shape" and value is not None and not isinstance(value, int):
                 value = tuple(int(side) for side in value)  # (height, width), as the original's
             options[ours] = value
-    for ignored in ("batch_size", "dynamic_batch", "verbose", "max_images"):
+    for ignored in _ORIGINAL_EXPORT_UNUSED:
         options.pop(ignored, None)
     for name in options:
         if name in _ORIGINAL_EXPORT_OPTIONS:
             raise ValueError(
                 f"export({name}=...) is an option of the original rfdetr that hf_rfdetr does not take: "
-                f"{_ORIGINAL_EXPORT_OPTIONS[name]}"
+                f"{_ORIGINAL_EXPORT_OPTIONS[name]}{f' ({patch_size})' if name == 'patch_size' else ''}"
             )
     return options
+
+
+def _is_default(value: Any, default: Any) -> bool:
+    """Whether `value` is the original's `default` for an export option: the same object for None and booleans (so
+    that neither 0 nor an array compares equal), else an equal value of the same type."""
+    if default is None or isinstance(default, bool):
+        return value is default
+    return isinstance(value, type(default)) and value == default
 
 
 class RFDETRNano(RFDETR):
