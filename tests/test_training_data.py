@@ -17,7 +17,13 @@ from PIL import Image
 from torchvision.transforms import v2
 
 from hf_rfdetr import RFDetrForObjectDetection, RFDetrImageProcessor, fine_tune
-from hf_rfdetr.training.data import ANNOTATION_FILE, DatasetError, id2label_from_dataset, load_coco_folder
+from hf_rfdetr.training.data import (
+    ANNOTATION_FILE,
+    DatasetError,
+    id2label_from_dataset,
+    load_coco_folder,
+    object_columns,
+)
 from hf_rfdetr.training.data_checks import check_training_data
 from hf_rfdetr.training.hub_data import prepare_dataset
 from hf_rfdetr.training.transforms import (
@@ -566,8 +572,6 @@ def test_hub_layout_classlabel_no_label_is_refused_before_training(tmp_path: Pat
 @pytest.mark.parametrize(
     ("category", "id2label", "message"),
     [
-        (["cat"], None, r"\['cat'\] are not class ids: expected integers 0..K-1 \(class names: map them to their ids"),
-        (["cat"], {0: "cat"}, r"\['cat'\] are not class ids: expected integers 0..0 \(class names: map them to"),
         ([1.5], None, r"\[1.5\] are not class ids: expected integers 0..K-1\."),
         ([1.5], {0: "cat", 1: "dog"}, r"\[1.5\] are not class ids: expected integers 0..1\."),
         ([-2], None, r"\[-2\] are outside 0..K-1\."),
@@ -577,8 +581,8 @@ def test_hub_layout_classlabel_no_label_is_refused_before_training(tmp_path: Pat
 def test_hub_layout_categories_that_are_not_class_ids_name_split_and_row(
     category: list, id2label: dict | None, message: str
 ) -> None:
-    """Category names failed with a bare `int()` error, a float category with Arrow's "Float value 1.500000 was
-    truncated" from the cast: neither named the split, the row or the column, nor said what is accepted."""
+    """A float category failed with Arrow's "Float value 1.500000 was truncated" from the cast, naming neither the
+    split, the row nor the column, nor saying what is accepted (class names: see the tests below)."""
     rows = hub_rows({"bbox": [[1, 2, 3, 4]] * len(category), "category": category}, {"bbox": [], "category": []})
     with pytest.raises(DatasetError, match=rf"Dataset split 'train', row 1: objects.category {message}"):
         prepare_dataset(datasets.DatasetDict({"train": rows}), id2label=id2label)
@@ -597,6 +601,117 @@ def test_hub_layout_object_fields_of_another_length_name_split_and_row(field: st
     expected = rf"split 'train', row 1: objects.{field} has {count} value\(s\) but objects.bbox has {boxes};"
     with pytest.raises(DatasetError, match=expected):
         prepare_dataset(datasets.DatasetDict({"train": hub_rows(bad, good)}), id2label={0: "a"})
+
+
+@pytest.mark.parametrize(("layout", "bbox_format"), [("columns", "xywh"), ("rows", "xyxy")])
+def test_hub_layout_class_names_map_to_the_ids_of_id2label(layout: str, bbox_format: str) -> None:
+    """Category names (`["cat", "dog"]`, as many Hub datasets store them) were refused even with `id2label` naming
+    every class; they are mapped to their ids through it."""
+    names = {0: "cat", 1: "dog", 2: "bird"}
+    bad = {"bbox": [[1, 2, 30, 20], [5, 5, 20, 20], [0, 0, 9, 9]], "category": ["bird", "cat", "bird"]}
+    good = {"bbox": [[1, 2, 30, 20]], "category": ["dog"]}
+    prepared = prepare_dataset(
+        datasets.DatasetDict({"validation": hub_rows(bad, good, layout=layout)}),
+        id2label=names,
+        bbox_format=bbox_format,
+    )
+    assert id2label_from_dataset(prepared) == names
+    rows = [object_columns(row) for row in prepared["validation"]["objects"]]
+    assert [row["category"] for row in rows] == [[1], [2, 0, 2]]
+    if bbox_format == "xyxy":  # converted in the same pass
+        assert rows[1]["bbox"] == [[1.0, 2.0, 29.0, 18.0], [5.0, 5.0, 15.0, 15.0], [0.0, 0.0, 9.0, 9.0]]
+    sample = apply_transforms(prepared, tiny_config(id2label=names))["validation"][1]
+    assert sample["labels"]["class_labels"].tolist() == [2, 0, 2]
+
+
+def test_hub_layout_class_names_map_to_the_ids_of_another_splits_classlabel() -> None:
+    """A split storing names beside one whose category is a `ClassLabel`: the names take the `ClassLabel`'s ids."""
+    validation = hub_rows({"bbox": [[1, 2, 3, 4]], "category": [1]})
+    category = datasets.List(datasets.ClassLabel(names=["dog", "cat"]))
+    validation = validation.cast_column(
+        "objects", {"bbox": validation.features["objects"]["bbox"], "category": category}
+    )
+    train = hub_rows({"bbox": [[1, 2, 3, 4]] * 3, "category": ["cat", "dog", "cat"]}, {"bbox": [], "category": []})
+    prepared = prepare_dataset(datasets.DatasetDict({"train": train, "validation": validation}))
+    assert id2label_from_dataset(prepared) == {0: "dog", 1: "cat"}
+    assert prepared["train"]["objects"][1]["category"] == [1, 0, 1]
+    assert prepared["validation"]["objects"][1]["category"] == [1]
+
+
+def test_hub_layout_class_names_without_a_class_list_are_sorted(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    """Without `id2label` or a `ClassLabel`, the names make the class list: the distinct names of every split,
+    sorted, so that the ids depend neither on row order nor on which split holds a class; digits sort by value.
+    fine_tune (which takes no class list) gets past its data checks with them."""
+    train = hub_rows(
+        {"bbox": [[1, 2, 3, 4]] * 2, "category": ["dog", "cat"]}, {"bbox": [[1, 2, 3, 4]], "category": ["dog"]}
+    )
+    validation = hub_rows({"bbox": [[1, 2, 3, 4]], "category": ["bird"]}, {"bbox": [], "category": []})
+    with caplog.at_level(logging.INFO, logger=DATA_LOGGER):
+        prepared = prepare_dataset(datasets.DatasetDict({"train": train, "validation": validation}))
+    assert "class ids follow their sorted order: ['bird', 'cat', 'dog']" in caplog.text
+    assert id2label_from_dataset(prepared) == {0: "bird", 1: "cat", 2: "dog"}
+    assert prepared["train"]["objects"][0]["category"] == [2]
+    assert prepared["train"]["objects"][1]["category"] == [2, 1]
+    assert prepared["validation"]["objects"][1]["category"] == [0]
+    digits = hub_rows({"bbox": [[1, 2, 3, 4]] * 3, "category": ["10", "2", "1"]}, {"bbox": [], "category": []})
+    prepared = prepare_dataset(digits)
+    assert id2label_from_dataset(prepared) == {0: "1", 1: "2", 2: "10"}
+    assert prepared["objects"][1]["category"] == [2, 1, 0]
+    with pytest.raises(OSError, match="not-a-model-it-is-never-loaded"):  # the data passed; the model is reported
+        fine_tune(
+            "not-a-model-it-is-never-loaded",
+            dataset=datasets.DatasetDict({"train": train, "validation": validation}),
+            output_dir=tmp_path / "out",
+            device="cpu",
+        )
+
+
+def test_hub_layout_unknown_class_names_are_refused_naming_split_row_and_name() -> None:
+    """A name that is not in the class list is refused, naming it and (some of) the known names; names beside integer
+    ids in another split, with no class list to say which id each is, are refused saying how to give one."""
+    rows = hub_rows({"bbox": [[1, 2, 3, 4]] * 3, "category": ["cat", "cow", "cow"]}, {"bbox": [], "category": []})
+    expected = (
+        r"Dataset split 'train', row 1: objects.category \['cow'\] are not known class names \(known: 'cat', 'dog'\);"
+    )
+    with pytest.raises(DatasetError, match=expected):
+        prepare_dataset(datasets.DatasetDict({"train": rows}), id2label={0: "cat", 1: "dog"})
+    many = {index: f"class{index}" for index in range(12)}
+    expected = r"\['cat', 'cow'\] are not known class names \(known: 'class0', .*, 'class9', \.\.\. \(12 in all\)\)"
+    with pytest.raises(DatasetError, match=expected):
+        prepare_dataset(rows, id2label=many)
+    ids = hub_rows({"bbox": [[1, 2, 3, 4]], "category": [0]})
+    expected = (
+        r"split 'validation', row 1: objects.category \['cat', 'cow', 'cow'\] are class names, but no class list is "
+        r"known .* pass id2label=\{0: name, 1: \.\.\.\} to prepare_dataset"
+    )
+    with pytest.raises(DatasetError, match=expected):
+        prepare_dataset(datasets.DatasetDict({"train": ids, "validation": rows}))
+
+
+@pytest.mark.parametrize("layout", ["columns", "rows"])
+@pytest.mark.parametrize(("area", "shown"), [(float("nan"), "nan"), (float("inf"), "inf"), (-4.0, "-4.0")])
+def test_hub_layout_area_that_is_not_finite_or_negative_names_split_row_and_object(
+    area: float, shown: str, layout: str
+) -> None:
+    """A NaN, infinite or negative `area` passed unchecked into COCO evaluation, which ranks objects small / medium /
+    large (and crowd regions) by it."""
+    bad = {"bbox": [[1, 2, 3, 4]] * 2, "category": [0, 0], "area": [12.0, area]}
+    good = {"bbox": [[1, 2, 3, 4]], "category": [0], "area": [12.0]}
+    expected = rf"split 'train', row 1, object 1: objects.area must be a finite number >= 0 .*; got {shown}\."
+    with pytest.raises(DatasetError, match=expected):
+        prepare_dataset(datasets.DatasetDict({"train": hub_rows(bad, good, layout=layout)}), id2label={0: "a"})
+
+
+def test_hub_layout_area_zero_or_none_is_kept() -> None:
+    """0 and None (no area: evaluation takes the box's) are accepted and kept; no `area` field at all is fine too."""
+    objects = {"bbox": [[1, 2, 3, 4]] * 2, "category": [0, 0], "area": [0.0, None]}
+    prepared = prepare_dataset(
+        hub_rows(objects, {"bbox": [[1, 2, 3, 4]], "category": [0], "area": [12.0]}), id2label={0: "a"}
+    )
+    assert [row["area"] for row in prepared["objects"]] == [[12.0], [0.0, None]]
+    assert "area" not in prepare_dataset(hub_rows({"bbox": [[1, 2, 3, 4]], "category": [0]}))["objects"][1]
 
 
 # ----------------------------------------------------------------------------------------------------------------------

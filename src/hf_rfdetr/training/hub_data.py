@@ -50,11 +50,21 @@ def prepare_dataset(
     (added as the row index when absent), `width`/`height`, `objects.iscrowd`, `objects.segmentation` (instance
     segmentation: per object COCO polygons `[[x1, y1, ...], ...]`, an RLE dict `{"size": [h, w], "counts": ...}` or a
     compressed RLE `counts` string; checked here against `width`/`height` when present, decoded by the transforms).
-    `category` is either a `ClassLabel`
-    or integers `0..K-1`; integers are cast to a `ClassLabel` named by `id2label` (or `"0"`, `"1"`, ... with a
-    warning when not given). Every row is checked before anything is cast: each object needs one `bbox` of 4 finite
-    numbers, one `category` in `0..K-1` (a `ClassLabel`'s -1, "no label", is refused) and, where present, one
-    `iscrowd`, `area` and `segmentation`.
+
+    `category` is a `ClassLabel`, integers `0..K-1` or class names (strings, as many Hub datasets store them). The
+    class list is `id2label` when given, else the `ClassLabel`'s names; integers are ids into it and class names are
+    mapped to their ids through it (a name it does not hold is refused, naming it and the known names). Without
+    either, integers are named `"0"`, `"1"`, ... (with a warning), and class names make the class list themselves:
+    the distinct names of all splits, sorted (numerically when all are integers written as text, `"2"` before
+    `"10"`), so that the ids do not depend on row order; pass every split in one `DatasetDict` so that they share
+    it, or `id2label` for another order (e.g. a model's `config.id2label`). Every split's categories are then cast to
+    one `ClassLabel` over that list. Splits that store integer ids beside splits that store names need `id2label` (or
+    a `ClassLabel`) to say which name each id is.
+
+    Every row is checked before anything is cast: each object needs one `bbox` of 4 finite numbers, one `category`
+    that is a class id in `0..K-1` or a known class name (a `ClassLabel`'s -1, "no label", is refused) and, where
+    present, one `iscrowd`, `area` and `segmentation`; an `area` (COCO's, in pixels: evaluation ranks objects small /
+    medium / large by it) must be a finite number >= 0 or missing (None: the box's area is used).
 
     Boxes are not modified here, but boxes with zero or negative width/height, and (where `width`/`height` are
     present) boxes partly or entirely outside the image are counted and reported with one warning per split: the
@@ -62,7 +72,7 @@ def prepare_dataset(
 
     Args:
         dataset_or_dict: a `Dataset` or a `DatasetDict` (every split is checked, with one class list).
-        id2label: class names for integer categories, keys `0..K-1`.
+        id2label: the class names, keys `0..K-1`: names integer categories, and maps class-name categories to ids.
         bbox_format: `"xywh"` (COCO, default) or `"xyxy"` (as `detection-datasets/*`); `xyxy` boxes are converted.
 
     Returns:
@@ -84,6 +94,8 @@ def prepare_dataset(
     for name, split in splits.items():
         _check_columns(split, name)
     names = _class_names(splits, id2label)
+    if names is None:
+        names = _names_in_data(splits)
     largest = max((_check_objects(split, name, names, bbox_format) for name, split in splits.items()), default=-1)
     if names is None:
         names = [str(label) for label in range(largest + 1)]
@@ -143,8 +155,49 @@ def _class_names(splits: dict[str, datasets.Dataset], id2label: Mapping[int, str
     return names
 
 
+def _is_text(feature: Any) -> bool:
+    """True when a per-object `category` feature stores strings (class names)."""
+    return isinstance(feature, datasets.Value) and feature.dtype in ("string", "large_string")
+
+
+def _names_in_data(splits: dict[str, datasets.Dataset]) -> list[str] | None:
+    """The class list of datasets whose categories are all class names: their distinct names, sorted (by value when
+    all are integers written as text); `None` when a split stores integer ids (`prepare_dataset` then names them, and
+    class names in other splits are refused, as nothing says which id each is)."""
+    features = {name: object_fields(split.features)["category"] for name, split in splits.items()}
+    text = [name for name, feature in features.items() if _is_text(feature)]
+    # a split without a single object has a category of type null: it neither stores names nor ids
+    if not text or any(not _is_text(f) and getattr(f, "dtype", None) != "null" for f in features.values()):
+        return None
+    found = {
+        value
+        for name in text
+        for objects in _objects_column(splits[name])
+        for value in object_columns(objects).get("category") or []
+        if isinstance(value, str)
+    }
+    numeric = all(value.isascii() and value.isdigit() for value in found)
+    names = sorted(found, key=(lambda value: (int(value), value)) if numeric else None)
+    logger.info("objects.category holds class names; class ids follow their sorted order: %s", names)
+    return names
+
+
 def _prepare_split(dataset: datasets.Dataset, split: str, names: list[str], bbox_format: str) -> datasets.Dataset:
-    """Cast image/category, add `image_id`, convert `xyxy` boxes, and report boxes the transforms will fix."""
+    """Map class names to ids, convert `xyxy` boxes, cast image/category, add `image_id`, and report boxes the
+    transforms will fix."""
+    text = _is_text(object_fields(dataset.features)["category"])
+    if text or bbox_format == "xyxy":
+        features = copy.deepcopy(dataset.features)
+        if text:
+            _set_category_feature(features, datasets.Value("int64"))
+        ids = {name: index for index, name in enumerate(names)} if text else None
+        dataset = dataset.map(
+            _convert_objects_batch,
+            fn_kwargs={"ids": ids, "xyxy": bbox_format == "xyxy"},
+            input_columns=["objects"],
+            batched=True,
+            features=features,
+        )
     features = copy.deepcopy(dataset.features)
     features["image"] = features["image"] if isinstance(features["image"], datasets.Image) else datasets.Image()
     _set_category_feature(features, datasets.ClassLabel(names=names))
@@ -152,8 +205,6 @@ def _prepare_split(dataset: datasets.Dataset, split: str, names: list[str], bbox
         dataset = dataset.cast(features)
     if "image_id" not in dataset.column_names:
         dataset = dataset.add_column("image_id", list(range(len(dataset))))
-    if bbox_format == "xyxy":
-        dataset = dataset.map(_xyxy_to_xywh_batch, input_columns=["objects"], batched=True, features=dataset.features)
     _report_hub_boxes(dataset, split)
     return dataset
 
@@ -168,34 +219,66 @@ def _set_category_feature(features: datasets.Features, class_label: datasets.Cla
         objects.feature["category"] = class_label
 
 
-def _check_categories(categories: list[Any], names: list[str] | None, where: str) -> None:
-    """Raise `DatasetError` naming `where` when one of a row's categories is not an integer `0..K-1` (`K` is
-    `len(names)`, unknown while `names` is `None`)."""
+def _check_categories(categories: list[Any], names: list[str] | None, where: str) -> list[int]:
+    """The class ids of a row's categories: integers `0..K-1` (`K` is `len(names)`, unknown while `names` is `None`)
+    as they are, class names (strings) through `names`; raises `DatasetError` naming `where` for anything else."""
     upper = "K-1" if names is None else len(names) - 1
-    not_ids = [value for value in categories if not _is_int(value)]
-    if not_ids:
-        strings = any(isinstance(value, str) for value in not_ids)
-        hint = " (class names: map them to their ids, or cast the column to a datasets.ClassLabel)" if strings else ""
+    strings = [value for value in categories if isinstance(value, str)]
+    if strings and names is None:
         raise DatasetError(
-            f"{where}: objects.category {not_ids} are not class ids: expected integers 0..{upper}{hint}."
+            f"{where}: objects.category {strings[:_LISTED_NAMES]} are class names, but no class list is known to map "
+            "them to ids (another split stores integer ids): pass id2label={0: name, 1: ...} to prepare_dataset "
+            "(e.g. the model's config.id2label), or cast objects.category to a datasets.ClassLabel in every split."
         )
-    outside = [value for value in categories if not 0 <= value < (len(names) if names is not None else math.inf)]
+    ids = {name: index for index, name in enumerate(names or [])}
+    if strings:
+        unknown = list(dict.fromkeys(value for value in strings if value not in ids))
+        if unknown:
+            more = f", ... ({len(names)} in all)" if len(names) > _LISTED_NAMES else ""
+            known = ", ".join(repr(name) for name in names[:_LISTED_NAMES])
+            raise DatasetError(
+                f"{where}: objects.category {unknown} are not known class names (known: {known}{more}); fix the "
+                "names, or pass id2label= with every class."
+            )
+    not_ids = [value for value in categories if not isinstance(value, str) and not _is_int(value)]
+    if not_ids:
+        raise DatasetError(f"{where}: objects.category {not_ids} are not class ids: expected integers 0..{upper}.")
+    outside = [
+        value
+        for value in categories
+        if not isinstance(value, str) and not 0 <= value < (len(names) if names is not None else math.inf)
+    ]
     if outside:
         hint = " (-1 is a datasets.ClassLabel's 'no label': give those objects a class or leave them out)"
         raise DatasetError(
             f"{where}: objects.category {outside} are outside 0..{upper}{hint if -1 in outside else ''}."
         )
+    return [ids[value] if isinstance(value, str) else int(value) for value in categories]
+
+
+def _check_areas(areas: list[Any], where: str) -> None:
+    """Raise `DatasetError` naming `where` and the object when an `area` is not a finite number >= 0 (None, no area,
+    is fine: evaluation then takes the box's)."""
+    for index, area in enumerate(areas):
+        if area is not None and not (_is_finite(area) and area >= 0):
+            raise DatasetError(
+                f"{where}, object {index}: objects.area must be a finite number >= 0 (the object's area in pixels, by "
+                f"which COCO evaluation ranks it small, medium or large) or None; got {area!r}."
+            )
 
 
 #: The per-object fields read by the transforms and the evaluation: one value per object each.
 _PER_OBJECT_FIELDS = ("category", "iscrowd", "area", "segmentation")
+#: How many class names an error message lists.
+_LISTED_NAMES = 10
 
 
 def _check_objects(dataset: datasets.Dataset, split: str, names: list[str] | None, bbox_format: str) -> int:
     """The largest category of a split (-1 when it has no objects), checked before the cast and the `xyxy`
     conversion; raises `DatasetError` naming the split, row (and object) and field when a row's boxes are not 4 finite
-    numbers each, its per-object fields do not hold one value per box, or a category is not a class id (also a
-    `ClassLabel`'s -1, "no label", which no cast would catch before the loss)."""
+    numbers each, its per-object fields do not hold one value per box, an `area` is not a finite number >= 0, or a
+    category is not a class id (also a `ClassLabel`'s -1, "no label", which no cast would catch before the loss) nor
+    a known class name."""
     order = "x, y, width, height" if bbox_format == "xywh" else "x0, y0, x1, y1"
     largest = -1
     for row, objects in enumerate(_objects_column(dataset)):
@@ -214,9 +297,8 @@ def _check_objects(dataset: datasets.Dataset, split: str, names: list[str] | Non
                 raise DatasetError(
                     f"{where}, object {index}: objects.bbox must be 4 finite numbers [{order}]; got {bbox!r}."
                 )
-        categories = columns.get("category") or []
-        _check_categories(categories, names, where)
-        largest = max([largest, *(int(category) for category in categories)])
+        _check_areas(columns.get("area") or [], where)
+        largest = max([largest, *_check_categories(columns.get("category") or [], names, where)])
     return largest
 
 
@@ -225,13 +307,17 @@ def _objects_column(dataset: datasets.Dataset) -> list[Any]:
     return dataset.select_columns(["objects"]).with_format(None)["objects"]
 
 
-def _xyxy_to_xywh_batch(objects_batch: list[Any]) -> dict[str, list[Any]]:
-    """`datasets.map` function converting `objects.bbox` from `[x0, y0, x1, y1]` to `[x, y, w, h]`."""
+def _convert_objects_batch(objects_batch: list[Any], ids: Mapping[str, int] | None, xyxy: bool) -> dict[str, list[Any]]:
+    """`datasets.map` function mapping `objects.category` names to class ids through `ids` (when given) and converting
+    `objects.bbox` from `[x0, y0, x1, y1]` to `[x, y, w, h]` (with `xyxy`)."""
     converted = []
     for objects in objects_batch:
         columns = object_columns(objects)
-        xyxy = torch.tensor(columns["bbox"], dtype=torch.float64).reshape(-1, 4)  # float64: as Python's arithmetic
-        columns["bbox"] = box_convert(xyxy, "xyxy", "xywh").tolist()
+        if ids is not None:
+            columns["category"] = [ids[name] for name in columns.get("category") or []]
+        if xyxy:
+            boxes = torch.tensor(columns.get("bbox") or [], dtype=torch.float64).reshape(-1, 4)  # as Python's floats
+            columns["bbox"] = box_convert(boxes, "xyxy", "xywh").tolist()
         converted.append(columns if isinstance(objects, Mapping) else _rows(columns))
     return {"objects": converted}
 
