@@ -295,6 +295,34 @@ def test_annotation_of_unknown_image_and_malformed_bbox(tmp_path: Path) -> None:
         load_coco_folder(root)
 
 
+@pytest.mark.parametrize("area", [float("nan"), float("inf"), -4.0, "12"])
+def test_annotation_area_that_is_not_a_finite_number_is_refused(tmp_path: Path, area) -> None:
+    """An `area` that is NaN, infinite, negative or not a number was silently replaced by the box's area; it is refused
+    naming the file and the annotation, as the `datasets` layout refuses it."""
+    root = small_folder(tmp_path)
+    first_id = coco_document(root, "train")["annotations"][0]["id"]
+    file = edit_json(root, "train", lambda doc: doc["annotations"][0].update(area=area))
+    expected = rf"{file}: annotation id {first_id} .*'area' must be a finite number >= 0 .*; got {area!r}\."
+    with pytest.raises(DatasetError, match=expected):
+        load_coco_folder(root)
+
+
+def test_annotation_area_zero_or_absent_is_computed(tmp_path: Path) -> None:
+    root = small_folder(tmp_path)
+    document = coco_document(root, "train")
+    first, second = document["annotations"][:2]
+
+    def edit(doc: dict) -> None:
+        doc["annotations"][0]["area"] = 0
+        del doc["annotations"][1]["area"]
+
+    edit_json(root, "train", edit)
+    rows = load_coco_folder(root)["train"]
+    areas = {i: a for row in rows for i, a in zip(row["objects"]["id"], row["objects"]["area"])}
+    for annotation in (first, second):
+        assert areas[annotation["id"]] == pytest.approx(annotation["bbox"][2] * annotation["bbox"][3], rel=1e-5)
+
+
 def test_splits_must_agree_on_categories(tmp_path: Path) -> None:
     root = small_folder(tmp_path)
     file = edit_json(root, "valid", lambda document: document["categories"][2].update(name="purple-circle"))

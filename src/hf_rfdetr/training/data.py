@@ -17,8 +17,8 @@ Every loader here returns the standard Hub object-detection layout (as `cppe-5`)
 
 - `image_id` (`int64`), `image` (`datasets.Image`, decoded lazily from its file), `width`, `height` (`int32`),
 - `objects`: per image, lists `id` (`int64`), `area` (`float32`: the annotation's `area`, which evaluation scores
-  small / medium / large objects by, as pycocotools does; where it has none, its mask's area with `masks=True`, else
-  its box's), `bbox` (`float32` COCO `[x, y, w, h]` in absolute pixels), `category` (`datasets.ClassLabel`, contiguous `0..K-1`) and `iscrowd` (`int8`); for segmentation
+  small / medium / large objects by, as pycocotools does; where it has none or 0, its mask's area with `masks=True`,
+  else its box's; a NaN, infinite, negative or non-numeric `area` is refused), `bbox` (`float32` COCO `[x, y, w, h]` in absolute pixels), `category` (`datasets.ClassLabel`, contiguous `0..K-1`) and `iscrowd` (`int8`); for segmentation
   (`load_coco_folder(..., masks=True)`) also `segmentation` (`string`): each object's mask as a COCO compressed RLE
   `counts` string at the image's `height x width` (`""` for a crowd object without one), decoded by the transforms.
 
@@ -524,7 +524,12 @@ def _add_annotation(
         row["segmentation"].append(_annotation_rle(annotation, image, bool(is_crowd), where, summary))
     row["id"].append(int(annotation_id))
     area = annotation.get("area")
-    if _is_finite(area) and area > 0:
+    if area is not None and not (_is_finite(area) and area >= 0):
+        raise DatasetError(
+            f"{where}: 'area' must be a finite number >= 0 (the object's area in pixels, by which COCO evaluation "
+            f"ranks it small, medium or large), or 0 / null / absent to have it computed; got {area!r}."
+        )
+    if area:
         area = float(area)
     elif masks and row["segmentation"][-1]:  # no area: the mask's, what COCO's `area` is for a segmentation
         area = float(sum(rle_runs(row["segmentation"][-1])[1::2]))
