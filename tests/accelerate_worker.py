@@ -47,6 +47,9 @@ def main(dataset_dir: str, model: str, output_dir: str) -> None:
         "samples_per_step": trainer.args.train_batch_size * trainer.args.world_size,
         "weights": fingerprint(trainer.model.state_dict()),
         "eval_map": evaluation.get("eval_map"),
+        # the loss and its terms, logged per epoch (averaged over both ranks), and those of the evaluation
+        "train_logs": [entry for entry in trainer.state.log_history if "loss" in entry],
+        "evaluation_losses": {key: value for key, value in evaluation.items() if key.startswith("eval_loss")},
     }
     (Path(output_dir) / f"rank{rank}.json").write_text(json.dumps(record))
 

@@ -45,3 +45,18 @@ def test_two_process_training(tmp_path: Path) -> None:
     saved = load_file(output / "model.safetensors")
     assert fingerprint(saved) == ranks[0]["weights"]  # what rank 0 evaluated is what was saved
     assert ranks[0]["eval_map"] is not None
+    # The loss terms are averaged over both ranks as `loss` is: the same on each rank, their weighted sum the loss
+    config = tiny_config()
+    coefficients = {
+        "loss_ce": config.class_loss_coefficient,
+        "loss_bbox": config.bbox_loss_coefficient,
+        "loss_giou": config.giou_loss_coefficient,
+    }
+    terms = [f"{name}{suffix}" for suffix in ("", "_aux") for name in coefficients]
+    logs = [r["train_logs"] for r in ranks]
+    assert len(logs[0]) == 2 and logs[0] == logs[1]  # one line per epoch, the same on both ranks
+    evaluations = [r["evaluation_losses"] for r in ranks]
+    assert evaluations[0] == evaluations[1]
+    for entry, prefix in [(line, "") for line in logs[0]] + [(evaluations[0], "eval_")]:
+        total = sum(coefficients[name.removesuffix("_aux")] * entry[prefix + name] for name in terms)
+        assert total == pytest.approx(entry[f"{prefix}loss"], rel=1e-4, abs=1e-4), entry

@@ -1,0 +1,147 @@
+# Copyright 2026 The hf_rfdetr Authors. All rights reserved.
+#
+# Licensed under the Apache License, Version 2.0 (the "License");
+# you may not use this file except in compliance with the License.
+# You may obtain a copy of the License at
+#
+#     http://www.apache.org/licenses/LICENSE-2.0
+#
+# Unless required by applicable law or agreed to in writing, software
+# distributed under the License is distributed on an "AS IS" BASIS,
+# WITHOUT WARRANTIES OR CONDITIONS OF ANY KIND, either express or implied.
+# See the License for the specific language governing permissions and
+# limitations under the License.
+"""The loss terms `RFDetrTrainer` logs beside `loss` (training) and `eval_loss` (evaluation).
+
+The model's `loss_dict` holds every unweighted term of its criterion: `loss_ce`, `loss_bbox`, `loss_giou` (and
+`loss_mask_ce`, `loss_mask_dice` for segmentation) of the last decoder layer, the same suffixed `_0`, `_1`, ... for
+the earlier decoder layers and `_enc` for the two-stage proposals. The total is their weighted sum, each term weighted
+by its config coefficient (`class_loss_coefficient`, `bbox_loss_coefficient`, `giou_loss_coefficient`,
+`mask_ce_loss_coefficient`, `mask_dice_loss_coefficient`).
+
+"compact" (the default) logs what the original `rfdetr` package logs by default (its `compact_train_metrics`): the
+last layer's terms under their own names and, per term, the sum over the earlier layers and the proposals as
+`<term>_aux` (`loss_ce_aux`, ...), all unweighted, so that
+`loss == class_loss_coefficient * (loss_ce + loss_ce_aux) + bbox_loss_coefficient * (loss_bbox + loss_bbox_aux)
++ giou_loss_coefficient * (loss_giou + loss_giou_aux)` (+ the mask terms). "all" logs every term of `loss_dict` (the
+original's `compact_train_metrics=False`).
+
+Training terms are summed on the device as the Trainer sums `loss` (scaled as the Trainer scaled that micro-batch's
+loss, gradient accumulation included; a non-finite step replaced as `logging_nan_inf_filter` replaces it) and read to
+the host only at logging steps, gathered and averaged over processes as `loss` is. Evaluation terms are averaged per
+image as `eval_loss` is (each image weighted by its batch's terms, the samples repeated to even out the last batch
+across processes left out).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Mapping
+
+import torch
+
+#: The ways of logging the terms (`RFDetrTrainer(loss_components=...)`); None logs none.
+LOSS_COMPONENT_MODES = ("compact", "all")
+
+#: Suffix of the logged sum of a term over the earlier decoder layers and the two-stage proposals ("compact").
+AUXILIARY_SUFFIX = "_aux"
+
+
+def loss_terms(loss_dict: Mapping[str, torch.Tensor], mode: str = "compact") -> dict[str, torch.Tensor]:
+    """The terms to log from a model's `loss_dict`: every term ("all"), or ("compact") the last layer's terms and
+    per term the sum of its layer-suffixed ones (`_0`, `_1`, ..., `_enc`) as `<term>_aux`, as the original's
+    `_compact_train_loss_metrics`. In `loss_dict`'s order (the last layer's terms first)."""
+    if mode not in LOSS_COMPONENT_MODES:
+        raise ValueError(f"loss_components must be one of {LOSS_COMPONENT_MODES} or None, got {mode!r}")
+    terms: dict[str, torch.Tensor] = {}
+    for name, value in loss_dict.items():
+        base, separator, suffix = name.rpartition("_")
+        if mode == "compact" and separator and (suffix.isdigit() or suffix == "enc"):
+            name = base + AUXILIARY_SUFFIX
+        value = value.detach().float().mean()  # mean: one value per GPU under DataParallel
+        terms[name] = terms[name] + value if name in terms else value
+    return terms
+
+
+def term_weight(name: str, weights: Mapping[str, float]) -> float:
+    """The coefficient of a logged term (`loss_ce_aux`, `loss_giou_3`, `loss_bbox_enc`, ...) in the total loss,
+    from the criterion's per-term `weights` (`RFDetrLoss.weights`)."""
+    if name in weights:
+        return weights[name]
+    base, _, _ = name.rpartition("_")
+    return weights[base]
+
+
+class TrainingTerms:
+    """Per-term sums over the micro-batches of a logging interval, on the device (no host sync per step)."""
+
+    def __init__(self) -> None:
+        self.names: list[str] | None = None
+        self.sums: torch.Tensor | None = None
+
+    def reset(self) -> None:
+        self.names = self.sums = None
+
+    def add(
+        self,
+        terms: Mapping[str, torch.Tensor],
+        scale: torch.Tensor,
+        finite: torch.Tensor | None,
+        steps_since_logged: int,
+    ) -> None:
+        """Add one micro-batch's terms times `scale` (what the Trainer's step loss is to the model's loss). With
+        `finite` (the step loss was finite, a 0-d bool; given when `logging_nan_inf_filter` is on), a non-finite step
+        adds the interval's mean so far instead, as the Trainer does for `loss`."""
+        if self.names is None:
+            self.names = list(terms)
+        values = _stack(terms, self.names) * scale
+        if self.sums is None:
+            self.sums = torch.zeros_like(values)
+        if finite is not None:
+            values = torch.where(finite, values, self.sums / (1 + steps_since_logged))
+        self.sums += values
+
+    def read(self, gather: Callable[[torch.Tensor], torch.Tensor], steps: int) -> dict[str, float]:
+        """The interval's per-step means, averaged over processes (`gather` concatenates along dim 0, as the
+        Trainer's gather of `loss`), then cleared. Every process must call it (the gather is collective)."""
+        if self.sums is None or self.names is None or steps <= 0:
+            return {}
+        means = gather(self.sums[None]).reshape(-1, len(self.names)).mean(0) / steps
+        self.sums.zero_()
+        return dict(zip(self.names, means.tolist()))
+
+
+class EvaluationTerms:
+    """Per-term sums over the images of an evaluation loop, on the device, and the number of images."""
+
+    def __init__(self) -> None:
+        self.names: list[str] | None = None
+        self.sums: torch.Tensor | None = None
+        self.count: torch.Tensor | None = None
+        self.batch_size: int | None = None
+
+    def add(self, terms: Mapping[str, torch.Tensor], batch_size: int | None, gather_for_metrics: Callable) -> None:
+        """One batch's terms, repeated `batch_size` times as the evaluation loop repeats the batch's loss (the first
+        batch's size, as the loop does) and gathered with `gather_for_metrics`, which leaves out the samples repeated
+        to even out the last batch, as it does for `eval_loss`."""
+        if self.batch_size is None:
+            self.batch_size = batch_size or 1
+        if self.names is None:
+            self.names = list(terms)
+        values = _stack(terms, self.names)
+        rows = gather_for_metrics(values[None].repeat(self.batch_size, 1).contiguous())
+        rows = rows.reshape(-1, len(self.names))
+        if self.sums is None:
+            self.sums, self.count = torch.zeros_like(values), torch.zeros((), device=values.device)
+        self.sums += rows.sum(0)
+        self.count += rows.shape[0]
+
+    def means(self) -> dict[str, float]:
+        if self.sums is None or self.names is None or not self.count:
+            return {}
+        return dict(zip(self.names, (self.sums / self.count).tolist()))
+
+
+def _stack(terms: Mapping[str, torch.Tensor], names: list[str]) -> torch.Tensor:
+    """The terms in the order of `names` (fixed by the first batch; a term missing from a later batch counts 0)."""
+    reference = next(iter(terms.values()))
+    return torch.stack([terms[name] if name in terms else torch.zeros_like(reference) for name in names])
