@@ -111,3 +111,19 @@ def test_save_and_load_round_trip(tmp_path) -> None:
     assert loaded.to_dict() == config.to_dict()
     assert loaded.projector_scale == ["P3", "P5"] and loaded.id2label == {0: "cat", 1: "dog"}
     assert loaded.block_size == 56 and loaded.num_feature_levels == 2
+
+
+@pytest.mark.parametrize("labels", [{"num_labels": 2}, {"id2label": {0: "LABEL_0", 1: "LABEL_1"}}, {"num_labels": 1}])
+def test_default_named_labels_survive_save_and_load(tmp_path, labels: dict) -> None:
+    """transformers 5 leaves `id2label` out of config.json when it equals its own default ({0: LABEL_0, 1: LABEL_1});
+    read back without labels, the config took COCO's 91 and the 2-label model's weights no longer fitted it (also a
+    transformers rf_detr checkpoint saved with its default labels, converted on load)."""
+    from .conftest import tiny_config
+
+    model = RFDetrForObjectDetection(tiny_config(**labels)).eval()
+    model.save_pretrained(tmp_path)
+    assert RFDetrConfig.from_pretrained(tmp_path).id2label == model.config.id2label
+    loaded = RFDetrForObjectDetection.from_pretrained(tmp_path).eval()
+    assert loaded.config.num_labels == model.config.num_labels == len(model.config.id2label)
+    for name, tensor in model.state_dict().items():
+        assert loaded.state_dict()[name].equal(tensor), name

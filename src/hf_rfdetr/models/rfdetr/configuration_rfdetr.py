@@ -273,6 +273,16 @@ class RFDetrConfig(PretrainedConfig):
         except RFDetrConfigError as error:
             raise error.located(kwargs.get("name_or_path")) from None
 
+    def to_diff_dict(self) -> dict[str, Any]:
+        """`PretrainedConfig.to_diff_dict` (what `save_pretrained` writes), always with `id2label` and `label2id`.
+
+        transformers 5 leaves them out when they equal its own default labels (`{0: "LABEL_0", 1: "LABEL_1"}`), but
+        a config without labels is read back with this class's default, COCO's 91: a 2-label model saved so could not
+        be loaded again (class heads of 2 rows in the weights, 91 in the model)."""
+        diff = super().to_diff_dict()
+        full = self.to_dict()
+        return diff | {key: full[key] for key in ("id2label", "label2id")}
+
     # transformers reads these generic names (pipelines, Trainer, Optimum).
     @property
     def hidden_size(self) -> int:
