@@ -162,6 +162,17 @@ def test_snippets_follow_whether_the_folder_carries_code(folder: Path) -> None:
     assert 'pipeline("object-detection", model="model")' in card and "does not carry the model code" in card
 
 
+def test_the_card_states_the_pairs_the_saved_processor_keeps(folder: Path) -> None:
+    """The detection card said "top 300 (query, class) pairs" whatever the processor kept (a template constant)."""
+    pairs = re.compile(r"top (\d+) \(query, class\) pairs")
+    config = RFDetrConfig.from_pretrained(folder)
+    expected = min(RFDetrImageProcessor.from_config(config).num_top_queries, config.num_queries * config.num_labels)
+    assert pairs.findall(model_card_for_folder(folder)) == [str(expected)]
+    RFDetrImageProcessor.from_config(config, num_top_queries=7).save_pretrained(folder)
+    assert pairs.findall(model_card_for_folder(folder)) == ["7"]
+    assert pairs.findall(render_model_card(config, 1, num_top_queries=5)) == ["5"]
+
+
 def test_generate_script(folder: Path, capsys) -> None:
     generate = runpy.run_path(str(ROOT / "model_cards" / "generate.py"), run_name="generate")["main"]
     (folder / "eval_results.json").write_text(json.dumps({"epoch": 2.0, "eval_map": 0.123}))

@@ -103,6 +103,7 @@ def save_for_hub(
         evaluations=_evaluations(metrics, folder),
         training=training or previous.get("training"),
         remote_code=include_code,
+        num_top_queries=image_processor.num_top_queries,
     )
     (output_dir / "README.md").write_text(card, encoding="utf-8")
     return output_dir

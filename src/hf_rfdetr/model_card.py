@@ -322,6 +322,23 @@ def pipeline_task(config: RFDetrConfig) -> str:
     return "image-segmentation" if is_segmentation(config) else "object-detection"
 
 
+def selected_pairs(config: RFDetrConfig, num_top_queries: int | None = None) -> int:
+    """How many (query, class) pairs the saved processor's post-processing selects before its score threshold: its
+    `num_top_queries`, at most queries x labels (`RFDetrImageProcessor._top_k`). `num_top_queries` defaults to that of
+    `RFDetrImageProcessor.from_config(config)` (300 for a detector, `num_queries` for a segmentation model)."""
+    if num_top_queries is None:
+        from .models.rfdetr.image_processing_rfdetr import RFDetrImageProcessor
+
+        num_top_queries = RFDetrImageProcessor.from_config(config).num_top_queries
+    return min(int(num_top_queries), config.num_queries * config.num_labels)
+
+
+def saved_num_top_queries(folder: str | os.PathLike) -> int | None:
+    """The `num_top_queries` of the image processor saved in `folder` (`preprocessor_config.json`), if any."""
+    processor = Path(folder) / "preprocessor_config.json"
+    return json.loads(processor.read_text(encoding="utf-8")).get("num_top_queries") if processor.is_file() else None
+
+
 def render_model_card(
     config: RFDetrConfig,
     num_parameters: int,
@@ -334,6 +351,7 @@ def render_model_card(
     training: str | None = None,
     remote_code: bool = True,
     base_model: str | None = None,
+    num_top_queries: int | None = None,
 ) -> str:
     """The model card text for a model with this config.
 
@@ -349,6 +367,8 @@ def render_model_card(
         remote_code: whether the repository carries the model code (`trust_remote_code=True` in the snippets) or
             needs `pip install hf-rfdetr`.
         base_model: the Hub id the weights were fine-tuned from, for the card metadata.
+        num_top_queries: the `num_top_queries` of the image processor published with the model (the (query, class)
+            pairs its post-processing keeps; default: `RFDetrImageProcessor.from_config(config)`'s).
     """
     evaluations = list(evaluations or [])
     if metrics:
@@ -368,7 +388,7 @@ def render_model_card(
         "metadata": _metadata(config, title, dataset, evaluations, base_model).strip(),
         "task_description": "instance segmentation model" if segmentation else "object detector",
         "architecture_class": "RFDetrForInstanceSegmentation" if segmentation else "RFDetrForObjectDetection",
-        "top_k": config.num_queries,
+        "top_k": selected_pairs(config, num_top_queries),
         "title": title,
         "variant_text": f" {config.variant}" if config.variant else "",
         "parameters": f"{num_parameters:,}",
@@ -448,6 +468,7 @@ def model_card_for_folder(
         evaluations=evaluations,
         training=training or previous.get("training"),
         remote_code=remote_code,
+        num_top_queries=saved_num_top_queries(folder),
     )
 
 

@@ -23,7 +23,15 @@ import re
 from pathlib import Path
 from string import Template
 
-from ..model_card import TEMPLATE_PATH, is_hub_id, is_segmentation, labels_section, pipeline_task
+from ..model_card import (
+    TEMPLATE_PATH,
+    is_hub_id,
+    is_segmentation,
+    labels_section,
+    pipeline_task,
+    saved_num_top_queries,
+    selected_pairs,
+)
 from ..models.rfdetr.configuration_rfdetr import RFDetrConfig
 
 #: The card of a folder written by the ONNX export (`hf_rfdetr.export_onnx`, `hf-rfdetr export`, the facade's export).
@@ -172,17 +180,6 @@ def render_onnx_card(
     return Template(ONNX_TEMPLATE_PATH.read_text(encoding="utf-8")).substitute(values)
 
 
-def selected_pairs(config: RFDetrConfig, num_top_queries: int | None = None) -> int:
-    """How many (query, class) pairs the saved processor's post-processing selects before its score threshold: its
-    `num_top_queries`, at most queries x labels (`RFDetrImageProcessor._top_k`). `num_top_queries` defaults to that of
-    `RFDetrImageProcessor.from_config(config)` (300 for a detector, `num_queries` for a segmentation model)."""
-    if num_top_queries is None:
-        from ..models.rfdetr.image_processing_rfdetr import RFDetrImageProcessor
-
-        num_top_queries = RFDetrImageProcessor.from_config(config).num_top_queries
-    return min(int(num_top_queries), config.num_queries * config.num_labels)
-
-
 def _onnx_file_validation(name: str, report: dict) -> tuple[str, str, str, str]:
     """What `validate=True` checked of one exported file and its result, from the export report: (kind, verdict,
     short note for the card's table, details for its Validation section).
@@ -256,9 +253,7 @@ def write_onnx_card(folder: str | os.PathLike, source: str, repo_id: str | None 
         return None
     config = RFDetrConfig.from_pretrained(folder)
     report = json.loads((folder / "export_report.json").read_text())
-    processor = folder / "preprocessor_config.json"
-    saved = json.loads(processor.read_text()) if processor.is_file() else {}
-    top = saved.get("num_top_queries")
+    top = saved_num_top_queries(folder)
     card = render_onnx_card(config, report, source, repo_id or folder.resolve().name, top)
     path.write_text(card, encoding="utf-8")
     return path

@@ -672,7 +672,13 @@ class RFDetrTrainer(Trainer):
         """
         if not self.is_world_process_zero():
             return
-        from ..model_card import card_fields, carries_code, is_generated_card, render_model_card
+        from ..model_card import (
+            card_fields,
+            carries_code,
+            is_generated_card,
+            render_model_card,
+            saved_num_top_queries,
+        )
 
         folder = Path(self.args.output_dir)
         folder.mkdir(parents=True, exist_ok=True)
@@ -709,6 +715,7 @@ class RFDetrTrainer(Trainer):
             training=training,
             remote_code=carries_code(folder),
             base_model=base_model,
+            num_top_queries=saved_num_top_queries(folder),
         )
         readme.write_text(_with_metadata(card, readme, language, license, tags, datasets_named), encoding="utf-8")
 
