@@ -258,7 +258,7 @@ def test_unreadable_files_are_named(tmp_path: Path, capsys) -> None:
     assert "truncated.pth' cannot be read with torch.load(weights_only=True)" in capsys.readouterr().err
     with pytest.raises(CheckpointError, match="does not exist"):
         load_checkpoint(tmp_path / "missing.pth")
-    with pytest.raises(CheckpointError, match="has no 'model' state dict"):
+    with pytest.raises(CheckpointError, match="holds no model weights: neither a 'model' state dict"):
         torch.save({"epoch": 1}, tmp_path / "no_model.pth")
         load_checkpoint(tmp_path / "no_model.pth")
 
@@ -349,3 +349,111 @@ def test_checkpoint_errors_name_where_the_setting_was_read() -> None:
     recorded = {"encoder": "dinov2_windowed_small", "patch_size": 16}
     with pytest.raises(CheckpointError, match=r"^--variant 'base' .*: model_config\.encoder=dinov2_windowed_small, "):
         config_from_checkpoint({"model": weights, "args": {"lr": 1e-4}, "model_config": recorded}, "base")
+
+
+def _lightning_checkpoint(model: dict, ema: dict | None = None, compiled: bool = False, **description) -> dict:
+    """A `.ckpt` as rfdetr 1.11.2's training writes it (`last.ckpt`, `checkpoint_<epoch>.ckpt`): Lightning's
+    entries, the `RFDETRModelModule`'s weights under `state_dict` as `model.*` (`model._orig_mod.*` when compiled),
+    the EMA callback's `AveragedModel` of the module (`module.model.*` and `n_averaged`), and what the module's
+    `on_save_checkpoint` adds (`args`, `model_name`, `model_config`, `rfdetr_version`)."""
+    prefix = "model._orig_mod." if compiled else "model."
+    callbacks: dict = {"ModelCheckpoint{'monitor': None}": {"best_model_path": ""}}
+    if ema is not None:
+        averaged = {"n_averaged": torch.tensor(30)} | {f"module.{prefix}{k}": v for k, v in ema.items()}
+        callbacks["RFDETREMACallback"] = {"latest_update_step": 30, "average_model_state_dict": averaged}
+    return {
+        "epoch": 3,
+        "global_step": 30,
+        "pytorch-lightning_version": "2.5.0",
+        "state_dict": {f"{prefix}{k}": v for k, v in model.items()},
+        "loops": {"fit_loop": {"epoch_progress": {"current": {"completed": 3}}}},
+        "callbacks": callbacks,
+        "optimizer_states": [{"state": {}, "param_groups": [{"lr": 1e-4, "params": [0, 1]}]}],
+        "lr_schedulers": [{"last_epoch": 30}],
+        **description,
+    }
+
+
+@pytest.mark.reference
+def test_lightning_checkpoint_converts_and_loads_like_the_original(tmp_path: Path, capsys) -> None:
+    """rfdetr 1.11.2's training writes Lightning `.ckpt` files (weights under `state_dict` as `model.*`, no `model`
+    key); `hf-rfdetr convert` and `RFDETR(pretrain_weights=...ckpt)` refused them ("has no 'model' state dict"). They
+    read them as the original's `load_pretrain_weights` does: the regular weights by default (the original never
+    loads a `.ckpt`'s EMA weights), the EMA callback's with `--weights ema`; outputs match the original's model."""
+    from rfdetr.config import RFDETRNanoConfig, TrainConfig
+
+    import hf_rfdetr
+
+    model_config = RFDETRNanoConfig(device="cpu", num_classes=90)
+    reference = reference_model("nano", seed=3)
+    model = dict(reference.state_dict())
+    ema = {k: v + 0.01 * torch.randn_like(v) if v.is_floating_point() else v for k, v in model.items()}
+    as_saved = lambda value: json.loads(json.dumps(value, default=str))  # noqa: E731
+    description = {
+        "args": as_saved(TrainConfig(dataset_dir=str(tmp_path)).model_dump()),
+        "model_name": "RFDETRNano",
+        "model_config": as_saved(model_config.model_dump()),
+        "rfdetr_version": "1.11.2",
+    }
+    path = tmp_path / "last.ckpt"
+    torch.save(_lightning_checkpoint(model, ema, **description), path)
+
+    pixel_values = torch.randn(1, 3, 384, 384, generator=torch.Generator().manual_seed(0))
+    expected = _reference_outputs(model, pixel_values)
+    expected_ema = _reference_outputs(ema, pixel_values)
+
+    checkpoint = load_checkpoint(path)
+    assert checkpoint["model"].keys() == model.keys() and checkpoint["model_name"] == "RFDETRNano"
+    assert "state_dict" not in checkpoint and "optimizer_states" not in checkpoint
+
+    assert main(["convert", str(path), str(tmp_path / "regular")]) == 0, capsys.readouterr().err
+    actual = _converted_outputs(tmp_path / "regular", pixel_values)
+    assert (actual.logits - expected["pred_logits"]).abs().max() <= 1e-4
+    assert (actual.pred_boxes - expected["pred_boxes"]).abs().max() <= 1e-4
+    assert "last.ckpt" in (tmp_path / "regular" / "README.md").read_text()
+
+    convert_checkpoint(path, tmp_path / "ema", weights="ema", verify=True)
+    actual_ema = _converted_outputs(tmp_path / "ema", pixel_values)
+    assert (actual_ema.logits - expected_ema["pred_logits"]).abs().max() <= 1e-4
+    assert (actual_ema.logits - actual.logits).abs().max() > 1e-2
+
+    facade = hf_rfdetr.RFDETRNano(pretrain_weights=str(path), device="cpu")
+    with torch.no_grad():
+        through_facade = facade.model.eval()(pixel_values)
+    assert (through_facade.logits - expected["pred_logits"]).abs().max() <= 1e-4
+    assert (through_facade.pred_boxes - expected["pred_boxes"]).abs().max() <= 1e-4
+
+
+@pytest.mark.reference
+def test_lightning_checkpoint_of_a_compiled_run_without_description(tmp_path: Path) -> None:
+    """A `.ckpt` of a `torch.compile`d run (`model._orig_mod.*`) of rfdetr 1.11.0 or earlier (no `args`, no
+    `model_name`, no EMA callback): the weights lose both prefixes as in the original, the variant follows from them,
+    and `--weights ema` says there are none."""
+    from hf_rfdetr.conversion import config_from_checkpoint
+
+    model = reference_model("nano", seed=4).state_dict()
+    path = tmp_path / "checkpoint_0004.ckpt"
+    torch.save(_lightning_checkpoint(dict(model), compiled=True), path)
+    checkpoint = load_checkpoint(path)
+    assert checkpoint["model"].keys() == model.keys() and "ema_model" not in checkpoint
+    assert all(torch.equal(checkpoint["model"][k], v) for k, v in model.items())
+    assert config_from_checkpoint(checkpoint).variant == "nano"
+    with pytest.raises(CheckpointError, match="has no 'ema_model' weights"):
+        convert_checkpoint(path, tmp_path / "ema", weights="ema")
+
+
+def test_lightning_checkpoint_without_model_weights_is_refused(tmp_path: Path, capsys) -> None:
+    """A `.ckpt` whose `state_dict` has no `model.*` weights (another Lightning module's), or one with neither
+    `state_dict` nor `model`, is refused saying what was expected."""
+    other = tmp_path / "other.ckpt"
+    torch.save({"epoch": 1, "state_dict": {"net.weight": torch.zeros(2)}, "optimizer_states": []}, other)
+    with pytest.raises(
+        CheckpointError, match=r"Lightning checkpoint .* none of its 1 weights has the 'model\.' prefix"
+    ):
+        load_checkpoint(other)
+    assert main(["convert", str(other), str(tmp_path / "out")]) == 1
+    assert "not an rfdetr training checkpoint" in capsys.readouterr().err
+    empty = tmp_path / "empty.ckpt"
+    torch.save({"epoch": 1, "optimizer_states": []}, empty)
+    with pytest.raises(CheckpointError, match=r"nor a Lightning 'state_dict' \(its \.ckpt files"):
+        load_checkpoint(empty)

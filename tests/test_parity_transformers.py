@@ -501,14 +501,52 @@ def test_command_line(tiny_checkpoint, tmp_path: Path, capsys) -> None:
     assert "error: cannot load" in capsys.readouterr().err
 
 
-def test_command_line_names_the_layer_norm_eps_problem(tmp_path: Path, capsys) -> None:
+def test_documented_command_converts_transformers_default_layer_norm_eps(tmp_path: Path, capsys, monkeypatch) -> None:
+    """README's `python conversion/convert_transformers_to_hf.py --checkpoint F --output O --verify` exited 1 on a
+    checkpoint with transformers' default layer_norm_eps (1e-5), saying "Pass projector_layer_norm_eps=1e-6" (the
+    Python keyword, not the script's flag), while loading the same folder on the fly took 1e-6. Both now take the
+    original's 1e-6 (the converter's default): the command succeeds, its folder equals the on-the-fly conversion and
+    matches transformers' model as verification checks it. The flag still overrides; a bad value names the flag."""
+    import hf_rfdetr
+    from hf_rfdetr.transformers_checkpoints.config_mapping import ORIGINAL_PROJECTOR_EPS
+
+    monkeypatch.setenv("HF_ASSETS_CACHE", str(tmp_path / "assets"))  # the on-the-fly conversion's cache
     folder = tmp_path / "default-eps"
-    tiny_transformers_model(layer_norm_eps=1e-5).save_pretrained(folder)
+    theirs = tiny_transformers_model(layer_norm_eps=transformers.RfDetrConfig().layer_norm_eps)
+    assert theirs.config.layer_norm_eps == 1e-5  # transformers' default
+    theirs.save_pretrained(folder)
     cli = _cli()
-    assert cli.main(["--checkpoint", str(folder), "--output", str(tmp_path / "out")]) == 1
-    assert "layer_norm_eps=1e-05" in capsys.readouterr().err
     arguments = ["--checkpoint", str(folder), "--output", str(tmp_path / "out"), "--verify"]
-    assert cli.main([*arguments, "--projector-layer-norm-eps", "1e-6"]) == 0
+    assert cli.main(arguments) == 0, capsys.readouterr().err
+    assert "wrote" in capsys.readouterr().out
+
+    converted = RFDetrForObjectDetection.from_pretrained(tmp_path / "out").eval()
+    assert converted.config.projector_layer_norm_eps == ORIGINAL_PROJECTOR_EPS == 1e-6
+    on_the_fly = RFDetrForObjectDetection.from_pretrained(hf_rfdetr.pretrained(str(folder))).eval()
+    assert on_the_fly.config.projector_layer_norm_eps == converted.config.projector_layer_norm_eps
+    assert _max_state_delta(on_the_fly, converted) == 0.0
+    pixel_values = verification_pixel_values(converted.config)
+    deltas = verify_against_transformers(converted, theirs, pixel_values)  # float64, theirs with the same epsilon
+    assert deltas["logits"] <= ATOL and deltas["pred_boxes"] <= ATOL, deltas
+    with torch.no_grad():
+        ours_out, their_out = converted(pixel_values), theirs(pixel_values)
+    assert _delta(ours_out.logits, their_out.logits) <= ATOL and ours_out.logits.std() > 0.1
+    assert _delta(ours_out.pred_boxes, their_out.pred_boxes) <= ATOL
+
+    assert cli.main([*arguments[:3], str(tmp_path / "theirs-eps"), "--projector-layer-norm-eps", "1e-5"]) == 0
+    assert RFDetrForObjectDetection.from_pretrained(tmp_path / "theirs-eps").config.projector_layer_norm_eps == 1e-5
+    capsys.readouterr()
+    with pytest.raises(SystemExit) as exit_info:
+        cli.main([*arguments, "--projector-layer-norm-eps", "0"])
+    assert exit_info.value.code == 2
+    assert "argument --projector-layer-norm-eps: '0' must be a positive number" in capsys.readouterr().err
+    with pytest.raises(CheckpointError, match=r"layer_norm_eps=1e-05: .* Pass projector_layer_norm_eps=1e-6"):
+        convert_transformers_checkpoint(folder, tmp_path / "never", projector_layer_norm_eps=None)  # refuses to guess
+
+
+def _max_state_delta(a: torch.nn.Module, b: torch.nn.Module) -> float:
+    state = b.state_dict()
+    return max((value - state[name]).abs().max().item() for name, value in a.state_dict().items())
 
 
 # ----------------------------------------------------------------------------------------------------------------------

@@ -222,7 +222,8 @@ class CheckpointError(ValueError):
 
 
 def load_checkpoint(path: str | Path, trust: bool = False) -> dict:
-    """Read an original `.pth` checkpoint.
+    """Read an original `.pth` checkpoint, or a Lightning `.ckpt` of the original's training (read as the original
+    reads it, see `_from_lightning`).
 
     Uses `torch.load(weights_only=True)`, allowing the `argparse.Namespace` / `SimpleNamespace` that hold the
     training arguments of older checkpoints. Files that need arbitrary unpickling are refused unless `trust=True`
@@ -251,12 +252,67 @@ def load_checkpoint(path: str | Path, trust: bool = False) -> dict:
     if (
         isinstance(checkpoint, dict)
         and "model" not in checkpoint
+        and checkpoint
         and all(isinstance(v, torch.Tensor) for v in checkpoint.values())
     ):
         checkpoint = {"model": checkpoint}  # a bare state dict
+    if isinstance(checkpoint, dict) and "model" not in checkpoint and isinstance(checkpoint.get("state_dict"), dict):
+        checkpoint = _from_lightning(checkpoint, path)
     if not isinstance(checkpoint, dict) or not isinstance(checkpoint.get("model"), dict):
-        raise CheckpointError(f"{str(path)!r} has no 'model' state dict; keys: {list(checkpoint)[:10]}")
+        found = list(checkpoint)[:10] if isinstance(checkpoint, dict) else type(checkpoint).__name__
+        raise CheckpointError(
+            f"{str(path)!r} holds no model weights: neither a 'model' state dict (the original's .pth checkpoints) "
+            f"nor a Lightning 'state_dict' (its .ckpt files: last.ckpt, checkpoint_<epoch>.ckpt); found {found}"
+        )
     return checkpoint
+
+
+#: What Lightning puts before the weights of rfdetr's `RFDETRModelModule` (its `model` attribute), and what
+#: `torch.compile` adds after it.
+_LIGHTNING_PREFIX, _COMPILE_PREFIX = "model.", "_orig_mod."
+
+
+def _lightning_weights(state_dict: dict, prefix: str = _LIGHTNING_PREFIX) -> dict[str, torch.Tensor]:
+    """The LWDETR weights of a Lightning state dict: keys under `prefix`, without it and without `_orig_mod.`."""
+    weights = {}
+    for key, value in state_dict.items():
+        if isinstance(key, str) and key.startswith(prefix):
+            key = key[len(prefix) :]
+            weights[key[len(_COMPILE_PREFIX) :] if key.startswith(_COMPILE_PREFIX) else key] = value
+    return weights
+
+
+def _from_lightning(checkpoint: dict, path: Path) -> dict:
+    """A Lightning `.ckpt` written by rfdetr's training (`last.ckpt`, `checkpoint_<epoch>.ckpt`, or
+    `convert_legacy_checkpoint` output) in the layout of the original's `.pth` checkpoints, as rfdetr 1.11.2's
+    `load_pretrain_weights` reads it: `model` is `state_dict`'s `model.*` weights without that prefix (nor
+    `torch.compile`'s `_orig_mod.`), and `args` falls back to `hyper_parameters`.
+
+    The original loads those regular weights and never the EMA ones of a `.ckpt`; they are kept as `ema_model` for
+    `weights="ema"` when present: the EMA callback's `average_model_state_dict` (an `AveragedModel` of the module,
+    `module.model.*`), else `legacy_ema_state_dict` (bare keys, from a converted `.pth`).
+    """
+    model = _lightning_weights(checkpoint["state_dict"])
+    if not model:
+        raise CheckpointError(
+            f"{str(path)!r} is a PyTorch Lightning checkpoint ('state_dict' without 'model'), but none of its "
+            f"{len(checkpoint['state_dict'])} weights has the 'model.' prefix of rfdetr's training module, e.g. "
+            f"{list(checkpoint['state_dict'])[:5]}; it is not an rfdetr training checkpoint"
+        )
+    converted = {k: v for k, v in checkpoint.items() if k not in ("state_dict", "optimizer_states", "lr_schedulers")}
+    converted["model"] = model
+    if "args" not in converted and isinstance(checkpoint.get("hyper_parameters"), dict):
+        converted["args"] = checkpoint["hyper_parameters"]
+    callbacks = checkpoint.get("callbacks") if isinstance(checkpoint.get("callbacks"), dict) else {}
+    for state in callbacks.values():
+        average = state.get("average_model_state_dict") if isinstance(state, dict) else None
+        if isinstance(average, dict) and (ema := _lightning_weights(average, "module." + _LIGHTNING_PREFIX)):
+            converted["ema_model"] = ema
+            break
+    else:
+        if isinstance(checkpoint.get("legacy_ema_state_dict"), dict):
+            converted["ema_model"] = checkpoint["legacy_ema_state_dict"]
+    return converted
 
 
 def _args(checkpoint: dict) -> dict:
@@ -529,7 +585,7 @@ def convert_checkpoint(
     push_to_hub: str | None = None,
     trust: bool = False,
 ) -> Path:
-    """Convert an original `rfdetr` `.pth` checkpoint into a Hugging Face folder.
+    """Convert an original `rfdetr` `.pth` checkpoint (or a `.ckpt` of its training) into a Hugging Face folder.
 
     Writes `config.json`, `model.safetensors`, `preprocessor_config.json`, the remote-code files and a model card
     (`README.md`) to `output_dir`; with `verify`, first checks the outputs against the original package; with

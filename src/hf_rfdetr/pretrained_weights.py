@@ -168,9 +168,6 @@ _NAME_ALIASES = {"seg-xxlarge": "seg-2xlarge"}
 _LIBRARY = "hf_rfdetr"
 _CHUNK = 1 << 20
 _TIMEOUT_S = 60
-#: The projector LayerNorm epsilon of the original package, used for transformers' checkpoints (see
-#: `conversion_transformers.config_from_transformers`: transformers' default `layer_norm_eps` is 1e-5).
-_ORIGINAL_PROJECTOR_EPS = 1e-6
 
 
 class DownloadError(OSError):
@@ -465,7 +462,9 @@ def _transformers_checkpoint(source: str, config: Path, revision: str | None, to
         return folder
     staging = Path(tempfile.mkdtemp(dir=folder.parent, prefix=f".{folder.name}."))
     try:
-        convert_transformers_checkpoint(source, staging, projector_layer_norm_eps=_ORIGINAL_PROJECTOR_EPS)
+        # The converter's default projector epsilon (the original's 1e-6), as conversion/convert_transformers_to_hf.py
+        # uses it: transformers' default layer_norm_eps is 1e-5 (see `config_from_transformers`).
+        convert_transformers_checkpoint(source, staging)
         _move_into_place(staging, folder)
     finally:
         shutil.rmtree(staging, ignore_errors=True)
@@ -476,11 +475,11 @@ def _transformers_checkpoint(source: str, config: Path, revision: str | None, to
 def _report_conversion(source: str, config: Path, folder: Path) -> None:
     theirs = json.loads(config.read_text())
     ours = json.loads((folder / "config.json").read_text())
-    eps = theirs.get("layer_norm_eps", 1e-5)
+    eps, projector_eps = theirs.get("layer_norm_eps", 1e-5), ours.get("projector_layer_norm_eps")
     note = (
         ""
-        if eps == _ORIGINAL_PROJECTOR_EPS
-        else f"; projector LayerNorm eps {_ORIGINAL_PROJECTOR_EPS} (the original's) for its layer_norm_eps={eps}"
+        if eps == projector_eps
+        else f"; projector LayerNorm eps {projector_eps} (the original's) for its layer_norm_eps={eps}"
     )
     logger.warning(
         "converted transformers' rf_detr checkpoint %r (model_type rf_detr -> rfdetr, variant %s, resolution %s, "

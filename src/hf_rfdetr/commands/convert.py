@@ -28,12 +28,13 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     parser = subparsers.add_parser(
         "convert",
         help="convert an original rfdetr .pth checkpoint into a Hugging Face folder",
-        description="Convert an original rfdetr checkpoint (.pth, or .pt for Seg) into a folder with config.json, "
-        "model.safetensors, preprocessor_config.json, the model code and a model card.",
+        description="Convert an original rfdetr checkpoint (.pth, or .pt for Seg, or a Lightning .ckpt its training "
+        "writes: last.ckpt, checkpoint_<epoch>.ckpt) into a folder with config.json, model.safetensors, "
+        "preprocessor_config.json, the model code and a model card.",
     )
     parser.add_argument(
         "checkpoint",
-        help=f"path to the original .pth (or Seg .pt) checkpoint, or a name of the original's COCO checkpoints "
+        help=f"path to the original .pth (Seg .pt, training .ckpt) checkpoint, or a name of the original's COCO checkpoints "
         f"({names}: downloaded once, md5-checked, cached)",
     )
     parser.add_argument("output", help="folder to write")
@@ -42,7 +43,10 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         help=f"one of {names} (default: read from the checkpoint)",
     )
     parser.add_argument(
-        "--weights", choices=("model", "ema"), default="model", help="regular or EMA weights (training checkpoints)"
+        "--weights",
+        choices=("model", "ema"),
+        default="model",
+        help="regular or EMA weights (training checkpoints; a .ckpt's EMA weights are the EMA callback's)",
     )
     parser.add_argument("--verify", action="store_true", help="compare outputs with the original rfdetr package")
     parser.add_argument("--push-to-hub", metavar="REPO", help="upload the folder to this Hub repository")

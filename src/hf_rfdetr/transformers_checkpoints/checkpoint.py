@@ -26,6 +26,7 @@ import logging
 from pathlib import Path
 
 from ..conversion import CheckpointError
+from .config_mapping import ORIGINAL_PROJECTOR_EPS
 from .verification import verify_against_transformers
 from .weights import load_transformers_model
 
@@ -73,7 +74,7 @@ def convert_transformers_checkpoint(
     output_dir: str | Path,
     verify: bool = False,
     resolution: int | None = None,
-    projector_layer_norm_eps: float | None = None,
+    projector_layer_norm_eps: float | None = ORIGINAL_PROJECTOR_EPS,
 ) -> Path:
     """Convert a transformers `RfDetrForObjectDetection` (or, when its config's `architectures` says so,
     `RfDetrForInstanceSegmentation`) folder or Hub repository into this package's format.
@@ -85,8 +86,14 @@ def convert_transformers_checkpoint(
     Args:
         resolution: inference resolution; default: the checkpoint's image processor `size` when square, else see
             `config_from_transformers`.
-        projector_layer_norm_eps: needed when the checkpoint's `layer_norm_eps` is not 1e-6; see
-            `config_from_transformers`.
+        projector_layer_norm_eps: the epsilon of all projector LayerNorms. Default: the original `rfdetr` package's
+            1e-6 (`ORIGINAL_PROJECTOR_EPS`), which reproduces transformers' model exactly when its `layer_norm_eps`
+            is 1e-6 and otherwise computes what the original computes with these weights (transformers' default
+            `layer_norm_eps` is 1e-5, which transformers applies only to its projector's convolution blocks: no
+            single epsilon here reproduces it; verification then compares against transformers with this epsilon,
+            see `verify_against_transformers`). The on-load conversion and `conversion/convert_transformers_to_hf.py`
+            use this default. `None`: the checkpoint's `layer_norm_eps` when it is 1e-6, else a `CheckpointError`
+            (see `config_from_transformers`).
 
     Raises:
         CheckpointError: the checkpoint cannot be loaded or converted, or verification fails.

@@ -29,6 +29,10 @@ from ..models.rfdetr.configuration_rfdetr import VARIANTS, RFDetrConfig
 #: transformers' LayerNorms whose epsilon is fixed in its code (not read from the config).
 TRANSFORMERS_DECODER_LAYER_NORM_EPS = 1e-5  # nn.LayerNorm default: decoder layers, decoder norm, two-stage norms
 TRANSFORMERS_PROJECTOR_OUTPUT_EPS = 1e-6  # RfDetrLayerNorm default: the projector's output norm
+#: The original `rfdetr` package's epsilon of all projector LayerNorms: what `convert_transformers_checkpoint` (so also
+#: the on-load conversion of `RFDetrForObjectDetection.from_pretrained` / `pretrained` and
+#: `conversion/convert_transformers_to_hf.py`) uses by default, whatever the checkpoint's `layer_norm_eps`.
+ORIGINAL_PROJECTOR_EPS = 1e-6
 
 #: transformers' `RfDetrConfig` fields copied as they are.
 _SAME_NAME_FIELDS = (
@@ -279,6 +283,7 @@ def _segmentation_values(rf_config: Any) -> dict[str, Any]:
 
 
 __all__ = [
+    "ORIGINAL_PROJECTOR_EPS",
     "TRANSFORMERS_DECODER_LAYER_NORM_EPS",
     "TRANSFORMERS_PROJECTOR_OUTPUT_EPS",
     "config_from_transformers",
