@@ -26,7 +26,13 @@ import torch
 from PIL import Image
 
 import hf_rfdetr
-from hf_rfdetr import RFDETR, RFDetrConfig, RFDetrForInstanceSegmentation, RFDetrImageProcessor
+from hf_rfdetr import (
+    RFDETR,
+    RFDetrConfig,
+    RFDetrForInstanceSegmentation,
+    RFDetrForObjectDetection,
+    RFDetrImageProcessor,
+)
 from hf_rfdetr.facade import ORIGINAL_WEIGHTS
 from hf_rfdetr.pretrained_weights import CHECKPOINTS, resolve_name
 
@@ -134,6 +140,22 @@ def test_a_seg_folder_loads_as_segmentation_and_relabels(seg_folder: Path) -> No
     relabelled = hf_rfdetr.RFDETRSegNano(pretrain_weights=seg_folder, class_names=["a", "b"], device="cpu")
     assert relabelled.is_segmentation and relabelled.class_names == ["a", "b"]
     assert relabelled.predict(random_image(40, 40, seed=7), threshold=0.0).mask.shape[1:] == (40, 40)
+
+
+def test_a_seg_class_given_a_detectors_weights_says_it_returns_no_masks(tmp_path: Path, seg_folder: Path) -> None:
+    """The weights decide the model; a Seg class loading a detector returned mask=None without a word."""
+    from .conftest import tiny_config
+
+    detector = RFDetrForObjectDetection(tiny_config())
+    detector.save_pretrained(tmp_path)
+    with pytest.warns(UserWarning, match=r"RFDETRSegNano: pretrain_weights=.* hold a detection model \(no mask head\)"):
+        facade = hf_rfdetr.RFDETRSegNano(pretrain_weights=tmp_path, device="cpu")
+    assert not facade.is_segmentation and facade.predict(random_image(40, 40, seed=7), threshold=0.0).mask is None
+    with warnings.catch_warnings(record=True) as caught:  # a detector class given a detector, Seg given Seg: quiet
+        warnings.simplefilter("always")
+        hf_rfdetr.RFDETRNano(pretrain_weights=tmp_path, device="cpu")
+        hf_rfdetr.RFDETRSegNano(pretrain_weights=seg_folder, device="cpu")
+    assert not [w for w in caught if "mask head" in str(w.message)]
 
 
 def test_optimized_seg_predict_keeps_the_masks(seg_folder: Path) -> None:

@@ -32,7 +32,8 @@ The segmentation models keep the original's names too (`RFDETRSegPreview`, `RFDE
     >>> detections = RFDETRSegNano().predict("photo.jpg", threshold=0.5)  # the COCO Seg Nano checkpoint
     >>> detections.mask.shape  # (N, height, width)
 
-Any class loads a segmentation folder or checkpoint as segmentation (the weights decide).
+Any class loads a segmentation folder or checkpoint as segmentation (the weights decide); a segmentation class
+given a detector's weights loads the detector and warns that `predict` returns no masks.
 
 `pretrain_weights` is a checkpoint name ("base", "rf-detr-base.pth", ...: `hf_rfdetr.pretrained`), a Hub repository
 id, a local folder saved with `save_pretrained` (or holding transformers' own `rf_detr` model, converted on load), or
@@ -159,6 +160,14 @@ class RFDETR:
                 )
             with quiet_loading():  # no "Loading weights" bar for each model (the global setting is restored)
                 model, processor = load_pretrained(pretrain_weights, id2label)
+            if isinstance(self, RFDETRSeg) and not getattr(model.config, "segmentation_head", False):
+                warnings.warn(
+                    f"{type(self).__name__}: pretrain_weights={str(pretrain_weights)!r} hold a detection model (no "
+                    "mask head), which the weights decide: predict returns boxes without masks. Load a segmentation "
+                    "checkpoint or folder for masks (RFDETRSegNano() loads the COCO Seg Nano one)",
+                    UserWarning,
+                    stacklevel=2,
+                )
         else:
             model, processor = self._random_model(config, id2label, overrides)
         if resolution is not None and resolution != model.config.resolution:
