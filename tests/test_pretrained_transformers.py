@@ -52,6 +52,9 @@ def test_every_entry_point_loads_a_transformers_folder(theirs, tmp_path: Path, c
     verified = RFDetrForObjectDetection.from_pretrained(
         convert_transformers_checkpoint(folder, tmp_path / "verified", verify=True)
     )
+    card = (tmp_path / "verified" / "README.md").read_text()  # every folder the package writes has a card
+    assert f"converted from transformers' `RfDetrForObjectDetection` checkpoint `{folder}`" in card
+    assert f"{verified.num_parameters():,}" in card and all(label in card for label in TINY_LABELS.values())
     with caplog.at_level(logging.WARNING, logger="hf_rfdetr.pretrained_weights"):
         direct = RFDetrForObjectDetection.from_pretrained(folder)
     assert "converted transformers' rf_detr checkpoint" in caplog.text and "3 labels kept" in caplog.text

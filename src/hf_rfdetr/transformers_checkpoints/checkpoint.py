@@ -79,8 +79,8 @@ def convert_transformers_checkpoint(
     """Convert a transformers `RfDetrForObjectDetection` (or, when its config's `architectures` says so,
     `RfDetrForInstanceSegmentation`) folder or Hub repository into this package's format.
 
-    Writes `config.json`, `model.safetensors` and `preprocessor_config.json` (`RFDetrImageProcessor.from_config`)
-    to `output_dir`. With `verify`, first runs both models on the same images (`verify_against_transformers`) and
+    Writes `config.json`, `model.safetensors`, `preprocessor_config.json` (`RFDetrImageProcessor.from_config`) and
+    a model card (`README.md`, naming the source checkpoint) to `output_dir`. With `verify`, first runs both models on the same images (`verify_against_transformers`) and
     raises before writing anything if they disagree.
 
     Args:
@@ -123,7 +123,22 @@ def convert_transformers_checkpoint(
     output_dir = Path(output_dir)
     model.save_pretrained(output_dir)
     RFDetrImageProcessor.from_config(model.config).save_pretrained(output_dir)
+    _write_model_card(model, output_dir, f"converted from transformers' `{class_name}` checkpoint `{folder_or_repo}`")
     return output_dir
+
+
+def _write_model_card(model, output_dir: Path, source: str) -> None:
+    """The converted folder's model card (`README.md`), as every folder this package writes has one."""
+    from ..model_card import carries_code, render_model_card
+
+    card = render_model_card(
+        model.config,
+        sum(parameter.numel() for parameter in model.parameters()),
+        repo_id=output_dir.name,
+        source=source,
+        remote_code=carries_code(output_dir),
+    )
+    (output_dir / "README.md").write_text(card, encoding="utf-8")
 
 
 __all__ = ["convert_transformers_checkpoint"]
