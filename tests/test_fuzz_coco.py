@@ -2,7 +2,7 @@
 
 A drawn COCO folder (images of 1 px to a few hundred, extreme aspect ratios; annotations with valid, clipped,
 degenerate, outside, non-finite and malformed boxes, string/bool/float `iscrowd`, unknown images and categories,
-malformed image sizes) either loads into exactly what the JSON says, computed here independently (boxes clipped to
+malformed image sizes, NaN, negative or string areas of kept boxes) either loads into exactly what the JSON says, computed here independently (boxes clipped to
 the image, zero-area and outside ones dropped and counted, crowd kept with `iscrowd=1`, labels in category-id order),
 or raises a `DatasetError` naming the first bad image or annotation and the field.
 
@@ -115,7 +115,24 @@ def annotation_faults(annotation: dict[str, Any], images: dict[int, Any], catego
     box = annotation["bbox"]
     if not (isinstance(box, list) and len(box) == 4 and all(type(v) in (int, float) and math.isfinite(v) for v in box)):
         faults.append("'bbox'")
+    area = annotation.get("area")
+    bad_area = area is not None and not (type(area) in (int, float) and math.isfinite(area) and area >= 0)
+    if not faults and bad_area and kept_box(annotation, images)[0] is not None:  # a dropped box's area is not read
+        faults.append("'area'")
     return faults
+
+
+def kept_box(annotation: dict[str, Any], images: dict[int, Any]) -> tuple[list[float] | None, str | None]:
+    """The annotation's box clipped to its image as the loader keeps it, or None and why it is dropped."""
+    width, height = images[annotation["image_id"]]["_size"]
+    x, y, w, h = (float(v) for v in annotation["bbox"])
+    x0, y0 = min(max(x, 0.0), width), min(max(y, 0.0), height)
+    x1, y1 = min(max(x + w, 0.0), width), min(max(y + h, 0.0), height)
+    if float32_zero(w) or float32_zero(h):  # zero or negative, or so small that float32 storage makes it 0
+        return None, "dropped_degenerate"
+    if float32_zero(x1 - x0) or float32_zero(y1 - y0):
+        return None, "dropped_outside"
+    return [x0, y0, x1 - x0, y1 - y0], None
 
 
 def float32_zero(value: float) -> bool:
@@ -130,18 +147,11 @@ def expected_objects(document: dict[str, Any]) -> tuple[dict[int, list[dict[str,
     objects: dict[int, list[dict[str, Any]]] = {image_id: [] for image_id in images}
     counts = {"clipped": 0, "dropped_degenerate": 0, "dropped_outside": 0}
     for annotation in document["annotations"]:
-        width, height = images[annotation["image_id"]]["_size"]
-        x, y, w, h = (float(v) for v in annotation["bbox"])
-        x0, y0 = min(max(x, 0.0), width), min(max(y, 0.0), height)
-        x1, y1 = min(max(x + w, 0.0), width), min(max(y + h, 0.0), height)
-        if float32_zero(w) or float32_zero(h):  # zero or negative, or so small that float32 storage makes it 0
-            counts["dropped_degenerate"] += 1
+        box, dropped = kept_box(annotation, images)
+        if box is None:
+            counts[dropped] += 1
             continue
-        if float32_zero(x1 - x0) or float32_zero(y1 - y0):
-            counts["dropped_outside"] += 1
-            continue
-        box = [x0, y0, x1 - x0, y1 - y0]
-        counts["clipped"] += box != [x, y, w, h]
+        counts["clipped"] += box != [float(v) for v in annotation["bbox"]]
         area = annotation.get("area")
         good_area = type(area) in (int, float) and math.isfinite(area) and area > 0
         objects[annotation["image_id"]].append(
