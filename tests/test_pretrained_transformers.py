@@ -153,3 +153,29 @@ def test_the_conversion_is_cached_and_the_default_epsilon_is_reported(theirs, tm
     )
     assert _max_delta(loaded, verified) == 0.0
     assert pretrained_weights.as_rfdetr_checkpoint(str(tmp_path / "v")) == str(tmp_path / "v")  # ours: as it is
+
+
+def test_a_transformers_checkpoint_in_a_subfolder_is_converted_too(theirs, tmp_path: Path, monkeypatch) -> None:
+    """`from_pretrained(repo, subfolder=...)` looked for the rf_detr config at the top only, loaded the subfolder
+    unconverted and failed, telling the user to call the from_pretrained they had just called."""
+    folder, their_model = theirs
+    direct = RFDetrForObjectDetection.from_pretrained(folder)
+    local = RFDetrForObjectDetection.from_pretrained(folder.parent, subfolder=folder.name)
+    assert _max_delta(local, direct) == 0.0 and _max_delta(local, their_model) <= 1e-4
+
+    # A Hub repository: its subfolder's config.json is looked up there, then the subfolder is downloaded to convert
+    import huggingface_hub
+    import transformers.utils
+
+    def cached_file(repo, name, subfolder="", **kwargs):
+        assert (repo, name, subfolder) == ("org/repo", "config.json", folder.name)
+        return str(folder / name)
+
+    def snapshot_download(repo, allow_patterns=None, **kwargs):
+        assert (repo, allow_patterns) == ("org/repo", [f"{folder.name}/*"])
+        return str(folder.parent)
+
+    monkeypatch.setattr(transformers.utils, "cached_file", cached_file)
+    monkeypatch.setattr(huggingface_hub, "snapshot_download", snapshot_download)
+    converted = pretrained_weights.as_rfdetr_checkpoint("org/repo", subfolder=folder.name)
+    assert converted == hf_rfdetr.pretrained(folder)  # the same cached conversion as the folder's own

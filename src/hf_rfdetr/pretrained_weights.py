@@ -402,17 +402,21 @@ def _move_into_place(staging: Path, folder: Path) -> None:
             raise
 
 
-def _config_file(source: str, revision: str | None, token: str | bool | None) -> Path | None:
-    """`config.json` of a folder or Hub repository (downloaded to the hub cache), or None without one."""
+def _config_file(
+    source: str, revision: str | None, token: str | bool | None, subfolder: str | None = None
+) -> Path | None:
+    """`config.json` of a folder or Hub repository (downloaded to the hub cache), in `subfolder` when given, or None
+    without one."""
     local = Path(source)
     if local.is_dir():
-        path = local / "config.json"
+        path = local / (subfolder or "") / "config.json"
         return path if path.is_file() else None
     from transformers.utils import cached_file
 
     resolved = cached_file(
         source,
         "config.json",
+        subfolder=subfolder or "",
         revision=revision,
         token=token,
         _raise_exceptions_for_missing_entries=False,
@@ -421,15 +425,29 @@ def _config_file(source: str, revision: str | None, token: str | bool | None) ->
     return Path(resolved) if resolved else None
 
 
-def as_rfdetr_checkpoint(source: str, *, revision: str | None = None, token: str | bool | None = None) -> str:
-    """`source` itself, unless it holds transformers' `rf_detr` model: then the cached folder of its conversion.
+def as_rfdetr_checkpoint(
+    source: str, *, revision: str | None = None, token: str | bool | None = None, subfolder: str | None = None
+) -> str:
+    """`source` itself, unless it (or its `subfolder`) holds transformers' `rf_detr` model: then the cached folder of
+    its conversion, which holds the model at its top (load that without `subfolder`).
 
     This is what `RFDetrForObjectDetection.from_pretrained` and the facade call before loading.
     """
-    config = _config_file(source, revision, token)
+    config = _config_file(source, revision, token, subfolder)
     if config is None or json.loads(config.read_text()).get("model_type") != "rf_detr":
         return source
-    return str(_transformers_checkpoint(source, config, revision, token))
+    location = _subfolder_location(source, subfolder, revision, token) if subfolder else source
+    return str(_transformers_checkpoint(location, config, revision, token))
+
+
+def _subfolder_location(source: str, subfolder: str, revision: str | None, token: str | bool | None) -> str:
+    """The folder `source/subfolder`: local, or a Hub repository's subfolder downloaded to the hub cache."""
+    if Path(source).is_dir():
+        return str(Path(source) / subfolder)
+    from huggingface_hub import snapshot_download
+
+    root = snapshot_download(source, revision=revision, token=token, allow_patterns=[f"{subfolder}/*"])
+    return str(Path(root) / subfolder)
 
 
 def _has_transformers_rf_detr() -> bool:

@@ -260,9 +260,15 @@ class RFDetrPreTrainedModel(PreTrainedModel):
             except ImportError:
                 weights = None
             if weights is not None:
+                source = str(pretrained_model_name_or_path)
                 pretrained_model_name_or_path = weights.as_rfdetr_checkpoint(
-                    str(pretrained_model_name_or_path), revision=kwargs.get("revision"), token=kwargs.get("token")
+                    source,
+                    revision=kwargs.get("revision"),
+                    token=kwargs.get("token"),
+                    subfolder=kwargs.get("subfolder"),
                 )
+                if pretrained_model_name_or_path != source:  # converted: the cached folder holds the model at its top
+                    kwargs.pop("subfolder", None)
         try:
             loaded = super().from_pretrained(pretrained_model_name_or_path, *args, **kwargs)
         except SafetensorError as error:
