@@ -198,6 +198,37 @@ def test_a_segmentation_run_logs_the_mask_terms_too(tmp_path: Path) -> None:
         assert entry[f"{prefix}loss_mask_dice"] > 0
 
 
+def test_fine_tune_takes_the_originals_compact_train_metrics(tmp_path: Path) -> None:
+    """`compact_train_metrics=False` (the original's `TrainConfig` option) logs every layer's term; its weighted sum
+    is the loss too."""
+    dataset = write_synthetic_coco(tmp_path / "shapes", num_train=4, num_valid=2, image_size=(64, 64))
+    torch.manual_seed(0)
+    model = RFDetrForObjectDetection(tiny_config(id2label=dict(enumerate(class_names(3)))))
+    trainer = fine_tune(
+        model,
+        dataset,
+        epochs=1,
+        batch_size=2,
+        grad_accum_steps=1,
+        device="cpu",
+        tensorboard=False,
+        num_workers=0,
+        output_dir=tmp_path / "run",
+        compact_train_metrics=False,
+        logging_steps=1,
+    )
+    assert trainer.loss_components == "all"
+    first = next(entry for entry in trainer.state.log_history if "loss" in entry)
+    layers = trainer.model.config.decoder_layers
+    names = [
+        f"{term}{suffix}" for term in COMPACT[:3] for suffix in ["", "_enc", *(f"_{i}" for i in range(layers - 1))]
+    ]
+    assert all(math.isfinite(first[name]) for name in names) and not any(name.endswith("_aux") for name in first)
+    weights = _coefficients(trainer.model)
+    total = sum(term_weight(name, weights) * first[name] for name in names)
+    assert total == pytest.approx(first["loss"], rel=1e-4, abs=1e-4)
+
+
 def test_loss_components_none_logs_only_the_loss(tmp_path: Path) -> None:
     trainer = _trainer(tmp_path, per_device_eval_batch_size=4, metric_for_best_model="eval_map")
     trainer.loss_components = None

@@ -247,6 +247,7 @@ def fine_tune(
     model_name: str | None = None,
     warmup_epochs: float = 0.0,
     lr_drop: float | None = 100,
+    compact_train_metrics: bool = True,
     **training_arguments,
 ) -> RFDetrTrainer:
     """Fine-tune RF-DETR on a COCO folder (`dataset_dir` with `train/ valid/ [test/]`, each holding
@@ -269,7 +270,10 @@ def fine_tune(
     `warmup_epochs` and `lr_drop` (the original's step schedule: a linear warmup over `warmup_epochs` epochs, the
     learning rates x0.1 from epoch `lr_drop` on; the defaults are the original's, no warmup and `lr_drop=100`, so a
     run of more than 100 epochs drops the rates from epoch 100; `lr_drop=None` never drops; a
-    `lr_scheduler_type=` other than the recipe's "constant" replaces this schedule by transformers' one). Extra keyword arguments go to `TrainingArguments` (its `bf16=` / `fp16=`
+    `lr_scheduler_type=` other than the recipe's "constant" replaces this schedule by transformers' one),
+    `compact_train_metrics` (as the original: the loss terms logged beside `loss` are the last decoder layer's and
+    their `_aux` sums over the other layers, or with False every layer's term; `RFDetrTrainer(loss_components=)`).
+    Extra keyword arguments go to `TrainingArguments` (its `bf16=` / `fp16=`
     override `amp`); other options of the original `TrainConfig` are refused up front, naming what to use instead
     (`check_training_options`), as are out-of-range numbers (`batch_size=0`, a negative `lr`, ...:
     `check_training_numbers`).
@@ -375,6 +379,7 @@ def fine_tune(
         callbacks=trainer_callbacks,
         warmup_epochs=warmup_epochs,
         lr_drop=lr_drop,
+        loss_components="compact" if compact_train_metrics else "all",
     )
     trainer.train(resume_from_checkpoint=str(resume) if isinstance(resume, (str, Path)) else resume)
     trainer.save_model(str(output_dir))  # with the processor
