@@ -219,6 +219,28 @@ def test_datasets_dict_with_val_or_valid_split_is_evaluated(
         fine_tune(tiny_folder, dataset=datasets.DatasetDict(val=splits["validation"], validation=splits["validation"]))
 
 
+def test_a_train_test_split_is_evaluated_on_its_test_part(dataset_dir: Path, tiny_folder: Path, tmp_path: Path) -> None:
+    """`fine_tune(dataset=ds.train_test_split(...))` (splits 'train' and 'test') trained without ever evaluating, and
+    said nothing; 'test' is now evaluated in place of the missing 'validation', with a warning. A dataset without any
+    held-out split warns that nothing will be evaluated."""
+    splits = load_coco_folder(dataset_dir)
+    held_out = datasets.DatasetDict(train=splits["train"], test=splits["validation"])
+    with pytest.warns(UserWarning, match="no 'validation' split: fine_tune evaluates on its 'test' split"):
+        trainer = fine_tune(tiny_folder, dataset=held_out, epochs=1, use_ema=False, output_dir=tmp_path / "a", **COMMON)
+    evaluations = [entry for entry in trainer.state.log_history if "eval_map" in entry]
+    assert len(evaluations) == 1 and -1.0 <= evaluations[0]["eval_map"] <= 1.0
+    with pytest.warns(UserWarning, match="no 'validation' \\(or 'test'\\) split: nothing will be evaluated"):
+        trainer = fine_tune(
+            tiny_folder,
+            dataset=datasets.DatasetDict(train=splits["train"]),
+            epochs=1,
+            use_ema=False,
+            output_dir=tmp_path / "b",
+            **COMMON,
+        )
+    assert not any("eval_map" in entry for entry in trainer.state.log_history)
+
+
 def test_variant_names_start_from_the_variant_with_the_dataset_labels() -> None:
     from hf_rfdetr.training.fine_tune import _load_model
 

@@ -131,6 +131,9 @@ def _named_splits(dataset: datasets.DatasetDict) -> datasets.DatasetDict:
     `valid`, in any case, as `load_coco_folder` accepts the folders) and `test`; anything else than a `DatasetDict`
     is returned as it is (`prepare_dataset` and the data checks explain it).
 
+    Without a validation split, `test` is evaluated in its place (what `Dataset.train_test_split` names the held-out
+    part), with a warning; with neither, a warning says that nothing will be evaluated.
+
     Raises:
         ValueError: splits of other names (they would be silently unused, a held-out split never evaluated), or
             two names for one split.
@@ -151,6 +154,23 @@ def _named_splits(dataset: datasets.DatasetDict) -> datasets.DatasetDict:
             names = [other for other in dataset if SPLIT_ALIASES[str(other).lower()] == target]
             raise ValueError(f"dataset has {len(names)} '{target}' splits {names}: keep one")
         renamed[target] = split
+    if "validation" not in renamed and "train" in renamed:
+        if "test" in renamed:
+            renamed["validation"] = renamed.pop("test")
+            warnings.warn(
+                "dataset has no 'validation' split: fine_tune evaluates on its 'test' split instead (the held-out "
+                "part of Dataset.train_test_split); name it 'validation' to say so",
+                UserWarning,
+                stacklevel=3,
+            )
+        else:
+            warnings.warn(
+                "dataset has no 'validation' (or 'test') split: nothing will be evaluated, so there are no mAP "
+                "metrics, no best checkpoint and no early stopping; hold some images out, e.g. "
+                "dataset['train'].train_test_split(test_size=0.1)",
+                UserWarning,
+                stacklevel=3,
+            )
     return datasets.DatasetDict(renamed)
 
 
