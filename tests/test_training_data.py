@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import logging
 import pickle
+import re
 import warnings
 from collections.abc import Callable
 from pathlib import Path
@@ -740,6 +741,137 @@ def test_hub_layout_area_zero_or_none_is_kept() -> None:
     )
     assert [row["area"] for row in prepared["objects"]] == [[12.0], [0.0, None]]
     assert "area" not in prepare_dataset(hub_rows({"bbox": [[1, 2, 3, 4]], "category": [0]}))["objects"][1]
+
+
+def test_hub_layout_width_height_columns_must_be_the_displayed_image_size(tmp_path: Path) -> None:
+    """`width`/`height` columns of another size than the image (annotated on a 160x120 original, images resized to
+    80x60) were never compared with it: the boxes were clipped to and dropped against the real image silently. An
+    EXIF-rotated image with columns in its stored frame was accepted and its boxes applied to the rotated image. Both
+    are refused as `load_coco_folder` refuses them; columns in the displayed frame are accepted."""
+    objects = {"bbox": [[100.0, 70.0, 50.0, 40.0]], "category": [0]}
+    resized = datasets.Dataset.from_dict(
+        {"image": [Image.new("RGB", (64, 48))] * 2, "width": [64, 160], "height": [48, 120], "objects": [objects] * 2}
+    )
+    expected = (
+        r"Dataset split 'train', row 1: the image is 64x48 pixels but the width/height columns say 160x120 "
+        r"\(width x height\); the boxes would not match the image\.$"
+    )
+    with pytest.raises(DatasetError, match=expected):
+        prepare_dataset(datasets.DatasetDict({"train": resized}), id2label={0: "a"})
+    photo = Image.new("RGB", (80, 60), (90, 120, 150))
+    exif = photo.getexif()
+    exif[0x0112] = 6  # rotated 90 degrees clockwise when displayed: 60x80
+    path = tmp_path / "photo.jpg"
+    photo.save(path, exif=exif.tobytes())
+    for image in (str(path), {"path": None, "bytes": path.read_bytes()}):  # a file path, encoded bytes
+        stored_frame = datasets.Dataset.from_dict(
+            {"image": [image], "width": [80], "height": [60], "objects": [objects]},
+            features=datasets.Features(
+                {"image": datasets.Image(), "width": datasets.Value("int32"), "height": datasets.Value("int32")}
+                | {
+                    "objects": {
+                        "bbox": datasets.List(datasets.List(datasets.Value("float32"))),
+                        "category": datasets.List(datasets.Value("int64")),
+                    }
+                }
+            ),
+        )
+        named = re.escape(f" ({path})") if isinstance(image, str) else ""
+        expected = (
+            rf"split 'dataset', row 0{named}: the image is 60x80 pixels but the width/height columns say 80x60 .* It "
+            r"is stored 80x60 with an EXIF orientation that displays it 60x80; images are read as displayed"
+        )
+        with pytest.raises(DatasetError, match=expected):
+            prepare_dataset(stored_frame, id2label={0: "a"})
+        displayed = stored_frame.map(lambda row: {"width": 60, "height": 80})
+        prepared = prepare_dataset(displayed, id2label={0: "a"})
+        assert (prepared[0]["width"], prepared[0]["height"]) == (60, 80)
+    no_size = hub_rows({"bbox": [[1, 2, 3, 4]], "category": [0]}).map(lambda row: {"height": None})
+    with pytest.raises(DatasetError, match=r"split 'dataset', row 0: width and height must be positive integers"):
+        prepare_dataset(no_size, id2label={0: "a"})
+    # without the columns nothing is compared: the transforms use the decoded size
+    prepare_dataset(resized.remove_columns(["width", "height"]), id2label={0: "a"})
+
+
+@pytest.mark.parametrize(
+    ("image_ids", "shown"), [(["img_a", "img_b"], "'img_a'"), ([0.0, 1.5], "1.5"), ([0, None], "None")]
+)
+def test_hub_layout_image_id_that_is_not_an_integer_names_split_row_and_value(image_ids: list, shown: str) -> None:
+    """A string `image_id` ("img_a") passed `prepare_dataset` and `check_training_data`, then failed in the first
+    training batch with a bare "invalid literal for int()"; a float 1.5 was silently truncated to 1."""
+    rows = hub_rows({"bbox": [[1, 2, 3, 4]], "category": [0]}).add_column("image_id", image_ids)
+    row = 0 if shown == "'img_a'" else 1
+    expected = (
+        rf"Dataset split 'train', row {row}: column 'image_id' must hold integers .*; got {shown}\. Drop the column "
+        r"\(dataset.remove_columns\('image_id'\)\) to have the row indices used as image ids, or cast it to integers"
+    )
+    with pytest.raises(DatasetError, match=expected):
+        prepare_dataset(datasets.DatasetDict({"train": rows}), id2label={0: "a"})
+
+
+def test_hub_layout_image_id_of_digits_or_integral_floats_is_cast_to_integers() -> None:
+    """File stems such as "000123" and integral floats are taken as their integers (the column becomes int64)."""
+    for image_ids, expected in ((["000123", "7"], [123, 7]), ([3.0, 4.0], [3, 4])):
+        rows = hub_rows({"bbox": [[1, 2, 3, 4]], "category": [0]}).add_column("image_id", image_ids)
+        prepared = prepare_dataset(rows, id2label={0: "a"})
+        assert prepared.features["image_id"] == datasets.Value("int64")
+        assert prepared["image_id"] == expected
+        sample = apply_transforms({"validation": prepared}, tiny_config(id2label={0: "a"}))["validation"][0]
+        assert sample["labels"]["image_id"].tolist() == [expected[0]]
+
+
+def test_streaming_datasets_are_refused_saying_what_to_do(tmp_path: Path) -> None:
+    """An `IterableDataset(Dict)` (`load_dataset(..., streaming=True)`) failed with "Expected a datasets.Dataset or
+    DatasetDict, got IterableDatasetDict" in `prepare_dataset` and `fine_tune`, and with an obscure AttributeError in
+    `apply_transforms`."""
+    rows = hub_rows({"bbox": [[1, 2, 3, 4]], "category": [0]})
+    streaming = datasets.IterableDatasetDict({"train": rows.to_iterable_dataset()})
+    expected = (
+        r"Streaming datasets are not supported by prepare_dataset, fine_tune and apply_transforms; got "
+        r"{got} \(load_dataset\(..., streaming=True\).*Load it without streaming=True.*"
+        r"datasets.Dataset.from_generator\(lambda: iter\(split\), features=split.features\)"
+    )
+    with pytest.raises(DatasetError, match=expected.format(got="IterableDatasetDict")):
+        prepare_dataset(streaming)
+    with pytest.raises(DatasetError, match=expected.format(got="IterableDataset")):
+        prepare_dataset(streaming["train"])
+    with pytest.raises(DatasetError, match=expected.format(got="IterableDatasetDict")):
+        fine_tune("not-a-model-it-is-never-loaded", dataset=streaming, output_dir=tmp_path / "out", device="cpu")
+    config = tiny_config(id2label={0: "a"})
+    with pytest.raises(DatasetError, match=expected.format(got="a dict of IterableDataset")):
+        apply_transforms({"train": streaming["train"]}, config)
+    with pytest.raises(DatasetError, match=expected.format(got="IterableDatasetDict")):
+        apply_transforms(streaming, config)
+    # the suggested way round gives a dataset prepare_dataset takes
+    split = streaming["train"]
+    materialised = datasets.Dataset.from_generator(lambda: iter(split), features=split.features)
+    assert prepare_dataset(materialised, id2label={0: "a"})["image_id"] == [0, 1]
+
+
+def test_hub_layout_classlabel_ids_map_to_id2label_by_name() -> None:
+    """A `ClassLabel` holding id2label's classes in another order (or a subset: a model's `config.id2label`) was
+    refused with "Splits disagree on the class names", even with a single split; its ids are mapped by name, as class
+    names stored as strings are. A ClassLabel name that id2label lacks is refused naming both."""
+    bbox = datasets.List(datasets.List(datasets.Value("float32")))
+    category = datasets.List(datasets.ClassLabel(names=["bird", "cat", "dog"]))
+    rows = hub_rows({"bbox": [[1, 2, 3, 4]] * 3, "category": [0, 2, 1]}, {"bbox": [[1, 2, 3, 4]], "category": [2]})
+    rows = rows.cast_column("objects", {"bbox": bbox, "category": category})
+    for id2label, ids in (
+        ({0: "dog", 1: "cat", 2: "bird"}, [[0], [2, 0, 1]]),
+        ({0: "fish", 1: "bird", 2: "cat", 3: "dog"}, [[3], [1, 3, 2]]),
+    ):
+        prepared = prepare_dataset(datasets.DatasetDict({"train": rows, "validation": rows}), id2label=id2label)
+        assert id2label_from_dataset(prepared) == id2label
+        for split in ("train", "validation"):
+            assert [object_columns(row)["category"] for row in prepared[split]["objects"]] == ids
+        sample = apply_transforms(prepared, tiny_config(id2label=id2label))["validation"][1]
+        assert sample["labels"]["class_labels"].tolist() == ids[1]
+    expected = (
+        r"Dataset split 'train': its objects.category ClassLabel has class name\(s\) \['bird'\] that id2label "
+        r"\['dog', 'cat'\] does not have \(ClassLabel names: \['bird', 'cat', 'dog'\]\)"
+    )
+    with pytest.raises(DatasetError, match=expected):
+        prepare_dataset(datasets.DatasetDict({"train": rows}), id2label={0: "dog", 1: "cat"})
 
 
 # ----------------------------------------------------------------------------------------------------------------------

@@ -17,14 +17,19 @@
 from __future__ import annotations
 
 import copy
+import io
 import math
+import os
 from collections.abc import Iterable, Mapping
+from pathlib import Path
 from typing import Any, Literal
 
 import datasets
 import torch
+from PIL import Image
 from torchvision.ops import box_convert
 
+from ..models.rfdetr.image_io import check_pixel_limit, displayed_size
 from .data import (
     DatasetError,
     _is_finite,
@@ -50,10 +55,25 @@ def prepare_dataset(
     (added as the row index when absent), `width`/`height`, `objects.iscrowd`, `objects.segmentation` (instance
     segmentation: per object COCO polygons `[[x1, y1, ...], ...]`, an RLE dict `{"size": [h, w], "counts": ...}` or a
     compressed RLE `counts` string; checked here against `width`/`height` when present, decoded by the transforms).
+    A whole dataset is needed: a streaming `IterableDataset(Dict)` (`load_dataset(..., streaming=True)`) is refused,
+    saying how to load it.
+
+    `image_id` must hold integers (an integral float such as `2.0`, or a string of digits such as `"000123"`, a file
+    stem, is taken as that integer and the column cast to `int64`); anything else (`"img_a"`, `1.5`, None) is refused,
+    naming the row: drop the column to have the row indices used, or cast it to integers.
+
+    `width`/`height`, when the dataset has both columns, must be positive integers and the size of the image as it is
+    displayed (EXIF orientation applied, as the transforms read it), as `load_coco_folder` checks: the boxes are
+    clipped to, and reported against, that size. This reads each image's header (PIL's `Image.open`: the format
+    header and the EXIF block, no pixel decoding), from its file or its bytes in the Arrow table, batch by batch:
+    well under a millisecond per image from a local disk, so seconds for tens of thousands of images. Image URLs are
+    not fetched for it. Without the columns nothing is read: the transforms use the decoded size.
 
     `category` is a `ClassLabel`, integers `0..K-1` or class names (strings, as many Hub datasets store them). The
     class list is `id2label` when given, else the `ClassLabel`'s names; integers are ids into it and class names are
-    mapped to their ids through it (a name it does not hold is refused, naming it and the known names). Without
+    mapped to their ids through it (a name it does not hold is refused, naming it and the known names). A
+    `ClassLabel` whose names differ from `id2label`'s (another order, a subset) is mapped by name as well: each
+    object takes the id `id2label` gives its class name (a `ClassLabel` name that `id2label` lacks is refused). Without
     either, integers are named `"0"`, `"1"`, ... (with a warning), and class names make the class list themselves:
     the distinct names of all splits, sorted (numerically when all are integers written as text, `"2"` before
     `"10"`), so that the ids do not depend on row order; pass every split in one `DatasetDict` so that they share
@@ -81,10 +101,12 @@ def prepare_dataset(
 
     Raises:
         DatasetError: naming the split and the missing or malformed column, or the split, row (and object) and field
-            of a malformed value.
+            of a malformed value, or the split and row of an image whose size is not its `width`/`height`; a
+            streaming dataset.
     """
     if bbox_format not in ("xywh", "xyxy"):
         raise ValueError(f"bbox_format must be 'xywh' or 'xyxy', got {bbox_format!r}")
+    refuse_streaming(dataset_or_dict)
     if isinstance(dataset_or_dict, datasets.DatasetDict):
         splits = dict(dataset_or_dict)
     elif isinstance(dataset_or_dict, datasets.Dataset):
@@ -93,10 +115,16 @@ def prepare_dataset(
         raise DatasetError(f"Expected a datasets.Dataset or DatasetDict, got {type(dataset_or_dict).__name__}.")
     for name, split in splits.items():
         _check_columns(split, name)
+        _check_image_ids(split, name)
     names = _class_names(splits, id2label)
     if names is None:
         names = _names_in_data(splits)
-    largest = max((_check_objects(split, name, names, bbox_format) for name, split in splits.items()), default=-1)
+    largest = max(
+        (_check_objects(split, name, _split_names(split, names), bbox_format) for name, split in splits.items()),
+        default=-1,
+    )
+    for name, split in splits.items():
+        _check_image_sizes(split, name)
     if names is None:
         names = [str(label) for label in range(largest + 1)]
         logger.warning("objects.category has no class names; using %s. Pass id2label= to name them.", names)
@@ -135,24 +163,148 @@ def _check_columns(dataset: datasets.Dataset, split: str) -> None:
         )
 
 
+_INTEGER_DTYPES = {"int8", "int16", "int32", "int64", "uint8", "uint16", "uint32", "uint64"}
+_INT64_MAX = 2**63 - 1
+#: How many rows `_check_image_sizes` reads at once (their encoded images are in memory together).
+_SIZE_CHECK_BATCH = 64
+
+
+def refuse_streaming(dataset: Any) -> None:
+    """Raise `DatasetError` when `dataset` (or one of its splits) is a streaming `datasets.IterableDataset`, saying
+    how to get a `Dataset`: the checks read every row, and the Trainer reads rows by index and length."""
+    splits = dataset.values() if isinstance(dataset, Mapping) else [dataset]
+    streaming = [split for split in splits if isinstance(split, datasets.IterableDataset)]
+    if not streaming:
+        return
+    kind = type(dataset).__name__
+    got = kind if kind.startswith("Iterable") else f"a {kind} of {type(streaming[0]).__name__}"
+    raise DatasetError(
+        f"Streaming datasets are not supported by prepare_dataset, fine_tune and apply_transforms; got {got} "
+        "(load_dataset(..., streaming=True) or Dataset.to_iterable_dataset()): every row is checked before training "
+        "and the Trainer reads rows by index. Load it without streaming=True (datasets caches it on disk and reads "
+        "it from there, not from memory), or materialise each split: datasets.Dataset.from_generator(lambda: "
+        "iter(split), features=split.features)."
+    )
+
+
+def _check_image_ids(dataset: datasets.Dataset, split: str) -> None:
+    """Raise `DatasetError` naming the split, row and value of an `image_id` that is not an integer: an integral
+    float and a string of ASCII digits (`"000123"`) are taken as their integer (`_prepare_split` casts them); a
+    missing one (None, also in an integer column) is refused."""
+    if "image_id" not in dataset.column_names:
+        return
+    for row, value in enumerate(dataset.select_columns(["image_id"]).with_format(None)["image_id"]):
+        if isinstance(value, str) and value.isascii() and value.isdigit():
+            number = int(value)
+        elif _is_int(value):
+            number = int(value)
+        else:
+            number = None
+        if number is None or not -_INT64_MAX - 1 <= number <= _INT64_MAX:
+            raise DatasetError(
+                f"Dataset split '{split}', row {row}: column 'image_id' must hold integers (or strings of digits "
+                f"such as '000123'); got {value!r}. Drop the column (dataset.remove_columns('image_id')) to have the "
+                "row indices used as image ids, or cast it to integers (e.g. dataset.map(...) numbering the images)."
+            )
+
+
+def _check_image_sizes(dataset: datasets.Dataset, split: str) -> None:
+    """Raise `DatasetError` naming the split and row when `width`/`height` are not positive integers or not the size
+    of the image as displayed (EXIF orientation applied, as the transforms read it), as `load_coco_folder` checks.
+
+    Cost: one header read per row (`PIL.Image.open` parses the format header and the EXIF block; no pixels are
+    decoded), from the file or from the encoded bytes in the Arrow table, `_SIZE_CHECK_BATCH` rows at a time. Image
+    URLs are left to the transforms (not fetched here). Nothing is read without both columns."""
+    if not {"width", "height"} <= set(dataset.column_names):
+        return
+    columns = dataset.select_columns(["image", "width", "height"])
+    if isinstance(columns.features["image"], datasets.Image) and columns.features["image"].decode:
+        columns = columns.cast_column("image", datasets.Image(decode=False))
+    row = 0
+    for batch in columns.with_format(None).iter(batch_size=_SIZE_CHECK_BATCH):
+        for image, width, height in zip(batch["image"], batch["width"], batch["height"]):
+            where = f"Dataset split '{split}', row {row}"
+            if not (_is_int(width) and _is_int(height) and width > 0 and height > 0):
+                raise DatasetError(
+                    f"{where}: width and height must be positive integers (the image's size in pixels); got "
+                    f"{width!r} x {height!r}."
+                )
+            _check_image_size(image, (int(width), int(height)), where)
+            row += 1
+
+
+def _check_image_size(image: Any, size: tuple[int, int], where: str) -> None:
+    """Compare the displayed size of one `image` value (`{"path", "bytes"}` or a path) with `size` (width, height)."""
+    path, data = (image.get("path"), image.get("bytes")) if isinstance(image, Mapping) else (image, None)
+    if not data and isinstance(path, str) and path.startswith(("http://", "https://")):
+        return
+    if not data and not path:
+        raise DatasetError(f"{where}: the image has neither a path nor bytes.")
+    named = f"{where} ({path})" if path else where
+    if not data and not Path(path).is_file():
+        raise DatasetError(f"{named}: image file not found.")
+    try:
+        with Image.open(io.BytesIO(data) if data else os.fspath(path)) as opened:
+            stored, actual = opened.size, displayed_size(opened)
+            check_pixel_limit(stored, name=str(path or "image"))
+    except (OSError, SyntaxError, ValueError, Image.DecompressionBombError) as error:
+        raise DatasetError(f"{named}: cannot read the image: {error}") from error
+    if actual == size:
+        return
+    rotated = (
+        f" It is stored {stored[0]}x{stored[1]} with an EXIF orientation that displays it {actual[0]}x{actual[1]};"
+        " images are read as displayed, so width/height (and the boxes) must be in that frame (or remove the"
+        " orientation tag if the boxes refer to the stored pixels)."
+        if stored == size
+        else ""
+    )
+    raise DatasetError(
+        f"{named}: the image is {actual[0]}x{actual[1]} pixels but the width/height columns say {size[0]}x{size[1]} "
+        f"(width x height); the boxes would not match the image.{rotated}"
+    )
+
+
 def _class_names(splits: dict[str, datasets.Dataset], id2label: Mapping[int, str] | None) -> list[str] | None:
     """One class list for all splits: `id2label`, else the first `ClassLabel`, else `None` (`prepare_dataset` then
-    names the classes `"0".."K-1"` after the largest category)."""
-    labels = [object_fields(split.features)["category"] for split in splits.values()]
-    class_labels = [label.names for label in labels if isinstance(label, datasets.ClassLabel)]
+    names the classes `"0".."K-1"` after the largest category). With `id2label`, a `ClassLabel` may hold its classes
+    in another order or a subset of them (its ids are mapped by name); one with a name `id2label` lacks is refused."""
+    labels = {name: object_fields(split.features)["category"] for name, split in splits.items()}
+    class_labels = {name: list(label.names) for name, label in labels.items() if isinstance(label, datasets.ClassLabel)}
     if id2label is not None:
         keys = sorted(int(key) for key in id2label)
         if keys != list(range(len(keys))):
             raise DatasetError(f"id2label keys must be 0..K-1, got {keys}.")
         names = [str(id2label[key]) for key in range(len(keys))]
-    elif class_labels:
-        names = list(class_labels[0])
-    else:
+        for split, found in class_labels.items():
+            unknown = [name for name in found if name not in names]
+            if unknown:
+                raise DatasetError(
+                    f"Dataset split '{split}': its objects.category ClassLabel has class name(s) {unknown} that "
+                    f"id2label {_shown(names)} does not have (ClassLabel names: {_shown(found)}); its ids are mapped "
+                    "to id2label's by name, so id2label needs every class of the ClassLabel (or leave id2label out "
+                    "to use the ClassLabel's names)."
+                )
+        return names
+    if not class_labels:
         return None
-    for found in class_labels:
-        if list(found) != names:
-            raise DatasetError(f"Splits disagree on the class names: {list(found)} vs {names}.")
+    names = next(iter(class_labels.values()))
+    for found in class_labels.values():
+        if found != names:
+            raise DatasetError(f"Splits disagree on the class names: {found} vs {names}.")
     return names
+
+
+def _shown(names: list[str]) -> str:
+    """A class list for a message: its first `_LISTED_NAMES` names and how many there are in all."""
+    more = f", ... ({len(names)} in all)" if len(names) > _LISTED_NAMES else ""
+    return "[" + ", ".join(repr(name) for name in names[:_LISTED_NAMES]) + more + "]"
+
+
+def _split_names(dataset: datasets.Dataset, names: list[str] | None) -> list[str] | None:
+    """The class list a split's integer categories index: its `ClassLabel`'s names (mapped to `names` by name when
+    they differ), else `names`."""
+    category = object_fields(dataset.features)["category"]
+    return list(category.names) if isinstance(category, datasets.ClassLabel) else names
 
 
 def _is_text(feature: Any) -> bool:
@@ -183,14 +335,19 @@ def _names_in_data(splits: dict[str, datasets.Dataset]) -> list[str] | None:
 
 
 def _prepare_split(dataset: datasets.Dataset, split: str, names: list[str], bbox_format: str) -> datasets.Dataset:
-    """Map class names to ids, convert `xyxy` boxes, cast image/category, add `image_id`, and report boxes the
-    transforms will fix."""
-    text = _is_text(object_fields(dataset.features)["category"])
-    if text or bbox_format == "xyxy":
+    """Map class names (and the ids of a `ClassLabel` ordered otherwise than `names`) to ids, convert `xyxy` boxes,
+    cast image/category/image_id, add `image_id`, and report boxes the transforms will fix."""
+    category = object_fields(dataset.features)["category"]
+    text = _is_text(category)
+    ids: dict[Any, int] | None = {name: index for index, name in enumerate(names)}
+    if isinstance(category, datasets.ClassLabel) and list(category.names) != names:
+        ids = {index: ids[name] for index, name in enumerate(category.names)}
+    elif not text:
+        ids = None
+    if ids is not None or bbox_format == "xyxy":
         features = copy.deepcopy(dataset.features)
-        if text:
+        if ids is not None:
             _set_category_feature(features, datasets.Value("int64"))
-        ids = {name: index for index, name in enumerate(names)} if text else None
         dataset = dataset.map(
             _convert_objects_batch,
             fn_kwargs={"ids": ids, "xyxy": bbox_format == "xyxy"},
@@ -205,6 +362,13 @@ def _prepare_split(dataset: datasets.Dataset, split: str, names: list[str], bbox
         dataset = dataset.cast(features)
     if "image_id" not in dataset.column_names:
         dataset = dataset.add_column("image_id", list(range(len(dataset))))
+    elif getattr(dataset.features["image_id"], "dtype", None) not in _INTEGER_DTYPES:  # "000123", 2.0: checked
+        dataset = dataset.map(
+            _integer_ids_batch,
+            input_columns=["image_id"],
+            batched=True,
+            features=datasets.Features({**dataset.features, "image_id": datasets.Value("int64")}),
+        )
     _report_hub_boxes(dataset, split)
     return dataset
 
@@ -234,11 +398,9 @@ def _check_categories(categories: list[Any], names: list[str] | None, where: str
     if strings:
         unknown = list(dict.fromkeys(value for value in strings if value not in ids))
         if unknown:
-            more = f", ... ({len(names)} in all)" if len(names) > _LISTED_NAMES else ""
-            known = ", ".join(repr(name) for name in names[:_LISTED_NAMES])
             raise DatasetError(
-                f"{where}: objects.category {unknown} are not known class names (known: {known}{more}); fix the "
-                "names, or pass id2label= with every class."
+                f"{where}: objects.category {unknown} are not known class names (known: {_shown(names)[1:-1]}); fix "
+                "the names, or pass id2label= with every class."
             )
     not_ids = [value for value in categories if not isinstance(value, str) and not _is_int(value)]
     if not_ids:
@@ -307,9 +469,9 @@ def _objects_column(dataset: datasets.Dataset) -> list[Any]:
     return dataset.select_columns(["objects"]).with_format(None)["objects"]
 
 
-def _convert_objects_batch(objects_batch: list[Any], ids: Mapping[str, int] | None, xyxy: bool) -> dict[str, list[Any]]:
-    """`datasets.map` function mapping `objects.category` names to class ids through `ids` (when given) and converting
-    `objects.bbox` from `[x0, y0, x1, y1]` to `[x, y, w, h]` (with `xyxy`)."""
+def _convert_objects_batch(objects_batch: list[Any], ids: Mapping[Any, int] | None, xyxy: bool) -> dict[str, list[Any]]:
+    """`datasets.map` function mapping `objects.category` names (or another `ClassLabel`'s ids) to class ids through
+    `ids` (when given) and converting `objects.bbox` from `[x0, y0, x1, y1]` to `[x, y, w, h]` (with `xyxy`)."""
     converted = []
     for objects in objects_batch:
         columns = object_columns(objects)
@@ -320,6 +482,11 @@ def _convert_objects_batch(objects_batch: list[Any], ids: Mapping[str, int] | No
             columns["bbox"] = box_convert(boxes, "xyxy", "xywh").tolist()
         converted.append(columns if isinstance(objects, Mapping) else _rows(columns))
     return {"objects": converted}
+
+
+def _integer_ids_batch(image_ids: list[Any]) -> dict[str, list[int]]:
+    """`datasets.map` function turning checked image ids (`2.0`, `"000123"`) into integers."""
+    return {"image_id": [int(value) for value in image_ids]}
 
 
 def _rows(columns: dict[str, list[Any]]) -> list[dict[str, Any]]:
@@ -378,4 +545,4 @@ def _count_hub_box(bbox: Iterable[float], size: tuple[int, int] | None, counts: 
             counts["clipped"] += 1
 
 
-__all__ = ["prepare_dataset"]
+__all__ = ["prepare_dataset", "refuse_streaming"]

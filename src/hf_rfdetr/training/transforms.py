@@ -60,6 +60,7 @@ from ..models.rfdetr.configuration_rfdetr import RFDetrConfig
 from ..models.rfdetr.image_io import load_image
 from ..models.rfdetr.image_processing_rfdetr import IMAGENET_MEAN, IMAGENET_STD
 from .data import DatasetError, object_columns
+from .hub_data import refuse_streaming
 from .masks import MASKS_HOW_TO, MaskError, decode_masks, is_missing, segmentation_to_rle
 
 logger = logging.getLogger(__name__)
@@ -417,8 +418,9 @@ def apply_transforms(
 
     The `image` column is switched to `datasets.Image(decode=False)` so that `decode_image` reads the file itself and
     names it in any decoding error. `options` go to `build_transforms` (training split only, except `masks`, which
-    applies to every split).
+    applies to every split). A streaming `IterableDataset(Dict)` is refused (`DatasetError`), saying what to do.
     """
+    refuse_streaming(dataset_dict)
     result = {}
     masks = options.get("masks")
     for name, split in dataset_dict.items():
