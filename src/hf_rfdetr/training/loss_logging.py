@@ -36,8 +36,10 @@ across processes left out).
 from __future__ import annotations
 
 from collections.abc import Callable, Mapping
+from typing import Any
 
 import torch
+from transformers.trainer_pt_utils import find_batch_size
 
 #: The ways of logging the terms (`RFDetrTrainer(loss_components=...)`); None logs none.
 LOSS_COMPONENT_MODES = ("compact", "all")
@@ -145,3 +147,133 @@ def _stack(terms: Mapping[str, torch.Tensor], names: list[str]) -> torch.Tensor:
     """The terms in the order of `names` (fixed by the first batch; a term missing from a later batch counts 0)."""
     reference = next(iter(terms.values()))
     return torch.stack([terms[name] if name in terms else torch.zeros_like(reference) for name in names])
+
+
+class LossTermsLogging:
+    """The loss-term logging of `RFDetrTrainer`, a mixin before `transformers.Trainer` in its bases: the terms of the
+    model's `loss_dict` (see `loss_terms`) beside `loss` in the training logs, and beside `<prefix>_loss` in
+    evaluation metrics. It hooks `compute_loss` (to keep the forward's terms), `training_step` (to add them to the
+    interval's sums), `_maybe_log_save_evaluate` and `log` (to read and log them at logging steps),
+    `evaluation_loop` and `prediction_step` (to average them per image)."""
+
+    def __init__(self, *args: Any, loss_components: str | None = "compact", **kwargs: Any) -> None:
+        if loss_components is not None and loss_components not in LOSS_COMPONENT_MODES:
+            raise ValueError(f"loss_components must be one of {LOSS_COMPONENT_MODES} or None, got {loss_components!r}")
+        super().__init__(*args, **kwargs)
+        self.loss_components = loss_components
+        self._training_terms = TrainingTerms()  # the logging interval's sums, on the device
+        self._batch_terms: tuple[torch.Tensor, dict[str, torch.Tensor]] | None = None  # of the last compute_loss
+        self._logged_terms: dict[str, float] | None = None  # read at this logging step, for `log`
+        self._evaluation_terms: EvaluationTerms | None = None  # of the evaluation loop running
+
+    def train(self, *args: Any, **kwargs: Any):
+        """`Trainer.train`, with the interval's sums cleared first."""
+        self._training_terms.reset()
+        return super().train(*args, **kwargs)
+
+    def compute_loss(self, model, inputs, return_outputs: bool = False, num_items_in_batch=None):
+        """`Trainer.compute_loss`; keeps the model's loss terms (`loss_dict`, detached) for the logs."""
+        loss, outputs = super().compute_loss(model, inputs, return_outputs=True, num_items_in_batch=num_items_in_batch)
+        self._batch_terms = self._terms_of(outputs)
+        return (loss, outputs) if return_outputs else loss
+
+    def _terms_of(self, outputs: Any) -> tuple[torch.Tensor, dict[str, torch.Tensor]] | None:
+        """(the model's loss, the terms to log) of a forward's outputs; None when they are not logged, or when the
+        trained loss is not the model's (`compute_loss_func`, label smoothing)."""
+        if self.loss_components is None or self.compute_loss_func is not None or self.label_smoother is not None:
+            return None
+        if not isinstance(outputs, dict) or outputs.get("loss_dict") is None or outputs.get("loss") is None:
+            return None
+        return outputs["loss"].detach().float().mean(), loss_terms(outputs["loss_dict"], self.loss_components)
+
+    def training_step(self, model, inputs, num_items_in_batch=None, *args, **kwargs):
+        """`Trainer.training_step`; adds the micro-batch's loss terms to the logging interval's sums, on the device,
+        scaled as the Trainer scaled the loss it returns (gradient accumulation), so that they average as `loss`."""
+        self._batch_terms = None
+        step_loss = super().training_step(model, inputs, num_items_in_batch, *args, **kwargs)
+        batch, self._batch_terms = self._batch_terms, None
+        if batch is not None:
+            model_loss, terms = batch
+            step = step_loss.detach().float().to(model_loss.device)
+            scale = torch.where(model_loss != 0, step / model_loss, torch.zeros_like(model_loss))
+            finite = torch.isfinite(step) if self.args.logging_nan_inf_filter else None
+            since = self.state.global_step - getattr(self, "_globalstep_last_logged", self.state.global_step)
+            self._training_terms.add(terms, scale, finite, since)
+        return step_loss
+
+    def _maybe_log_save_evaluate(self, *args, **kwargs):
+        """`Trainer._maybe_log_save_evaluate` (private; both transformers 4.57 and 5 call it after every optimizer
+        step with the same condition for logging): at a logging step the interval's loss terms are gathered and
+        averaged over processes, where the Trainer gathers `loss`, for `log` to add beside it."""
+        last = getattr(self, "_globalstep_last_logged", self.state.global_step)
+        if self.control.should_log and self.state.global_step > last:
+            self._logged_terms = self._training_terms.read(self._gather_across_processes, self.state.global_step - last)
+        try:
+            return super()._maybe_log_save_evaluate(*args, **kwargs)
+        finally:
+            self._logged_terms = None
+
+    def _gather_across_processes(self, tensor: torch.Tensor) -> torch.Tensor:
+        """The Trainer's gather of the training loss: transformers 4.x `_nested_gather`, 5.x `nested_gather`."""
+        gather = getattr(self, "_nested_gather", None)
+        if gather is not None:
+            return gather(tensor)
+        from transformers.trainer_pt_utils import nested_gather
+
+        return nested_gather(tensor, self.args.parallel_mode)
+
+    def log(self, logs: dict[str, float], *args, **kwargs) -> None:
+        """`Trainer.log`; a training log line (`loss`) gets the loss terms of its interval right after `loss`."""
+        if self._logged_terms and "loss" in logs:
+            terms, self._logged_terms = self._logged_terms, None
+            merged = {}
+            for key, value in logs.items():
+                merged[key] = value
+                if key == "loss":
+                    merged.update(terms)
+            logs = merged
+        return super().log(logs, *args, **kwargs)
+
+    def evaluation_loop(
+        self,
+        dataloader,
+        description: str,
+        prediction_loss_only: bool | None = None,
+        ignore_keys: list[str] | None = None,
+        metric_key_prefix: str = "eval",
+    ):
+        """`Trainer.evaluation_loop`; with `<prefix>_loss`, also the loss terms (`eval_loss_ce`, ...), averaged per
+        image as the loss (see `prediction_step`), right after it."""
+        self._evaluation_terms = EvaluationTerms() if self.loss_components is not None else None
+        try:
+            output = super().evaluation_loop(
+                dataloader,
+                description,
+                prediction_loss_only=prediction_loss_only,
+                ignore_keys=ignore_keys,
+                metric_key_prefix=metric_key_prefix,
+            )
+        finally:
+            terms, self._evaluation_terms = self._evaluation_terms, None
+        loss_key = f"{metric_key_prefix}_loss"
+        if terms is not None and loss_key in output.metrics:
+            means = {f"{metric_key_prefix}_{name}": value for name, value in terms.means().items()}
+            merged = {}
+            for key, value in output.metrics.items():
+                merged[key] = value
+                if key == loss_key:
+                    merged.update(means)
+            output.metrics.clear()
+            output.metrics.update(merged)
+        return output
+
+    def prediction_step(self, model, inputs, prediction_loss_only: bool, ignore_keys: list[str] | None = None):
+        """`Trainer.prediction_step`; the batch's loss terms go to the evaluation loop's sums: each image counts its
+        batch's terms, as the loop repeats the loss (the first batch's size) and gathers it."""
+        self._batch_terms = None
+        loss, logits, labels = super().prediction_step(model, inputs, prediction_loss_only, ignore_keys=ignore_keys)
+        batch, self._batch_terms = self._batch_terms, None
+        if batch is not None and loss is not None and self._evaluation_terms is not None:
+            batch_size = self.args.eval_batch_size or find_batch_size(inputs)
+            self._evaluation_terms.add(batch[1], batch_size, self.accelerator.gather_for_metrics)
+        return loss, logits, labels
