@@ -287,7 +287,9 @@ class RFDetrImageProcessor(BaseImageProcessor):
                 ambiguous numpy shape is refused), uint8, uint16, bool or float in `[0, 1]`; or a list of those
                 (sizes may differ).
             annotations: for training, one COCO-style dict per image: `{"image_id": int, "annotations": [{"bbox":
-                [x, y, w, h], "category_id": int, "iscrowd": 0 | 1, ...}, ...]}` with boxes in original-image pixels.
+                [x, y, w, h], "category_id": int, "iscrowd": 0 | 1, ...}, ...]}` with boxes in original-image pixels
+                (a call whose kept boxes all end within the first pixel of images of 16 pixels or more, boxes
+                normalised to [0, 1] by mistake, warns once: they would train as sub-pixel boxes).
             return_tensors: `None` or `"pt"` (torch tensors) or `"np"` (numpy arrays).
             **kwargs: per-call overrides of the constructor options (`do_resize`, `size`, `keep_aspect_ratio`,
                 `size_divisor`, `do_rescale`, `rescale_factor`, `do_normalize`, `image_mean`, `image_std`,
@@ -330,6 +332,7 @@ class RFDetrImageProcessor(BaseImageProcessor):
         data: dict[str, Any] = {"pixel_values": pixel_values, "pixel_mask": pixel_mask}
         if annotations is not None:
             data["labels"] = prepare_targets(annotations, orig_sizes, pixel_mask)
+            _warn_if_normalised(data["labels"])
         return _to_batch_feature(data, return_tensors)
 
     def _resolve_options(self, overrides: dict[str, Any]) -> dict[str, Any]:
@@ -516,6 +519,36 @@ class RFDetrImageProcessor(BaseImageProcessor):
 # ----------------------------------------------------------------------------------------------------------------------
 # Option helpers
 # ----------------------------------------------------------------------------------------------------------------------
+
+
+#: Images at least this many pixels on each side whose boxes all end within their first pixel warn (as
+#: `hf_rfdetr.training.data_checks.NORMALISED_MIN_IMAGE_SIDE` refuses such a training split).
+_NORMALISED_MIN_IMAGE_SIDE = 16
+_NORMALISED_BOXES_WARNING = (
+    "Every annotation box of this call ends within the first pixel of its image (x + width <= 1 and y + height <= 1) "
+    f"although the images are at least {_NORMALISED_MIN_IMAGE_SIDE} pixels wide and high: the boxes look normalised "
+    "to [0, 1] (as YOLO labels are) and train as sub-pixel boxes. COCO 'bbox' values are absolute pixels of the "
+    "original image, [x, y, width, height]: multiply x and width by the image's width, y and height by its height."
+)
+
+
+def _warn_if_normalised(labels: list[dict[str, torch.Tensor]]) -> None:
+    """Warn (once per process: the message is constant) when the kept boxes of one call, at least one, all end within
+    `[0, 1] x [0, 1]` pixels of images at least `_NORMALISED_MIN_IMAGE_SIDE` pixels on each side."""
+    found = False
+    for target in labels:
+        boxes = target["boxes"].double()
+        if not len(boxes):
+            continue
+        height, width = (int(v) for v in target["orig_size"])
+        right = (boxes[:, 0] + boxes[:, 2] / 2) * width
+        bottom = (boxes[:, 1] + boxes[:, 3] / 2) * height
+        beyond = bool((right > 1 + 1e-3).any() or (bottom > 1 + 1e-3).any())  # 1e-3: float32 rounding
+        if beyond or min(height, width) < _NORMALISED_MIN_IMAGE_SIDE:
+            return
+        found = True
+    if found:
+        warnings.warn(_NORMALISED_BOXES_WARNING, UserWarning, stacklevel=4)
 
 
 def _known_kwargs(kwargs: dict[str, Any]) -> dict[str, Any]:
