@@ -130,6 +130,8 @@ def kept_box(annotation: dict[str, Any], images: dict[int, Any]) -> tuple[list[f
     x1, y1 = min(max(x + w, 0.0), width), min(max(y + h, 0.0), height)
     if float32_zero(w) or float32_zero(h):  # zero or negative, or so small that float32 storage makes it 0
         return None, "dropped_degenerate"
+    if x >= 0 and y >= 0 and x + w <= width and y + h <= height:  # inside the image: kept as it is
+        return [x, y, w, h], None
     if float32_zero(x1 - x0) or float32_zero(y1 - y0):
         return None, "dropped_outside"
     return [x0, y0, x1 - x0, y1 - y0], None
