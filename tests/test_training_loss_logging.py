@@ -45,23 +45,14 @@ def _compact(loss_dict: dict[str, torch.Tensor]) -> dict[str, float]:
     return terms
 
 
-class _RecordingCollator:
-    """`_collate`, keeping a copy of every batch it makes, in order."""
-
-    def __init__(self) -> None:
-        self.batches: list[dict] = []
-
-    def __call__(self, items: list[dict]) -> dict:
-        batch = _collate(items)
-        self.batches.append(copy.deepcopy(batch))
-        return batch
-
-
 def _train(tmp_path: Path, learning_rate: float, logging_steps: int, max_steps: int):
     torch.manual_seed(0)
     model = RFDetrForObjectDetection(tiny_config())
     initial = copy.deepcopy(model)
-    collator = _RecordingCollator()
+    batches: list[dict] = []  # what the model is given, in order (a collator could be called ahead or again)
+    model.register_forward_pre_hook(
+        lambda module, args, kwargs: batches.append(copy.deepcopy(kwargs)), with_kwargs=True
+    )
     args = TrainingArguments(
         output_dir=str(tmp_path),
         max_steps=max_steps,
@@ -80,12 +71,12 @@ def _train(tmp_path: Path, learning_rate: float, logging_steps: int, max_steps: 
         model=model,
         args=args,
         train_dataset=_BoxesWithSizes(),
-        data_collator=collator,
+        data_collator=_collate,
         learning_rates=LearningRates(lr_encoder=learning_rate),
     )
     trainer.train()
     logged = [entry for entry in trainer.state.log_history if "loss" in entry]
-    return trainer, initial, collator.batches, logged
+    return trainer, initial, batches, logged
 
 
 def _forward(model: RFDetrForObjectDetection, batch: dict) -> tuple[float, dict[str, float]]:
