@@ -490,3 +490,4 @@ def test_amp_trains_in_bfloat16_on_the_cpu(dataset_dir: Path, tiny_folder: Path,
         tiny_folder, dataset_dir, epochs=1, output_dir=tmp_path / "run2", amp=True, bf16=False, **COMMON
     )
     assert not explicit.args.bf16  # TrainingArguments' own flags win
+    assert explicit.accelerator.mixed_precision == "no"  # not the first run's bf16 (transformers #29510)

@@ -49,8 +49,10 @@ def _train(tmp_path: Path, learning_rate: float, logging_steps: int, max_steps: 
     torch.manual_seed(0)
     model = RFDetrForObjectDetection(tiny_config())
     initial = copy.deepcopy(model)
-    forwards: list[tuple[float, dict[str, float]]] = []  # each training forward's loss and compact terms, in order
-    model.register_forward_hook(lambda module, args, out: forwards.append((float(out.loss), _compact(out.loss_dict))))
+    batches: list[dict] = []  # what the model is given, in order (a collator could be called ahead or again)
+    model.register_forward_pre_hook(
+        lambda module, args, kwargs: batches.append(copy.deepcopy(kwargs)), with_kwargs=True
+    )
     args = TrainingArguments(
         output_dir=str(tmp_path),
         max_steps=max_steps,
@@ -74,19 +76,26 @@ def _train(tmp_path: Path, learning_rate: float, logging_steps: int, max_steps: 
     )
     trainer.train()
     logged = [entry for entry in trainer.state.log_history if "loss" in entry]
-    return trainer, initial, forwards, logged
+    return trainer, initial, batches, logged
+
+
+def _forward(model: RFDetrForObjectDetection, batch: dict) -> tuple[float, dict[str, float]]:
+    model.train()  # as in training: every Group DETR group
+    with torch.no_grad():
+        outputs = model(**batch)
+    return float(outputs.loss), _compact(outputs.loss_dict)
 
 
 def test_training_logs_the_loss_terms_averaged_over_the_logging_interval(tmp_path: Path) -> None:
-    """Each log line (2 steps x 2 accumulated micro-batches) holds the mean over its 4 micro-batches of what the
-    model's forwards gave, for `loss` and each term."""
-    trainer, initial, training_forwards, logged = _train(tmp_path, learning_rate=0.0, logging_steps=2, max_steps=4)
+    """lr 0 (the weights stay the initial ones): each log line (2 steps x 2 accumulated micro-batches) holds the mean
+    over its 4 micro-batches of what a forward of the initial model gives on them, for `loss` and each term."""
+    trainer, initial, batches, logged = _train(tmp_path, learning_rate=0.0, logging_steps=2, max_steps=4)
     assert [entry["step"] for entry in logged] == [2, 4]
     coefficients = _coefficients(initial)
     for index, entry in enumerate(logged):
         assert list(entry)[: 1 + len(COMPACT)] == ["loss", *COMPACT]  # the terms right after `loss`
         assert all(math.isfinite(entry[name]) and entry[name] > 0 for name in COMPACT)
-        forwards = training_forwards[4 * index : 4 * index + 4]
+        forwards = [_forward(initial, batch) for batch in batches[4 * index : 4 * index + 4]]
         expected_loss = sum(loss for loss, _ in forwards) / 4
         assert entry["loss"] == pytest.approx(expected_loss, rel=1e-4, abs=1e-4)  # transformers 4.57 rounds it
         for name in COMPACT:
@@ -97,14 +106,14 @@ def test_training_logs_the_loss_terms_averaged_over_the_logging_interval(tmp_pat
 
 def test_training_logs_the_loss_terms_at_every_step_and_they_add_up_to_the_loss(tmp_path: Path) -> None:
     """A real run (lr 1e-3), logging every step: finite terms whose weighted sum is the logged loss; the first step's
-    are the mean of the terms of its two accumulated micro-batches' forwards."""
-    trainer, initial, training_forwards, logged = _train(tmp_path, learning_rate=1e-3, logging_steps=1, max_steps=3)
+    (before any update) are the mean of the initial model's terms on its two accumulated micro-batches."""
+    trainer, initial, batches, logged = _train(tmp_path, learning_rate=1e-3, logging_steps=1, max_steps=3)
     assert [entry["step"] for entry in logged] == [1, 2, 3]
     coefficients = _coefficients(initial)
     for entry in logged:
         assert all(math.isfinite(entry[name]) for name in COMPACT)
         assert _weighted_sum(entry, coefficients) == pytest.approx(entry["loss"], rel=1e-4, abs=1e-4)
-    first = [terms for _, terms in training_forwards[:2]]
+    first = [_forward(initial, batch)[1] for batch in batches[:2]]
     for name in COMPACT:
         assert logged[0][name] == pytest.approx((first[0][name] + first[1][name]) / 2, rel=1e-5), name
     summary = trainer.state.log_history[-1]

@@ -397,3 +397,25 @@ def test_create_model_card_writes_the_rfdetr_card_with_the_training_facts(tmp_pa
     readme.write_text("# my own card\n")
     trainer.create_model_card(model_name="my-rfdetr")
     assert readme.read_text() == "# my own card\n"
+
+
+@pytest.mark.parametrize("launched", [None, "bf16"])
+def test_a_float32_trainer_after_a_bf16_one_trains_in_float32(tmp_path: Path, monkeypatch, launched) -> None:
+    """transformers 4.x's TrainingArguments(bf16=True) leaves ACCELERATE_MIXED_PRECISION=bf16 in the environment, and
+    a later float32 Trainer of the process read it (transformers #29510). Each RFDetrTrainer trains in its own
+    arguments' precision, or in the one `accelerate launch --mixed_precision` set (recorded at import)."""
+    if launched:  # as `accelerate launch --mixed_precision bf16` starts the process
+        monkeypatch.setenv("ACCELERATE_MIXED_PRECISION", launched)
+    else:
+        monkeypatch.delenv("ACCELERATE_MIXED_PRECISION", raising=False)
+    monkeypatch.setattr("hf_rfdetr.training.trainer.LAUNCH_MIXED_PRECISION", launched)
+    first = _trainer(tmp_path / "bf16", bf16=True)
+    assert first.accelerator.mixed_precision == "bf16"
+    second = _trainer(tmp_path / "fp32", metric_for_best_model="eval_map")
+    assert second.accelerator.mixed_precision == (launched or "no")
+    seen = set()
+    fc1 = second.model.model.backbone.layers[0].mlp.fc1
+    fc1.register_forward_hook(lambda module, inputs, output: seen.add(output.dtype))
+    second.args.max_steps = 1
+    second.train()
+    assert seen == {torch.bfloat16 if launched else torch.float32}

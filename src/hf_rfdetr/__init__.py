@@ -26,7 +26,7 @@ is imported on first use, so that `import hf_rfdetr` needs neither their optiona
 import importlib
 from typing import Any
 
-from . import registration
+from . import launch_env, registration  # noqa: F401  (launch_env records the launch environment)
 from .models.rfdetr.coco_classes import COCO_CLASSES, COCO_ID2LABEL
 
 

@@ -16,6 +16,7 @@ to the regular ones, COCO metrics, and checkpoints that survive a kill (marked c
 
 from __future__ import annotations
 
+import contextlib
 import functools
 import json
 import math
@@ -31,6 +32,7 @@ from transformers import EvalPrediction, Trainer
 from transformers.trainer_utils import PREFIX_CHECKPOINT_DIR, has_length
 from transformers.utils import logging
 
+from ..launch_env import LAUNCH_MIXED_PRECISION
 from ..model_card import is_hub_id
 from .checkpoints import (
     check_checkpoint_fits,
@@ -268,6 +270,25 @@ def _warn_if_mid_epoch(checkpoint: str) -> None:
         )
 
 
+@contextlib.contextmanager
+def _accelerator_precision(args: Any) -> Any:
+    """Within: `ACCELERATE_MIXED_PRECISION` says the precision of `args` (`TrainingArguments` or None for the
+    Trainer's default): "fp16" / "bf16" for its flags, else the launch value (`accelerate launch --mixed_precision`,
+    see `launch_env`) or "no". transformers 4.x's `Accelerator` reads it there, and an earlier `TrainingArguments(
+    bf16=True)` of the process left "bf16" behind (transformers #29510). The variable is restored afterwards."""
+    fp16, bf16 = (bool(getattr(args, flag, False)) for flag in ("fp16", "bf16"))
+    wanted = "fp16" if fp16 else "bf16" if bf16 else LAUNCH_MIXED_PRECISION or "no"
+    before = os.environ.get("ACCELERATE_MIXED_PRECISION")
+    os.environ["ACCELERATE_MIXED_PRECISION"] = wanted
+    try:
+        yield
+    finally:
+        if before is None:
+            os.environ.pop("ACCELERATE_MIXED_PRECISION", None)
+        else:
+            os.environ["ACCELERATE_MIXED_PRECISION"] = before
+
+
 class RFDetrTrainer(LossTermsLogging, Trainer):
     """`Trainer` for RF-DETR.
 
@@ -329,7 +350,9 @@ class RFDetrTrainer(LossTermsLogging, Trainer):
         callbacks = list(kwargs.pop("callbacks", None) or [])
         if ema is not None:
             callbacks.append(ema)
-        super().__init__(*args, callbacks=callbacks, loss_components=loss_components, **kwargs)
+        training_args = kwargs.get("args", args[1] if len(args) > 1 else None)
+        with _accelerator_precision(training_args):
+            super().__init__(*args, callbacks=callbacks, loss_components=loss_components, **kwargs)
         self.learning_rates = learning_rates or LearningRates()
         if warmup_epochs < 0 or (lr_drop is not None and lr_drop < 0):
             raise ValueError(f"warmup_epochs and lr_drop must be >= 0, got {warmup_epochs} and {lr_drop}")
@@ -364,7 +387,8 @@ class RFDetrTrainer(LossTermsLogging, Trainer):
             self.ema.resume_from = Path(checkpoint) / EMA_FOLDER if checkpoint else None
         if checkpoint:
             self._load_collator_state(checkpoint)
-        return super().train(checkpoint, *args, **kwargs)
+        with _accelerator_precision(self.args):  # a hyperparameter search's trial builds a new Accelerator
+            return super().train(checkpoint, *args, **kwargs)
 
     def _begin_run(self, checkpoint: str | None) -> str | None:
         """The id of the run this `train` call continues (its checkpoint's) or starts (recorded in `output_dir` at
