@@ -1,5 +1,5 @@
-"""Training-step throughput (images/s) of hf_rfdetr vs the original rfdetr on the same batch and weights, and the
-resident memory of a multi-epoch fine-tuning run, epoch by epoch.
+"""Training-step throughput (images/s) of hf_rfdetr vs the original rfdetr on the same batch and weights, each in a
+process of its own, and the resident memory of a multi-epoch fine-tuning run, epoch by epoch.
 
     python benchmarks/training_throughput.py [--variants tiny nano base] [--batch 2] [--steps 5] [--rss-epochs 6]
 
@@ -11,15 +11,26 @@ builds from default `TrainingArguments` (transformers' default `optim="adamw_tor
 fused=True)`, one fused kernel per parameter group, on the CPU too), the original's what its Lightning module builds
 on the CPU (`torch.optim.AdamW(..., fused=False)`: it fuses only for bf16 on CUDA; PyTorch then updates the CPU
 parameters one tensor at a time). The two compute the same update (within 3e-7 after 20 steps on the same gradients).
-Measured with the single-tensor step on our side too, ours / rfdetr was 1.03-1.04 (Nano and Base); with the fused
-step our trainer takes, 1.17 (Nano) and 1.07 (Base): the optimizer step is a larger share of Nano's cheaper forward
-and backward (2-core AMD EPYC, batch 2, 6 interleaved rounds). The steps are interleaved (each round runs each once, in rotating order, after one warm-up
-round), so that load from other processes hits them alike; the table gives the median images/s of each and the median
-over rounds of the per-round ratio ours / rfdetr (> 1: we train faster). The tiny config has no counterpart in the
-original; its row shows our images/s alone. On a CPU with native bf16 (`hf_rfdetr.optimization.has_native_bf16`) a
-third step runs in the same rounds: ours under `torch.autocast("cpu", torch.bfloat16)`, which is what
-`fine_tune(..., amp=True)` (the Trainer's bf16 mixed precision) does; the original always trains in float32 on the CPU
-(its Lightning precision is "32-true" there, bf16 being slow where it is emulated).
+
+Runners, each in a process of its own, as a training run has its process to itself:
+  rfdetr                the original's step, glibc's allocator as it is (the original does not touch it)
+  ours                  our step in a process set up as `RFDetrTrainer` sets it when it trains on the CPU: freed
+                        memory kept in the process (`hf_rfdetr.optimization.keep_freed_memory`)
+  ours, glibc defaults  our step with glibc's allocator as it is: what the allocator setting is worth
+  ours bf16             (CPUs with native bf16, `has_native_bf16`) `ours` under `torch.autocast("cpu",
+                        torch.bfloat16)`, which is what `fine_tune(..., amp=True)` (the Trainer's bf16 mixed
+                        precision) does; the original always trains in float32 on the CPU (its Lightning precision is
+                        "32-true" there, bf16 being slow where it is emulated)
+The processes of a variant stay alive side by side and step round by round, one step each in a rotating order, after
+a warm-up round (interleaved, so that load from elsewhere on the machine hits all alike); each step is timed around
+its round trip to the process. The table gives the median images/s of each and the median over rounds of the per-round
+ratio ours / rfdetr (> 1: we train faster). In one shared process the runners would share glibc's heap, and the
+allocator setting of one would speed up the others. The tiny config has no counterpart in the original; its row shows
+our images/s alone.
+
+Measured on a 2-core AMD EPYC (batch 2, 2 threads): with the allocator left as it is, a Nano step faulted about
+125,000 pages in (its 64 MB decoder activations are mapped afresh at each step) and ours / rfdetr was 1.07 in
+separate processes, against 1.17 with both in one process (which the benchmark measured before).
 
 Then (`--rss-epochs N`, 0 to skip) `hf_rfdetr.fine_tune` trains the tiny config for N epochs on a synthetic COCO folder
 (data loading, EMA, evaluation with COCO metrics and checkpoints included) and prints the process's resident memory
@@ -35,6 +46,7 @@ import json
 import logging
 import os
 import statistics
+import subprocess
 import sys
 import tempfile
 import warnings
@@ -50,7 +62,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 from interleave import interleaved_ms  # noqa: E402
 
 from hf_rfdetr import RFDetrForObjectDetection  # noqa: E402
-from hf_rfdetr.optimization import has_native_bf16  # noqa: E402
+from hf_rfdetr.optimization import has_native_bf16, keep_freed_memory  # noqa: E402
 from hf_rfdetr.training import LearningRates, parameter_groups  # noqa: E402
 from tests.conftest import REFERENCE_CONFIG_CLASSES, converted_model, reference_model, tiny_config  # noqa: E402
 from tests.test_training_optim import _original_get_param_dict  # noqa: E402
@@ -162,6 +174,66 @@ def _rss_per_epoch(epochs: int, folder: Path) -> list[float]:
     return memory.rss
 
 
+RUNNERS = ["rfdetr", "ours", "ours, glibc defaults", "ours bf16"]
+
+
+def load_step(name: str, variant: str, batch: int) -> Callable[[], None] | None:
+    """The training step that runner `name` times (None where it cannot run here), with the process set up as that
+    runner's trainer sets it."""
+    if name == "ours bf16" and not has_native_bf16() or name == "rfdetr" and variant == "tiny":
+        return None
+    if name in ("ours", "ours bf16"):
+        keep_freed_memory()  # as RFDetrTrainer does when it trains on the CPU
+    torch.manual_seed(0)
+    model = RFDetrForObjectDetection(tiny_config()) if variant == "tiny" else converted_model(variant)
+    size = model.config.resolution
+    pixel_values = torch.randn(batch, 3, size, size, generator=torch.Generator().manual_seed(1))
+    targets = _targets(batch, model.config.num_labels)
+    if name == "rfdetr":
+        del model
+        return _original_step(variant, pixel_values, targets)
+    step = _ours_step(model, pixel_values, targets)
+    return _mixed_precision(step) if name == "ours bf16" else step
+
+
+def worker(name: str, variant: str, batch: int) -> None:
+    """Serve one runner: print "ready" (or "absent"), then for each line on stdin take one step and print "done"."""
+    warnings.filterwarnings("ignore")
+    logging.disable(logging.WARNING)
+    step = load_step(name, variant, batch)
+    print("absent" if step is None else "ready", flush=True)
+    for _ in sys.stdin:
+        step()
+        print("done", flush=True)
+
+
+def race(variant: str, batch: int, rounds: int) -> dict[str, list[float]]:
+    """Per runner present here, the milliseconds of each timed step, one step per round."""
+    workers: dict[str, subprocess.Popen] = {}
+    try:
+        for name in RUNNERS:
+            command = [sys.executable, __file__, "--worker", name, "--variants", variant, "--batch", str(batch)]
+            process = subprocess.Popen(command, stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True)
+            state = process.stdout.readline().strip()
+            if state == "ready":
+                workers[name] = process
+                continue
+            process.stdin.close()
+            if state != "absent" or process.wait() != 0:
+                raise RuntimeError(f"{name} ({variant}) could not start (exit status {process.wait()})")
+
+        def call(process: subprocess.Popen) -> None:
+            process.stdin.write("step\n")
+            process.stdin.flush()
+            process.stdout.readline()
+
+        return interleaved_ms({name: lambda p=process: call(p) for name, process in workers.items()}, rounds, 1)
+    finally:
+        for process in workers.values():
+            process.stdin.close()
+            process.wait()
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--variants", nargs="+", default=["tiny", "nano", "base"])
@@ -169,37 +241,24 @@ def main() -> None:
     parser.add_argument("--steps", type=int, default=5, help="interleaved rounds (one step of each per round)")
     parser.add_argument("--rss-epochs", type=int, default=6, help="epochs of the memory run (0: skip it)")
     parser.add_argument("--json", type=Path, help="also write the key ratios to this JSON file")
+    parser.add_argument("--worker", help=argparse.SUPPRESS)
     args = parser.parse_args()
+    if args.worker:
+        worker(args.worker, args.variants[0], args.batch)
+        return
     warnings.filterwarnings("ignore")
     logging.disable(logging.WARNING)
     print(f"threads={torch.get_num_threads()} batch={args.batch} torch={torch.__version__}, {args.steps} rounds")
-    mixed = has_native_bf16()
-    header = f"{'variant':<10}{'rfdetr img/s':>14}{'ours img/s':>12}{'ours / rfdetr':>15}"
-    print(header + (f"{'bf16 img/s':>12}{'bf16 / rfdetr':>15}" if mixed else ""))
+    print(f"{'variant':<10}{'runner':<22}{'images/s':>10}{'/ rfdetr':>10}")
     for variant in args.variants:
-        torch.manual_seed(0)
-        model = RFDetrForObjectDetection(tiny_config()) if variant == "tiny" else converted_model(variant)
-        size = model.config.resolution
-        pixel_values = torch.randn(args.batch, 3, size, size, generator=torch.Generator().manual_seed(1))
-        targets = _targets(args.batch, model.config.num_labels)
-        steps = {"ours": _ours_step(model, pixel_values, targets)}
-        if has_native_bf16():
-            steps["ours bf16"] = _mixed_precision(steps["ours"])
-        if variant != "tiny":
-            steps["rfdetr"] = _original_step(variant, pixel_values, targets)
-        timings = interleaved_ms(steps, args.steps, warmup=1)
-        cells = {name: 1000 * args.batch / statistics.median(values) for name, values in timings.items()}
-        ratios = {
-            name: statistics.median(theirs / mine for mine, theirs in zip(timings[name], timings["rfdetr"]))
-            for name in timings
-            if "rfdetr" in timings and name != "rfdetr"
-        }
-        for name, ratio in ratios.items():
-            RESULTS.setdefault(variant, {})[f"training images/s {name} / rfdetr"] = ratio
-        row = f"{variant:<10}{_cell(cells.get('rfdetr'), 14)}{_cell(cells['ours'], 12)}{_cell(ratios.get('ours'), 15)}"
-        if mixed:
-            row += f"{_cell(cells['ours bf16'], 12)}{_cell(ratios.get('ours bf16'), 15)}"
-        print(row)
+        timings = race(variant, args.batch, args.steps)
+        for name, values in timings.items():
+            ratio = None
+            if "rfdetr" in timings and name != "rfdetr":
+                ratio = statistics.median(theirs / mine for mine, theirs in zip(values, timings["rfdetr"]))
+                RESULTS.setdefault(variant, {})[f"training images/s {name} / rfdetr"] = ratio
+            images_per_second = 1000 * args.batch / statistics.median(values)
+            print(f"{variant:<10}{name:<22}{_cell(images_per_second, 10)}{_cell(ratio, 10)}")
     if args.rss_epochs:
         with tempfile.TemporaryDirectory() as scratch:
             rss = _rss_per_epoch(args.rss_epochs, Path(scratch))

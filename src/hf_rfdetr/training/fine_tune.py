@@ -268,6 +268,7 @@ def fine_tune(
     warmup_epochs: float = 0.0,
     lr_drop: float | None = 100,
     compact_train_metrics: bool = True,
+    tune_allocator: bool = True,
     **training_arguments,
 ) -> RFDetrTrainer:
     """Fine-tune RF-DETR on a COCO folder (`dataset_dir` with `train/ valid/ [test/]`, each holding
@@ -292,7 +293,8 @@ def fine_tune(
     run of more than 100 epochs drops the rates from epoch 100; `lr_drop=None` never drops; a
     `lr_scheduler_type=` other than the recipe's "constant" replaces this schedule by transformers' one),
     `compact_train_metrics` (as the original: the loss terms logged beside `loss` are the last decoder layer's and
-    their `_aux` sums over the other layers, or with False every layer's term; `RFDetrTrainer(loss_components=)`).
+    their `_aux` sums over the other layers, or with False every layer's term; `RFDetrTrainer(loss_components=)`),
+    `tune_allocator` (on the CPU, keep freed memory in the process between steps: `RFDetrTrainer(tune_allocator=)`).
     Extra keyword arguments go to `TrainingArguments` (its `bf16=` / `fp16=`
     override `amp`); other options of the original `TrainConfig` are refused up front, naming what to use instead
     (`check_training_options`), as are out-of-range numbers (`batch_size=0`, a negative `lr`, ...:
@@ -400,6 +402,7 @@ def fine_tune(
         warmup_epochs=warmup_epochs,
         lr_drop=lr_drop,
         loss_components="compact" if compact_train_metrics else "all",
+        tune_allocator=tune_allocator,
     )
     trainer.train(resume_from_checkpoint=str(resume) if isinstance(resume, (str, Path)) else resume)
     trainer.save_model(str(output_dir))  # with the processor

@@ -34,6 +34,7 @@ from transformers.utils import logging
 
 from ..launch_env import LAUNCH_MIXED_PRECISION
 from ..model_card import is_hub_id
+from ..optimization import keep_freed_memory
 from .checkpoints import (
     check_checkpoint_fits,
     checkpoint_run_id,
@@ -307,6 +308,9 @@ class RFDetrTrainer(LossTermsLogging, Trainer):
             `class_loss_coefficient * (loss_ce + loss_ce_aux) + bbox_loss_coefficient * (loss_bbox + loss_bbox_aux)
             + giou_loss_coefficient * (loss_giou + loss_giou_aux)` (+ the mask terms); "all" every term of the
             model's `loss_dict` (`loss_ce_0`, ..., `loss_ce_enc`); None none. See `training.loss_logging`.
+        tune_allocator: when training on the CPU, keep freed memory in the process
+            (`hf_rfdetr.optimization.keep_freed_memory`, glibc on Linux; a process-wide setting), so that each step
+            reuses the last one's buffers instead of page-faulting them in again (`benchmarks/training_throughput.py`).
 
     Logging: at each logging step the loss terms come beside `loss`, averaged over the interval's steps (micro-batches
     scaled as the Trainer scales their loss for gradient accumulation) and over processes, as `loss` is; they are
@@ -345,6 +349,7 @@ class RFDetrTrainer(LossTermsLogging, Trainer):
         warmup_epochs: float = 0.0,
         lr_drop: float | None = 100,
         loss_components: str | None = "compact",
+        tune_allocator: bool = True,
         **kwargs,
     ) -> None:
         callbacks = list(kwargs.pop("callbacks", None) or [])
@@ -372,6 +377,7 @@ class RFDetrTrainer(LossTermsLogging, Trainer):
         self.args.restore_callback_states_from_checkpoint = True
         #: The training run this trainer continues or started (see `checkpoints.py`), recorded in its checkpoints.
         self.run_id: str | None = None
+        self.tune_allocator = tune_allocator
 
     def train(self, resume_from_checkpoint: str | os.PathLike | bool | None = None, *args, **kwargs):
         """`Trainer.train`, resuming (`True`: from the newest complete checkpoint of the run recorded in `output_dir`;
@@ -381,6 +387,8 @@ class RFDetrTrainer(LossTermsLogging, Trainer):
         if checkpoint:
             check_checkpoint_fits(checkpoint, self.model)
         self.run_id = self._begin_run(checkpoint)
+        if self.tune_allocator and self.args.device.type == "cpu":
+            keep_freed_memory()  # each step reuses the last one's buffers instead of page-faulting them in again
         if checkpoint and not self.args.ignore_data_skip:
             _warn_if_mid_epoch(checkpoint)
         if self.ema is not None:
