@@ -12,8 +12,9 @@ bend the next one's numbers), printing their tables as they come:
    application runs one model): no model evicts another's weights from the caches, and each pays its own allocator's
    page faults (`optimize` keeps freed memory in its process; in one process that speeds up every model alike).
 3. `onnx_speed.py`: onnxruntime on the CPU, our export (float32, int8) against rfdetr's own ONNX export.
-4. `training_throughput.py`: training steps interleaved with rfdetr's (float32, and bf16 mixed precision where the
-   CPU has native bf16), and the resident memory per epoch of a fine_tune run.
+4. `training_throughput.py`: training steps interleaved with rfdetr's, each side in a process of its own (float32,
+   with and without the allocator setting `RFDetrTrainer` makes on the CPU, and bf16 mixed precision where the CPU has
+   native bf16), and the resident memory per epoch of a fine_tune run.
 5. `gpu_speed.py`, where CUDA is available: float16 / bfloat16, batch 1 and 32, eager, torch.compile, CUDA graphs,
    onnxruntime CUDA / TensorRT, and the video loop's CPU use.
 
