@@ -7,8 +7,8 @@ Models, all holding the same random (perturbed) weights:
   rfdetr        the original package 1.11.2, `rfdetr.models.build_model_from_config(RFDETR*Config(device="cpu"))`
   transformers  transformers' own `RfDetrForObjectDetection` (transformers 5.x; skipped when absent)
   fp32          ours, float32 eager
-  optimized     ours after `hf_rfdetr.optimize(model)` with its defaults (int8 backbone linears on CPUs with VNNI,
-                else a bf16 backbone where the CPU has native bf16)
+  optimized     ours after `hf_rfdetr.optimize(model)` with its defaults (int8 backbone and decoder feed-forward
+                linears on CPUs with VNNI, else a bf16 backbone where the CPU has native bf16)
   bf16-backbone ours with the backbone under bf16 autocast (`optimize(model, dtype="bfloat16")`)
   bf16-all      ours with the whole forward under bf16 autocast (`optimize(model, backbone_only=False)`), for scale
 

@@ -2,8 +2,8 @@
 
     OMP_NUM_THREADS=2 python benchmarks/fast_path_breakdown.py [--variants nano base] [--repeats 10] [--threads 2]
 
-Ablations: `hf_rfdetr.optimize(model)` (its defaults: int8 backbone linears on CPUs with VNNI) on a variant with
-random weights, timed interleaved (`interleave.interleaved_ms`) against the same forward with one part removed:
+Ablations: `hf_rfdetr.optimize(model)` (its defaults: int8 backbone and decoder feed-forward linears on CPUs with
+VNNI) on a variant with random weights, timed interleaved (`interleave.interleaved_ms`) against the same forward with one part removed:
 all backbone attention (each attention returns its values), the global blocks' attention only, the windowed blocks'
 only, and GELU. The outputs of an ablated forward are meaningless; only its time is. Printed: the median ms and the
 median over rounds of the ratio to the full forward (1 - ratio is that part's share).

@@ -7,16 +7,19 @@ What it does (chosen by measurement, see `benchmarks/cpu_fast_path.py` and `test
 
 - The DINOv2 backbone is about 85% of the CPU time, and its linear layers are most of that. On CPUs with int8 dot
   products (AVX512-VNNI, AVX-VNNI) `quantize="auto"` runs them in int8: weights quantised per output channel
-  (symmetric) once, activations per tensor at each call (`torch.ops.quantized.linear_dynamic`, fbgemm). Attention,
-  GELU and the layer norms stay float32, and so does everything after the backbone (projector, two-stage selection,
-  decoder, box refinement). On the bundled demo checkpoint and its mirrored, flipped and rotated copies this moves the
-  scores by at most 0.0014 and keeps every detection; on a 2-core AMD EPYC (VNNI, BF16) its forward is 0.51x rfdetr's
-  on Nano and 0.53x on Base, and 0.8x the bf16 backbone path (`benchmarks/cpu_fast_path.py`).
+  (symmetric) once, activations per tensor at each call (`torch.ops.quantized.linear_dynamic`, fbgemm). So do the
+  decoder layers' feed-forward layers (fc1, fc2: most of the decoder's time; another 5% of a Nano forward, 3.5% of
+  Base's). Attention, GELU and the layer norms stay float32, and so does the rest after the backbone (projector,
+  two-stage selection, the decoder's attention, class and box heads, box refinement). On the bundled demo checkpoint
+  and its mirrored, flipped and rotated copies this moves the scores by at most 0.004 (0.0014 with the backbone
+  alone; 0.007 with 7-bit activations, as without VNNI) and keeps every detection; on a 2-core AMD EPYC (VNNI, BF16)
+  the backbone alone in int8 made the forward 0.51x rfdetr's on Nano and 0.53x on Base, and 0.8x the bf16 backbone
+  path (`benchmarks/cpu_fast_path.py`).
 - Elsewhere the backbone runs under `torch.autocast` in bfloat16 (`dtype="auto"` picks bfloat16 only on CPUs with
   native bf16 instructions, AVX512-BF16 / AMX / Arm BF16: oneDNN emulates it elsewhere, slower than float32; on CUDA
   bfloat16 where supported, else float16). The rest stays float32, where bf16 moves the scores by up to 0.1 and
   changes detections.
-- The weights are not touched: the int8 copies of the backbone linears (a quarter of their float32 size) sit beside
+- The weights are not touched: the int8 copies of those linears (a quarter of their float32 size) sit beside
   them and are rebuilt if a weight changes; autocast casts each weight once per forward. Nothing is copied, so the
   resident memory grows by at most that quarter (the original's `optimize_for_inference` deep-copies the model,
   rfdetr #1080), and `restore` is exact. The int8 path runs only without autograd (`torch.no_grad`,
@@ -59,6 +62,7 @@ __all__ = [
     "float32_forward",
     "has_int8_dot_products",
     "has_native_bf16",
+    "int8_linears",
     "is_optimized",
     "keep_freed_memory",
     "optimize",
@@ -79,7 +83,8 @@ class OptimizationSettings:
         dtype: the autocast dtype (torch.float32: none).
         backbone_only: autocast covers the backbone only (True) or the whole forward (False).
         compiled: the forward goes through `torch.compile`.
-        int8: the backbone's linear layers run in int8 (without autograd, in eval mode).
+        int8: the backbone's linear layers and the decoder's feed-forward layers run in int8 (without autograd, in
+            eval mode).
         allocator_tuned: `keep_freed_memory()` applied glibc's settings to this process.
     """
 
@@ -220,8 +225,9 @@ def optimize(
         model: the model; its weights and their dtype are left as they are (nothing is copied).
         dtype: "auto" (bfloat16 on CPUs with native bf16 and on CUDA, float32 otherwise; float32 in the backbone when
             it runs int8), or a dtype (or its name) to autocast to: torch.bfloat16, torch.float16, torch.float32 (none).
-        quantize: int8 for the backbone's linear layers: "auto" (on a CPU with int8 dot products, when `dtype` is
-            "auto"), True (any CPU with PyTorch's int8 kernels) or False.
+        quantize: int8 for the backbone's linear layers and the decoder's feed-forward layers (`int8_linears`):
+            "auto" (on a CPU with int8 dot products, when `dtype` is "auto"), True (any CPU with PyTorch's int8
+            kernels) or False.
         backbone_only: autocast the backbone only (default: the detections stay those of float32), or the whole
             forward (False: faster by a few percent, scores move by up to 0.1).
         compile: also replace `model.forward` by `torch.compile(model.forward)` (slow to compile, no gain on CPU).
@@ -241,7 +247,7 @@ def optimize(
     int8 = _resolve_quantize(quantize, dtype, device)
     resolved = torch.float32 if int8 and dtype == "auto" and backbone_only else resolve_dtype(dtype, device)
     if int8:
-        _quantize_linears(_backbone(model, "quantize=True"))
+        _quantize_linears(int8_linears(model))
     if resolved != torch.float32:
         target = _backbone(model, "backbone_only=True") if backbone_only else model
         target.forward = types.MethodType(_autocast_forward(device.type, resolved), target)
@@ -293,7 +299,7 @@ def float32_forward(model: nn.Module) -> Iterator[nn.Module]:
 
 
 def _resolve_quantize(quantize: bool | str, dtype: torch.dtype | str, device: torch.device) -> bool:
-    """Whether the backbone's linears run int8 (see `optimize`)."""
+    """Whether `int8_linears` run int8 (see `optimize`)."""
     if quantize == "auto":
         return dtype == "auto" and device.type == "cpu" and has_int8_dot_products()
     if not isinstance(quantize, bool):
@@ -306,13 +312,22 @@ def _resolve_quantize(quantize: bool | str, dtype: torch.dtype | str, device: to
     return quantize
 
 
-def _quantize_linears(module: nn.Module) -> None:
-    """Give every nn.Linear in `module` an int8 forward (weights packed now, see `int8_linear`)."""
-    for linear in module.modules():
-        if isinstance(linear, nn.Linear):
-            _packed_int8(linear.weight, linear.bias)
-            setattr(linear, _INT8, True)
-            linear.forward = types.MethodType(_int8_linear_forward, linear)
+def int8_linears(model: nn.Module) -> list[nn.Linear]:
+    """The linear layers `optimize(model, quantize=True)` runs in int8: every one of the backbone's, and the
+    feed-forward layers (fc1, fc2) of each decoder layer. The decoder's attention projections, sampling offsets and
+    weights, and the heads stay float32: they place the samples and boxes."""
+    backbone = _backbone(model, "quantize=True")
+    decoder = getattr(getattr(model, "model", model), "decoder", None)
+    feed_forward = [linear for layer in getattr(decoder, "layers", []) for linear in (layer.fc1, layer.fc2)]
+    return [module for module in backbone.modules() if isinstance(module, nn.Linear)] + feed_forward
+
+
+def _quantize_linears(linears: list[nn.Linear]) -> None:
+    """Give each of `linears` an int8 forward (weights packed now, see `int8_linear`)."""
+    for linear in linears:
+        _packed_int8(linear.weight, linear.bias)
+        setattr(linear, _INT8, True)
+        linear.forward = types.MethodType(_int8_linear_forward, linear)
 
 
 @dataclass
