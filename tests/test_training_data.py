@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import io
 import json
 import logging
 import pickle
@@ -1138,3 +1139,42 @@ def test_boxes_with_fractional_coordinates_inside_the_image_are_not_reported_cli
     boxes = objects["bbox"] if isinstance(objects, dict) else [item["bbox"] for item in objects]
     for bbox in inside:  # kept as they are
         assert any(box == pytest.approx(bbox) for box in boxes), bbox
+
+
+def test_hub_layout_image_bytes_without_the_image_feature_are_cast_to_it() -> None:
+    """An Image column saved without its feature (Parquet written outside `datasets`, `Dataset.from_pandas`) reads
+    back as `{"bytes", "path"}` structs or bare encoded bytes; it was refused. It is cast to `datasets.Image` as file
+    paths are, and its `width` / `height` columns are checked against the bytes."""
+    buffer = io.BytesIO()
+    Image.new("RGB", (40, 30), (200, 10, 10)).save(buffer, "PNG")
+    png = buffer.getvalue()
+    objects = {"bbox": [[4.0, 5.0, 10.0, 8.0]], "category": [0]}
+    stored = {
+        "struct": ({"bytes": png, "path": None}, {"bytes": datasets.Value("binary"), "path": datasets.Value("string")}),
+        "bytes": (png, datasets.Value("binary")),
+    }
+    for name, (image, feature) in stored.items():
+        features = datasets.Features(
+            {
+                "image": feature,
+                "width": datasets.Value("int32"),
+                "height": datasets.Value("int32"),
+                "objects": {
+                    "bbox": datasets.List(datasets.List(datasets.Value("float32"))),
+                    "category": datasets.List(datasets.Value("int64")),
+                },
+            }
+        )
+        rows = {"image": [image], "width": [40], "height": [30], "objects": [objects]}
+        prepared = prepare_dataset(datasets.Dataset.from_dict(rows, features=features), id2label={0: "a"})
+        assert isinstance(prepared.features["image"], datasets.Image), name
+        assert prepared[0]["image"].size == (40, 30) and prepared[0]["image"].getpixel((0, 0)) == (200, 10, 10)
+        assert prepared[0]["objects"]["bbox"] == [[4.0, 5.0, 10.0, 8.0]]
+        wrong = datasets.Dataset.from_dict(rows | {"width": [80]}, features=features)
+        with pytest.raises(
+            DatasetError, match=r"row 0: the image is 40x30 pixels but the width/height columns say 80x30"
+        ):
+            prepare_dataset(wrong, id2label={0: "a"})
+    numbers = datasets.Dataset.from_dict({"image": [3], "objects": [objects]})
+    with pytest.raises(DatasetError, match=r"column 'image' must be a datasets.Image, file paths \(strings\), encoded"):
+        prepare_dataset(numbers, id2label={0: "a"})

@@ -50,7 +50,8 @@ def prepare_dataset(
 ) -> datasets.Dataset | datasets.DatasetDict:
     """Check a dataset in the Hub detection layout (e.g. `cppe-5`) and bring it to this module's layout.
 
-    Required: an `image` column (`datasets.Image`, or file paths as strings, which are cast to it) and an `objects`
+    Required: an `image` column (`datasets.Image`, or file paths as strings, encoded image bytes or `{"bytes",
+    "path"}` structs, which are cast to it: an Image column saved without its feature reads back so) and an `objects`
     column with `bbox` and `category` per object, stored as a dict of lists or a list of dicts. Optional: `image_id`
     (added as the row index when absent), `width`/`height`, `objects.iscrowd`, `objects.segmentation` (instance
     segmentation: per object COCO polygons `[[x1, y1, ...], ...]`, an RLE dict `{"size": [h, w], "counts": ...}` or a
@@ -156,11 +157,29 @@ def _check_columns(dataset: datasets.Dataset, split: str) -> None:
             f"Dataset split '{split}': objects.iscrowd must hold the integers 0 and 1; its feature is {crowd} (a "
             "string '0' would read as a crowd box and be left out of training). Cast it to an integer type."
         )
-    image = dataset.features["image"]
-    if not isinstance(image, datasets.Image) and getattr(image, "dtype", None) != "string":
+    if not _is_image_feature(dataset.features["image"]):
         raise DatasetError(
-            f"Dataset split '{split}': column 'image' must be a datasets.Image or file paths; got {image}."
+            f"Dataset split '{split}': column 'image' must be a datasets.Image, file paths (strings), encoded image "
+            f"bytes or structs of them ({{'bytes', 'path'}}); got {dataset.features['image']}."
         )
+
+
+def _is_image_feature(feature: Any) -> bool:
+    """Whether an `image` column of this feature can be cast to `datasets.Image` (which `_prepare_split` does): an
+    Image, file paths, encoded bytes (`binary`), or a struct of `bytes` and / or `path` (an Image column stored
+    without its feature, as Parquet files written outside `datasets` and `Dataset.from_pandas` leave it)."""
+    if isinstance(feature, datasets.Image):
+        return True
+    if isinstance(feature, Mapping):
+        return bool(feature) and all(
+            key in _IMAGE_STRUCT and getattr(value, "dtype", None) in _IMAGE_STRUCT[key]
+            for key, value in feature.items()
+        )
+    return getattr(feature, "dtype", None) in _IMAGE_STRUCT["bytes"] + _IMAGE_STRUCT["path"]
+
+
+#: The fields of an image struct and their Arrow types (a bare column of either type is an image too).
+_IMAGE_STRUCT = {"bytes": ("binary", "large_binary"), "path": ("string", "large_string")}
 
 
 _INTEGER_DTYPES = {"int8", "int16", "int32", "int64", "uint8", "uint16", "uint32", "uint64"}
@@ -234,7 +253,10 @@ def _check_image_sizes(dataset: datasets.Dataset, split: str) -> None:
 
 
 def _check_image_size(image: Any, size: tuple[int, int], where: str) -> None:
-    """Compare the displayed size of one `image` value (`{"path", "bytes"}` or a path) with `size` (width, height)."""
+    """Compare the displayed size of one `image` value (`{"path", "bytes"}`, a path or encoded bytes) with `size`
+    (width, height)."""
+    if isinstance(image, bytes):
+        image = {"bytes": image}
     path, data = (image.get("path"), image.get("bytes")) if isinstance(image, Mapping) else (image, None)
     if not data and isinstance(path, str) and path.startswith(("http://", "https://")):
         return
