@@ -6,10 +6,6 @@ undoes it exactly, and that `dtype="auto"` follows the CPU. No timings here: spe
 from __future__ import annotations
 
 import copy
-import platform
-import subprocess
-import sys
-from pathlib import Path
 
 import pytest
 import torch
@@ -21,6 +17,7 @@ from hf_rfdetr.demo_assets import DEMO_IMAGE, DEMO_MODEL
 from hf_rfdetr.onnx.quantization import match_detections
 
 from .conftest import perturb_, tiny_config
+from .page_faults import FRESH_PAGES, glibc_only, page_faults
 
 # Measured on an AMD EPYC with AVX512-BF16 and VNNI, against float32, on the demo image and its mirrored, flipped and
 # rotated copies (benchmarks/cpu_fast_path.py): the bfloat16 backbone within 0.005 in the logits, 2e-4 in the boxes and
@@ -350,56 +347,19 @@ def test_int8_runs_on_a_segmentation_model_and_keeps_its_mask_head_float32() -> 
     assert torch.equal(_forward(model, pixel_values).pred_masks, expected.pred_masks)  # restored exactly
 
 
-# A forward's memory pattern: several large buffers alive at once, all freed at its end. Prints the page faults per
-# repetition after `optimize(model, tune_allocator=...)`, in a fresh process (the setting is process-wide). It starts
-# from glibc's initial thresholds (128 KiB) held fixed: glibc's own adjustment of them depends on the process's history
-# of allocations, so whether its defaults fault here varies from run to run (in a forward they did: 40,000 faults).
-_PAGE_FAULTS = """
-import ctypes, resource, sys
-import torch
+@glibc_only
+def test_optimize_keeps_freed_memory_between_forwards() -> None:
+    """`optimize(model, tune_allocator=True)` (the default) keeps freed memory in the process: each forward reuses the
+    last one's buffers, the 64 MB one too (glibc maps that size afresh whatever its mmap threshold); untuned, each is
+    mapped afresh."""
+    setup = """
 import hf_rfdetr
 from hf_rfdetr import RFDetrForObjectDetection
-from hf_rfdetr.optimization import _M_MMAP_THRESHOLD, _M_TRIM_THRESHOLD
 from tests.conftest import tiny_config
 
 tune = sys.argv[1] == "tune"
-ctypes.CDLL(None).mallopt(_M_MMAP_THRESHOLD, 128 << 10)
-ctypes.CDLL(None).mallopt(_M_TRIM_THRESHOLD, 128 << 10)
 model = RFDetrForObjectDetection(tiny_config()).eval()
 assert hf_rfdetr.optimize(model, tune_allocator=tune)._hf_rfdetr_optimization.allocator_tuned == tune
-
-
-def forward_like() -> None:
-    buffers = [torch.ones(2 << 20) for _ in range(6)]  # 6 x 8 MB
-    buffers.append(torch.ones(16 << 20))  # 64 MB, above glibc's largest mmap threshold (a training step's activations)
-    del buffers
-
-
-for _ in range(3):
-    forward_like()
-start = resource.getrusage(resource.RUSAGE_SELF).ru_minflt
-for _ in range(10):
-    forward_like()
-print((resource.getrusage(resource.RUSAGE_SELF).ru_minflt - start) / 10)
 """
-
-
-@pytest.mark.skipif(
-    platform.system() != "Linux" or platform.libc_ver()[0] != "glibc", reason="mallopt settings of glibc on Linux"
-)
-def test_optimize_keeps_freed_memory_between_forwards() -> None:
-    def faults(mode: str) -> float:
-        result = subprocess.run(
-            [sys.executable, "-c", _PAGE_FAULTS, mode],
-            capture_output=True,
-            text=True,
-            timeout=300,
-            cwd=Path(__file__).resolve().parents[1],
-        )
-        assert result.returncode == 0, result.stderr
-        return float(result.stdout.split()[-1])
-
-    # untuned, each buffer is mapped afresh and each repetition faults its 112 MB in (28,672 pages of 4 KiB); kept,
-    # they are reused, the 64 MB one too (glibc maps that size afresh whatever its mmap threshold)
-    assert faults("default") > 5000
-    assert faults("tune") < 100
+    assert page_faults(setup, "default") > FRESH_PAGES / 2
+    assert page_faults(setup, "tune") < 100

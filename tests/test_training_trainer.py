@@ -5,9 +5,6 @@ from __future__ import annotations
 import functools
 import inspect
 import json
-import platform
-import subprocess
-import sys
 from pathlib import Path
 
 import pytest
@@ -19,6 +16,7 @@ from hf_rfdetr.training import CocoEvaluator, LearningRates, RFDetrEMACallback, 
 from hf_rfdetr.training.trainer import IGNORED_OUTPUTS
 
 from .conftest import tiny_config
+from .page_faults import FRESH_PAGES, glibc_only, page_faults
 from .test_training_ema import _Boxes, _collate
 
 
@@ -424,55 +422,18 @@ def test_a_float32_trainer_after_a_bf16_one_trains_in_float32(tmp_path: Path, mo
     assert seen == {torch.bfloat16 if launched else torch.float32}
 
 
-# After one training step on the CPU, the page faults per repetition of a step-like allocation (a 64 MB activation and
-# a few 8 MB ones, all freed), in a fresh process (the setting is process-wide) starting from glibc's initial
-# thresholds held fixed, as in test_optimize's `_PAGE_FAULTS`.
-_STEP_FAULTS = """
-import ctypes, resource, sys
-from pathlib import Path
-import torch
-from hf_rfdetr.optimization import _M_MMAP_THRESHOLD, _M_TRIM_THRESHOLD
-from tests.test_training_trainer import _trainer
-
-ctypes.CDLL(None).mallopt(_M_MMAP_THRESHOLD, 128 << 10)
-ctypes.CDLL(None).mallopt(_M_TRIM_THRESHOLD, 128 << 10)
-trainer = _trainer(Path(sys.argv[2]), metric_for_best_model="eval_map")
-trainer.tune_allocator = sys.argv[1] == "tune"
-trainer.args.max_steps = 1
-trainer.train()
-
-
-def step_like() -> None:
-    buffers = [torch.ones(16 << 20)] + [torch.ones(2 << 20) for _ in range(4)]
-    del buffers
-
-
-step_like()
-start = resource.getrusage(resource.RUSAGE_SELF).ru_minflt
-for _ in range(10):
-    step_like()
-print((resource.getrusage(resource.RUSAGE_SELF).ru_minflt - start) / 10)
-"""
-
-
-@pytest.mark.skipif(
-    platform.system() != "Linux" or platform.libc_ver()[0] != "glibc", reason="mallopt settings of glibc on Linux"
-)
+@glibc_only
 def test_training_on_the_cpu_keeps_freed_memory_between_steps(tmp_path: Path) -> None:
     """RFDetrTrainer(tune_allocator=True), the default, keeps freed memory in the process when it trains on the CPU
     (`keep_freed_memory`): each step reuses the last one's buffers instead of page-faulting them in (a Nano step at
     batch 2 faulted 125,000 pages); with tune_allocator=False glibc's settings are left alone."""
+    setup = """
+from tests.test_training_trainer import _trainer
 
-    def faults(mode: str) -> float:
-        result = subprocess.run(
-            [sys.executable, "-c", _STEP_FAULTS, mode, str(tmp_path / mode)],
-            capture_output=True,
-            text=True,
-            timeout=300,
-            cwd=Path(__file__).resolve().parents[1],
-        )
-        assert result.returncode == 0, result.stderr
-        return float(result.stdout.split()[-1])
-
-    assert faults("default") > 5000  # 96 MB mapped afresh each time: 24,576 pages of 4 KiB
-    assert faults("tune") < 100
+trainer = _trainer(Path(sys.argv[2]), metric_for_best_model="eval_map")
+trainer.tune_allocator = sys.argv[1] == "tune"
+trainer.args.max_steps = 1
+trainer.train()
+"""
+    assert page_faults(setup, "default", str(tmp_path / "default")) > FRESH_PAGES / 2
+    assert page_faults(setup, "tune", str(tmp_path / "tune")) < 100
