@@ -152,8 +152,8 @@ def _stack(terms: Mapping[str, torch.Tensor], names: list[str]) -> torch.Tensor:
 class LossTermsLogging:
     """The loss-term logging of `RFDetrTrainer`, a mixin before `transformers.Trainer` in its bases: the terms of the
     model's `loss_dict` (see `loss_terms`) beside `loss` in the training logs, and beside `<prefix>_loss` in
-    evaluation metrics. It hooks `compute_loss` (to keep the forward's terms), `training_step` (to add them to the
-    interval's sums), `_maybe_log_save_evaluate` and `log` (to read and log them at logging steps),
+    evaluation metrics. It hooks `_inner_training_loop` (to clear the interval's sums at each attempt of `train`),
+    `compute_loss` (to keep the forward's terms), `training_step` (to add them to the interval's sums), `_maybe_log_save_evaluate` and `log` (to read and log them at logging steps),
     `evaluation_loop` and `prediction_step` (to average them per image)."""
 
     def __init__(self, *args: Any, loss_components: str | None = "compact", **kwargs: Any) -> None:
@@ -166,10 +166,12 @@ class LossTermsLogging:
         self._logged_terms: dict[str, float] | None = None  # read at this logging step, for `log`
         self._evaluation_terms: EvaluationTerms | None = None  # of the evaluation loop running
 
-    def train(self, *args: Any, **kwargs: Any):
-        """`Trainer.train`, with the interval's sums cleared first."""
+    def _inner_training_loop(self, *args: Any, **kwargs: Any):
+        """`Trainer._inner_training_loop` (private; transformers 4.57 and 5 run it once per attempt of `train`), with
+        the interval's sums cleared first: an attempt that `auto_find_batch_size` abandoned for a smaller batch leaves
+        its micro-batches out of the retry's first log line, as the Trainer leaves them out of `loss`."""
         self._training_terms.reset()
-        return super().train(*args, **kwargs)
+        return super()._inner_training_loop(*args, **kwargs)
 
     def compute_loss(self, model, inputs, return_outputs: bool = False, num_items_in_batch=None):
         """`Trainer.compute_loss`; keeps the model's loss terms (`loss_dict`, detached) for the logs."""
