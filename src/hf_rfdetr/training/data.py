@@ -40,7 +40,7 @@ import datasets
 import numpy as np
 from PIL import Image
 
-from ..models.rfdetr.image_io import ImageReadError, check_pixel_limit, displayed_size, load_image
+from ..models.rfdetr.image_io import ImageReadError, check_pixel_limit, displayed_size, load_image, size_mismatch
 from .masks import MaskError, is_missing, rle_runs, segmentation_to_rle
 
 logger = logging.getLogger(__name__)
@@ -471,18 +471,11 @@ def _check_image(path: Path, size: tuple[int, int], where: str, mode: ImageCheck
     except (OSError, SyntaxError, ValueError, Image.DecompressionBombError) as error:
         reason = error.__cause__ if isinstance(error, ImageReadError) and error.__cause__ else error  # named once
         raise DatasetError(f"{where}: cannot read the image file: {reason}") from error
-    if actual != size:
-        rotated = (
-            f" It is stored {stored[0]}x{stored[1]} with an EXIF orientation that displays it {actual[0]}x{actual[1]};"
-            " images are read as displayed, so the annotation's size (and boxes) must be in that frame (or remove"
-            " the orientation tag if the boxes refer to the stored pixels)."
-            if stored == size
-            else ""
-        )
-        raise DatasetError(
-            f"{where}: the file is {actual[0]}x{actual[1]} pixels but the annotation file says {size[0]}x{size[1]} "
-            f"(width x height); the boxes would not match the image.{rotated}"
-        )
+    mismatch = size_mismatch(
+        stored, actual, size, "the file", "the annotation file says", "the annotation's size (and boxes)"
+    )
+    if mismatch:
+        raise DatasetError(f"{where}: {mismatch}")
 
 
 def _add_annotation(

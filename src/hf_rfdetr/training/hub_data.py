@@ -29,7 +29,7 @@ import torch
 from PIL import Image
 from torchvision.ops import box_convert
 
-from ..models.rfdetr.image_io import check_pixel_limit, displayed_size
+from ..models.rfdetr.image_io import check_pixel_limit, displayed_size, size_mismatch
 from .data import (
     DatasetError,
     _is_finite,
@@ -271,19 +271,11 @@ def _check_image_size(image: Any, size: tuple[int, int], where: str) -> None:
             check_pixel_limit(stored, name=str(path or "image"))
     except (OSError, SyntaxError, ValueError, Image.DecompressionBombError) as error:
         raise DatasetError(f"{named}: cannot read the image: {error}") from error
-    if actual == size:
-        return
-    rotated = (
-        f" It is stored {stored[0]}x{stored[1]} with an EXIF orientation that displays it {actual[0]}x{actual[1]};"
-        " images are read as displayed, so width/height (and the boxes) must be in that frame (or remove the"
-        " orientation tag if the boxes refer to the stored pixels)."
-        if stored == size
-        else ""
+    mismatch = size_mismatch(
+        stored, actual, size, "the image", "the width/height columns say", "width/height (and the boxes)"
     )
-    raise DatasetError(
-        f"{named}: the image is {actual[0]}x{actual[1]} pixels but the width/height columns say {size[0]}x{size[1]} "
-        f"(width x height); the boxes would not match the image.{rotated}"
-    )
+    if mismatch:
+        raise DatasetError(f"{named}: {mismatch}")
 
 
 def _class_names(splits: dict[str, datasets.Dataset], id2label: Mapping[int, str] | None) -> list[str] | None:

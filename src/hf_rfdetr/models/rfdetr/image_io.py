@@ -246,6 +246,33 @@ def displayed_size(image: Image.Image) -> tuple[int, int]:
     return (height, width) if orientation in _SWAPPING_ORIENTATIONS else (width, height)
 
 
+def size_mismatch(
+    stored: tuple[int, int],
+    displayed: tuple[int, int],
+    expected: tuple[int, int],
+    image: str,
+    declared: str,
+    frame: str,
+) -> str | None:
+    """The error text when an image shown `displayed` (stored `stored`; `(width, height)`) is not the `expected` size
+    that its annotations declare, else None. `image` names the image ("the file"), `declared` where the size comes
+    from, with its verb ("the annotation file says"), and `frame` what must be in the displayed frame ("the annotation's size (and
+    boxes)"); an EXIF orientation that explains the difference is named."""
+    if displayed == expected:
+        return None
+    rotated = (
+        f" It is stored {stored[0]}x{stored[1]} with an EXIF orientation that displays it {displayed[0]}x"
+        f"{displayed[1]}; images are read as displayed, so {frame} must be in that frame (or remove the orientation "
+        "tag if the boxes refer to the stored pixels)."
+        if stored == expected
+        else ""
+    )
+    return (
+        f"{image} is {displayed[0]}x{displayed[1]} pixels but {declared} {expected[0]}x{expected[1]} (width x "
+        f"height); the boxes would not match the image.{rotated}"
+    )
+
+
 def _orientation(image: Image.Image) -> int:
     """The EXIF orientation tag (1 when absent or unreadable)."""
     try:
