@@ -45,27 +45,34 @@ def _compact(loss_dict: dict[str, torch.Tensor]) -> dict[str, float]:
     return terms
 
 
-def _train(tmp_path: Path, learning_rate: float, logging_steps: int, max_steps: int):
+def _train(tmp_path: Path, learning_rate: float, logging_steps: int, max_steps: int, hook=None, **arguments):
+    """Train the tiny model; `hook` (a forward pre-hook with kwargs) runs before each forward, and `arguments`
+    override the `TrainingArguments`."""
     torch.manual_seed(0)
     model = RFDetrForObjectDetection(tiny_config())
     initial = copy.deepcopy(model)
+    if hook is not None:
+        model.register_forward_pre_hook(hook, with_kwargs=True)
     batches: list[dict] = []  # what the model is given, in order (a collator could be called ahead or again)
     model.register_forward_pre_hook(
         lambda module, args, kwargs: batches.append(copy.deepcopy(kwargs)), with_kwargs=True
     )
     args = TrainingArguments(
-        output_dir=str(tmp_path),
-        max_steps=max_steps,
-        per_device_train_batch_size=2,
-        gradient_accumulation_steps=2,
-        learning_rate=learning_rate,
-        weight_decay=0.0,
-        logging_steps=logging_steps,
-        save_strategy="no",
-        report_to=[],
-        use_cpu=True,
-        seed=0,
-        remove_unused_columns=False,
+        **{
+            "output_dir": str(tmp_path),
+            "max_steps": max_steps,
+            "per_device_train_batch_size": 2,
+            "gradient_accumulation_steps": 2,
+            "learning_rate": learning_rate,
+            "weight_decay": 0.0,
+            "logging_steps": logging_steps,
+            "save_strategy": "no",
+            "report_to": [],
+            "use_cpu": True,
+            "seed": 0,
+            "remove_unused_columns": False,
+        }
+        | arguments
     )
     trainer = RFDetrTrainer(
         model=model,
@@ -253,44 +260,25 @@ def test_loss_terms_compact_and_all() -> None:
 
 def test_a_batch_size_retry_logs_only_the_retrys_terms(tmp_path: Path) -> None:
     """`auto_find_batch_size`: an out-of-memory error in the second micro-batch of batch 4 makes the Trainer start
-    again with a smaller batch (accelerate's 0.9x: 3). The first log line holds the mean of the retry's 4 micro-batches only (lr 0: of the initial
-    model's terms on them), not the failed attempt's first micro-batch too."""
-    torch.manual_seed(0)
-    model = RFDetrForObjectDetection(tiny_config())
-    initial = copy.deepcopy(model)
-    calls, retried = [0], []
+    again with a smaller batch (accelerate's 0.9x: 3). The first log line holds the mean of the retry's 4
+    micro-batches only (lr 0: of the initial model's terms on them), not the failed attempt's first micro-batch too."""
+    calls = [0]
 
     def out_of_memory_at_batch_4(module, args, kwargs) -> None:
         calls[0] += 1
         if kwargs["pixel_values"].shape[0] == 4 and calls[0] == 2:
             raise RuntimeError("DefaultCPUAllocator: can't allocate memory: you tried to allocate 1 TB (simulated)")
-        if kwargs["pixel_values"].shape[0] < 4:
-            retried.append(copy.deepcopy(kwargs))
 
-    model.register_forward_pre_hook(out_of_memory_at_batch_4, with_kwargs=True)
-    args = TrainingArguments(
-        output_dir=str(tmp_path),
+    trainer, initial, batches, _ = _train(
+        tmp_path,
+        learning_rate=0.0,
+        logging_steps=2,
         max_steps=2,
+        hook=out_of_memory_at_batch_4,
         per_device_train_batch_size=4,
         auto_find_batch_size=True,
-        gradient_accumulation_steps=2,
-        learning_rate=0.0,
-        weight_decay=0.0,
-        logging_steps=2,
-        save_strategy="no",
-        report_to=[],
-        use_cpu=True,
-        seed=0,
-        remove_unused_columns=False,
     )
-    trainer = RFDetrTrainer(
-        model=model,
-        args=args,
-        train_dataset=_BoxesWithSizes(),
-        data_collator=_collate,
-        learning_rates=LearningRates(lr_encoder=0.0),
-    )
-    trainer.train()
+    retried = [batch for batch in batches if batch["pixel_values"].shape[0] < 4]
     assert trainer._train_batch_size < 4 and len(retried) == 4
     (entry,) = [entry for entry in trainer.state.log_history if "loss" in entry]
     forwards = [_forward(initial, batch) for batch in retried]
