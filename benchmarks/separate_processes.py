@@ -35,7 +35,6 @@ import json
 import logging
 import os
 import statistics
-import subprocess
 import sys
 import tempfile
 import warnings
@@ -48,7 +47,7 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))  # for the tests' reference builders
 
 from cpu_fast_path import FACADES, forward_gflop, matmul_gflops, transformers_reference  # noqa: E402
-from interleave import interleaved_ms  # noqa: E402
+from interleave import interleaved_processes_ms  # noqa: E402
 
 PREDICTS = ["rfdetr predict", "ours predict", "fast predict"]
 FORWARDS = ["rfdetr forward", "transformers forward", "fp32 forward", "optimized forward", "optimized, glibc defaults"]
@@ -106,39 +105,11 @@ def worker(name: str, variant: str, checkpoint: Path) -> None:
 def race(variant: str, checkpoint: Path, repeats: int, warmup: int = 3) -> dict[str, list[float]]:
     """Per runner, the milliseconds of each timed call, one call per round (runners absent here are left out), timed
     from here: the pipe's round trip (well under a millisecond) is included."""
-    workers: dict[str, subprocess.Popen] = {}
-    try:
-        for name in PREDICTS + FORWARDS:
-            command = [
-                sys.executable,
-                __file__,
-                "--worker",
-                name,
-                "--variants",
-                variant,
-                "--checkpoint",
-                str(checkpoint),
-            ]
-            process = subprocess.Popen(command, stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True)
-            state = process.stdout.readline().strip()
-            if state == "ready":
-                workers[name] = process
-            else:
-                process.stdin.close()
-                if state != "absent" or process.wait() != 0:
-                    raise RuntimeError(f"{name} ({variant}) could not start (exit status {process.wait()})")
-
-        def call(process: subprocess.Popen) -> None:
-            process.stdin.write("run\n")
-            process.stdin.flush()
-            process.stdout.readline()
-
-        runs = {name: lambda process=process: call(process) for name, process in workers.items()}
-        return interleaved_ms(runs, repeats, warmup)
-    finally:
-        for process in workers.values():
-            process.stdin.close()
-            process.wait()
+    commands = {
+        name: [sys.executable, __file__, "--worker", name, "--variants", variant, "--checkpoint", str(checkpoint)]
+        for name in PREDICTS + FORWARDS
+    }
+    return interleaved_processes_ms(commands, repeats, warmup)
 
 
 def main() -> None:

@@ -46,7 +46,6 @@ import json
 import logging
 import os
 import statistics
-import subprocess
 import sys
 import tempfile
 import warnings
@@ -59,7 +58,7 @@ from transformers import Trainer, TrainingArguments
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from interleave import interleaved_ms  # noqa: E402
+from interleave import interleaved_processes_ms  # noqa: E402
 
 from hf_rfdetr import RFDetrForObjectDetection  # noqa: E402
 from hf_rfdetr.optimization import has_native_bf16, keep_freed_memory  # noqa: E402
@@ -209,29 +208,11 @@ def worker(name: str, variant: str, batch: int) -> None:
 
 def race(variant: str, batch: int, rounds: int) -> dict[str, list[float]]:
     """Per runner present here, the milliseconds of each timed step, one step per round."""
-    workers: dict[str, subprocess.Popen] = {}
-    try:
-        for name in RUNNERS:
-            command = [sys.executable, __file__, "--worker", name, "--variants", variant, "--batch", str(batch)]
-            process = subprocess.Popen(command, stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True)
-            state = process.stdout.readline().strip()
-            if state == "ready":
-                workers[name] = process
-                continue
-            process.stdin.close()
-            if state != "absent" or process.wait() != 0:
-                raise RuntimeError(f"{name} ({variant}) could not start (exit status {process.wait()})")
-
-        def call(process: subprocess.Popen) -> None:
-            process.stdin.write("step\n")
-            process.stdin.flush()
-            process.stdout.readline()
-
-        return interleaved_ms({name: lambda p=process: call(p) for name, process in workers.items()}, rounds, 1)
-    finally:
-        for process in workers.values():
-            process.stdin.close()
-            process.wait()
+    commands = {
+        name: [sys.executable, __file__, "--worker", name, "--variants", variant, "--batch", str(batch)]
+        for name in RUNNERS
+    }
+    return interleaved_processes_ms(commands, rounds)
 
 
 def main() -> None:
