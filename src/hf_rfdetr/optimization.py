@@ -28,8 +28,8 @@ What it does (chosen by measurement, see `benchmarks/cpu_fast_path.py` and `test
   large freed buffers back to the system at once, and each forward page-faults its working set back in (Base int8:
   up to 40,000 faults, 160 MB, per forward). With each model in its own process (`benchmarks/separate_processes.py`,
   2-core AMD EPYC) the int8 Base forward took 353 ms against 450 ms with glibc's defaults (369 against 419 ms in a
-  second run), Nano 130 against 139 ms (then no difference), for 25-125 MB more resident memory. It is a setting of the whole process (`keep_freed_memory()`), which `restore`
-  leaves as it is.
+  second run), Nano 130 against 139 ms (then no difference), for 25-125 MB more resident memory. It is a setting of
+  the whole process (`keep_freed_memory()`), which `restore` leaves as it is.
 - `torch.compile` is an option (`compile=True`), off by default: on CPU it took 5-30 s to compile and did not pay.
   In float32 it gained 0 to 8% over eager (issue 13: Nano 243 vs 241 ms, Base 606 vs 659 ms); with the int8 backbone
   (each int8 linear one opaque operator, `torch.ops.hf_rfdetr.int8_linear`, so the graph does not break) Nano took
