@@ -20,11 +20,12 @@ require("train", "hf_rfdetr.training (fine-tuning, COCO evaluation)")
 from .data import DatasetError, id2label_from_dataset, load_coco_folder  # noqa: E402 (after the extra check)
 from .data_checks import check_training_data  # noqa: E402
 from .ema import RFDetrEMACallback  # noqa: E402 (after the extra check)
+from .evaluator import CocoEvaluator  # noqa: E402 (after the extra check)
 from .fine_tune import fine_tune  # noqa: E402 (after the extra check)
 from .hub_data import prepare_dataset  # noqa: E402 (after the extra check)
 from .metrics import coco_metrics  # noqa: E402 (after the extra check)
 from .optim import LearningRates, parameter_groups, parameter_settings  # noqa: E402 (after the extra check)
-from .trainer import CocoEvaluator, RFDetrTrainer  # noqa: E402 (after the extra check)
+from .trainer import RFDetrTrainer  # noqa: E402
 from .transforms import RFDetrDataCollator, apply_transforms, build_transforms, training_scales  # noqa: E402 (after the extra check)
 
 __all__ = [

@@ -39,11 +39,12 @@ from ..models.rfdetr.modeling_rfdetr import RFDetrForInstanceSegmentation, RFDet
 from .data import SPLIT_ALIASES, id2label_from_dataset, load_coco_folder
 from .data_checks import check_training_data
 from .ema import RFDetrEMACallback
+from .evaluator import CocoEvaluator
 from .hub_data import prepare_dataset
 from .metrics import SEGM_PREFIX
 from .optim import LearningRates
 from .options import check_epochs, check_training_numbers, check_training_options, rename_original_options
-from .trainer import CocoEvaluator, RFDetrTrainer
+from .trainer import RFDetrTrainer
 from .transforms import RFDetrDataCollator, apply_transforms
 
 
