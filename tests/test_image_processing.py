@@ -166,14 +166,14 @@ def test_matches_independent_formula() -> None:
 def test_device_moves_the_uint8_image_before_converting(monkeypatch) -> None:
     """`device=`: the image goes to the device as read (uint8, 4x fewer bytes than float32), and the conversion, the
     resize and the normalisation run there; the values are those computed without it."""
-    from hf_rfdetr.models.rfdetr import image_processing_rfdetr as module
+    from hf_rfdetr.models.rfdetr import image_io as module
 
     image = make_image(61, 83, seed=3)
     expected = nano_processor()(image, return_tensors="pt")
     seen = []
-    to_float = module._to_float
+    to_float = module.to_float32
     monkeypatch.setattr(
-        module, "_to_float", lambda chw, *args: seen.append((chw.dtype, chw.device)) or to_float(chw, *args)
+        module, "to_float32", lambda chw, *args: seen.append((chw.dtype, chw.device)) or to_float(chw, *args)
     )
     moved = nano_processor()(
         torch.from_numpy(image), input_data_format="channels_last", return_tensors="pt", device="cpu"

@@ -46,6 +46,9 @@ sizes: its `.size` is the stored one, not the displayed frame the boxes and mask
 taken from it or boxes drawn on it would be wrong. Read it upright first, `PIL.ImageOps.exif_transpose(image)`
 (transformers' `load_image` does it), and use that image and its size (or `displayed_size(image)`). Files read by
 `load_image`, and the images it returns, carry no orientation any more: they never warn.
+
+The image processor's pixel stage lives here too: `to_float_chw` (one input image to a validated float32 `(C, H, W)`
+tensor, rescaled to `[0, 1]`), `check_channels` and `normalize`.
 """
 
 from __future__ import annotations
@@ -60,6 +63,7 @@ from typing import IO, Any
 import numpy as np
 import torch
 from PIL import Image, ImageOps, UnidentifiedImageError
+from torchvision.transforms.v2 import functional as tvf
 from transformers.utils import logging
 
 __all__ = [
@@ -492,3 +496,110 @@ def _to_three_channels(chw: torch.Tensor, where: str) -> torch.Tensor:
     raise ValueError(  # unreachable through _layout, kept for direct callers
         f"{where}: expected 1 (gray), 3 (RGB) or 4 (RGBA) channels, got {channels} (shape {tuple(chw.shape)})."
     )
+
+
+# ----------------------------------------------------------------------------------------------------------------------
+# The image processor's pixel stage: each input image to a validated float32 (C, H, W) tensor, the channel checks and
+# the per-channel normalisation (resizing and padding: `image_sizing`)
+# ----------------------------------------------------------------------------------------------------------------------
+
+
+def check_channels(images: list[torch.Tensor], options: dict[str, Any]) -> None:
+    """Raise `ValueError` unless all images have the same channel count C and, when normalising, `image_mean` /
+    `image_std` have C values (a statistic given as a number is broadcast to any C)."""
+    channels = int(images[0].shape[0])
+    for index, image in enumerate(images):
+        if image.shape[0] != channels:
+            raise ValueError(
+                f"Image {index} has {image.shape[0]} channels and image 0 has {channels}; with do_convert_rgb=False "
+                "all images of a call must have the same number of channels."
+            )
+    if not options["do_normalize"]:
+        return
+    for name in ("image_mean", "image_std"):
+        values = options[name]
+        if len(values) != channels and not (len(values) == 3 and len(set(values)) == 1):
+            raise ValueError(
+                f"`{name}` has {len(values)} values {values} but the images have {channels} channels "
+                f"(do_convert_rgb={options['do_convert_rgb']}); give one value per channel."
+            )
+
+
+# ----------------------------------------------------------------------------------------------------------------------
+# Image conversion
+# ----------------------------------------------------------------------------------------------------------------------
+
+
+def to_float_chw(image: Any, index: int, options: dict[str, Any]) -> torch.Tensor:
+    """Convert one input image into a validated `(C, H, W)` float32 tensor (C = 3 unless `do_convert_rgb=False`; in
+    `[0, 1]` when rescaling).
+
+    Files are read by `image_io.load_image` (EXIF orientation, 16-bit scaling, pixel limit, the file named in errors);
+    arrays, tensors and PIL images follow `image_io.to_chw`'s layout and dtype rule.
+    """
+    where = f"Image {index}"
+    if isinstance(image, (str, os.PathLike)):
+        image = load_image(image, name=f"{where}: {os.fspath(image)!r}")
+    try:
+        chw = to_chw(image, where, channels_first=options["channels_first"], convert_rgb=options["do_convert_rgb"])
+    except TypeError as error:
+        raise ValueError(str(error)) from error
+    if options.get("device") is not None:
+        chw = chw.to(options["device"], non_blocking=True)
+    return to_float32(chw, index, options["do_rescale"], options["rescale_factor"])
+
+
+def to_float32(chw: torch.Tensor, index: int, do_rescale: bool, rescale_factor: float) -> torch.Tensor:
+    """Convert a `(C, H, W)` uint8 or float tensor to contiguous float32; uint8 is divided by `1 / rescale_factor`.
+
+    Dividing by 255 (rather than multiplying by 1/255) reproduces the original's rounding bit for bit. Float input is
+    taken as already scaled and must lie in `[0, 1]` when `do_rescale` is on.
+    """
+    if chw.dtype == torch.uint8:
+        values = chw.to(torch.float32, memory_format=torch.contiguous_format)
+        if do_rescale:
+            values = values.div_(torch.tensor(1.0 / rescale_factor, dtype=torch.float32))
+        return values
+    if not chw.is_floating_point():
+        raise ValueError(
+            f"Image {index}: unsupported dtype {chw.dtype}; pass uint8 (0-255) or float (0-1) pixels, or a PIL image."
+        )
+    values = chw.to(torch.float32, memory_format=torch.contiguous_format)
+    if not torch.isfinite(values).all():  # also without rescaling: NaN would flow silently into the model
+        raise ValueError(f"Image {index}: float image contains NaN or infinite values.")
+    if do_rescale:
+        _check_unit_range(values, index)
+    return values
+
+
+def _check_unit_range(values: torch.Tensor, index: int) -> None:
+    """Raise `ValueError` if a (finite) float image has values outside `[0, 1]`."""
+    if (values > 1).any():
+        raise ValueError(
+            f"Image {index}: float image has pixel values above 1 (max {values.max().item():.4g}); float images must "
+            "be scaled to [0, 1] (pass uint8 for 0-255 data)."
+        )
+    if (values < 0).any():
+        raise ValueError(
+            f"Image {index}: float image has pixel values below 0 (min {values.min().item():.4g}); float images must "
+            "be scaled to [0, 1]."
+        )
+
+
+# ----------------------------------------------------------------------------------------------------------------------
+# Normalise (resizing and padding: `image_sizing`)
+# ----------------------------------------------------------------------------------------------------------------------
+
+
+def normalize(images: torch.Tensor, options: dict[str, Any]) -> torch.Tensor:
+    """`(x - mean) / std` per channel of a `(..., 3, H, W)` tensor when `do_normalize` is on."""
+    if not options["do_normalize"]:
+        return images
+    channels = int(images.shape[-3])
+    mean, std = (_per_channel(options[name], channels) for name in ("image_mean", "image_std"))
+    return tvf.normalize(images, mean=mean, std=std)
+
+
+def _per_channel(values: list[float], channels: int) -> list[float]:
+    """A statistic checked by `check_channels`, with one value per channel (3 equal values stand for any C)."""
+    return values if len(values) == channels else values[:1] * channels

@@ -14,27 +14,25 @@
 """Image processor for RF-DETR: pre-processing of images (and COCO annotations) and post-processing of detections.
 
 The size forms, resize and padding live in `image_sizing`, COCO annotations become targets in `coco_targets`, the
-post-processing helpers live in `post_processing`; files are read by `image_io`. All are imported relatively, so a
-saved folder carries them for `trust_remote_code`.
+post-processing helpers live in `post_processing`; files are read, and images converted to normalised float tensors,
+by `image_io`. All are imported relatively, so a saved folder carries them for `trust_remote_code`.
 """
 
 from __future__ import annotations
 
 import math
-import os
 import warnings
 from collections.abc import Mapping, Sequence
 from typing import Any
 
 import numpy as np
 import torch
-from torchvision.transforms.v2 import functional as tvf
 from transformers.image_processing_utils import BaseImageProcessor, BatchFeature
 from transformers.processing_utils import ImagesKwargs
 from transformers.utils import logging
 
 from .coco_targets import prepare_targets
-from .image_io import load_image, to_chw
+from .image_io import check_channels, normalize, to_float_chw
 from .image_sizing import (
     canvas_size,
     check_pad_size,
@@ -319,8 +317,8 @@ class RFDetrImageProcessor(BaseImageProcessor):
         image_list = list(images) if isinstance(images, (list, tuple)) else [images]
         if not image_list:
             raise ValueError("`images` is empty: expected an image or a non-empty list of images.")
-        tensors = [_to_rgb_float(image, index, options) for index, image in enumerate(image_list)]
-        _check_channels(tensors, options)
+        tensors = [to_float_chw(image, index, options) for index, image in enumerate(image_list)]
+        check_channels(tensors, options)
         orig_sizes = [(int(t.shape[1]), int(t.shape[2])) for t in tensors]
         pixel_values, pixel_mask = self._resize_normalize_batch(tensors, options)
         if not torch.isfinite(pixel_values).all():
@@ -371,7 +369,7 @@ class RFDetrImageProcessor(BaseImageProcessor):
         """Resize, normalise and batch `(C, H_i, W_i)` images into `(B, C, H, W)` values and a `(B, H, W)` mask."""
         if options["do_resize"]:
             images = [resize(image, output_size(image.shape[1], image.shape[2], options)) for image in images]
-        images = [_normalize(image, options) for image in images]
+        images = [normalize(image, options) for image in images]
         return pad_batch(images, canvas_size(images, options))
 
     def post_process_object_detection(
@@ -578,113 +576,13 @@ def _channels_first(input_data_format: Any) -> bool | None:
 
 def _channel_floats(values: Any, name: str) -> list[float]:
     """Return a per-channel statistic as a list of floats; a number becomes 3 equal values (RGB). The count is
-    checked against the images' channels by `_check_channels`."""
+    checked against the images' channels by `image_io.check_channels`."""
     if isinstance(values, (int, float, np.integer, np.floating)):
         values = [values] * 3
     values = [float(v) for v in values]
     if not values:
         raise ValueError(f"`{name}` must have one value per channel (3 for RGB), got {values}.")
     return values
-
-
-def _check_channels(images: list[torch.Tensor], options: dict[str, Any]) -> None:
-    """Raise `ValueError` unless all images have the same channel count C and, when normalising, `image_mean` /
-    `image_std` have C values (a statistic given as a number is broadcast to any C)."""
-    channels = int(images[0].shape[0])
-    for index, image in enumerate(images):
-        if image.shape[0] != channels:
-            raise ValueError(
-                f"Image {index} has {image.shape[0]} channels and image 0 has {channels}; with do_convert_rgb=False "
-                "all images of a call must have the same number of channels."
-            )
-    if not options["do_normalize"]:
-        return
-    for name in ("image_mean", "image_std"):
-        values = options[name]
-        if len(values) != channels and not (len(values) == 3 and len(set(values)) == 1):
-            raise ValueError(
-                f"`{name}` has {len(values)} values {values} but the images have {channels} channels "
-                f"(do_convert_rgb={options['do_convert_rgb']}); give one value per channel."
-            )
-
-
-# ----------------------------------------------------------------------------------------------------------------------
-# Image conversion
-# ----------------------------------------------------------------------------------------------------------------------
-
-
-def _to_rgb_float(image: Any, index: int, options: dict[str, Any]) -> torch.Tensor:
-    """Convert one input image into a validated `(C, H, W)` (C = 3 unless `do_convert_rgb=False`) float32 tensor (in `[0, 1]` when rescaling).
-
-    Files are read by `hf_rfdetr.models.rfdetr.image_io.load_image` (EXIF orientation, 16-bit scaling, pixel limit, the file named
-    in errors); arrays, tensors and PIL images follow `hf_rfdetr.models.rfdetr.image_io.to_chw`'s layout and dtype rule.
-    """
-    where = f"Image {index}"
-    if isinstance(image, (str, os.PathLike)):
-        image = load_image(image, name=f"{where}: {os.fspath(image)!r}")
-    try:
-        chw = to_chw(image, where, channels_first=options["channels_first"], convert_rgb=options["do_convert_rgb"])
-    except TypeError as error:
-        raise ValueError(str(error)) from error
-    if options.get("device") is not None:
-        chw = chw.to(options["device"], non_blocking=True)
-    return _to_float(chw, index, options["do_rescale"], options["rescale_factor"])
-
-
-def _to_float(chw: torch.Tensor, index: int, do_rescale: bool, rescale_factor: float) -> torch.Tensor:
-    """Convert a `(C, H, W)` uint8 or float tensor to contiguous float32; uint8 is divided by `1 / rescale_factor`.
-
-    Dividing by 255 (rather than multiplying by 1/255) reproduces the original's rounding bit for bit. Float input is
-    taken as already scaled and must lie in `[0, 1]` when `do_rescale` is on.
-    """
-    if chw.dtype == torch.uint8:
-        values = chw.to(torch.float32, memory_format=torch.contiguous_format)
-        if do_rescale:
-            values = values.div_(torch.tensor(1.0 / rescale_factor, dtype=torch.float32))
-        return values
-    if not chw.is_floating_point():
-        raise ValueError(
-            f"Image {index}: unsupported dtype {chw.dtype}; pass uint8 (0-255) or float (0-1) pixels, or a PIL image."
-        )
-    values = chw.to(torch.float32, memory_format=torch.contiguous_format)
-    if not torch.isfinite(values).all():  # also without rescaling: NaN would flow silently into the model
-        raise ValueError(f"Image {index}: float image contains NaN or infinite values.")
-    if do_rescale:
-        _check_unit_range(values, index)
-    return values
-
-
-def _check_unit_range(values: torch.Tensor, index: int) -> None:
-    """Raise `ValueError` if a (finite) float image has values outside `[0, 1]`."""
-    if (values > 1).any():
-        raise ValueError(
-            f"Image {index}: float image has pixel values above 1 (max {values.max().item():.4g}); float images must "
-            "be scaled to [0, 1] (pass uint8 for 0-255 data)."
-        )
-    if (values < 0).any():
-        raise ValueError(
-            f"Image {index}: float image has pixel values below 0 (min {values.min().item():.4g}); float images must "
-            "be scaled to [0, 1]."
-        )
-
-
-# ----------------------------------------------------------------------------------------------------------------------
-# Normalise (resizing and padding: `image_sizing`)
-# ----------------------------------------------------------------------------------------------------------------------
-
-
-def _normalize(images: torch.Tensor, options: dict[str, Any]) -> torch.Tensor:
-    """`(x - mean) / std` per channel of a `(..., 3, H, W)` tensor when `do_normalize` is on."""
-    if not options["do_normalize"]:
-        return images
-    channels = int(images.shape[-3])
-    mean, std = (_per_channel(options[name], channels) for name in ("image_mean", "image_std"))
-    return tvf.normalize(images, mean=mean, std=std)
-
-
-def _per_channel(values: list[float], channels: int) -> list[float]:
-    """A statistic checked by `_check_channels`, with one value per channel (3 equal values stand for any C)."""
-    return values if len(values) == channels else values[:1] * channels
 
 
 def _to_batch_feature(data: dict[str, Any], return_tensors: str | None) -> BatchFeature:
