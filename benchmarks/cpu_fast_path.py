@@ -8,7 +8,8 @@ Models, all holding the same random (perturbed) weights:
   transformers  transformers' own `RfDetrForObjectDetection` (transformers 5.x; skipped when absent)
   fp32          ours, float32 eager
   optimized     ours after `hf_rfdetr.optimize(model)` with its defaults (int8 backbone and decoder feed-forward
-                linears on CPUs with VNNI, else a bf16 backbone where the CPU has native bf16)
+                linears on CPUs with VNNI, with bf16 backbone attention where the CPU has native bf16; else a bf16
+                backbone where the CPU has native bf16)
   bf16-backbone ours with the backbone under bf16 autocast (`optimize(model, dtype="bfloat16")`)
   bf16-all      ours with the whole forward under bf16 autocast (`optimize(model, backbone_only=False)`), for scale
 

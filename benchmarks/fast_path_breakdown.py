@@ -3,10 +3,12 @@
     OMP_NUM_THREADS=2 python benchmarks/fast_path_breakdown.py [--variants nano base] [--repeats 10] [--threads 2]
 
 Ablations: `hf_rfdetr.optimize(model)` (its defaults: int8 backbone and decoder feed-forward linears on CPUs with
-VNNI) on a variant with random weights, timed interleaved (`interleave.interleaved_ms`) against the same forward with one part removed:
-all backbone attention (each attention returns its values), the global blocks' attention only, the windowed blocks'
-only, and GELU. The outputs of an ablated forward are meaningless; only its time is. Printed: the median ms and the
-median over rounds of the ratio to the full forward (1 - ratio is that part's share).
+VNNI, with the backbone's attention in bf16 on CPUs with native bf16) on a variant with random weights, timed
+interleaved (`interleave.interleaved_ms`) against the same forward with one part changed: the backbone's attention
+through `scaled_dot_product_attention` instead (`bf16_attention=False`), and with one part removed: all backbone
+attention (each attention returns its values), the global blocks' attention only, the windowed blocks' only, and GELU.
+The outputs of an ablated forward are meaningless; only its time is. Printed: the median ms and the median over rounds
+of the ratio to the full forward (1 - ratio is that part's share).
 
 Kernels: on the Nano backbone's linear shapes (580 tokens, 384 -> 1152 / 384 / 1536, 1536 -> 384), ms and GOP/s of
 the fast path's `quantized::linear_dynamic`, of `torch._int_mm` alone (the int8 GEMM without quantising or
@@ -16,6 +18,8 @@ float32.
 Measured on a 2-core AMD EPYC (AVX-512 VNNI and BF16, 2 threads; issue 13's sixth closing note):
 - Base: int8 forward 291 ms; attention 35% of it (the 3 global blocks 27%, the 8 windowed blocks 9%), GELU 5%.
 - Nano: int8 forward 104 ms; attention 21% (the 4 global blocks 10%, the 8 windowed blocks 9%), GELU 3%.
+With bf16 attention (ninth closing note; `--repeats 12`): Base 348 ms, SDPA attention 1.104x that; attention 27%
+(global 20%, windowed 8%), GELU 5%. Nano 118 ms, SDPA 1.036x; attention 20% (global 11%, windowed 14%), GELU 5%.
 - Kernels: `_int_mm` alone 860-880 GOP/s (this CPU's int8 peak: AVX-512 in two 256-bit halves, 64 int8
   multiply-adds per cycle and core), `linear_dynamic` 640-735, `_int_mm` with eager ops 550-685 (no faster than
   `linear_dynamic`), bf16 400-430 GFLOP/s, float32 about 205.
@@ -40,7 +44,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 from interleave import interleaved_ms  # noqa: E402
 
 import hf_rfdetr  # noqa: E402
-from hf_rfdetr import RFDetrConfig, RFDetrForObjectDetection  # noqa: E402
+from hf_rfdetr import RFDetrConfig, RFDetrForObjectDetection, optimization  # noqa: E402
 from hf_rfdetr.models.rfdetr import backbone_rfdetr  # noqa: E402
 from hf_rfdetr.optimization import keep_freed_memory  # noqa: E402
 
@@ -50,6 +54,7 @@ def ablations(variant: str, repeats: int) -> None:
     size = model.config.resolution
     pixel_values = torch.rand(1, 3, size, size, generator=torch.Generator().manual_seed(0))
     attention = backbone_rfdetr.multi_head_attention
+    bf16_attention = optimization.bf16_attention
     mlps = [module for module in model.modules() if isinstance(module, backbone_rfdetr.RFDetrMLP)]
 
     def without(windowed: bool, global_: bool) -> Callable:
@@ -59,12 +64,16 @@ def ablations(variant: str, repeats: int) -> None:
             is_windowed = query.shape[0] > pixel_values.shape[0]
             if (is_windowed and windowed) or (not is_windowed and global_):
                 return value, None
+            if query.dtype == torch.bfloat16:  # the fast path's bf16 attention (`optimization.bf16_attention`)
+                return bf16_attention(query, key, value), None
             return attention(query, key, value, eager, dropout)
 
         return run
 
-    def forward(attention_fn: Callable = attention, gelu: bool = True) -> None:
+    def forward(attention_fn: Callable | None = None, gelu: bool = True) -> None:
+        attention_fn = attention_fn or without(False, False)  # the full attention, bf16 where the fast path has it
         backbone_rfdetr.multi_head_attention = attention_fn
+        optimization.bf16_attention = lambda query, key, value: attention_fn(query, key, value, False)[0]
         activations = [mlp.activation for mlp in mlps]
         if not gelu:
             for mlp in mlps:
@@ -73,11 +82,26 @@ def ablations(variant: str, repeats: int) -> None:
             model(pixel_values)
         finally:
             backbone_rfdetr.multi_head_attention = attention
+            optimization.bf16_attention = bf16_attention
             for mlp, activation in zip(mlps, activations):
                 mlp.activation = activation
 
+    fast_attentions = {module: vars(module)["forward"] for module in model.modules() if "forward" in vars(module)}
+    fast_attentions = {m: f for m, f in fast_attentions.items() if isinstance(m, backbone_rfdetr.RFDetrSelfAttention)}
+
+    def with_sdpa() -> None:
+        """The forward with the backbone's attention through `scaled_dot_product_attention` (bf16_attention=False)."""
+        for module in fast_attentions:
+            del module.forward
+        try:
+            model(pixel_values)
+        finally:
+            for module, fast in fast_attentions.items():
+                module.forward = fast
+
     runs = {
         "full": forward,
+        "SDPA attention": with_sdpa,
         "no attention": lambda: forward(without(True, True)),
         "no global attention": lambda: forward(without(False, True)),
         "no windowed attention": lambda: forward(without(True, False)),

@@ -9,12 +9,18 @@ What it does (chosen by measurement, see `benchmarks/cpu_fast_path.py` and `test
   products (AVX512-VNNI, AVX-VNNI) `quantize="auto"` runs them in int8: weights quantised per output channel
   (symmetric) once, activations per tensor at each call (`torch.ops.quantized.linear_dynamic`, fbgemm). So do the
   decoder layers' feed-forward layers (fc1, fc2: most of the decoder's time; another 5% of a Nano forward, 3.5% of
-  Base's). Attention, GELU and the layer norms stay float32, and so does the rest after the backbone (projector,
-  two-stage selection, the decoder's attention, class and box heads, box refinement). On the bundled demo checkpoint
-  and its mirrored, flipped and rotated copies this moves the scores by at most 0.004 (0.0014 with the backbone
-  alone; 0.007 with 7-bit activations, as without VNNI) and keeps every detection; on a 2-core AMD EPYC (VNNI, BF16)
-  the backbone alone in int8 made the forward 0.51x rfdetr's on Nano and 0.53x on Base, and 0.8x the bf16 backbone
-  path (`benchmarks/cpu_fast_path.py`).
+  Base's). GELU and the layer norms stay float32, and so does the rest after the backbone (projector, two-stage
+  selection, the decoder's attention, class and box heads, box refinement). On the bundled demo checkpoint and its
+  mirrored, flipped and rotated copies this moves the scores by at most 0.004 (0.0014 with the backbone alone; 0.007
+  with 7-bit activations, as without VNNI) and keeps every detection; over 32 rotated, mirrored and cropped copies it
+  changes a detection in 3, where near-tied two-stage proposals swap (`tests/test_optimize.py::test_drift_census`).
+  On a 2-core AMD EPYC (VNNI, BF16) the backbone alone in int8 made the forward 0.51x rfdetr's on Nano and 0.53x on
+  Base, and 0.8x the bf16 backbone path (`benchmarks/cpu_fast_path.py`).
+- With int8, on CPUs with native bf16, `bf16_attention="auto"` runs the backbone's attention as two bf16 matrix
+  products around a float32-accumulated softmax (`_bf16_attention_forward`): `scaled_dot_product_attention`'s CPU
+  kernel is no faster in bf16 than in float32. In place it made the int8 forward 3.5-7% faster on Nano and 9-13% on
+  Base (`benchmarks/fast_path_breakdown.py`), with the same drift census as int8 alone (changed detections in 3 of 32
+  copies, other ones); with the bf16 backbone it raised that count from 1 to 4, so "auto" leaves it off there.
 - Elsewhere the backbone runs under `torch.autocast` in bfloat16 (`dtype="auto"` picks bfloat16 only on CPUs with
   native bf16 instructions, AVX512-BF16 / AMX / Arm BF16: oneDNN emulates it elsewhere, slower than float32; on CUDA
   bfloat16 where supported, else float16). The rest stays float32, where bf16 moves the scores by up to 0.1 and
@@ -72,6 +78,7 @@ __all__ = [
 
 _STATE = "_hf_rfdetr_optimization"
 _INT8 = "_hf_rfdetr_int8"  # marks a quantised nn.Linear (its int8 copy: `_PACKED`)
+_BF16_ATTENTION = "_hf_rfdetr_bf16_attention"  # marks a backbone self-attention running `_bf16_attention_forward`
 _DTYPES = {"float32": torch.float32, "bfloat16": torch.bfloat16, "float16": torch.float16}
 
 
@@ -86,6 +93,7 @@ class OptimizationSettings:
         int8: the backbone's linear layers and the decoder's feed-forward layers run in int8 (without autograd, in
             eval mode).
         allocator_tuned: `keep_freed_memory()` applied glibc's settings to this process.
+        bf16_attention: the backbone's attention products run in bfloat16 (without autograd, in eval mode).
     """
 
     dtype: torch.dtype
@@ -93,6 +101,7 @@ class OptimizationSettings:
     compiled: bool
     int8: bool = False
     allocator_tuned: bool = False
+    bf16_attention: bool = False
 
 
 def has_native_bf16() -> bool:
@@ -217,6 +226,7 @@ def optimize(
     backbone_only: bool = True,
     compile: bool = False,
     tune_allocator: bool = True,
+    bf16_attention: bool | str = "auto",
 ) -> nn.Module:
     """Make `model` (an `RFDetrForObjectDetection` or `RFDetrForInstanceSegmentation`) faster for inference, in
     place, and return it.
@@ -234,13 +244,16 @@ def optimize(
         tune_allocator: for a model on the CPU, keep freed memory in the process (`keep_freed_memory()`, glibc on
             Linux: a process-wide setting that `restore` leaves in place), so that each forward does not page-fault
             its working set back in.
+        bf16_attention: the backbone's attention as two bfloat16 matrix products around a softmax
+            (`_bf16_attention_forward`) instead of `scaled_dot_product_attention`: "auto" (with int8, on a CPU with
+            native bf16), True or False.
 
     Returns:
         `model`, with `is_optimized(model)` True; `restore(model)` undoes it exactly.
 
     Raises:
-        ValueError: an unknown dtype or `quantize`, int8 asked for on a GPU or without PyTorch's int8 kernels, or a
-            model without `model.model.backbone` when `backbone_only` or `quantize`.
+        ValueError: an unknown dtype, `quantize` or `bf16_attention`, int8 asked for on a GPU or without PyTorch's int8
+            kernels, or a model without `model.model.backbone` when `backbone_only`, `quantize` or `bf16_attention`.
     """
     restore(model)
     device = next(model.parameters()).device
@@ -251,10 +264,13 @@ def optimize(
     if resolved != torch.float32:
         target = _backbone(model, "backbone_only=True") if backbone_only else model
         target.forward = types.MethodType(_autocast_forward(device.type, resolved), target)
+    attention = _resolve_bf16_attention(bf16_attention, int8, device)
+    if attention:
+        _bf16_attentions(_backbone(model, "bf16_attention=True"))
     if compile:
         model.forward = torch.compile(model.forward)
     tuned = tune_allocator and device.type == "cpu" and keep_freed_memory()
-    setattr(model, _STATE, OptimizationSettings(resolved, backbone_only, compile, int8, tuned))
+    setattr(model, _STATE, OptimizationSettings(resolved, backbone_only, compile, int8, tuned, attention))
     return model
 
 
@@ -268,12 +284,15 @@ def restore(model: nn.Module) -> nn.Module:
     if not is_optimized(model):
         return model
     quantized = [module for module in model.modules() if _INT8 in vars(module)]
-    for module in (model, getattr(getattr(model, "model", model), "backbone", None), *quantized):
+    attentions = [module for module in model.modules() if _BF16_ATTENTION in vars(module)]
+    for module in (model, getattr(getattr(model, "model", model), "backbone", None), *quantized, *attentions):
         if module is not None and "forward" in vars(module):
             del module.forward  # the instance attribute set by `optimize`; the class's forward shows again
     for module in quantized:
         delattr(module, _INT8)
         _PACKED.pop(module.weight, None)
+    for module in attentions:
+        delattr(module, _BF16_ATTENTION)
     delattr(model, _STATE)
     return model
 
@@ -295,6 +314,7 @@ def float32_forward(model: nn.Module) -> Iterator[nn.Module]:
                 backbone_only=settings.backbone_only,
                 compile=settings.compiled,
                 tune_allocator=settings.allocator_tuned,
+                bf16_attention=settings.bf16_attention,
             )
 
 
@@ -402,6 +422,70 @@ def _int8_linear_forward(self: nn.Linear, hidden_states: torch.Tensor) -> torch.
         return F.linear(hidden_states, self.weight, self.bias)
     run = int8_linear if torch.compiler.is_compiling() else _int8_linear
     return run(hidden_states, self.weight, self.bias).to(hidden_states.dtype)
+
+
+def _resolve_bf16_attention(bf16_attention: bool | str, int8: bool, device: torch.device) -> bool:
+    """Whether the backbone's attention runs `_bf16_attention_forward` (see `optimize`)."""
+    if bf16_attention == "auto":
+        return int8 and device.type == "cpu" and has_native_bf16()
+    if not isinstance(bf16_attention, bool):
+        raise ValueError(f'bf16_attention must be "auto", True or False, got {bf16_attention!r}')
+    return bf16_attention
+
+
+#: The most attention scores (batch x heads x queries x keys) `_bf16_attention_forward` computes at once, 128 MB in
+#: bf16 (Base's global blocks at batch 4); a larger block runs `scaled_dot_product_attention`, which holds none.
+MAX_BF16_SCORES = 1 << 26
+
+
+def _bf16_attentions(backbone: nn.Module) -> None:
+    """Give each of the backbone's self-attention modules the bf16 forward."""
+    from .models.rfdetr.backbone_rfdetr import RFDetrSelfAttention
+
+    for module in backbone.modules():
+        if isinstance(module, RFDetrSelfAttention):
+            setattr(module, _BF16_ATTENTION, True)
+            module.forward = types.MethodType(_bf16_attention_forward, module)
+
+
+def _bf16_attention_forward(
+    self: nn.Module, hidden_states: torch.Tensor, eager: bool = False
+) -> tuple[torch.Tensor, torch.Tensor | None]:
+    """`RFDetrSelfAttention.forward` with softmax(q k^T / sqrt(head_dim)) v as two bfloat16 matrix products (float32
+    accumulation; scores and weights rounded to bf16): (N, T, C) -> (N, T, C) in the input's dtype.
+
+    `scaled_dot_product_attention`'s CPU kernel runs float32 or bf16 alike at about 100 GFLOP/s here; bf16 matrix
+    products reach 230-400. On a 2-core AMD EPYC (AVX512-BF16), with freed memory kept (`keep_freed_memory`), Base's
+    windowed attention (16 windows x 6 heads x 101 tokens) took 2.0 against 4.4 ms, its global attention (6 x 1616)
+    20 against 29 ms, Nano's 0.8 against 1.3 and 3.1 against 5.1 ms.
+
+    Rounding the scores to bf16 (0.06 for a score of 30) drifts as much as the int8 linears do already: over 32
+    rotated, mirrored and cropped copies of the demo image, int8 reordered the two-stage proposals of 7 and changed a
+    detection in 3, and int8 with this the same 7 and 3 (`benchmarks/drift_census.py`); the bf16 backbone, 2 and 1
+    alone but 5 and 4 with this. So "auto" pairs it with int8 only.
+
+    A block with more than `MAX_BF16_SCORES` scores, explicit attention (`eager`), training and autograd run the
+    class's forward.
+    """
+    batch_size, length, channels = hidden_states.shape
+    needs_grad = torch.is_grad_enabled() and (hidden_states.requires_grad or self.qkv.weight.requires_grad)
+    too_large = batch_size * self.num_heads * length * length > MAX_BF16_SCORES
+    if eager or self.training or needs_grad or too_large:
+        return type(self).forward(self, hidden_states, eager)
+    head_dim = channels // self.num_heads
+    qkv = self.qkv(hidden_states)
+    query, key, value = (
+        qkv.to(torch.bfloat16).reshape(batch_size, length, 3, self.num_heads, head_dim).permute(2, 0, 3, 1, 4)
+    )
+    with torch.autocast(hidden_states.device.type, enabled=False):
+        attended = bf16_attention(query, key, value)
+    return self.proj(attended.transpose(1, 2).reshape(batch_size, length, channels).to(qkv.dtype)), None
+
+
+def bf16_attention(query: torch.Tensor, key: torch.Tensor, value: torch.Tensor) -> torch.Tensor:
+    """bf16 query, key, value (N, heads, T, head_dim) -> softmax(q k^T / sqrt(head_dim)) v (N, heads, T, head_dim)."""
+    weights = torch.matmul(query * query.shape[-1] ** -0.5, key.transpose(-2, -1)).softmax(dim=-1)
+    return torch.matmul(weights, value)
 
 
 def _backbone(model: nn.Module, option: str) -> nn.Module:
