@@ -20,7 +20,8 @@ What it does (chosen by measurement, see `benchmarks/cpu_fast_path.py` and `test
   products around a float32-accumulated softmax (`_bf16_attention_forward`): `scaled_dot_product_attention`'s CPU
   kernel is no faster in bf16 than in float32. In place it made the int8 forward 3.5-7% faster on Nano and 9-13% on
   Base (`benchmarks/fast_path_breakdown.py`), with the same drift census as int8 alone (changed detections in 3 of 32
-  copies, other ones); with the bf16 backbone it raised that count from 1 to 4, so "auto" leaves it off there.
+  copies, other ones). With the bf16 backbone it changed 2 copies instead of 1, and that path runs on CPUs without
+  VNNI, where its speed is unmeasured, so "auto" leaves it off there.
 - Elsewhere the backbone runs under `torch.autocast` in bfloat16 (`dtype="auto"` picks bfloat16 only on CPUs with
   native bf16 instructions, AVX512-BF16 / AMX / Arm BF16: oneDNN emulates it elsewhere, slower than float32; on CUDA
   bfloat16 where supported, else float16). The rest stays float32, where bf16 moves the scores by up to 0.1 and
@@ -459,10 +460,11 @@ def _bf16_attention_forward(
     windowed attention (16 windows x 6 heads x 101 tokens) took 2.0 against 4.4 ms, its global attention (6 x 1616)
     20 against 29 ms, Nano's 0.8 against 1.3 and 3.1 against 5.1 ms.
 
-    Rounding the scores to bf16 (0.06 for a score of 30) drifts as much as the int8 linears do already: over 32
-    rotated, mirrored and cropped copies of the demo image, int8 reordered the two-stage proposals of 7 and changed a
-    detection in 3, and int8 with this the same 7 and 3 (`benchmarks/drift_census.py`); the bf16 backbone, 2 and 1
-    alone but 5 and 4 with this. So "auto" pairs it with int8 only.
+    Rounding the scores to bf16 (0.06 for a score of 30) is within the int8 linears' own drift: over 32 rotated,
+    mirrored and cropped copies of the demo image (`tests/test_optimize.py::test_drift_census`), int8 reordered the
+    two-stage proposals of 7 and changed a detection in 3, and int8 with this the same 7 and 3 (other copies). The
+    bf16 backbone reordered 2 and changed 1 alone, 3 and 2 with this; its speed there is unmeasured on CPUs without
+    VNNI (where that path runs), so "auto" pairs this with int8 only.
 
     A block with more than `MAX_BF16_SCORES` scores, explicit attention (`eager`), training and autograd run the
     class's forward.
