@@ -284,6 +284,9 @@ def test_optimize_for_inference(detector: RFDETR, monkeypatch) -> None:
         detector.optimize_for_inference(dtype="float32", quantize=True)  # int8 backbone linears ("auto" on VNNI CPUs)
         assert detector.model._hf_rfdetr_optimization.int8
         assert abs(len(detector.predict(image, threshold=0.3)) - len(reference)) <= 2
+        detector.optimize_for_inference(dtype="float32", quantize=True, bf16_attention=True)
+        assert detector.model._hf_rfdetr_optimization.bf16_attention
+        assert abs(len(detector.predict(image, threshold=0.3)) - len(reference)) <= 2
         with pytest.raises(ValueError, match="floating-point torch dtype"):
             detector.optimize_for_inference(dtype="int8")
     finally:

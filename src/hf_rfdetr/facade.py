@@ -370,13 +370,16 @@ class RFDETR:
         backbone_only: bool = True,
         quantize: bool | str = "auto",
         tune_allocator: bool = True,
+        bf16_attention: bool | str = "auto",
     ) -> None:
         """Make `predict` faster, in place, with `hf_rfdetr.optimize` (nothing is copied).
 
         By default the backbone, about 85% of the CPU time, runs its linear layers in int8 on CPUs with int8 dot
-        products (AVX512-VNNI, AVX-VNNI), else in bfloat16 on CPUs with native bf16 (AVX512-BF16, AMX) and on CUDA;
-        the rest of the model stays float32, so the detections stay those of float32 (scores within 0.003 on the demo
-        checkpoint). Elsewhere it stays float32 (emulated bf16 is slower). `dtype` may name the precision instead
+        products (AVX512-VNNI, AVX-VNNI), with its attention in bf16 where the CPU also has native bf16
+        (`bf16_attention`), else in bfloat16 on CPUs with native bf16 (AVX512-BF16, AMX) and on CUDA; the rest of
+        the model stays float32, so the detections stay close to those of float32 (scores within 0.004 on the demo
+        checkpoint; a detection changes on 3 of 32 rotated, mirrored and cropped copies of it, where near-tied
+        proposals swap). Elsewhere it stays float32 (emulated bf16 is slower). `dtype` may name the precision instead
         (torch.bfloat16, torch.float16, torch.float32 or their names; int8 then only with `quantize=True`);
         `backbone_only=False` autocasts the whole forward (a few percent faster, scores move by up to 0.1).
         `tune_allocator` keeps freed memory in the process on Linux (glibc), so that each `predict` does not
@@ -395,7 +398,14 @@ class RFDETR:
 
         del batch_size
         self.remove_optimized_model()
-        optimize(self.model, dtype=dtype, backbone_only=backbone_only, quantize=quantize, tune_allocator=tune_allocator)
+        optimize(
+            self.model,
+            dtype=dtype,
+            backbone_only=backbone_only,
+            quantize=quantize,
+            tune_allocator=tune_allocator,
+            bf16_attention=bf16_attention,
+        )
         forward = _PixelsOnly(self.model)
         self._optimized = torch.compile(forward) if compile else forward
 
