@@ -19,7 +19,8 @@ speeds up every model here alike; `separate_processes.py` gives each model a pro
 them; the table shows median milliseconds and the median over rounds of the ratio of each model's
 time to the faster reference's (< 1: faster than both references). The floor is the forward's FLOPs (counted with
 `torch.utils.flop_counter.FlopCounterMode` on our float32 forward, a multiply-add = 2 FLOPs) over the throughput of a
-large matmul measured on this machine, in float32 and in bfloat16. The goals of issue 13: `optimized` Base within
+2048^3 matmul, in float32 and in bfloat16, raced each round beside the models: a model's ratio to the floor is the
+median over rounds of its time over that round's floor (the machine's speed drifts within a run). The goals of issue 13: `optimized` Base within
 1.5x the bf16 floor, `fp32` within 0.85x the faster reference. Also printed: the largest logit difference of each
 model to ours in float32 (transformers' port differs from the original for Base's 4 windows; with random weights
 many two-stage proposals nearly tie, so any rounding reorders queries and this column says little about reduced
@@ -62,8 +63,27 @@ import hf_rfdetr  # noqa: E402
 from hf_rfdetr.optimization import has_native_bf16  # noqa: E402
 from tests.conftest import converted_model, reference_model  # noqa: E402
 
+#: The floor's matmul: (FLOOR_SIZE x FLOOR_SIZE) @ (FLOOR_SIZE x FLOOR_SIZE).
+FLOOR_SIZE = 2048
+#: The floor runners raced beside the models, one matmul per round each.
+FLOOR_RUNNERS = {"fp32 matmul": torch.float32, "bf16 matmul": torch.bfloat16}
 
-def matmul_gflops(dtype: torch.dtype, size: int = 2048, repeats: int = 5) -> float:
+
+def floor_matmul(dtype: torch.dtype) -> Callable[[], torch.Tensor]:
+    """One (FLOOR_SIZE x FLOOR_SIZE) matmul in `dtype`, to time beside the models (`floor_ms`)."""
+    a, b = torch.randn(FLOOR_SIZE, FLOOR_SIZE).to(dtype), torch.randn(FLOOR_SIZE, FLOOR_SIZE).to(dtype)
+    return lambda: torch.mm(a, b)
+
+
+def floor_ms(gflop: float, matmul_ms: list[float]) -> list[float]:
+    """Per round, the milliseconds `gflop` takes at the rate of that round's floor matmul: the floor as fast as the
+    machine was in that round (on a shared VM its speed drifts by 10-15% within a run, so a floor measured once at
+    the start skews every ratio to it)."""
+    matmul_gflop = 2 * FLOOR_SIZE**3 / 1e9
+    return [gflop * milliseconds / matmul_gflop for milliseconds in matmul_ms]
+
+
+def matmul_gflops(dtype: torch.dtype, size: int = FLOOR_SIZE, repeats: int = 5) -> float:
     """Best throughput of a (size x size) @ (size x size) matmul in `dtype`, GFLOP/s."""
     a, b = torch.randn(size, size).to(dtype), torch.randn(size, size).to(dtype)
     best = float("inf")
@@ -112,26 +132,33 @@ def logits_of(output) -> torch.Tensor:
 RESULTS: dict[str, dict[str, float]] = {}
 
 
-def report(variant: str, timings: dict[str, list[float]], gflop: float, floors: dict[str, float], deltas) -> None:
+def report(variant: str, timings: dict[str, list[float]], gflop: float, deltas, best_gflops: dict[str, float]) -> None:
+    """The table of one variant's race; `timings` holds the models' and the floor matmuls' (FLOOR_RUNNERS) rounds;
+    `best_gflops` the best matmul rates timed at the start, for a second ratio to the bf16 floor."""
+    floors = {name.split()[0]: floor_ms(gflop, timings.pop(name)) for name in FLOOR_RUNNERS}
     references = [name for name in ("rfdetr", "transformers") if name in timings]
     rounds = len(next(iter(timings.values())))
     faster_reference = [min(timings[name][i] for name in references) for i in range(rounds)]
     print(
-        f"\n{variant}: {gflop:.1f} GFLOP per forward; floor {floors['fp32']:.0f} ms fp32, {floors['bf16']:.0f} ms bf16"
+        f"\n{variant}: {gflop:.1f} GFLOP per forward; floor (median of the rounds' matmuls) "
+        f"{statistics.median(floors['fp32']):.0f} ms fp32, {statistics.median(floors['bf16']):.0f} ms bf16"
     )
     print(
         f"{'model':<14}{'median ms':>10}{'/ faster ref':>14}{'/ fp32 floor':>14}{'/ bf16 floor':>14}{'max|dlogits|':>14}"
     )
     for name, values in timings.items():
-        median = statistics.median(values)
         ratio = statistics.median(value / best for value, best in zip(values, faster_reference))
+        to_floor = {kind: statistics.median(v / f for v, f in zip(values, floors[kind])) for kind in floors}
         print(
-            f"{name:<14}{median:>10.1f}{ratio:>14.2f}{median / floors['fp32']:>14.2f}"
-            f"{median / floors['bf16']:>14.2f}{deltas[name]:>14.1e}"
+            f"{name:<14}{statistics.median(values):>10.1f}{ratio:>14.2f}{to_floor['fp32']:>14.2f}"
+            f"{to_floor['bf16']:>14.2f}{deltas[name]:>14.1e}"
         )
         if name in ("fp32", "optimized"):
             RESULTS.setdefault(variant, {})[f"{name} forward / faster reference"] = ratio
-    RESULTS[variant]["optimized forward / bf16 floor"] = statistics.median(timings["optimized"]) / floors["bf16"]
+        if name == "optimized":
+            RESULTS[variant]["optimized forward / bf16 floor"] = to_floor["bf16"]
+            best = statistics.median(values) / (gflop / best_gflops["bf16"] * 1e3)
+            print(f"{'':<14}(optimized / bf16 floor at the start's best matmul: {best:.2f})")
 
 
 SETTINGS: dict[str, Callable[[torch.nn.Module], torch.nn.Module]] = {
@@ -259,7 +286,6 @@ def main() -> None:
         size = ours.config.resolution
         pixel_values = torch.randn(args.batch, 3, size, size, generator=torch.Generator().manual_seed(0))
         gflop = forward_gflop(ours, pixel_values)
-        floors = {kind: gflop / rate * 1000 for kind, rate in gflops.items()}
         models = {"rfdetr": reference_model(variant)}
         transformers_model = transformers_reference(variant)
         if transformers_model is not None:
@@ -278,11 +304,11 @@ def main() -> None:
             deltas = {
                 name: (logits_of(model(pixel_values)) - expected).abs().max().item() for name, model in models.items()
             }
+        runs = {name: lambda m=m, x=pixel_values: m(x) for name, m in models.items()}
+        runs.update({name: floor_matmul(dtype) for name, dtype in FLOOR_RUNNERS.items()})
         with torch.inference_mode():
-            timings = interleaved_ms(
-                {name: lambda m=m, x=pixel_values: m(x) for name, m in models.items()}, args.repeats
-            )
-        report(variant, timings, gflop, floors, deltas)
+            timings = interleaved_ms(runs, args.repeats)
+        report(variant, timings, gflop, deltas, gflops)
         weights = sum(t.nbytes for t in optimized.state_dict().values()) / 2**20
         RESULTS.setdefault(variant, {})["process RSS after optimize / before"] = after / before
         print(

@@ -25,7 +25,8 @@ in `cpu_fast_path.py`, so that load from elsewhere on the machine hits all alike
 slower for seconds at a time); each call is timed around its round trip to the process (the pipe adds well under a
 millisecond). The table gives the median milliseconds and the median over rounds of the ratio to the round's
 reference (rfdetr's predict for the predicts, the faster of rfdetr's and transformers' forwards for the forwards), and
-the optimized forward over the machine's bf16 matmul floor (as in `cpu_fast_path.py`).
+the optimized forward over the machine's bf16 matmul floor, per round: a worker times one bf16 2048^3 matmul each round
+(as in `cpu_fast_path.py`).
 """
 
 from __future__ import annotations
@@ -46,11 +47,19 @@ os.environ.setdefault("HF_HUB_OFFLINE", "1")
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))  # for the tests' reference builders
 
-from cpu_fast_path import FACADES, forward_gflop, matmul_gflops, transformers_reference  # noqa: E402
+from cpu_fast_path import (  # noqa: E402
+    FACADES,
+    floor_matmul,
+    floor_ms,
+    forward_gflop,
+    matmul_gflops,
+    transformers_reference,
+)
 from interleave import interleaved_processes_ms  # noqa: E402
 
 PREDICTS = ["rfdetr predict", "ours predict", "fast predict"]
 FORWARDS = ["rfdetr forward", "transformers forward", "fp32 forward", "optimized forward", "optimized, glibc defaults"]
+FLOOR = "bf16 matmul"  # the floor's matmul, raced in its own process (`cpu_fast_path.floor_ms`)
 
 
 def load_runner(name: str, variant: str, checkpoint: Path):
@@ -60,6 +69,8 @@ def load_runner(name: str, variant: str, checkpoint: Path):
     import hf_rfdetr
     from hf_rfdetr.demo_assets import DEMO_IMAGE
 
+    if name == FLOOR:
+        return floor_matmul(torch.bfloat16)
     facade = FACADES[variant]
     if name.endswith("predict"):
         image = Image.open(DEMO_IMAGE).convert("RGB").resize((640, 480))
@@ -107,7 +118,7 @@ def race(variant: str, checkpoint: Path, repeats: int, warmup: int = 3) -> dict[
     from here: the pipe's round trip (well under a millisecond) is included."""
     commands = {
         name: [sys.executable, __file__, "--worker", name, "--variants", variant, "--checkpoint", str(checkpoint)]
-        for name in PREDICTS + FORWARDS
+        for name in [*PREDICTS, *FORWARDS, FLOOR]
     }
     return interleaved_processes_ms(commands, repeats, warmup)
 
@@ -140,28 +151,35 @@ def main() -> None:
             torch.save({"model": reference_model(variant).state_dict()}, checkpoint)
             ours = converted_model(variant)
             size = ours.config.resolution
-            floor = forward_gflop(ours, torch.randn(1, 3, size, size)) / bf16_gflops * 1000
+            gflop = forward_gflop(ours, torch.randn(1, 3, size, size))
             del ours
             timings = race(variant, checkpoint, args.repeats)
-            results[variant] = report(variant, timings, floor)
+            results[variant] = report(variant, timings, floor_ms(gflop, timings.pop(FLOOR)), gflop / bf16_gflops * 1e3)
     if args.json:
         args.json.write_text(json.dumps(results, indent=2))
 
 
-def report(variant: str, timings: dict[str, list[float]], floor: float) -> dict[str, float]:
-    """Print the table; return the key ratios (the names speed_report.py reads)."""
+def report(variant: str, timings: dict[str, list[float]], floor: list[float], best_floor: float) -> dict[str, float]:
+    """Print the table; return the key ratios (the names speed_report.py reads). `floor`: each round's bf16 floor;
+    `best_floor`: the floor at the best of the matmuls timed at the start."""
     rounds = len(timings["rfdetr predict"])
     references = [name for name in ("rfdetr forward", "transformers forward") if name in timings]
     faster = [min(timings[name][i] for name in references) for i in range(rounds)]
-    print(f"\n{variant}: each runner in a process of its own, {rounds} rounds; bf16 floor {floor:.0f} ms")
+    print(
+        f"\n{variant}: each runner in a process of its own, {rounds} rounds; bf16 floor {statistics.median(floor):.0f} ms"
+        " (median of the rounds' matmuls)"
+    )
     print(f"{'runner':<26}{'median ms':>10}{'/ reference':>13}")
     ratios: dict[str, float] = {}
     for name, values in timings.items():
         reference = timings["rfdetr predict"] if name in PREDICTS else faster
         ratios[name] = statistics.median(value / base for value, base in zip(values, reference))
         print(f"{name:<26}{statistics.median(values):>10.1f}{ratios[name]:>13.2f}")
-    optimized_floor = statistics.median(timings["optimized forward"]) / floor
-    print(f"optimized forward / bf16 floor: {optimized_floor:.2f}")
+    optimized_floor = statistics.median(value / base for value, base in zip(timings["optimized forward"], floor))
+    best = statistics.median(timings["optimized forward"]) / best_floor
+    print(
+        f"optimized forward / bf16 floor: {optimized_floor:.2f} per round ({best:.2f} against the start's best matmul)"
+    )
     return {
         "fast predict / rfdetr predict": ratios["fast predict"],
         "ours predict / rfdetr predict": ratios["ours predict"],
