@@ -70,9 +70,12 @@ FLOOR_RUNNERS = {"fp32 matmul": torch.float32, "bf16 matmul": torch.bfloat16}
 
 
 def floor_matmul(dtype: torch.dtype) -> Callable[[], torch.Tensor]:
-    """One (FLOOR_SIZE x FLOOR_SIZE) matmul in `dtype`, to time beside the models (`floor_ms`)."""
+    """One (FLOOR_SIZE x FLOOR_SIZE) matmul in `dtype`, to time beside the models (`floor_ms`). It writes into a
+    preallocated output: a fresh 8-16 MB one would be mapped and page-faulted in at every call under glibc's defaults
+    (about 12 ms here, in a worker process of its own)."""
     a, b = torch.randn(FLOOR_SIZE, FLOOR_SIZE).to(dtype), torch.randn(FLOOR_SIZE, FLOOR_SIZE).to(dtype)
-    return lambda: torch.mm(a, b)
+    out = torch.empty(FLOOR_SIZE, FLOOR_SIZE, dtype=dtype)
+    return lambda: torch.mm(a, b, out=out)
 
 
 def floor_ms(gflop: float, matmul_ms: list[float]) -> list[float]:
