@@ -25,8 +25,10 @@ in `cpu_fast_path.py`, so that load from elsewhere on the machine hits all alike
 slower for seconds at a time); each call is timed around its round trip to the process (the pipe adds well under a
 millisecond). The table gives the median milliseconds and the median over rounds of the ratio to the round's
 reference (rfdetr's predict for the predicts, the faster of rfdetr's and transformers' forwards for the forwards), and
-the optimized forward over the machine's bf16 matmul floor, per round: a worker times one bf16 2048^3 matmul each round
-(as in `cpu_fast_path.py`).
+the optimized forward over the machine's bf16 matmul floor: against the best of the bf16 2048^3 matmuls timed at the
+start, and per round, where a worker times one such matmul each round (as `cpu_fast_path.py` does in one process). That
+worker, idle between rounds, timed about 20% slower than the same matmul in a busy process, so the per-round ratio
+reads low; the first is the key ratio (`speed_report.py`).
 """
 
 from __future__ import annotations
@@ -175,10 +177,13 @@ def report(variant: str, timings: dict[str, list[float]], floor: list[float], be
         reference = timings["rfdetr predict"] if name in PREDICTS else faster
         ratios[name] = statistics.median(value / base for value, base in zip(values, reference))
         print(f"{name:<26}{statistics.median(values):>10.1f}{ratios[name]:>13.2f}")
-    optimized_floor = statistics.median(value / base for value, base in zip(timings["optimized forward"], floor))
-    best = statistics.median(timings["optimized forward"]) / best_floor
+    # The matmul worker, idle between rounds like the others, times about 20% slower than the same matmul in a busy
+    # process, which flatters the per-round ratio; the key ratio is the stricter one, against the start's best matmul.
+    per_round = statistics.median(value / base for value, base in zip(timings["optimized forward"], floor))
+    optimized_floor = statistics.median(timings["optimized forward"]) / best_floor
     print(
-        f"optimized forward / bf16 floor: {optimized_floor:.2f} per round ({best:.2f} against the start's best matmul)"
+        f"optimized forward / bf16 floor: {optimized_floor:.2f} against the start's best matmul ({per_round:.2f} per "
+        "round)"
     )
     return {
         "fast predict / rfdetr predict": ratios["fast predict"],
