@@ -118,13 +118,25 @@ def _drift(model, processor, image: Image.Image, settings: dict) -> Drift:
     )
 
 
+# bf16 attention is measured, and used by default, with 8-bit activations only (CPUs with VNNI): with the 7-bit ones
+# fbgemm needs elsewhere it changed 5 of the 32 census copies (the scene among them) instead of 3.
+eight_bit_only = pytest.mark.skipif(
+    not optimization.has_int8_dot_products(), reason="bf16 attention pairs with 8-bit int8 activations (VNNI) only"
+)
+
+
+def _fast_path_params(*copies: str) -> list:
+    """(copy, path) pytest params, or paths alone without copies; bf16 attention's marked `eight_bit_only`."""
+    cases = [(*copies_, path) for copies_ in ([(copy,) for copy in copies] or [()]) for path in sorted(FAST_PATHS)]
+    return [pytest.param(*case, marks=[eight_bit_only] if "attention" in case[-1] else []) for case in cases]
+
+
 # The rotated copy's two-stage selection sits on a near tie that bf16 attention tips (a proposal scored 0.20 in float32
 # comes out at 0.39), as int8 alone tips a cropped copy: `test_drift_census` bounds how often that happens.
 PER_COPY = [
-    (copy, path)
-    for copy in ("scene", "mirrored", "flipped", "rotated")
-    for path in sorted(FAST_PATHS)
-    if (copy, path) != ("rotated", "int8, bf16 attention")
+    param
+    for param in _fast_path_params("scene", "mirrored", "flipped", "rotated")
+    if param.values != ("rotated", "int8, bf16 attention")
 ]
 
 
@@ -153,12 +165,13 @@ def _census_copies() -> list[Image.Image]:
 
 # Measured on an AMD EPYC (VNNI, AVX512-BF16), of the 32 census copies: int8 changed detections in 3 (and reordered
 # the two-stage proposals of 7: a per-query logit error above 0.1), int8 with bf16 attention in 3 (7), the bf16
-# backbone in 1 (2); the median per-query logit error was 0.019, 0.019 and 0.004.
+# backbone in 1 (2); the median per-query logit error was 0.019, 0.019 and 0.004. With 7-bit activations (as without
+# VNNI, simulated), int8 changed 3 with a median of 0.032.
 CENSUS_MAX_CHANGED = 4
-CENSUS_MEDIAN_LOGIT_ERROR = 0.03
+CENSUS_MEDIAN_LOGIT_ERROR = {"8-bit": 0.03, "7-bit": 0.05}
 
 
-@pytest.mark.parametrize("path", sorted(FAST_PATHS))
+@pytest.mark.parametrize("path", _fast_path_params())
 def test_drift_census(demo, path: str) -> None:
     """How often a fast path changes the float32 detections, over 32 rotated, mirrored and cropped copies."""
     drifts = [_drift(*demo, image, FAST_PATHS[path]) for image in _census_copies()]
@@ -166,7 +179,8 @@ def test_drift_census(demo, path: str) -> None:
     median_logit_error = statistics.median(drift.logit_error for drift in drifts)
     print(f"{path}: detections changed in copies {changed}, median per-query logit error {median_logit_error:.4f}")
     assert len(changed) <= CENSUS_MAX_CHANGED, [drifts[index].changed for index in changed]
-    assert 0 < median_logit_error <= CENSUS_MEDIAN_LOGIT_ERROR
+    bits = "7-bit" if FAST_PATHS[path]["quantize"] and not optimization.has_int8_dot_products() else "8-bit"
+    assert 0 < median_logit_error <= CENSUS_MEDIAN_LOGIT_ERROR[bits]
     assert sum(drift.compared for drift in drifts) >= len(drifts)  # detections were compared
 
 
@@ -217,6 +231,9 @@ def test_auto_follows_the_cpu(monkeypatch) -> None:
         hf_rfdetr.optimize(model, bf16_attention="yes")
     assert hf_rfdetr.optimize(model, quantize=True, dtype="float32")._hf_rfdetr_optimization.bf16_attention
     assert not hf_rfdetr.optimize(model, quantize=True, bf16_attention=False)._hf_rfdetr_optimization.bf16_attention
+    monkeypatch.setattr(optimization, "has_int8_dot_products", lambda: False)  # 7-bit activations: SDPA stays
+    assert not hf_rfdetr.optimize(model, quantize=True, dtype="float32")._hf_rfdetr_optimization.bf16_attention
+    monkeypatch.setattr(optimization, "has_int8_dot_products", lambda: True)
     monkeypatch.setattr(optimization, "has_native_bf16", lambda: False)  # emulated bf16: SDPA stays
     assert not hf_rfdetr.optimize(model, quantize=True, dtype="float32")._hf_rfdetr_optimization.bf16_attention
     hf_rfdetr.restore(model)

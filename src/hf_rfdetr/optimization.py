@@ -16,7 +16,7 @@ What it does (chosen by measurement, see `benchmarks/cpu_fast_path.py` and `test
   changes a detection in 3, where near-tied two-stage proposals swap (`tests/test_optimize.py::test_drift_census`).
   On a 2-core AMD EPYC (VNNI, BF16) the backbone alone in int8 made the forward 0.51x rfdetr's on Nano and 0.53x on
   Base, and 0.8x the bf16 backbone path (`benchmarks/cpu_fast_path.py`).
-- With int8, on CPUs with native bf16, `bf16_attention="auto"` runs the backbone's attention as two bf16 matrix
+- With int8 on CPUs with VNNI (8-bit activations) and native bf16, `bf16_attention="auto"` runs the backbone's attention as two bf16 matrix
   products around a float32-accumulated softmax (`_bf16_attention_forward`): `scaled_dot_product_attention`'s CPU
   kernel is no faster in bf16 than in float32. In place it made the int8 forward 3.5-7% faster on Nano and 9-13% on
   Base (`benchmarks/fast_path_breakdown.py`), with the same drift census as int8 alone (changed detections in 3 of 32
@@ -246,8 +246,8 @@ def optimize(
             Linux: a process-wide setting that `restore` leaves in place), so that each forward does not page-fault
             its working set back in.
         bf16_attention: the backbone's attention as two bfloat16 matrix products around a softmax
-            (`_bf16_attention_forward`) instead of `scaled_dot_product_attention`: "auto" (with int8, on a CPU with
-            native bf16), True or False.
+            (`_bf16_attention_forward`) instead of `scaled_dot_product_attention`: "auto" (with int8 on a CPU with
+            int8 dot products and native bf16), True or False.
 
     Returns:
         `model`, with `is_optimized(model)` True; `restore(model)` undoes it exactly.
@@ -427,8 +427,8 @@ def _int8_linear_forward(self: nn.Linear, hidden_states: torch.Tensor) -> torch.
 
 def _resolve_bf16_attention(bf16_attention: bool | str, int8: bool, device: torch.device) -> bool:
     """Whether the backbone's attention runs `_bf16_attention_forward` (see `optimize`)."""
-    if bf16_attention == "auto":
-        return int8 and device.type == "cpu" and has_native_bf16()
+    if bf16_attention == "auto":  # with 8-bit activations only (see `_bf16_attention_forward`)
+        return int8 and device.type == "cpu" and has_int8_dot_products() and has_native_bf16()
     if not isinstance(bf16_attention, bool):
         raise ValueError(f'bf16_attention must be "auto", True or False, got {bf16_attention!r}')
     return bf16_attention
@@ -464,7 +464,8 @@ def _bf16_attention_forward(
     mirrored and cropped copies of the demo image (`tests/test_optimize.py::test_drift_census`), int8 reordered the
     two-stage proposals of 7 and changed a detection in 3, and int8 with this the same 7 and 3 (other copies). The
     bf16 backbone reordered 2 and changed 1 alone, 3 and 2 with this; its speed there is unmeasured on CPUs without
-    VNNI (where that path runs), so "auto" pairs this with int8 only.
+    VNNI (where that path runs), so "auto" pairs this with int8 only, and with its 8-bit activations only: with the
+    7-bit ones fbgemm needs without VNNI (simulated), int8 changed 3 copies, and 5 with this.
 
     A block with more than `MAX_BF16_SCORES` scores, explicit attention (`eager`), training and autograd run the
     class's forward.
