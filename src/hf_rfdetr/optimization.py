@@ -16,12 +16,12 @@ What it does (chosen by measurement, see `benchmarks/cpu_fast_path.py` and `test
   changes a detection in 3, where near-tied two-stage proposals swap (`tests/test_optimize.py::test_drift_census`).
   On a 2-core AMD EPYC (VNNI, BF16) the backbone alone in int8 made the forward 0.51x rfdetr's on Nano and 0.53x on
   Base, and 0.8x the bf16 backbone path (`benchmarks/cpu_fast_path.py`).
-- With int8 on CPUs with VNNI (8-bit activations) and native bf16, `bf16_attention="auto"` runs the backbone's attention as two bf16 matrix
-  products around a float32-accumulated softmax (`_bf16_attention_forward`): `scaled_dot_product_attention`'s CPU
-  kernel is no faster in bf16 than in float32. In place it made the int8 forward 3.5-7% faster on Nano and 9-13% on
-  Base (`benchmarks/fast_path_breakdown.py`), with the same drift census as int8 alone (changed detections in 3 of 32
-  copies, other ones). With the bf16 backbone it changed 2 copies instead of 1, and that path runs on CPUs without
-  VNNI, where its speed is unmeasured, so "auto" leaves it off there.
+- With int8 on CPUs with VNNI (8-bit activations) and native bf16, `bf16_attention="auto"` runs the backbone's
+  attention as two bf16 matrix products around a float32-accumulated softmax (`_bf16_attention_forward`):
+  `scaled_dot_product_attention`'s CPU kernel is no faster in bf16 than in float32. In place it made the int8 forward
+  3.5-7% faster on Nano and 9-13% on Base (`benchmarks/fast_path_breakdown.py`), with the same drift census as int8
+  alone (changed detections in 3 of 32 copies, other ones). With the bf16 backbone it changed 2 copies instead of 1,
+  and that path runs on CPUs without VNNI, where its speed is unmeasured, so "auto" leaves it off there.
 - Elsewhere the backbone runs under `torch.autocast` in bfloat16 (`dtype="auto"` picks bfloat16 only on CPUs with
   native bf16 instructions, AVX512-BF16 / AMX / Arm BF16: oneDNN emulates it elsewhere, slower than float32; on CUDA
   bfloat16 where supported, else float16). The rest stays float32, where bf16 moves the scores by up to 0.1 and
