@@ -220,6 +220,21 @@ def test_pipeline_runs_the_onnx_model(tmp_path: Path) -> None:
     assert np.allclose([d["score"] for d in ours], [d["score"] for d in theirs], atol=ATOL)
 
 
+def test_an_onnx_folder_given_to_the_pytorch_loaders_names_the_onnx_runner(tiny_export, tmp_path: Path) -> None:
+    """An export folder holds model.onnx and no PyTorch weights: the PyTorch loaders (and the pipeline through them)
+    say so and name `RFDetrOnnxModel`, instead of transformers' "no file named model.safetensors"."""
+    _, folder = tiny_export
+    expected = r"holds an ONNX export \(model\.onnx.*\), not PyTorch weights.*RFDetrOnnxModel\.from_pretrained"
+    with pytest.raises(OSError, match=expected):
+        RFDetrForObjectDetection.from_pretrained(folder)
+    with pytest.raises(ValueError, match=expected):
+        pipeline("object-detection", model=str(folder))
+    RFDetrConfig.from_pretrained(folder).save_pretrained(tmp_path)  # a folder without weights or graphs: as before
+    with pytest.raises(OSError, match="no file named") as raised:
+        RFDetrForObjectDetection.from_pretrained(tmp_path)
+    assert "ONNX" not in str(raised.value)
+
+
 def test_quantized_and_fp16_graphs(tiny_export, tmp_path: Path) -> None:
     """int8: quantised weights, same interface. fp16: the float16 model (as Optimum's dtype="fp16"), close outputs."""
     model, folder = tiny_export

@@ -83,6 +83,22 @@ def _damaged_weights_message(source: str | Path, kwargs: dict, error: Exception)
     return f"{where}: damaged or truncated, safetensors cannot read it ({error}); {remedy}"
 
 
+def _onnx_only(source: str | Path | None, subfolder: str | None) -> list[str]:
+    """The `.onnx` files of a local folder that holds no PyTorch weights (an `export()` folder), else []."""
+    folder = Path(str(source)) / (subfolder or "")
+    if not folder.is_dir() or any(folder.glob("*.safetensors")) or any(folder.glob("*.bin")):
+        return []
+    return sorted(path.name for path in folder.glob("*.onnx"))
+
+
+def _onnx_folder_message(source: str | Path, onnx_files: list[str]) -> str:
+    return (
+        f"{source} holds an ONNX export ({', '.join(onnx_files)}), not PyTorch weights (model.safetensors): run it "
+        f"with hf_rfdetr.RFDetrOnnxModel.from_pretrained({str(source)!r}) (onnxruntime), which pipeline() also takes "
+        "as model=, or load the folder the model was exported from"
+    )
+
+
 def _cached_safetensors(repo_id: str, subfolder: str, kwargs: dict) -> list[Path]:
     """The Hub cache's copies of `model.safetensors` and of the shards its index names, for `repo_id`."""
     from huggingface_hub import try_to_load_from_cache
@@ -273,6 +289,11 @@ class RFDetrPreTrainedModel(PreTrainedModel):
             loaded = super().from_pretrained(pretrained_model_name_or_path, *args, **kwargs)
         except SafetensorError as error:
             raise OSError(_damaged_weights_message(pretrained_model_name_or_path, kwargs, error)) from error
+        except OSError as error:
+            onnx_files = _onnx_only(pretrained_model_name_or_path, kwargs.get("subfolder"))
+            if not onnx_files:
+                raise
+            raise OSError(_onnx_folder_message(pretrained_model_name_or_path, onnx_files)) from error
         except RFDetrConfigError as error:
             raise error.located(pretrained_model_name_or_path) from None
         model = loaded[0] if isinstance(loaded, tuple) else loaded  # (model, loading_info) with output_loading_info
