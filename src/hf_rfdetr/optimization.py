@@ -416,10 +416,16 @@ def _(hidden_states: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor | No
     return hidden_states.new_empty((*hidden_states.shape[:-1], weight.shape[0]), dtype=torch.float32)
 
 
+def _inference_only(module: nn.Module, hidden_states: torch.Tensor, weight: torch.Tensor) -> bool:
+    """Whether `module` runs a fast forward: eval mode, and autograd needs no gradient (of `weight` or the input)."""
+    needs_grad = torch.is_grad_enabled() and (weight.requires_grad or hidden_states.requires_grad)
+    return not (module.training or needs_grad)
+
+
 def _int8_linear_forward(self: nn.Linear, hidden_states: torch.Tensor) -> torch.Tensor:
     """`int8_linear` in eval mode without autograd; the float32 linear in training mode or when autograd may need
     gradients."""
-    if self.training or (torch.is_grad_enabled() and (self.weight.requires_grad or hidden_states.requires_grad)):
+    if not _inference_only(self, hidden_states, self.weight):
         return F.linear(hidden_states, self.weight, self.bias)
     run = int8_linear if torch.compiler.is_compiling() else _int8_linear
     return run(hidden_states, self.weight, self.bias).to(hidden_states.dtype)
@@ -471,9 +477,8 @@ def _bf16_attention_forward(
     class's forward.
     """
     batch_size, length, channels = hidden_states.shape
-    needs_grad = torch.is_grad_enabled() and (hidden_states.requires_grad or self.qkv.weight.requires_grad)
     too_large = batch_size * self.num_heads * length * length > MAX_BF16_SCORES
-    if eager or self.training or needs_grad or too_large:
+    if eager or too_large or not _inference_only(self, hidden_states, self.qkv.weight):
         return type(self).forward(self, hidden_states, eager)
     head_dim = channels // self.num_heads
     qkv = self.qkv(hidden_states)
