@@ -2,11 +2,12 @@
 
     OMP_NUM_THREADS=2 python benchmarks/fast_path_breakdown.py [--variants nano base] [--repeats 10] [--threads 2]
 
-Ablations: `hf_rfdetr.optimize(model)` (its defaults: int8 backbone and decoder feed-forward linears on CPUs with
-VNNI, with the backbone's attention in bf16 on CPUs with native bf16) on a variant with random weights, timed
-interleaved (`interleave.interleaved_ms`) against the same forward with one part changed: the backbone's attention
-through `scaled_dot_product_attention` instead (`bf16_attention=False`), and with one part removed: all backbone
-attention (each attention returns its values), the global blocks' attention only, the windowed blocks' only, and GELU.
+Ablations: `hf_rfdetr.optimize(model)` (its defaults: int8 backbone and decoder feed-forward linears on CPUs with VNNI,
+with the backbone's attention in bf16 on CPUs with native bf16) on a variant with random weights, timed interleaved
+(`interleave.interleaved_ms`) against the same forward with one part changed: the backbone's attention through
+`scaled_dot_product_attention` instead (`bf16_attention=False`), the projector's convolutions on NCHW inputs
+(`channels_last=False`), and with one part removed: all backbone attention (each attention returns its values), the
+global blocks' attention only, the windowed blocks' only, and GELU.
 The outputs of an ablated forward are meaningless; only its time is. Printed: the median ms and the median over rounds
 of the ratio to the full forward (1 - ratio is that part's share).
 
@@ -99,9 +100,18 @@ def ablations(variant: str, repeats: int) -> None:
             for module, fast in fast_attentions.items():
                 module.forward = fast
 
+    def with_nchw_projector() -> None:
+        """The forward with the projector's convolutions on contiguous NCHW inputs (channels_last=False)."""
+        model.model.projector.set_memory_format(torch.contiguous_format)
+        try:
+            model(pixel_values)
+        finally:
+            model.model.projector.set_memory_format(torch.channels_last)
+
     runs = {
         "full": forward,
         "SDPA attention": with_sdpa,
+        "NCHW projector": with_nchw_projector,
         "no attention": lambda: forward(without(True, True)),
         "no global attention": lambda: forward(without(False, True)),
         "no windowed attention": lambda: forward(without(True, False)),

@@ -8,6 +8,7 @@ import pytest
 import torch
 
 from hf_rfdetr import RFDetrForObjectDetection
+from hf_rfdetr.models.rfdetr.backbone_rfdetr import window_partition, window_unpartition
 
 from .conftest import perturb_, tiny_config
 
@@ -285,3 +286,13 @@ def test_half_precision_weights_with_padding_and_labels(dtype: torch.dtype, segm
     assert (
         torch.isfinite(actual.loss) and abs(actual.loss.float() - expected.loss) < 0.06 * expected.loss
     )  # measured: 3%
+
+
+@pytest.mark.parametrize(("num_windows", "height", "width"), [(1, 4, 6), (2, 4, 6), (3, 6, 9)])
+def test_window_unpartition_restores_the_patch_grid_with_channels_last_strides(num_windows, height, width) -> None:
+    grid = torch.randn(2, height * width, 5)  # (B, H * W, C), row-major
+    tokens = torch.cat((torch.randn(2, 1, 5), grid), dim=1)
+    windows = window_partition(tokens, height, width, num_windows)[:, 1:]  # without their CLS copies
+    feature_map = window_unpartition(windows, height, width, num_windows)
+    assert torch.equal(feature_map, grid.transpose(1, 2).reshape(2, 5, height, width))
+    assert feature_map.stride()[1:] == (1, width * 5, 5)  # channels-last: (B, H, W, C) in memory

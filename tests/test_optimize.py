@@ -229,6 +229,9 @@ def test_auto_follows_the_cpu(monkeypatch) -> None:
         hf_rfdetr.optimize(model, quantize="int4")
     with pytest.raises(ValueError, match="bf16_attention must be"):
         hf_rfdetr.optimize(model, bf16_attention="yes")
+    with pytest.raises(ValueError, match="channels_last must be"):
+        hf_rfdetr.optimize(model, channels_last="yes")
+    assert hf_rfdetr.optimize(model)._hf_rfdetr_optimization.channels_last  # on the CPU
     assert hf_rfdetr.optimize(model, quantize=True, dtype="float32")._hf_rfdetr_optimization.bf16_attention
     assert not hf_rfdetr.optimize(model, quantize=True, bf16_attention=False)._hf_rfdetr_optimization.bf16_attention
     monkeypatch.setattr(optimization, "has_int8_dot_products", lambda: False)  # 7-bit activations: SDPA stays
@@ -244,7 +247,7 @@ def test_float32_changes_nothing_and_restore_is_exact() -> None:
     model = perturb_(RFDetrForObjectDetection(tiny_config()), seed=0).eval()
     pixel_values = torch.randn(2, 3, 64, 64)
     expected = _forward(model, pixel_values)
-    hf_rfdetr.optimize(model, dtype="float32")
+    hf_rfdetr.optimize(model, dtype="float32", channels_last=False)
     assert hf_rfdetr.is_optimized(model)
     assert torch.equal(_forward(model, pixel_values).logits, expected.logits)
     hf_rfdetr.optimize(model, dtype="bfloat16", backbone_only=False)  # the whole forward: it runs, outputs differ
@@ -497,3 +500,42 @@ def test_bf16_attention_is_attention_in_bf16_and_restore_is_exact(monkeypatch) -
     hf_rfdetr.restore(model)
     assert not any(hasattr(m, optimization._BF16_ATTENTION) or "forward" in vars(m) for m in model.modules())
     assert torch.equal(_forward(model, pixel_values).logits, full.logits)
+
+
+def _convolution_layouts(model: torch.nn.Module) -> list[str]:
+    """After each forward: the layout of the input of every convolution in the projector ("nchw", "channels_last")."""
+    layouts = []
+
+    def record(module, args) -> None:
+        (tensor,) = args
+        layouts.append("nchw" if tensor.is_contiguous() else "channels_last" if tensor.stride()[1] == 1 else "other")
+
+    for module in model.model.projector.modules():
+        if isinstance(module, (torch.nn.Conv2d, torch.nn.ConvTranspose2d)):
+            module.register_forward_pre_hook(record)
+    return layouts
+
+
+def test_channels_last_projector_stays_close_to_float32_and_restore_is_exact() -> None:
+    torch.manual_seed(0)
+    model = perturb_(RFDetrForObjectDetection(tiny_config(projector_scale=["P3", "P5"])), seed=0).eval()
+    layouts = _convolution_layouts(model)  # P3's transposed convolution, P5's strided one and both levels' C2f
+    pixel_values = torch.randn(2, 3, 64, 64)
+    expected = _forward(model, pixel_values)
+    assert layouts and set(layouts) == {"nchw"}  # the original's kernels and rounding
+    layouts.clear()
+    hf_rfdetr.optimize(model, dtype="float32", quantize=False, bf16_attention=False)  # "auto": channels-last on CPU
+    assert model._hf_rfdetr_optimization.channels_last
+    actual = _forward(model, pixel_values)
+    assert layouts and set(layouts) == {"channels_last"}
+    assert torch.allclose(actual.logits, expected.logits, atol=1e-4)
+    assert torch.allclose(actual.pred_boxes, expected.pred_boxes, atol=1e-5)
+    hf_rfdetr.restore(model)
+    layouts.clear()
+    restored = _forward(model, pixel_values)
+    assert set(layouts) == {"nchw"} and not any("memory_format" in vars(module) for module in model.modules())
+    assert torch.equal(restored.logits, expected.logits) and torch.equal(restored.pred_boxes, expected.pred_boxes)
+    hf_rfdetr.optimize(model, channels_last=False)
+    layouts.clear()
+    _forward(model, pixel_values)
+    assert not model._hf_rfdetr_optimization.channels_last and set(layouts) == {"nchw"}

@@ -371,6 +371,7 @@ class RFDETR:
         quantize: bool | str = "auto",
         tune_allocator: bool = True,
         bf16_attention: bool | str = "auto",
+        channels_last: bool | str = "auto",
     ) -> None:
         """Make `predict` faster, in place, with `hf_rfdetr.optimize` (nothing is copied).
 
@@ -384,6 +385,7 @@ class RFDETR:
         `backbone_only=False` autocasts the whole forward (a few percent faster, scores move by up to 0.1).
         `tune_allocator` keeps freed memory in the process on Linux (glibc), so that each `predict` does not
         page-fault its working set back in (`hf_rfdetr.optimization.keep_freed_memory`, a process-wide setting).
+        `channels_last` runs the projector's convolutions on channels-last inputs (on the CPU by default).
 
         `compile=True` also runs it through `torch.compile`. It is off by default (the original's default is on): on
         CPU compiling takes 5-30 s and was no faster than eager, in float32 or with the int8 backbone. The original traces the model with TorchScript
@@ -405,6 +407,7 @@ class RFDETR:
             quantize=quantize,
             tune_allocator=tune_allocator,
             bf16_attention=bf16_attention,
+            channels_last=channels_last,
         )
         forward = _PixelsOnly(self.model)
         self._optimized = torch.compile(forward) if compile else forward

@@ -112,11 +112,16 @@ def window_partition(tokens: torch.Tensor, height: int, width: int, num_windows:
 
 
 def window_unpartition(tokens: torch.Tensor, height: int, width: int, num_windows: int) -> torch.Tensor:
-    """Windowed patch tokens without CLS (B * num_windows**2, height * width / num_windows**2, C) -> (B, C, H, W)."""
+    """Windowed patch tokens without CLS (B * num_windows**2, height * width / num_windows**2, C) -> (B, C, H, W).
+
+    The map has channels-last strides: the windows are stitched into a (B, H, W, C) tensor (a copy that moves whole
+    channel vectors, several times faster than one that moves channels to the front) and permuted to (B, C, H, W)
+    without a copy. The projector lays it out as its convolutions want (`RFDetrProjectorLevel`).
+    """
     channels = tokens.shape[-1]
     win_h, win_w = height // num_windows, width // num_windows
     tokens = tokens.reshape(-1, num_windows, num_windows, win_h, win_w, channels)
-    return tokens.permute(0, 5, 1, 3, 2, 4).reshape(-1, channels, height, width)
+    return tokens.permute(0, 1, 3, 2, 4, 5).reshape(-1, height, width, channels).permute(0, 3, 1, 2)
 
 
 def multi_head_attention(
@@ -282,8 +287,7 @@ class RFDetrBackbone(nn.Module):
         )
 
     def _to_feature_map(self, hidden_states: torch.Tensor, height: int, width: int) -> torch.Tensor:
-        """Windowed tokens (B * nw**2, 1 + T, C) -> layer-normed patch features (B, C, height, width)."""
+        """Windowed tokens (B * nw**2, 1 + T, C) -> layer-normed patch features (B, C, height, width), channels-last
+        strides (`window_unpartition`)."""
         patches = self.layernorm(hidden_states)[:, 1:]
-        if self.config.num_windows == 1:
-            return patches.transpose(1, 2).reshape(patches.shape[0], -1, height, width)
         return window_unpartition(patches, height, width, self.config.num_windows)

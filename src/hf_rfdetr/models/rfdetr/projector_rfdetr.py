@@ -46,7 +46,10 @@ class RFDetrChannelLayerNorm(nn.Module):
 
 
 class RFDetrConvNormAct(nn.Module):
-    """Conv (no bias) -> channel LayerNorm -> activation."""
+    """Conv (no bias) -> channel LayerNorm -> activation, on an input laid out in `memory_format`."""
+
+    #: The layout the convolution reads (`RFDetrMultiScaleProjector.set_memory_format`).
+    memory_format: torch.memory_format = torch.contiguous_format
 
     def __init__(
         self, in_channels: int, out_channels: int, kernel_size: int, stride: int, activation: str, eps: float
@@ -59,9 +62,9 @@ class RFDetrConvNormAct(nn.Module):
         self.activation = nn.SiLU() if activation == "silu" else nn.ReLU()
 
     def forward(self, hidden_states: torch.Tensor) -> torch.Tensor:
-        # The channel LayerNorm leaves a permuted layout; a contiguous input keeps the convolution kernel (and its
-        # rounding) the same as the original's.
-        return self.activation(self.norm(self.conv(hidden_states.contiguous())))
+        # The channel LayerNorm leaves a channels-last layout. A contiguous input keeps the convolution kernel (and
+        # its rounding) the same as the original's; channels-last spares oneDNN's reorders.
+        return self.activation(self.norm(self.conv(hidden_states.contiguous(memory_format=self.memory_format))))
 
 
 class RFDetrBottleneck(nn.Module):
@@ -105,6 +108,9 @@ def _sampler(scale: float, channels: int, eps: float) -> nn.Module:
 class RFDetrProjectorLevel(nn.Module):
     """One pyramid level: resample every tap, concatenate, C2f, LayerNorm."""
 
+    #: The layout of the taps as the samplers read them (`RFDetrMultiScaleProjector.set_memory_format`).
+    memory_format: torch.memory_format = torch.contiguous_format
+
     def __init__(self, config: RFDetrConfig, scale: float) -> None:
         super().__init__()
         taps, channels = len(config.out_feature_indexes), config.backbone_hidden_size
@@ -115,7 +121,8 @@ class RFDetrProjectorLevel(nn.Module):
         self.norm = RFDetrChannelLayerNorm(config.d_model, eps)
 
     def forward(self, feature_maps: list[torch.Tensor]) -> torch.Tensor:
-        resampled = [sampler(feature_map) for sampler, feature_map in zip(self.samplers, feature_maps)]
+        taps = [feature_map.contiguous(memory_format=self.memory_format) for feature_map in feature_maps]
+        resampled = [sampler(tap) for sampler, tap in zip(self.samplers, taps)]
         return self.norm(self.c2f(torch.cat(resampled, dim=1)))
 
 
@@ -128,3 +135,14 @@ class RFDetrMultiScaleProjector(nn.Module):
 
     def forward(self, feature_maps: list[torch.Tensor]) -> list[torch.Tensor]:
         return [level(feature_maps) for level in self.levels]
+
+    def set_memory_format(self, memory_format: torch.memory_format) -> None:
+        """Lay out every convolution's input in `memory_format`: torch.contiguous_format (the default: the original's
+        kernels and rounding) or torch.channels_last (oneDNN's NHWC kernels, without reorders: on a 2-core AMD EPYC a
+        3x3 convolution of Base's C2f took 2.2 against 3.2 ms; the outputs move by about 1e-5)."""
+        for module in self.modules():
+            if isinstance(module, (RFDetrConvNormAct, RFDetrProjectorLevel)):
+                if memory_format == torch.contiguous_format:
+                    vars(module).pop("memory_format", None)  # the class default again
+                else:
+                    module.memory_format = memory_format
