@@ -100,7 +100,7 @@ class OptimizationSettings:
             eval mode).
         allocator_tuned: `keep_freed_memory()` applied glibc's settings to this process.
         bf16_attention: the backbone's attention products run in bfloat16 (without autograd, in eval mode).
-        channels_last: the projector's convolutions read channels-last inputs (`_projector`).
+        channels_last: the projector's convolutions read channels-last inputs (`set_memory_format`).
     """
 
     dtype: torch.dtype
@@ -258,7 +258,7 @@ def optimize(
             int8 dot products and native bf16), True or False.
         channels_last: the projector's convolutions on channels-last inputs
             (`RFDetrMultiScaleProjector.set_memory_format`): "auto" (on the CPU, where oneDNN's NHWC kernels need no
-            reorders: 1.6-2.2% off an int8 forward), True or False. The float32 outputs move by about 1e-5.
+            reorders: 1-3% off an int8 forward), True or False. The float32 outputs move by about 1e-5.
 
     Returns:
         `model`, with `is_optimized(model)` True; `restore(model)` undoes it exactly.
