@@ -21,6 +21,7 @@ Measured on a 2-core AMD EPYC (AVX-512 VNNI and BF16, 2 threads; issue 13's sixt
 - Nano: int8 forward 104 ms; attention 21% (the 4 global blocks 10%, the 8 windowed blocks 9%), GELU 3%.
 With bf16 attention (ninth closing note; `--repeats 12`): Base 348 ms, SDPA attention 1.104x that; attention 27%
 (global 20%, windowed 8%), GELU 5%. Nano 118 ms, SDPA 1.036x; attention 20% (global 11%, windowed 14%), GELU 5%.
+With the projector channels-last (tenth closing note; `--repeats 30`): Base's NCHW projector 1.027x the full forward.
 - Kernels: `_int_mm` alone 860-880 GOP/s (this CPU's int8 peak: AVX-512 in two 256-bit halves, 64 int8
   multiply-adds per cycle and core), `linear_dynamic` 640-735, `_int_mm` with eager ops 550-685 (no faster than
   `linear_dynamic`), bf16 400-430 GFLOP/s, float32 about 205.
