@@ -20,12 +20,12 @@ them; the table shows median milliseconds and the median over rounds of the rati
 time to the faster reference's (< 1: faster than both references). The floor is the forward's FLOPs (counted with
 `torch.utils.flop_counter.FlopCounterMode` on our float32 forward, a multiply-add = 2 FLOPs) over the throughput of a
 2048^3 matmul, in float32 and in bfloat16, raced each round beside the models: a model's ratio to the floor is the
-median over rounds of its time over that round's floor (the machine's speed drifts within a run). The goals of issue
-13: `optimized` Base within 1.5x the bf16 floor, `fp32` within 0.85x the faster reference. Also printed: the largest
-logit difference of each model to ours in float32 (transformers' port differs from the original for Base's 4 windows; with random weights
-many two-stage proposals nearly tie, so any rounding reorders queries and this column says little about reduced
-precision: the drift table below measures that on a trained checkpoint), and the resident memory (RSS) before and
-after `optimize`.
+median over rounds of its time over that round's floor (the machine's speed drifts within a run). The goals of issue 13:
+`optimized` Base within 1.5x the bf16 floor, `fp32` within 0.85x the faster reference. Also printed: the largest logit
+difference of each model to ours in float32 (transformers' port differs from the original for Base's 4 windows; with
+random weights many two-stage proposals nearly tie, so any rounding reorders queries and this column says little about
+reduced precision: the drift table below measures that on a trained checkpoint), and the resident memory (RSS) before
+and after `optimize`.
 
 Then (unless `--no-predict`) end to end on a 640x480 image: rfdetr's `RFDETRNano(...).predict` / `RFDETRBase`
 (its default, unoptimised), ours `RFDETRNano(...).predict` in float32 and after `optimize_for_inference()` (its

@@ -232,6 +232,8 @@ def test_auto_follows_the_cpu(monkeypatch) -> None:
     with pytest.raises(ValueError, match="channels_last must be"):
         hf_rfdetr.optimize(model, channels_last="yes")
     assert hf_rfdetr.optimize(model)._hf_rfdetr_optimization.channels_last  # on the CPU
+    with pytest.raises(ValueError, match=r"a \.projector module\); got Linear\. Pass channels_last=False"):
+        hf_rfdetr.optimize(torch.nn.Linear(2, 2), quantize=False, dtype="float32", bf16_attention=False)
     assert hf_rfdetr.optimize(model, quantize=True, dtype="float32")._hf_rfdetr_optimization.bf16_attention
     assert not hf_rfdetr.optimize(model, quantize=True, bf16_attention=False)._hf_rfdetr_optimization.bf16_attention
     monkeypatch.setattr(optimization, "has_int8_dot_products", lambda: False)  # 7-bit activations: SDPA stays

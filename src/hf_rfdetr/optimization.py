@@ -275,14 +275,14 @@ def optimize(
     if int8:
         _quantize_linears(int8_linears(model))
     if resolved != torch.float32:
-        target = _backbone(model, "backbone_only=True") if backbone_only else model
+        target = _stage(model, "backbone", "backbone_only=True") if backbone_only else model
         target.forward = types.MethodType(_autocast_forward(device.type, resolved), target)
     attention = _resolve_bf16_attention(bf16_attention, int8, device)
     if attention:
-        _bf16_attentions(_backbone(model, "bf16_attention=True"))
+        _bf16_attentions(_stage(model, "backbone", "bf16_attention=True"))
     layout = _resolve_auto(channels_last, "channels_last", device.type == "cpu")
     if layout:
-        _projector(model).set_memory_format(torch.channels_last)
+        _stage(model, "projector", "channels_last=True").set_memory_format(torch.channels_last)
     if compile:
         model.forward = torch.compile(model.forward)
     tuned = tune_allocator and device.type == "cpu" and keep_freed_memory()
@@ -310,7 +310,7 @@ def restore(model: nn.Module) -> nn.Module:
     for module in attentions:
         delattr(module, _BF16_ATTENTION)
     if getattr(model, _STATE).channels_last:
-        _projector(model).set_memory_format(torch.contiguous_format)
+        _stage(model, "projector", "channels_last=True").set_memory_format(torch.contiguous_format)
     delattr(model, _STATE)
     return model
 
@@ -355,7 +355,7 @@ def int8_linears(model: nn.Module) -> list[nn.Linear]:
     """The linear layers `optimize(model, quantize=True)` runs in int8: every one of the backbone's, and the
     feed-forward layers (fc1, fc2) of each decoder layer. The decoder's attention projections, sampling offsets and
     weights, and the heads stay float32: they place the samples and boxes."""
-    backbone = _backbone(model, "quantize=True")
+    backbone = _stage(model, "backbone", "quantize=True")
     decoder = getattr(getattr(model, "model", model), "decoder", None)
     feed_forward = [linear for layer in getattr(decoder, "layers", []) for linear in (layer.fc1, layer.fc2)]
     return [module for module in backbone.modules() if isinstance(module, nn.Linear)] + feed_forward
@@ -465,17 +465,6 @@ def _resolve_auto(option: bool | str, name: str, auto: bool) -> bool:
     return option
 
 
-def _projector(model: nn.Module) -> nn.Module:
-    """`model.model.projector` (RFDetrForObjectDetection) or `model.projector` (RFDetrModel)."""
-    projector = getattr(getattr(model, "model", model), "projector", None)
-    if not hasattr(projector, "set_memory_format"):
-        raise ValueError(
-            f"optimize(channels_last=True) needs an RFDetrForObjectDetection or RFDetrModel (a .projector module); got "
-            f"{type(model).__name__}. Pass channels_last=False"
-        )
-    return projector
-
-
 #: The most attention scores (batch x heads x queries x keys) `_bf16_attention_forward` computes at once, 128 MB in
 #: bf16 (Base's global blocks at batch 4); a larger block runs `scaled_dot_product_attention`, which holds none.
 MAX_BF16_SCORES = 1 << 26
@@ -532,12 +521,20 @@ def bf16_attention(query: torch.Tensor, key: torch.Tensor, value: torch.Tensor) 
     return torch.matmul(weights, value)
 
 
-def _backbone(model: nn.Module, option: str) -> nn.Module:
-    """`model.model.backbone` (RFDetrForObjectDetection) or `model.backbone` (RFDetrModel)."""
-    backbone = getattr(getattr(model, "model", model), "backbone", None)
-    if not isinstance(backbone, nn.Module):
+#: What to pass to `optimize` for a model without the stage an option changes (`_stage`).
+_WITHOUT_STAGE = {
+    "backbone": "backbone_only=False, quantize=False and bf16_attention=False to autocast its whole forward",
+    "projector": "channels_last=False",
+}
+
+
+def _stage(model: nn.Module, name: str, option: str) -> nn.Module:
+    """`model.model.<name>` (RFDetrForObjectDetection) or `model.<name>` (RFDetrModel): the backbone or projector
+    that `option` of `optimize` changes."""
+    stage = getattr(getattr(model, "model", model), name, None)
+    if not isinstance(stage, nn.Module):
         raise ValueError(
-            f"optimize({option}) needs an RFDetrForObjectDetection or RFDetrModel (a .backbone module); got "
-            f"{type(model).__name__}. Pass backbone_only=False and quantize=False to autocast its whole forward"
+            f"optimize({option}) needs an RFDetrForObjectDetection or RFDetrModel (a .{name} module); got "
+            f"{type(model).__name__}. Pass {_WITHOUT_STAGE[name]}"
         )
-    return backbone
+    return stage
