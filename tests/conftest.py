@@ -15,6 +15,24 @@ os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
 
 from hf_rfdetr import RFDetrConfig, RFDetrForObjectDetection  # noqa: E402
 
+
+def pytest_configure(config: pytest.Config) -> None:
+    """Under pytest-xdist (`pytest -n N`), each worker process takes its share of the cores for torch's intra-op
+    threads, so that N workers do not contend for the same cores (an OMP_NUM_THREADS the user set is kept)."""
+    workers = int(os.environ.get("PYTEST_XDIST_WORKER_COUNT", "1"))
+    if workers > 1 and "OMP_NUM_THREADS" not in os.environ:
+        torch.set_num_threads(max(1, (os.cpu_count() or 1) // workers))
+
+
+@pytest.fixture(autouse=True)
+def _torch_threads_restored():
+    """A test that changes torch's thread count (`torch.set_num_threads`) changes it for itself only."""
+    threads = torch.get_num_threads()
+    yield
+    if torch.get_num_threads() != threads:
+        torch.set_num_threads(threads)
+
+
 #: The original's config class per variant name of ours.
 REFERENCE_CONFIG_CLASSES = {
     "nano": "RFDETRNanoConfig",
