@@ -22,8 +22,9 @@ export HF_HUB_OFFLINE=1 TRANSFORMERS_OFFLINE=1 PIP_DISABLE_PIP_VERSION_CHECK=1
 TORCH_PINS=("torch==2.14.1" "torchvision==0.29.1")
 # One pytest-xdist worker per core (at most 4), each with its share of the cores for torch (tests/conftest.py). Most
 # tests run small models that keep one core busy at most: on 2 cores, env 1's suite took 754 s in 2 workers against
-# 1427 s in one process.
-PYTEST_ARGS=(-q --durations=10 -n auto --maxprocesses=4)
+# 1427 s in one process. Each file's tests stay together in one worker, in their order (--dist loadfile): README's
+# blocks (tests/test_readme.py) build on each other, as a reader runs them.
+PYTEST_ARGS=(-q --durations=10 -n auto --maxprocesses=4 --dist loadfile)
 PYTHON=${PYTHON:-python3}
 LATEST=0
 LOCK=0
