@@ -23,8 +23,8 @@ def test_xdist_workers_share_the_cores(monkeypatch, cpus: int, workers: str | No
             monkeypatch.delenv(name, raising=False)
         else:
             monkeypatch.setenv(name, value)
-    monkeypatch.setattr(torch, "set_num_threads", lambda threads: calls.append(threads))
     calls: list[int] = []
+    monkeypatch.setattr(torch, "set_num_threads", calls.append)
     conftest.pytest_configure(None)
     assert calls == ([] if expected is None else [expected])
     assert torch.get_num_threads() == before
